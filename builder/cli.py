@@ -1,0 +1,93 @@
+"""The `tritonforge` command: parse, call the library, render. Errors a user can fix exit with code 2."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from builder.errors import TritonforgeError
+from builder.render import RichReporter, console, err_console, export_check_table, model_states_table
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Take a trained model to a fast, verified Triton Inference Server deployment.")
+
+RepoOption = Annotated[Path, typer.Option("--repo", "-r", help="Triton model repository to write/read")]
+
+
+@app.command()
+def build(
+    specs: Annotated[list[Path], typer.Argument(help="build spec YAML files (or directories of them)")],
+    repo: RepoOption = Path("model_repository"),
+    force: Annotated[bool, typer.Option(help="rebuild even if nothing changed")] = False,
+) -> None:
+    """Export, verify and publish each spec's model into the repository (atomically; a no-op if unchanged)."""
+    from builder.pipeline import build as run_build
+    from builder.pipeline import iter_specs
+
+    for spec_path in iter_specs(specs):
+        console.rule(f"[bold]{spec_path}")
+        outcome = run_build(spec_path, repo, force=force, reporter=RichReporter())
+        if outcome.noop:
+            console.print(f"[green]{outcome.spec.name}[/]: up to date in {outcome.repo} (no files touched)")
+            continue
+        if outcome.export_check:
+            console.print(export_check_table(outcome.export_check))
+        for note in outcome.notes:
+            console.print(f"[yellow]note[/]: {note}")
+        console.print(f"[green]{outcome.spec.name}[/]: wrote {', '.join(outcome.manifest.models)} to {outcome.repo}")
+
+
+@app.command()
+def serve(
+    repo: Annotated[Path, typer.Argument(help="model repository")] = Path("model_repository"),
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    http_port: int = 8000,
+    grpc_port: int = 8001,
+    metrics_port: int = 8002,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="load only these models")] = None,
+    cache_size: Annotated[int, typer.Option(help="bytes for Triton's local response cache (0: off)")] = 0,
+    log_file: Annotated[Optional[Path], typer.Option(help="write the server log here")] = None,
+) -> None:
+    """Run the local tritonserver (CPU, Python backend) on REPO until Ctrl-C or SIGTERM."""
+    from builder.triton_server import LocalTritonServer
+
+    server = LocalTritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+                               load_models=model, cache_size=cache_size, log_path=log_file)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with console.status(f"starting tritonserver on {repo}"):
+        server.start(attempts=1)
+    try:
+        console.print(model_states_table(server.model_states()))
+        console.print(f"gRPC {server.grpc_url}   HTTP {server.http_url}   metrics {server.metrics_url}")
+        console.print(f"log: {server.log_path}")
+        console.print("serving; Ctrl-C or SIGTERM stops the server")
+        while not stop.wait(0.5):
+            if not server.is_alive():
+                err_console.print(f"[red]tritonserver exited unexpectedly[/]\n{server.log_tail()}")
+                raise typer.Exit(1)
+        console.print("stopping tritonserver ...")
+    finally:
+        code = server.stop()
+        server.cleanup()
+    console.print(f"tritonserver stopped (exit code {code})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except TritonforgeError as e:
+        err_console.print("[red]error:[/]", end=" ")
+        err_console.print(str(e), markup=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""tritonforge perf: perf_analyzer sweeps, reports, configuration search and regression gates."""

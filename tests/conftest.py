@@ -1,0 +1,76 @@
+"""Shared fixtures: the trained digits example, a built repository, and a real local Triton server."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "examples" / "digits"
+
+sys.path.insert(0, str(ROOT))
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under root (empty if root is missing)."""
+    from builder.hashing import sha256_tree
+
+    return sha256_tree(root) if root.exists() else {}
+
+
+@pytest.fixture(scope="session")
+def digits_spec() -> Path:
+    """The digits example spec, with its model trained (train.py is a no-op when the artifacts exist)."""
+    subprocess.run([sys.executable, str(DIGITS / "train.py")], check=True, capture_output=True)
+    return DIGITS / "spec.yaml"
+
+
+def digits_spec_copy(dest: Path, **overrides) -> Path:
+    """A copy of the digits spec in `dest` (factory module copied, data paths absolute), with top-level overrides.
+
+    A nested override is given as a dict and replaces that section whole.
+    """
+    data = yaml.safe_load((DIGITS / "spec.yaml").read_text())
+    data["source"]["state_dict"] = str(DIGITS / "artifacts" / "digits_mlp.pt")
+    data["validation"]["data"]["npz"] = str(DIGITS / "artifacts" / "validation.npz")
+    data.update(overrides)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DIGITS / "digits_model.py", dest / "digits_model.py")
+    path = dest / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_repo(tmp_path_factory, digits_spec) -> Path:
+    """A repository with the digits model built into it (shared; tests must not modify it)."""
+    from builder.pipeline import build
+
+    repo = tmp_path_factory.mktemp("shared") / "model_repository"
+    build(digits_spec, repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def digits_server(digits_repo):
+    """The real local tritonserver serving the digits repository on free loopback ports."""
+    from builder.triton_server import LocalTritonServer
+
+    server = LocalTritonServer(digits_repo)
+    server.start()
+    yield server
+    server.stop()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def digits_validation(digits_spec):
+    import numpy as np
+
+    data = np.load(DIGITS / "artifacts" / "validation.npz")
+    return data["image"], data["label"]

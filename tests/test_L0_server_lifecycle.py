@@ -1,0 +1,166 @@
+"""The local tritonserver's life: it never outlives its parent, releases ports and processes on signals,
+survives a broken model, and reports clearly when it cannot start."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from builder.errors import ServerError
+from builder.triton_server import LocalTritonServer, free_ports
+from client import Client
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    """PIDs whose command line contains `marker` (tritonserver and its Python-backend stubs name the repo)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def wait_until(predicate, timeout: float, every: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
+
+
+@pytest.fixture
+def private_repo(tmp_path, digits_repo) -> Path:
+    """A copy of the digits repository under a unique path, so its processes can be told apart."""
+    repo = tmp_path / "repo_under_test"
+    shutil.copytree(digits_repo, repo)
+    return repo
+
+
+def test_L0_triton_close_on_parent_death(private_repo):
+    script = textwrap.dedent(f"""
+        import json, sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from builder.triton_server import LocalTritonServer
+        s = LocalTritonServer({str(private_repo)!r}).start()
+        print(json.dumps({{"pid": s.process.pid, "grpc": s.grpc_port, "http": s.http_port}}), flush=True)
+        time.sleep(600)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(parent.stdout.readline())
+        assert processes_mentioning(str(private_repo)), "server should be running"
+        with Client(f"127.0.0.1:{info['grpc']}") as client:
+            assert client.infer("digits", {"image": np.zeros((1, 64), np.float32)})["logits"].shape == (1, 10)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        assert wait_until(lambda: not processes_mentioning(str(private_repo)), 60), processes_mentioning(str(private_repo))
+        assert wait_until(lambda: port_is_free(info["grpc"]) and port_is_free(info["http"]), 10)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_L0_resources_released_after_signals(private_repo, sig):
+    http, grpc, metrics = free_ports(3)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "builder", "serve", str(private_repo), "--http-port", str(http),
+         "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "serving;" in line:
+                break
+        assert any("READY" in line for line in lines), "".join(lines)
+        assert processes_mentioning(str(private_repo))
+        proc.send_signal(sig)
+        rest = proc.stdout.read()
+        assert proc.wait(60) == 0, rest
+        assert "tritonserver stopped (exit code 0)" in rest
+        assert wait_until(lambda: not processes_mentioning(str(private_repo)), 30)
+        assert all(port_is_free(p) for p in (http, grpc, metrics))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_L0_fatal_error_handling_broken_model_does_not_take_the_server_down(private_repo):
+    broken = private_repo / "broken" / "1"
+    broken.mkdir(parents=True)
+    (broken / "model.py").write_text(textwrap.dedent("""
+        class TritonPythonModel:
+            def initialize(self, args):
+                raise RuntimeError("cannot open weights: disk on fire")
+    """))
+    (private_repo / "broken" / "config.pbtxt").write_text(
+        'name: "broken"\nbackend: "python"\nmax_batch_size: 1\n'
+        'input { name: "x" data_type: TYPE_FP32 dims: [1] }\noutput { name: "y" data_type: TYPE_FP32 dims: [1] }\n'
+    )
+    with LocalTritonServer(private_repo) as server:
+        states = {s.name: s for s in server.model_states()}
+        assert states["broken"].state == "UNAVAILABLE"
+        assert "disk on fire" in states["broken"].reason
+        with Client(server.grpc_url) as client:
+            assert client.infer("digits", {"image": np.zeros((2, 64), np.float32)})["logits"].shape == (2, 10)
+
+
+def test_L0_two_servers_side_by_side(private_repo):
+    with LocalTritonServer(private_repo) as a, LocalTritonServer(private_repo) as b:
+        assert len({a.grpc_port, a.http_port, b.grpc_port, b.http_port}) == 4
+        for server in (a, b):
+            with Client(server.grpc_url) as client:
+                assert client.infer("digits", {"image": np.ones((1, 64), np.float32)})["logits"].shape == (1, 10)
+
+
+def test_L0_port_in_use_is_reported(private_repo):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = LocalTritonServer(private_repo, grpc_port=port, http_port=free_ports(1)[0], metrics_port=free_ports(1)[0],
+                                   startup_timeout=60)
+        with pytest.raises(ServerError) as err:
+            server.start(attempts=1)
+        server.cleanup()
+    assert str(port) in str(err.value) or "in use" in str(err.value).lower()
+    assert wait_until(lambda: not processes_mentioning(str(private_repo)), 30)
+
+
+def test_L0_missing_repository_is_reported(tmp_path):
+    with pytest.raises(ServerError, match="model repository not found"):
+        LocalTritonServer(tmp_path / "nowhere").start()

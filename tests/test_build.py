@@ -1,0 +1,208 @@
+"""`tritonforge build`: export + verify + publish; unchanged input is a no-op; every failure leaves the repo as it was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import yaml
+
+from builder.errors import ExportError, VerificationError
+from builder.pipeline import build
+from builder.repository.config import read_config
+from builder.repository.manifest import read_manifest
+
+from conftest import DIGITS, ROOT, digits_spec_copy, tree_hashes
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "builder", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_build_writes_verified_repository(digits_repo):
+    names = sorted(p.name for p in digits_repo.iterdir())
+    assert names == ["digits", "digits_onnx_fp32", "digits_ort"]
+    manifest = read_manifest(digits_repo, "digits")
+    assert manifest.models == names
+    assert manifest.intact(digits_repo)
+    check = manifest.stages["export"]["check"]
+    assert check["within_tolerance"] and check["outputs"]["logits"]["max_abs"] < 1e-4
+    assert check["accuracy"]["reference"] == check["accuracy"]["candidate"]
+    model = onnx.load(str(digits_repo / "digits_onnx_fp32" / "1" / "model.onnx"))
+    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["logits"]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert model.ir_version <= 8
+
+
+def test_every_generated_config_parses_back(digits_repo):
+    configs = sorted(digits_repo.glob("*/config.pbtxt"))
+    assert len(configs) == 3
+    for path in configs:
+        c = read_config(path)
+        assert c.name == path.parent.name
+        assert c.max_batch_size == 64
+    ensemble = read_config(digits_repo / "digits" / "config.pbtxt")
+    assert ensemble.platform == "ensemble" and ensemble.ensemble_scheduling.step[0].model_name == "digits_ort"
+    runner = read_config(digits_repo / "digits_ort" / "config.pbtxt")
+    assert runner.dynamic_batching.max_queue_delay_microseconds == 200
+    assert [w.batch_size for w in runner.model_warmup] == [1, 16]
+
+
+def test_second_build_is_a_noop_with_identical_files(tmp_path, digits_spec):
+    repo = tmp_path / "model_repository"
+    first = build(digits_spec, repo)
+    assert not first.noop
+    before = tree_hashes(repo)
+    stats = {p: os.stat(p).st_mtime_ns for p in repo.rglob("*")}
+    second = build(digits_spec, repo)
+    assert second.noop
+    assert tree_hashes(repo) == before
+    assert {p: os.stat(p).st_mtime_ns for p in repo.rglob("*")} == stats
+    proc = _cli("build", str(digits_spec), "--repo", str(repo))
+    assert proc.returncode == 0, proc.stderr
+    assert "up to date" in proc.stdout
+    assert tree_hashes(repo) == before
+
+
+def test_changed_spec_rebuilds_and_tampering_is_noticed(tmp_path, digits_spec):
+    repo = tmp_path / "repo"
+    spec = digits_spec_copy(tmp_path / "spec")
+    build(spec, repo)
+    data = yaml.safe_load(spec.read_text())
+    data["serving"]["instance_count"] = 2
+    spec.write_text(yaml.safe_dump(data))
+    outcome = build(spec, repo)
+    assert not outcome.noop
+    assert read_config(repo / "digits_ort" / "config.pbtxt").instance_group[0].count == 2
+    assert build(spec, repo).noop
+    (repo / "digits_ort" / "config.pbtxt").write_text("tampered")
+    assert not build(spec, repo).noop
+    assert read_config(repo / "digits_ort" / "config.pbtxt").instance_group[0].count == 2
+
+
+def test_other_models_in_the_repository_survive(tmp_path, digits_spec):
+    repo = tmp_path / "repo"
+    (repo / "someone_else" / "1").mkdir(parents=True)
+    (repo / "someone_else" / "config.pbtxt").write_text('name: "someone_else"\n')
+    build(digits_spec, repo)
+    assert (repo / "someone_else" / "config.pbtxt").read_text() == 'name: "someone_else"\n'
+
+
+def test_verification_failure_is_reported_with_numbers(tmp_path, digits_spec):
+    spec = digits_spec_copy(tmp_path, validation={
+        "data": {"npz": str(DIGITS / "artifacts" / "validation.npz"), "labels": "label"},
+        "tolerance": {"atol": 0.0, "rtol": 0.0},
+    })
+    with pytest.raises(VerificationError, match=r"output 'logits' max abs error .* exceeds atol=0, rtol=0"):
+        build(spec, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+BROKEN_MODELS = {
+    "fails_to_load": "def build_model():\n    raise RuntimeError('weights server unreachable')\n",
+    "fails_to_export": (
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, image):\n"
+        "        return image[image > 0.5]\n"  # data-dependent shape: not the [batch, 10] the spec declares
+        "def build_model():\n    return M()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("bad_spec", "field 'max_batch_size'"),
+        ("missing_file", "field 'source.state_dict': file not found"),
+        ("fails_to_load", "weights server unreachable"),
+        ("fails_to_export", "export to ONNX failed"),
+        ("tolerance_breach", "does not reproduce the source model"),
+    ],
+)
+def test_cli_failures_exit_2_and_leave_repository_unchanged(tmp_path, digits_repo, case, message):
+    repo = tmp_path / "repo"
+    build(DIGITS / "spec.yaml", repo)
+    before = tree_hashes(repo)
+    spec = digits_spec_copy(tmp_path / "spec")
+    data = yaml.safe_load(spec.read_text())
+    if case == "bad_spec":
+        data["max_batch_size"] = "lots"
+    elif case == "missing_file":
+        data["source"]["state_dict"] = str(tmp_path / "absent.pt")
+    elif case == "tolerance_breach":
+        data["validation"]["tolerance"] = {"atol": 0.0, "rtol": 0.0}
+    else:
+        (spec.parent / f"{case}.py").write_text(BROKEN_MODELS[case])
+        data["source"] = {"kind": "pytorch", "factory": f"{case}:build_model"}
+    spec.write_text(yaml.safe_dump(data))
+    proc = _cli("build", str(spec), "--repo", str(repo))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert tree_hashes(repo) == before
+
+
+def _digits_module():
+    sys.path.insert(0, str(DIGITS))
+    from digits_model import build_model
+
+    m = build_model()
+    m.load_state_dict(torch.load(DIGITS / "artifacts" / "digits_mlp.pt", weights_only=True))
+    return m.eval()
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "exported_program", "onnx"])
+def test_other_source_kinds(tmp_path, digits_spec, kind):
+    module = _digits_module()
+    example = torch.zeros(4, 64)
+    if kind == "torchscript":
+        path = tmp_path / "digits.ts"
+        torch.jit.save(torch.jit.trace(module, example), path)
+    elif kind == "exported_program":
+        path = tmp_path / "digits.pt2"
+        torch.export.save(torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim("batch", max=1024)},)), path)
+    else:
+        path = tmp_path / "digits.onnx"
+        torch.onnx.export(module, (example,), str(path), input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
+    spec = digits_spec_copy(tmp_path / "spec", source={"kind": kind, "path": str(path)})
+    outcome = build(spec, tmp_path / "repo")
+    check = outcome.export_check
+    assert check["within_tolerance"], check
+    assert check["accuracy"]["candidate"] > 0.9
+    assert read_config(tmp_path / "repo" / "digits_ort" / "config.pbtxt").input[0].name == "image"
+
+
+def test_onnx_source_with_wrong_signature_is_rejected(tmp_path, digits_spec):
+    module = _digits_module()
+    path = tmp_path / "digits.onnx"
+    torch.onnx.export(module, (torch.zeros(4, 64),), str(path), input_names=["pixels"], output_names=["logits"],
+                      dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
+    spec = digits_spec_copy(tmp_path / "spec", source={"kind": "onnx", "path": str(path)})
+    with pytest.raises(ExportError, match="ONNX graph has no input 'image'"):
+        build(spec, tmp_path / "repo")
+
+
+def test_corrupt_onnx_source_is_rejected(tmp_path, digits_spec):
+    path = tmp_path / "corrupt.onnx"
+    path.write_bytes(b"\x08\x07garbage" * 10)
+    spec = digits_spec_copy(tmp_path / "spec", source={"kind": "onnx", "path": str(path)})
+    proc = _cli("build", str(spec), "--repo", str(tmp_path / "repo"))
+    assert proc.returncode == 2
+    assert "corrupt.onnx" in proc.stderr
+
+
+def test_export_module_runs_alone(tmp_path, digits_spec):
+    out = tmp_path / "alone.onnx"
+    proc = subprocess.run([sys.executable, "-m", "builder.exporters.torch2onnx", str(digits_spec), str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "dynamo exporter" in proc.stdout
+    onnx.checker.check_model(onnx.load(str(out)))
+    assert np.isfinite(out.stat().st_size)

@@ -1,0 +1,111 @@
+"""Client-side logic without a server: input checks against metadata, endpoint rotation, retry planning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from client.endpoints import AttemptPlan, EndpointPool, RetryPolicy, is_retryable, translate
+from client.errors import DeadlineExceeded, EndpointsUnavailable, InferenceFailed, InputError, ModelNotFound
+from client.model_info import ModelInfo
+
+META = {"name": "enc", "versions": ["1"], "inputs": [
+    {"name": "ids", "datatype": "INT64", "shape": [-1, -1]},
+    {"name": "mask", "datatype": "INT64", "shape": [-1, -1]},
+    {"name": "scale", "datatype": "FP32", "shape": [-1, 2]},
+], "outputs": [{"name": "emb", "datatype": "FP32", "shape": [-1, 384]}]}
+INFO = ModelInfo.from_json(META, {"max_batch_size": 8})
+TEXT = ModelInfo.from_json({"name": "t", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1, 1]}],
+                            "outputs": []}, {"max_batch_size": 4})
+
+
+def good(batch=2, seq=5):
+    return {"ids": np.ones((batch, seq), np.int64), "mask": np.ones((batch, seq), np.int64),
+            "scale": np.ones((batch, 2), np.float32)}
+
+
+def test_good_inputs_pass():
+    out = INFO.prepare(good())
+    assert set(out) == {"ids", "mask", "scale"} and INFO.max_batch_size == 8
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(idz=d.pop("ids")), "has no input 'idz'; its inputs are: ids, mask, scale"),
+        (lambda d: d.pop("mask"), "input 'mask' is missing"),
+        (lambda d: d.update(scale=d["scale"].astype(np.float64)), "input 'scale': dtype float64 does not match the model's FP32"),
+        (lambda d: d.update(scale=np.ones((2, 3), np.float32)), "input 'scale': dim 1 is 3, the model expects 2"),
+        (lambda d: d.update(ids=np.ones((2,), np.int64)), "input 'ids': shape [2] has rank 1"),
+        (lambda d: d.update(**good(batch=9)), "batch size 9 exceeds max_batch_size 8"),
+        (lambda d: d.update(**good(batch=0)), "empty batch"),
+        (lambda d: d.update(scale=np.array([[1, np.nan], [1, 1]], np.float32)), "input 'scale': 1 value(s) are NaN or Inf"),
+        (lambda d: d.update(scale=np.array([[1, np.inf], [-np.inf, 1]], np.float32)), "2 value(s) are NaN or Inf"),
+        (lambda d: d.update(mask=np.ones((3, 5), np.int64)), "disagree on batch size"),
+        (lambda d: d.update(scale=[[1.0, 2.0]]), "expected a numpy array"),
+    ],
+)
+def test_bad_inputs_are_named(change, message):
+    inputs = good()
+    change(inputs)
+    with pytest.raises(InputError) as err:
+        INFO.prepare(inputs)
+    assert message in str(err.value)
+    assert "enc" in str(err.value)
+
+
+def test_strings():
+    assert TEXT.prepare({"text": np.array([["hi"], ["there"]])})["text"].dtype == object
+    assert TEXT.prepare({"text": [[b"bytes"]]})["text"][0, 0] == b"bytes"
+    with pytest.raises(InputError, match="takes strings"):
+        TEXT.prepare({"text": np.ones((1, 1), np.float32)})
+    with pytest.raises(InputError, match="found a int"):
+        TEXT.prepare({"text": np.array([[3]], dtype=object)})
+
+
+def test_nonfinite_check_can_be_disabled():
+    inputs = good()
+    inputs["scale"][0, 0] = np.nan
+    assert np.isnan(INFO.prepare(inputs, reject_nonfinite=False)["scale"][0, 0])
+
+
+def test_pool_round_robin_and_cooldown():
+    pool = EndpointPool(["a", "b", "c"], cooldown=60)
+    assert [pool.order()[0] for _ in range(4)] == ["a", "b", "c", "a"]
+    pool.mark_down("b")
+    assert pool.order() == ["c", "a", "b"]  # b's turn, but it sits out (kept as a last resort)
+    assert pool.order() == ["c", "a", "b"]
+    pool.mark_up("b")
+    assert pool.order() == ["a", "b", "c"]
+    assert pool.order() == ["b", "c", "a"]
+
+
+def _exc(status, msg="boom"):
+    return InferenceServerException(msg=msg, status=status)
+
+
+def test_error_classification():
+    assert is_retryable(_exc("StatusCode.UNAVAILABLE"))
+    assert not is_retryable(_exc("StatusCode.INVALID_ARGUMENT"))
+    assert isinstance(translate(_exc("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"), "m", "u"), DeadlineExceeded)
+    assert isinstance(translate(_exc("StatusCode.NOT_FOUND", "Request for unknown model: 'm'"), "m", "u"), ModelNotFound)
+    err = translate(_exc("StatusCode.INVALID_ARGUMENT", "bad shape"), "m", "host:1")
+    assert isinstance(err, InferenceFailed) and "model 'm' at host:1: bad shape" in str(err)
+
+
+def test_attempt_plan_moves_to_next_endpoint_then_gives_up():
+    plan = AttemptPlan(EndpointPool(["a", "b"]), RetryPolicy(retries=1, backoff=0.0), timeout=5, model="m")
+    tried, sleeps = [], 0
+    for step in plan:
+        if step.sleep or step.url == "":
+            sleeps += 1
+            continue
+        tried.append(step.url)
+        plan.failed(step.url, _exc("StatusCode.UNAVAILABLE"))
+    assert sorted(tried) == ["a", "a", "b", "b"] and sleeps == 1
+    assert isinstance(plan.exhausted(), EndpointsUnavailable)
+    plan = AttemptPlan(EndpointPool(["a"]), RetryPolicy(), timeout=5, model="m")
+    step = next(iter(plan))
+    with pytest.raises(InferenceFailed):
+        plan.failed(step.url, _exc("StatusCode.INVALID_ARGUMENT"))

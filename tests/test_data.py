@@ -1,0 +1,77 @@
+"""Validation data loading: npz without pickle, callables, and clear errors on what does not fit the spec."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from builder.data import load_dataset
+from builder.errors import DataError
+from builder.spec import DataSpec, load_spec
+
+from conftest import digits_spec_copy
+
+
+@pytest.fixture
+def spec(tmp_path, digits_spec):
+    return load_spec(digits_spec_copy(tmp_path))
+
+
+def _load(spec, **kw):
+    return load_dataset(spec, DataSpec(**kw), "validation.data")
+
+
+def test_npz_with_labels(spec, tmp_path):
+    np.savez(tmp_path / "d.npz", image=np.zeros((5, 64), np.float64), label=np.arange(5))
+    ds = _load(spec, npz=tmp_path / "d.npz", labels="label")
+    assert len(ds) == 5
+    assert ds.batches[0]["image"].dtype == np.float32  # float64 -> float32 is a same-kind cast
+    assert ds.all_labels.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_rebatch_and_cap(spec, tmp_path):
+    np.savez(tmp_path / "d.npz", image=np.ones((10, 64), np.float32))
+    ds = _load(spec, npz=tmp_path / "d.npz", max_samples=7)
+    assert len(ds) == 7
+    assert [len(b["image"]) for b in ds.rebatch(3)] == [3, 3, 1]
+
+
+def test_pickled_npz_is_refused(spec, tmp_path):
+    np.savez(tmp_path / "p.npz", image=np.array([object()] * 3, dtype=object))
+    with pytest.raises(DataError, match="cannot read without pickle"):
+        _load(spec, npz=tmp_path / "p.npz")
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"img": np.zeros((2, 64), np.float32)}, "no array for input 'image'"),
+        ({"image": np.zeros((2, 63), np.float32)}, r"tensor 'image' has shape \[2, 63\]"),
+        ({"image": np.zeros((2, 64), np.complex64)}, "dtype complex64"),
+        ({"image": np.zeros((0, 64), np.float32)}, "holds no samples"),
+        ({"image": np.zeros((3, 64), np.float32), "label": np.zeros(2, np.int64)}, "disagree on the number of samples"),
+    ],
+)
+def test_bad_npz_contents(spec, tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    labels = "label" if "label" in arrays else None
+    with pytest.raises(DataError, match=message):
+        _load(spec, npz=tmp_path / "d.npz", labels=labels)
+
+
+def test_unreadable_file(spec, tmp_path):
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        _load(spec, npz=tmp_path / "junk.npz")
+
+
+def test_callable_batches(spec, tmp_path):
+    (tmp_path / "my_batches.py").write_text(
+        "import numpy as np\n"
+        "def batches():\n"
+        "    for i in range(3):\n"
+        "        yield {'image': np.full((4, 64), i, np.float32)}\n"
+    )
+    ds = _load(spec, callable="my_batches:batches")
+    assert len(ds) == 12 and len(ds.batches) == 3
+    assert ds.fingerprint() == _load(spec, callable="my_batches:batches").fingerprint()

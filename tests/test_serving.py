@@ -1,0 +1,113 @@
+"""The digits model served by the real local tritonserver, called over gRPC with the project's client."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from builder.sources import load_source
+from builder.spec import load_spec
+from client import AsyncClient, Client, InputError, ModelNotFound
+
+pytestmark = pytest.mark.integration
+
+
+def test_served_predictions_equal_pytorch(digits_server, digits_spec, digits_validation):
+    images, labels = digits_validation
+    reference = load_source(load_spec(digits_spec)).run({"image": images})["logits"]
+    with Client(digits_server.grpc_url) as client:
+        served = np.concatenate([client.infer("digits", {"image": images[i:i + 64]})["logits"]
+                                 for i in range(0, len(images), 64)])
+    assert served.shape == reference.shape
+    assert (served.argmax(1) == reference.argmax(1)).mean() >= 0.995
+    np.testing.assert_allclose(served, reference, atol=1e-4, rtol=1e-3)
+
+
+def test_concurrent_requests_are_batched_and_answered_in_order(digits_server, digits_validation):
+    images, _ = digits_validation
+    images = images[:256]
+    stats_before = _exec_stats(digits_server, "digits_ort")
+    with Client(digits_server.grpc_url) as client:
+        client.infer("digits", {"image": images[:1]})
+        with ThreadPoolExecutor(32) as pool:
+            results = list(pool.map(lambda i: client.infer("digits", {"image": images[i:i + 1]})["logits"], range(256)))
+        direct = client.infer("digits", {"image": images[:64]})["logits"]
+    stats = _exec_stats(digits_server, "digits_ort")
+    inferences = stats["inference_count"] - stats_before["inference_count"]
+    executions = stats["execution_count"] - stats_before["execution_count"]
+    assert inferences >= 256 + 64
+    assert executions < inferences  # the dynamic batcher merged requests
+    np.testing.assert_allclose(np.concatenate(results[:64]), direct, atol=1e-5)
+
+
+def _exec_stats(server, model: str) -> dict:
+    c = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        s = c.get_inference_statistics(model, as_json=True)["model_stats"][0]
+    finally:
+        c.close()
+    return {"inference_count": int(s.get("inference_count", 0)), "execution_count": int(s.get("execution_count", 0))}
+
+
+def test_async_client(digits_server, digits_validation):
+    images, _ = digits_validation
+
+    async def main():
+        async with AsyncClient(digits_server.grpc_url) as client:
+            await client.wait_until_ready("digits", timeout=30)
+            return await asyncio.gather(*(client.infer("digits", {"image": images[i:i + 4]}) for i in range(0, 40, 4)))
+
+    outs = asyncio.run(main())
+    assert len(outs) == 10 and all(o["logits"].shape == (4, 10) for o in outs)
+
+
+def test_client_rejects_bad_input_before_sending_and_server_stays_up(digits_server, digits_validation):
+    images, _ = digits_validation
+    with Client(digits_server.grpc_url) as client:
+        with pytest.raises(InputError, match="input 'image': dtype float64"):
+            client.infer("digits", {"image": images[:2].astype(np.float64)})
+        with pytest.raises(InputError, match="batch size 65 exceeds max_batch_size 64"):
+            client.infer("digits", {"image": np.zeros((65, 64), np.float32)})
+        with pytest.raises(ModelNotFound, match="'no_such_model'"):
+            client.infer("no_such_model", {"image": images[:2]})
+        with pytest.raises(InputError, match="has no output 'probs'"):
+            client.infer("digits", {"image": images[:2]}, outputs=["probs"])
+        assert client.infer("digits", {"image": images[:2]})["logits"].shape == (2, 10)
+
+
+def test_server_side_rejection_of_a_malformed_request(digits_server, digits_validation):
+    """A request the client library would refuse, sent raw: the server names the problem and keeps serving."""
+    raw = grpcclient.InferenceServerClient(digits_server.grpc_url)
+    try:
+        bad = grpcclient.InferInput("image", [2, 63], "FP32")
+        bad.set_data_from_numpy(np.zeros((2, 63), np.float32))
+        with pytest.raises(Exception, match="image"):
+            raw.infer("digits", [bad])
+    finally:
+        raw.close()
+    with Client(digits_server.grpc_url) as client:
+        assert client.infer("digits", {"image": digits_validation[0][:3]})["logits"].shape == (3, 10)
+
+
+def test_model_states_name_why_a_model_is_unavailable(digits_server):
+    states = {s.name: s for s in digits_server.model_states()}
+    assert states["digits"].state == "READY" and states["digits_ort"].state == "READY"
+    assert states["digits_onnx_fp32"].state == "UNAVAILABLE"
+    assert "onnxruntime" in states["digits_onnx_fp32"].reason
+
+
+def test_timeout_is_reported(digits_server, digits_validation):
+    with Client(digits_server.grpc_url, timeout=1e-6, retries=0) as client:
+        with pytest.raises(Exception) as err:
+            client.infer("digits", {"image": digits_validation[0][:1]})
+    assert type(err.value).__name__ in ("DeadlineExceeded", "EndpointsUnavailable")
+
+
+def test_unavailable_model_is_named(digits_server):
+    with Client(digits_server.grpc_url) as client:
+        with pytest.raises(ModelNotFound, match="'digits_onnx_fp32' has no available versions"):
+            client.infer("digits_onnx_fp32", {"image": np.zeros((1, 64), np.float32)}, timeout=5)
