@@ -11,7 +11,15 @@ from typing import Annotated, Optional
 import typer
 
 from builder.errors import TritonforgeError
-from builder.render import RichReporter, console, err_console, export_check_table, model_states_table
+from builder.render import (
+    RichReporter,
+    console,
+    err_console,
+    export_check_table,
+    model_states_table,
+    not_published_lines,
+    variants_table,
+)
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Take a trained model to a fast, verified Triton Inference Server deployment.")
@@ -37,9 +45,37 @@ def build(
             continue
         if outcome.export_check:
             console.print(export_check_table(outcome.export_check))
+        if outcome.report:
+            console.print(variants_table(outcome.report))
+            for line in not_published_lines(outcome.report):
+                console.print(f"  {line}", markup=False)
         for note in outcome.notes:
             console.print(f"[yellow]note[/]: {note}")
         console.print(f"[green]{outcome.spec.name}[/]: wrote {', '.join(outcome.manifest.models)} to {outcome.repo}")
+
+
+@app.command()
+def report(
+    model: Annotated[str, typer.Argument(help="public model name (the spec's name)")],
+    repo: RepoOption = Path("model_repository"),
+    markdown: Annotated[bool, typer.Option("--markdown", help="print the full build_report.md")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print build_report.json")] = False,
+) -> None:
+    """Print the build report of MODEL: every variant, its gate decision, accuracy and speed against FP32."""
+    import json
+
+    from builder.report import read_report, to_markdown
+
+    data = read_report(repo, model)
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    elif markdown:
+        print(to_markdown(data))
+    else:
+        console.print(variants_table(data))
+        for line in not_published_lines(data):
+            console.print(f"  {line}", markup=False)
+        console.print(f"full report: {repo / model / 'build_report.md'}")
 
 
 @app.command()

@@ -13,6 +13,7 @@ Batch = dict[str, np.ndarray]
 class OutputMetrics:
     """How far one output of a candidate is from the reference, over all samples.
 
+    top1_agreement is computed for outputs declared as class scores (argmax over the last axis).
     max_rel is |a-b| / max(|ref|, atol) (values near zero count against atol); mean_rel is mean|a-b| / mean|ref|;
     violation is max |a-b| / (atol + rtol*|ref|): at most 1 means every element is within tolerance.
     """
@@ -26,6 +27,7 @@ class OutputMetrics:
     min_cosine: float
     mean_cosine: float
     top1_agreement: float | None
+    class_scores: bool  # judged by top-1/accuracy rather than cosine
     nonfinite: int  # elements that are NaN/Inf in the candidate but finite in the reference
 
     def to_dict(self) -> dict:
@@ -51,11 +53,11 @@ class _Acc:
 class Comparator:
     """Accumulates metrics for every output over many batches; also task accuracy when labels are given."""
 
-    def __init__(self, output_names: list[str], atol: float, rtol: float) -> None:
+    def __init__(self, output_names: list[str], atol: float, rtol: float, class_outputs: list[str] | None = None) -> None:
         self._acc = {n: _Acc(atol, rtol) for n in output_names}
+        self._class_outputs = set(class_outputs or [])
         self._correct: dict[str, int] = {"reference": 0, "candidate": 0}
         self._labelled = 0
-        self._classifier: str | None = None
 
     def add(self, reference: Batch, candidate: Batch, labels: np.ndarray | None = None,
             classifier_output: str | None = None) -> None:
@@ -65,15 +67,14 @@ class Comparator:
             cand = np.asarray(candidate[name])
             if ref.shape != cand.shape:
                 raise ValueError(f"output '{name}': candidate shape {cand.shape} != reference shape {ref.shape}")
-            self._add_output(acc, ref, cand)
+            self._add_output(acc, ref, cand, name in self._class_outputs)
         if labels is not None and classifier_output is not None:
-            self._classifier = classifier_output
             self._labelled += len(labels)
             self._correct["reference"] += int((np.argmax(reference[classifier_output], -1) == labels).sum())
             self._correct["candidate"] += int((np.argmax(candidate[classifier_output], -1) == labels).sum())
 
     @staticmethod
-    def _add_output(acc: _Acc, ref: np.ndarray, cand: np.ndarray) -> None:
+    def _add_output(acc: _Acc, ref: np.ndarray, cand: np.ndarray, class_scores: bool) -> None:
         if ref.dtype == object or ref.dtype.kind in "USb":
             same = ref == cand
             acc.samples += len(ref)
@@ -97,7 +98,7 @@ class Comparator:
         norms = np.linalg.norm(flat_r, axis=1) * np.linalg.norm(flat_c, axis=1)
         cos = np.where(norms > 0, (flat_r * flat_c).sum(1) / np.where(norms > 0, norms, 1), 1.0)
         acc.cosines.append(cos)
-        if r.ndim == 2 and r.shape[1] > 1:
+        if class_scores:
             acc.top1_same += int((r.argmax(1) == c.argmax(1)).sum())
             acc.top1_total += len(r)
 
@@ -116,6 +117,7 @@ class Comparator:
                 min_cosine=float(cos.min()),
                 mean_cosine=float(cos.mean()),
                 top1_agreement=a.top1_same / a.top1_total if a.top1_total else None,
+                class_scores=name in self._class_outputs,
                 nonfinite=a.nonfinite,
             )
         return out

@@ -51,6 +51,18 @@ class Dataset:
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
+    def sample_hashes(self) -> set[str]:
+        """One hash per sample (over every input's row), to find samples two datasets share."""
+        out = set()
+        for batch in self.batches:
+            n = len(next(iter(batch.values())))
+            for i in range(n):
+                h = hashlib.sha256()
+                for name in sorted(batch):
+                    h.update(name.encode() + _array_bytes(np.asarray(batch[name][i])))
+                out.add(h.hexdigest())
+        return out
+
     def rebatch(self, size: int) -> Dataset:
         """The same samples cut into batches of at most `size` (batches are never merged)."""
         batches: list[Batch] = []
@@ -64,14 +76,41 @@ class Dataset:
         return Dataset(batches, labels, self.origin)
 
     def save_npz(self, path: Path) -> None:
-        """Write the batches to one .npz (keys 'b{i}/{name}', labels 'b{i}/__labels__'); readable without pickle."""
-        arrays: dict[str, np.ndarray] = {}
-        for i, batch in enumerate(self.batches):
-            for name, arr in batch.items():
-                arrays[f"b{i}/{name}"] = arr.astype(np.str_) if arr.dtype == object else arr
-            if self.labels is not None:
-                arrays[f"b{i}/__labels__"] = self.labels[i]
-        np.savez_compressed(path, **arrays)
+        """Write the batches (and labels) to one .npz that loads without pickle."""
+        save_batches(path, self.batches, self.labels)
+
+    @classmethod
+    def load_npz(cls, path: Path) -> Dataset:
+        batches, labels = load_batches(path)
+        return cls(batches, labels, str(path))
+
+
+LABELS_KEY = "__labels__"
+
+
+def save_batches(path: Path, batches: list[Batch], labels: list[np.ndarray] | None = None) -> None:
+    """Batches as keys 'b{i}/{name}' (labels as 'b{i}/__labels__'); strings stored as unicode, not objects."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, batch in enumerate(batches):
+        for name, arr in batch.items():
+            arrays[f"b{i:05d}/{name}"] = arr.astype(np.str_) if arr.dtype == object else arr
+        if labels is not None:
+            arrays[f"b{i:05d}/{LABELS_KEY}"] = labels[i]
+    with open(path, "wb") as f:  # a file object: np.savez_compressed would append '.npz' to a bare name
+        np.savez_compressed(f, **arrays)
+
+
+def load_batches(path: Path) -> tuple[list[Batch], list[np.ndarray] | None]:
+    """Inverse of save_batches (no pickle)."""
+    with np.load(path, allow_pickle=False) as npz:
+        grouped: dict[str, Batch] = {}
+        for key in sorted(npz.files):
+            prefix, _, name = key.partition("/")
+            arr = npz[key]
+            grouped.setdefault(prefix, {})[name] = arr.astype(object) if arr.dtype.kind == "U" else arr
+    batches = [grouped[k] for k in sorted(grouped)]
+    labels = [b.pop(LABELS_KEY) for b in batches] if batches and LABELS_KEY in batches[0] else None
+    return batches, labels
 
 
 def _array_bytes(arr: np.ndarray) -> bytes:

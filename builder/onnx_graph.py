@@ -71,6 +71,24 @@ def set_batch_dim_name(model: onnx.ModelProto, name: str = "batch") -> None:
             dims[0].dim_param = name
 
 
+def topological_sort(graph: onnx.GraphProto) -> None:
+    """Reorder nodes so each comes after the producers of its inputs (some converters append nodes at the end)."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    nodes, ordered = list(graph.node), []
+    while nodes:
+        ready = [n for n in nodes if all(i in available for i in n.input)]
+        if not ready:  # a cycle or an input produced inside a subgraph: keep the rest in their order
+            ordered.extend(nodes)
+            break
+        for n in ready:
+            ordered.append(n)
+            available.update(n.output)
+        ready_ids = {id(n) for n in ready}
+        nodes = [n for n in nodes if id(n) not in ready_ids]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
 def pin_ir_version(model: onnx.ModelProto, ir_version: int) -> None:
     """Lower the IR version so older runtimes (ONNX Runtime in older Triton containers) load the file."""
     if model.ir_version > ir_version:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Piped output (CI logs, tests) gets a wide fixed width so tables are not squeezed to 80 columns.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 180)
 
 
 class RichReporter:
@@ -56,3 +58,38 @@ def export_check_table(check: dict) -> Table:
         table.add_row(name, str(m["samples"]), f"{m['max_abs']:.3g}", f"{m['max_rel']:.3g}", f"{m['min_cosine']:.6f}",
                       "[green]yes[/]" if ok else "[red]no[/]")
     return table
+
+
+def variants_table(report: dict) -> Table:
+    """One row per variant: gate decision, accuracy against FP32, speed against FP32 (same run), where published."""
+    batches = [str(b) for b in report["timing"]["batch_sizes"]]
+    table = Table(title=f"{report['model']}: variants (primary: {report['primary']})", title_justify="left")
+    table.add_column("variant", no_wrap=True)
+    table.add_column("gate", no_wrap=True)
+    table.add_column("min cos")
+    table.add_column("top-1")
+    table.add_column("accuracy")
+    for b in batches:
+        table.add_column(f"p50 ms b{b}")
+        table.add_column(f"vs FP32 b{b}")
+    table.add_column("published as", no_wrap=True)
+    colors = {"passed": "green", "rejected": "red", "skipped": "yellow", "error": "red"}
+    for v in report["variants"]:
+        outputs = list(((v.get("comparison") or {}).get("outputs") or {}).values())
+        cos = min((o["min_cosine"] for o in outputs), default=None)
+        top1 = min((o["top1_agreement"] for o in outputs if o.get("top1_agreement") is not None), default=None)
+        acc = ((v.get("comparison") or {}).get("accuracy") or {}).get("candidate")
+        row = [v["id"], f"[{colors[v['status']]}]{v['status']}[/]",
+               "-" if cos is None else f"{cos:.4f}", "-" if top1 is None else f"{top1:.4f}",
+               "-" if acc is None else f"{acc:.4f}"]
+        for b in batches:
+            t = v.get("timing", {}).get(b)
+            s = v.get("speedup", {}).get(b)
+            row += ["-" if not t else f"{t['p50_ms']:.3f}", "-" if not s else f"{s:.2f}x"]
+        row.append(v.get("published_as") or "-")
+        table.add_row(*row)
+    return table
+
+
+def not_published_lines(report: dict) -> list[str]:
+    return [f"{v['id']}: {v['status']}: {v['reason']}" for v in report["variants"] if v["status"] != "passed"]

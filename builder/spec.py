@@ -112,6 +112,82 @@ class ExportSpec(_Strict):
     ir_version: int = Field(8, ge=7, le=10)
 
 
+VARIANT_KINDS = ("onnx_fp32", "onnx_fp16", "onnx_int8_dynamic", "onnx_int8_qdq", "trt_fp16", "trt_int8", "torch_trt_fp16")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+class VariantSpec(_Strict):
+    """One precision variant to build. Options a kind does not use are ignored."""
+
+    kind: Literal[VARIANT_KINDS]  # type: ignore[valid-type]
+    id: str | None = Field(None, description="name of the variant (default: the kind)")
+    # fp16
+    keep_io_types: bool = Field(True, description="fp16: keep FP32 inputs/outputs (casts inside the graph)")
+    op_block_list: list[str] = Field(default_factory=list, description="fp16: op types kept in FP32")
+    # int8
+    per_channel: bool = False
+    calibration_method: Literal[CALIBRATION_METHODS] = "minmax"  # type: ignore[valid-type]
+    percentile: float = Field(99.999, gt=90, le=100)
+    op_types: list[str] | None = Field(None, description="int8: op types to quantize (default: MatMul, Gemm, Conv)")
+    exclude_nodes: list[str] = Field(default_factory=list, description="int8: node names kept in float")
+    # tensorrt
+    workspace_mb: int | None = Field(None, ge=16, description="trt: workspace (default: half the free GPU memory, at most 4096)")
+    opt_batch_size: int | None = Field(None, ge=1, description="trt: batch size the optimization profile tunes for")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[a-z][a-z0-9_]{0,40}$", v):
+            raise ValueError(f"variant id {v!r} must match ^[a-z][a-z0-9_]{{0,40}}$")
+        return v
+
+    @property
+    def variant_id(self) -> str:
+        return self.id or self.kind
+
+
+class CalibrationSpec(_Strict):
+    """Data for static INT8 calibration and sensitivity analysis: never the validation data."""
+
+    data: DataSpec
+
+
+class GateSpec(_Strict):
+    """What a variant must reach against the FP32 reference on the validation data to be published."""
+
+    min_cosine: float = Field(0.99, ge=-1, le=1, description="per-sample cosine similarity, worst sample")
+    min_top1_agreement: float = Field(0.99, ge=0, le=1, description="classifier outputs: same argmax as FP32")
+    max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="with labels: FP32 accuracy minus variant accuracy")
+    max_abs: float | None = Field(None, ge=0, description="optional bound on the largest absolute difference")
+    class_score_outputs: list[str] | None = Field(
+        None, description="outputs holding class scores (top-1 and accuracy checks, no cosine check); "
+                          "default: with labels, the first 1-D float output; without labels, none")
+
+
+class Int8SearchSpec(_Strict):
+    """A small grid of INT8 settings; the fastest one that passes the gate is published as 'onnx_int8'."""
+
+    enabled: bool = False
+    methods: list[Literal[("dynamic",) + CALIBRATION_METHODS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["dynamic", "minmax"])
+    per_channel: list[bool] = Field(default_factory=lambda: [False, True])
+    exclude_top: list[int] = Field(default_factory=lambda: [0, 2, 4], description="most sensitive nodes kept in float")
+    op_types: list[str] = Field(default_factory=lambda: ["MatMul", "Gemm", "Conv"])
+
+
+class TimingSpec(_Strict):
+    """Latency measurement: windows until stable (as Triton Model Navigator does), variants interleaved."""
+
+    batch_sizes: list[int] | None = Field(None, description="default: 1 and max_batch_size")
+    warmup_runs: int = Field(5, ge=0)
+    window_s: float = Field(0.25, gt=0)
+    min_runs_per_window: int = Field(3, ge=1)
+    stable_pct: float = Field(10.0, gt=0, description="consecutive windows' medians agree within this percentage")
+    stable_windows: int = Field(3, ge=2)
+    max_windows: int = Field(12, ge=2)
+    enabled: bool = True
+
+
 class DynamicBatchingSpec(_Strict):
     """Triton's dynamic batcher on the models that compute."""
 
@@ -147,6 +223,11 @@ class BuildSpec(_Strict):
     max_batch_size: int = Field(ge=1, le=4096)
     export: ExportSpec = ExportSpec()
     validation: ValidationSpec
+    calibration: CalibrationSpec | None = None
+    variants: list[VariantSpec] = Field(default_factory=list, description="onnx_fp32 (the reference) is always built")
+    int8_search: Int8SearchSpec = Int8SearchSpec()
+    gate: GateSpec = GateSpec()
+    timing: TimingSpec = TimingSpec()
     serving: ServingSpec = ServingSpec()
 
     _base_dir: Path = PrivateAttr(default=Path("."))
@@ -168,7 +249,35 @@ class BuildSpec(_Strict):
         for size in self.serving.dynamic_batching.preferred_batch_sizes + self.serving.warmup.batch_sizes:
             if not 1 <= size <= self.max_batch_size:
                 raise ValueError(f"batch size {size} in serving is outside 1..max_batch_size ({self.max_batch_size})")
+        for size in self.timing.batch_sizes or []:
+            if not 1 <= size <= self.max_batch_size:
+                raise ValueError(f"timing batch size {size} is outside 1..max_batch_size ({self.max_batch_size})")
+        ids = [v.variant_id for v in self.variants]
+        dup = sorted({i for i in ids if ids.count(i) > 1} | ({"onnx_fp32"} & set(ids)) | ({"onnx_int8"} & set(ids) if self.int8_search.enabled else set()))
+        if dup:
+            raise ValueError(f"variant ids must be unique (onnx_fp32 is always built; the INT8 search publishes onnx_int8): {dup}")
+        outputs = {t.name for t in self.outputs}
+        unknown = sorted(set(self.gate.class_score_outputs or []) - outputs)
+        if unknown:
+            raise ValueError(f"gate.class_score_outputs names unknown outputs: {unknown}")
+        needs_calibration = any(v.kind in ("onnx_int8_qdq", "trt_int8") for v in self.variants) or self.int8_search.enabled
+        if needs_calibration and self.calibration is None:
+            raise ValueError("static INT8 variants and the INT8 search need a 'calibration' section (data other than validation)")
         return self
+
+    @property
+    def class_score_outputs(self) -> list[str]:
+        """Outputs judged as class scores by the gate (see GateSpec.class_score_outputs)."""
+        if self.gate.class_score_outputs is not None:
+            return list(self.gate.class_score_outputs)
+        if self.validation.data.labels is None:
+            return []
+        first = next((t.name for t in self.outputs if len(t.shape) == 1 and t.dtype.startswith("float")), None)
+        return [first] if first else []
+
+    @property
+    def timing_batch_sizes(self) -> list[int]:
+        return self.timing.batch_sizes or sorted({1, self.max_batch_size})
 
     @property
     def base_dir(self) -> Path:
@@ -227,6 +336,7 @@ def _check_files(spec: BuildSpec, source: str) -> None:
         "source.state_dict": spec.source.state_dict,
         "source.path": spec.source.path,
         "validation.data.npz": spec.validation.data.npz,
+        "calibration.data.npz": spec.calibration.data.npz if spec.calibration else None,
     }
     for field, path in files.items():
         if path is not None and not spec.resolve(path).is_file():

@@ -25,14 +25,6 @@ def run_over(run: Callable[[Batch], Batch], data: Dataset) -> Outputs:
     return Outputs([run(batch) for batch in data])
 
 
-def classifier_output(spec: BuildSpec) -> str | None:
-    """The output used for task accuracy: the first with a 1-D per-item shape (class scores)."""
-    for t in spec.outputs:
-        if len(t.shape) == 1 and t.dtype.startswith("float"):
-            return t.name
-    return None
-
-
 @dataclass
 class Comparison:
     """Metrics of a candidate against the reference; `within_tolerance` when every element passes atol/rtol."""
@@ -63,8 +55,9 @@ class Comparison:
 
 def compare(spec: BuildSpec, data: Dataset, reference: Outputs, candidate: Outputs, atol: float, rtol: float) -> Comparison:
     """Compare two runs over the same dataset."""
-    comp = Comparator([t.name for t in spec.outputs], atol, rtol)
-    cls = classifier_output(spec) if data.labels is not None else None
+    class_outputs = spec.class_score_outputs
+    comp = Comparator([t.name for t in spec.outputs], atol, rtol, class_outputs)
+    cls = class_outputs[0] if class_outputs and data.labels is not None else None
     for i, (ref, cand) in enumerate(zip(reference.batches, candidate.batches)):
         comp.add(ref, cand, data.labels[i] if data.labels is not None else None, cls)
     return Comparison(comp.results(), comp.accuracy(), atol, rtol)

@@ -30,14 +30,20 @@ def digits_spec() -> Path:
     return DIGITS / "spec.yaml"
 
 
-def digits_spec_copy(dest: Path, **overrides) -> Path:
+def digits_spec_copy(dest: Path, full: bool = False, **overrides) -> Path:
     """A copy of the digits spec in `dest` (factory module copied, data paths absolute), with top-level overrides.
 
-    A nested override is given as a dict and replaces that section whole.
+    Unless `full`, the copy builds only the FP32 variant and skips timing (fast); a nested override is given
+    as a dict and replaces that section whole.
     """
     data = yaml.safe_load((DIGITS / "spec.yaml").read_text())
     data["source"]["state_dict"] = str(DIGITS / "artifacts" / "digits_mlp.pt")
     data["validation"]["data"]["npz"] = str(DIGITS / "artifacts" / "validation.npz")
+    data["calibration"]["data"]["npz"] = str(DIGITS / "artifacts" / "calibration.npz")
+    if not full:
+        data["variants"] = []
+        data.pop("calibration")
+        data["timing"] = {"enabled": False}
     data.update(overrides)
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(DIGITS / "digits_model.py", dest / "digits_model.py")

@@ -10,7 +10,7 @@ from builder.compare import Comparator
 
 def test_identical_outputs():
     ref = {"y": np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], np.float32)}
-    c = Comparator(["y"], atol=1e-5, rtol=1e-5)
+    c = Comparator(["y"], atol=1e-5, rtol=1e-5, class_outputs=["y"])
     c.add(ref, ref, labels=np.array([2, 0]), classifier_output="y")
     m = c.results()["y"]
     assert m.max_abs == 0 and m.violation == 0 and m.min_cosine == pytest.approx(1.0)
@@ -21,7 +21,7 @@ def test_identical_outputs():
 def test_errors_and_top1_flip():
     ref = {"y": np.array([[1.0, 2.0], [4.0, 1.0]])}
     cand = {"y": np.array([[1.0, 2.5], [1.0, 4.0]])}
-    c = Comparator(["y"], atol=0.1, rtol=0.0)
+    c = Comparator(["y"], atol=0.1, rtol=0.0, class_outputs=["y"])
     c.add(ref, cand, labels=np.array([1, 0]), classifier_output="y")
     m = c.results()["y"]
     assert m.max_abs == pytest.approx(3.0)
@@ -45,3 +45,11 @@ def test_shape_mismatch_is_an_error():
     c = Comparator(["y"], atol=1e-3, rtol=1e-3)
     with pytest.raises(ValueError, match="shape"):
         c.add({"y": np.ones((2, 3))}, {"y": np.ones((2, 4))})
+
+
+def test_top1_only_for_class_score_outputs():
+    emb = {"e": np.array([[0.1, 0.9], [0.8, 0.2]])}
+    c = Comparator(["e"], atol=1e-3, rtol=1e-3)
+    c.add(emb, {"e": emb["e"][:, ::-1]})
+    m = c.results()["e"]
+    assert m.top1_agreement is None and not m.class_scores

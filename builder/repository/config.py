@@ -117,10 +117,17 @@ def tensorrt_model(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[Te
                    cc_filenames: Mapping[str, str]) -> mc.ModelConfig:
     """A TensorRT plan model; one plan per GPU compute capability (plans are not portable)."""
     cfg = mc.ModelConfig(name=name, platform="tensorrt_plan")
-    if len(cc_filenames) == 1:
-        cfg.default_model_filename = next(iter(cc_filenames.values()))
     for cc in sorted(cc_filenames):
         cfg.cc_model_filenames[cc] = cc_filenames[cc]
+    _io(cfg, inputs, outputs)
+    _apply_scheduling(cfg, inputs, scheduling)
+    return cfg
+
+
+def pytorch_model(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+                  scheduling: Scheduling) -> mc.ModelConfig:
+    """A TorchScript model (torch-tensorrt compiled) for Triton's PyTorch backend."""
+    cfg = mc.ModelConfig(name=name, platform="pytorch_libtorch", default_model_filename="model.pt")
     _io(cfg, inputs, outputs)
     _apply_scheduling(cfg, inputs, scheduling)
     return cfg

@@ -1,0 +1,163 @@
+"""Units of the precision machinery: gate decisions, timing windows, INT8 search grid, TensorRT configs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from builder.compare import OutputMetrics
+from builder.converters import CONVERTERS
+from builder.data import Dataset
+from builder.gate import evaluate
+from builder.int8_search import candidates
+from builder.spec import GateSpec, Int8SearchSpec, TimingSpec, load_spec
+from builder.timing import measure, timing_input
+from builder.verify import Comparison
+
+from conftest import DIGITS
+
+
+def _metrics(name, cosine=1.0, top1=None, nonfinite=0, max_abs=0.0):
+    return OutputMetrics(name, 10, max_abs, 0.0, 0.0, 0.0, cosine, cosine, top1, top1 is not None, nonfinite)
+
+
+def test_gate_on_embeddings_uses_cosine():
+    comp = Comparison({"e": _metrics("e", cosine=0.985)}, None, 1e-4, 1e-3)
+    result = evaluate(comp, GateSpec(min_cosine=0.99))
+    assert not result.passed
+    assert result.failures == ["min cosine 0.9850 (needs >= 0.99): FAILS by 0.005"]
+    assert evaluate(comp, GateSpec(min_cosine=0.98)).passed
+
+
+def test_gate_on_class_scores_uses_top1_and_accuracy_not_cosine():
+    comp = Comparison({"logits": _metrics("logits", cosine=0.5, top1=0.995)}, {"reference": 0.97, "candidate": 0.955}, 1e-4, 1e-3)
+    result = evaluate(comp, GateSpec())
+    names = {c.name: c for c in result.checks}
+    assert "min cosine" not in names
+    assert names["top-1 agreement"].passed
+    assert not names["accuracy drop"].passed and names["accuracy drop"].value == pytest.approx(0.015)
+
+
+def test_gate_rejects_nonfinite_and_max_abs():
+    comp = Comparison({"e": _metrics("e", nonfinite=3, max_abs=2.0)}, None, 1e-4, 1e-3)
+    result = evaluate(comp, GateSpec(max_abs=1.0))
+    assert {c.name for c in result.checks if not c.passed} == {"non-finite values", "max abs"}
+
+
+def test_timing_windows_until_stable_and_interleaved():
+    calls: list[str] = []
+
+    def runner(name):
+        def run(batch):
+            calls.append(name)
+            return sum(range(2000))
+        return run
+
+    settings = TimingSpec(warmup_runs=1, window_s=0.01, min_runs_per_window=2, stable_pct=1000, stable_windows=2,
+                          max_windows=5)
+    inputs = {1: {"x": np.zeros((1, 4))}, 8: {"x": np.zeros((8, 4))}}
+    stats = measure({"a": runner("a"), "b": runner("b")}, inputs, settings)
+    for rid in ("a", "b"):
+        for b in (1, 8):
+            s = stats[rid][b]
+            assert s.stable and s.windows == 2 and s.runs >= 4
+            assert 0 < s.p50_ms <= s.p95_ms and s.throughput == pytest.approx(b / (s.mean_ms / 1000))
+    assert "a" in calls and "b" in calls
+    first_b = calls.index("b")
+    assert "a" in calls[first_b:]  # windows alternate between runners
+
+
+def test_timing_input_has_exact_batch_size(digits_spec):
+    spec = load_spec(digits_spec)
+    data = Dataset([{"image": np.arange(5 * 64, dtype=np.float32).reshape(5, 64)}])
+    batch = timing_input(data, 12)
+    assert batch["image"].shape == (12, 64)
+    np.testing.assert_array_equal(batch["image"][5], batch["image"][0])
+    assert spec.timing_batch_sizes == [1, 64]
+
+
+def test_int8_search_grid():
+    grid = candidates(Int8SearchSpec(enabled=True, methods=["dynamic", "entropy"], per_channel=[False, True],
+                                     exclude_top=[0, 2, 4]), ranked=["n1", "n2", "n3"])
+    ids = [v.variant_id for v in grid]
+    assert ids[:3] == ["int8_dyn_pt_x0", "int8_dyn_pt_x2", "int8_dyn_pt_x3"]  # only 3 nodes to exclude
+    assert len(ids) == len(set(ids)) == 12
+    entropy = next(v for v in grid if v.variant_id == "int8_entropy_pc_x2")
+    assert entropy.kind == "onnx_int8_qdq" and entropy.calibration_method == "entropy"
+    assert entropy.exclude_nodes == ["n1", "n2"] and entropy.per_channel
+    assert candidates(Int8SearchSpec(enabled=True, exclude_top=[0, 4]), ranked=[]) == candidates(
+        Int8SearchSpec(enabled=True, exclude_top=[0]), ranked=[])
+
+
+def test_every_variant_kind_has_one_converter():
+    from builder.spec import VARIANT_KINDS
+
+    assert set(CONVERTERS) == set(VARIANT_KINDS)
+    assert {c.runtime for c in CONVERTERS.values()} == {"onnxruntime", "tensorrt", "pytorch"}
+
+
+def test_tensorrt_model_config_on_cpu(tmp_path, digits_spec):
+    """The config a TensorRT plan is served with, generated and parsed back without a GPU."""
+    from builder.repository.config import read_config
+    from builder.serving_graph import variant_model
+    from builder.variants import VariantOutcome
+
+    spec = load_spec(digits_spec)
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"plan bytes")
+    outcome = VariantOutcome(id="trt_fp16", kind="trt_fp16", runtime="tensorrt", precision="fp16", options={},
+                             published_as="digits_trt_fp16", file=str(plan))
+    model = variant_model(spec, outcome)
+    model.write(tmp_path)
+    cfg = read_config(tmp_path / "digits_trt_fp16" / "config.pbtxt")
+    assert cfg.platform == "tensorrt_plan"
+    assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert len(cfg.cc_model_filenames) == 1
+    filename = next(iter(cfg.cc_model_filenames.values()))
+    assert (tmp_path / "digits_trt_fp16" / "1" / filename).read_bytes() == b"plan bytes"
+    assert cfg.max_batch_size == 64 and list(cfg.dynamic_batching.preferred_batch_size) == [16, 64]
+    assert [i.name for i in cfg.input] == ["image"]
+
+
+def test_fp16_variant_without_io_casts_declares_half_io(tmp_path, digits_spec):
+    from builder.serving_graph import variant_io
+    from builder.variants import VariantOutcome
+
+    spec = load_spec(digits_spec)
+    o = VariantOutcome(id="h", kind="onnx_fp16", runtime="onnxruntime", precision="fp16", options={"keep_io_types": False})
+    inputs, outputs = variant_io(spec, o)
+    assert inputs[0].dtype == "float16" and outputs[0].dtype == "float16"
+
+
+def test_profile_shapes_cover_batch_and_dynamic_dims():
+    from builder.converters.onnx2trt import observed_dims, profile_shapes
+    from builder.spec import VariantSpec, load_spec
+
+    spec = load_spec(DIGITS.parent / "minilm" / "spec.yaml")
+    data = Dataset([{"input_ids": np.ones((4, 12), np.int64), "attention_mask": np.ones((4, 12), np.int64)},
+                    {"input_ids": np.ones((2, 30), np.int64), "attention_mask": np.ones((2, 30), np.int64)}])
+    shapes = profile_shapes(spec, VariantSpec(kind="trt_fp16", opt_batch_size=16), observed_dims([data]))
+    assert shapes["input_ids"] == ((1, 1), (16, 30), (64, 30))
+
+
+@pytest.mark.gpu
+def test_tensorrt_plans_build_and_pass_on_gpu(tmp_path, digits_spec):
+    """Real TensorRT FP16/INT8 plans for the digits model; skipped with the reason where there is no GPU."""
+    from builder.converters.onnx2trt import tensorrt_unavailable
+    from builder.pipeline import build
+
+    from conftest import digits_spec_copy
+
+    reason = tensorrt_unavailable()
+    if reason:
+        pytest.skip(f"skipped: {reason}")
+    spec = digits_spec_copy(tmp_path / "spec", full=True,
+                            variants=[{"kind": "trt_fp16"}, {"kind": "trt_int8", "calibration_method": "minmax"}])
+    report = build(spec, tmp_path / "repo").report
+    for vid in ("trt_fp16", "trt_int8"):
+        v = next(x for x in report["variants"] if x["id"] == vid)
+        assert v["status"] in ("passed", "rejected"), v
+        assert v["device"].startswith("CUDA")
+    manifest_gpu = report["hardware"]["gpu"]
+    assert manifest_gpu["name"] and manifest_gpu["compute_capability"]

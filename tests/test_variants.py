@@ -1,0 +1,209 @@
+"""Precision variants: built, gated against FP32 on held-out data, timed side by side, reported, reproducible."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from builder.errors import DataError, SpecError
+from builder.pipeline import build
+from builder.repository.config import read_config
+from builder.spec import load_spec
+
+from conftest import DIGITS, ROOT, digits_spec_copy
+
+
+class Recorder:
+    """A reporter that remembers which stages ran."""
+
+    def __init__(self) -> None:
+        self.stages: list[str] = []
+        self.messages: list[str] = []
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        self.stages.append(name)
+        yield
+
+    def info(self, message: str) -> None:
+        self.messages.append(message)
+
+
+@pytest.fixture(scope="module")
+def full_digits(tmp_path_factory, digits_spec):
+    """The digits example with all its variants, built once for this module."""
+    tmp = tmp_path_factory.mktemp("variants")
+    spec = digits_spec_copy(tmp / "spec", full=True)
+    repo = tmp / "model_repository"
+    outcome = build(spec, repo)
+    return spec, repo, outcome.report
+
+
+def _variant(report: dict, vid: str) -> dict:
+    return next(v for v in report["variants"] if v["id"] == vid)
+
+
+def test_fp16_and_int8_variants_are_built_gated_and_timed(full_digits):
+    _, repo, report = full_digits
+    for vid in ("onnx_fp16", "onnx_int8_dynamic", "onnx_int8_qdq"):
+        v = _variant(report, vid)
+        assert v["status"] in ("passed", "rejected"), v
+        assert v["size_bytes"] > 0
+        acc = v["comparison"]["accuracy"]
+        assert 0.9 < acc["reference"] <= 1 and 0.5 < acc["candidate"] <= 1  # gated on labelled held-out data
+        assert v["comparison"]["outputs"]["logits"]["top1_agreement"] is not None
+        checks = {c["name"] for c in v["gate"]["checks"]}
+        assert {"top-1 agreement", "accuracy drop"} <= checks
+    for v in report["variants"]:
+        if v["status"] == "passed":
+            assert set(v["timing"]) == {"1", "64"}
+            assert v["speedup"]["64"] > 0 and v["timing"]["64"]["p50_ms"] > 0
+            assert (repo / v["published_as"] / "config.pbtxt").is_file()
+        else:
+            assert not v["published_as"] and not v["timing"]
+    fp32 = _variant(report, "onnx_fp32")
+    assert fp32["speedup"] == {"1": 1.0, "64": 1.0}
+    assert report["primary"] in {v["id"] for v in report["variants"] if v["status"] == "passed"}
+
+
+def test_rejected_variant_is_not_published_and_says_by_how_much(full_digits):
+    _, repo, report = full_digits
+    rejected = [v for v in report["variants"] if v["status"] == "rejected"]
+    assert rejected, "the QDQ MinMax variant of this MLP fails the top-1 gate"
+    for v in rejected:
+        assert "FAILS by" in v["reason"]
+        assert not (repo / f"digits_{v['id']}").exists()
+    md = (repo / "digits" / "build_report.md").read_text()
+    assert "## Not published" in md and rejected[0]["id"] in md
+
+
+def test_tensorrt_variants_skip_with_reason_without_gpu(full_digits):
+    from builder.hardware import cuda_device_reason
+
+    _, repo, report = full_digits
+    reason = cuda_device_reason()
+    for vid in ("trt_fp16", "trt_int8"):
+        v = _variant(report, vid)
+        if reason:
+            assert v["status"] == "skipped" and v["reason"].startswith("no CUDA device")
+            assert not (repo / f"digits_{vid}").exists()
+        else:
+            assert v["status"] in ("passed", "rejected")
+
+
+def test_report_files_and_recheck_reproduce_every_decision(full_digits):
+    _, repo, report = full_digits
+    base = repo / "digits"
+    for name in ("build_report.json", "build_report.md", "validation_inputs.npz", "reference_outputs.npz",
+                 "calibration_inputs.npz"):
+        assert (base / name).is_file(), name
+    for v in report["variants"]:
+        cmd = report["reproduce"][v["id"]].split()
+        assert cmd[:3] == ["python", "-m", "builder.recheck"]
+        proc = subprocess.run([sys.executable, *cmd[1:3], str(repo), *cmd[4:]], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "decision reproduced" in proc.stdout
+
+
+def test_report_command_prints_the_report(full_digits):
+    _, repo, _ = full_digits
+    proc = subprocess.run([sys.executable, "-m", "builder", "report", "digits", "--repo", str(repo)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "onnx_int8_dynamic" in proc.stdout and "primary:" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "builder", "report", "digits", "--repo", str(repo), "--markdown"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.stdout.startswith("# Build report: digits") and "Primary variant" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "builder", "report", "nope", "--repo", str(repo)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no build report for model 'nope'" in proc.stderr
+
+
+def test_incremental_rebuild_reuses_unchanged_stages(full_digits, tmp_path):
+    spec, repo, report = full_digits
+    data = yaml.safe_load(spec.read_text())
+    data["serving"]["instance_count"] = 2  # serving only: export, variants and timing are unchanged
+    changed = spec.parent / "spec_serving.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    rec = Recorder()
+    outcome = build(changed, repo, reporter=rec)
+    assert not outcome.noop
+    assert "export to ONNX" not in rec.stages and "load source model" not in rec.stages
+    assert any("FP32 ONNX reused" in m for m in rec.messages)
+    assert not any(s.startswith("time ") for s in rec.stages)
+    assert outcome.report["timing"]["reused_from_previous_build"]
+    for old, new in zip(report["variants"], outcome.report["variants"]):
+        assert old["status"] == new["status"] and old.get("timing") == new.get("timing")
+    assert read_config(repo / "digits_ort" / "config.pbtxt").instance_group[0].count == 2
+
+
+def test_gate_thresholds_come_from_the_spec(tmp_path, digits_spec):
+    spec = digits_spec_copy(tmp_path / "spec", variants=[{"kind": "onnx_fp16"}],
+                            gate={"min_top1_agreement": 1.0, "max_accuracy_drop": 0.0, "max_abs": 1e-9})
+    report = build(spec, tmp_path / "repo").report
+    fp16 = _variant(report, "onnx_fp16")
+    assert fp16["status"] == "rejected" and "max abs" in fp16["reason"]
+    assert not (tmp_path / "repo" / "digits_onnx_fp16").exists()
+
+
+def test_missing_or_overlapping_calibration_data(tmp_path, digits_spec):
+    spec = digits_spec_copy(tmp_path / "a", variants=[{"kind": "onnx_int8_qdq"}])
+    with pytest.raises(SpecError, match="need a 'calibration' section"):
+        load_spec(spec)
+    spec = digits_spec_copy(tmp_path / "b", variants=[{"kind": "onnx_int8_qdq"}],
+                            calibration={"data": {"npz": str(tmp_path / "absent.npz")}})
+    with pytest.raises(SpecError, match="field 'calibration.data.npz': file not found"):
+        load_spec(spec)
+    val = np.load(DIGITS / "artifacts" / "validation.npz")
+    np.savez(tmp_path / "leaky.npz", image=val["image"][:20])
+    spec = digits_spec_copy(tmp_path / "c", variants=[{"kind": "onnx_int8_qdq"}],
+                            calibration={"data": {"npz": str(tmp_path / "leaky.npz")}})
+    with pytest.raises(DataError, match="shares 20 sample"):
+        build(spec, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_broken_variant_conversion_is_reported_not_fatal(tmp_path, digits_spec):
+    spec = digits_spec_copy(tmp_path / "spec", variants=[{"kind": "onnx_int8_dynamic", "op_types": ["NoSuchOp"]},
+                                                         {"kind": "onnx_fp16", "id": "half"}])
+    report = build(spec, tmp_path / "repo").report
+    assert _variant(report, "half")["status"] == "passed"
+    assert {v["id"] for v in report["variants"]} == {"onnx_fp32", "onnx_int8_dynamic", "half"}
+    assert (tmp_path / "repo" / "digits_half" / "1" / "model.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_minilm_int8_search(tmp_path_factory):
+    """INT8 search on the real MiniLM encoder: a passing INT8 point faster than FP32, or an honest 'none'."""
+    spec = ROOT / "examples" / "minilm" / "spec.yaml"
+    data = yaml.safe_load(spec.read_text())
+    data["variants"] = []
+    data["int8_search"] = {"enabled": True, "methods": ["dynamic"], "per_channel": [True], "exclude_top": [0, 8]}
+    data["timing"] = {"batch_sizes": [1, 32], "max_windows": 8}
+    small = ROOT / "examples" / "minilm" / "spec_search_test.yaml"
+    small.write_text(yaml.safe_dump(data))
+    try:
+        repo = tmp_path_factory.mktemp("minilm") / "model_repository"
+        report = build(small, repo).report
+    finally:
+        small.unlink()
+    search = report["int8_search"]
+    assert search["tried"] == ["int8_dyn_pc_x0", "int8_dyn_pc_x8"]
+    fp32 = _variant(report, "onnx_fp32")
+    assert fp32["comparison"]["outputs"]["embedding"]["min_cosine"] == pytest.approx(1.0)
+    if search["winner"]:
+        winner = _variant(report, search["winner"])
+        assert winner["comparison"]["outputs"]["embedding"]["min_cosine"] >= 0.99
+        assert winner["published_as"] == "minilm_onnx_int8"
+        assert (repo / "minilm_onnx_int8" / "1" / "model.onnx").is_file()
+        assert winner["speedup"]["32"] > 0  # measured side by side; faster or not, the ratio is reported
+    else:
+        assert "No INT8 point passed" in (repo / "minilm" / "build_report.md").read_text()
+    assert any("most sensitive nodes" in n for n in report["notes"])
+    assert json.loads((repo / "minilm" / "build_report.json").read_text())["int8_search"] == search
