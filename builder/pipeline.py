@@ -23,7 +23,7 @@ from builder.ort_runtime import OrtModel
 from builder.report import CALIBRATION_NPZ, REFERENCE_NPZ, REPORT_JSON, REPORT_MD, VALIDATION_NPZ, recheck_command, to_markdown
 from builder.repository.manifest import Manifest, read_manifest, tool_versions
 from builder.repository.transaction import RepositoryTransaction
-from builder.serving_graph import Names, plan_models
+from builder.serving_graph import Names, ServingPlan, plan_models
 from builder.sources import load_source, source_files
 from builder.spec import BuildSpec, load_spec
 from builder.variants import SEARCH_WINNER_ID, VariantBuilder, VariantOutcome, VariantsResult
@@ -68,6 +68,7 @@ class _Inputs:
     hashes: dict[str, str]
     tools: dict[str, str]
     fingerprint: str
+    tokenizer_file: Path | None
 
 
 def _read_inputs(spec_path: str | Path) -> _Inputs:
@@ -86,13 +87,17 @@ def _read_inputs(spec_path: str | Path) -> _Inputs:
         hashes["calibration.data"] = calibration.fingerprint()
     for name, path in source_files(spec).items():
         hashes[name] = sha256_file(path)
+    tokenizer_file = None
+    if spec.preprocess is not None:
+        tokenizer_file = spec.resolve_ref(spec.preprocess.tokenizer_file, "preprocess.tokenizer_file")
+        hashes["preprocess.tokenizer_file"] = sha256_file(tokenizer_file)
     for path in sorted(python_models.HERE.glob("*.py")):
         hashes[f"python_models/{path.name}"] = sha256_file(path)
     tools = tool_versions()
     parts = {"tritonforge": __version__, **hashes, **{f"tool:{k}": v for k, v in tools.items()}}
     if any(v.kind.startswith(("trt", "torch_trt")) for v in spec.variants):
         parts["gpu"] = json.dumps(gpu_info().to_dict(), sort_keys=True)  # plans are tied to GPU and TensorRT
-    return _Inputs(spec, validation, calibration, hashes, tools, combine(parts))
+    return _Inputs(spec, validation, calibration, hashes, tools, combine(parts), tokenizer_file)
 
 
 def _export_key(inp: _Inputs) -> str:
@@ -175,7 +180,8 @@ def _report(inp: _Inputs, repo: Path, export: dict, result: VariantsResult) -> d
 
 
 def _published(spec: BuildSpec, result: VariantsResult) -> list[VariantOutcome]:
-    """Variants that passed the gate and go into the repository (INT8 search: only its fastest point)."""
+    """Variants that passed the gate and go into the repository (INT8 search: only its fastest point),
+    fastest first: the router's order."""
     names = Names(spec.name)
     out = []
     for o in result.outcomes:
@@ -183,7 +189,25 @@ def _published(spec: BuildSpec, result: VariantsResult) -> list[VariantOutcome]:
             continue
         o.published_as = names.variant(SEARCH_WINNER_ID if o.search else o.id)
         out.append(o)
-    return out
+    largest = max(spec.timing_batch_sizes)
+    return sorted(out, key=lambda o: -o.throughput(largest))
+
+
+def _serving_plan(inp: _Inputs, published: list[VariantOutcome], files: dict, notes: list[str]) -> ServingPlan:
+    spec = inp.spec
+    onnx = [o for o in published if o.runtime == "onnxruntime"]  # fastest first
+    cpu = onnx[0]
+    pin = spec.serving.router.cpu_variant
+    if pin:
+        pinned = [o for o in onnx if o.id == pin or o.published_as == Names(spec.name).variant(pin)]
+        if pinned:
+            cpu = pinned[0]
+        else:
+            notes.append(f"serving.router.cpu_variant '{pin}' is not a published ONNX variant; "
+                         f"the in-process runner serves {cpu.id}")
+    fp32 = next(o for o in published if o.kind == "onnx_fp32")
+    version = combine({o.published_as: o.file_sha256 for o in published})[:16]
+    return ServingPlan(published, cpu, fp32, version, inp.tokenizer_file, files)
 
 
 def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, reporter: Reporter | None = None) -> BuildOutcome:
@@ -208,11 +232,12 @@ def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, repor
         result = VariantBuilder(spec, fp32, inp.validation, reference, inp.calibration, work, old_stages, repo,
                                 inp.tools, rep).run()
         published = _published(spec, result)
+        plan = _serving_plan(inp, published, {}, result.notes)
         report = _report(inp, repo, export, result)
-        files = _report_files(work, inp, reference, report)
-        cpu_variant = max((o for o in published if o.runtime == "onnxruntime"),
-                          key=lambda o: o.throughput(max(spec.timing_batch_sizes)))
-        models = plan_models(spec, published, cpu_variant, files)
+        report["serving"] = {"rungs": [o.published_as for o in published], "in_process_runner": plan.cpu_variant.id,
+                             "cache": spec.serving.cache.kind, "cache_version": plan.cache_version}
+        plan.report_files = _report_files(work, inp, reference, report)
+        models = plan_models(spec, plan)
         owned = {m.name for m in models}
         _refuse_foreign_overwrite(repo, owned, old)
         manifest = Manifest(

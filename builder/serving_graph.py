@@ -1,21 +1,27 @@
 """The Triton models one build publishes and how they are wired.
 
 For a spec named `m`:
-  m             the public model: an ensemble over the serving steps
-  m_ort         Python backend: the fastest passing ONNX variant run in-process by ONNX Runtime (CPU or CUDA)
-  m_<variant>   one model per published variant: Triton's onnxruntime backend for ONNX files, tensorrt_plan
-                for TensorRT plans, pytorch_libtorch for torch-tensorrt modules (none of those backends is in
-                the local CPU server; all are in NGC containers)
+  m             the public model, an ensemble: [m_tokenizer] -> m_cache -> (BLS) m_router -> (BLS) rungs
+  m_tokenizer   Python backend, only with `preprocess: tokenizer`: texts -> token ids + attention mask
+  m_cache       Python backend: response cache (Redis or in-process LRU); absent for cache kind triton/none
+  m_router      Python backend: fallback router over the rungs, fastest passing variant first
+  m_<variant>   one model per published variant in its native backend: onnxruntime for ONNX files,
+                tensorrt_plan for TensorRT plans, pytorch_libtorch for torch-tensorrt modules (none of these
+                backends is in the local CPU server; all are in NGC containers)
+  m_ort         Python backend: the chosen ONNX variant run in-process by ONNX Runtime (CPU, or CUDA)
+  m_ort_fp32    Python backend: the FP32 reference in-process, the last rung (when m_ort runs another variant)
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder import dtypes
 from builder.repository import config as cfg
 from builder.repository.layout import ModelDir, python_model_files
-from builder.spec import BuildSpec, TensorSpec
+from builder.spec import BuildSpec, DynamicBatchingSpec, TensorSpec
 from builder.variants import VariantOutcome
 
 
@@ -29,19 +35,43 @@ class Names:
     def ort(self) -> str:
         return f"{self.public}_ort"
 
+    @property
+    def ort_fp32(self) -> str:
+        return f"{self.public}_ort_fp32"
+
+    @property
+    def router(self) -> str:
+        return f"{self.public}_router"
+
+    @property
+    def cache(self) -> str:
+        return f"{self.public}_cache"
+
+    @property
+    def tokenizer(self) -> str:
+        return f"{self.public}_tokenizer"
+
     def variant(self, variant_id: str) -> str:
         return f"{self.public}_{variant_id}"
 
 
-def scheduling(spec: BuildSpec, kind: str, warmup: bool = True) -> cfg.Scheduling:
+def scheduling(spec: BuildSpec, kind: str, warmup: bool = True, instances: int | None = None) -> cfg.Scheduling:
     s = spec.serving
     return cfg.Scheduling(
         max_batch_size=spec.max_batch_size,
         dynamic_batching=s.dynamic_batching,
-        instance_count=s.instance_count,
+        instance_count=instances or s.instance_count,
         instance_kind=kind,
         warmup=s.warmup if warmup else None,
     )
+
+
+def _logic_scheduling(spec: BuildSpec, instances: int) -> cfg.Scheduling:
+    """Serving-logic models batch like the compute models but run no warm-up (their targets may still be loading)."""
+    s = spec.serving.dynamic_batching
+    batching = DynamicBatchingSpec(enabled=s.enabled, preferred_batch_sizes=s.preferred_batch_sizes,
+                                   max_queue_delay_us=min(s.max_queue_delay_us, 100))
+    return cfg.Scheduling(spec.max_batch_size, batching, instances, "cpu", None)
 
 
 def variant_io(spec: BuildSpec, outcome: VariantOutcome) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -53,11 +83,10 @@ def variant_io(spec: BuildSpec, outcome: VariantOutcome) -> tuple[list[TensorSpe
     return list(spec.inputs), list(spec.outputs)
 
 
-def ort_runner_model(spec: BuildSpec, onnx_file: Path) -> ModelDir:
-    names = Names(spec.name)
+def ort_runner_model(spec: BuildSpec, name: str, onnx_file: Path) -> ModelDir:
     params = {"onnx_file": "model.onnx", "intra_op_threads": str(spec.serving.intra_op_threads)}
-    config = cfg.python_model(names.ort, spec.inputs, spec.outputs, scheduling(spec, "cpu"), params)
-    return ModelDir(names.ort, config, python_model_files("ort_runner", **{"model.onnx": onnx_file}))
+    config = cfg.python_model(name, spec.inputs, spec.outputs, scheduling(spec, "cpu"), params)
+    return ModelDir(name, config, python_model_files("ort_runner", **{"model.onnx": onnx_file}))
 
 
 def variant_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
@@ -82,16 +111,102 @@ def variant_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
     raise ValueError(f"no Triton model layout for runtime {outcome.runtime!r}")
 
 
-def public_ensemble(spec: BuildSpec, first_model: str, report_files: dict[str, Path | bytes]) -> ModelDir:
-    io = {t.name: t.name for t in spec.inputs}
-    out = {t.name: t.name for t in spec.outputs}
-    steps = [cfg.EnsembleStep(first_model, io, out)]
-    config = cfg.ensemble_model(spec.name, spec.inputs, spec.outputs, spec.max_batch_size, steps)
+def _rung(model: str, inputs: list[TensorSpec]) -> dict:
+    return {"model": model, "inputs": {t.name: dtypes.by_name(t.dtype).triton for t in inputs}}
+
+
+def router_model(spec: BuildSpec, rungs: list[dict]) -> ModelDir:
+    r = spec.serving.router
+    params = {
+        "rungs": json.dumps(rungs, separators=(",", ":")),
+        "breaker_failures": str(r.breaker_failures),
+        "breaker_seconds": str(r.breaker_seconds),
+        "rung_timeout_ms": str(r.rung_timeout_ms),
+        "reject_nonfinite": "true" if r.reject_nonfinite else "false",
+    }
+    name = Names(spec.name).router
+    config = cfg.python_model(name, spec.inputs, spec.outputs, _logic_scheduling(spec, r.instance_count), params)
+    return ModelDir(name, config, python_model_files("router"))
+
+
+def cache_model(spec: BuildSpec, target: str, version: str) -> ModelDir:
+    c = spec.serving.cache
+    params = {
+        "target": target, "public_model": spec.name, "model_version": version,
+        "backend": c.kind, "redis_url": c.redis_url, "redis_url_env": c.redis_url_env, "password_env": c.password_env,
+        "ssl_ca_certs": c.ssl_ca_certs, "ssl_certfile": c.ssl_certfile, "ssl_keyfile": c.ssl_keyfile,
+        "ttl_s": str(c.ttl_s), "key_prefix": c.key_prefix, "compression_level": str(c.compression_level),
+        "max_value_bytes": str(c.max_value_bytes), "memory_max_bytes": str(c.memory_max_bytes),
+        "socket_timeout_ms": str(c.socket_timeout_ms), "bypass_seconds": str(c.bypass_seconds),
+        "max_connections": str(c.max_connections),
+    }
+    name = Names(spec.name).cache
+    config = cfg.python_model(name, spec.inputs, spec.outputs, _logic_scheduling(spec, c.instance_count), params)
+    return ModelDir(name, config, python_model_files("cache"))
+
+
+def public_inputs(spec: BuildSpec) -> list[TensorSpec]:
+    """What clients send: texts when a tokenizer pre-processes, else the model's own inputs."""
+    if spec.preprocess is None:
+        return list(spec.inputs)
+    return [TensorSpec(name=spec.preprocess.text_input, dtype="string", shape=[1])]
+
+
+def tokenizer_model(spec: BuildSpec, tokenizer_file: Path) -> ModelDir:
+    t = spec.preprocess
+    assert t is not None
+    params = {"tokenizer_file": "tokenizer.json", "max_length": str(t.max_length), "buckets": json.dumps(t.buckets),
+              "max_text_bytes": str(t.max_text_bytes), "pad_id": str(t.pad_id),
+              "outputs": json.dumps([spec.inputs[0].name, spec.inputs[1].name])}
+    name = Names(spec.name).tokenizer
+    config = cfg.python_model(name, public_inputs(spec), spec.inputs, _logic_scheduling(spec, t.instance_count), params)
+    return ModelDir(name, config, python_model_files("tokenizer", **{"tokenizer.json": tokenizer_file}))
+
+
+def public_ensemble(spec: BuildSpec, steps: list[str], report_files: dict[str, Path | bytes]) -> ModelDir:
+    """The public entry point. Tensors keep their names through the steps; the tokenizer makes the model's inputs."""
+    chain = []
+    if spec.preprocess is not None:
+        text = spec.preprocess.text_input
+        chain.append(cfg.EnsembleStep(steps[0], {text: text}, {t.name: t.name for t in spec.inputs}))
+        steps = steps[1:]
+    for step in steps:
+        chain.append(cfg.EnsembleStep(step, {t.name: t.name for t in spec.inputs}, {t.name: t.name for t in spec.outputs}))
+    config = cfg.ensemble_model(spec.name, public_inputs(spec), spec.outputs, spec.max_batch_size, chain,
+                                response_cache=spec.serving.cache.kind == "triton")
     return ModelDir(spec.name, config, {}, extra=report_files)
 
 
-def plan_models(spec: BuildSpec, published: list[VariantOutcome], cpu_variant: VariantOutcome,
-                report_files: dict[str, Path | bytes]) -> list[ModelDir]:
+@dataclass
+class ServingPlan:
+    """The chosen variants and derived facts the models are built from."""
+
+    published: list[VariantOutcome]  # every published variant, fastest first
+    cpu_variant: VariantOutcome  # what m_ort runs
+    fp32: VariantOutcome
+    cache_version: str
+    tokenizer_file: Path | None
+    report_files: dict[str, Path | bytes]
+
+
+def plan_models(spec: BuildSpec, plan: ServingPlan) -> list[ModelDir]:
     """Every model directory the build writes."""
-    runner = ort_runner_model(spec, Path(cpu_variant.file))
-    return [public_ensemble(spec, runner.name, report_files), runner] + [variant_model(spec, o) for o in published]
+    names = Names(spec.name)
+    models = [variant_model(spec, o) for o in plan.published]
+    rungs = [_rung(o.published_as, variant_io(spec, o)[0]) for o in plan.published]
+    models.append(ort_runner_model(spec, names.ort, Path(plan.cpu_variant.file)))
+    rungs.append(_rung(names.ort, spec.inputs))
+    if plan.cpu_variant.id != plan.fp32.id and spec.serving.router.fp32_last_rung:
+        models.append(ort_runner_model(spec, names.ort_fp32, Path(plan.fp32.file)))
+        rungs.append(_rung(names.ort_fp32, spec.inputs))
+    models.append(router_model(spec, rungs))
+    steps = [names.router]
+    if spec.serving.cache.kind in ("memory", "redis"):
+        models.append(cache_model(spec, names.router, plan.cache_version))
+        steps = [names.cache]
+    if spec.preprocess is not None:
+        assert plan.tokenizer_file is not None
+        models.append(tokenizer_model(spec, plan.tokenizer_file))
+        steps = [names.tokenizer] + steps
+    models.insert(0, public_ensemble(spec, steps, plan.report_files))
+    return models

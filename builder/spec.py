@@ -203,6 +203,44 @@ class WarmupSpec(_Strict):
     dynamic_dim: int = Field(1, ge=1, description="value used for -1 dims in warm-up tensors")
 
 
+class CacheSpec(_Strict):
+    """The response cache in front of the router.
+
+    memory: in-process LRU per replica; redis: shared by every replica (URL from the environment variable
+    `redis_url_env` at serve time, else `redis_url`); triton: Triton's own response cache on the ensemble (needs
+    the server started with --cache-config; no TTL, not shared, keys ignore shape and dtype); none: no cache.
+    """
+
+    kind: Literal["memory", "redis", "triton", "none"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url_env: str = "TRITONFORGE_REDIS_URL"
+    password_env: str = Field("", description="environment variable holding the Redis password (never in configs)")
+    ssl_ca_certs: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ttl_s: float = Field(300.0, gt=0)
+    key_prefix: str = "tritonforge:"
+    compression_level: int = Field(6, ge=0, le=9)
+    max_value_bytes: int = Field(4 * 2**20, ge=1)
+    memory_max_bytes: int = Field(256 * 2**20, ge=1)
+    socket_timeout_ms: float = Field(50.0, gt=0)
+    bypass_seconds: float = Field(5.0, ge=0)
+    max_connections: int = Field(16, ge=1)
+    instance_count: int = Field(1, ge=1, le=16)
+
+
+class RouterSpec(_Strict):
+    """The fallback router: variants fastest first, down to ONNX Runtime on CPU, with circuit breakers."""
+
+    breaker_failures: int = Field(3, ge=1)
+    breaker_seconds: float = Field(30.0, ge=0)
+    rung_timeout_ms: float = Field(0.0, ge=0, description="per-call BLS timeout (0: none)")
+    cpu_variant: str | None = Field(None, description="variant the in-process runner serves (default: fastest passing ONNX)")
+    fp32_last_rung: bool = Field(True, description="add an in-process FP32 runner as the last rung")
+    reject_nonfinite: bool = True
+    instance_count: int = Field(1, ge=1, le=16)
+
+
 class ServingSpec(_Strict):
     """How the models are served."""
 
@@ -210,6 +248,22 @@ class ServingSpec(_Strict):
     instance_count: int = Field(1, ge=1, le=64)
     warmup: WarmupSpec = WarmupSpec()
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per instance (0: runtime default)")
+    cache: CacheSpec = CacheSpec()
+    router: RouterSpec = RouterSpec()
+
+
+class TokenizerSpec(_Strict):
+    """Pre-processing step: a Python-backend tokenizer turning TYPE_STRING texts into the model's two inputs
+    (token ids, attention mask), padded per request to the smallest length bucket that fits."""
+
+    kind: Literal["tokenizer"] = "tokenizer"
+    tokenizer_file: str = Field(description="tokenizer.json: a path, or 'module:callable' returning one")
+    text_input: str = "text"
+    max_length: int = Field(128, ge=1)
+    buckets: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
+    max_text_bytes: int = Field(65536, ge=1)
+    pad_id: int = 0
+    instance_count: int = Field(1, ge=1, le=16)
 
 
 class BuildSpec(_Strict):
@@ -228,6 +282,7 @@ class BuildSpec(_Strict):
     int8_search: Int8SearchSpec = Int8SearchSpec()
     gate: GateSpec = GateSpec()
     timing: TimingSpec = TimingSpec()
+    preprocess: TokenizerSpec | None = None
     serving: ServingSpec = ServingSpec()
 
     _base_dir: Path = PrivateAttr(default=Path("."))
@@ -260,6 +315,11 @@ class BuildSpec(_Strict):
         unknown = sorted(set(self.gate.class_score_outputs or []) - outputs)
         if unknown:
             raise ValueError(f"gate.class_score_outputs names unknown outputs: {unknown}")
+        if self.preprocess is not None:
+            if len(self.inputs) != 2 or any(t.dtype != "int64" or t.shape != [-1] for t in self.inputs):
+                raise ValueError("preprocess 'tokenizer' feeds two int64 inputs of shape [-1] (token ids, attention mask)")
+            if not TENSOR_NAME.match(self.preprocess.text_input) or self.preprocess.text_input in names:
+                raise ValueError(f"preprocess.text_input {self.preprocess.text_input!r} must be a new tensor name")
         needs_calibration = any(v.kind in ("onnx_int8_qdq", "trt_int8") for v in self.variants) or self.int8_search.enabled
         if needs_calibration and self.calibration is None:
             raise ValueError("static INT8 variants and the INT8 search need a 'calibration' section (data other than validation)")
@@ -291,6 +351,18 @@ class BuildSpec(_Strict):
     def resolve(self, path: Path) -> Path:
         """A spec path made absolute against the spec's directory."""
         return path if path.is_absolute() else (self._base_dir / path).resolve()
+
+    def resolve_ref(self, value: str, field: str) -> Path:
+        """A file given as a path (relative to the spec) or as 'module:callable' returning a path."""
+        if CALLABLE_REF.match(value):
+            from builder.imports import import_callable
+
+            path = Path(import_callable(value, self._base_dir, field)())
+        else:
+            path = self.resolve(Path(value))
+        if not path.is_file():
+            raise SpecError(f"field '{field}': file not found: {path}")
+        return path
 
     def canonical_json(self) -> str:
         """Stable JSON of the spec's content, for hashing."""

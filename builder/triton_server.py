@@ -86,7 +86,8 @@ class LocalTritonServer:
     def __init__(self, repo: Path, *, host: str = "127.0.0.1", http_port: int | None = None,
                  grpc_port: int | None = None, metrics_port: int | None = None, load_models: list[str] | None = None,
                  cache_size: int = 0, log_path: Path | None = None, log_verbose: int = 0,
-                 startup_timeout: float = 180.0, extra_args: list[str] | None = None) -> None:
+                 startup_timeout: float = 180.0, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.repo = Path(repo).absolute()
         self.host = host
         self._fixed_ports = (http_port, grpc_port, metrics_port)
@@ -96,6 +97,7 @@ class LocalTritonServer:
         self.log_verbose = log_verbose
         self.startup_timeout = startup_timeout
         self.extra_args = extra_args or []
+        self.extra_env = dict(env or {})
         self._scratch: Path | None = None
         self._log_path = log_path
         self._own_log = log_path is None
@@ -159,11 +161,23 @@ class LocalTritonServer:
             # Unique shared-memory names: several local servers can run side by side.
             f"--backend-config=python,shm-region-prefix-name=tf{os.getpid()}_{uuid.uuid4().hex[:8]}_",
         ]
-        models = self.load_models if self.load_models is not None else ["*"]
+        models = self._expand(self.load_models) if self.load_models is not None else ["*"]
         args += [f"--load-model={m}" for m in models]
         if self.cache_size:
             args.append(f"--cache-config=local,size={self.cache_size}")
         return args + self.extra_args
+
+    def _expand(self, models: list[str]) -> list[str]:
+        """Models to load: each named model plus every model its build owns (routers call their variants
+        through BLS, which Triton cannot see as dependencies)."""
+        import json
+
+        out: list[str] = []
+        for name in models:
+            manifest = self.repo / name / "tritonforge_manifest.json"
+            group = json.loads(manifest.read_text()).get("models", [name]) if manifest.is_file() else [name]
+            out += [m for m in [name, *group] if m not in out]
+        return out
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -171,6 +185,7 @@ class LocalTritonServer:
         env.pop("PYTHONPATH", None)
         env.setdefault("OMP_NUM_THREADS", "1")
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the repository free of __pycache__
+        env.update(self.extra_env)
         return env
 
     def start(self, attempts: int = 3) -> LocalTritonServer:

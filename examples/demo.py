@@ -1,6 +1,9 @@
-"""`make demo`: train -> build -> serve on the real local Triton -> call over gRPC -> compare with in-process PyTorch.
+"""`make demo`: train -> build (variants, gate, timing) -> serve on the real local Triton -> call over gRPC.
 
-    python examples/demo.py [--repo model_repository]
+    python examples/demo.py [--repo model_repository] [--skip-minilm]
+
+Digits: served accuracy next to in-process PyTorch accuracy. MiniLM: a text-embedding service (tokenizer ->
+cache -> router -> in-process ONNX Runtime), similarity of sentence pairs, and a cache hit against a miss.
 """
 
 from __future__ import annotations
@@ -8,6 +11,8 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,13 +22,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from builder.pipeline import build  # noqa: E402
-from builder.render import RichReporter, console, model_states_table  # noqa: E402
+from builder.render import RichReporter, console, model_states_table, variants_table  # noqa: E402
 from builder.sources import load_source  # noqa: E402
 from builder.spec import load_spec  # noqa: E402
 from builder.triton_server import LocalTritonServer  # noqa: E402
 from client import Client  # noqa: E402
 
 DIGITS = ROOT / "examples" / "digits"
+MINILM = ROOT / "examples" / "minilm"
+PAIRS = [
+    ("A man is playing a guitar.", "Someone is strumming a musical instrument."),
+    ("The cat sleeps on the warm windowsill.", "A kitten naps in the sun by the window."),
+    ("Interest rates rose again this year.", "The central bank increased borrowing costs."),
+    ("A man is playing a guitar.", "Interest rates rose again this year."),
+    ("The cat sleeps on the warm windowsill.", "The printer is out of toner."),
+]
 
 
 def digits_demo(server: LocalTritonServer) -> tuple[int, float, float, float]:
@@ -31,10 +44,8 @@ def digits_demo(server: LocalTritonServer) -> tuple[int, float, float, float]:
     spec = load_spec(DIGITS / "spec.yaml")
     data = np.load(DIGITS / "artifacts" / "validation.npz")
     images, labels = data["image"], data["label"]
-    # In-process PyTorch, straight from the spec's source model.
-    torch_logits = load_source(spec).run({"image": images})["logits"]
-    torch_pred = torch_logits.argmax(1)
-    # Served: one request per 8 images, 8 in flight, so Triton's dynamic batcher has work to merge.
+    torch_pred = load_source(spec).run({"image": images})["logits"].argmax(1)
+    # One request per 8 images, 8 in flight, so Triton's dynamic batcher has work to merge.
     with Client(server.grpc_url, timeout=30) as client:
         client.wait_until_ready("digits", timeout=60)
         chunks = [images[i:i + 8] for i in range(0, len(images), 8)]
@@ -45,22 +56,66 @@ def digits_demo(server: LocalTritonServer) -> tuple[int, float, float, float]:
             float((torch_pred == served_pred).mean()))
 
 
+def _router_counts(server: LocalTritonServer, router: str) -> dict[str, int]:
+    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("tritonforge_router_requests_total") and f'router="{router}"' in line:
+            variant = line.split('variant="', 1)[1].split('"', 1)[0]
+            out[variant] = int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def minilm_demo(server: LocalTritonServer) -> None:
+    """Similarity of sentence pairs through the text-embedding ensemble; a cache miss against a hit."""
+    with Client(server.grpc_url, timeout=60) as client:
+        client.wait_until_ready("minilm", timeout=120)
+
+        def embed(texts: list[str]) -> np.ndarray:
+            return client.infer("minilm", {"text": np.array([[t] for t in texts], dtype=object)})["embedding"]
+
+        console.print("cosine similarity of sentence pairs (served embeddings):")
+        for a, b in PAIRS:
+            ea, eb = embed([a, b])
+            console.print(f"  {float(ea @ eb):+.3f}  {a!r} ~ {b!r}")
+        text = [f"A fresh sentence sent at {time.time():.6f}."]
+        t0 = time.perf_counter()
+        first = embed(text)
+        miss_ms = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        second = embed(text)
+        hit_ms = (time.perf_counter() - t0) * 1000
+    console.print(f"same text twice: miss {miss_ms:.1f} ms, hit {hit_ms:.1f} ms, identical bytes: "
+                  f"{first.tobytes() == second.tobytes()}")
+    console.print(f"router: requests answered per variant: {_router_counts(server, 'minilm_router')}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--skip-minilm", action="store_true", help="only the digits example")
     args = parser.parse_args()
 
     console.rule("[bold]1. train the digits classifier (scikit-learn load_digits, fixed seed)")
     subprocess.run([sys.executable, str(DIGITS / "train.py")], check=True)
 
-    console.rule("[bold]2. build: PyTorch -> verified ONNX -> Triton model repository")
-    outcome = build(DIGITS / "spec.yaml", args.repo, reporter=RichReporter("digits: "))
-    console.print(f"models: {', '.join(outcome.manifest.models)}" + ("  (unchanged, no work done)" if outcome.noop else ""))
+    console.rule("[bold]2. build: PyTorch -> verified ONNX -> precision variants, gated and timed -> Triton repository")
+    specs = [DIGITS / "spec.yaml"] + ([] if args.skip_minilm else [MINILM / "spec.yaml"])
+    for spec in specs:
+        outcome = build(spec, args.repo, reporter=RichReporter(f"{spec.parent.name}: "))
+        from builder.report import read_report
+
+        console.print(variants_table(read_report(args.repo, outcome.spec.name)))
+        if outcome.noop:
+            console.print(f"{outcome.spec.name}: unchanged since the last build, no work done")
 
     console.rule("[bold]3. serve on the real local tritonserver and call it over gRPC")
-    with LocalTritonServer(args.repo) as server:
+    with LocalTritonServer(args.repo, load_models=[load_spec(s).name for s in specs]) as server:
         console.print(model_states_table(server.model_states()))
         n, torch_acc, served_acc, agree = digits_demo(server)
+        if not args.skip_minilm:
+            console.rule("[bold]MiniLM text-embedding service")
+            minilm_demo(server)
     console.rule("[bold]result")
     console.print(f"held-out digits: {n} images")
     console.print(f"  in-process PyTorch accuracy : {torch_acc:.4f}")

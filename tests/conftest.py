@@ -12,6 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits"
+MINILM = ROOT / "examples" / "minilm"
 
 sys.path.insert(0, str(ROOT))
 
@@ -50,6 +51,31 @@ def digits_spec_copy(dest: Path, full: bool = False, **overrides) -> Path:
     path = dest / "spec.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def minilm_spec_copy(dest: Path, **overrides) -> Path:
+    """A copy of the MiniLM spec (and its modules and sentences) in `dest`: FP32 only, no timing, unless overridden."""
+    data = yaml.safe_load((MINILM / "spec.yaml").read_text())
+    data["variants"] = []
+    data["int8_search"] = {"enabled": False}
+    data["timing"] = {"enabled": False}
+    data.update(overrides)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("minilm_model.py", "minilm_data.py", "sentences.txt"):
+        shutil.copy(MINILM / name, dest / name)
+    path = dest / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server on a free loopback port for the whole session."""
+    from redis_server import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,8 @@ def test_build_writes_verified_repository(digits_repo):
     names = sorted(p.name for p in digits_repo.iterdir())
     report = json.loads((digits_repo / "digits" / "build_report.json").read_text())
     published = sorted(v["published_as"] for v in report["variants"] if v["published_as"])
-    assert names == sorted(["digits", "digits_ort", *published])
+    assert names == sorted(["digits", "digits_cache", "digits_router", "digits_ort", *published]
+                           + (["digits_ort_fp32"] if report["serving"]["in_process_runner"] != "onnx_fp32" else []))
     assert "digits_onnx_fp32" in published
     manifest = read_manifest(digits_repo, "digits")
     assert manifest.models == names
@@ -51,7 +52,7 @@ def test_every_generated_config_parses_back(digits_repo):
         assert c.name == path.parent.name
         assert c.max_batch_size == 64
     ensemble = read_config(digits_repo / "digits" / "config.pbtxt")
-    assert ensemble.platform == "ensemble" and ensemble.ensemble_scheduling.step[0].model_name == "digits_ort"
+    assert ensemble.platform == "ensemble" and ensemble.ensemble_scheduling.step[0].model_name == "digits_cache"
     runner = read_config(digits_repo / "digits_ort" / "config.pbtxt")
     assert runner.dynamic_batching.max_queue_delay_microseconds == 200
     assert [w.batch_size for w in runner.model_warmup] == [1, 16]

@@ -38,3 +38,8 @@ def build_encoder() -> MiniLMEncoder:
 
     bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True)
     return MiniLMEncoder(bert).eval()
+
+
+def tokenizer_file() -> Path:
+    """The model's tokenizer.json (named by spec.yaml's preprocess.tokenizer_file)."""
+    return model_dir() / "tokenizer.json"

@@ -1,0 +1,124 @@
+"""tritonforge response cache (Triton Python backend), in front of the router.
+
+Each request's key hashes model name, model version and every input's name, dtype, shape and bytes. Hits are
+answered from the store (Redis shared by every replica, or an in-process LRU bounded in bytes); misses of one
+batch go to the router in one BLS call and are stored zlib-compressed with a TTL. Values are raw tensor bytes
+with a JSON header, never pickles. A store that errs or is slow is bypassed: requests are then served by the
+model, never failed by the cache. Counters on /metrics: hits, misses, errors, bytes stored, hit latency.
+"""
+
+import json
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from tf_batching import concat, config_parameters, error_response, group_by_shape, output_dtypes, request_inputs, split, tensors_response
+from tf_codec import cache_key, decode, encode
+from tf_store import StoreUnavailable, make_store
+
+HIT_BUCKETS = [50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000]
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.params = config_parameters(config)
+        self.name = args["model_name"]
+        self.target = self.params["target"]
+        self.public = self.params.get("public_model", self.name)
+        self.version = self.params.get("model_version", "1")
+        self.prefix = self.params.get("key_prefix", "tritonforge:")
+        self.level = int(self.params.get("compression_level", "6"))
+        self.max_value = int(self.params.get("max_value_bytes", str(4 * 2**20)))
+        self.input_names = [i["name"] for i in config["input"]]
+        self.outputs = output_dtypes(config)
+        self.output_names = [n for n, _ in self.outputs]
+        self.store = make_store(self.params)
+        labels = {"cache": self.name, "store": self.store.kind}
+        counter = pb_utils.MetricFamily.COUNTER
+        self._families = [
+            pb_utils.MetricFamily("tritonforge_cache_hits_total", "Requests answered from the cache", counter),
+            pb_utils.MetricFamily("tritonforge_cache_misses_total", "Requests computed by the model", counter),
+            pb_utils.MetricFamily("tritonforge_cache_errors_total", "Store errors (request served without cache)", counter),
+            pb_utils.MetricFamily("tritonforge_cache_stored_bytes_total", "Compressed bytes written", counter),
+            pb_utils.MetricFamily("tritonforge_cache_hit_latency_us", "Lookup+decode time of hits (us)",
+                                  pb_utils.MetricFamily.HISTOGRAM),
+        ]
+        self.m_hits, self.m_misses, self.m_errors, self.m_bytes = (f.Metric(labels) for f in self._families[:4])
+        self.m_hit_latency = self._families[4].Metric(labels, buckets=HIT_BUCKETS)
+        pb_utils.Logger.log_info(f"{self.name}: {self.store.kind} store, ttl {self.params.get('ttl_s', '300')}s")
+
+    def _lookup(self, keys):
+        try:
+            return self.store.get_many(keys)
+        except StoreUnavailable as e:
+            self.m_errors.increment(1)
+            pb_utils.Logger.log_warn(f"{self.name}: cache bypassed: {e}")
+            return [None] * len(keys)
+
+    def _save(self, items):
+        try:
+            self.store.set_many(items)
+            self.m_bytes.increment(sum(len(v) for _, v in items))
+        except StoreUnavailable as e:
+            self.m_errors.increment(1)
+            pb_utils.Logger.log_warn(f"{self.name}: not cached: {e}")
+
+    def _compute(self, batch):
+        inputs = [pb_utils.Tensor(n, batch[n]) for n in self.input_names]
+        response = pb_utils.InferenceRequest(model_name=self.target, inputs=inputs,
+                                             requested_output_names=self.output_names).exec()
+        if response.has_error():
+            raise RuntimeError(response.error().message())
+        return {n: pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in self.output_names}
+
+    def execute(self, requests):
+        start = time.perf_counter()
+        responses = [None] * len(requests)
+        arrays = [request_inputs(r, self.input_names) for r in requests]
+        keys = [cache_key(self.public, self.version, a, self.prefix) for a in arrays]
+        values = self._lookup(keys)
+        misses = []
+        for i, value in enumerate(values):
+            if value is None:
+                misses.append(i)
+                continue
+            try:
+                responses[i] = tensors_response(decode(value), self.outputs)
+            except Exception as e:  # a malformed entry is a miss, never an error
+                self.m_errors.increment(1)
+                pb_utils.Logger.log_warn(f"{self.name}: unreadable cache entry ignored: {e}")
+                misses.append(i)
+                continue
+            self.m_hits.increment(1)
+            self.m_hit_latency.observe((time.perf_counter() - start) * 1e6)
+        if not misses:
+            return responses
+        self.m_misses.increment(len(misses))
+        to_store = []
+        for group in group_by_shape([arrays[i] for i in misses]):
+            indices = [misses[g] for g in group]
+            batch, sizes = concat(arrays, indices)
+            try:
+                parts = split(self._compute(batch), sizes)
+            except Exception as e:
+                if len(indices) == 1:
+                    responses[indices[0]] = error_response(str(e))
+                    continue
+                parts = []
+                for i in indices:
+                    try:
+                        parts.append(self._compute(arrays[i]))
+                    except Exception as e2:
+                        parts.append(e2)
+            for i, part in zip(indices, parts):
+                if isinstance(part, Exception):
+                    responses[i] = error_response(str(part))
+                    continue
+                responses[i] = tensors_response(part, self.outputs)
+                value = encode(part, self.level)
+                if len(value) <= self.max_value:
+                    to_store.append((keys[i], value))
+        if to_store:
+            self._save(to_store)
+        return responses
