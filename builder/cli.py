@@ -115,6 +115,16 @@ def serve(
     console.print(f"tritonserver stopped (exit code {code})")
 
 
+def _register_perf() -> None:
+    from perf.cli import perf, perf_search
+
+    app.command("perf")(perf)
+    app.command("perf-search")(perf_search)
+
+
+_register_perf()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from builder import __version__, python_models
 from builder.data import Dataset, load_dataset, save_batches
 from builder.errors import DataError, ExportError, RepositoryError, VerificationError
@@ -20,7 +22,16 @@ from builder.hardware import cpu_info, gpu_info
 from builder.hashing import combine, sha256_file
 from builder.onnx_graph import finalize, load_checked
 from builder.ort_runtime import OrtModel
-from builder.report import CALIBRATION_NPZ, REFERENCE_NPZ, REPORT_JSON, REPORT_MD, VALIDATION_NPZ, recheck_command, to_markdown
+from builder.report import (
+    CALIBRATION_NPZ,
+    PUBLIC_INPUTS_NPZ,
+    REFERENCE_NPZ,
+    REPORT_JSON,
+    REPORT_MD,
+    VALIDATION_NPZ,
+    recheck_command,
+    to_markdown,
+)
 from builder.repository.manifest import Manifest, read_manifest, tool_versions
 from builder.repository.transaction import RepositoryTransaction
 from builder.serving_graph import Names, ServingPlan, plan_models
@@ -267,9 +278,30 @@ def _report_files(work: Path, inp: _Inputs, reference: Outputs, report: dict) ->
     if inp.calibration is not None:
         inp.calibration.save_npz(work / CALIBRATION_NPZ)
         files[CALIBRATION_NPZ] = work / CALIBRATION_NPZ
+    texts = _sample_texts(inp.spec)
+    if texts is not None:
+        name = inp.spec.preprocess.text_input  # type: ignore[union-attr]
+        save_batches(work / PUBLIC_INPUTS_NPZ, [{name: np.array([[t]], dtype=object)} for t in texts])
+        files[PUBLIC_INPUTS_NPZ] = work / PUBLIC_INPUTS_NPZ
     files[REPORT_JSON] = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
     files[REPORT_MD] = to_markdown(report).encode()
     return files
+
+
+def _sample_texts(spec: BuildSpec) -> list[str] | None:
+    """Held-out texts for a tokenizer-fronted model (from preprocess.sample_texts), at most 2,000."""
+    if spec.preprocess is None or not spec.preprocess.sample_texts:
+        return None
+    from builder.imports import import_callable
+
+    fn = import_callable(spec.preprocess.sample_texts, spec.base_dir, "preprocess.sample_texts")
+    try:
+        texts = [str(t) for t in fn()][:2000]
+    except Exception as e:
+        raise DataError(f"preprocess.sample_texts ({spec.preprocess.sample_texts}) raised {type(e).__name__}: {e}") from None
+    if not texts:
+        raise DataError(f"preprocess.sample_texts ({spec.preprocess.sample_texts}) returned no texts")
+    return texts
 
 
 def _refuse_foreign_overwrite(repo: Path, owned: set[str], old: Manifest | None) -> None:

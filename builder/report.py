@@ -12,6 +12,7 @@ REPORT_MD = "build_report.md"
 VALIDATION_NPZ = "validation_inputs.npz"
 REFERENCE_NPZ = "reference_outputs.npz"
 CALIBRATION_NPZ = "calibration_inputs.npz"
+PUBLIC_INPUTS_NPZ = "public_inputs.npz"  # samples of what clients send to the public model (perf input data)
 
 
 def recheck_command(repo_name: str, model: str, variant_id: str) -> str:

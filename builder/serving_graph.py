@@ -67,10 +67,10 @@ def scheduling(spec: BuildSpec, kind: str, warmup: bool = True, instances: int |
 
 
 def _logic_scheduling(spec: BuildSpec, instances: int) -> cfg.Scheduling:
-    """Serving-logic models batch like the compute models but run no warm-up (their targets may still be loading)."""
+    """Serving-logic models merge whatever requests are already queued but never wait for more (the compute
+    models' batchers do the waiting), and run no warm-up (their BLS targets may still be loading)."""
     s = spec.serving.dynamic_batching
-    batching = DynamicBatchingSpec(enabled=s.enabled, preferred_batch_sizes=s.preferred_batch_sizes,
-                                   max_queue_delay_us=min(s.max_queue_delay_us, 100))
+    batching = DynamicBatchingSpec(enabled=s.enabled, preferred_batch_sizes=[], max_queue_delay_us=0)
     return cfg.Scheduling(spec.max_batch_size, batching, instances, "cpu", None)
 
 

@@ -264,6 +264,7 @@ class TokenizerSpec(_Strict):
     max_text_bytes: int = Field(65536, ge=1)
     pad_id: int = 0
     instance_count: int = Field(1, ge=1, le=16)
+    sample_texts: str | None = Field(None, description="'module:callable' returning held-out texts (perf input data)")
 
 
 class BuildSpec(_Strict):

@@ -2,12 +2,16 @@
 
 Each request's key hashes model name, model version and every input's name, dtype, shape and bytes. Hits are
 answered from the store (Redis shared by every replica, or an in-process LRU bounded in bytes); misses of one
-batch go to the router in one BLS call and are stored zlib-compressed with a TTL. Values are raw tensor bytes
-with a JSON header, never pickles. A store that errs or is slow is bypassed: requests are then served by the
-model, never failed by the cache. Counters on /metrics: hits, misses, errors, bytes stored, hit latency.
+batch go to the router in one BLS call and are answered at once, then compressed (zlib) and stored with a TTL
+by a writer thread, off the request's path; until written they are served from a small in-process map, so a
+repeat is a hit straight away. Values are raw tensor bytes with a JSON header, never pickles. A store that errs
+or is slow is bypassed: requests are then served by the model, never failed by the cache.
+Counters on /metrics: hits, misses, errors, bytes stored, hit latency.
 """
 
 import json
+import queue
+import threading
 import time
 
 import numpy as np
@@ -46,23 +50,66 @@ class TritonPythonModel:
         ]
         self.m_hits, self.m_misses, self.m_errors, self.m_bytes = (f.Metric(labels) for f in self._families[:4])
         self.m_hit_latency = self._families[4].Metric(labels, buckets=HIT_BUCKETS)
+        self._pending = {}  # key -> outputs computed but not yet in the store
+        self._lock = threading.Lock()
+        self._queue = queue.Queue()
+        self._written_bytes = 0
+        self._write_errors = []
+        self._writer = threading.Thread(target=self._write_loop, name="cache-writer", daemon=True)
+        self._writer.start()
         pb_utils.Logger.log_info(f"{self.name}: {self.store.kind} store, ttl {self.params.get('ttl_s', '300')}s")
 
+    def _write_loop(self):
+        """Compress and store computed outputs; metric updates and logging stay on the execute thread."""
+        while True:
+            items = self._queue.get()
+            if items is None:
+                return
+            try:
+                values = [(k, encode(outputs, self.level)) for k, outputs in items]
+                values = [(k, v) for k, v in values if len(v) <= self.max_value]
+                if values:
+                    self.store.set_many(values)
+                with self._lock:
+                    self._written_bytes += sum(len(v) for _, v in values)
+            except Exception as e:  # StoreUnavailable, or anything else: never let the writer die
+                with self._lock:
+                    self._write_errors.append(f"{type(e).__name__}: {e}")
+            finally:
+                with self._lock:
+                    for k, _ in items:
+                        self._pending.pop(k, None)
+
+    def _flush_writer_stats(self):
+        with self._lock:
+            written, errors = self._written_bytes, self._write_errors
+            self._written_bytes, self._write_errors = 0, []
+        if written:
+            self.m_bytes.increment(written)
+        if errors:
+            self.m_errors.increment(len(errors))
+            pb_utils.Logger.log_warn(f"{self.name}: not cached: {errors[-1]}")
+
+    def finalize(self):
+        self._queue.put(None)
+        self._writer.join(timeout=5)
+
     def _lookup(self, keys):
+        """Stored values (bytes) or not-yet-written outputs (dicts) per key; None for a miss."""
+        with self._lock:
+            pending = [self._pending.get(k) for k in keys]
+        todo = [i for i, p in enumerate(pending) if p is None]
+        if not todo:
+            return pending
         try:
-            return self.store.get_many(keys)
+            stored = self.store.get_many([keys[i] for i in todo])
         except StoreUnavailable as e:
             self.m_errors.increment(1)
             pb_utils.Logger.log_warn(f"{self.name}: cache bypassed: {e}")
-            return [None] * len(keys)
-
-    def _save(self, items):
-        try:
-            self.store.set_many(items)
-            self.m_bytes.increment(sum(len(v) for _, v in items))
-        except StoreUnavailable as e:
-            self.m_errors.increment(1)
-            pb_utils.Logger.log_warn(f"{self.name}: not cached: {e}")
+            stored = [None] * len(todo)
+        for i, value in zip(todo, stored):
+            pending[i] = value
+        return pending
 
     def _compute(self, batch):
         inputs = [pb_utils.Tensor(n, batch[n]) for n in self.input_names]
@@ -74,6 +121,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         start = time.perf_counter()
+        self._flush_writer_stats()
         responses = [None] * len(requests)
         arrays = [request_inputs(r, self.input_names) for r in requests]
         keys = [cache_key(self.public, self.version, a, self.prefix) for a in arrays]
@@ -84,7 +132,7 @@ class TritonPythonModel:
                 misses.append(i)
                 continue
             try:
-                responses[i] = tensors_response(decode(value), self.outputs)
+                responses[i] = tensors_response(value if isinstance(value, dict) else decode(value), self.outputs)
             except Exception as e:  # a malformed entry is a miss, never an error
                 self.m_errors.increment(1)
                 pb_utils.Logger.log_warn(f"{self.name}: unreadable cache entry ignored: {e}")
@@ -116,9 +164,9 @@ class TritonPythonModel:
                     responses[i] = error_response(str(part))
                     continue
                 responses[i] = tensors_response(part, self.outputs)
-                value = encode(part, self.level)
-                if len(value) <= self.max_value:
-                    to_store.append((keys[i], value))
+                to_store.append((keys[i], {n: np.array(v, copy=True) for n, v in part.items()}))
         if to_store:
-            self._save(to_store)
+            with self._lock:
+                self._pending.update(to_store)
+            self._queue.put(to_store)
         return responses

@@ -50,6 +50,14 @@ class TritonPythonModel:
         self.m_fallback = fallback.Metric({"router": self.name})
         self.m_rejected = rejected.Metric({"router": self.name})
         self._families = (served, failed, fallback, breaker, rejected)
+        self._breaker_shown = {r["model"]: 0 for r in self.rungs}
+
+    def _show_breaker(self, model):
+        """Update the breaker gauge only when its state changed (each metric update is an IPC round trip)."""
+        state = 1 if self.breakers[model].is_open else 0
+        if self._breaker_shown[model] != state:
+            self.m_breaker[model].set(state)
+            self._breaker_shown[model] = state
 
     def _invalid(self, arrays):
         if not self.reject_nonfinite:
@@ -81,11 +89,11 @@ class TritonPythonModel:
                 message = str(e)
                 breaker.failure(unavailable=any(s in message.lower() for s in NOT_THERE))
                 self.m_failed[model].increment(1)
-                self.m_breaker[model].set(1 if breaker.is_open else 0)
+                self._show_breaker(model)
                 errors.append(f"{model}: {message}")
                 continue
             breaker.success()
-            self.m_breaker[model].set(0)
+            self._show_breaker(model)
             self.m_served[model].increment(count)
             if model != self.rungs[0]["model"]:
                 self.m_fallback.increment(count)

@@ -1,0 +1,176 @@
+"""`tritonforge perf` and `tritonforge perf-search`: parse, call perf/, render."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from builder.errors import TritonforgeError
+from builder.render import console
+
+
+def _ints(text: str) -> list[int]:
+    """'1,2,4' or '1:16' (doubling) -> list of ints."""
+    if ":" in text:
+        lo, hi = (int(x) for x in text.split(":", 1))
+        out = []
+        while lo <= hi:
+            out.append(lo)
+            lo *= 2
+        return out
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+@contextlib.contextmanager
+def _server(url: Optional[str], repo: Path, models: list[str], cache_size: int = 0, metrics_url: Optional[str] = None):
+    """(gRPC url, metrics url) of the server to measure: the one at `url`, or the local one started on `repo`."""
+    if url:
+        yield url, metrics_url
+        return
+    from builder.triton_server import LocalTritonServer
+
+    with console.status(f"starting the local tritonserver on {repo}"):
+        server = LocalTritonServer(repo, load_models=models, cache_size=cache_size).start()
+    try:
+        yield server.grpc_url, server.metrics_url
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+def _points_table(points) -> Table:
+    table = Table(title="measured", title_justify="left")
+    for col in ("model", "batch", "load", "infer/s", "p50 ms", "p95 ms", "p99 ms", "queue ms", "infer ms", "cache hits"):
+        table.add_column(col)
+    for p in points:
+        load = f"c{p.concurrency}" if p.concurrency is not None else f"r{p.request_rate:g}/s"
+        table.add_row(p.model, str(p.batch_size), load, f"{p.throughput:.1f}", f"{p.p50_us / 1000:.2f}",
+                      f"{p.p95_us / 1000:.2f}", f"{p.p99_us / 1000:.2f}", f"{p.server_queue_us / 1000:.2f}",
+                      f"{p.server_compute_infer_us / 1000:.2f}",
+                      "-" if p.cache_hit_rate is None else f"{p.cache_hit_rate:.0%}")
+    return table
+
+
+def perf(
+    models: Annotated[list[str], typer.Argument(help="models to measure (several: compared side by side)")],
+    url: Annotated[Optional[str], typer.Option(help="gRPC host:port of a running server (default: start the local one)")] = None,
+    metrics_url: Annotated[Optional[str], typer.Option(help="with --url: http://host:8002/metrics, for cache hit rates")] = None,
+    repo: Annotated[Path, typer.Option("--repo", "-r", help="model repository (input data; local server)")] = Path("model_repository"),
+    batch_size: Annotated[str, typer.Option(help="batch sizes, e.g. '1,8'")] = "1",
+    concurrency: Annotated[str, typer.Option(help="concurrency levels: '1,2,4' or '1:16' (doubling)")] = "1:16",
+    request_rate: Annotated[Optional[str], typer.Option(help="request rates per second instead of concurrency, '50,100'")] = None,
+    measurement_mode: Annotated[str, typer.Option(help="time_windows | count_windows")] = "time_windows",
+    measurement_interval: Annotated[int, typer.Option(help="window length in ms (time_windows)")] = 1000,
+    stability: Annotated[float, typer.Option(help="windows must agree within this percentage")] = 15.0,
+    max_trials: Annotated[int, typer.Option(help="windows per point at most")] = 6,
+    inputs: Annotated[str, typer.Option(help="validation | unique | repeated samples from the build")] = "validation",
+    input_count: Annotated[int, typer.Option(help="distinct samples per point (validation: at most the stored ones)")] = 4000,
+    baseline_model: Annotated[Optional[str], typer.Option(help="report ratios against this model")] = None,
+    output_dir: Annotated[Path, typer.Option(help="where report, JSON and plots go")] = Path("perf_results"),
+    baseline: Annotated[Optional[Path], typer.Option(help="regression gate: compare with this perf_report.json")] = None,
+    max_throughput_drop: Annotated[float, typer.Option(help="gate: allowed throughput drop (fraction)")] = 0.10,
+    max_p95_rise: Annotated[float, typer.Option(help="gate: allowed p95 rise (fraction)")] = 0.20,
+    save_baseline: Annotated[Optional[Path], typer.Option(help="also copy the result here as a future baseline")] = None,
+    cache_size: Annotated[int, typer.Option(help="local server: bytes for Triton's response cache")] = 0,
+) -> None:
+    """Sweep MODELS with the real perf_analyzer; write perf_report.md/.json and plots; optionally gate on a baseline."""
+    from perf.analyzer import MeasureSettings, check_binary
+    from perf.regression import compare
+    from perf.report import load_result, write_report
+    from perf.sweep import SweepPlan, run_sweep
+
+    check_binary()
+    plan = SweepPlan(models=models, batch_sizes=_ints(batch_size), concurrency=_ints(concurrency),
+                     request_rates=[float(r) for r in request_rate.split(",")] if request_rate else [],
+                     inputs=inputs, input_count=input_count)
+    base = load_result(baseline) if baseline else None
+    with _server(url, repo, models, cache_size, metrics_url) as (grpc_url, metrics):
+        settings = MeasureSettings(url=grpc_url, measurement_mode=measurement_mode,
+                                   measurement_interval_ms=measurement_interval, stability_pct=stability,
+                                   max_trials=max_trials)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            task = progress.add_task("perf_analyzer", total=len(plan.points()))
+
+            def on_point(done, total, point, label):
+                progress.update(task, completed=done, description=f"perf_analyzer {label}")
+            result = run_sweep(plan, settings, repo, on_point, metrics)
+    written = write_report(result, output_dir, baseline_model)
+    console.print(_points_table(result.points))
+    if result.interrupted:
+        console.print(f"[yellow]interrupted[/]: kept {len(result.points)} finished point(s)")
+    console.print("wrote " + ", ".join(str(p) for p in written.values()))
+    if save_baseline:
+        save_baseline.write_text(written["json"].read_text())
+        console.print(f"baseline saved to {save_baseline}")
+    if base is not None:
+        gate = compare(result, base, max_throughput_drop, max_p95_rise)
+        for change in gate.regressions:
+            console.print(f"[red]regression[/] {change.describe()}", markup=True)
+        if not gate.passed:
+            console.print(f"[red]gate failed[/]: {len(gate.regressions)} regression(s) in {gate.compared} compared point(s)")
+            raise typer.Exit(1)
+        console.print(f"[green]gate passed[/]: {gate.compared} point(s) within -{max_throughput_drop:.0%} "
+                      f"throughput / +{max_p95_rise:.0%} p95 of the baseline")
+
+
+def perf_search(
+    spec: Annotated[Path, typer.Argument(help="build spec of the model to tune")],
+    repo: Annotated[Path, typer.Option("--repo", "-r")] = Path("model_repository"),
+    url: Annotated[Optional[str], typer.Option(help="gRPC host:port of a running server in explicit model control mode")] = None,
+    concurrency: int = 16,
+    latency_budget_ms: Annotated[float, typer.Option(help="p95 must stay within this")] = 50.0,
+    delays: Annotated[str, typer.Option(help="max queue delays to try (us)")] = "0,1000,4000",
+    instances: Annotated[str, typer.Option(help="instance counts to try")] = "1,2",
+    write_back: Annotated[bool, typer.Option(help="write the pick into the spec and rebuild")] = True,
+    output: Annotated[Path, typer.Option(help="JSON with every trial")] = Path("perf_results/config_search.json"),
+) -> None:
+    """Try dynamic batching settings and instance counts on a running model, pick the best under a latency budget."""
+    from builder.pipeline import build
+    from builder.render import RichReporter
+    from builder.spec import load_spec
+    from perf.analyzer import check_binary
+    from perf.config_search import grid, search
+    from perf.config_search import write_back as write_spec
+
+    check_binary()
+    spec_obj = load_spec(spec)
+    candidates = grid(spec_obj.max_batch_size, tuple(_ints(delays)), tuple(_ints(instances)))
+    with _server(url, repo, [spec_obj.name]) as (grpc_url, _metrics):
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            task = progress.add_task("config search", total=len(candidates) + 1)
+            result = search(spec, repo, grpc_url, concurrency, latency_budget_ms, candidates,
+                            on_trial=lambda i, n, c: progress.update(task, completed=i, description=c.describe()))
+            progress.update(task, completed=len(result.trials))
+    table = Table(title=f"{result.model}: concurrency {concurrency}, p95 budget {latency_budget_ms:g} ms", title_justify="left")
+    for col in ("settings", "infer/s", "p50 ms", "p95 ms", "within budget", ""):
+        table.add_column(col)
+    for t in result.trials:
+        mark = ("default " if t.default else "") + ("[green]picked[/]" if t is result.best else "")
+        if t.point is None:
+            table.add_row(t.candidate.describe(), "-", "-", "-", "-", f"[red]{t.error}[/]")
+            continue
+        table.add_row(t.candidate.describe(), f"{t.point.throughput:.1f}", f"{t.point.p50_us / 1000:.1f}",
+                      f"{t.point.p95_us / 1000:.1f}", "yes" if t.fits(latency_budget_ms) else "no", mark)
+    console.print(table)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if result.best is None:
+        raise TritonforgeError(f"no setting kept p95 within {latency_budget_ms:g} ms at concurrency {concurrency}")
+    default = result.default
+    if default.point is not None and result.best is not default:
+        console.print(f"pick: {result.best.candidate.describe()}: {result.best.point.throughput / default.point.throughput:.2f}x "
+                      f"the default's throughput in the same run")
+    else:
+        console.print("pick: the current settings are already the best tried")
+    if write_back and result.best is not default:
+        write_spec(spec, result.best.candidate)
+        console.print(f"wrote the pick into {spec}; rebuilding the repository configs")
+        build(spec, repo, reporter=RichReporter())

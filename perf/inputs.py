@@ -1,0 +1,91 @@
+"""perf_analyzer input data from a build's real samples: as they are, all unique, or a few repeated.
+
+Samples come from the files a build leaves beside its report: `public_inputs.npz` (what clients send to a
+tokenizer-fronted model: texts) or `validation_inputs.npz` (the model's own inputs). 'unique' makes every
+request's bytes different (so a cache never hits); 'repeated' cycles through a handful (so it almost always does).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from builder.data import load_batches
+from builder.errors import TritonforgeError
+from builder.report import PUBLIC_INPUTS_NPZ, VALIDATION_NPZ
+from builder.repository.config import read_config
+from builder.repository.manifest import MANIFEST_NAME
+
+Sample = dict[str, np.ndarray]  # one request's tensors without the batch dim
+MODES = ("validation", "unique", "repeated")
+
+
+def owning_build(repo: Path, model: str) -> str:
+    """The public model whose build wrote `model` (from the manifests in the repository)."""
+    for manifest in sorted(Path(repo).glob(f"*/{MANIFEST_NAME}")):
+        if model in json.loads(manifest.read_text()).get("models", []):
+            return manifest.parent.name
+    raise TritonforgeError(f"no tritonforge build in {repo} owns model '{model}'; build it first")
+
+
+def model_samples(repo: Path, model: str) -> list[Sample]:
+    """Real per-request samples for `model`'s inputs, from its build's stored data."""
+    base = Path(repo) / owning_build(repo, model)
+    names = [i.name for i in read_config(Path(repo) / model / "config.pbtxt").input]
+    for source in (PUBLIC_INPUTS_NPZ, VALIDATION_NPZ):
+        path = base / source
+        if not path.is_file():
+            continue
+        batches, _ = load_batches(path)
+        if batches and set(batches[0]) == set(names):
+            return [{n: b[n][i] for n in names} for b in batches for i in range(len(b[names[0]]))]
+    raise TritonforgeError(f"no stored samples fit the inputs {names} of model '{model}' in {base}")
+
+
+def _vary(sample: Sample, i: int) -> Sample:
+    """A copy of `sample` whose bytes differ for each i: texts suffixed, floats nudged, and in the first
+    integer input (token ids) the first real token changed (the first and last positions are kept)."""
+    out, varied_int = {}, False
+    for name, arr in sample.items():
+        if arr.dtype == object:
+            out[name] = np.array([f"{(x.decode() if isinstance(x, bytes) else x)} {i}" for x in arr.ravel()],
+                                 dtype=object).reshape(arr.shape)
+        elif arr.dtype.kind == "f":
+            out[name] = (arr + np.asarray(1e-6 * (i + 1), arr.dtype)).astype(arr.dtype)
+        elif arr.dtype.kind in "iu" and arr.ndim == 1 and arr.size > 2 and not varied_int:
+            v = arr.copy()
+            v[1] = 1000 + (i % 28000)
+            out[name], varied_int = v, True
+        else:
+            out[name] = arr
+    return out
+
+
+def select(samples: list[Sample], mode: str, count: int, start: int = 0) -> list[Sample]:
+    """The samples perf_analyzer cycles through for `mode`. For 'unique', `start` offsets the variations so
+    that successive measurements (sweep points) never send bytes an earlier one sent."""
+    if mode not in MODES:
+        raise ValueError(f"inputs mode must be one of {MODES}, got {mode!r}")
+    if mode == "validation":
+        return samples[:count]
+    if mode == "repeated":
+        return samples[: max(1, min(count, len(samples)))]
+    n = len(samples)
+    return [samples[i] if i < n else _vary(samples[i % n], i // n) for i in range(start, start + count)]
+
+
+def _entry(arr: np.ndarray) -> dict:
+    if arr.dtype == object:
+        content = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel()]
+    else:
+        content = arr.ravel().tolist()
+    return {"content": content, "shape": list(arr.shape)}
+
+
+def write_input_json(samples: list[Sample], path: Path) -> Path:
+    """perf_analyzer --input-data JSON: one entry per request, shapes given explicitly."""
+    data = {"data": [{name: _entry(arr) for name, arr in s.items()} for s in samples]}
+    Path(path).write_text(json.dumps(data))
+    return Path(path)
