@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from builder.errors import TritonforgeError
@@ -29,7 +29,12 @@ class PerfAnalyzerError(TritonforgeError):
 
 
 def find_binary() -> Path:
-    """perf_analyzer next to this interpreter (the venv's bin/), else on PATH."""
+    """$TRITONFORGE_PERF_ANALYZER, else perf_analyzer next to this interpreter (the venv's bin/), else on PATH."""
+    chosen = os.environ.get("TRITONFORGE_PERF_ANALYZER")
+    if chosen:
+        if not Path(chosen).is_file():
+            raise PerfAnalyzerError(f"TRITONFORGE_PERF_ANALYZER={chosen}: no such file; {INSTALL_HINT}")
+        return Path(chosen)
     local = Path(sys.executable).parent / "perf_analyzer"
     if local.is_file():
         return local
@@ -103,6 +108,7 @@ class PerfPoint:
     cache_hit_rate: float | None = None  # tritonforge response cache, from /metrics before and after
     gpu: dict = field(default_factory=dict)
     label: str = ""  # how this point was asked for (e.g. inputs mode)
+    note: str = ""  # e.g. measured again with longer windows because the first try was not stable
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,8 +149,31 @@ def parse_csv(path: Path, model: str, batch_size: int) -> list[PerfPoint]:
 
 def measure(model: str, settings: MeasureSettings, batch_size: int = 1, concurrency: int | None = None,
             request_rate: float | None = None, input_data: Path | None = None,
-            shapes: dict[str, list[int]] | None = None, bls_models: list[str] | None = None) -> PerfPoint:
-    """One perf_analyzer run at one load level; raises PerfAnalyzerError with its output if it fails."""
+            shapes: dict[str, list[int]] | None = None, bls_models: list[str] | None = None,
+            retries: int = 2) -> PerfPoint:
+    """One measured point. perf_analyzer refuses points whose windows never agree (common on shared
+    machines): such a point is measured again with windows twice as long and twice the allowed variation,
+    up to `retries` times, and says so in its `note`."""
+    current = settings
+    for attempt in range(retries + 1):
+        try:
+            point = _measure_once(model, current, batch_size, concurrency, request_rate, input_data, shapes, bls_models)
+        except PerfAnalyzerError as e:
+            if "stable measurement" not in str(e) or attempt == retries:
+                raise
+            current = replace(current, measurement_interval_ms=current.measurement_interval_ms * 2,
+                              stability_pct=current.stability_pct * 2)
+            continue
+        if attempt:
+            point.note = (f"not stable at first; measured with {current.measurement_interval_ms} ms windows within "
+                          f"{current.stability_pct:g}%")
+        return point
+    raise AssertionError("unreachable")
+
+
+def _measure_once(model: str, settings: MeasureSettings, batch_size: int, concurrency: int | None,
+                  request_rate: float | None, input_data: Path | None, shapes: dict[str, list[int]] | None,
+                  bls_models: list[str] | None) -> PerfPoint:
     if (concurrency is None) == (request_rate is None):
         raise ValueError("give exactly one of concurrency or request_rate")
     with tempfile.TemporaryDirectory(prefix="tf-perf-") as tmp:

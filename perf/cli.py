@@ -70,7 +70,8 @@ def perf(
     stability: Annotated[float, typer.Option(help="windows must agree within this percentage")] = 15.0,
     max_trials: Annotated[int, typer.Option(help="windows per point at most")] = 6,
     inputs: Annotated[str, typer.Option(help="validation | unique | repeated samples from the build")] = "validation",
-    input_count: Annotated[int, typer.Option(help="distinct samples per point (validation: at most the stored ones)")] = 4000,
+    input_count: Annotated[int, typer.Option(help="distinct samples per point (unique: more than one point sends; "
+                                                   "validation: at most the stored ones)")] = 20000,
     baseline_model: Annotated[Optional[str], typer.Option(help="report ratios against this model")] = None,
     output_dir: Annotated[Path, typer.Option(help="where report, JSON and plots go")] = Path("perf_results"),
     baseline: Annotated[Optional[Path], typer.Option(help="regression gate: compare with this perf_report.json")] = None,
@@ -153,7 +154,8 @@ def perf_search(
     for col in ("settings", "infer/s", "p50 ms", "p95 ms", "within budget", ""):
         table.add_column(col)
     for t in result.trials:
-        mark = ("default " if t.default else "") + ("[green]picked[/]" if t is result.best else "")
+        mark = ("default " if t.default else "") + ("[green]picked[/]" if t is result.best else "") + (
+            "(confirmation)" if t.confirmation else "")
         if t.point is None:
             table.add_row(t.candidate.describe(), "-", "-", "-", "-", f"[red]{t.error}[/]")
             continue
@@ -166,11 +168,21 @@ def perf_search(
         raise TritonforgeError(f"no setting kept p95 within {latency_budget_ms:g} ms at concurrency {concurrency}")
     default = result.default
     if default.point is not None and result.best is not default:
-        console.print(f"pick: {result.best.candidate.describe()}: {result.best.point.throughput / default.point.throughput:.2f}x "
-                      f"the default's throughput in the same run")
+        picked = result.throughputs(result.best.candidate)
+        base = result.throughputs(default.candidate)
+        console.print(f"pick: {result.best.candidate.describe()}: {' / '.join(f'{p:.1f}' for p in picked)} infer/s against "
+                      f"the default's {' / '.join(f'{b:.1f}' for b in base)} (grid / confirmation round, same run)")
+        if not result.confirmed:
+            console.print("[yellow]the confirmation round did not repeat the pick's lead: within noise; spec left as it is[/]")
     else:
-        console.print("pick: the current settings are already the best tried")
-    if write_back and result.best is not default:
+        console.print("pick: the spec's current settings are already the best tried")
+    from perf.config_search import TRITON_DEFAULT
+
+    unbatched = result.throughputs(TRITON_DEFAULT)
+    if unbatched and result.best.point is not None:
+        console.print(f"against Triton's default (no dynamic batching, {unbatched[0]:.1f} infer/s): "
+                      f"{result.best.point.throughput / unbatched[0]:.2f}x")
+    if write_back and result.best is not default and result.confirmed:
         write_spec(spec, result.best.candidate)
         console.print(f"wrote the pick into {spec}; rebuilding the repository configs")
         build(spec, repo, reporter=RichReporter())

@@ -8,6 +8,7 @@ request's bytes different (so a cache never hits); 'repeated' cycles through a h
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,36 +45,49 @@ def model_samples(repo: Path, model: str) -> list[Sample]:
     raise TritonforgeError(f"no stored samples fit the inputs {names} of model '{model}' in {base}")
 
 
-def _vary(sample: Sample, i: int) -> Sample:
-    """A copy of `sample` whose bytes differ for each i: texts suffixed, floats nudged, and in the first
-    integer input (token ids) the first real token changed (the first and last positions are kept)."""
+def _nudge(arr: np.ndarray, k: int) -> np.ndarray:
+    """Floats moved by a few units in the last place, spread over the first elements, so each k gives
+    distinct bytes while values change by about 1e-7 relative."""
+    out = np.array(arr, copy=True)
+    flat = out.reshape(-1)
+    ints = flat.view(np.int32 if flat.dtype == np.float32 else np.int64 if flat.dtype == np.float64 else np.int16)
+    for j in range(min(len(flat), 8)):
+        ints[j] += (k >> (4 * j)) & 0xF
+    return out
+
+
+def _vary(sample: Sample, k: int) -> Sample:
+    """A copy of `sample` whose bytes differ for each k: texts suffixed, floats nudged by a few ULPs, and in the
+    first integer input (token ids) two real tokens changed (the first and last positions are kept)."""
     out, varied_int = {}, False
     for name, arr in sample.items():
         if arr.dtype == object:
-            out[name] = np.array([f"{(x.decode() if isinstance(x, bytes) else x)} {i}" for x in arr.ravel()],
+            out[name] = np.array([f"{(x.decode() if isinstance(x, bytes) else x)} {k}" for x in arr.ravel()],
                                  dtype=object).reshape(arr.shape)
         elif arr.dtype.kind == "f":
-            out[name] = (arr + np.asarray(1e-6 * (i + 1), arr.dtype)).astype(arr.dtype)
-        elif arr.dtype.kind in "iu" and arr.ndim == 1 and arr.size > 2 and not varied_int:
+            out[name] = _nudge(arr, k)
+        elif arr.dtype.kind in "iu" and arr.ndim == 1 and arr.size > 3 and not varied_int:
             v = arr.copy()
-            v[1] = 1000 + (i % 28000)
+            v[1], v[2] = 1000 + k % 28000, 1000 + (k // 28000) % 28000
             out[name], varied_int = v, True
         else:
             out[name] = arr
     return out
 
 
-def select(samples: list[Sample], mode: str, count: int, start: int = 0) -> list[Sample]:
-    """The samples perf_analyzer cycles through for `mode`. For 'unique', `start` offsets the variations so
-    that successive measurements (sweep points) never send bytes an earlier one sent."""
+def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: int | None = None) -> list[Sample]:
+    """The samples perf_analyzer cycles through for `mode`. 'unique' varies every entry with a per-run salt and
+    `start` offset, so no entry repeats what an earlier point (or an earlier run) sent."""
     if mode not in MODES:
         raise ValueError(f"inputs mode must be one of {MODES}, got {mode!r}")
     if mode == "validation":
         return samples[:count]
     if mode == "repeated":
         return samples[: max(1, min(count, len(samples)))]
+    if salt is None:
+        salt = int.from_bytes(os.urandom(3), "little") << 24
     n = len(samples)
-    return [samples[i] if i < n else _vary(samples[i % n], i // n) for i in range(start, start + count)]
+    return [_vary(samples[i % n], salt + i) for i in range(start, start + count)]
 
 
 def _entry(arr: np.ndarray) -> dict:

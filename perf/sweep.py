@@ -26,7 +26,7 @@ class SweepPlan:
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     request_rates: list[float] = field(default_factory=list)  # when given, replaces concurrency
     inputs: str = "validation"  # validation | unique | repeated
-    input_count: int = 4000  # distinct samples per point (unique: more than one point sends)
+    input_count: int = 20000  # distinct samples per point (unique: more than one point sends)
 
     def points(self) -> list[tuple[str, int, int | None, float | None]]:
         loads: Sequence = [(c, None) for c in self.concurrency] if not self.request_rates else [

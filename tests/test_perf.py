@@ -1,0 +1,160 @@
+"""perf/: sweeps with the real perf_analyzer against the real local tritonserver, reports and plots, compare
+mode, regression gate, interruption, clear errors, and the configuration search."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from builder.pipeline import build
+from builder.repository.config import read_config
+from perf.analyzer import MeasureSettings, PerfAnalyzerError, check_binary, measure
+from perf.config_search import Candidate, TRITON_DEFAULT, search, write_back
+from perf.inputs import model_samples, select, write_input_json
+from perf.report import load_result
+from perf.sweep import SweepPlan, run_sweep
+
+from conftest import ROOT, digits_spec_copy
+
+pytestmark = pytest.mark.integration
+FAST = ["--measurement-interval", "500", "--max-trials", "8", "--stability", "30"]
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "builder", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def sweep(digits_repo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("perf")
+    proc = _cli("perf", "digits", "digits_ort", "--repo", str(digits_repo), "--concurrency", "1,4",
+                "--baseline-model", "digits_ort", "--output-dir", str(out), *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, proc
+
+
+def test_sweep_writes_report_json_and_readable_plots(sweep):
+    out, proc = sweep
+    result = load_result(out / "perf_report.json")
+    assert [(p.model, p.concurrency) for p in result.points] == [
+        ("digits", 1), ("digits", 4), ("digits_ort", 1), ("digits_ort", 4)]
+    for p in result.points:
+        assert p.throughput > 0 and 0 < p.p50_us <= p.p95_us <= p.p99_us
+        assert p.server_compute_infer_us > 0
+    for name in ("latency_vs_throughput.png", "throughput_vs_concurrency.png", "server_time_breakdown.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    md = (out / "perf_report.md").read_text()
+    assert "| digits | 1 | c1 |" in md and "infer/s vs digits_ort" in md
+    assert "perf_analyzer" in md and "AMD" in md or "cores" in md
+    report = json.loads((out / "perf_report.json").read_text())
+    ratios = {(r["model"], r["concurrency"]): r for r in report["ratios"]}
+    assert set(ratios) == {("digits", 1), ("digits", 4)}
+    assert ratios[("digits", 1)]["throughput"] > 0
+    assert "digits" in proc.stdout and "infer/s" in proc.stdout
+
+
+def test_regression_gate_passes_on_itself_and_fails_on_a_faster_baseline(sweep, digits_repo, tmp_path):
+    out, _ = sweep
+    report = json.loads((out / "perf_report.json").read_text())
+    for p in report["points"]:
+        p["throughput"] *= 0.5  # a slower past: this run is no regression
+    (tmp_path / "slow.json").write_text(json.dumps(report))
+    args = ["perf", "digits", "--repo", str(digits_repo), "--concurrency", "1", "--output-dir", str(tmp_path / "o"), *FAST]
+    ok = _cli(*args, "--baseline", str(tmp_path / "slow.json"), "--max-p95-rise", "10")
+    assert ok.returncode == 0 and "gate passed" in ok.stdout, ok.stdout + ok.stderr
+    for p in report["points"]:
+        p["throughput"] *= 100  # a past 50x faster than now: a regression
+    (tmp_path / "fast.json").write_text(json.dumps(report))
+    bad = _cli(*args, "--baseline", str(tmp_path / "fast.json"), "--max-p95-rise", "10")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "regression" in bad.stdout and "digits b1 c1: throughput" in bad.stdout and "gate failed" in bad.stdout
+    unrelated = _cli("perf", "digits", "--repo", str(digits_repo), "--concurrency", "2", "--output-dir",
+                     str(tmp_path / "u"), "--baseline", str(tmp_path / "fast.json"), *FAST)
+    assert unrelated.returncode == 2 and "no point in common" in unrelated.stderr
+
+
+def test_interrupted_sweep_keeps_finished_points(digits_server, digits_repo):
+    plan = SweepPlan(models=["digits"], concurrency=[1, 2, 4, 8])
+    settings = MeasureSettings(url=digits_server.grpc_url, measurement_interval_ms=400, max_trials=3, stability_pct=50)
+
+    def ctrl_c_after_first(done, total, point, label):
+        if done == 1 and point is not None:
+            raise KeyboardInterrupt
+
+    result = run_sweep(plan, settings, digits_repo, ctrl_c_after_first)
+    assert result.interrupted and len(result.points) == 1 and result.points[0].concurrency == 1
+
+
+def test_unique_and_repeated_inputs_drive_the_cache(digits_server, digits_repo):
+    settings = MeasureSettings(url=digits_server.grpc_url, measurement_interval_ms=400, max_trials=3, stability_pct=50)
+    rates = {}
+    for mode in ("unique", "repeated"):
+        result = run_sweep(SweepPlan(models=["digits"], concurrency=[1], inputs=mode, input_count=20000), settings,
+                           digits_repo, metrics_url=digits_server.metrics_url)
+        rates[mode] = result.points[0].cache_hit_rate
+    assert rates["unique"] < 0.05 and rates["repeated"] > 0.9
+
+
+def test_input_data_comes_from_the_build(digits_repo, tmp_path):
+    samples = model_samples(digits_repo, "digits")
+    assert len(samples) == 540 and samples[0]["image"].shape == (64,)
+    unique = select(samples, "unique", 1200)
+    assert len({s["image"].tobytes() for s in unique}) == 1200
+    assert not {s["image"].tobytes() for s in unique} & {s["image"].tobytes() for s in samples}
+    assert max(abs(u["image"] - samples[i % 540]["image"]).max() for i, u in enumerate(unique)) < 1e-5
+    path = write_input_json(select(samples, "repeated", 2), tmp_path / "d.json")
+    data = json.loads(path.read_text())["data"]
+    assert len(data) == 2 and data[0]["image"]["shape"] == [64] and len(data[0]["image"]["content"]) == 64
+
+
+def test_missing_or_failing_perf_analyzer_is_explained(digits_server, tmp_path):
+    proc = _cli("perf", "digits", "--url", digits_server.grpc_url, env={"TRITONFORGE_PERF_ANALYZER": str(tmp_path / "nope")})
+    assert proc.returncode == 2 and "pip install 'tritonclient[grpc]==2.50.0'" in proc.stderr
+    fake = tmp_path / "perf_analyzer"
+    fake.write_text("#!/bin/sh\necho 'error while loading shared libraries: libb64.so.0d' >&2\nexit 127\n")
+    fake.chmod(0o755)
+    with pytest.raises(PerfAnalyzerError, match="apt-get install libb64-0d"):
+        os.environ["TRITONFORGE_PERF_ANALYZER"] = str(fake)
+        try:
+            check_binary()
+        finally:
+            del os.environ["TRITONFORGE_PERF_ANALYZER"]
+    settings = MeasureSettings(url=digits_server.grpc_url, measurement_interval_ms=300, max_trials=2)
+    with pytest.raises(PerfAnalyzerError, match="perf_analyzer failed on model 'no_such_model'"):
+        measure("no_such_model", settings, 1, 1)
+
+
+def test_config_search_picks_under_budget_and_writes_back(tmp_path, digits_spec):
+    from builder.triton_server import LocalTritonServer
+
+    spec = digits_spec_copy(tmp_path / "spec")
+    spec.write_text("# my digits spec: keep this comment\n" + spec.read_text())
+    repo = tmp_path / "repo"
+    build(spec, repo)
+    settings = MeasureSettings(url="", measurement_interval_ms=400, max_trials=3, stability_pct=50)
+    with LocalTritonServer(repo) as server:
+        settings = MeasureSettings(**{**settings.__dict__, "url": server.grpc_url})
+        result = search(spec, repo, server.grpc_url, concurrency=4, budget_ms=1000,
+                        candidates=[TRITON_DEFAULT, Candidate(0, (4, 8), 1, 0)], settings=settings)
+    assert [t.candidate for t in result.trials[:3]] == [Candidate(200, (16, 64), 1, 0), TRITON_DEFAULT,
+                                                         Candidate(0, (4, 8), 1, 0)]
+    assert result.trials[0].default
+    assert all(t.point is not None and t.point.throughput > 0 for t in result.trials)
+    assert result.best is not None and result.best.fits(1000)
+    write_back(spec, Candidate(0, (4, 8), 2, 1))
+    text = spec.read_text()
+    assert text.startswith("# my digits spec: keep this comment")
+    serving = yaml.safe_load(text)["serving"]
+    assert serving["dynamic_batching"]["preferred_batch_sizes"] == [4, 8] and serving["instance_count"] == 2
+    build(spec, repo)
+    cfg = read_config(repo / "digits_ort" / "config.pbtxt")
+    assert cfg.instance_group[0].count == 2 and list(cfg.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert cfg.parameters["intra_op_threads"].string_value == "1"
