@@ -95,6 +95,30 @@ def pin_ir_version(model: onnx.ModelProto, ir_version: int) -> None:
         model.ir_version = ir_version
 
 
+def prune_opset_imports(model: onnx.ModelProto) -> None:
+    """Drop opset imports of domains no node uses (quantizers import a dozen; older runtimes reject some)."""
+    used = {n.domain or "" for n in model.graph.node} | {""}
+    for func in model.functions:
+        used |= {n.domain or "" for n in func.node} | {func.domain}
+    keep = [o for o in model.opset_import if (o.domain or "") in used]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+
+
+def finalize_variant(path: Path, ir_version: int) -> None:
+    """Make a converted ONNX file loadable by the runtimes of older Triton containers: unused opset imports
+    removed, IR version pinned (kept as it was if the checker rejects the lower one)."""
+    model = onnx.load(str(path))
+    prune_opset_imports(model)
+    original = model.ir_version
+    pin_ir_version(model, ir_version)
+    try:
+        onnx.checker.check_model(model)
+    except Exception:
+        model.ir_version = original
+    onnx.save(model, str(path))
+
+
 def _check_tensor(v: onnx.ValueInfoProto, t: TensorSpec, where: str) -> None:
     tt = v.type.tensor_type
     want = dtypes.by_name(t.dtype).onnx

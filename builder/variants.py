@@ -13,6 +13,7 @@ from builder.gate import evaluate
 from builder.hardware import cpu_info
 from builder.hashing import combine, sha256_file
 from builder.int8_search import search_variants
+from builder.onnx_graph import finalize_variant
 from builder.runtimes import open_runtime
 from builder.spec import BuildSpec, VariantSpec
 from builder.timing import measure, timing_input
@@ -129,6 +130,8 @@ class VariantBuilder:
         out = self.work / f"{v.variant_id}{converter.suffix}"
         job = ConversionJob(self.spec, v, self.fp32, out, self.work, self.calibration)
         converter.convert(job)
+        if converter.suffix == ".onnx":
+            finalize_variant(out, self.spec.export.ir_version)
         outcome.notes.extend(job.notes)
         return out
 

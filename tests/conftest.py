@@ -106,3 +106,26 @@ def digits_validation(digits_spec):
 
     data = np.load(DIGITS / "artifacts" / "validation.npz")
     return data["image"], data["label"]
+
+
+@pytest.fixture(scope="session")
+def service_repo(tmp_path_factory, digits_spec) -> Path:
+    """One repository with both services: digits (FP32 only) and the MiniLM text service (FP32 only)."""
+    from builder.pipeline import build
+
+    tmp = tmp_path_factory.mktemp("services")
+    repo = tmp / "model_repository"
+    build(digits_spec_copy(tmp / "digits"), repo)
+    build(minilm_spec_copy(tmp / "minilm"), repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def service_server(service_repo):
+    """The real local tritonserver serving digits and minilm."""
+    from builder.triton_server import LocalTritonServer
+
+    server = LocalTritonServer(service_repo).start()
+    yield server
+    server.stop()
+    server.cleanup()

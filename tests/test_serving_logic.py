@@ -20,7 +20,7 @@ from builder.pipeline import build
 from builder.triton_server import LocalTritonServer
 from client import Client, InferenceFailed
 
-from conftest import MINILM, digits_spec_copy, minilm_spec_copy
+from conftest import MINILM, digits_spec_copy
 
 pytestmark = pytest.mark.integration
 
@@ -224,15 +224,8 @@ def test_tritons_own_response_cache(tmp_path_factory):
 
 # ---- the MiniLM text-embedding service ----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def minilm_service(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("minilm_service")
-    spec = minilm_spec_copy(tmp / "spec")
-    repo = tmp / "model_repository"
-    build(spec, repo)
-    server = LocalTritonServer(repo, load_models=["minilm"]).start()
-    yield repo, server
-    server.stop()
-    server.cleanup()
+def minilm_service(service_repo, service_server):
+    return service_repo, service_server
 
 
 def _distinct_texts(n: int) -> list[str]:
