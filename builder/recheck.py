@@ -15,11 +15,11 @@ from pathlib import Path
 
 from builder.converters import CONVERTERS, ConversionJob
 from builder.data import Dataset, load_batches
-from builder.gate import evaluate
 from builder.report import CALIBRATION_NPZ, REFERENCE_NPZ, VALIDATION_NPZ, read_report
 from builder.runtimes import open_runtime
 from builder.spec import VariantSpec, parse_spec
-from builder.verify import Outputs, compare, run_over
+from builder.variants import check_variant
+from builder.verify import Outputs
 
 
 def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
@@ -48,9 +48,7 @@ def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
             job = ConversionJob(spec, VariantSpec(kind=entry["kind"], **options), fp32, path, Path(tmp), calibration)
             converter.convert(job)
         runtime = open_runtime(converter.runtime, path, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
-        candidate = run_over(runtime.run, validation)
-    tol = spec.validation.tolerance
-    result = evaluate(compare(spec, validation, reference, candidate, tol.atol, tol.rtol), spec.gate)
+        _comparison, result, _notes = check_variant(spec, validation, reference, runtime.run, converter.batch_dependent)
     verdict = "passed" if result.passed else "rejected"
     lines = [f"{variant_id} ({path.name}): {verdict}; recorded: {entry['status']}"]
     lines += [f"  {c.describe()}" for c in result.checks]

@@ -25,6 +25,15 @@ def run_over(run: Callable[[Batch], Batch], data: Dataset) -> Outputs:
     return Outputs([run(batch) for batch in data])
 
 
+def rebatch_outputs(outputs: Outputs, size: int) -> Outputs:
+    """The same outputs cut into batches of at most `size`, as Dataset.rebatch cuts the inputs."""
+    out = []
+    for batch in outputs.batches:
+        n = len(next(iter(batch.values())))
+        out += [{k: v[i:i + size] for k, v in batch.items()} for i in range(0, n, size)]
+    return Outputs(out)
+
+
 @dataclass
 class Comparison:
     """Metrics of a candidate against the reference; `within_tolerance` when every element passes atol/rtol."""

@@ -129,10 +129,9 @@ def apply(candidate: Candidate, repo: Path, models: list[str], admin, logic: lis
     Serving-logic models in `logic` keep their own settings, but lose batching when the candidate has none."""
     for name in list(models) + list(logic):
         cfg = read_config(repo / name / "config.pbtxt")
-        if name in logic:
-            if candidate.batching:
-                continue
-            cfg.ClearField("dynamic_batching")
+        if name in logic:  # back to the repository's settings, or without batching when the candidate has none
+            if not candidate.batching:
+                cfg.ClearField("dynamic_batching")
         else:
             cfg.ClearField("dynamic_batching")
             if candidate.batching:

@@ -33,6 +33,9 @@ class Converter(ABC):
     runtime: ClassVar[str]  # "onnxruntime" | "tensorrt" | "pytorch": which Triton backend serves the result
     precision: ClassVar[str]
     suffix: ClassVar[str] = ".onnx"
+    # Outputs depend on the other samples of a batch (dynamic quantization computes scales per batch): the
+    # gate then checks the variant both batched and one sample at a time.
+    batch_dependent: ClassVar[bool] = False
 
     def unavailable(self) -> str | None:
         """Why this conversion cannot run on this machine (e.g. 'no CUDA device'), or None."""

@@ -16,6 +16,7 @@ class OnnxInt8Dynamic(Converter):
     kind = "onnx_int8_dynamic"
     runtime = "onnxruntime"
     precision = "int8"
+    batch_dependent = True  # activation scales are computed over the whole batch
 
     def convert(self, job: ConversionJob) -> None:
         v = job.variant
