@@ -31,5 +31,8 @@ test: venv
 test-unit: venv
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
+lint: venv
+	$(PY) -m ruff check builder client perf tests examples
+
 clean:
 	rm -rf $(VENV) model_repository/*/ examples/*/artifacts perf_results

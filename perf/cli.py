@@ -149,7 +149,7 @@ def perf_search(
             task = progress.add_task("config search", total=len(candidates) + 1)
             result = search(spec, repo, grpc_url, concurrency, latency_budget_ms, candidates,
                             on_trial=lambda i, n, c: progress.update(task, completed=i, description=c.describe()))
-            progress.update(task, completed=len(result.trials))
+            progress.update(task, total=len(result.trials), completed=len(result.trials))
     table = Table(title=f"{result.model}: concurrency {concurrency}, p95 budget {latency_budget_ms:g} ms", title_justify="left")
     for col in ("settings", "infer/s", "p50 ms", "p95 ms", "within budget", ""):
         table.add_column(col)

@@ -104,15 +104,8 @@ def plots(result: SweepResult, out_dir: Path) -> list[Path]:
         ax.plot(x, [p.p95_us / 1000 for p in pts], "s--", color=color, alpha=0.7, label=f"{model} b{batch} p95")
         for p in pts:
             ax.annotate(_load(p), (p.throughput, p.p50_us / 1000), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("throughput (inferences/s)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("Latency against throughput (labels: concurrency)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / PLOTS[0])
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_finish(plt, fig, ax, "throughput (inferences/s)", "latency (ms)",
+                         "Latency against throughput (labels: concurrency)", out_dir / PLOTS[0], legend_size=7))
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, ((model, batch), pts) in enumerate(sorted(series.items())):
@@ -121,15 +114,8 @@ def plots(result: SweepResult, out_dir: Path) -> list[Path]:
             ax.plot([p.concurrency for p in pts], [p.throughput for p in pts], "o-", color=f"C{i % 10}",
                     label=f"{model} b{batch}")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("concurrency (requests in flight)")
-    ax.set_ylabel("throughput (inferences/s)")
-    ax.set_title("Throughput against concurrency")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / PLOTS[1])
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_finish(plt, fig, ax, "concurrency (requests in flight)", "throughput (inferences/s)",
+                         "Throughput against concurrency", out_dir / PLOTS[1]))
 
     parts = [("queue", "server_queue_us"), ("compute input", "server_compute_input_us"),
              ("compute infer", "server_compute_infer_us"), ("compute output", "server_compute_output_us")]
@@ -144,14 +130,25 @@ def plots(result: SweepResult, out_dir: Path) -> list[Path]:
     ax.bar(range(len(labels)), other, bottom=bottom, label="network + client + other", color="0.75")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, fontsize=6, rotation=90)
-    ax.set_ylabel("average latency (ms)")
-    ax.set_title("Where the time goes (server averages per request)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / PLOTS[2])
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_finish(plt, fig, ax, "", "average latency (ms)", "Where the time goes (server averages per request)",
+                         out_dir / PLOTS[2], grid=False))
     return paths
+
+
+def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path, legend_size: int = 8,
+            grid: bool = True) -> Path:
+    """Labels, legend, layout, save as PNG, close."""
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if grid:
+        ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def write_report(result: SweepResult, out_dir: Path, baseline: str | None = None) -> dict[str, Path]:

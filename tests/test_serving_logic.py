@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import sys
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor

@@ -38,18 +38,25 @@ def quantize_qdq(src: Path, dst: Path, calibration: Dataset, input_names: list[s
         )
 
 
+def quantize_job(job: ConversionJob, out: Path, per_channel: bool | None = None) -> Path:
+    """The job's FP32 graph as static Q/DQ INT8 in `out`, with the variant's calibration settings."""
+    if job.calibration is None:
+        raise DataError(f"{job.variant.kind} needs the spec's 'calibration' data")
+    v = job.variant
+    src = preprocessed(job.fp32_onnx, job.work_dir, job.notes)
+    quantize_qdq(src, out, job.calibration, [t.name for t in job.spec.inputs], v.calibration_method,
+                 v.per_channel if per_channel is None else per_channel, v.op_types, list(v.exclude_nodes),
+                 v.percentile)
+    return out
+
+
 class OnnxInt8Qdq(Converter):
     kind = "onnx_int8_qdq"
     runtime = "onnxruntime"
     precision = "int8"
 
     def convert(self, job: ConversionJob) -> None:
-        if job.calibration is None:
-            raise DataError("static INT8 needs the spec's 'calibration' data")
-        v = job.variant
-        src = preprocessed(job.fp32_onnx, job.work_dir, job.notes)
-        quantize_qdq(src, job.out_path, job.calibration, [t.name for t in job.spec.inputs], v.calibration_method,
-                     v.per_channel, v.op_types, list(v.exclude_nodes), v.percentile)
+        quantize_job(job, job.out_path)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,9 @@ import numpy as np
 
 from builder.converters.base import ConversionJob, Converter, run_alone
 from builder.converters.onnx2fp16 import to_fp16
-from builder.converters.onnx2int8_qdq import quantize_qdq
-from builder.converters.int8_common import preprocessed
+from builder.converters.onnx2int8_qdq import quantize_job
 from builder.data import Dataset
-from builder.errors import DataError, ExportError
+from builder.errors import ExportError
 from builder.hardware import cuda_device_reason, gpu_info, workspace_bytes
 from builder.spec import BuildSpec, VariantSpec
 
@@ -213,14 +212,7 @@ class TrtInt8(_TrtConverter):
     precision = "int8"
 
     def _graph(self, job: ConversionJob) -> Path:
-        if job.calibration is None:
-            raise DataError("trt_int8 needs the spec's 'calibration' data")
-        v = job.variant
-        out = job.work_dir / f"{v.variant_id}_qdq_graph.onnx"
-        quantize_qdq(preprocessed(job.fp32_onnx, job.work_dir, job.notes), out, job.calibration,
-                     [t.name for t in job.spec.inputs], v.calibration_method, True, v.op_types,
-                     list(v.exclude_nodes), v.percentile)
-        return out
+        return quantize_job(job, job.work_dir / f"{job.variant.variant_id}_qdq_graph.onnx", per_channel=True)
 
 
 if __name__ == "__main__":

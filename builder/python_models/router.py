@@ -9,7 +9,6 @@ only the request that caused it. Counters on /metrics: requests per variant, fai
 """
 
 import json
-import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
