@@ -207,41 +207,42 @@ class VariantBuilder:
         return VariantsResult(outcomes, primary, winner, timing_reused, self.notes, self.stages)
 
     def _time(self, outcomes: list[VariantOutcome], specs: list[VariantSpec]) -> bool:
-        """Time every passing variant side by side; reuse the last timing if the same files were timed."""
+        """Time side by side every variant that passed and every spec variant the gate rejected (so the report
+        shows what its speed would have been); reuse the last timing if the same files were timed."""
         if not self.spec.timing.enabled:
             return False
-        passing = [o for o in outcomes if o.passed]
-        key = combine({"files": json.dumps(sorted((o.id, o.file_sha256) for o in passing)),
+        timed = [o for o in outcomes if o.passed or (o.status == "rejected" and not o.search)]
+        key = combine({"files": json.dumps(sorted((o.id, o.file_sha256) for o in timed)),
                        "settings": json.dumps(self.spec.timing.model_dump(mode="json"), sort_keys=True),
                        "batches": str(self.spec.timing_batch_sizes), "cpu": json.dumps(cpu_info(), sort_keys=True),
                        "threads": str(self.spec.serving.intra_op_threads)})
         old = self.old.get("timing")
         self.stages["timing"] = {"key": key}
         if old and old.get("key") == key:
-            for o in passing:
+            for o in timed:
                 o.timing = old["result"].get(o.id, {})
-            self._speedups(passing)
+            self._speedups(timed)
             self.stages["timing"]["result"] = old["result"]
             return True
         runners = {}
-        with self.rep.stage(f"time {len(passing)} variants side by side at batch {self.spec.timing_batch_sizes}"):
-            for o in passing:
+        with self.rep.stage(f"time {len(timed)} variants side by side at batch {self.spec.timing_batch_sizes}"):
+            for o in timed:
                 if not o.file:  # reused result whose file is not in the repository: convert again
                     o.file = str(self.fp32 if o.kind == "onnx_fp32" else self._convert(_spec_for(o, specs), o))
                 runners[o.id] = open_runtime(o.runtime, Path(o.file), self.inputs, self.outputs,
                                              threads=self.spec.serving.intra_op_threads).run
             inputs = {b: timing_input(self.validation, b) for b in self.spec.timing_batch_sizes}
             stats = measure(runners, inputs, self.spec.timing)
-        for o in passing:
+        for o in timed:
             o.timing = {str(b): s.to_dict() for b, s in stats[o.id].items()}
-        self._speedups(passing)
-        self.stages["timing"]["result"] = {o.id: o.timing for o in passing}
+        self._speedups(timed)
+        self.stages["timing"]["result"] = {o.id: o.timing for o in timed}
         return False
 
     @staticmethod
-    def _speedups(passing: list[VariantOutcome]) -> None:
-        fp32 = next((o for o in passing if o.kind == "onnx_fp32"), None)
-        for o in passing:
+    def _speedups(timed: list[VariantOutcome]) -> None:
+        fp32 = next((o for o in timed if o.kind == "onnx_fp32"), None)
+        for o in timed:
             if fp32 is None:
                 continue
             o.speedup = {b: round(fp32.timing[b]["p50_ms"] / s["p50_ms"], 3) for b, s in o.timing.items() if b in fp32.timing}
