@@ -213,29 +213,50 @@ def replica_failover(repo: Path, redis_url: str, requests: int = 2000, concurren
 
 
 # ---- a build killed half way ---------------------------------------------------------------------------
+# The build child pauses at the last moment before it publishes (staging fully written, swap not yet done),
+# so the SIGKILL lands at the same, worst, point on every run instead of racing a polling loop.
+_PAUSED_BUILD = """
+import pathlib, sys, time
+from builder.repository import transaction
+def _pause_before_swap(self, _marker=pathlib.Path(sys.argv[1])):
+    _marker.write_text(str(self.path))
+    time.sleep(3600)
+transaction.RepositoryTransaction.commit = _pause_before_swap
+sys.argv = ["tritonforge"] + sys.argv[2:]
+from builder.cli import main
+main()
+"""
+
+
 def killed_build(spec: Path, repo: Path, load_requests: int = 300) -> Result:
-    """`tritonforge build` SIGKILLed while it writes the repository: the previous repository stays, byte for
-    byte, and serves a load right after."""
+    """`tritonforge build --force` SIGKILLed with its staging copy fully written but not yet swapped in: the
+    previous repository stays, byte for byte, and serves a load right after."""
     before = sha256_tree(repo)
-    staging = f".{repo.name}.staging-"
-    proc = subprocess.Popen([sys.executable, "-m", "builder", "build", str(spec), "--repo", str(repo), "--force"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_at = "before it wrote anything"
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        staged = [p for p in repo.parent.iterdir() if p.name.startswith(staging)]
-        if staged and any(staged[0].rglob("config.pbtxt")):
-            killed_at = "while writing the staging copy"
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    r = Result("build killed (kill -9)", f"tritonforge build --force killed {killed_at}, then a load", load_requests)
+    with tempfile.TemporaryDirectory() as tmp:
+        marker = Path(tmp) / "staged"
+        proc = subprocess.Popen([sys.executable, "-c", _PAUSED_BUILD, str(marker), "build", str(spec),
+                                 "--repo", str(repo), "--force"],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        staged = marker.read_text() if marker.exists() else None
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+    r = Result("build killed (kill -9)", "tritonforge build --force killed with its staging copy written, "
+               "before the swap; then a load", load_requests)
+    if staged is None:
+        r.wrong += 1
+        r.details.append(f"the build never reached its swap (exit {proc.returncode}): {err.strip()[-300:]}")
+        return r
     if sha256_tree(repo) != before:
         r.wrong += 1
         r.details.append("repository changed")
     else:
         r.details.append("repository byte-identical to before")
+    if not Path(staged).is_dir() or not any(Path(staged).rglob("config.pbtxt")):
+        r.wrong += 1
+        r.details.append(f"no staged models at {staged}: the kill did not land mid-publish")
     with LocalTritonServer(repo, load_models=["digits"]) as server, Client(server.grpc_url) as client:
         for x in _digits_inputs(load_requests, seed=11):
             try:
