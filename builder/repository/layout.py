@@ -36,8 +36,9 @@ class ModelDir:
 
 
 def python_model_files(kind: str, **data: Path | bytes) -> dict[str, Path | bytes]:
-    """model.py for a Python-model kind, its helper modules, and any data files."""
-    files: dict[str, Path | bytes] = {"model.py": python_models.model_source(kind)}
-    files.update({p.name: p for p in python_models.helper_sources()})
+    """model.py for a Python-model kind, its helper modules, and any data files. The sources are copied as
+    bytes, never hard-linked: editing a deployed repository must not edit the installed package, or back."""
+    files: dict[str, Path | bytes] = {"model.py": python_models.model_source(kind).read_bytes()}
+    files.update({p.name: p.read_bytes() for p in python_models.helper_sources()})
     files.update(data)
     return files
