@@ -111,6 +111,12 @@ def variant_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
     raise ValueError(f"no Triton model layout for runtime {outcome.runtime!r}")
 
 
+# How often the router and the cache send their counters to /metrics (off the request path); readers that
+# need exact counts right after a request wait METRICS_LAG_S.
+METRICS_INTERVAL_MS = 100
+METRICS_LAG_S = 3 * METRICS_INTERVAL_MS / 1000
+
+
 def _rung(model: str, inputs: list[TensorSpec]) -> dict:
     return {"model": model, "inputs": {t.name: dtypes.by_name(t.dtype).triton for t in inputs}}
 
@@ -123,6 +129,7 @@ def router_model(spec: BuildSpec, rungs: list[dict]) -> ModelDir:
         "breaker_seconds": str(r.breaker_seconds),
         "rung_timeout_ms": str(r.rung_timeout_ms),
         "reject_nonfinite": "true" if r.reject_nonfinite else "false",
+        "metrics_interval_ms": str(METRICS_INTERVAL_MS),
     }
     name = Names(spec.name).router
     config = cfg.python_model(name, spec.inputs, spec.outputs, _logic_scheduling(spec, r.instance_count), params)
@@ -138,7 +145,7 @@ def cache_model(spec: BuildSpec, target: str, version: str) -> ModelDir:
         "ttl_s": str(c.ttl_s), "key_prefix": c.key_prefix, "compression_level": str(c.compression_level),
         "max_value_bytes": str(c.max_value_bytes), "memory_max_bytes": str(c.memory_max_bytes),
         "socket_timeout_ms": str(c.socket_timeout_ms), "bypass_seconds": str(c.bypass_seconds),
-        "max_connections": str(c.max_connections),
+        "max_connections": str(c.max_connections), "metrics_interval_ms": str(METRICS_INTERVAL_MS),
     }
     name = Names(spec.name).cache
     config = cfg.python_model(name, spec.inputs, spec.outputs, _logic_scheduling(spec, c.instance_count), params)
@@ -160,7 +167,7 @@ def tokenizer_model(spec: BuildSpec, tokenizer_file: Path) -> ModelDir:
               "outputs": json.dumps([spec.inputs[0].name, spec.inputs[1].name])}
     name = Names(spec.name).tokenizer
     config = cfg.python_model(name, public_inputs(spec), spec.inputs, _logic_scheduling(spec, t.instance_count), params)
-    return ModelDir(name, config, python_model_files("tokenizer", **{"tokenizer.json": tokenizer_file}))
+    return ModelDir(name, config, python_model_files("tokenizer", **{"tokenizer.json": tokenizer_file.read_bytes()}))
 
 
 def public_ensemble(spec: BuildSpec, steps: list[str], report_files: dict[str, Path | bytes]) -> ModelDir:

@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import redis
 import tritonclient.grpc as grpcclient
 
 from builder.hashing import sha256_tree
 from builder.ort_runtime import OrtModel
+from builder.serving_graph import METRICS_LAG_S
 from builder.triton_server import LocalTritonServer
 from client import Client, ClientError
 
@@ -153,8 +155,21 @@ def _kill_group(server: LocalTritonServer) -> None:
 def _cache_counter(server: LocalTritonServer, name: str) -> float:
     import urllib.request
 
+    time.sleep(METRICS_LAG_S)  # the cache sends its counters off the request path
+
     text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def wait_stored(redis_url: str, before: int, timeout: float = 10.0) -> bool:
+    """Wait until the cache's writer thread (off the request path) has stored a key beyond `before` keys."""
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while client.dbsize() <= before:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def replica_failover(repo: Path, redis_url: str, requests: int = 2000, concurrency: int = 16) -> list[Result]:
@@ -168,7 +183,9 @@ def replica_failover(repo: Path, redis_url: str, requests: int = 2000, concurren
         shared = Result("cache shared between replicas", "a request answered by A, then the same by B", 2)
         x = _digits_inputs(1, seed=int(time.time()))[0]
         with Client(a.grpc_url) as ca, Client(b.grpc_url) as cb:
+            stored = redis.Redis.from_url(redis_url).dbsize()
             first = ca.infer("digits", {"image": x})["logits"]
+            wait_stored(redis_url, stored)
             hits_before = _cache_counter(b, "tritonforge_cache_hits_total")
             second = cb.infer("digits", {"image": x})["logits"]
         hit = _cache_counter(b, "tritonforge_cache_hits_total") - hits_before

@@ -62,10 +62,15 @@ def machine_info() -> dict:
 
 
 def cache_counts(metrics_url: str | None) -> tuple[float, float] | None:
-    """(hits, misses) of every tritonforge response cache on the server, or None if /metrics is unreachable."""
+    """(hits, misses) of every tritonforge response cache on the server, or None if /metrics is unreachable.
+    Waits first for the caches' deferred counters to reach /metrics."""
     if not metrics_url:
         return None
     import urllib.request
+
+    from builder.serving_graph import METRICS_LAG_S
+
+    time.sleep(METRICS_LAG_S)
 
     try:
         text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()

@@ -16,16 +16,20 @@ import tritonclient.grpc as grpcclient
 
 from builder.ort_runtime import OrtModel
 from builder.pipeline import build
+from builder.serving_graph import METRICS_LAG_S
 from builder.triton_server import LocalTritonServer
 from client import Client, InferenceFailed
 
 from conftest import MINILM, digits_spec_copy
+from perf.reliability import wait_stored
 
 pytestmark = pytest.mark.integration
 
 
 def metrics(server: LocalTritonServer) -> dict[str, float]:
-    """tritonforge_* and nv_cache_* samples from /metrics, keyed by the full sample name with labels."""
+    """tritonforge_* and nv_cache_* samples from /metrics, keyed by the full sample name with labels, read once
+    the router's and cache's deferred counters have been sent."""
+    time.sleep(METRICS_LAG_S)
     text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
     out = {}
     for line in text.splitlines():
@@ -156,8 +160,10 @@ def test_cache_entries_are_shared_between_servers(redis_triton, redis_repo, redi
     with LocalTritonServer(redis_repo, env={"TRITONFORGE_REDIS_URL": redis_server.url}) as other:
         with Client(redis_triton.grpc_url) as a, Client(other.grpc_url) as b:
             miss_a = metric(redis_triton, "tritonforge_cache_misses_total")
+            stored = redis_server.client().dbsize()
             first = a.infer("digits", {"image": x})["logits"]
             assert metric(redis_triton, "tritonforge_cache_misses_total") == miss_a + 1
+            assert wait_stored(redis_server.url, stored)
             second = b.infer("digits", {"image": x})["logits"]
         assert metric(other, "tritonforge_cache_hits_total") == 1
         assert metric(other, "tritonforge_cache_misses_total") == 0
@@ -169,7 +175,9 @@ def test_ttl_expiry(tmp_path_factory, redis_server):
     x = _image(60_000)
     with LocalTritonServer(repo, env={"TRITONFORGE_REDIS_URL": redis_server.url}) as server, \
             Client(server.grpc_url) as client:
+        stored = redis_server.client().dbsize()
         client.infer("digits", {"image": x})
+        assert wait_stored(redis_server.url, stored)
         keys = redis_server.client().keys("ttl-test:*")
         assert len(keys) == 1 and 0 < redis_server.client().pttl(keys[0]) <= 1000
         client.infer("digits", {"image": x})
@@ -283,3 +291,17 @@ def test_correctness_under_load_no_cross_request_mixups(minilm_service):
     stats = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics("minilm_ort", as_json=True)
     s = stats["model_stats"][0]
     assert int(s["execution_count"]) < int(s["inference_count"])  # batches formed under load
+
+
+def test_repository_shares_no_file_with_the_package_or_the_spec(service_repo):
+    """Every file of a built repository is its own copy: hard links may join files inside the repository, never a
+    repository file to the installed Python-model sources or to an input such as the tokenizer (editing a
+    deployed repository must not edit the package, nor the other way round)."""
+    from collections import Counter
+
+    files = [p for p in service_repo.rglob("*") if p.is_file() and not p.is_symlink()]
+    inodes = Counter((p.stat().st_dev, p.stat().st_ino) for p in files)
+    shared = [str(p.relative_to(service_repo)) for p in files
+              if p.stat().st_nlink > inodes[(p.stat().st_dev, p.stat().st_ino)]]
+    assert shared == []
+    assert any(p.name == "tokenizer.json" for p in files) and any(p.name == "tf_metrics.py" for p in files)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-HELPERS = ("tf_batching.py", "tf_breaker.py", "tf_codec.py", "tf_store.py")
+HELPERS = ("tf_batching.py", "tf_breaker.py", "tf_codec.py", "tf_metrics.py", "tf_store.py")
 
 
 def model_source(kind: str) -> Path:

@@ -6,7 +6,8 @@ batch go to the router in one BLS call and are answered at once, then compressed
 by a writer thread, off the request's path; until written they are served from a small in-process map, so a
 repeat is a hit straight away. Values are raw tensor bytes with a JSON header, never pickles. A store that errs
 or is slow is bypassed: requests are then served by the model, never failed by the cache.
-Counters on /metrics: hits, misses, errors, bytes stored, hit latency.
+Counters on /metrics (sent by a background thread, at most `metrics_interval_ms` late): hits, misses,
+errors, bytes stored, hit latency.
 """
 
 import json
@@ -18,6 +19,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from tf_batching import concat, config_parameters, error_response, group_by_shape, output_dtypes, request_inputs, split, tensors_response
 from tf_codec import cache_key, decode, encode
+from tf_metrics import DeferredMetrics
 from tf_store import StoreUnavailable, make_store
 
 HIT_BUCKETS = [50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000]
@@ -50,17 +52,17 @@ class TritonPythonModel:
         ]
         self.m_hits, self.m_misses, self.m_errors, self.m_bytes = (f.Metric(labels) for f in self._families[:4])
         self.m_hit_latency = self._families[4].Metric(labels, buckets=HIT_BUCKETS)
+        self.metrics = DeferredMetrics(float(self.params.get("metrics_interval_ms", "100")) / 1000, self.name)
         self._pending = {}  # key -> outputs computed but not yet in the store
         self._lock = threading.Lock()
         self._queue = queue.Queue()
-        self._written_bytes = 0
         self._write_errors = []
         self._writer = threading.Thread(target=self._write_loop, name="cache-writer", daemon=True)
         self._writer.start()
         pb_utils.Logger.log_info(f"{self.name}: {self.store.kind} store, ttl {self.params.get('ttl_s', '300')}s")
 
     def _write_loop(self):
-        """Compress and store computed outputs; metric updates and logging stay on the execute thread."""
+        """Compress and store computed outputs; logging stays on the execute thread."""
         while True:
             items = self._queue.get()
             if items is None:
@@ -70,9 +72,9 @@ class TritonPythonModel:
                 values = [(k, v) for k, v in values if len(v) <= self.max_value]
                 if values:
                     self.store.set_many(values)
-                with self._lock:
-                    self._written_bytes += sum(len(v) for _, v in values)
+                self.metrics.increment(self.m_bytes, sum(len(v) for _, v in values))
             except Exception as e:  # StoreUnavailable, or anything else: never let the writer die
+                self.metrics.increment(self.m_errors)
                 with self._lock:
                     self._write_errors.append(f"{type(e).__name__}: {e}")
             finally:
@@ -80,19 +82,16 @@ class TritonPythonModel:
                     for k, _ in items:
                         self._pending.pop(k, None)
 
-    def _flush_writer_stats(self):
+    def _log_write_errors(self):
         with self._lock:
-            written, errors = self._written_bytes, self._write_errors
-            self._written_bytes, self._write_errors = 0, []
-        if written:
-            self.m_bytes.increment(written)
+            errors, self._write_errors = self._write_errors, []
         if errors:
-            self.m_errors.increment(len(errors))
-            pb_utils.Logger.log_warn(f"{self.name}: not cached: {errors[-1]}")
+            pb_utils.Logger.log_warn(f"{self.name}: {len(errors)} batch(es) not cached: {errors[-1]}")
 
     def finalize(self):
         self._queue.put(None)
         self._writer.join(timeout=5)
+        self.metrics.close()
 
     def _lookup(self, keys):
         """Stored values (bytes) or not-yet-written outputs (dicts) per key; None for a miss."""
@@ -104,7 +103,7 @@ class TritonPythonModel:
         try:
             stored = self.store.get_many([keys[i] for i in todo])
         except StoreUnavailable as e:
-            self.m_errors.increment(1)
+            self.metrics.increment(self.m_errors)
             pb_utils.Logger.log_warn(f"{self.name}: cache bypassed: {e}")
             stored = [None] * len(todo)
         for i, value in zip(todo, stored):
@@ -121,7 +120,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         start = time.perf_counter()
-        self._flush_writer_stats()
+        self._log_write_errors()
         responses = [None] * len(requests)
         arrays = [request_inputs(r, self.input_names) for r in requests]
         keys = [cache_key(self.public, self.version, a, self.prefix) for a in arrays]
@@ -134,15 +133,15 @@ class TritonPythonModel:
             try:
                 responses[i] = tensors_response(value if isinstance(value, dict) else decode(value), self.outputs)
             except Exception as e:  # a malformed entry is a miss, never an error
-                self.m_errors.increment(1)
+                self.metrics.increment(self.m_errors)
                 pb_utils.Logger.log_warn(f"{self.name}: unreadable cache entry ignored: {e}")
                 misses.append(i)
                 continue
-            self.m_hits.increment(1)
-            self.m_hit_latency.observe((time.perf_counter() - start) * 1e6)
+            self.metrics.increment(self.m_hits)
+            self.metrics.observe(self.m_hit_latency, (time.perf_counter() - start) * 1e6)
         if not misses:
             return responses
-        self.m_misses.increment(len(misses))
+        self.metrics.increment(self.m_misses, len(misses))
         to_store = []
         for group in group_by_shape([arrays[i] for i in misses]):
             indices = [misses[g] for g in group]

@@ -5,7 +5,8 @@ Runtime runners last). A variant that is not ready is skipped at once and probed
 one that fails `breaker_failures` times in a row is skipped likewise (circuit breaker). If every breaker is
 open, every rung is tried anyway: a request fails only when no variant can answer it. Batches from the dynamic
 batcher go through whole; a batch that fails everywhere is retried request by request, so an error reaches
-only the request that caused it. Counters on /metrics: requests per variant, failures, fallbacks, breaker state.
+only the request that caused it. Counters on /metrics (sent by a background thread, at most `metrics_interval_ms`
+late): requests per variant, failures, fallbacks, breaker state.
 """
 
 import json
@@ -14,6 +15,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from tf_batching import concat, config_parameters, error_response, group_by_shape, output_dtypes, request_inputs, split, tensors_response
 from tf_breaker import CircuitBreaker
+from tf_metrics import DeferredMetrics
 
 NOT_THERE = ("not ready", "unknown model", "no available versions", "is not found", "not loaded")
 
@@ -33,6 +35,10 @@ class TritonPythonModel:
         self.outputs = output_dtypes(config)
         self.output_names = [n for n, _ in self.outputs]
         self._metrics()
+        self.metrics = DeferredMetrics(float(params.get("metrics_interval_ms", "100")) / 1000, self.name)
+
+    def finalize(self):
+        self.metrics.close()
 
     def _metrics(self):
         counter, gauge = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.GAUGE
@@ -87,15 +93,15 @@ class TritonPythonModel:
             except Exception as e:
                 message = str(e)
                 breaker.failure(unavailable=any(s in message.lower() for s in NOT_THERE))
-                self.m_failed[model].increment(1)
+                self.metrics.increment(self.m_failed[model])
                 self._show_breaker(model)
                 errors.append(f"{model}: {message}")
                 continue
             breaker.success()
             self._show_breaker(model)
-            self.m_served[model].increment(count)
+            self.metrics.increment(self.m_served[model], count)
             if model != self.rungs[0]["model"]:
-                self.m_fallback.increment(count)
+                self.metrics.increment(self.m_fallback, count)
             return outputs, None
         return None, "no variant could answer: " + " | ".join(errors)
 
@@ -106,7 +112,7 @@ class TritonPythonModel:
         for i, a in enumerate(arrays):
             problem = self._invalid(a)
             if problem:
-                self.m_rejected.increment(1)
+                self.metrics.increment(self.m_rejected)
                 responses[i] = error_response(problem, pb_utils.TritonError.INVALID_ARG)
             else:
                 valid.append(i)
