@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from builder.pipeline import build  # noqa: E402
 from builder.render import RichReporter, console, model_states_table, variants_table  # noqa: E402
+from builder.serving_graph import METRICS_LAG_S  # noqa: E402
 from builder.sources import load_source  # noqa: E402
 from builder.spec import load_spec  # noqa: E402
 from builder.triton_server import LocalTritonServer  # noqa: E402
@@ -57,6 +58,7 @@ def digits_demo(server: LocalTritonServer) -> tuple[int, float, float, float]:
 
 
 def _router_counts(server: LocalTritonServer, router: str) -> dict[str, int]:
+    time.sleep(METRICS_LAG_S)  # the router sends its counts off the request path
     text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
     out = {}
     for line in text.splitlines():
