@@ -233,10 +233,11 @@ def replica_failover(repo: Path, redis_url: str, requests: int = 2000, concurren
 # The build child pauses at the last moment before it publishes (staging fully written, swap not yet done),
 # so the SIGKILL lands at the same, worst, point on every run instead of racing a polling loop.
 _PAUSED_BUILD = """
-import pathlib, sys, time
+import os, pathlib, sys, time
 from builder.repository import transaction
 def _pause_before_swap(self, _marker=pathlib.Path(sys.argv[1])):
-    _marker.write_text(str(self.path))
+    _marker.with_suffix(".part").write_text(str(self.path))
+    os.replace(_marker.with_suffix(".part"), _marker)
     time.sleep(3600)
 transaction.RepositoryTransaction.commit = _pause_before_swap
 sys.argv = ["tritonforge"] + sys.argv[2:]
@@ -250,16 +251,17 @@ def killed_build(spec: Path, repo: Path, load_requests: int = 300) -> Result:
     previous repository stays, byte for byte, and serves a load right after."""
     before = sha256_tree(repo)
     with tempfile.TemporaryDirectory() as tmp:
-        marker = Path(tmp) / "staged"
-        proc = subprocess.Popen([sys.executable, "-c", _PAUSED_BUILD, str(marker), "build", str(spec),
-                                 "--repo", str(repo), "--force"],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 600
-        while proc.poll() is None and not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        staged = marker.read_text() if marker.exists() else None
-        proc.kill()
-        _, err = proc.communicate(timeout=30)
+        marker, log = Path(tmp) / "staged", Path(tmp) / "stderr.log"
+        with open(log, "w") as stderr:
+            proc = subprocess.Popen([sys.executable, "-c", _PAUSED_BUILD, str(marker), "build", str(spec),
+                                     "--repo", str(repo), "--force"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+            deadline = time.monotonic() + 600
+            while proc.poll() is None and not marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            staged = marker.read_text() if marker.exists() else None
+            proc.kill()
+            proc.wait(30)
+        err = log.read_text(errors="replace")
     r = Result("build killed (kill -9)", "tritonforge build --force killed with its staging copy written, "
                "before the swap; then a load", load_requests)
     if staged is None:
