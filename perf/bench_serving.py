@@ -7,6 +7,8 @@
    in-process runner model called directly, same unique token inputs, concurrency 1, interleaved rounds,
    split into the router's share and the cache's share; and the router's hop server side, from Triton's
    statistics of the three models over the same requests (steadier than client p50s on a shared machine);
+   then the same cache and router in front of a zero-compute runner, beside bare BLS hops as the floor
+   (perf.miss_path_floor: the logic's own cost to a few hundredths of a millisecond);
 3. texts of 8-16 tokens at concurrency 16 (unique, so every request computes): served throughput against the
    in-process ONNX Runtime throughput of the same ONNX file at its best batch size, measured in this process;
 4. dynamic batching on against off (every model of the build reloaded without it), concurrency 16, unique texts.
@@ -32,6 +34,7 @@ from builder.triton_server import LocalTritonServer
 from perf.analyzer import MeasureSettings, check_binary, measure
 from perf.config_search import Candidate, apply, compute_models, default_candidate, logic_models, restore
 from perf.inputs import model_samples, select, write_input_json
+from perf.miss_path_floor import measure_floor
 
 MODEL = "minilm"
 MODEL_TEXT = "text"
@@ -169,17 +172,17 @@ def run(repo: Path) -> dict:
         samples = model_samples(repo, MODEL)
         token_samples = model_samples(repo, f"{MODEL}_cache")
 
-        console.print("1/4 cache hit against miss (concurrency 1)")
+        console.print("1/5 cache hit against miss (concurrency 1)")
         miss = measure(MODEL, s1, 1, 1, None, write_input_json(select(samples, "unique", 4000, 0), tmp_path / "u1.json"))
         hit = measure(MODEL, s1, 1, 1, None, write_input_json(select(samples, "repeated", 8), tmp_path / "r.json"))
         out["cache"] = {"miss_p50_ms": miss.p50_us / 1000, "hit_p50_ms": hit.p50_us / 1000,
                         "ratio": hit.p50_us / miss.p50_us, "target": "<= 0.10"}
 
-        console.print(f"2/4 cache + router overhead on the miss path (concurrency 1, {OVERHEAD_ROUNDS} rounds)")
+        console.print(f"2/5 cache + router overhead on the miss path (concurrency 1, {OVERHEAD_ROUNDS} rounds)")
         out["overhead"] = miss_path_overhead(s1, token_samples, tmp_path)
         direct, chain = out["overhead"].pop("last_points")
 
-        console.print("3/4 texts of 8-16 tokens at concurrency 16: served against in-process")
+        console.print("3/5 texts of 8-16 tokens at concurrency 16: served against in-process")
         texts = short_texts(repo, 6000, start=0)
         served = measure(MODEL, s1, 1, 16, None, _text_data(texts, tmp_path / "short.json"))
         ceiling = in_process_best(repo, texts)
@@ -188,7 +191,7 @@ def run(repo: Path) -> dict:
                              "in_process_per_batch": ceiling["per_batch"],
                              "ratio": served.throughput / ceiling["best"], "target": ">= 0.60"}
 
-        console.print("4/4 dynamic batching on against off (concurrency 16)")
+        console.print("4/5 dynamic batching on against off (concurrency 16)")
         import tritonclient.grpc as grpcclient
 
         admin = grpcclient.InferenceServerClient(server.grpc_url)
@@ -204,6 +207,8 @@ def run(repo: Path) -> dict:
         out["points"] = {k: p.to_dict() for k, p in (("miss", miss), ("hit", hit), ("runner", direct),
                                                       ("cache_chain", chain), ("served_c16", served),
                                                       ("batching_on", on), ("batching_off", off))}
+    console.print("5/5 the same cache and router without model compute, beside bare BLS hops (own server)")
+    out["floor"] = measure_floor(repo, MODEL, token_samples)
     return out
 
 
@@ -219,6 +224,12 @@ def table(res: dict) -> Table:
               f"(router {o['router_hop_ms']:.2f} + cache {o['cache_hop_ms']:.2f})",
               "<= 0.5 ms", "yes" if o["overhead_ms"] <= 0.5 else "no")
     t.add_row("  inside the server: router hop (mean, same requests)", f"{o['server_router_ms']:.2f} ms", "-", "-")
+    f = res["floor"]
+    t.add_row(f"cache+router overhead, zero-compute runner (c1, median of {len(f['rounds_p50_ms']['runner'])} rounds)",
+              f"{f['cache_router_ms']:.2f} ms (router {f['router_ms']:.2f})",
+              "<= 0.5 ms", "yes" if f["cache_router_ms"] <= 0.5 else "no")
+    t.add_row("  floor: 1 / 2 bare BLS hops (empty Python models)", f"{f['one_hop_ms']:.2f} / {f['two_hops_ms']:.2f} ms",
+              "-", "-")
     t.add_row("served / in-process throughput, 8-16 tokens (c16)",
               f"{th['served_per_s']:.0f} / {th['in_process_best_per_s']:.0f} (b{th['in_process_best_batch']}) = {th['ratio']:.2f}",
               ">= 0.60", "yes" if th["ratio"] >= 0.60 else "no")

@@ -157,3 +157,36 @@ def test_config_search_picks_under_budget_and_writes_back(tmp_path, digits_spec)
     cfg = read_config(repo / "digits_ort" / "config.pbtxt")
     assert cfg.instance_group[0].count == 2 and list(cfg.dynamic_batching.preferred_batch_size) == [4, 8]
     assert cfg.parameters["intra_op_threads"].string_value == "1"
+
+
+def test_miss_path_floor_puts_the_build_s_cache_and_router_in_front_of_a_zero_runner(digits_repo, tmp_path):
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    from builder.triton_server import LocalTritonServer
+    from perf.miss_path_floor import floor_repository
+
+    entries = floor_repository(digits_repo, "digits", tmp_path / "repo")
+    assert entries["runner"] == "digits_ort" and entries["cache"] == "digits_cache"
+    for role in ("cache", "router"):  # the build's own serving logic, unchanged
+        assert (tmp_path / "repo" / entries[role] / "1" / "model.py").read_bytes() == \
+            (digits_repo / entries[role] / "1" / "model.py").read_bytes()
+    out = read_config(digits_repo / "digits_ort" / "config.pbtxt").output[0]
+    image = np.stack([s["image"] for s in model_samples(digits_repo, "digits_cache")[:3]])
+    def successes(client):  # warm-up requests count too, so compare before and after
+        return {m: int(client.get_inference_statistics(m, as_json=True)["model_stats"][0]["inference_stats"]
+                       ["success"].get("count", 0)) for m in (entries["router"], entries["runner"])}
+
+    with LocalTritonServer(tmp_path / "repo", load_models=list(entries.values())) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        before = successes(client)
+        for name in entries.values():
+            request = grpcclient.InferInput("image", list(image.shape), "FP32")
+            request.set_data_from_numpy(image)
+            result = client.infer(name, [request]).as_numpy(out.name)
+            assert result.shape == (3, *out.dims) and not result.any(), name
+        after = successes(client)
+        client.close()
+    # router: once directly and once by the cache (a miss); runner: directly, by the router twice, by both relays
+    assert after[entries["router"]] - before[entries["router"]] == 2
+    assert after[entries["runner"]] - before[entries["runner"]] == 5
