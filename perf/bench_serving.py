@@ -7,11 +7,11 @@
    in-process runner model called directly, same unique token inputs, concurrency 1, interleaved rounds,
    split into the router's share and the cache's share; and the router's hop server side, from Triton's
    statistics of the three models over the same requests (steadier than client p50s on a shared machine);
-   then the same cache and router in front of a zero-compute runner, beside bare BLS hops as the floor
-   (perf.miss_path_floor: the logic's own cost to a few hundredths of a millisecond);
 3. texts of 8-16 tokens at concurrency 16 (unique, so every request computes): served throughput against the
    in-process ONNX Runtime throughput of the same ONNX file at its best batch size, measured in this process;
-4. dynamic batching on against off (every model of the build reloaded without it), concurrency 16, unique texts.
+4. dynamic batching on against off (every model of the build reloaded without it), concurrency 16, unique texts;
+5. the same cache and router in front of a zero-compute runner, beside bare BLS hops as the floor, on a server of
+   their own (perf.miss_path_floor: the logic's own cost, steady to a few hundredths of a millisecond).
 
 Needs `tritonforge build examples/minilm/spec.yaml` first. Starts the local tritonserver itself.
 """

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from builder.errors import TritonforgeError
 from builder.render import console
 from builder.repository.config import read_config, write_config
 from builder.triton_server import LocalTritonServer
@@ -122,7 +123,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
     repo = args.repo.absolute()
-    res = measure_floor(repo, args.model, model_samples(repo, f"{args.model}_cache"), args.rounds)
+    try:
+        res = measure_floor(repo, args.model, model_samples(repo, f"{args.model}_cache"), args.rounds)
+    except (FileNotFoundError, TritonforgeError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 2
     console.print_json(json.dumps(res))
     return 0
 
