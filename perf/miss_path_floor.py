@@ -5,7 +5,9 @@ sub-millisecond overheads. This measurement copies a build's cache and router mo
 repository and puts a zero-compute stand-in (`floor_models/zero_runner.py`, zeros of the right shapes, the
 runner's own config) behind them under the runner's name. Beside that chain it adds two bare BLS pass-throughs
 (`floor_models/relay.py`) as the floor: what one and two Python-backend hops cost on this machine with no
-logic at all. perf_analyzer measures every entry at concurrency 1 with unique inputs, interleaved over rounds.
+logic at all; and a copy of the router with Triton's own response cache switched on (what `cache: {kind: triton}`
+does on the ensemble: no Python cache hop). perf_analyzer measures every entry at concurrency 1 with unique
+inputs, interleaved over rounds.
 
     python -m perf.miss_path_floor [--repo model_repository] [--model minilm]
 """
@@ -29,6 +31,8 @@ from perf.inputs import Sample, model_samples, select, write_input_json
 
 FLOOR_MODELS = Path(__file__).parent / "floor_models"
 RELAY_1, RELAY_2 = "tf_floor_relay", "tf_floor_relay_relay"
+TRITON_CACHED_ROUTER = "tf_floor_router_triton_cache"
+TRITON_CACHE_BYTES = 256 * 2**20
 ROUNDS = 3
 
 
@@ -55,6 +59,12 @@ def floor_repository(repo: Path, model: str, dest: Path) -> dict[str, str]:
     names = chain_names(repo, model)
     for role in ("cache", "router"):
         shutil.copytree(repo / names[role], dest / names[role], ignore=shutil.ignore_patterns("__pycache__"))
+    # Triton's own response cache (what `cache: {kind: triton}` enables on the ensemble) on a copy of the router
+    shutil.copytree(repo / names["router"], dest / TRITON_CACHED_ROUTER, ignore=shutil.ignore_patterns("__pycache__"))
+    cached = read_config(repo / names["router"] / "config.pbtxt")
+    cached.name = TRITON_CACHED_ROUTER
+    cached.response_cache.enable = True
+    write_config(cached, dest / TRITON_CACHED_ROUTER)
     runner_cfg = read_config(repo / names["runner"] / "config.pbtxt")
     _python_model(dest / names["runner"], FLOOR_MODELS / "zero_runner.py", runner_cfg)
     for relay, target in ((RELAY_1, names["runner"]), (RELAY_2, RELAY_1)):
@@ -67,14 +77,15 @@ def floor_repository(repo: Path, model: str, dest: Path) -> dict[str, str]:
         cfg.parameters["target"].string_value = target
         _python_model(dest / relay, FLOOR_MODELS / "relay.py", cfg)
     return {"runner": names["runner"], "router": names["router"], "cache": names["cache"],
-            "one_hop": RELAY_1, "two_hops": RELAY_2}
+            "router_triton_cache": TRITON_CACHED_ROUTER, "one_hop": RELAY_1, "two_hops": RELAY_2}
 
 
-def _success_counts(admin, models: list[str]) -> dict[str, int]:
+def _counts(admin, models: list[str], field: str = "success") -> dict[str, int]:
+    """Triton's per-model statistics counter `field` (success, cache_hit, ...)."""
     out = {}
     for m in models:
         stats = admin.get_inference_statistics(m, as_json=True)["model_stats"][0]["inference_stats"]
-        out[m] = int(stats["success"].get("count", 0))
+        out[m] = int(stats[field].get("count", 0))
     return out
 
 
@@ -89,30 +100,34 @@ def measure_floor(repo: Path, model: str, samples: list[Sample], rounds: int = R
         entries = floor_repository(Path(repo), model, tmp_path / "repo")
         rows: dict[str, list[float]] = {role: [] for role in entries}
         missed_router = []
-        with LocalTritonServer(tmp_path / "repo", load_models=list(entries.values())) as server:
+        with LocalTritonServer(tmp_path / "repo", load_models=list(entries.values()),
+                               cache_size=TRITON_CACHE_BYTES) as server:
             settings = MeasureSettings(url=server.grpc_url, measurement_interval_ms=interval_ms)
             admin = grpcclient.InferenceServerClient(server.grpc_url)
             for k in range(rounds + 1):  # round 0 warms up and is dropped
                 data = write_input_json(select(samples, "unique", 30_000, 100_000 * (k + 1)), tmp_path / f"r{k}.json")
                 for role, name in entries.items():
-                    before = _success_counts(admin, [entries["cache"], entries["router"]])
+                    before = _counts(admin, [entries["cache"], entries["router"]])
                     p50 = measure(name, settings, 1, 1, None, data).p50_us / 1000
                     if not k:
                         continue
                     rows[role].append(p50)
                     if role == "cache":  # every request must have missed, i.e. reached the router
-                        after = _success_counts(admin, [entries["cache"], entries["router"]])
+                        after = _counts(admin, [entries["cache"], entries["router"]])
                         missed_router.append((after[entries["cache"]] - before[entries["cache"]],
                                               after[entries["router"]] - before[entries["router"]]))
+            triton_cache_hits = _counts(admin, [TRITON_CACHED_ROUTER], "cache_hit")[TRITON_CACHED_ROUTER]
             admin.close()
     med = lambda role: float(np.median(np.subtract(rows[role], rows["runner"])))  # noqa: E731
     return {
         "rounds_p50_ms": rows,
         "router_ms": med("router"),
         "cache_router_ms": med("cache"),
+        "triton_cache_router_ms": med("router_triton_cache"),
         "one_hop_ms": med("one_hop"),
         "two_hops_ms": med("two_hops"),
         "cache_requests_vs_router_requests": missed_router,
+        "triton_cache_hits": triton_cache_hits,
     }
 
 

@@ -164,7 +164,7 @@ def test_miss_path_floor_puts_the_build_s_cache_and_router_in_front_of_a_zero_ru
     import tritonclient.grpc as grpcclient
 
     from builder.triton_server import LocalTritonServer
-    from perf.miss_path_floor import floor_repository
+    from perf.miss_path_floor import TRITON_CACHE_BYTES, TRITON_CACHED_ROUTER, floor_repository
 
     entries = floor_repository(digits_repo, "digits", tmp_path / "repo")
     assert entries["runner"] == "digits_ort" and entries["cache"] == "digits_cache"
@@ -177,16 +177,24 @@ def test_miss_path_floor_puts_the_build_s_cache_and_router_in_front_of_a_zero_ru
         return {m: int(client.get_inference_statistics(m, as_json=True)["model_stats"][0]["inference_stats"]
                        ["success"].get("count", 0)) for m in (entries["router"], entries["runner"])}
 
-    with LocalTritonServer(tmp_path / "repo", load_models=list(entries.values())) as server:
+    def infer(client, name):
+        request = grpcclient.InferInput("image", list(image.shape), "FP32")
+        request.set_data_from_numpy(image)
+        return client.infer(name, [request]).as_numpy(out.name)
+
+    with LocalTritonServer(tmp_path / "repo", load_models=list(entries.values()), cache_size=TRITON_CACHE_BYTES) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         before = successes(client)
         for name in entries.values():
-            request = grpcclient.InferInput("image", list(image.shape), "FP32")
-            request.set_data_from_numpy(image)
-            result = client.infer(name, [request]).as_numpy(out.name)
+            result = infer(client, name)
             assert result.shape == (3, *out.dims) and not result.any(), name
         after = successes(client)
+        assert not infer(client, TRITON_CACHED_ROUTER).any()  # the same input again: Triton's cache answers
+        stats = client.get_inference_statistics(TRITON_CACHED_ROUTER, as_json=True)["model_stats"][0]["inference_stats"]
+        assert successes(client)[entries["runner"]] == after[entries["runner"]]
         client.close()
-    # router: once directly and once by the cache (a miss); runner: directly, by the router twice, by both relays
+    assert int(stats["cache_hit"].get("count", 0)) == 1 and int(stats["cache_miss"].get("count", 0)) == 1
+    # router: once directly and once by the cache (a miss); runner: directly, by both routers and the cache's
+    # router, and by both relays
     assert after[entries["router"]] - before[entries["router"]] == 2
-    assert after[entries["runner"]] - before[entries["runner"]] == 5
+    assert after[entries["runner"]] - before[entries["runner"]] == 6
