@@ -8,7 +8,8 @@
    split into the router's share and the cache's share; and the router's hop server side, from Triton's
    statistics of the three models over the same requests (steadier than client p50s on a shared machine);
 3. texts of 8-16 tokens at concurrency 16 (unique, so every request computes): served throughput against the
-   in-process ONNX Runtime throughput of the same ONNX file at its best batch size, measured in this process;
+   in-process ONNX Runtime throughput of the same ONNX file at its best batch size, measured in this process,
+   back to back over rounds (median of the per-round ratios);
 4. dynamic batching on against off (every model of the build reloaded without it), concurrency 16, unique texts;
 5. the same cache and router in front of a zero-compute runner, beside bare BLS hops as the floor, on a server of
    their own (perf.miss_path_floor: the logic's own cost, steady to a few hundredths of a millisecond).
@@ -93,6 +94,25 @@ def in_process_best(repo: Path, texts: list[str], batch_sizes=(1, 8, 16, 32, 64)
 
 
 OVERHEAD_ROUNDS = 5
+THROUGHPUT_ROUNDS = 3
+
+
+def served_against_in_process(repo: Path, settings: MeasureSettings, tmp: Path) -> dict:
+    """Served throughput of the public model at concurrency 16 and the in-process best of the same ONNX file,
+    measured back to back over rounds with new texts each round; the ratio is the median of the per-round
+    ratios, so a slow spell of a shared machine lands on both sides of one ratio."""
+    rounds = []
+    for k in range(THROUGHPUT_ROUNDS):
+        texts = short_texts(repo, 6000, start=k * 100_000)
+        served = measure(MODEL, settings, 1, 16, None, _text_data(texts, tmp / f"short{k}.json"))
+        ceiling = in_process_best(repo, texts)
+        rounds.append({"served_per_s": served.throughput, "served_p50_ms": served.p50_us / 1000,
+                       "in_process_best_per_s": ceiling["best"], "in_process_best_batch": ceiling["best_batch"],
+                       "in_process_per_batch": ceiling["per_batch"], "ratio": served.throughput / ceiling["best"],
+                       "point": served})
+    mid = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
+    return {**{k: v for k, v in mid.items() if k != "point"}, "last_point": rounds[-1]["point"],
+            "rounds_ratio": [r["ratio"] for r in rounds], "target": ">= 0.60"}
 
 
 def _one_length(token_samples: list) -> list:
@@ -182,14 +202,8 @@ def run(repo: Path) -> dict:
         out["overhead"] = miss_path_overhead(s1, token_samples, tmp_path)
         direct, chain = out["overhead"].pop("last_points")
 
-        console.print("3/5 texts of 8-16 tokens at concurrency 16: served against in-process")
-        texts = short_texts(repo, 6000, start=0)
-        served = measure(MODEL, s1, 1, 16, None, _text_data(texts, tmp_path / "short.json"))
-        ceiling = in_process_best(repo, texts)
-        out["throughput"] = {"served_per_s": served.throughput, "served_p50_ms": served.p50_us / 1000,
-                             "in_process_best_per_s": ceiling["best"], "in_process_best_batch": ceiling["best_batch"],
-                             "in_process_per_batch": ceiling["per_batch"],
-                             "ratio": served.throughput / ceiling["best"], "target": ">= 0.60"}
+        console.print(f"3/5 texts of 8-16 tokens at concurrency 16: served against in-process ({THROUGHPUT_ROUNDS} rounds)")
+        out["throughput"] = served_against_in_process(repo, s1, tmp_path)
 
         console.print("4/5 dynamic batching on against off (concurrency 16)")
         import tritonclient.grpc as grpcclient
@@ -205,7 +219,7 @@ def run(repo: Path) -> dict:
         out["batching"] = {"on_per_s": on.throughput, "off_per_s": off.throughput, "on_p50_ms": on.p50_us / 1000,
                            "off_p50_ms": off.p50_us / 1000, "ratio": on.throughput / off.throughput}
         out["points"] = {k: p.to_dict() for k, p in (("miss", miss), ("hit", hit), ("runner", direct),
-                                                      ("cache_chain", chain), ("served_c16", served),
+                                                      ("cache_chain", chain), ("served_c16", out["throughput"].pop("last_point")),
                                                       ("batching_on", on), ("batching_off", off))}
     console.print("5/5 the same cache and router without model compute, beside bare BLS hops (own server)")
     out["floor"] = measure_floor(repo, MODEL, token_samples)
@@ -232,8 +246,9 @@ def table(res: dict) -> Table:
               "-", "-")
     t.add_row("  cache kind triton instead: router + Triton's response cache, zero-compute runner",
               f"{f['triton_cache_router_ms']:.2f} ms", "<= 0.5 ms", "yes" if f["triton_cache_router_ms"] <= 0.5 else "no")
-    t.add_row("served / in-process throughput, 8-16 tokens (c16)",
-              f"{th['served_per_s']:.0f} / {th['in_process_best_per_s']:.0f} (b{th['in_process_best_batch']}) = {th['ratio']:.2f}",
+    t.add_row(f"served / in-process throughput, 8-16 tokens (c16, median of {len(th['rounds_ratio'])} rounds)",
+              f"{th['served_per_s']:.0f} / {th['in_process_best_per_s']:.0f} (b{th['in_process_best_batch']}) = {th['ratio']:.2f} "
+              f"(rounds {', '.join(f'{r:.2f}' for r in th['rounds_ratio'])})",
               ">= 0.60", "yes" if th["ratio"] >= 0.60 else "no")
     t.add_row("dynamic batching on / off (c16)", f"{b['on_per_s']:.0f} / {b['off_per_s']:.0f} = {b['ratio']:.2f}x", "-", "-")
     return t

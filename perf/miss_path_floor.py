@@ -33,7 +33,7 @@ FLOOR_MODELS = Path(__file__).parent / "floor_models"
 RELAY_1, RELAY_2 = "tf_floor_relay", "tf_floor_relay_relay"
 TRITON_CACHED_ROUTER = "tf_floor_router_triton_cache"
 TRITON_CACHE_BYTES = 256 * 2**20
-ROUNDS = 3
+ROUNDS = 5
 
 
 def chain_names(repo: Path, model: str) -> dict[str, str]:
