@@ -21,6 +21,7 @@ from builder.repository.manifest import MANIFEST_NAME
 
 Sample = dict[str, np.ndarray]  # one request's tensors without the batch dim
 MODES = ("validation", "unique", "repeated")
+WORD_SLOTS = 3  # words replaced in a text to make it unique
 
 
 def owning_build(repo: Path, model: str) -> str:
@@ -56,14 +57,40 @@ def _nudge(arr: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _vary(sample: Sample, k: int) -> Sample:
-    """A copy of `sample` whose bytes differ for each k: texts suffixed, floats nudged by a few ULPs, and in the
-    first integer input (token ids) two real tokens changed (the first and last positions are kept)."""
+def text_words(samples: list[Sample]) -> list[str]:
+    """The distinct short lower-case words of the samples' texts (most are one token to a word-piece tokenizer)."""
+    words = set()
+    for sample in samples:
+        for arr in sample.values():
+            if arr.dtype == object:
+                for x in arr.ravel():
+                    text = x.decode() if isinstance(x, bytes) else str(x)
+                    words.update(w for w in text.lower().split() if w.isalpha() and len(w) <= 6)
+    return sorted(words)
+
+
+def _vary_text(text: str, k: int, words: list[str]) -> str:
+    """`text` with its last three words replaced by words chosen by k (its base-len(words) digits), so texts keep
+    their length in words and, nearly, in tokens; a text of fewer than three words, or no word list, gets " k"."""
+    parts = text.split(" ")
+    slots = [i for i, w in enumerate(parts) if w.isalpha()][-WORD_SLOTS:]
+    if len(words) < 2 or len(slots) < WORD_SLOTS:
+        return f"{text} {k}"
+    for slot in slots:
+        k, digit = divmod(k, len(words))
+        parts[slot] = words[digit]
+    return " ".join(parts)
+
+
+def _vary(sample: Sample, k: int, words: list[str] = ()) -> Sample:
+    """A copy of `sample` whose bytes differ for each k: texts with three words swapped (see `_vary_text`), floats
+    nudged by a few ULPs, and in the first integer input (token ids) two real tokens changed (the first and last
+    positions are kept), so every variant keeps the shape, and texts the length, of the real sample."""
     out, varied_int = {}, False
     for name, arr in sample.items():
         if arr.dtype == object:
-            out[name] = np.array([f"{(x.decode() if isinstance(x, bytes) else x)} {k}" for x in arr.ravel()],
-                                 dtype=object).reshape(arr.shape)
+            out[name] = np.array([_vary_text(x.decode() if isinstance(x, bytes) else str(x), k, words)
+                                  for x in arr.ravel()], dtype=object).reshape(arr.shape)
         elif arr.dtype.kind == "f":
             out[name] = _nudge(arr, k)
         elif arr.dtype.kind in "iu" and arr.ndim == 1 and arr.size > 3 and not varied_int:
@@ -77,17 +104,21 @@ def _vary(sample: Sample, k: int) -> Sample:
 
 def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: int | None = None) -> list[Sample]:
     """The samples perf_analyzer cycles through for `mode`. 'unique' varies every entry with a per-run salt and
-    `start` offset, so no entry repeats what an earlier point (or an earlier run) sent."""
+    `start` offset, so no entry repeats what an earlier point (or, but for a chance of about count / 10**7, an
+    earlier run) sent; varied texts keep their length (words swapped for other words of the samples)."""
     if mode not in MODES:
         raise ValueError(f"inputs mode must be one of {MODES}, got {mode!r}")
     if mode == "validation":
         return samples[:count]
     if mode == "repeated":
         return samples[: max(1, min(count, len(samples)))]
+    words = text_words(samples)
+    # Variants of one sample must differ: k runs over a cycle of len(words)**3 for texts (2**48 otherwise).
+    cycle = len(words) ** WORD_SLOTS if len(words) >= 2 else 2**48
     if salt is None:
-        salt = int.from_bytes(os.urandom(3), "little") << 24
+        salt = int.from_bytes(os.urandom(6), "little")
     n = len(samples)
-    return [_vary(samples[i % n], salt + i) for i in range(start, start + count)]
+    return [_vary(samples[i % n], (salt + i) % cycle, words) for i in range(start, start + count)]
 
 
 def _entry(arr: np.ndarray) -> dict:
