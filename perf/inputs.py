@@ -22,6 +22,7 @@ from builder.repository.manifest import MANIFEST_NAME
 Sample = dict[str, np.ndarray]  # one request's tensors without the batch dim
 MODES = ("validation", "unique", "repeated")
 WORD_SLOTS = 3  # words replaced in a text to make it unique
+_RUN_SALT = int.from_bytes(os.urandom(6), "little")
 
 
 def owning_build(repo: Path, model: str) -> str:
@@ -104,8 +105,9 @@ def _vary(sample: Sample, k: int, words: list[str] = ()) -> Sample:
 
 def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: int | None = None) -> list[Sample]:
     """The samples perf_analyzer cycles through for `mode`. 'unique' varies every entry with a per-run salt and
-    `start` offset, so no entry repeats what an earlier point (or, but for a chance of about count / 10**7, an
-    earlier run) sent; varied texts keep their length (words swapped for other words of the samples)."""
+    `start` offset (the salt is drawn once per process, so calls with disjoint start ranges never repeat each
+    other), so no entry repeats what an earlier point sent, nor, but for a chance of about 2 * count /
+    len(words)**3 for texts (3e-4 for 20,000 MiniLM texts), what an earlier run sent; varied texts keep their length."""
     if mode not in MODES:
         raise ValueError(f"inputs mode must be one of {MODES}, got {mode!r}")
     if mode == "validation":
@@ -116,7 +118,7 @@ def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: i
     # Variants of one sample must differ: k runs over a cycle of len(words)**3 for texts (2**48 otherwise).
     cycle = len(words) ** WORD_SLOTS if len(words) >= 2 else 2**48
     if salt is None:
-        salt = int.from_bytes(os.urandom(6), "little")
+        salt = _RUN_SALT
     n = len(samples)
     return [_vary(samples[i % n], (salt + i) % cycle, words) for i in range(start, start + count)]
 
