@@ -19,7 +19,7 @@ from builder.data import Dataset, load_dataset, save_batches
 from builder.errors import DataError, ExportError, RepositoryError, VerificationError
 from builder.exporters import torch2onnx
 from builder.hardware import cpu_info, gpu_info
-from builder.hashing import combine, sha256_file
+from builder.hashing import combine, sha256_bytes, sha256_file
 from builder.onnx_graph import finalize, load_checked
 from builder.ort_runtime import OrtModel
 from builder.report import (
@@ -217,7 +217,11 @@ def _serving_plan(inp: _Inputs, published: list[VariantOutcome], files: dict, no
             notes.append(f"serving.router.cpu_variant '{pin}' is not a published ONNX variant; "
                          f"the in-process runner serves {cpu.id}")
     fp32 = next(o for o in published if o.kind == "onnx_fp32")
-    version = combine({o.published_as: o.file_sha256 for o in published})[:16]
+    parts = {o.published_as: o.file_sha256 for o in published}
+    if spec.preprocess is not None:  # a cache keyed on texts answers for the tokenizer too
+        parts["preprocess"] = combine({"file": inp.hashes["preprocess.tokenizer_file"],
+                                       "settings": sha256_bytes(spec.preprocess.model_dump_json().encode())})
+    version = combine(parts)[:16]
     return ServingPlan(published, cpu, fp32, version, inp.tokenizer_file, files)
 
 

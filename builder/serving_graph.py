@@ -1,7 +1,9 @@
 """The Triton models one build publishes and how they are wired.
 
 For a spec named `m`:
-  m             the public model, an ensemble: [m_tokenizer] -> m_cache -> (BLS) m_router -> (BLS) rungs
+  m             the public model, an ensemble: [m_tokenizer] -> m_cache -> (BLS) m_router -> (BLS) rungs, or
+                with a tokenizer and the cache before it (the default): m_cache -> (BLS) m_pipeline
+  m_pipeline    only then: the ensemble m_tokenizer -> m_router (what a cache miss computes)
   m_tokenizer   Python backend, only with `preprocess: tokenizer`: texts -> token ids + attention mask
   m_cache       Python backend: response cache (Redis or in-process LRU); absent for cache kind triton/none
   m_router      Python backend: fallback router over the rungs, fastest passing variant first
@@ -50,6 +52,10 @@ class Names:
     @property
     def tokenizer(self) -> str:
         return f"{self.public}_tokenizer"
+
+    @property
+    def pipeline(self) -> str:
+        return f"{self.public}_pipeline"
 
     def variant(self, variant_id: str) -> str:
         return f"{self.public}_{variant_id}"
@@ -136,7 +142,8 @@ def router_model(spec: BuildSpec, rungs: list[dict]) -> ModelDir:
     return ModelDir(name, config, python_model_files("router"))
 
 
-def cache_model(spec: BuildSpec, target: str, version: str) -> ModelDir:
+def cache_model(spec: BuildSpec, target: str, version: str, inputs: list[TensorSpec]) -> ModelDir:
+    """The response cache in front of `target`, keyed on `inputs` (the texts, or the model's own inputs)."""
     c = spec.serving.cache
     params = {
         "target": target, "public_model": spec.name, "model_version": version,
@@ -148,7 +155,7 @@ def cache_model(spec: BuildSpec, target: str, version: str) -> ModelDir:
         "max_connections": str(c.max_connections), "metrics_interval_ms": str(METRICS_INTERVAL_MS),
     }
     name = Names(spec.name).cache
-    config = cfg.python_model(name, spec.inputs, spec.outputs, _logic_scheduling(spec, c.instance_count), params)
+    config = cfg.python_model(name, inputs, spec.outputs, _logic_scheduling(spec, c.instance_count), params)
     return ModelDir(name, config, python_model_files("cache"))
 
 
@@ -170,18 +177,15 @@ def tokenizer_model(spec: BuildSpec, tokenizer_file: Path) -> ModelDir:
     return ModelDir(name, config, python_model_files("tokenizer", **{"tokenizer.json": tokenizer_file.read_bytes()}))
 
 
-def public_ensemble(spec: BuildSpec, steps: list[str], report_files: dict[str, Path | bytes]) -> ModelDir:
-    """The public entry point. Tensors keep their names through the steps; the tokenizer makes the model's inputs."""
-    chain = []
-    if spec.preprocess is not None:
-        text = spec.preprocess.text_input
-        chain.append(cfg.EnsembleStep(steps[0], {text: text}, {t.name: t.name for t in spec.inputs}))
-        steps = steps[1:]
-    for step in steps:
-        chain.append(cfg.EnsembleStep(step, {t.name: t.name for t in spec.inputs}, {t.name: t.name for t in spec.outputs}))
-    config = cfg.ensemble_model(spec.name, public_inputs(spec), spec.outputs, spec.max_batch_size, chain,
-                                response_cache=spec.serving.cache.kind == "triton")
-    return ModelDir(spec.name, config, {}, extra=report_files)
+def ensemble(spec: BuildSpec, name: str, steps: list[ModelDir], response_cache: bool = False,
+             extra: dict[str, Path | bytes] | None = None) -> ModelDir:
+    """An ensemble of `steps` from the public inputs to the model's outputs. Tensors keep their names through
+    the steps, so each step maps its own inputs and outputs by name."""
+    chain = [cfg.EnsembleStep(m.name, {t.name: t.name for t in m.config.input}, {t.name: t.name for t in m.config.output})
+             for m in steps]
+    config = cfg.ensemble_model(name, public_inputs(spec), spec.outputs, spec.max_batch_size, chain,
+                                response_cache=response_cache)
+    return ModelDir(name, config, {}, extra=extra or {})
 
 
 @dataclass
@@ -206,14 +210,22 @@ def plan_models(spec: BuildSpec, plan: ServingPlan) -> list[ModelDir]:
     if plan.cpu_variant.id != plan.fp32.id and spec.serving.router.fp32_last_rung:
         models.append(ort_runner_model(spec, names.ort_fp32, Path(plan.fp32.file)))
         rungs.append(_rung(names.ort_fp32, spec.inputs))
-    models.append(router_model(spec, rungs))
-    steps = [names.router]
-    if spec.serving.cache.kind in ("memory", "redis"):
-        models.append(cache_model(spec, names.router, plan.cache_version))
-        steps = [names.cache]
+    router = router_model(spec, rungs)
+    models.append(router)
+    steps = [router]
     if spec.preprocess is not None:
         assert plan.tokenizer_file is not None
-        models.append(tokenizer_model(spec, plan.tokenizer_file))
-        steps = [names.tokenizer] + steps
-    models.insert(0, public_ensemble(spec, steps, plan.report_files))
+        steps.insert(0, tokenizer_model(spec, plan.tokenizer_file))
+        models.append(steps[0])
+    c = spec.serving.cache
+    if c.kind in ("memory", "redis"):
+        if spec.preprocess is not None and c.placement == "before_preprocess":
+            models.append(ensemble(spec, names.pipeline, steps))
+            cache = cache_model(spec, names.pipeline, plan.cache_version, public_inputs(spec))
+            steps = [cache]
+        else:
+            cache = cache_model(spec, router.name, plan.cache_version, list(spec.inputs))
+            steps = steps[:-1] + [cache]
+        models.append(cache)
+    models.insert(0, ensemble(spec, spec.name, steps, c.kind == "triton", plan.report_files))
     return models

@@ -209,9 +209,15 @@ class CacheSpec(_Strict):
     memory: in-process LRU per replica; redis: shared by every replica (URL from the environment variable
     `redis_url_env` at serve time, else `redis_url`); triton: Triton's own response cache on the ensemble (needs
     the server started with --cache-config; no TTL, not shared, keys ignore shape and dtype); none: no cache.
+    With a tokenizer the cache sits before it by default, keyed on the texts: a hit costs one Python-backend
+    hop instead of two.
     """
 
     kind: Literal["memory", "redis", "triton", "none"] = "memory"
+    placement: Literal["before_preprocess", "after_preprocess"] = Field(
+        "before_preprocess",
+        description="with a pre-processing step: key on the request as sent (a hit skips pre-processing) or on "
+                    "the pre-processed model inputs (requests that pre-process alike share one entry)")
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_url_env: str = "TRITONFORGE_REDIS_URL"
     password_env: str = Field("", description="environment variable holding the Redis password (never in configs)")

@@ -2,7 +2,8 @@
 
 On a shared 2-core machine a real runner's latency wanders by about a millisecond between rounds, which hides
 sub-millisecond overheads. This measurement copies a build's cache and router models unchanged into a scratch
-repository and puts a zero-compute stand-in (`floor_models/zero_runner.py`, zeros of the right shapes, the
+repository (a cache that sits before the tokenizer is re-pointed at the router and takes its token inputs:
+the same code on the same inputs as the router) and puts a zero-compute stand-in (`floor_models/zero_runner.py`, zeros of the right shapes, the
 runner's own config) behind them under the runner's name. Beside that chain it adds two bare BLS pass-throughs
 (`floor_models/relay.py`) as the floor: what one and two Python-backend hops cost on this machine with no
 logic at all; and a copy of the router with Triton's own response cache switched on (what `cache: {kind: triton}`
@@ -59,6 +60,12 @@ def floor_repository(repo: Path, model: str, dest: Path) -> dict[str, str]:
     names = chain_names(repo, model)
     for role in ("cache", "router"):
         shutil.copytree(repo / names[role], dest / names[role], ignore=shutil.ignore_patterns("__pycache__"))
+    # A cache before the tokenizer is re-pointed at the router and given its inputs: the same code on tokens.
+    cache_cfg, router_cfg = (read_config(repo / names[r] / "config.pbtxt") for r in ("cache", "router"))
+    del cache_cfg.input[:]
+    cache_cfg.input.extend(router_cfg.input)
+    cache_cfg.parameters["target"].string_value = names["router"]
+    write_config(cache_cfg, dest / names["cache"])
     # Triton's own response cache (what `cache: {kind: triton}` enables on the ensemble) on a copy of the router
     shutil.copytree(repo / names["router"], dest / TRITON_CACHED_ROUTER, ignore=shutil.ignore_patterns("__pycache__"))
     cached = read_config(repo / names["router"] / "config.pbtxt")
@@ -140,7 +147,7 @@ def main() -> int:
     args = parser.parse_args()
     repo = args.repo.absolute()
     try:
-        res = measure_floor(repo, args.model, model_samples(repo, f"{args.model}_cache"), args.rounds)
+        res = measure_floor(repo, args.model, model_samples(repo, f"{args.model}_router"), args.rounds)
     except (FileNotFoundError, TritonforgeError) as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
