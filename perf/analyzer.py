@@ -15,6 +15,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable, Union
 
 from builder.errors import TritonforgeError
 
@@ -147,17 +148,23 @@ def parse_csv(path: Path, model: str, batch_size: int) -> list[PerfPoint]:
     return points
 
 
+InputData = Union[Path, Callable[[int], Path]]
+
+
 def measure(model: str, settings: MeasureSettings, batch_size: int = 1, concurrency: int | None = None,
-            request_rate: float | None = None, input_data: Path | None = None,
+            request_rate: float | None = None, input_data: InputData | None = None,
             shapes: dict[str, list[int]] | None = None, bls_models: list[str] | None = None,
             retries: int = 2) -> PerfPoint:
     """One measured point. perf_analyzer refuses points whose windows never agree (common on shared
     machines): such a point is measured again with windows twice as long and twice the allowed variation,
-    up to `retries` times, and says so in its `note`."""
+    up to `retries` times, and says so in its `note`. `input_data` is perf_analyzer's --input-data file, or a
+    function of the attempt (0, 1, ...) giving the file for it: unique inputs must come fresh for a second
+    attempt, or the response cache answers every request the first attempt already sent."""
     current = settings
     for attempt in range(retries + 1):
+        data = input_data(attempt) if callable(input_data) else input_data
         try:
-            point = _measure_once(model, current, batch_size, concurrency, request_rate, input_data, shapes, bls_models)
+            point = _measure_once(model, current, batch_size, concurrency, request_rate, data, shapes, bls_models)
         except PerfAnalyzerError as e:
             if "stable measurement" not in str(e) or attempt == retries:
                 raise

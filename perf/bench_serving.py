@@ -37,7 +37,7 @@ from builder.spec import parse_spec
 from builder.triton_server import LocalTritonServer
 from perf.analyzer import MeasureSettings, check_binary, measure
 from perf.config_search import Candidate, apply, compute_models, default_candidate, logic_models, restore
-from perf.inputs import model_samples, select, write_input_json
+from perf.inputs import RETRY_OFFSET, model_samples, select, unique_inputs, write_input_json
 from perf.miss_path_floor import measure_floor
 
 MODEL = "minilm"
@@ -74,6 +74,16 @@ def _text_data(texts: list[str], path: Path) -> Path:
     return write_input_json([{MODEL_TEXT: np.array([t], dtype=object)} for t in texts], path)
 
 
+def _short_text_inputs(repo: Path, texts: list[str], start: int, path: Path):
+    """`texts` (short_texts from `start`) for perf_analyzer's first attempt, new ones for any further attempt."""
+    def for_attempt(attempt: int) -> Path:
+        if not attempt:
+            return _text_data(texts, path)
+        more = short_texts(repo, len(texts), start=start + attempt * RETRY_OFFSET)
+        return _text_data(more, path.with_name(f"{path.stem}.retry{attempt}{path.suffix}"))
+    return for_attempt
+
+
 def in_process_best(repo: Path, texts: list[str], batch_sizes=(1, 8, 16, 32, 64), seconds: float = 3.0) -> dict:
     """Throughput of the runner's ONNX file in this process, texts padded to 16 tokens as the server does."""
     tok = _tokenizer(repo)
@@ -107,7 +117,7 @@ def served_against_in_process(repo: Path, settings: MeasureSettings, tmp: Path) 
     rounds = []
     for k in range(THROUGHPUT_ROUNDS):
         texts = short_texts(repo, 6000, start=k * 100_000)
-        served = measure(MODEL, settings, 1, 16, None, _text_data(texts, tmp / f"short{k}.json"))
+        served = measure(MODEL, settings, 1, 16, None, _short_text_inputs(repo, texts, k * 100_000, tmp / f"short{k}.json"))
         ceiling = in_process_best(repo, texts)
         rounds.append({"served_per_s": served.throughput, "served_p50_ms": served.p50_us / 1000,
                        "in_process_best_per_s": ceiling["best"], "in_process_best_batch": ceiling["best_batch"],
@@ -161,7 +171,7 @@ def miss_path_overhead(repo: Path, settings: MeasureSettings, tmp: Path) -> dict
     admin = grpcclient.InferenceServerClient(settings.url)
     for k in range(OVERHEAD_ROUNDS + 1):
         # starts far from hit_against_miss's (same process, same salt): no text repeats one sent before
-        data = {id(d): write_input_json(select(d, "unique", 3000, 1_000_000 + 10_000 * k), tmp / f"{name}{k}.json")
+        data = {id(d): unique_inputs(d, 3000, 1_000_000 + 10_000 * k, tmp / f"{name}{k}.json")
                 for name, d in (("tok", tokens), ("txt", texts))}
         for role, model, samples in entries:
             before = _server_ms(admin, chain)
@@ -210,7 +220,7 @@ def hit_against_miss(settings: MeasureSettings, samples: list, tmp: Path) -> dic
     rows: dict[str, list[float]] = {"miss": [], "hit": []}
     repeated = write_input_json(select(samples, "repeated", 8), tmp / "repeated.json")
     for k in range(HIT_MISS_ROUNDS):
-        unique = write_input_json(select(samples, "unique", 4000, 10_000 * k), tmp / f"unique{k}.json")
+        unique = unique_inputs(samples, 4000, 10_000 * k, tmp / f"unique{k}.json")
         miss = measure(MODEL, settings, 1, 1, None, unique)
         hit = measure(MODEL, settings, 1, 1, None, repeated)
         rows["miss"].append(miss.p50_us / 1000)
@@ -248,9 +258,11 @@ def run(repo: Path) -> dict:
         admin = grpcclient.InferenceServerClient(server.grpc_url)
         compute, logic = compute_models(repo, MODEL), logic_models(repo, MODEL)
         spec_default = default_candidate(parse_spec(json.loads((repo / MODEL / "build_report.json").read_text())["spec"]))
-        on = measure(MODEL, s1, 1, 16, None, _text_data(short_texts(repo, 6000, start=1_000_000), tmp_path / "on.json"))
+        on = measure(MODEL, s1, 1, 16, None, _short_text_inputs(
+            repo, short_texts(repo, 6000, start=1_000_000), 1_000_000, tmp_path / "on.json"))
         apply(Candidate(None, (), spec_default.instance_count), repo, compute, admin, logic)
-        off = measure(MODEL, s1, 1, 16, None, _text_data(short_texts(repo, 6000, start=2_000_000), tmp_path / "off.json"))
+        off = measure(MODEL, s1, 1, 16, None, _short_text_inputs(
+            repo, short_texts(repo, 6000, start=2_000_000), 2_000_000, tmp_path / "off.json"))
         restore(admin, compute + logic)
         admin.close()
         out["batching"] = {"on_per_s": on.throughput, "off_per_s": off.throughput, "on_p50_ms": on.p50_us / 1000,

@@ -137,7 +137,7 @@ def perf_search(
     from builder.render import RichReporter
     from builder.spec import load_spec
     from perf.analyzer import check_binary
-    from perf.config_search import grid, search
+    from perf.config_search import MAX_HIT_RATE, grid, search
     from perf.config_search import write_back as write_spec
 
     check_binary()
@@ -151,16 +151,17 @@ def perf_search(
                             on_trial=lambda i, n, c: progress.update(task, completed=i, description=c.describe()))
             progress.update(task, total=len(result.trials), completed=len(result.trials))
     table = Table(title=f"{result.model}: concurrency {concurrency}, p95 budget {latency_budget_ms:g} ms", title_justify="left")
-    for col in ("settings", "infer/s", "p50 ms", "p95 ms", "within budget", ""):
+    for col in ("settings", "infer/s", "p50 ms", "p95 ms", "cache hits", "within budget", ""):
         table.add_column(col)
     for t in result.trials:
         mark = ("default " if t.default else "") + ("[green]picked[/]" if t is result.best else "") + (
             "(confirmation)" if t.confirmation else "")
         if t.point is None:
-            table.add_row(t.candidate.describe(), "-", "-", "-", "-", f"[red]{t.error}[/]")
+            table.add_row(t.candidate.describe(), "-", "-", "-", "-", "-", f"[red]{t.error}[/]")
             continue
+        hits = f"{t.hit_rate:.0%}" + (" [red](not counted)[/]" if t.hit_rate > MAX_HIT_RATE else "")
         table.add_row(t.candidate.describe(), f"{t.point.throughput:.1f}", f"{t.point.p50_us / 1000:.1f}",
-                      f"{t.point.p95_us / 1000:.1f}", "yes" if t.fits(latency_budget_ms) else "no", mark)
+                      f"{t.point.p95_us / 1000:.1f}", hits, "yes" if t.fits(latency_budget_ms) else "no", mark)
     console.print(table)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -19,8 +19,8 @@ from google.protobuf import json_format
 
 from builder.repository.config import read_config
 from builder.spec import BuildSpec, load_spec
-from perf.analyzer import MeasureSettings, PerfPoint, measure
-from perf.inputs import model_samples, select, write_input_json
+from perf.analyzer import InputData, MeasureSettings, PerfPoint, measure
+from perf.inputs import model_samples, unique_inputs
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class Candidate:
 
 # What Triton does with no dynamic_batching section: every request executed alone.
 TRITON_DEFAULT = Candidate(None, (), 1, 0)
+# Inputs are unique, so a trial should see no cache hit at all; this leaves room for nothing but rounding.
+MAX_HIT_RATE = 0.01
 
 
 @dataclass
@@ -56,9 +58,18 @@ class Trial:
     error: str = ""
     default: bool = False
     confirmation: bool = False  # a second measurement of the default or the pick, after the grid
+    requests: int = 0  # answered by the public model during the measurement (Triton statistics)
+    computed: int = 0  # of those, computed by the router (the rest were cache hits)
+
+    @property
+    def hit_rate(self) -> float:
+        return max(self.requests - self.computed, 0) / self.requests if self.requests else 0.0
 
     def fits(self, budget_ms: float) -> bool:
-        return self.point is not None and self.point.p95_us / 1000 <= budget_ms
+        """Measured, within the budget, and a measurement of compute: a trial the cache answered (more than
+        MAX_HIT_RATE of its requests) says nothing about the settings and can never be picked."""
+        return (self.point is not None and self.point.p95_us / 1000 <= budget_ms
+                and self.hit_rate <= MAX_HIT_RATE)
 
 
 @dataclass
@@ -81,7 +92,8 @@ class SearchResult:
     def to_dict(self) -> dict:
         def trial(t: Trial) -> dict:
             return {"candidate": asdict(t.candidate), "describe": t.candidate.describe(), "default": t.default,
-                    "confirmation": t.confirmation, "error": t.error, "point": t.point.to_dict() if t.point else None}
+                    "confirmation": t.confirmation, "error": t.error, "requests": t.requests, "computed": t.computed,
+                    "hit_rate": t.hit_rate, "point": t.point.to_dict() if t.point else None}
         return {"model": self.model, "concurrency": self.concurrency, "budget_ms": self.budget_ms,
                 "trials": [trial(t) for t in self.trials], "best": trial(self.best) if self.best else None,
                 "confirmed": self.confirmed}
@@ -180,15 +192,14 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int = 16, budget_
                 if on_trial:
                     on_trial(i, len(todo), candidate)
                 # A fresh slice of unique inputs per trial: no trial may hit what an earlier one cached.
-                data = write_input_json(select(samples, "unique", 5000, i * 5000), Path(tmp) / f"trial{i}.json")
+                data = unique_inputs(samples, 5000, i * 5000, Path(tmp) / f"trial{i}.json")
                 result.trials.append(_trial(candidate, i == 0, False, repo, models, admin, logic, spec.name,
                                             settings, concurrency, data))
             best = _best(result.trials, budget_ms)
             if best is not None and best.candidate != default:
                 # Confirmation round: the pick and the default once more, so noise cannot make the pick.
                 for j, (candidate, is_default) in enumerate(((best.candidate, False), (default, True))):
-                    data = write_input_json(select(samples, "unique", 5000, (len(todo) + j) * 5000),
-                                            Path(tmp) / f"confirm{j}.json")
+                    data = unique_inputs(samples, 5000, (len(todo) + j) * 5000, Path(tmp) / f"confirm{j}.json")
                     result.trials.append(_trial(candidate, is_default, True, repo, models, admin, logic, spec.name,
                                                 settings, concurrency, data))
         finally:
@@ -202,13 +213,23 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int = 16, budget_
 
 
 def _trial(candidate: Candidate, default: bool, confirmation: bool, repo: Path, models: list[str], admin,
-           logic: list[str], public: str, settings: MeasureSettings, concurrency: int, data: Path) -> Trial:
+           logic: list[str], public: str, settings: MeasureSettings, concurrency: int, data: InputData) -> Trial:
     try:
         apply(candidate, repo, models, admin, logic)
-        return Trial(candidate, measure(public, settings, 1, concurrency, None, data), default=default,
-                     confirmation=confirmation)
+        before = _inferences(admin, [public, f"{public}_router"])
+        point = measure(public, settings, 1, concurrency, None, data)
+        after = _inferences(admin, [public, f"{public}_router"])
+        requests, computed = (a - b for a, b in zip(after, before))
+        return Trial(candidate, point, default=default, confirmation=confirmation, requests=requests,
+                     computed=computed)
     except Exception as e:
         return Trial(candidate, None, f"{type(e).__name__}: {str(e)[-300:]}", default=default, confirmation=confirmation)
+
+
+def _inferences(admin, models: list[str]) -> list[int]:
+    """Triton's inference count (batch elements, successful) of each model so far."""
+    return [int(admin.get_inference_statistics(m, as_json=True)["model_stats"][0].get("inference_count", 0))
+            for m in models]
 
 
 def _best(trials: list[Trial], budget_ms: float) -> Trial | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -121,6 +122,24 @@ def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: i
         salt = _RUN_SALT
     n = len(samples)
     return [_vary(samples[i % n], (salt + i) % cycle, words) for i in range(start, start + count)]
+
+
+# How far each further perf_analyzer attempt at one point moves its unique slice: beyond every start used here.
+RETRY_OFFSET = 10_000_000
+
+
+def unique_inputs(samples: list[Sample], count: int, start: int, path: Path) -> Callable[[int], Path]:
+    """perf_analyzer input data of `count` unique samples from `start`, as a function of the attempt (see
+    `perf.analyzer.measure`): attempt a sends a slice RETRY_OFFSET * a further on, never the one before."""
+    path, written = Path(path), {}
+
+    def for_attempt(attempt: int) -> Path:
+        if attempt not in written:
+            name = path if not attempt else path.with_name(f"{path.stem}.retry{attempt}{path.suffix}")
+            written[attempt] = write_input_json(select(samples, "unique", count, start + attempt * RETRY_OFFSET), name)
+        return written[attempt]
+
+    return for_attempt
 
 
 def _entry(arr: np.ndarray) -> dict:

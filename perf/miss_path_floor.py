@@ -28,7 +28,7 @@ from builder.render import console
 from builder.repository.config import read_config, write_config
 from builder.triton_server import LocalTritonServer
 from perf.analyzer import MeasureSettings, check_binary, measure
-from perf.inputs import Sample, model_samples, select, write_input_json
+from perf.inputs import Sample, model_samples, unique_inputs
 
 FLOOR_MODELS = Path(__file__).parent / "floor_models"
 RELAY_1, RELAY_2 = "tf_floor_relay", "tf_floor_relay_relay"
@@ -112,7 +112,7 @@ def measure_floor(repo: Path, model: str, samples: list[Sample], rounds: int = R
             settings = MeasureSettings(url=server.grpc_url, measurement_interval_ms=interval_ms)
             admin = grpcclient.InferenceServerClient(server.grpc_url)
             for k in range(rounds + 1):  # round 0 warms up and is dropped
-                data = write_input_json(select(samples, "unique", 30_000, 100_000 * (k + 1)), tmp_path / f"r{k}.json")
+                data = unique_inputs(samples, 30_000, 100_000 * (k + 1), tmp_path / f"r{k}.json")
                 for role, name in entries.items():
                     before = _counts(admin, [entries["cache"], entries["router"]])
                     p50 = measure(name, settings, 1, 1, None, data).p50_us / 1000

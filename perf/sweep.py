@@ -14,7 +14,7 @@ from pathlib import Path
 from builder.hardware import cpu_info, gpu_info
 from perf.analyzer import MeasureSettings, PerfPoint, measure
 from perf.gpu import GpuSampler
-from perf.inputs import model_samples, select, write_input_json
+from perf.inputs import model_samples, select, unique_inputs, write_input_json
 
 
 @dataclass
@@ -102,8 +102,11 @@ def run_sweep(plan: SweepPlan, settings: MeasureSettings, repo: Path,
                 if on_point:
                     on_point(i, len(todo), None, label)
                 # 'unique' inputs: a fresh slice per point, so no point sends what an earlier one sent.
-                data = write_input_json(select(samples[model], plan.inputs, plan.input_count, i * plan.input_count),
-                                        Path(tmp) / f"point{i}.json")
+                path = Path(tmp) / f"point{i}.json"
+                if plan.inputs == "unique":
+                    data = unique_inputs(samples[model], plan.input_count, i * plan.input_count, path)
+                else:
+                    data = write_input_json(select(samples[model], plan.inputs, plan.input_count), path)
                 before = cache_counts(metrics_url)
                 with GpuSampler() as gpu:
                     point = measure(model, settings, batch, conc, rate, data)

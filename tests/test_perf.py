@@ -147,6 +147,7 @@ def test_config_search_picks_under_budget_and_writes_back(tmp_path, digits_spec)
                                                          Candidate(0, (4, 8), 1, 0)]
     assert result.trials[0].default
     assert all(t.point is not None and t.point.throughput > 0 for t in result.trials)
+    assert all(t.requests > 0 and t.computed == t.requests for t in result.trials)  # unique inputs: no hit
     assert result.best is not None and result.best.fits(1000)
     write_back(spec, Candidate(0, (4, 8), 2, 1))
     text = spec.read_text()

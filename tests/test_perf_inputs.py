@@ -41,3 +41,60 @@ def test_unique_numbers_are_nudged_not_changed():
     assert len({u["x"].tobytes() + u["ids"].tobytes() for u in unique}) == 300
     assert max(abs(u["x"] - samples[0]["x"]).max() for u in unique) < 1e-5
     assert all(u["ids"][0] == 101 and u["ids"][-1] == 116 and u["ids"].shape == (16,) for u in unique)
+
+
+def test_a_second_attempt_gets_inputs_the_first_never_sent(tmp_path):
+    """perf_analyzer measures an unstable point again; resending the first attempt's inputs would make every
+    request a cache hit (one config-search trial read 4,169 infer/s that way)."""
+    from perf.inputs import unique_inputs
+
+    data = unique_inputs(_samples(), 2000, 0, tmp_path / "point.json")
+    first, again, second = data(0), data(0), data(1)
+    assert first == again and second != first
+
+    def texts(path):
+        import json
+
+        return {e["text"]["content"][0] for e in json.loads(path.read_text())["data"]}
+
+    assert len(texts(first)) == len(texts(second)) == 2000 and not texts(first) & texts(second)
+
+
+def _point(**given):
+    """A PerfPoint with every measured field 1.0 unless given."""
+    import dataclasses
+
+    from perf.analyzer import PerfPoint
+
+    required = [f.name for f in dataclasses.fields(PerfPoint)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    return PerfPoint(**{**{name: 1.0 for name in required}, **given})
+
+
+def test_measure_retries_an_unstable_point_with_the_next_attempts_inputs(monkeypatch, tmp_path):
+    from perf import analyzer
+
+    sent = []
+
+    def unstable_once(model, settings, batch, conc, rate, data, shapes, bls):
+        sent.append(data)
+        if len(sent) == 1:
+            raise analyzer.PerfAnalyzerError("Failed to obtain stable measurement within 6 measurement windows")
+        return _point(model=model, batch_size=batch, concurrency=conc, request_rate=rate)
+
+    monkeypatch.setattr(analyzer, "_measure_once", unstable_once)
+    point = analyzer.measure("m", analyzer.MeasureSettings(url="x"), 1, 1, None,
+                             lambda attempt: tmp_path / f"attempt{attempt}.json")
+    assert sent == [tmp_path / "attempt0.json", tmp_path / "attempt1.json"] and "not stable at first" in point.note
+
+
+def test_a_search_trial_the_cache_answered_is_never_picked():
+    from perf.config_search import Candidate, Trial, _best
+
+    fast_but_cached = Trial(Candidate(0, (), 2, 1), _point(model="m", throughput=4169.0, p95_us=5_500.0),
+                            requests=8000, computed=400)
+    computed = Trial(Candidate(0, (), 1, 0), _point(model="m", throughput=301.0, p95_us=80_000.0),
+                     requests=2000, computed=2000)
+    assert fast_but_cached.hit_rate == 0.95 and not fast_but_cached.fits(150)
+    assert computed.hit_rate == 0.0 and computed.fits(150)
+    assert _best([fast_but_cached, computed], 150) is computed
