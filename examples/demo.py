@@ -2,8 +2,8 @@
 
     python examples/demo.py [--repo model_repository] [--skip-minilm]
 
-Digits: served accuracy next to in-process PyTorch accuracy. MiniLM: a text-embedding service (tokenizer ->
-cache -> router -> in-process ONNX Runtime), similarity of sentence pairs, and a cache hit against a miss.
+Digits: served accuracy next to in-process PyTorch accuracy. MiniLM: a text-embedding service (cache -> tokenizer ->
+router -> in-process ONNX Runtime), similarity of sentence pairs, and a cache hit against a miss.
 """
 
 from __future__ import annotations
