@@ -159,10 +159,11 @@ def miss_path_overhead(repo: Path, settings: MeasureSettings, tmp: Path) -> dict
     cache, router, runner = f"{MODEL}_cache", f"{MODEL}_router", f"{MODEL}_ort"
     target = read_config(repo / cache / "config.pbtxt").parameters["target"].string_value
     tokens = _one_length(model_samples(repo, router))
-    texts = tokens if target == router else model_samples(repo, cache)
-    entries = [("runner", runner, tokens), ("router", router, tokens)]
-    entries += [("target", target, texts)] if target != router else []
-    entries += [("cache", cache, texts)]
+    texts = model_samples(repo, cache) if target != router else []
+    kind = "tok" if target == router else "txt"  # what the cache takes
+    entries = [("runner", runner, "tok"), ("router", router, "tok")]
+    entries += [("target", target, kind)] if target != router else []
+    entries += [("cache", cache, kind)]
     chain = [cache] + ([target] if target != router else []) + [router, runner]
     rows: dict[str, list[float]] = {role: [] for role, _, _ in entries}
     server: dict[str, list[float]] = {m: [] for m in chain}
@@ -171,11 +172,11 @@ def miss_path_overhead(repo: Path, settings: MeasureSettings, tmp: Path) -> dict
     admin = grpcclient.InferenceServerClient(settings.url)
     for k in range(OVERHEAD_ROUNDS + 1):
         # starts far from hit_against_miss's (same process, same salt): no text repeats one sent before
-        data = {id(d): unique_inputs(d, 3000, 1_000_000 + 10_000 * k, tmp / f"{name}{k}.json")
+        data = {name: unique_inputs(d, 3000, 1_000_000 + 10_000 * k, tmp / f"{name}{k}.json")
                 for name, d in (("tok", tokens), ("txt", texts))}
-        for role, model, samples in entries:
+        for role, model, kind_of_input in entries:
             before = _server_ms(admin, chain)
-            points[role] = measure(model, settings, 1, 1, None, data[id(samples)])
+            points[role] = measure(model, settings, 1, 1, None, data[kind_of_input])
             if not k:
                 continue
             rows[role].append(points[role].p50_us / 1000)

@@ -102,6 +102,26 @@ def test_unique_and_repeated_inputs_drive_the_cache(digits_server, digits_repo):
     assert rates["unique"] < 0.05 and rates["repeated"] > 0.9
 
 
+def test_an_unstable_point_is_measured_again_with_inputs_never_sent(digits_server, digits_repo, tmp_path):
+    """A stability target no real run meets: perf_analyzer refuses every attempt, and each further attempt
+    asks for its own unique inputs (resent ones would all be cache hits)."""
+    from perf.inputs import unique_inputs
+
+    fresh = unique_inputs(model_samples(digits_repo, "digits"), 2000, 0, tmp_path / "point.json")
+    asked = []
+
+    def data(attempt):
+        asked.append(attempt)
+        return fresh(attempt)
+
+    settings = MeasureSettings(url=digits_server.grpc_url, measurement_interval_ms=100, max_trials=3,
+                               stability_pct=0.001)
+    with pytest.raises(PerfAnalyzerError, match="stable measurement"):
+        measure("digits", settings, 1, 2, None, data)
+    assert asked == [0, 1, 2]
+    assert len({fresh(a) for a in asked}) == 3
+
+
 def test_input_data_comes_from_the_build(digits_repo, tmp_path):
     samples = model_samples(digits_repo, "digits")
     assert len(samples) == 540 and samples[0]["image"].shape == (64,)

@@ -71,23 +71,6 @@ def _point(**given):
     return PerfPoint(**{**{name: 1.0 for name in required}, **given})
 
 
-def test_measure_retries_an_unstable_point_with_the_next_attempts_inputs(monkeypatch, tmp_path):
-    from perf import analyzer
-
-    sent = []
-
-    def unstable_once(model, settings, batch, conc, rate, data, shapes, bls):
-        sent.append(data)
-        if len(sent) == 1:
-            raise analyzer.PerfAnalyzerError("Failed to obtain stable measurement within 6 measurement windows")
-        return _point(model=model, batch_size=batch, concurrency=conc, request_rate=rate)
-
-    monkeypatch.setattr(analyzer, "_measure_once", unstable_once)
-    point = analyzer.measure("m", analyzer.MeasureSettings(url="x"), 1, 1, None,
-                             lambda attempt: tmp_path / f"attempt{attempt}.json")
-    assert sent == [tmp_path / "attempt0.json", tmp_path / "attempt1.json"] and "not stable at first" in point.note
-
-
 def test_a_search_trial_the_cache_answered_is_never_picked():
     from perf.config_search import Candidate, Trial, _best
 
