@@ -37,7 +37,7 @@ from builder.spec import parse_spec
 from builder.triton_server import LocalTritonServer
 from perf.analyzer import MeasureSettings, check_binary, measure
 from perf.config_search import Candidate, apply, compute_models, default_candidate, logic_models, restore
-from perf.inputs import RETRY_OFFSET, model_samples, select, unique_inputs, write_input_json
+from perf.inputs import RETRY_OFFSET, model_samples, per_attempt, select, unique_inputs, write_input_json
 from perf.miss_path_floor import measure_floor
 
 MODEL = "minilm"
@@ -70,18 +70,14 @@ def short_texts(repo: Path, n: int, start: int = 0, lo: int = 8, hi: int = 16) -
 
 
 
-def _text_data(texts: list[str], path: Path) -> Path:
-    return write_input_json([{MODEL_TEXT: np.array([t], dtype=object)} for t in texts], path)
+def _text_samples(texts: list[str]) -> list[dict]:
+    return [{MODEL_TEXT: np.array([t], dtype=object)} for t in texts]
 
 
 def _short_text_inputs(repo: Path, texts: list[str], start: int, path: Path):
     """`texts` (short_texts from `start`) for perf_analyzer's first attempt, new ones for any further attempt."""
-    def for_attempt(attempt: int) -> Path:
-        if not attempt:
-            return _text_data(texts, path)
-        more = short_texts(repo, len(texts), start=start + attempt * RETRY_OFFSET)
-        return _text_data(more, path.with_name(f"{path.stem}.retry{attempt}{path.suffix}"))
-    return for_attempt
+    return per_attempt(lambda attempt: _text_samples(
+        texts if not attempt else short_texts(repo, len(texts), start=start + attempt * RETRY_OFFSET)), path)
 
 
 def in_process_best(repo: Path, texts: list[str], batch_sizes=(1, 8, 16, 32, 64), seconds: float = 3.0) -> dict:
@@ -158,13 +154,14 @@ def miss_path_overhead(repo: Path, settings: MeasureSettings, tmp: Path) -> dict
 
     cache, router, runner = f"{MODEL}_cache", f"{MODEL}_router", f"{MODEL}_ort"
     target = read_config(repo / cache / "config.pbtxt").parameters["target"].string_value
+    via_pipeline = target != router  # the cache before the tokenizer takes texts
     tokens = _one_length(model_samples(repo, router))
-    texts = model_samples(repo, cache) if target != router else []
-    kind = "tok" if target == router else "txt"  # what the cache takes
+    texts = model_samples(repo, cache) if via_pipeline else []
+    kind = "txt" if via_pipeline else "tok"
     entries = [("runner", runner, "tok"), ("router", router, "tok")]
-    entries += [("target", target, kind)] if target != router else []
+    entries += [("target", target, kind)] if via_pipeline else []
     entries += [("cache", cache, kind)]
-    chain = [cache] + ([target] if target != router else []) + [router, runner]
+    chain = [cache] + ([target] if via_pipeline else []) + [router, runner]
     rows: dict[str, list[float]] = {role: [] for role, _, _ in entries}
     server: dict[str, list[float]] = {m: [] for m in chain}
     hits = 0
@@ -188,7 +185,7 @@ def miss_path_overhead(repo: Path, settings: MeasureSettings, tmp: Path) -> dict
                     server[m].append((after[m][1] - before[m][1]) / max(n[m], 1))
     admin.close()
     med = lambda xs: float(np.median(xs))  # noqa: E731
-    wrapped = rows["target"] if target != router else rows["router"]
+    wrapped = rows["target"] if via_pipeline else rows["router"]
     router_hop = med(np.subtract(rows["router"], rows["runner"]))
     cache_hop = med(np.subtract(rows["cache"], wrapped))
     return {

@@ -216,9 +216,9 @@ def _trial(candidate: Candidate, default: bool, confirmation: bool, repo: Path, 
            logic: list[str], public: str, settings: MeasureSettings, concurrency: int, data: InputData) -> Trial:
     try:
         apply(candidate, repo, models, admin, logic)
-        before = _inferences(admin, [public, f"{public}_router"])
+        before = inference_counts(admin, [public, f"{public}_router"])
         point = measure(public, settings, 1, concurrency, None, data)
-        after = _inferences(admin, [public, f"{public}_router"])
+        after = inference_counts(admin, [public, f"{public}_router"])
         requests, computed = (a - b for a, b in zip(after, before))
         return Trial(candidate, point, default=default, confirmation=confirmation, requests=requests,
                      computed=computed)
@@ -226,7 +226,7 @@ def _trial(candidate: Candidate, default: bool, confirmation: bool, repo: Path, 
         return Trial(candidate, None, f"{type(e).__name__}: {str(e)[-300:]}", default=default, confirmation=confirmation)
 
 
-def _inferences(admin, models: list[str]) -> list[int]:
+def inference_counts(admin, models: list[str]) -> list[int]:
     """Triton's inference count (batch elements, successful) of each model so far."""
     return [int(admin.get_inference_statistics(m, as_json=True)["model_stats"][0].get("inference_count", 0))
             for m in models]

@@ -128,18 +128,24 @@ def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: i
 RETRY_OFFSET = 10_000_000
 
 
-def unique_inputs(samples: list[Sample], count: int, start: int, path: Path) -> Callable[[int], Path]:
-    """perf_analyzer input data of `count` unique samples from `start`, as a function of the attempt (see
-    `perf.analyzer.measure`): attempt a sends a slice RETRY_OFFSET * a further on, never the one before."""
+def per_attempt(make: Callable[[int], list[Sample]], path: Path) -> Callable[[int], Path]:
+    """perf_analyzer input data as a function of the attempt (see `perf.analyzer.measure`): the samples
+    `make(attempt)` gives, written once per attempt beside `path`."""
     path, written = Path(path), {}
 
     def for_attempt(attempt: int) -> Path:
         if attempt not in written:
             name = path if not attempt else path.with_name(f"{path.stem}.retry{attempt}{path.suffix}")
-            written[attempt] = write_input_json(select(samples, "unique", count, start + attempt * RETRY_OFFSET), name)
+            written[attempt] = write_input_json(make(attempt), name)
         return written[attempt]
 
     return for_attempt
+
+
+def unique_inputs(samples: list[Sample], count: int, start: int, path: Path) -> Callable[[int], Path]:
+    """`count` unique samples from `start` per attempt: attempt a sends a slice RETRY_OFFSET * a further on,
+    never the one before."""
+    return per_attempt(lambda attempt: select(samples, "unique", count, start + attempt * RETRY_OFFSET), path)
 
 
 def _entry(arr: np.ndarray) -> dict:
