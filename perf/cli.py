@@ -148,7 +148,7 @@ def perf_search(
                       console=console) as progress:
             task = progress.add_task("config search", total=len(candidates) + 1)
             result = search(spec, repo, grpc_url, concurrency, latency_budget_ms, candidates,
-                            on_trial=lambda i, n, c: progress.update(task, completed=i, description=c.describe()))
+                            on_trial=lambda i, n, c: progress.update(task, completed=i, total=n, description=c.describe()))
             progress.update(task, total=len(result.trials), completed=len(result.trials))
     table = Table(title=f"{result.model}: concurrency {concurrency}, p95 budget {latency_budget_ms:g} ms", title_justify="left")
     for col in ("settings", "infer/s", "p50 ms", "p95 ms", "cache hits", "within budget", ""):
@@ -169,12 +169,13 @@ def perf_search(
         raise TritonforgeError(f"no setting kept p95 within {latency_budget_ms:g} ms at concurrency {concurrency}")
     default = result.default
     if default.point is not None and result.best is not default:
-        picked = result.throughputs(result.best.candidate)
-        base = result.throughputs(default.candidate)
-        console.print(f"pick: {result.best.candidate.describe()}: {' / '.join(f'{p:.1f}' for p in picked)} infer/s against "
-                      f"the default's {' / '.join(f'{b:.1f}' for b in base)} (grid / confirmation round, same run)")
+        ratios = " / ".join("-" if r is None else f"{r:.3f}" for r in result.pair_ratios())
+        console.print(f"pick: {result.best.candidate.describe()}: {result.best.point.throughput:.1f} infer/s in the grid "
+                      f"against the default's {default.point.throughput:.1f}; pick / default in the confirmation "
+                      f"pairs (same run, order alternating): {ratios}")
         if not result.confirmed:
-            console.print("[yellow]the confirmation round did not repeat the pick's lead: within noise; spec left as it is[/]")
+            console.print("[yellow]the pick did not beat the default in every confirmation pair: within noise; "
+                          "spec left as it is[/]")
     else:
         console.print("pick: the spec's current settings are already the best tried")
     from perf.config_search import TRITON_DEFAULT

@@ -4,8 +4,9 @@ For one build, try dynamic batching settings (max queue delay, preferred batch s
 instance counts on its compute models, reloading them through the repository API (explicit model control)
 with each candidate config, measure the public model with perf_analyzer at one concurrency on unique inputs
 (so no cache hit hides the compute), and pick the best throughput whose p95 stays within the latency budget.
-The pick is written back into the spec (comments kept) and the repository rebuilt, so configs come from the
-spec and nowhere else.
+The pick is then measured against the spec's own settings in CONFIRM_PAIRS fresh side-by-side pairs; only if it
+wins every pair is it written back into the spec (comments kept) and the repository rebuilt, so configs come
+from the spec and nowhere else.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class Candidate:
 TRITON_DEFAULT = Candidate(None, (), 1, 0)
 # Inputs are unique, so a trial should see no cache hit at all; this leaves room for nothing but rounding.
 MAX_HIT_RATE = 0.01
+# After the grid, the pick and the default are measured again in adjacent pairs, the order alternating
+# (pick, default), (default, pick), (pick, default), so a drift of the machine's speed during the run favours
+# neither. The pick is confirmed only if it beats the default in every pair: settings that are truly equal
+# pass with probability 1/2**CONFIRM_PAIRS.
+CONFIRM_PAIRS = 3
 
 
 @dataclass
@@ -57,7 +63,7 @@ class Trial:
     point: PerfPoint | None
     error: str = ""
     default: bool = False
-    confirmation: bool = False  # a second measurement of the default or the pick, after the grid
+    confirmation: bool = False  # a measurement of the default or the pick in the confirmation pairs
     requests: int = 0  # answered by the public model during the measurement (Triton statistics)
     computed: int = 0  # of those, computed by the router (the rest were cache hits)
 
@@ -80,7 +86,8 @@ class SearchResult:
     trials: list[Trial] = field(default_factory=list)
     best: Trial | None = None
 
-    confirmed: bool | None = None  # the pick beat the default in the confirmation round too
+    confirmed: bool | None = None  # the pick beat the default in every confirmation pair
+
 
     @property
     def default(self) -> Trial:
@@ -89,6 +96,23 @@ class SearchResult:
     def throughputs(self, candidate: Candidate) -> list[float]:
         return [t.point.throughput for t in self.trials if t.candidate == candidate and t.point is not None]
 
+    def pair_ratios(self) -> list[float | None]:
+        """Pick / default throughput in each confirmation pair; None where either was not measured."""
+        confirmations = [t for t in self.trials if t.confirmation]
+        ratios = []
+        for k in range(0, len(confirmations) - 1, 2):
+            pair = confirmations[k:k + 2]
+            pick, base = (next(t for t in pair if not t.default), next(t for t in pair if t.default))
+            measured = pick.point is not None and base.point is not None and base.point.throughput > 0
+            ratios.append(pick.point.throughput / base.point.throughput if measured else None)  # type: ignore[union-attr]
+        return ratios
+
+    def _confirm(self) -> bool:
+        picks = [t for t in self.trials if t.confirmation and not t.default]
+        ratios = self.pair_ratios()
+        return (len(ratios) == CONFIRM_PAIRS and all(r is not None and r > 1 for r in ratios)
+                and all(t.fits(self.budget_ms) for t in picks))
+
     def to_dict(self) -> dict:
         def trial(t: Trial) -> dict:
             return {"candidate": asdict(t.candidate), "describe": t.candidate.describe(), "default": t.default,
@@ -96,7 +120,7 @@ class SearchResult:
                     "hit_rate": t.hit_rate, "point": t.point.to_dict() if t.point else None}
         return {"model": self.model, "concurrency": self.concurrency, "budget_ms": self.budget_ms,
                 "trials": [trial(t) for t in self.trials], "best": trial(self.best) if self.best else None,
-                "confirmed": self.confirmed}
+                "pair_ratios": self.pair_ratios(), "confirmed": self.confirmed}
 
 
 def default_candidate(spec: BuildSpec) -> Candidate:
@@ -197,8 +221,12 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int = 16, budget_
                                             settings, concurrency, data))
             best = _best(result.trials, budget_ms)
             if best is not None and best.candidate != default:
-                # Confirmation round: the pick and the default once more, so noise cannot make the pick.
-                for j, (candidate, is_default) in enumerate(((best.candidate, False), (default, True))):
+                # The grid's best is the maximum of many noisy readings; only fresh pairs can confirm it.
+                order = [(best.candidate, False), (default, True)]
+                for j in range(2 * CONFIRM_PAIRS):
+                    candidate, is_default = order[(j + j // 2) % 2]  # p d, d p, p d, ...
+                    if on_trial:
+                        on_trial(len(todo) + j, len(todo) + 2 * CONFIRM_PAIRS, candidate)
                     data = unique_inputs(samples, 5000, (len(todo) + j) * 5000, Path(tmp) / f"confirm{j}.json")
                     result.trials.append(_trial(candidate, is_default, True, repo, models, admin, logic, spec.name,
                                                 settings, concurrency, data))
@@ -207,8 +235,7 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int = 16, budget_
             admin.close()
     result.best = _best([t for t in result.trials if not t.confirmation], budget_ms)
     if result.best is not None and result.best.candidate != default:
-        picked, base = result.throughputs(result.best.candidate), result.throughputs(default)
-        result.confirmed = len(picked) == 2 and len(base) == 2 and min(picked) > max(base)
+        result.confirmed = result._confirm()
     return result
 
 

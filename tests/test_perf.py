@@ -169,6 +169,13 @@ def test_config_search_picks_under_budget_and_writes_back(tmp_path, digits_spec)
     assert all(t.point is not None and t.point.throughput > 0 for t in result.trials)
     assert all(t.requests > 0 and t.computed == t.requests for t in result.trials)  # unique inputs: no hit
     assert result.best is not None and result.best.fits(1000)
+    confirmations = [t for t in result.trials if t.confirmation]
+    if result.best.candidate == result.default.candidate:
+        assert not confirmations and result.confirmed is None
+    else:  # pick and default measured again in pairs, the order alternating
+        assert [t.default for t in confirmations] == [False, True, True, False, False, True]
+        assert {t.candidate for t in confirmations} == {result.best.candidate, result.default.candidate}
+        assert result.confirmed == all(r > 1 for r in result.pair_ratios())
     write_back(spec, Candidate(0, (4, 8), 2, 1))
     text = spec.read_text()
     assert text.startswith("# my digits spec: keep this comment")

@@ -81,3 +81,29 @@ def test_a_search_trial_the_cache_answered_is_never_picked():
     assert fast_but_cached.hit_rate == 0.95 and not fast_but_cached.fits(150)
     assert computed.hit_rate == 0.0 and computed.fits(150)
     assert _best([fast_but_cached, computed], 150) is computed
+
+
+def _search_result(grid_pick: float, pairs: list[tuple[float, float]]):
+    """A search whose grid picked a setting, then measured it against the default in `pairs` (pick, default)."""
+    from perf.config_search import Candidate, SearchResult, Trial
+
+    default, pick = Candidate(1000, (8, 16, 32), 1, 0), Candidate(0, (), 1, 0)
+    trial = lambda c, rate, confirmation: Trial(  # noqa: E731
+        c, _point(model="m", throughput=rate, p95_us=80_000.0), default=c == default, confirmation=confirmation,
+        requests=1000, computed=1000)
+    result = SearchResult("m", 16, 150.0, [trial(default, 289.0, False), trial(pick, grid_pick, False)])
+    for k, (p, d) in enumerate(pairs):  # measured in the order p d, d p, p d
+        first, second = ((pick, p), (default, d)) if k % 2 == 0 else ((default, d), (pick, p))
+        result.trials += [trial(first[0], first[1], True), trial(second[0], second[1], True)]
+    return result
+
+
+def test_the_pick_is_confirmed_only_by_beating_the_default_in_every_fresh_pair():
+    """The grid's best is a maximum over noisy readings; it counts only if it wins every pair measured after."""
+    won = _search_result(301.0, [(250.0, 227.0), (240.0, 231.0), (262.0, 255.0)])
+    assert [round(r, 3) for r in won.pair_ratios()] == [1.101, 1.039, 1.027] and won._confirm()
+    # a drop in the machine's speed between pairs does not matter: only the pick against its neighbour does
+    lost_one = _search_result(301.0, [(250.0, 227.0), (229.0, 231.0), (262.0, 255.0)])
+    assert not lost_one._confirm()
+    too_few = _search_result(301.0, [(250.0, 227.0), (240.0, 231.0)])
+    assert not too_few._confirm()
