@@ -39,6 +39,7 @@ from perf.analyzer import MeasureSettings, check_binary, measure
 from perf.config_search import Candidate, apply, compute_models, default_candidate, logic_models, restore
 from perf.inputs import RETRY_OFFSET, model_samples, per_attempt, select, unique_inputs, write_input_json
 from perf.miss_path_floor import measure_floor
+from perf.triton_stats import stats_of
 
 MODEL = "minilm"
 MODEL_TEXT = "text"
@@ -131,18 +132,6 @@ def _one_length(token_samples: list) -> list:
     return [x for x, n in zip(token_samples, lengths) if n == common]
 
 
-_STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
-
-
-def _server_ms(admin, models: list[str]) -> dict[str, tuple[int, float]]:
-    """(successful requests, total server-side ms) per model so far, from Triton's statistics."""
-    out = {}
-    for m in models:
-        st = admin.get_inference_statistics(m, as_json=True)["model_stats"][0]["inference_stats"]
-        out[m] = (int(st["success"].get("count", 0)), sum(int(st[k].get("ns", 0)) for k in _STAGES) / 1e6)
-    return out
-
-
 def miss_path_overhead(repo: Path, settings: MeasureSettings, tmp: Path) -> dict:
     """The serving logic's cost on a miss as the sum of two hops, each measured against what it wraps with the
     same unique inputs in the same round: the router's (router -> runner against the runner, token inputs of
@@ -172,17 +161,16 @@ def miss_path_overhead(repo: Path, settings: MeasureSettings, tmp: Path) -> dict
         data = {name: unique_inputs(d, 3000, 1_000_000 + 10_000 * k, tmp / f"{name}{k}.json")
                 for name, d in (("tok", tokens), ("txt", texts))}
         for role, model, kind_of_input in entries:
-            before = _server_ms(admin, chain)
+            before = stats_of(admin, chain)
             points[role] = measure(model, settings, 1, 1, None, data[kind_of_input])
             if not k:
                 continue
             rows[role].append(points[role].p50_us / 1000)
             if role == "cache":  # the same requests seen by every model of the chain
-                after = _server_ms(admin, chain)
-                n = {m: after[m][0] - before[m][0] for m in chain}
-                hits += max(n[cache] - n[chain[1]], 0)
+                delta = {m: s - before[m] for m, s in stats_of(admin, chain).items()}
+                hits += max(delta[cache].success - delta[chain[1]].success, 0)
                 for m in chain:
-                    server[m].append((after[m][1] - before[m][1]) / max(n[m], 1))
+                    server[m].append(delta[m].server_ms / max(delta[m].success, 1))
     admin.close()
     med = lambda xs: float(np.median(xs))  # noqa: E731
     wrapped = rows["target"] if via_pipeline else rows["router"]

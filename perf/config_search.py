@@ -22,6 +22,7 @@ from builder.repository.config import read_config
 from builder.spec import BuildSpec, load_spec
 from perf.analyzer import InputData, MeasureSettings, PerfPoint, measure
 from perf.inputs import model_samples, unique_inputs
+from perf.triton_stats import stats_of
 
 
 @dataclass(frozen=True)
@@ -243,20 +244,13 @@ def _trial(candidate: Candidate, default: bool, confirmation: bool, repo: Path, 
            logic: list[str], public: str, settings: MeasureSettings, concurrency: int, data: InputData) -> Trial:
     try:
         apply(candidate, repo, models, admin, logic)
-        before = inference_counts(admin, [public, f"{public}_router"])
+        before = stats_of(admin, [public, f"{public}_router"])
         point = measure(public, settings, 1, concurrency, None, data)
-        after = inference_counts(admin, [public, f"{public}_router"])
-        requests, computed = (a - b for a, b in zip(after, before))
+        requests, computed = ((s - before[m]).inference_count for m, s in stats_of(admin, list(before)).items())
         return Trial(candidate, point, default=default, confirmation=confirmation, requests=requests,
                      computed=computed)
     except Exception as e:
         return Trial(candidate, None, f"{type(e).__name__}: {str(e)[-300:]}", default=default, confirmation=confirmation)
-
-
-def inference_counts(admin, models: list[str]) -> list[int]:
-    """Triton's inference count (batch elements, successful) of each model so far."""
-    return [int(admin.get_inference_statistics(m, as_json=True)["model_stats"][0].get("inference_count", 0))
-            for m in models]
 
 
 def _best(trials: list[Trial], budget_ms: float) -> Trial | None:

@@ -29,6 +29,7 @@ from builder.repository.config import read_config, write_config
 from builder.triton_server import LocalTritonServer
 from perf.analyzer import MeasureSettings, check_binary, measure
 from perf.inputs import Sample, model_samples, unique_inputs
+from perf.triton_stats import model_stats, stats_of
 
 FLOOR_MODELS = Path(__file__).parent / "floor_models"
 RELAY_1, RELAY_2 = "tf_floor_relay", "tf_floor_relay_relay"
@@ -87,15 +88,6 @@ def floor_repository(repo: Path, model: str, dest: Path) -> dict[str, str]:
             "router_triton_cache": TRITON_CACHED_ROUTER, "one_hop": RELAY_1, "two_hops": RELAY_2}
 
 
-def _counts(admin, models: list[str], field: str = "success") -> dict[str, int]:
-    """Triton's per-model statistics counter `field` (success, cache_hit, ...)."""
-    out = {}
-    for m in models:
-        stats = admin.get_inference_statistics(m, as_json=True)["model_stats"][0]["inference_stats"]
-        out[m] = int(stats[field].get("count", 0))
-    return out
-
-
 def measure_floor(repo: Path, model: str, samples: list[Sample], rounds: int = ROUNDS,
                   interval_ms: int = 2000) -> dict:
     """p50 (ms) per entry and round, and the medians of the per-round differences to the zero runner."""
@@ -114,16 +106,15 @@ def measure_floor(repo: Path, model: str, samples: list[Sample], rounds: int = R
             for k in range(rounds + 1):  # round 0 warms up and is dropped
                 data = unique_inputs(samples, 30_000, 100_000 * (k + 1), tmp_path / f"r{k}.json")
                 for role, name in entries.items():
-                    before = _counts(admin, [entries["cache"], entries["router"]])
+                    before = stats_of(admin, [entries["cache"], entries["router"]])
                     p50 = measure(name, settings, 1, 1, None, data).p50_us / 1000
                     if not k:
                         continue
                     rows[role].append(p50)
                     if role == "cache":  # every request must have missed, i.e. reached the router
-                        after = _counts(admin, [entries["cache"], entries["router"]])
-                        missed_router.append((after[entries["cache"]] - before[entries["cache"]],
-                                              after[entries["router"]] - before[entries["router"]]))
-            triton_cache_hits = _counts(admin, [TRITON_CACHED_ROUTER], "cache_hit")[TRITON_CACHED_ROUTER]
+                        after = stats_of(admin, list(before))
+                        missed_router.append(tuple((after[m] - before[m]).success for m in before))
+            triton_cache_hits = model_stats(admin, TRITON_CACHED_ROUTER).cache_hits
             admin.close()
     med = lambda role: float(np.median(np.subtract(rows[role], rows["runner"])))  # noqa: E731
     return {

@@ -17,6 +17,7 @@ from perf.analyzer import MeasureSettings, PerfAnalyzerError, check_binary, meas
 from perf.config_search import Candidate, TRITON_DEFAULT, search, write_back
 from perf.inputs import model_samples, select, write_input_json
 from perf.report import load_result
+from perf.triton_stats import model_stats, stats_of
 from perf.sweep import SweepPlan, run_sweep
 
 from conftest import ROOT, digits_spec_copy
@@ -202,8 +203,7 @@ def test_miss_path_floor_puts_the_build_s_cache_and_router_in_front_of_a_zero_ru
     out = read_config(digits_repo / "digits_ort" / "config.pbtxt").output[0]
     image = np.stack([s["image"] for s in model_samples(digits_repo, "digits_cache")[:3]])
     def successes(client):  # warm-up requests count too, so compare before and after
-        return {m: int(client.get_inference_statistics(m, as_json=True)["model_stats"][0]["inference_stats"]
-                       ["success"].get("count", 0)) for m in (entries["router"], entries["runner"])}
+        return {m: s.success for m, s in stats_of(client, [entries["router"], entries["runner"]]).items()}
 
     def infer(client, name):
         request = grpcclient.InferInput("image", list(image.shape), "FP32")
@@ -218,10 +218,10 @@ def test_miss_path_floor_puts_the_build_s_cache_and_router_in_front_of_a_zero_ru
             assert result.shape == (3, *out.dims) and not result.any(), name
         after = successes(client)
         assert not infer(client, TRITON_CACHED_ROUTER).any()  # the same input again: Triton's cache answers
-        stats = client.get_inference_statistics(TRITON_CACHED_ROUTER, as_json=True)["model_stats"][0]["inference_stats"]
+        stats = model_stats(client, TRITON_CACHED_ROUTER)
         assert successes(client)[entries["runner"]] == after[entries["runner"]]
         client.close()
-    assert int(stats["cache_hit"].get("count", 0)) == 1 and int(stats["cache_miss"].get("count", 0)) == 1
+    assert stats.cache_hits == 1 and stats.cache_misses == 1
     # router: once directly and once by the cache (a miss); runner: directly, by both routers and the cache's
     # router, and by both relays
     assert after[entries["router"]] - before[entries["router"]] == 2

@@ -13,6 +13,7 @@ from builder.ort_runtime import OrtModel
 from builder.sources import load_source
 from builder.spec import load_spec
 from client import AsyncClient, Client, InputError, ModelNotFound
+from perf.triton_stats import model_stats
 
 pytestmark = pytest.mark.integration
 
@@ -33,27 +34,18 @@ def test_served_predictions_equal_pytorch(digits_server, digits_repo, digits_spe
 def test_concurrent_requests_are_batched_and_answered_in_order(digits_server, digits_validation):
     images, _ = digits_validation
     images = images[256:512]  # not sent by other tests: every request is a cache miss
-    stats_before = _exec_stats(digits_server, "digits_cache")
+    admin = grpcclient.InferenceServerClient(digits_server.grpc_url)
+    before = model_stats(admin, "digits_cache")
     with Client(digits_server.grpc_url) as client:
         client.infer("digits", {"image": images[:1]})
         with ThreadPoolExecutor(32) as pool:
             results = list(pool.map(lambda i: client.infer("digits", {"image": images[i:i + 1]})["logits"], range(256)))
         direct = client.infer("digits", {"image": images[:64]})["logits"]
-    stats = _exec_stats(digits_server, "digits_cache")
-    inferences = stats["inference_count"] - stats_before["inference_count"]
-    executions = stats["execution_count"] - stats_before["execution_count"]
-    assert inferences == 1 + 256 + 64  # inference_count counts samples
-    assert executions < inferences  # the dynamic batcher merged requests
+    counted = model_stats(admin, "digits_cache") - before
+    admin.close()
+    assert counted.inference_count == 1 + 256 + 64  # inference_count counts samples
+    assert counted.execution_count < counted.inference_count  # the dynamic batcher merged requests
     np.testing.assert_allclose(np.concatenate(results[:64]), direct, atol=1e-5)
-
-
-def _exec_stats(server, model: str) -> dict:
-    c = grpcclient.InferenceServerClient(server.grpc_url)
-    try:
-        s = c.get_inference_statistics(model, as_json=True)["model_stats"][0]
-    finally:
-        c.close()
-    return {"inference_count": int(s.get("inference_count", 0)), "execution_count": int(s.get("execution_count", 0))}
 
 
 def test_async_client(digits_server, digits_validation):

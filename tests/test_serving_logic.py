@@ -22,6 +22,7 @@ from client import Client, InferenceFailed
 
 from conftest import MINILM, digits_spec_copy
 from perf.reliability import wait_stored
+from perf.triton_stats import model_stats, stats_of
 
 pytestmark = pytest.mark.integration
 
@@ -267,20 +268,18 @@ def test_text_in_normalised_embedding_out(minilm_service):
 def test_repeated_text_is_answered_before_the_tokenizer(minilm_service):
     """The cache sits in front of the tokenizer: a repeated text is a hit with identical bytes and never
     reaches the tokenizer or the router."""
-    from perf.config_search import inference_counts
-
     _, server = minilm_service
     text = np.array([["A repeated sentence is tokenised once."]], dtype=object)
     models = ["minilm_cache", "minilm_tokenizer", "minilm_router"]
     admin = grpcclient.InferenceServerClient(server.grpc_url)
     with Client(server.grpc_url) as client:
         first = client.infer("minilm", {"text": text})["embedding"]
-        before = inference_counts(admin, models)
+        before = stats_of(admin, models)
         again = client.infer("minilm", {"text": text})["embedding"]
-        after = inference_counts(admin, models)
+        answered = [(s - before[m]).inference_count for m, s in stats_of(admin, models).items()]
     admin.close()
     assert again.tobytes() == first.tobytes()
-    assert after == [before[0] + 1, before[1], before[2]]
+    assert answered == [1, 0, 0]  # cache, tokenizer, router
 
 
 def test_text_errors_are_named(minilm_service):
@@ -307,9 +306,8 @@ def test_correctness_under_load_no_cross_request_mixups(minilm_service):
     assert diff.max() < 1e-4, f"largest difference {diff.max():.3g} at text {int(diff.argmax())}"
     nearest = (served @ direct.T).argmax(axis=1)  # each answer is closest to its own input's embedding
     assert (nearest == np.arange(len(texts))).all()
-    stats = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics("minilm_ort", as_json=True)
-    s = stats["model_stats"][0]
-    assert int(s["execution_count"]) < int(s["inference_count"])  # batches formed under load
+    stats = model_stats(grpcclient.InferenceServerClient(server.grpc_url), "minilm_ort")
+    assert stats.execution_count < stats.inference_count  # batches formed under load
 
 
 def test_repository_shares_no_file_with_the_package_or_the_spec(service_repo):
