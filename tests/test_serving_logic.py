@@ -287,8 +287,9 @@ def test_text_errors_are_named(minilm_service):
     with Client(server.grpc_url) as client:
         with pytest.raises(InferenceFailed, match="text 0 of input 'text' is 1048576 bytes; the limit is 65536"):
             client.infer("minilm", {"text": np.array([["x" * 2**20]], dtype=object)})
-        with pytest.raises(InferenceFailed, match="not valid UTF-8"):
+        with pytest.raises(InferenceFailed, match="not valid UTF-8") as failed:
             client.infer("minilm", {"text": np.array([[b"\xff\xfe"]], dtype=object)})
+        assert "minilm_pipeline" not in str(failed.value)  # the client never sees the cache's internal target
         assert client.infer("minilm", {"text": np.array([["still serving"]], dtype=object)})["embedding"].shape == (1, 384)
 
 

@@ -115,7 +115,8 @@ class TritonPythonModel:
         response = pb_utils.InferenceRequest(model_name=self.target, inputs=inputs,
                                              requested_output_names=self.output_names).exec()
         if response.has_error():
-            raise RuntimeError(response.error().message())
+            # the target is internal: its own "in ensemble '...'" prefix would only confuse the client
+            raise RuntimeError(response.error().message().removeprefix(f"in ensemble '{self.target}', "))
         return {n: pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in self.output_names}
 
     def execute(self, requests):
