@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from builder.errors import TritonforgeError
 from builder.render import (
@@ -50,7 +51,7 @@ def build(
             for line in not_published_lines(outcome.report):
                 console.print(f"  {line}", markup=False)
         for note in outcome.notes:
-            console.print(f"[yellow]note[/]: {note}")
+            console.print(f"[yellow]note[/]: {escape(note)}")
         console.print(f"[green]{outcome.spec.name}[/]: wrote {', '.join(outcome.manifest.models)} to {outcome.repo}")
 
 

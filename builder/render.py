@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # Piped output (CI logs, tests) gets a wide fixed width so tables are not squeezed to 80 columns.
@@ -24,7 +25,7 @@ class RichReporter:
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
-        label = f"{self.prefix}{name}"
+        label = escape(f"{self.prefix}{name}")  # library text, never markup
         try:
             with console.status(label):
                 yield
@@ -34,7 +35,7 @@ class RichReporter:
         console.print(f"[green]✓[/] {label} [dim]({time.perf_counter() - start:.1f}s)[/]")
 
     def info(self, message: str) -> None:
-        console.print(f"  {self.prefix}{message}")
+        console.print(f"  {escape(self.prefix + message)}")
 
 
 def model_states_table(states) -> Table:
@@ -45,7 +46,7 @@ def model_states_table(states) -> Table:
     table.add_column("reason", overflow="fold")
     for s in states:
         color = "green" if s.state == "READY" else "yellow"
-        table.add_row(s.name, s.version or "-", f"[{color}]{s.state}[/]", s.reason or "")
+        table.add_row(s.name, s.version or "-", f"[{color}]{s.state}[/]", escape(s.reason or ""))
     return table
 
 

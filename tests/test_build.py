@@ -211,3 +211,20 @@ def test_export_module_runs_alone(tmp_path, digits_spec):
     assert "dynamo exporter" in proc.stdout
     onnx.checker.check_model(onnx.load(str(out)))
     assert np.isfinite(out.stat().st_size)
+
+
+def test_progress_lines_print_library_text_as_written():
+    """A skip reason such as "pip install 'tritonforge[gpu]'" must not lose its brackets to rich markup
+    (seen on the lent GPU machine, where TensorRT was missing)."""
+    from builder.render import RichReporter, console, model_states_table
+    from builder.triton_server import ModelState
+
+    reason = "tensorrt is not installed (No module named 'tensorrt'); pip install 'tritonforge[gpu]'"
+    with console.capture() as captured:
+        reporter = RichReporter(prefix="[digits] ")
+        with reporter.stage("variant [trt_fp16]"):
+            reporter.info(f"trt_fp16: skipped: {reason}")
+        console.print(model_states_table([ModelState("digits_trt_fp16", "1", "UNAVAILABLE", "[StatusCode.x] no plan")]))
+    text = captured.get()
+    assert "[digits] variant [trt_fp16]" in text and f"[digits] trt_fp16: skipped: {reason}" in text
+    assert "[StatusCode.x] no plan" in text
