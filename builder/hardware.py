@@ -28,6 +28,11 @@ class GpuInfo:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def identity(self) -> dict:
+        """What a TensorRT plan depends on: the GPU model and compute capability, or that there is none.
+        Free memory changes from one moment to the next and must never make a build look different."""
+        return {"name": self.name, "compute_capability": self.compute_capability, "present": self.present}
+
 
 @functools.lru_cache(maxsize=1)
 def gpu_info() -> GpuInfo:

@@ -107,7 +107,7 @@ def _read_inputs(spec_path: str | Path) -> _Inputs:
     tools = tool_versions()
     parts = {"tritonforge": __version__, **hashes, **{f"tool:{k}": v for k, v in tools.items()}}
     if any(v.kind.startswith(("trt", "torch_trt")) for v in spec.variants):
-        parts["gpu"] = json.dumps(gpu_info().to_dict(), sort_keys=True)  # plans are tied to GPU and TensorRT
+        parts["gpu"] = json.dumps(gpu_info().identity(), sort_keys=True)  # plans are tied to GPU and TensorRT
     return _Inputs(spec, validation, calibration, hashes, tools, combine(parts), tokenizer_file)
 
 

@@ -161,3 +161,15 @@ def test_tensorrt_plans_build_and_pass_on_gpu(tmp_path, digits_spec):
         assert v["device"].startswith("CUDA")
     manifest_gpu = report["hardware"]["gpu"]
     assert manifest_gpu["name"] and manifest_gpu["compute_capability"]
+
+
+def test_build_fingerprint_sees_the_gpu_model_not_its_free_memory():
+    """On the lent H100 every second build rebuilt: free GPU memory had gone into the fingerprint."""
+    from builder.hardware import GpuInfo
+
+    a = GpuInfo(name="NVIDIA H100 80GB HBM3", compute_capability="9.0", memory_total_mb=81559, memory_free_mb=81079,
+                driver="580.159.04", count=1)
+    b = GpuInfo(**{**a.to_dict(), "memory_free_mb": 79811})
+    assert a.identity() == b.identity()
+    assert a.identity() != GpuInfo(**{**a.to_dict(), "compute_capability": "8.0"}).identity()
+    assert a.identity() != GpuInfo(absent="no CUDA device").identity()
