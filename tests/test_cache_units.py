@@ -75,6 +75,7 @@ def test_memory_store_lru_bounded_in_bytes_and_ttl():
     assert store.get_many(["b", "c"]) == [None, None] and store.bytes == 0
 
 
+@pytest.mark.integration  # starts redis-server
 def test_redis_store_ttl_and_sharing(redis_server):
     a = RedisStore(redis_server.url, ttl_s=60)
     b = RedisStore(redis_server.url, ttl_s=60)
@@ -94,6 +95,7 @@ def test_redis_store_down_raises_unavailable_then_bypasses():
         store.set_many([("k", b"v")])
 
 
+@pytest.mark.integration  # starts redis-server
 def test_make_store_prefers_environment_url(monkeypatch, redis_server):
     monkeypatch.setenv("MY_REDIS", redis_server.url)
     store = make_store({"backend": "redis", "redis_url": "redis://nowhere:1/0", "redis_url_env": "MY_REDIS"})
