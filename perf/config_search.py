@@ -89,7 +89,6 @@ class SearchResult:
 
     confirmed: bool | None = None  # the pick beat the default in every confirmation pair
 
-
     @property
     def default(self) -> Trial:
         return next(t for t in self.trials if t.default and not t.confirmation)
@@ -108,7 +107,8 @@ class SearchResult:
             ratios.append(pick.point.throughput / base.point.throughput if measured else None)  # type: ignore[union-attr]
         return ratios
 
-    def _confirm(self) -> bool:
+    def pick_confirmed(self) -> bool:
+        """The pick won every confirmation pair and stayed within the budget (and uncached) in each."""
         picks = [t for t in self.trials if t.confirmation and not t.default]
         ratios = self.pair_ratios()
         return (len(ratios) == CONFIRM_PAIRS and all(r is not None and r > 1 for r in ratios)
@@ -236,7 +236,7 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int = 16, budget_
             admin.close()
     result.best = _best([t for t in result.trials if not t.confirmation], budget_ms)
     if result.best is not None and result.best.candidate != default:
-        result.confirmed = result._confirm()
+        result.confirmed = result.pick_confirmed()
     return result
 
 

@@ -101,9 +101,9 @@ def _search_result(grid_pick: float, pairs: list[tuple[float, float]]):
 def test_the_pick_is_confirmed_only_by_beating_the_default_in_every_fresh_pair():
     """The grid's best is a maximum over noisy readings; it counts only if it wins every pair measured after."""
     won = _search_result(301.0, [(250.0, 227.0), (240.0, 231.0), (262.0, 255.0)])
-    assert [round(r, 3) for r in won.pair_ratios()] == [1.101, 1.039, 1.027] and won._confirm()
+    assert [round(r, 3) for r in won.pair_ratios()] == [1.101, 1.039, 1.027] and won.pick_confirmed()
     # a drop in the machine's speed between pairs does not matter: only the pick against its neighbour does
     lost_one = _search_result(301.0, [(250.0, 227.0), (229.0, 231.0), (262.0, 255.0)])
-    assert not lost_one._confirm()
+    assert not lost_one.pick_confirmed()
     too_few = _search_result(301.0, [(250.0, 227.0), (240.0, 231.0)])
-    assert not too_few._confirm()
+    assert not too_few.pick_confirmed()
