@@ -39,7 +39,10 @@ class Recorder:
 def full_digits(tmp_path_factory, digits_spec):
     """The digits example with all its variants, built once for this module."""
     tmp = tmp_path_factory.mktemp("variants")
-    spec = digits_spec_copy(tmp / "spec", full=True)
+    # A gate stricter than the example's, so that INT8 is rejected on any CPU: INT8 numerics differ between CPUs
+    # and ONNX Runtime versions (on the lent H100 machine QDQ MinMax passed the example's gate, top-1 0.9981).
+    strict_gate = {"min_cosine": 0.9999, "min_top1_agreement": 0.999, "max_accuracy_drop": 0.01}
+    spec = digits_spec_copy(tmp / "spec", full=True, gate=strict_gate)
     repo = tmp / "model_repository"
     outcome = build(spec, repo)
     return spec, repo, outcome.report
@@ -78,7 +81,7 @@ def test_fp16_and_int8_variants_are_built_gated_and_timed(full_digits):
 def test_rejected_variant_is_not_published_and_says_by_how_much(full_digits):
     _, repo, report = full_digits
     rejected = [v for v in report["variants"] if v["status"] == "rejected"]
-    assert rejected, "the QDQ MinMax variant of this MLP fails the top-1 gate"
+    assert "onnx_int8_qdq" in {v["id"] for v in rejected}, "INT8 fails the strict gate"
     for v in rejected:
         assert "FAILS by" in v["reason"]
         assert not (repo / f"digits_{v['id']}").exists()
