@@ -31,24 +31,32 @@ def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
         raise SystemExit(f"no variant '{variant_id}' in the report of '{model}' (variants: {ids})")
     spec = parse_spec(report["spec"], source=f"{model}/build_report.json")
     converter = CONVERTERS[entry["kind"]]
-    if entry["status"] in ("skipped", "error"):
-        reason = converter.unavailable()
-        return (entry["status"] == "skipped" and reason is not None), f"{variant_id}: {entry['status']} ({entry['reason']}); now: {reason or 'available'}"
+    unavailable = converter.unavailable()
+    if entry["status"] == "skipped" or unavailable:
+        now = f"skipped ({unavailable})" if unavailable else "available"
+        return (entry["status"] == "skipped" and unavailable is not None), \
+            f"{variant_id}: {entry['status']} ({entry['reason']}); now: {now}"
     base = Path(repo) / model
     validation = Dataset.load_npz(base / VALIDATION_NPZ)
     reference = Outputs(load_batches(base / REFERENCE_NPZ)[0])
     with tempfile.TemporaryDirectory() as tmp:
-        if entry.get("published_as"):
-            path = next((Path(repo) / entry["published_as"] / "1").glob("model.*"))
-        else:
-            path = Path(tmp) / f"{variant_id}{converter.suffix}"
-            calibration = Dataset.load_npz(base / CALIBRATION_NPZ) if (base / CALIBRATION_NPZ).exists() else None
-            fp32 = Path(repo) / f"{model}_onnx_fp32" / "1" / "model.onnx"
-            options = {k: v for k, v in entry["options"].items() if k != "kind"}
-            job = ConversionJob(spec, VariantSpec(kind=entry["kind"], **options), fp32, path, Path(tmp), calibration)
-            converter.convert(job)
-        runtime = open_runtime(converter.runtime, path, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
-        _comparison, result, _notes = check_variant(spec, validation, reference, runtime.run, converter.batch_dependent)
+        try:  # a recorded error is reproduced by failing again in the same place: conversion or run
+            if entry.get("published_as"):
+                path = next((Path(repo) / entry["published_as"] / "1").glob("model.*"))
+            else:
+                path = Path(tmp) / f"{variant_id}{converter.suffix}"
+                calibration = Dataset.load_npz(base / CALIBRATION_NPZ) if (base / CALIBRATION_NPZ).exists() else None
+                fp32 = Path(repo) / f"{model}_onnx_fp32" / "1" / "model.onnx"
+                options = {k: v for k, v in entry["options"].items() if k != "kind"}
+                job = ConversionJob(spec, VariantSpec(kind=entry["kind"], **options), fp32, path, Path(tmp), calibration)
+                converter.convert(job)
+            runtime = open_runtime(converter.runtime, path, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
+            _comparison, result, _notes = check_variant(spec, validation, reference, runtime.run,
+                                                        converter.batch_dependent)
+        except Exception as e:
+            if entry["status"] != "error":
+                raise
+            return True, f"{variant_id}: error again: {type(e).__name__}: {str(e).strip()[:600]}; recorded: {entry['reason']}"
     verdict = "passed" if result.passed else "rejected"
     lines = [f"{variant_id} ({path.name}): {verdict}; recorded: {entry['status']}"]
     lines += [f"  {c.describe()}" for c in result.checks]

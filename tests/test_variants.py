@@ -122,6 +122,26 @@ def test_report_files_and_recheck_reproduce_every_decision(full_digits):
         assert "decision reproduced" in proc.stdout
 
 
+def test_recheck_runs_a_recorded_error_again(full_digits, tmp_path):
+    """An error decision is re-run, not assumed: a conversion that now succeeds does not reproduce it (on the
+    lent H100 machine, where onnx_int8_dynamic failed shape inference, the same recheck reproduced the error)."""
+    import json
+    import shutil
+
+    from builder.recheck import recheck
+
+    _, repo, _ = full_digits
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy)
+    path = copy / "digits" / "build_report.json"
+    data = json.loads(path.read_text())
+    entry = next(v for v in data["variants"] if v["id"] == "onnx_int8_qdq")
+    entry.update(status="error", reason="RuntimeError: conversion failed here once")
+    path.write_text(json.dumps(data))
+    reproduced, text = recheck(copy, "digits", "onnx_int8_qdq")
+    assert not reproduced and "rejected; recorded: error" in text
+
+
 def test_report_command_prints_the_report(full_digits):
     _, repo, _ = full_digits
     proc = subprocess.run([sys.executable, "-m", "builder", "report", "digits", "--repo", str(repo)], cwd=ROOT,
