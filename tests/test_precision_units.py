@@ -173,3 +173,25 @@ def test_build_fingerprint_sees_the_gpu_model_not_its_free_memory():
     assert a.identity() == b.identity()
     assert a.identity() != GpuInfo(**{**a.to_dict(), "compute_capability": "8.0"}).identity()
     assert a.identity() != GpuInfo(absent="no CUDA device").identity()
+
+
+def test_int8_preprocessing_drops_value_info_of_weights(tmp_path):
+    """torch.onnx describes each weight in value_info; ONNX Runtime's quantizer transposes a Gemm's B without
+    updating it, and onnx 1.23 then refuses the model (onnx_int8_dynamic failed so on the lent H100 machine)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from builder.converters.int8_common import preprocessed
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((128, 64)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 128])], [w],
+        value_info=[helper.make_tensor_value_info("w", TensorProto.FLOAT, [128, 64])])
+    src = tmp_path / "fp32.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    out = preprocessed(src, tmp_path, [])
+    model = onnx.load(str(out))
+    assert "w" in {i.name for i in model.graph.initializer}
+    assert "w" not in {v.name for v in model.graph.value_info}

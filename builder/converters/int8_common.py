@@ -48,7 +48,27 @@ def preprocessed(fp32_onnx: Path, work_dir: Path, notes: list[str]) -> Path:
     except Exception as e:
         notes.append(f"quantization pre-processing failed ({type(e).__name__}: {e}); quantizing the raw graph")
         shutil.copyfile(fp32_onnx, out)
+    drop_initializer_value_info(out)
     return out
+
+
+def drop_initializer_value_info(path: Path) -> None:
+    """Remove value_info entries that describe initializers (torch.onnx writes them; they add nothing).
+
+    ONNX Runtime's quantizer rewrites weights (a Gemm's transposed B, for one) without updating them, and
+    onnx >= 1.23 then refuses the model: "Inferred shape and existing shape differ in dimension 0: (64) vs
+    (128)" for the digits MLP with onnx 1.23 and onnxruntime 1.30.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)  # external weights stay where they are
+    weights = {i.name for i in model.graph.initializer}
+    keep = [v for v in model.graph.value_info if v.name not in weights]
+    if len(keep) == len(model.graph.value_info):
+        return
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(keep)
+    onnx.save(model, str(path))
 
 
 class DatasetReader(CalibrationDataReader):
