@@ -48,7 +48,8 @@ def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
                 calibration = Dataset.load_npz(base / CALIBRATION_NPZ) if (base / CALIBRATION_NPZ).exists() else None
                 fp32 = Path(repo) / f"{model}_onnx_fp32" / "1" / "model.onnx"
                 options = {k: v for k, v in entry["options"].items() if k != "kind"}
-                job = ConversionJob(spec, VariantSpec(kind=entry["kind"], **options), fp32, path, Path(tmp), calibration)
+                job = ConversionJob(spec, VariantSpec(kind=entry["kind"], **options), fp32, path, Path(tmp), calibration,
+                                    validation=validation)
                 converter.convert(job)
             runtime = open_runtime(converter.runtime, path, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
             _comparison, result, _notes = check_variant(spec, validation, reference, runtime.run,

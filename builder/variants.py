@@ -21,7 +21,8 @@ from builder.verify import Comparison, Outputs, compare, rebatch_outputs, run_ov
 
 SEARCH_WINNER_ID = "onnx_int8"
 FP32 = VariantSpec(kind="onnx_fp32")
-CALIBRATED_KINDS = ("onnx_int8_qdq", "trt_int8", "torch_trt_fp16")
+# Kinds whose output depends on the calibration data: static INT8 scales, or TensorRT profiles shaped by it.
+CALIBRATED_KINDS = ("onnx_int8_qdq", "trt_int8", "trt_fp16", "torch_trt_fp16")
 
 
 @dataclass
@@ -94,6 +95,8 @@ def _variant_key(spec: BuildSpec, v: VariantSpec, fp32_sha: str, validation: Dat
     }
     if v.kind in CALIBRATED_KINDS and calibration is not None:
         parts["calibration"] = calibration.fingerprint()
+    if v.kind.startswith(("trt", "torch_trt")) and spec.preprocess is not None:
+        parts["serving_max_length"] = str(spec.preprocess.max_length)  # bounds the plan's profile
     return combine(parts)
 
 
@@ -128,7 +131,7 @@ class VariantBuilder:
     def _convert(self, v: VariantSpec, outcome: VariantOutcome) -> Path:
         converter = CONVERTERS[v.kind]
         out = self.work / f"{v.variant_id}{converter.suffix}"
-        job = ConversionJob(self.spec, v, self.fp32, out, self.work, self.calibration)
+        job = ConversionJob(self.spec, v, self.fp32, out, self.work, self.calibration, validation=self.validation)
         converter.convert(job)
         if converter.suffix == ".onnx":
             finalize_variant(out, self.spec.export.ir_version)

@@ -137,8 +137,15 @@ def test_profile_shapes_cover_batch_and_dynamic_dims():
     spec = load_spec(DIGITS.parent / "minilm" / "spec.yaml")
     data = Dataset([{"input_ids": np.ones((4, 12), np.int64), "attention_mask": np.ones((4, 12), np.int64)},
                     {"input_ids": np.ones((2, 30), np.int64), "attention_mask": np.ones((2, 30), np.int64)}])
-    shapes = profile_shapes(spec, VariantSpec(kind="trt_fp16", opt_batch_size=16), observed_dims([data]))
-    assert shapes["input_ids"] == ((1, 1), (16, 30), (64, 30))
+    validation = Dataset([{"input_ids": np.ones((3, 40), np.int64), "attention_mask": np.ones((3, 40), np.int64)}])
+    shapes = profile_shapes(spec, VariantSpec(kind="trt_fp16", opt_batch_size=16), observed_dims([validation, data]))
+    # tuned for the longest input seen; accepts up to the tokenizer's max_length (its 128 bucket), so a long
+    # text never fails on the plan and trips the router's breaker
+    assert spec.preprocess.max_length == 128
+    assert shapes["input_ids"] == ((1, 1), (16, 40), (64, 128))
+    assert observed_dims([None, data])["input_ids"][1].tolist() == [30]  # no validation data: calibration only
+    digits = load_spec(DIGITS / "spec.yaml")  # no tokenizer, fixed item shape
+    assert profile_shapes(digits, VariantSpec(kind="trt_fp16"), {})["image"] == ((1, 64), (32, 64), (64, 64))
 
 
 @pytest.mark.gpu

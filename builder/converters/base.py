@@ -24,6 +24,7 @@ class ConversionJob:
     work_dir: Path
     calibration: Dataset | None = None
     notes: list[str] = field(default_factory=list)
+    validation: Dataset | None = None  # the held-out inputs: their shapes bound TensorRT's optimization profile
 
 
 class Converter(ABC):
@@ -64,8 +65,9 @@ def run_alone(converter: Converter, argv: list[str] | None = None) -> int:
     spec = load_spec(args.spec)
     variant = VariantSpec(kind=converter.kind, **json.loads(args.options))
     calibration = load_dataset(spec, spec.calibration.data, "calibration.data") if spec.calibration else None
+    validation = load_dataset(spec, spec.validation.data, "validation.data")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    job = ConversionJob(spec, variant, args.fp32_onnx, args.out, args.out.parent, calibration)
+    job = ConversionJob(spec, variant, args.fp32_onnx, args.out, args.out.parent, calibration, validation=validation)
     converter.convert(job)
     for note in job.notes:
         print(f"note: {note}")

@@ -94,14 +94,18 @@ def observed_dims(datasets: list[Dataset | None]) -> dict[str, tuple[np.ndarray,
 
 
 def profile_shapes(spec: BuildSpec, variant: VariantSpec, dims: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
-    """min/opt/max full shapes per input: batch 1 / opt / max_batch_size; dynamic dims 1 / largest seen / largest seen."""
+    """min/opt/max full shapes per input: batch 1 / opt / max_batch_size. Dynamic dims: 1 / largest seen /
+    what serving can send. With a tokenizer in front that is its max_length (its length buckets can send any
+    length up to it), never just the longest text in the data; otherwise the largest seen."""
     opt_batch = variant.opt_batch_size or max(1, spec.max_batch_size // 2)
+    serving_max = spec.preprocess.max_length if spec.preprocess is not None else 0
     out = {}
     for t in spec.inputs:
         seen_hi = dims.get(t.name, (None, np.array([d if d > 0 else 1 for d in t.shape])))[1]
         item_min = [d if d > 0 else 1 for d in t.shape]
-        item_max = [d if d > 0 else int(seen_hi[i]) for i, d in enumerate(t.shape)]
-        out[t.name] = ((1, *item_min), (opt_batch, *item_max), (spec.max_batch_size, *item_max))
+        item_opt = [d if d > 0 else int(seen_hi[i]) for i, d in enumerate(t.shape)]
+        item_max = [d if d > 0 else max(int(seen_hi[i]), serving_max) for i, d in enumerate(t.shape)]
+        out[t.name] = ((1, *item_min), (opt_batch, *item_opt), (spec.max_batch_size, *item_max))
     return out
 
 
@@ -186,7 +190,7 @@ class _TrtConverter(Converter):
 
     def convert(self, job: ConversionJob) -> None:
         graph = self._graph(job)
-        dims = observed_dims([job.calibration])
+        dims = observed_dims([job.validation, job.calibration])
         facts = build_plan(graph, job.out_path, profile_shapes(job.spec, job.variant, dims),
                            workspace_bytes(job.variant.workspace_mb))
         job.notes.append(f"TensorRT {facts['tensorrt']} on {facts['gpu']} (sm {facts['compute_capability']})")

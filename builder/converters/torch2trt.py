@@ -41,7 +41,7 @@ class TorchTrtFp16(Converter):
         source = load_source(job.spec)
         if not isinstance(source.obj, torch.nn.Module):
             raise SourceModelError("torch_trt_fp16 needs a PyTorch or TorchScript source model")
-        shapes = profile_shapes(job.spec, job.variant, observed_dims([job.calibration]))
+        shapes = profile_shapes(job.spec, job.variant, observed_dims([job.validation, job.calibration]))
         inputs = [
             torch_tensorrt.Input(min_shape=lo, opt_shape=opt, max_shape=hi,
                                  dtype=torch.from_numpy(np.empty(0, dtypes.by_name(t.dtype).numpy)).dtype)
