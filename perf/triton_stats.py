@@ -6,7 +6,7 @@ before and after what they measure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 # Server-side stages of a successful request; their sum is the time Triton spent on it.
 STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
@@ -24,11 +24,7 @@ class ModelStats:
     server_ms: float  # queue + compute time of the successful requests, summed
 
     def __sub__(self, before: ModelStats) -> ModelStats:
-        return ModelStats(*(a - b for a, b in zip(self._values(), before._values())))
-
-    def _values(self) -> tuple:
-        return (self.inference_count, self.execution_count, self.success, self.cache_hits, self.cache_misses,
-                self.server_ms)
+        return ModelStats(*(a - b for a, b in zip(astuple(self), astuple(before))))
 
 
 def model_stats(admin, model: str) -> ModelStats:
