@@ -40,16 +40,18 @@ def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
     validation = Dataset.load_npz(base / VALIDATION_NPZ)
     reference = Outputs(load_batches(base / REFERENCE_NPZ)[0])
     with tempfile.TemporaryDirectory() as tmp:
-        try:  # a recorded error is reproduced by failing again in the same place: conversion or run
-            if entry.get("published_as"):
-                path = next((Path(repo) / entry["published_as"] / "1").glob("model.*"))
-            else:
-                path = Path(tmp) / f"{variant_id}{converter.suffix}"
-                calibration = Dataset.load_npz(base / CALIBRATION_NPZ) if (base / CALIBRATION_NPZ).exists() else None
-                fp32 = Path(repo) / f"{model}_onnx_fp32" / "1" / "model.onnx"
-                options = {k: v for k, v in entry["options"].items() if k != "kind"}
-                job = ConversionJob(spec, VariantSpec(kind=entry["kind"], **options), fp32, path, Path(tmp), calibration,
-                                    validation=validation)
+        job = None
+        if entry.get("published_as"):
+            path = next((Path(repo) / entry["published_as"] / "1").glob("model.*"))
+        else:
+            path = Path(tmp) / f"{variant_id}{converter.suffix}"
+            calibration = Dataset.load_npz(base / CALIBRATION_NPZ) if (base / CALIBRATION_NPZ).exists() else None
+            fp32 = Path(repo) / f"{model}_onnx_fp32" / "1" / "model.onnx"
+            options = {k: v for k, v in entry["options"].items() if k != "kind"}
+            job = ConversionJob(spec, VariantSpec(kind=entry["kind"], **options), fp32, path, Path(tmp), calibration,
+                                validation=validation)
+        try:  # a recorded error is reproduced by failing again where the build failed: conversion or run
+            if job is not None:
                 converter.convert(job)
             runtime = open_runtime(converter.runtime, path, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
             _comparison, result, _notes = check_variant(spec, validation, reference, runtime.run,
