@@ -83,11 +83,11 @@ def report(
 def serve(
     repo: Annotated[Path, typer.Argument(help="model repository")] = Path("model_repository"),
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    http_port: int = 8000,
-    grpc_port: int = 8001,
-    metrics_port: int = 8002,
+    http_port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    grpc_port: Annotated[int, typer.Option(min=1, max=65535)] = 8001,
+    metrics_port: Annotated[int, typer.Option(min=1, max=65535)] = 8002,
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="load only these models")] = None,
-    cache_size: Annotated[int, typer.Option(help="bytes for Triton's local response cache (0: off)")] = 0,
+    cache_size: Annotated[int, typer.Option(min=0, help="bytes for Triton's local response cache (0: off)")] = 0,
     log_file: Annotated[Optional[Path], typer.Option(help="write the server log here")] = None,
 ) -> None:
     """Run the local tritonserver (CPU, Python backend) on REPO until Ctrl-C or SIGTERM."""

@@ -67,6 +67,9 @@ def check_binary() -> str:
     return proc.stdout.strip()
 
 
+MEASUREMENT_MODES = ("time_windows", "count_windows")
+
+
 @dataclass(frozen=True)
 class MeasureSettings:
     """How perf_analyzer measures one point."""

@@ -15,16 +15,49 @@ from builder.errors import TritonforgeError
 from builder.render import console
 
 
-def _ints(text: str) -> list[int]:
-    """'1,2,4' or '1:16' (doubling) -> list of ints."""
-    if ":" in text:
-        lo, hi = (int(x) for x in text.split(":", 1))
-        out = []
-        while lo <= hi:
-            out.append(lo)
-            lo *= 2
-        return out
-    return [int(x) for x in text.split(",") if x.strip()]
+def _ints(text: str, option: str, minimum: int = 1) -> list[int]:
+    """'1,2,4' or '1:16' (doubling from the first to the last) -> ints, each at least `minimum`.
+    Anything else is a usage error naming `option` (a '0:16' range would otherwise double 0 for ever)."""
+    try:
+        if ":" in text:
+            lo, hi = (int(x) for x in text.split(":", 1))
+            if lo < max(minimum, 1) or hi < lo:
+                raise ValueError
+            values = []
+            while lo <= hi:
+                values.append(lo)
+                lo *= 2
+        else:
+            values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < minimum:
+        raise typer.BadParameter(f"{text!r}: expected integers >= {minimum}, as '1,2,4' or a doubling range "
+                                 f"'LOW:HIGH' with {max(minimum, 1)} <= LOW <= HIGH", param_hint=f"'{option}'")
+    return values
+
+
+def _rates(text: str, option: str) -> list[float]:
+    """'50,100' -> request rates per second, each above zero; a usage error naming `option` otherwise."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) <= 0:
+        raise typer.BadParameter(f"{text!r}: expected request rates above 0 per second, as '50,100'", param_hint=f"'{option}'")
+    return values
+
+
+def _positive(value: float, option: str) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"{value:g}: expected a number above 0", param_hint=f"'{option}'")
+    return value
+
+
+def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r}: expected one of {', '.join(choices)}", param_hint=f"'{option}'")
+    return value
 
 
 @contextlib.contextmanager
@@ -66,30 +99,34 @@ def perf(
     concurrency: Annotated[str, typer.Option(help="concurrency levels: '1,2,4' or '1:16' (doubling)")] = "1:16",
     request_rate: Annotated[Optional[str], typer.Option(help="request rates per second instead of concurrency, '50,100'")] = None,
     measurement_mode: Annotated[str, typer.Option(help="time_windows | count_windows")] = "time_windows",
-    measurement_interval: Annotated[int, typer.Option(help="window length in ms (time_windows)")] = 1000,
+    measurement_interval: Annotated[int, typer.Option(min=1, help="window length in ms (time_windows)")] = 1000,
     stability: Annotated[float, typer.Option(help="windows must agree within this percentage")] = 15.0,
-    max_trials: Annotated[int, typer.Option(help="windows per point at most")] = 6,
+    max_trials: Annotated[int, typer.Option(min=1, help="windows per point at most")] = 6,
     inputs: Annotated[str, typer.Option(help="validation | unique | repeated samples from the build")] = "validation",
-    input_count: Annotated[int, typer.Option(help="distinct samples per point (unique: more than one point sends; "
+    input_count: Annotated[int, typer.Option(min=1, help="distinct samples per point (unique: more than one point sends; "
                                                    "validation: at most the stored ones)")] = 20000,
     baseline_model: Annotated[Optional[str], typer.Option(help="report ratios against this model")] = None,
     output_dir: Annotated[Path, typer.Option(help="where report, JSON and plots go")] = Path("perf_results"),
     baseline: Annotated[Optional[Path], typer.Option(help="regression gate: compare with this perf_report.json")] = None,
-    max_throughput_drop: Annotated[float, typer.Option(help="gate: allowed throughput drop (fraction)")] = 0.10,
-    max_p95_rise: Annotated[float, typer.Option(help="gate: allowed p95 rise (fraction)")] = 0.20,
+    max_throughput_drop: Annotated[float, typer.Option(min=0.0, help="gate: allowed throughput drop (fraction)")] = 0.10,
+    max_p95_rise: Annotated[float, typer.Option(min=0.0, help="gate: allowed p95 rise (fraction)")] = 0.20,
     save_baseline: Annotated[Optional[Path], typer.Option(help="also copy the result here as a future baseline")] = None,
-    cache_size: Annotated[int, typer.Option(help="local server: bytes for Triton's response cache")] = 0,
+    cache_size: Annotated[int, typer.Option(min=0, help="local server: bytes for Triton's response cache")] = 0,
 ) -> None:
     """Sweep MODELS with the real perf_analyzer; write perf_report.md/.json and plots; optionally gate on a baseline."""
-    from perf.analyzer import MeasureSettings, check_binary
+    from perf.analyzer import MEASUREMENT_MODES, MeasureSettings, check_binary
+    from perf.inputs import MODES
     from perf.regression import compare
     from perf.report import load_result, write_report
     from perf.sweep import SweepPlan, run_sweep
 
+    plan = SweepPlan(models=models, batch_sizes=_ints(batch_size, "--batch-size"),
+                     concurrency=_ints(concurrency, "--concurrency"),
+                     request_rates=_rates(request_rate, "--request-rate") if request_rate else [],
+                     inputs=_choice(inputs, MODES, "--inputs"), input_count=input_count)
+    _choice(measurement_mode, MEASUREMENT_MODES, "--measurement-mode")
+    _positive(stability, "--stability")
     check_binary()
-    plan = SweepPlan(models=models, batch_sizes=_ints(batch_size), concurrency=_ints(concurrency),
-                     request_rates=[float(r) for r in request_rate.split(",")] if request_rate else [],
-                     inputs=inputs, input_count=input_count)
     base = load_result(baseline) if baseline else None
     with _server(url, repo, models, cache_size, metrics_url) as (grpc_url, metrics):
         settings = MeasureSettings(url=grpc_url, measurement_mode=measurement_mode,
@@ -125,7 +162,7 @@ def perf_search(
     spec: Annotated[Path, typer.Argument(help="build spec of the model to tune")],
     repo: Annotated[Path, typer.Option("--repo", "-r")] = Path("model_repository"),
     url: Annotated[Optional[str], typer.Option(help="gRPC host:port of a running server in explicit model control mode")] = None,
-    concurrency: int = 16,
+    concurrency: Annotated[int, typer.Option(min=1, help="perf_analyzer concurrency of every trial")] = 16,
     latency_budget_ms: Annotated[float, typer.Option(help="p95 must stay within this")] = 50.0,
     delays: Annotated[str, typer.Option(help="max queue delays to try (us)")] = "0,1000,4000",
     instances: Annotated[str, typer.Option(help="instance counts to try")] = "1,2",
@@ -140,9 +177,12 @@ def perf_search(
     from perf.config_search import MAX_HIT_RATE, grid, search
     from perf.config_search import write_back as write_spec
 
+    candidate_delays = tuple(_ints(delays, "--delays", minimum=0))
+    candidate_instances = tuple(_ints(instances, "--instances"))
+    _positive(latency_budget_ms, "--latency-budget-ms")
     check_binary()
     spec_obj = load_spec(spec)
-    candidates = grid(spec_obj.max_batch_size, tuple(_ints(delays)), tuple(_ints(instances)))
+    candidates = grid(spec_obj.max_batch_size, candidate_delays, candidate_instances)
     with _server(url, repo, [spec_obj.name]) as (grpc_url, _metrics):
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:

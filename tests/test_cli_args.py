@@ -1,0 +1,65 @@
+"""The CLI refuses bad option values before anything starts (no server, no perf_analyzer needed): a usage error
+naming the option, exit code 2, and never a hang or a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from builder.cli import app
+from perf.cli import _ints
+
+WIDE = {"COLUMNS": "250"}  # rich wraps the error box at the terminal's width
+
+BAD_PERF_ARGS = [
+    (["--concurrency", "0:16"], "--concurrency"),  # doubling from 0 used to loop for ever
+    (["--concurrency", "16:1"], "--concurrency"),
+    (["--concurrency", "four"], "--concurrency"),
+    (["--concurrency", ","], "--concurrency"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--request-rate", "fast"], "--request-rate"),
+    (["--request-rate", "0,100"], "--request-rate"),
+    (["--inputs", "random"], "--inputs"),
+    (["--measurement-mode", "windows"], "--measurement-mode"),
+    (["--max-trials", "0"], "--max-trials"),
+    (["--input-count", "0"], "--input-count"),
+    (["--stability", "0"], "--stability"),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args,option", BAD_PERF_ARGS)
+def test_perf_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
+    result = CliRunner().invoke(app, ["perf", "digits", "--repo", str(tmp_path), "--output-dir", str(tmp_path / "o"), *args], env=WIDE)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args,option", [(["--delays", "0:4000"], "--delays"), (["--delays", "-5"], "--delays"),
+                                         (["--instances", "0"], "--instances"), (["--concurrency", "0"], "--concurrency"),
+                                         (["--latency-budget-ms", "0"], "--latency-budget-ms")])
+def test_perf_search_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: x\n")  # never read: the options are checked first
+    result = CliRunner().invoke(app, ["perf-search", str(spec), "--repo", str(tmp_path), *args], env=WIDE)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert spec.read_text() == "name: x\n"
+
+
+def test_ints_reads_lists_and_doubling_ranges():
+    assert _ints("1:16", "--c") == [1, 2, 4, 8, 16]
+    assert _ints("3:20", "--c") == [3, 6, 12]
+    assert _ints("1, 4,8", "--c") == [1, 4, 8]
+    assert _ints("0,1000", "--delays", minimum=0) == [0, 1000]
+
+
+@pytest.mark.parametrize("args,option", [(["--grpc-port", "0"], "--grpc-port"), (["--http-port", "70000"], "--http-port"),
+                                         (["--cache-size", "-1"], "--cache-size")])
+def test_serve_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
+    result = CliRunner().invoke(app, ["serve", str(tmp_path), *args], env=WIDE)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
