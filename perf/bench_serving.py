@@ -249,7 +249,7 @@ def run(repo: Path) -> dict:
         apply(Candidate(None, (), spec_default.instance_count), repo, compute, admin, logic)
         off = measure(MODEL, s1, 1, 16, None, _short_text_inputs(
             repo, short_texts(repo, 6000, start=2_000_000), 2_000_000, tmp_path / "off.json"))
-        restore(admin, compute + logic)
+        restore(admin, repo, compute + logic)
         admin.close()
         out["batching"] = {"on_per_s": on.throughput, "off_per_s": off.throughput, "on_p50_ms": on.p50_us / 1000,
                            "off_p50_ms": off.p50_us / 1000, "ratio": on.throughput / off.throughput}

@@ -15,8 +15,8 @@ from builder.errors import TritonforgeError
 from builder.render import console
 
 
-def _ints(text: str, option: str, minimum: int = 1) -> list[int]:
-    """'1,2,4' or '1:16' (doubling from the first to the last) -> ints, each at least `minimum`.
+def _ints(text: str, option: str, minimum: int = 1, maximum: int | None = None) -> list[int]:
+    """'1,2,4' or '1:16' (doubling from the first to the last) -> ints from `minimum` to `maximum`.
     Anything else is a usage error naming `option` (a '0:16' range would otherwise double 0 for ever)."""
     try:
         if ":" in text:
@@ -31,8 +31,9 @@ def _ints(text: str, option: str, minimum: int = 1) -> list[int]:
             values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         values = []
-    if not values or min(values) < minimum:
-        raise typer.BadParameter(f"{text!r}: expected integers >= {minimum}, as '1,2,4' or a doubling range "
+    if not values or min(values) < minimum or (maximum is not None and max(values) > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise typer.BadParameter(f"{text!r}: expected integers {bounds}, as '1,2,4' or a doubling range "
                                  f"'LOW:HIGH' with {max(minimum, 1)} <= LOW <= HIGH", param_hint=f"'{option}'")
     return values
 
@@ -165,7 +166,9 @@ def perf_search(
     concurrency: Annotated[int, typer.Option(min=1, help="perf_analyzer concurrency of every trial")] = 16,
     latency_budget_ms: Annotated[float, typer.Option(help="p95 must stay within this")] = 50.0,
     delays: Annotated[str, typer.Option(help="max queue delays to try (us)")] = "0,1000,4000",
-    instances: Annotated[str, typer.Option(help="instance counts to try")] = "1,2",
+    instances: Annotated[str, typer.Option(help="instance counts of the compute models to try")] = "1,2",
+    logic_instances: Annotated[str, typer.Option(help="then, with the best of those, instance counts of the cache, "
+                                                      "tokenizer and router to try (0: none)")] = "2",
     write_back: Annotated[bool, typer.Option(help="write the pick into the spec and rebuild")] = True,
     output: Annotated[Path, typer.Option(help="JSON with every trial")] = Path("perf_results/config_search.json"),
 ) -> None:
@@ -178,7 +181,8 @@ def perf_search(
     from perf.config_search import write_back as write_spec
 
     candidate_delays = tuple(_ints(delays, "--delays", minimum=0))
-    candidate_instances = tuple(_ints(instances, "--instances"))
+    candidate_instances = tuple(_ints(instances, "--instances", maximum=64))
+    logic_counts = tuple(n for n in _ints(logic_instances, "--logic-instances", minimum=0, maximum=16) if n)
     _positive(latency_budget_ms, "--latency-budget-ms")
     check_binary()
     spec_obj = load_spec(spec)
@@ -187,7 +191,7 @@ def perf_search(
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:
             task = progress.add_task("config search", total=len(candidates) + 1)
-            result = search(spec, repo, grpc_url, concurrency, latency_budget_ms, candidates,
+            result = search(spec, repo, grpc_url, concurrency, latency_budget_ms, candidates, logic_instances=logic_counts,
                             on_trial=lambda i, n, c: progress.update(task, completed=i, total=n, description=c.describe()))
             progress.update(task, total=len(result.trials), completed=len(result.trials))
     table = Table(title=f"{result.model}: concurrency {concurrency}, p95 budget {latency_budget_ms:g} ms", title_justify="left")

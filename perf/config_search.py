@@ -4,6 +4,9 @@ For one build, try dynamic batching settings (max queue delay, preferred batch s
 instance counts on its compute models, reloading them through the repository API (explicit model control)
 with each candidate config, measure the public model with perf_analyzer at one concurrency on unique inputs
 (so no cache hit hides the compute), and pick the best throughput whose p95 stays within the latency budget.
+A second stage takes the grid's best and tries more instances of the serving-logic models (cache, tokenizer,
+router): one instance of each holds one batch at a time while it waits on BLS, so a fast accelerator can sit
+idle between batches; more instances keep several batches in flight.
 The pick is then measured against the spec's own settings in CONFIRM_PAIRS fresh side-by-side pairs; only if it
 wins every pair is it written back into the spec (comments kept) and the repository rebuilt, so configs come
 from the spec and nowhere else.
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -28,12 +31,14 @@ from perf.triton_stats import stats_of
 @dataclass(frozen=True)
 class Candidate:
     """Serving settings for the compute models; max_queue_delay_us None means: no dynamic batching.
-    threads is ONNX Runtime's intra-op thread count per instance (0: all cores)."""
+    threads is ONNX Runtime's intra-op thread count per instance (0: all cores); logic_instances the instance
+    count of every serving-logic model (None: as the spec has them)."""
 
     max_queue_delay_us: int | None
     preferred_batch_sizes: tuple[int, ...]
     instance_count: int
     threads: int = 0
+    logic_instances: int | None = None
 
     @property
     def batching(self) -> bool:
@@ -41,6 +46,8 @@ class Candidate:
 
     def describe(self) -> str:
         inst = f"{self.instance_count} instance(s) x {self.threads or 'all'} thread(s)"
+        if self.logic_instances is not None:
+            inst += f", logic models x{self.logic_instances}"
         if not self.batching:
             return f"no dynamic batching, {inst}"
         pref = list(self.preferred_batch_sizes) or "none"
@@ -163,12 +170,16 @@ def logic_models(repo: Path, public: str) -> list[str]:
 
 def apply(candidate: Candidate, repo: Path, models: list[str], admin, logic: list[str] = ()) -> None:
     """Reload each model with the candidate's settings as a config override (repository config untouched).
-    Serving-logic models in `logic` keep their own settings, but lose batching when the candidate has none."""
+    Serving-logic models in `logic` keep their own batching, but lose it when the candidate has none, and take
+    the candidate's logic_instances when it sets them."""
     for name in list(models) + list(logic):
         cfg = read_config(repo / name / "config.pbtxt")
-        if name in logic:  # back to the repository's settings, or without batching when the candidate has none
+        if name in logic:
             if not candidate.batching:
                 cfg.ClearField("dynamic_batching")
+            if candidate.logic_instances is not None:
+                for group in cfg.instance_group:
+                    group.count = candidate.logic_instances
         else:
             cfg.ClearField("dynamic_batching")
             if candidate.batching:
@@ -190,16 +201,18 @@ def _load(admin, name: str, config: str | None = None) -> None:
             raise
 
 
-def restore(admin, models: list[str]) -> None:
-    """Reload models from the repository's own configs (undo `apply`)."""
+def restore(admin, repo: Path, models: list[str]) -> None:
+    """Reload models with the repository's own configs (undo `apply`). The config is passed explicitly: a plain
+    reload of files that did not change keeps the last override (Triton 2.51)."""
     for name in models:
-        _load(admin, name)
+        _load(admin, name, json_format.MessageToJson(read_config(repo / name / "config.pbtxt")))
 
 
 def search(spec_path: Path, repo: Path, url: str, concurrency: int = 16, budget_ms: float = 50.0,
            candidates: list[Candidate] | None = None, settings: MeasureSettings | None = None,
-           on_trial=None) -> SearchResult:
-    """Measure the default and every candidate in one run; `best` is the fastest within the budget."""
+           on_trial=None, logic_instances: tuple[int, ...] = (2,)) -> SearchResult:
+    """Measure the default and every candidate in one run, then the grid's best with each of `logic_instances`
+    instances of the serving-logic models; `best` is the fastest within the budget."""
     import tritonclient.grpc as grpcclient
 
     spec = load_spec(spec_path)
@@ -211,28 +224,37 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int = 16, budget_
     result = SearchResult(spec.name, concurrency, budget_ms)
     admin = grpcclient.InferenceServerClient(url)
     samples = model_samples(repo, spec.name)
+    spec_logic = {spec.serving.router.instance_count, spec.serving.cache.instance_count} | (
+        {spec.preprocess.instance_count} if spec.preprocess else set())
+    stage2 = [n for n in logic_instances if n > 0 and spec_logic != {n}] if logic else []
+    total = len(todo) + len(stage2)
     with tempfile.TemporaryDirectory(prefix="tf-search-") as tmp:
+
+        def run(candidate: Candidate, is_default: bool, confirmation: bool) -> None:
+            k = len(result.trials)
+            if on_trial:
+                on_trial(k, max(total, k + 1), candidate)
+            # A fresh slice of unique inputs per trial: no trial may hit what an earlier one cached.
+            data = unique_inputs(samples, 5000, k * 5000, Path(tmp) / f"trial{k}.json")
+            result.trials.append(_trial(candidate, is_default, confirmation, repo, models, admin, logic, spec.name,
+                                        settings, concurrency, data))
+
         try:
             for i, candidate in enumerate(todo):
-                if on_trial:
-                    on_trial(i, len(todo), candidate)
-                # A fresh slice of unique inputs per trial: no trial may hit what an earlier one cached.
-                data = unique_inputs(samples, 5000, i * 5000, Path(tmp) / f"trial{i}.json")
-                result.trials.append(_trial(candidate, i == 0, False, repo, models, admin, logic, spec.name,
-                                            settings, concurrency, data))
+                run(candidate, i == 0, False)
+            best = _best(result.trials, budget_ms)
+            for n in stage2 if best is not None else []:
+                run(replace(best.candidate, logic_instances=n), False, False)  # type: ignore[union-attr]
             best = _best(result.trials, budget_ms)
             if best is not None and best.candidate != default:
                 # The grid's best is the maximum of many noisy readings; only fresh pairs can confirm it.
+                total = len(result.trials) + 2 * CONFIRM_PAIRS
                 order = [(best.candidate, False), (default, True)]
                 for j in range(2 * CONFIRM_PAIRS):
                     candidate, is_default = order[(j + j // 2) % 2]  # p d, d p, p d, ...
-                    if on_trial:
-                        on_trial(len(todo) + j, len(todo) + 2 * CONFIRM_PAIRS, candidate)
-                    data = unique_inputs(samples, 5000, (len(todo) + j) * 5000, Path(tmp) / f"confirm{j}.json")
-                    result.trials.append(_trial(candidate, is_default, True, repo, models, admin, logic, spec.name,
-                                                settings, concurrency, data))
+                    run(candidate, is_default, True)
         finally:
-            restore(admin, models + logic)
+            restore(admin, repo, models + logic)
             admin.close()
     result.best = _best([t for t in result.trials if not t.confirmation], budget_ms)
     if result.best is not None and result.best.candidate != default:
@@ -273,5 +295,13 @@ def write_back(spec_path: Path, candidate: Candidate) -> None:
         batching["preferred_batch_sizes"] = list(candidate.preferred_batch_sizes)
     serving["instance_count"] = candidate.instance_count
     serving["intra_op_threads"] = candidate.threads
+    if candidate.logic_instances is not None:
+        sections = [serving.setdefault("router", {})]
+        if serving.get("cache", {}).get("kind", "memory") in ("memory", "redis"):
+            sections.append(serving.setdefault("cache", {}))
+        if data.get("preprocess") is not None:
+            sections.append(data["preprocess"])
+        for section in sections:
+            section["instance_count"] = candidate.logic_instances
     with open(spec_path, "w") as f:
         yaml.dump(data, f)

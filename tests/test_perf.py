@@ -8,13 +8,17 @@ import os
 import subprocess
 import sys
 
+from dataclasses import replace
+
 import pytest
+import tritonclient.grpc as grpcclient
 import yaml
 
 from builder.pipeline import build
 from builder.repository.config import read_config
 from perf.analyzer import MeasureSettings, PerfAnalyzerError, check_binary, measure
-from perf.config_search import Candidate, TRITON_DEFAULT, search, write_back
+from perf.config_search import (TRITON_DEFAULT, Candidate, apply, compute_models, logic_models, restore, search,
+                                write_back)
 from perf.inputs import model_samples, select, write_input_json
 from perf.report import load_result
 from perf.triton_stats import model_stats, stats_of
@@ -164,9 +168,23 @@ def test_config_search_picks_under_budget_and_writes_back(tmp_path, digits_spec)
         settings = MeasureSettings(**{**settings.__dict__, "url": server.grpc_url})
         result = search(spec, repo, server.grpc_url, concurrency=4, budget_ms=1000,
                         candidates=[TRITON_DEFAULT, Candidate(0, (4, 8), 1, 0)], settings=settings)
+        # the logic models' instance counts really change on the server, and come back
+        admin = grpcclient.InferenceServerClient(server.grpc_url)
+        logic = logic_models(repo, "digits")
+        counts = lambda: {m: admin.get_model_config(m).config.instance_group[0].count for m in logic}  # noqa: E731
+        assert sorted(logic) == ["digits_cache", "digits_router"] and set(counts().values()) == {1}
+        apply(Candidate(0, (4, 8), 1, 0, logic_instances=3), repo, compute_models(repo, "digits"), admin, logic)
+        assert set(counts().values()) == {3}
+        restore(admin, repo, logic)
+        assert set(counts().values()) == {1}
+        admin.close()
     assert [t.candidate for t in result.trials[:3]] == [Candidate(200, (16, 64), 1, 0), TRITON_DEFAULT,
                                                          Candidate(0, (4, 8), 1, 0)]
     assert result.trials[0].default
+    # then the grid's best again with two instances of the cache and the router
+    grid_best = max(result.trials[:3], key=lambda t: t.point.throughput)
+    assert result.trials[3].candidate == replace(grid_best.candidate, logic_instances=2)
+    assert not result.trials[3].default and not result.trials[3].confirmation
     assert all(t.point is not None and t.point.throughput > 0 for t in result.trials)
     assert all(t.requests > 0 and t.computed == t.requests for t in result.trials)  # unique inputs: no hit
     assert result.best is not None and result.best.fits(1000)
@@ -177,15 +195,18 @@ def test_config_search_picks_under_budget_and_writes_back(tmp_path, digits_spec)
         assert [t.default for t in confirmations] == [False, True, True, False, False, True]
         assert {t.candidate for t in confirmations} == {result.best.candidate, result.default.candidate}
         assert result.confirmed == all(r > 1 for r in result.pair_ratios())
-    write_back(spec, Candidate(0, (4, 8), 2, 1))
+    write_back(spec, Candidate(0, (4, 8), 2, 1, logic_instances=2))
     text = spec.read_text()
     assert text.startswith("# my digits spec: keep this comment")
     serving = yaml.safe_load(text)["serving"]
     assert serving["dynamic_batching"]["preferred_batch_sizes"] == [4, 8] and serving["instance_count"] == 2
+    assert serving["cache"]["instance_count"] == 2 and serving["router"]["instance_count"] == 2
     build(spec, repo)
     cfg = read_config(repo / "digits_ort" / "config.pbtxt")
     assert cfg.instance_group[0].count == 2 and list(cfg.dynamic_batching.preferred_batch_size) == [4, 8]
     assert cfg.parameters["intra_op_threads"].string_value == "1"
+    for logic_model in ("digits_cache", "digits_router"):
+        assert read_config(repo / logic_model / "config.pbtxt").instance_group[0].count == 2
 
 
 def test_miss_path_floor_puts_the_build_s_cache_and_router_in_front_of_a_zero_runner(digits_repo, tmp_path):
