@@ -23,7 +23,7 @@ from pathlib import Path
 from builder import dtypes
 from builder.repository import config as cfg
 from builder.repository.layout import ModelDir, python_model_files
-from builder.spec import BuildSpec, DynamicBatchingSpec, TensorSpec
+from builder.spec import PYTHON_CACHE_KINDS, BuildSpec, DynamicBatchingSpec, TensorSpec
 from builder.variants import VariantOutcome
 
 
@@ -218,7 +218,7 @@ def plan_models(spec: BuildSpec, plan: ServingPlan) -> list[ModelDir]:
         steps.insert(0, tokenizer_model(spec, plan.tokenizer_file))
         models.append(steps[0])
     c = spec.serving.cache
-    if c.kind in ("memory", "redis"):
+    if c.kind in PYTHON_CACHE_KINDS:
         if spec.preprocess is not None and c.placement == "before_preprocess":
             models.append(ensemble(spec, names.pipeline, steps))
             cache = cache_model(spec, names.pipeline, plan.cache_version, public_inputs(spec))

@@ -203,6 +203,10 @@ class WarmupSpec(_Strict):
     dynamic_dim: int = Field(1, ge=1, description="value used for -1 dims in warm-up tensors")
 
 
+# Cache kinds served by tritonforge's Python-backend cache model (the others: Triton's own cache, or none).
+PYTHON_CACHE_KINDS = ("memory", "redis")
+
+
 class CacheSpec(_Strict):
     """The response cache in front of the router.
 

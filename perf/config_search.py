@@ -22,7 +22,7 @@ from pathlib import Path
 from google.protobuf import json_format
 
 from builder.repository.config import read_config
-from builder.spec import BuildSpec, load_spec
+from builder.spec import PYTHON_CACHE_KINDS, BuildSpec, CacheSpec, load_spec
 from perf.analyzer import InputData, MeasureSettings, PerfPoint, measure
 from perf.inputs import model_samples, unique_inputs
 from perf.triton_stats import stats_of
@@ -297,7 +297,7 @@ def write_back(spec_path: Path, candidate: Candidate) -> None:
     serving["intra_op_threads"] = candidate.threads
     if candidate.logic_instances is not None:
         sections = [serving.setdefault("router", {})]
-        if serving.get("cache", {}).get("kind", "memory") in ("memory", "redis"):
+        if serving.get("cache", {}).get("kind", CacheSpec().kind) in PYTHON_CACHE_KINDS:
             sections.append(serving.setdefault("cache", {}))
         if data.get("preprocess") is not None:
             sections.append(data["preprocess"])
