@@ -163,7 +163,9 @@ def perf_search(
     spec: Annotated[Path, typer.Argument(help="build spec of the model to tune")],
     repo: Annotated[Path, typer.Option("--repo", "-r")] = Path("model_repository"),
     url: Annotated[Optional[str], typer.Option(help="gRPC host:port of a running server in explicit model control mode")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="perf_analyzer concurrency of every trial")] = 16,
+    concurrency: Annotated[str, typer.Option(help="perf_analyzer concurrency of every trial; auto: the highest of "
+                                                  "1, 2, 4, ... 64 at which the spec's settings keep p95 within the "
+                                                  "budget")] = "auto",
     latency_budget_ms: Annotated[float, typer.Option(help="p95 must stay within this")] = 50.0,
     delays: Annotated[str, typer.Option(help="max queue delays to try (us)")] = "0,1000,4000",
     instances: Annotated[str, typer.Option(help="instance counts of the compute models to try")] = "1,2",
@@ -177,9 +179,12 @@ def perf_search(
     from builder.render import RichReporter
     from builder.spec import load_spec
     from perf.analyzer import check_binary
-    from perf.config_search import MAX_HIT_RATE, grid, search
+    from perf.config_search import MAX_AUTO_CONCURRENCY, MAX_HIT_RATE, grid, search
     from perf.config_search import write_back as write_spec
 
+    load = None if concurrency == "auto" else _ints(concurrency, "--concurrency", maximum=1024)
+    if load is not None and len(load) != 1:
+        raise typer.BadParameter(f"{concurrency!r}: expected 'auto' or one integer", param_hint="'--concurrency'")
     candidate_delays = tuple(_ints(delays, "--delays", minimum=0))
     candidate_instances = tuple(_ints(instances, "--instances", maximum=64))
     logic_counts = tuple(n for n in _ints(logic_instances, "--logic-instances", minimum=0, maximum=16) if n)
@@ -191,26 +196,32 @@ def perf_search(
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:
             task = progress.add_task("config search", total=len(candidates) + 1)
-            result = search(spec, repo, grpc_url, concurrency, latency_budget_ms, candidates, logic_instances=logic_counts,
+            result = search(spec, repo, grpc_url, load[0] if load else None, latency_budget_ms, candidates, logic_instances=logic_counts,
                             on_trial=lambda i, n, c: progress.update(task, completed=i, total=n, description=c.describe()))
             progress.update(task, total=len(result.trials), completed=len(result.trials))
-    table = Table(title=f"{result.model}: concurrency {concurrency}, p95 budget {latency_budget_ms:g} ms", title_justify="left")
-    for col in ("settings", "infer/s", "p50 ms", "p95 ms", "cache hits", "within budget", ""):
+    how = ""
+    if result.probes and any(t.fits(latency_budget_ms) for t in result.probes):
+        how = f" (auto: the highest load, of 1 to {MAX_AUTO_CONCURRENCY}, the spec's settings keep within the budget)"
+    elif result.probes:
+        how = " (auto: the spec's settings exceed the budget even at 1)"
+    table = Table(title=f"{result.model}: concurrency {result.concurrency}{how}, p95 budget {latency_budget_ms:g} ms",
+                  title_justify="left")
+    for col in ("settings", "load", "infer/s", "p50 ms", "p95 ms", "cache hits", "within budget", ""):
         table.add_column(col)
     for t in result.trials:
-        mark = ("default " if t.default else "") + ("[green]picked[/]" if t is result.best else "") + (
-            "(confirmation)" if t.confirmation else "")
+        mark = ("finding the load" if t.probe else ("default " if t.default else "") + (
+            "[green]picked[/]" if t is result.best else "") + ("(confirmation)" if t.confirmation else ""))
         if t.point is None:
-            table.add_row(t.candidate.describe(), "-", "-", "-", "-", "-", f"[red]{t.error}[/]")
+            table.add_row(t.candidate.describe(), f"c{t.concurrency}", "-", "-", "-", "-", "-", f"[red]{t.error}[/]")
             continue
         hits = f"{t.hit_rate:.0%}" + (" [red](not counted)[/]" if t.hit_rate > MAX_HIT_RATE else "")
-        table.add_row(t.candidate.describe(), f"{t.point.throughput:.1f}", f"{t.point.p50_us / 1000:.1f}",
+        table.add_row(t.candidate.describe(), f"c{t.concurrency}", f"{t.point.throughput:.1f}", f"{t.point.p50_us / 1000:.1f}",
                       f"{t.point.p95_us / 1000:.1f}", hits, "yes" if t.fits(latency_budget_ms) else "no", mark)
     console.print(table)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if result.best is None:
-        raise TritonforgeError(f"no setting kept p95 within {latency_budget_ms:g} ms at concurrency {concurrency}")
+        raise TritonforgeError(f"no setting kept p95 within {latency_budget_ms:g} ms at concurrency {result.concurrency}")
     default = result.default
     if default.point is not None and result.best is not default:
         ratios = " / ".join("-" if r is None else f"{r:.3f}" for r in result.pair_ratios())

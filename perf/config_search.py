@@ -4,6 +4,9 @@ For one build, try dynamic batching settings (max queue delay, preferred batch s
 instance counts on its compute models, reloading them through the repository API (explicit model control)
 with each candidate config, measure the public model with perf_analyzer at one concurrency on unique inputs
 (so no cache hit hides the compute), and pick the best throughput whose p95 stays within the latency budget.
+With no concurrency given, it is found first: the spec's settings are measured at 1, 2, 4, ... concurrent
+requests until p95 leaves the budget, and the search runs at the highest load they kept within it (the load
+the current config can serve; a better config serves it faster).
 A second stage takes the grid's best and tries more instances of the serving-logic models (cache, tokenizer,
 router): one instance of each holds one batch at a time while it waits on BLS, so a fast accelerator can sit
 idle between batches; more instances keep several batches in flight.
@@ -58,6 +61,11 @@ class Candidate:
 TRITON_DEFAULT = Candidate(None, (), 1, 0)
 # Inputs are unique, so a trial should see no cache hit at all; this leaves room for nothing but rounding.
 MAX_HIT_RATE = 0.01
+# Unique inputs written for a trial at least; more once a trial has sent more (perf_analyzer cycles through
+# its input data, and a repeat is a cache hit).
+MIN_UNIQUE_INPUTS = 5000
+# The highest concurrency the automatic load search tries.
+MAX_AUTO_CONCURRENCY = 64
 # After the grid, the pick and the default are measured again in adjacent pairs, the order alternating
 # (pick, default), (default, pick), (pick, default), so a drift of the machine's speed during the run favours
 # neither. The pick is confirmed only if it beats the default in every pair: settings that are truly equal
@@ -72,6 +80,8 @@ class Trial:
     error: str = ""
     default: bool = False
     confirmation: bool = False  # a measurement of the default or the pick in the confirmation pairs
+    probe: bool = False  # a measurement of the default while finding the concurrency; never picked
+    concurrency: int = 0
     requests: int = 0  # answered by the public model during the measurement (Triton statistics)
     computed: int = 0  # of those, computed by the router (the rest were cache hits)
 
@@ -98,10 +108,15 @@ class SearchResult:
 
     @property
     def default(self) -> Trial:
-        return next(t for t in self.trials if t.default and not t.confirmation)
+        return next(t for t in self.trials if t.default and not t.confirmation and not t.probe)
+
+    @property
+    def probes(self) -> list[Trial]:
+        return [t for t in self.trials if t.probe]
 
     def throughputs(self, candidate: Candidate) -> list[float]:
-        return [t.point.throughput for t in self.trials if t.candidate == candidate and t.point is not None]
+        return [t.point.throughput for t in self.trials
+                if t.candidate == candidate and t.point is not None and not t.probe]
 
     def pair_ratios(self) -> list[float | None]:
         """Pick / default throughput in each confirmation pair; None where either was not measured."""
@@ -124,7 +139,7 @@ class SearchResult:
     def to_dict(self) -> dict:
         def trial(t: Trial) -> dict:
             return {"candidate": asdict(t.candidate), "describe": t.candidate.describe(), "default": t.default,
-                    "confirmation": t.confirmation, "error": t.error, "requests": t.requests, "computed": t.computed,
+                    "confirmation": t.confirmation, "probe": t.probe, "concurrency": t.concurrency, "error": t.error, "requests": t.requests, "computed": t.computed,
                     "hit_rate": t.hit_rate, "point": t.point.to_dict() if t.point else None}
         return {"model": self.model, "concurrency": self.concurrency, "budget_ms": self.budget_ms,
                 "trials": [trial(t) for t in self.trials], "best": trial(self.best) if self.best else None,
@@ -208,11 +223,12 @@ def restore(admin, repo: Path, models: list[str]) -> None:
         _load(admin, name, json_format.MessageToJson(read_config(repo / name / "config.pbtxt")))
 
 
-def search(spec_path: Path, repo: Path, url: str, concurrency: int = 16, budget_ms: float = 50.0,
+def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, budget_ms: float = 50.0,
            candidates: list[Candidate] | None = None, settings: MeasureSettings | None = None,
            on_trial=None, logic_instances: tuple[int, ...] = (2,)) -> SearchResult:
     """Measure the default and every candidate in one run, then the grid's best with each of `logic_instances`
-    instances of the serving-logic models; `best` is the fastest within the budget."""
+    instances of the serving-logic models; `best` is the fastest within the budget. concurrency None: the highest
+    of 1, 2, 4, ... MAX_AUTO_CONCURRENCY at which the default keeps p95 within the budget (1 if none does)."""
     import tritonclient.grpc as grpcclient
 
     spec = load_spec(spec_path)
@@ -221,7 +237,7 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int = 16, budget_
     logic = logic_models(repo, spec.name)
     default = default_candidate(spec)
     todo = [default] + [c for c in (candidates or grid(spec.max_batch_size)) if c != default]
-    result = SearchResult(spec.name, concurrency, budget_ms)
+    result = SearchResult(spec.name, concurrency or 0, budget_ms)
     admin = grpcclient.InferenceServerClient(url)
     samples = model_samples(repo, spec.name)
     spec_logic = {spec.serving.router.instance_count, spec.serving.cache.instance_count} | (
@@ -230,22 +246,42 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int = 16, budget_
     total = len(todo) + len(stage2)
     with tempfile.TemporaryDirectory(prefix="tf-search-") as tmp:
 
-        def run(candidate: Candidate, is_default: bool, confirmation: bool) -> None:
+        pool = {"size": MIN_UNIQUE_INPUTS, "next": 0}
+
+        def run(candidate: Candidate, is_default: bool, confirmation: bool, probe_at: int = 0) -> Trial:
             k = len(result.trials)
             if on_trial:
                 on_trial(k, max(total, k + 1), candidate)
-            # A fresh slice of unique inputs per trial: no trial may hit what an earlier one cached.
-            data = unique_inputs(samples, 5000, k * 5000, Path(tmp) / f"trial{k}.json")
-            result.trials.append(_trial(candidate, is_default, confirmation, repo, models, admin, logic, spec.name,
-                                        settings, concurrency, data))
+            for attempt in range(2):
+                # A fresh slice of unique inputs per trial: no trial may hit what an earlier one cached.
+                size = pool["size"]
+                data = unique_inputs(samples, size, pool["next"], Path(tmp) / f"trial{k}.{attempt}.json")
+                pool["next"] += size
+                trial = _trial(candidate, is_default, confirmation, repo, models, admin, logic, spec.name, settings,
+                               probe_at or result.concurrency, data)
+                # Twice the most requests any trial sent, so the next one, even at twice the load, stays unique.
+                pool["size"] = max(size, 2 * trial.requests)
+                if trial.requests <= size:
+                    break
+                # perf_analyzer went round the slice again: its hits say nothing about the settings; once more
+            trial.probe = bool(probe_at)
+            result.trials.append(trial)
+            return trial
 
         try:
+            if not result.concurrency:
+                result.concurrency = 1
+                load = 1
+                while load <= MAX_AUTO_CONCURRENCY and run(default, True, False, probe_at=load).fits(budget_ms):
+                    result.concurrency = load
+                    load *= 2
+                total = len(result.trials) + len(todo) + len(stage2)
             for i, candidate in enumerate(todo):
                 run(candidate, i == 0, False)
-            best = _best(result.trials, budget_ms)
+            best = _best([t for t in result.trials if not t.probe], budget_ms)
             for n in stage2 if best is not None else []:
                 run(replace(best.candidate, logic_instances=n), False, False)  # type: ignore[union-attr]
-            best = _best(result.trials, budget_ms)
+            best = _best([t for t in result.trials if not t.probe], budget_ms)
             if best is not None and best.candidate != default:
                 # The grid's best is the maximum of many noisy readings; only fresh pairs can confirm it.
                 total = len(result.trials) + 2 * CONFIRM_PAIRS
@@ -256,7 +292,7 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int = 16, budget_
         finally:
             restore(admin, repo, models + logic)
             admin.close()
-    result.best = _best([t for t in result.trials if not t.confirmation], budget_ms)
+    result.best = _best([t for t in result.trials if not t.confirmation and not t.probe], budget_ms)
     if result.best is not None and result.best.candidate != default:
         result.confirmed = result.pick_confirmed()
     return result
@@ -270,9 +306,10 @@ def _trial(candidate: Candidate, default: bool, confirmation: bool, repo: Path, 
         point = measure(public, settings, 1, concurrency, None, data)
         requests, computed = ((s - before[m]).inference_count for m, s in stats_of(admin, list(before)).items())
         return Trial(candidate, point, default=default, confirmation=confirmation, requests=requests,
-                     computed=computed)
+                     computed=computed, concurrency=concurrency)
     except Exception as e:
-        return Trial(candidate, None, f"{type(e).__name__}: {str(e)[-300:]}", default=default, confirmation=confirmation)
+        return Trial(candidate, None, f"{type(e).__name__}: {str(e)[-300:]}", default=default, confirmation=confirmation,
+                     concurrency=concurrency)
 
 
 def _best(trials: list[Trial], budget_ms: float) -> Trial | None:

@@ -40,6 +40,8 @@ def test_perf_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("args,option", [(["--delays", "0:4000"], "--delays"), (["--delays", "-5"], "--delays"),
                                          (["--instances", "0"], "--instances"), (["--concurrency", "0"], "--concurrency"),
+                                         (["--concurrency", "4,8"], "--concurrency"),
+                                         (["--concurrency", "fast"], "--concurrency"),
                                          (["--logic-instances", "17"], "--logic-instances"),
                                          (["--latency-budget-ms", "0"], "--latency-budget-ms")])
 def test_perf_search_refuses_a_bad_value_naming_the_option(args, option, tmp_path):

@@ -16,9 +16,10 @@ import yaml
 
 from builder.pipeline import build
 from builder.repository.config import read_config
+from builder.spec import load_spec
 from perf.analyzer import MeasureSettings, PerfAnalyzerError, check_binary, measure
-from perf.config_search import (TRITON_DEFAULT, Candidate, apply, compute_models, logic_models, restore, search,
-                                write_back)
+from perf.config_search import (MAX_AUTO_CONCURRENCY, TRITON_DEFAULT, Candidate, apply, compute_models,
+                                default_candidate, logic_models, restore, search, write_back)
 from perf.inputs import model_samples, select, write_input_json
 from perf.report import load_result
 from perf.triton_stats import model_stats, stats_of
@@ -207,6 +208,26 @@ def test_config_search_picks_under_budget_and_writes_back(tmp_path, digits_spec)
     assert cfg.parameters["intra_op_threads"].string_value == "1"
     for logic_model in ("digits_cache", "digits_router"):
         assert read_config(repo / logic_model / "config.pbtxt").instance_group[0].count == 2
+
+
+def test_config_search_runs_at_the_highest_load_the_spec_s_settings_keep_within_budget(digits_server, digits_repo,
+                                                                                        digits_spec):
+    settings = MeasureSettings(url=digits_server.grpc_url, measurement_interval_ms=300, max_trials=3, stability_pct=50)
+    candidate = Candidate(0, (), 1, 0)
+    result = search(digits_spec, digits_repo, digits_server.grpc_url, concurrency=None, budget_ms=1000,
+                    candidates=[candidate], settings=settings, logic_instances=())
+    default = default_candidate(load_spec(digits_spec))
+    # the spec's settings at 1, 2, 4, ... 64: all within a generous budget
+    assert [(t.candidate, t.concurrency) for t in result.probes] == [(default, c) for c in (1, 2, 4, 8, 16, 32, 64)]
+    assert all(t.fits(1000) for t in result.probes) and result.concurrency == MAX_AUTO_CONCURRENCY
+    grid_trials = [t for t in result.trials if not t.probe]
+    assert [t.candidate for t in grid_trials[:2]] == [default, candidate] and result.default is grid_trials[0]
+    assert all(t.concurrency == 64 for t in grid_trials) and result.best in grid_trials
+    # a budget nothing keeps: the probe stops at the first load, the search runs there and picks nothing
+    tight = search(digits_spec, digits_repo, digits_server.grpc_url, concurrency=None, budget_ms=0.001,
+                   candidates=[candidate], settings=settings, logic_instances=())
+    assert [t.concurrency for t in tight.probes] == [1] and tight.concurrency == 1 and tight.best is None
+    assert [(t.candidate, t.concurrency) for t in tight.trials if not t.probe] == [(default, 1), (candidate, 1)]
 
 
 def test_miss_path_floor_puts_the_build_s_cache_and_router_in_front_of_a_zero_runner(digits_repo, tmp_path):
