@@ -157,8 +157,7 @@ def miss_path_overhead(repo: Path, settings: MeasureSettings, tmp: Path) -> dict
     points = {}
     admin = grpcclient.InferenceServerClient(settings.url)
     for k in range(OVERHEAD_ROUNDS + 1):
-        # starts far from hit_against_miss's (same process, same salt): no text repeats one sent before
-        data = {name: unique_inputs(d, 3000, 1_000_000 + 10_000 * k, tmp / f"{name}{k}.json")
+        data = {name: unique_inputs(d, 3000, tmp / f"{name}{k}.json")
                 for name, d in (("tok", tokens), ("txt", texts))}
         for role, model, kind_of_input in entries:
             before = stats_of(admin, chain)
@@ -206,7 +205,7 @@ def hit_against_miss(settings: MeasureSettings, samples: list, tmp: Path) -> dic
     rows: dict[str, list[float]] = {"miss": [], "hit": []}
     repeated = write_input_json(select(samples, "repeated", 8), tmp / "repeated.json")
     for k in range(HIT_MISS_ROUNDS):
-        unique = unique_inputs(samples, 4000, 10_000 * k, tmp / f"unique{k}.json")
+        unique = unique_inputs(samples, 4000, tmp / f"unique{k}.json")
         miss = measure(MODEL, settings, 1, 1, None, unique)
         hit = measure(MODEL, settings, 1, 1, None, repeated)
         rows["miss"].append(miss.p50_us / 1000)

@@ -201,7 +201,8 @@ def perf_search(
             progress.update(task, total=len(result.trials), completed=len(result.trials))
     how = ""
     if result.probes and any(t.fits(latency_budget_ms) for t in result.probes):
-        how = f" (auto: the highest load, of 1 to {MAX_AUTO_CONCURRENCY}, the spec's settings keep within the budget)"
+        how = (f" (auto: the highest load, of 1 to {MAX_AUTO_CONCURRENCY}, the spec's settings keep within the budget; "
+               "the best few also at twice that)")
     elif result.probes:
         how = " (auto: the spec's settings exceed the budget even at 1)"
     table = Table(title=f"{result.model}: concurrency {result.concurrency}{how}, p95 budget {latency_budget_ms:g} ms",
@@ -222,12 +223,15 @@ def perf_search(
     output.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if result.best is None:
         raise TritonforgeError(f"no setting kept p95 within {latency_budget_ms:g} ms at concurrency {result.concurrency}")
-    default = result.default
-    if default.point is not None and result.best is not default:
-        ratios = " / ".join("-" if r is None else f"{r:.3f}" for r in result.pair_ratios())
-        console.print(f"pick: {result.best.candidate.describe()}: {result.best.point.throughput:.1f} infer/s in the grid "
-                      f"against the default's {default.point.throughput:.1f}; pick / default in the confirmation "
-                      f"pairs (same run, order alternating): {ratios}")
+    default, best = result.default, result.best
+    if default.point is not None and best is not default:
+        ratios = [("-" if r is None else f"{r:.3f}") + (" (default over budget)" if base.point is not None and
+                                                        base.point.p95_us / 1000 > latency_budget_ms else "")
+                  for r, (_, base) in zip(result.pair_ratios(), result.pairs())]
+        console.print(f"pick: {best.candidate.describe()}: {best.point.throughput:.1f} infer/s at c{best.concurrency} "
+                      f"against the default's {default.point.throughput:.1f} at c{default.concurrency}; pick / default "
+                      f"in the confirmation pairs (same run, order alternating, both at c{best.concurrency}): "
+                      + " / ".join(ratios))
         if not result.confirmed:
             console.print("[yellow]the pick did not beat the default in every confirmation pair: within noise; "
                           "spec left as it is[/]")
@@ -237,7 +241,7 @@ def perf_search(
 
     unbatched = result.throughputs(TRITON_DEFAULT)
     if unbatched and result.best.point is not None:
-        console.print(f"against Triton's default (no dynamic batching, {unbatched[0]:.1f} infer/s): "
+        console.print(f"against Triton's default (no dynamic batching, {unbatched[0]:.1f} infer/s at c{result.concurrency}): "
                       f"{result.best.point.throughput / unbatched[0]:.2f}x")
     if write_back and result.best is not default and result.confirmed:
         write_spec(spec, result.best.candidate)

@@ -126,6 +126,7 @@ def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: i
 
 # How far each further perf_analyzer attempt at one point moves its unique slice: beyond every start used here.
 RETRY_OFFSET = 10_000_000
+_next_start = 0
 
 
 def per_attempt(make: Callable[[int], list[Sample]], path: Path) -> Callable[[int], Path]:
@@ -142,10 +143,18 @@ def per_attempt(make: Callable[[int], list[Sample]], path: Path) -> Callable[[in
     return for_attempt
 
 
-def unique_inputs(samples: list[Sample], count: int, start: int, path: Path) -> Callable[[int], Path]:
-    """`count` unique samples from `start` per attempt: attempt a sends a slice RETRY_OFFSET * a further on,
-    never the one before."""
-    return per_attempt(lambda attempt: select(samples, "unique", count, start + attempt * RETRY_OFFSET), path)
+def fresh_start(count: int) -> int:
+    """The start of `count` unique samples no other caller in this process was given: two sweeps or searches in
+    one process (the tests, against one server) must not send each other's inputs, which the cache would answer.
+    Other processes draw another salt."""
+    global _next_start
+    start, _next_start = _next_start, _next_start + count
+    return start
+
+
+def unique_inputs(samples: list[Sample], count: int, path: Path) -> Callable[[int], Path]:
+    """`count` unique samples per perf_analyzer attempt, each attempt's never sent before in this process."""
+    return per_attempt(lambda attempt: select(samples, "unique", count, fresh_start(count)), path)
 
 
 def _entry(arr: np.ndarray) -> dict:

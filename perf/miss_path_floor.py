@@ -104,7 +104,7 @@ def measure_floor(repo: Path, model: str, samples: list[Sample], rounds: int = R
             settings = MeasureSettings(url=server.grpc_url, measurement_interval_ms=interval_ms)
             admin = grpcclient.InferenceServerClient(server.grpc_url)
             for k in range(rounds + 1):  # round 0 warms up and is dropped
-                data = unique_inputs(samples, 30_000, 100_000 * (k + 1), tmp_path / f"r{k}.json")
+                data = unique_inputs(samples, 30_000, tmp_path / f"r{k}.json")
                 for role, name in entries.items():
                     before = stats_of(admin, [entries["cache"], entries["router"]])
                     p50 = measure(name, settings, 1, 1, None, data).p50_us / 1000

@@ -104,7 +104,7 @@ def run_sweep(plan: SweepPlan, settings: MeasureSettings, repo: Path,
                 # 'unique' inputs: a fresh slice per point, so no point sends what an earlier one sent.
                 path = Path(tmp) / f"point{i}.json"
                 if plan.inputs == "unique":
-                    data = unique_inputs(samples[model], plan.input_count, i * plan.input_count, path)
+                    data = unique_inputs(samples[model], plan.input_count, path)
                 else:
                     data = write_input_json(select(samples[model], plan.inputs, plan.input_count), path)
                 before = cache_counts(metrics_url)

@@ -113,7 +113,7 @@ def test_an_unstable_point_is_measured_again_with_inputs_never_sent(digits_serve
     asks for its own unique inputs (resent ones would all be cache hits)."""
     from perf.inputs import unique_inputs
 
-    fresh = unique_inputs(model_samples(digits_repo, "digits"), 2000, 0, tmp_path / "point.json")
+    fresh = unique_inputs(model_samples(digits_repo, "digits"), 2000, tmp_path / "point.json")
     asked = []
 
     def data(attempt):
@@ -213,21 +213,45 @@ def test_config_search_picks_under_budget_and_writes_back(tmp_path, digits_spec)
 def test_config_search_runs_at_the_highest_load_the_spec_s_settings_keep_within_budget(digits_server, digits_repo,
                                                                                         digits_spec):
     settings = MeasureSettings(url=digits_server.grpc_url, measurement_interval_ms=300, max_trials=3, stability_pct=50)
-    candidate = Candidate(0, (), 1, 0)
+    candidate, default = Candidate(0, (), 1, 0), default_candidate(load_spec(digits_spec))
     result = search(digits_spec, digits_repo, digits_server.grpc_url, concurrency=None, budget_ms=1000,
-                    candidates=[candidate], settings=settings, logic_instances=())
-    default = default_candidate(load_spec(digits_spec))
-    # the spec's settings at 1, 2, 4, ... 64: all within a generous budget
+                    candidates=[default], settings=settings, logic_instances=())
+    # the spec's settings at 1, 2, 4, ... 64: all within a generous budget; nothing tried beyond 64
     assert [(t.candidate, t.concurrency) for t in result.probes] == [(default, c) for c in (1, 2, 4, 8, 16, 32, 64)]
     assert all(t.fits(1000) for t in result.probes) and result.concurrency == MAX_AUTO_CONCURRENCY
-    grid_trials = [t for t in result.trials if not t.probe]
-    assert [t.candidate for t in grid_trials[:2]] == [default, candidate] and result.default is grid_trials[0]
-    assert all(t.concurrency == 64 for t in grid_trials) and result.best in grid_trials
+    assert [(t.candidate, t.concurrency) for t in result.trials if not t.probe] == [(default, 64)]
+    assert result.best is result.default and not result.best.probe
     # a budget nothing keeps: the probe stops at the first load, the search runs there and picks nothing
     tight = search(digits_spec, digits_repo, digits_server.grpc_url, concurrency=None, budget_ms=0.001,
                    candidates=[candidate], settings=settings, logic_instances=())
     assert [t.concurrency for t in tight.probes] == [1] and tight.concurrency == 1 and tight.best is None
     assert [(t.candidate, t.concurrency) for t in tight.trials if not t.probe] == [(default, 1), (candidate, 1)]
+
+
+def test_config_search_tries_its_best_at_twice_the_load_and_confirms_at_the_pick_s_load(digits_server, digits_repo,
+                                                                                        digits_spec):
+    settings = MeasureSettings(url=digits_server.grpc_url, measurement_interval_ms=300, max_trials=3, stability_pct=50)
+    budget = 8.0  # digits: p95 about 2-3 ms at c1, 30 ms at c64 here
+    candidates = [TRITON_DEFAULT, Candidate(0, (), 1, 0), Candidate(0, (4, 8, 16, 32, 64), 1, 0)]
+    result = search(digits_spec, digits_repo, digits_server.grpc_url, concurrency=None, budget_ms=budget,
+                    candidates=candidates, settings=settings, logic_instances=())
+    load = result.concurrency
+    assert [t.concurrency for t in result.probes] == [2 ** k for k in range(len(result.probes))]
+    assert result.probes[-1].concurrency == 2 * load <= 64 and not result.probes[-1].fits(budget)
+    assert all(t.fits(budget) for t in result.probes[:-1])
+    grid_trials = [t for t in result.trials if not t.probe and t.concurrency == load and not t.confirmation]
+    assert len(grid_trials) == 4 and grid_trials[0] is result.default
+    # the best within the budget but the spec's settings (whose probe broke it there) again at twice the load
+    ranked = sorted((t for t in grid_trials[1:] if t.fits(budget)), key=lambda t: t.point.throughput, reverse=True)
+    higher = [t for t in result.trials if t.concurrency == 2 * load and not t.probe and not t.confirmation]
+    assert [t.candidate for t in higher] == [t.candidate for t in ranked]
+    assert result.best is not None and result.best in grid_trials + higher
+    confirmations = [t for t in result.trials if t.confirmation]
+    if result.best.candidate == result.default.candidate:
+        assert not confirmations and result.confirmed is None
+    else:  # both measured at the pick's load in every pair
+        assert {t.concurrency for t in confirmations} == {result.best.concurrency} and len(confirmations) == 6
+        assert result.confirmed == all(result.pick_wins(p, b) for p, b in result.pairs())
 
 
 def test_miss_path_floor_puts_the_build_s_cache_and_router_in_front_of_a_zero_runner(digits_repo, tmp_path):

@@ -48,7 +48,7 @@ def test_a_second_attempt_gets_inputs_the_first_never_sent(tmp_path):
     request a cache hit (one config-search trial read 4,169 infer/s that way)."""
     from perf.inputs import unique_inputs
 
-    data = unique_inputs(_samples(), 2000, 0, tmp_path / "point.json")
+    data = unique_inputs(_samples(), 2000, tmp_path / "point.json")
     first, again, second = data(0), data(0), data(1)
     assert first == again and second != first
 
@@ -58,6 +58,9 @@ def test_a_second_attempt_gets_inputs_the_first_never_sent(tmp_path):
         return {e["text"]["content"][0] for e in json.loads(path.read_text())["data"]}
 
     assert len(texts(first)) == len(texts(second)) == 2000 and not texts(first) & texts(second)
+    # nor does another point, sweep or search in the same process (same salt), from its first attempt
+    other = unique_inputs(_samples(), 2000, tmp_path / "other.json")(0)
+    assert len(texts(other)) == 2000 and not texts(other) & (texts(first) | texts(second))
 
 
 def _point(**given):
@@ -83,18 +86,24 @@ def test_a_search_trial_the_cache_answered_is_never_picked():
     assert _best([fast_but_cached, computed], 150) is computed
 
 
-def _search_result(grid_pick: float, pairs: list[tuple[float, float]]):
-    """A search whose grid picked a setting, then measured it against the default in `pairs` (pick, default)."""
+def _search_result(grid_pick: float, pairs: list[tuple]):
+    """A search whose grid picked a setting, then measured it against the default in `pairs`: (pick, default)
+    throughputs, optionally with (pick, default) p95 in ms (80 unless given; budget 150); a default of None was
+    not measured, a negative one was answered from the cache."""
     from perf.config_search import Candidate, SearchResult, Trial
 
     default, pick = Candidate(1000, (8, 16, 32), 1, 0), Candidate(0, (), 1, 0)
-    trial = lambda c, rate, confirmation: Trial(  # noqa: E731
-        c, _point(model="m", throughput=rate, p95_us=80_000.0), default=c == default, confirmation=confirmation,
-        requests=1000, computed=1000)
+
+    def trial(c, rate, confirmation, p95_ms=80.0):
+        point = None if rate is None else _point(model="m", throughput=abs(rate), p95_us=p95_ms * 1000)
+        return Trial(c, point, default=c == default, confirmation=confirmation, requests=1000,
+                     computed=1000 if rate is None or rate > 0 else 100)
+
     result = SearchResult("m", 16, 150.0, [trial(default, 289.0, False), trial(pick, grid_pick, False)])
-    for k, (p, d) in enumerate(pairs):  # measured in the order p d, d p, p d
-        first, second = ((pick, p), (default, d)) if k % 2 == 0 else ((default, d), (pick, p))
-        result.trials += [trial(first[0], first[1], True), trial(second[0], second[1], True)]
+    for k, (p, d, *p95) in enumerate(pairs):  # measured in the order p d, d p, p d
+        p_p95, d_p95 = p95 or (80.0, 80.0)
+        first, second = ((pick, p, p_p95), (default, d, d_p95)) if k % 2 == 0 else ((default, d, d_p95), (pick, p, p_p95))
+        result.trials += [trial(first[0], first[1], True, first[2]), trial(second[0], second[1], True, second[2])]
     return result
 
 
@@ -107,3 +116,15 @@ def test_the_pick_is_confirmed_only_by_beating_the_default_in_every_fresh_pair()
     assert not lost_one.pick_confirmed()
     too_few = _search_result(301.0, [(250.0, 227.0), (240.0, 231.0)])
     assert not too_few.pick_confirmed()
+
+
+def test_a_pick_wins_a_pair_where_the_default_breaks_the_budget_at_the_pick_s_load():
+    """Pairs are measured at the pick's load: where the default cannot keep p95 within the budget there, the pick
+    wins even if it serves no more; never where the pick breaks it, or the default went unmeasured or cached."""
+    won = _search_result(301.0, [(250.0, 255.0, 120.0, 160.0), (240.0, 231.0), (262.0, 262.0, 140.0, 151.0)])
+    assert won.pick_confirmed()
+    pick_over = _search_result(301.0, [(250.0, 227.0, 151.0, 160.0), (240.0, 231.0), (262.0, 255.0)])
+    unmeasured = _search_result(301.0, [(250.0, None), (240.0, 231.0), (262.0, 255.0)])
+    cached = _search_result(301.0, [(250.0, -900.0, 80.0, 200.0), (240.0, 231.0), (262.0, 255.0)])
+    for lost in (pick_over, unmeasured, cached):
+        assert [lost.pick_wins(p, b) for p, b in lost.pairs()] == [False, True, True] and not lost.pick_confirmed()
