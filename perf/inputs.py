@@ -124,9 +124,10 @@ def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: i
     return [_vary(samples[i % n], (salt + i) % cycle, words) for i in range(start, start + count)]
 
 
-# How far each further perf_analyzer attempt at one point moves its unique slice: beyond every start used here.
+# How far each further perf_analyzer attempt moves the numbering of texts drawn from the stored samples
+# (perf.bench_serving's short texts; unique_inputs draws each attempt's start from fresh_start instead).
 RETRY_OFFSET = 10_000_000
-_next_start = 0
+_next_start = 0  # see fresh_start
 
 
 def per_attempt(make: Callable[[int], list[Sample]], path: Path) -> Callable[[int], Path]:
