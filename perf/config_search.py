@@ -260,21 +260,22 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, 
     total = len(todo) + len(stage2)
     with tempfile.TemporaryDirectory(prefix="tf-search-") as tmp:
 
-        pool = {"size": MIN_UNIQUE_INPUTS}
+        pool_size = MIN_UNIQUE_INPUTS
 
         def run(candidate: Candidate, is_default: bool = False, confirmation: bool = False, load: int = 0,
                 probe: bool = False) -> Trial:
+            nonlocal pool_size
             k = len(result.trials)
             if on_trial:
                 on_trial(k, max(total, k + 1), candidate)
             for attempt in range(2):
                 # Unique inputs of its own per trial: no trial may hit what an earlier one cached.
-                size = pool["size"]
+                size = pool_size
                 data = unique_inputs(samples, size, Path(tmp) / f"trial{k}.{attempt}.json")
                 trial = _trial(candidate, is_default, confirmation, repo, models, admin, logic, spec.name, settings,
                                load or result.concurrency, data)
                 # Twice the most requests any trial sent, so the next one, even at twice the load, stays unique.
-                pool["size"] = max(size, 2 * trial.requests)
+                pool_size = max(size, 2 * trial.requests)
                 if trial.requests <= size:
                     break
                 # perf_analyzer went round the slice again: its hits say nothing about the settings; once more
