@@ -245,9 +245,11 @@ def test_config_search_tries_its_best_at_twice_the_load_and_confirms_at_the_pick
     ranked = sorted((t for t in grid_trials[1:] if t.fits(budget)), key=lambda t: t.point.throughput, reverse=True)
     higher = [t for t in result.trials if t.concurrency == 2 * load and not t.probe and not t.confirmation]
     assert [t.candidate for t in higher] == [t.candidate for t in ranked]
-    assert result.best is not None and result.best in grid_trials + higher
+    # the pick: the most throughput within the budget over both loads (none, if noise put every trial over it)
+    fitting = [t for t in grid_trials + higher if t.fits(budget)]
+    assert result.best is (max(fitting, key=lambda t: t.point.throughput) if fitting else None)
     confirmations = [t for t in result.trials if t.confirmation]
-    if result.best.candidate == result.default.candidate:
+    if result.best is None or result.best.candidate == result.default.candidate:
         assert not confirmations and result.confirmed is None
     else:  # both measured at the pick's load in every pair
         assert {t.concurrency for t in confirmations} == {result.best.concurrency} and len(confirmations) == 6
