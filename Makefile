@@ -32,7 +32,7 @@ test-unit: venv
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 lint: venv
-	$(PY) -m ruff check builder client perf tests examples
+	$(PY) -m ruff check tritonforge benchmarks tests examples
 
 clean:
 	rm -rf $(VENV) model_repository/*/ examples/*/artifacts perf_results

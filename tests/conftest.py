@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 def tree_hashes(root: Path) -> dict[str, str]:
     """sha256 of every file under root (empty if root is missing)."""
-    from builder.hashing import sha256_tree
+    from tritonforge.hashing import sha256_tree
 
     return sha256_tree(root) if root.exists() else {}
 
@@ -53,6 +53,18 @@ def digits_spec_copy(dest: Path, full: bool = False, **overrides) -> Path:
     return path
 
 
+def outlier_digits_spec(dest: Path, **overrides) -> Path:
+    """The digits spec with every variant, on the trained MLP behind an input outlier (tests/models/outlier_digits.py):
+    FP32 and FP16 answer as the MLP does; INT8 (dynamic, and static MinMax) collapses on any CPU."""
+    path = digits_spec_copy(dest, full=True, **overrides)
+    data = yaml.safe_load(path.read_text())
+    data["source"] = {"kind": "pytorch", "factory": "outlier_digits:build_model",
+                      "factory_args": {"state_dict_path": str(DIGITS / "artifacts" / "digits_mlp.pt")}}
+    shutil.copy(ROOT / "tests" / "models" / "outlier_digits.py", dest / "outlier_digits.py")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def minilm_spec_copy(dest: Path, **overrides) -> Path:
     """A copy of the MiniLM spec (and its modules and sentences) in `dest`: FP32 only, no timing, unless overridden."""
     data = yaml.safe_load((MINILM / "spec.yaml").read_text())
@@ -71,7 +83,7 @@ def minilm_spec_copy(dest: Path, **overrides) -> Path:
 @pytest.fixture(scope="session")
 def redis_server():
     """A real redis-server on a free loopback port for the whole session."""
-    from redis_server import RedisServer
+    from tritonforge.testing.redis import RedisServer
 
     server = RedisServer().start()
     yield server
@@ -81,7 +93,7 @@ def redis_server():
 @pytest.fixture(scope="session")
 def digits_repo(tmp_path_factory, digits_spec) -> Path:
     """A repository with the digits model built into it (shared; tests must not modify it)."""
-    from builder.pipeline import build
+    from tritonforge.build.pipeline import build
 
     repo = tmp_path_factory.mktemp("shared") / "model_repository"
     build(digits_spec, repo)
@@ -91,7 +103,7 @@ def digits_repo(tmp_path_factory, digits_spec) -> Path:
 @pytest.fixture(scope="session")
 def digits_server(digits_repo):
     """The real local tritonserver serving the digits repository on free loopback ports."""
-    from builder.triton_server import LocalTritonServer
+    from tritonforge.server.process import LocalTritonServer
 
     server = LocalTritonServer(digits_repo)
     server.start()
@@ -111,7 +123,7 @@ def digits_validation(digits_spec):
 @pytest.fixture(scope="session")
 def service_repo(tmp_path_factory, digits_spec) -> Path:
     """One repository with both services: digits (FP32 only) and the MiniLM text service (FP32 only)."""
-    from builder.pipeline import build
+    from tritonforge.build.pipeline import build
 
     tmp = tmp_path_factory.mktemp("services")
     repo = tmp / "model_repository"
@@ -123,7 +135,7 @@ def service_repo(tmp_path_factory, digits_spec) -> Path:
 @pytest.fixture(scope="session")
 def service_server(service_repo):
     """The real local tritonserver serving digits and minilm."""
-    from builder.triton_server import LocalTritonServer
+    from tritonforge.server.process import LocalTritonServer
 
     server = LocalTritonServer(service_repo).start()
     yield server

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builder.errors import ServerError
-from builder.triton_server import LocalTritonServer, free_ports
-from client import Client
+from tritonforge.errors import ServerError
+from tritonforge.server.process import LocalTritonServer, free_ports
+from tritonforge.client import Client
 
 from conftest import ROOT
 
@@ -72,7 +72,7 @@ def test_L0_triton_close_on_parent_death(private_repo):
     script = textwrap.dedent(f"""
         import json, sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from builder.triton_server import LocalTritonServer
+        from tritonforge.server.process import LocalTritonServer
         s = LocalTritonServer({str(private_repo)!r}).start()
         print(json.dumps({{"pid": s.process.pid, "grpc": s.grpc_port, "http": s.http_port}}), flush=True)
         time.sleep(600)
@@ -96,7 +96,7 @@ def test_L0_triton_close_on_parent_death(private_repo):
 def test_L0_resources_released_after_signals(private_repo, sig):
     http, grpc, metrics = free_ports(3)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "builder", "serve", str(private_repo), "--http-port", str(http),
+        [sys.executable, "-m", "tritonforge", "serve", str(private_repo), "--http-port", str(http),
          "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )

@@ -13,16 +13,16 @@ import pytest
 import torch
 import yaml
 
-from builder.errors import ExportError, VerificationError
-from builder.pipeline import build
-from builder.repository.config import read_config
-from builder.repository.manifest import read_manifest
+from tritonforge.errors import ExportError, VerificationError
+from tritonforge.build.pipeline import build
+from tritonforge.repository.config import read_config
+from tritonforge.repository.manifest import read_manifest
 
 from conftest import DIGITS, ROOT, digits_spec_copy, tree_hashes
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "builder", *args], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "tritonforge", *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def test_build_writes_verified_repository(digits_repo):
@@ -214,7 +214,7 @@ def test_corrupt_onnx_source_is_rejected(tmp_path, digits_spec):
 
 def test_export_module_runs_alone(tmp_path, digits_spec):
     out = tmp_path / "alone.onnx"
-    proc = subprocess.run([sys.executable, "-m", "builder.exporters.torch2onnx", str(digits_spec), str(out)],
+    proc = subprocess.run([sys.executable, "-m", "tritonforge.build.exporters.torch2onnx", str(digits_spec), str(out)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "dynamo exporter" in proc.stdout
@@ -225,8 +225,8 @@ def test_export_module_runs_alone(tmp_path, digits_spec):
 def test_progress_lines_print_library_text_as_written():
     """A skip reason such as "pip install 'tritonforge[gpu]'" must not lose its brackets to rich markup
     (seen on the lent GPU machine, where TensorRT was missing)."""
-    from builder.render import RichReporter, console, model_states_table
-    from builder.triton_server import ModelState
+    from tritonforge.cli.render import RichReporter, console, model_states_table
+    from tritonforge.server.process import ModelState
 
     reason = "tensorrt is not installed (No module named 'tensorrt'); pip install 'tritonforge[gpu]'"
     with console.capture() as captured:

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "builder" / "python_models"))
+sys.path.insert(0, str(ROOT / "tritonforge" / "serving"))
 
 from tf_breaker import CircuitBreaker  # noqa: E402
 from tf_codec import cache_key, decode, encode  # noqa: E402
@@ -86,7 +86,7 @@ def test_redis_store_ttl_and_sharing(redis_server):
 
 
 def test_redis_store_down_raises_unavailable_then_bypasses():
-    from builder.triton_server import free_ports
+    from tritonforge.server.process import free_ports
 
     store = RedisStore(f"redis://127.0.0.1:{free_ports(1)[0]}/0", socket_timeout_ms=50, bypass_seconds=60)
     with pytest.raises(StoreUnavailable, match="ConnectionError"):

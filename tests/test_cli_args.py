@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from builder.cli import app
-from perf.cli import _ints
+from tritonforge.cli.main import app
+from tritonforge.cli.perf import _ints
 
 WIDE = {"COLUMNS": "250"}  # rich wraps the error box at the terminal's width
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from client.endpoints import AttemptPlan, EndpointPool, RetryPolicy, is_retryable, translate
-from client.errors import DeadlineExceeded, EndpointsUnavailable, InferenceFailed, InputError, ModelNotFound
-from client.model_info import ModelInfo
+from tritonforge.client.endpoints import AttemptPlan, EndpointPool, RetryPolicy, is_retryable, translate
+from tritonforge.client.errors import DeadlineExceeded, EndpointsUnavailable, InferenceFailed, InputError, ModelNotFound
+from tritonforge.client.model_info import ModelInfo
 
 META = {"name": "enc", "versions": ["1"], "inputs": [
     {"name": "ids", "datatype": "INT64", "shape": [-1, -1]},

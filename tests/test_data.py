@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builder.data import load_dataset
-from builder.errors import DataError
-from builder.spec import DataSpec, load_spec
+from tritonforge.build.data import load_dataset
+from tritonforge.errors import DataError
+from tritonforge.build.spec import DataSpec, load_spec
 
 from conftest import digits_spec_copy
 

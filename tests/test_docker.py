@@ -14,7 +14,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from builder.spec import CacheSpec
+from tritonforge.build.spec import CacheSpec
 
 from conftest import ROOT
 
@@ -172,7 +172,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_python_models_import_only_what_the_serving_image_installs():
-    models = ROOT / "builder" / "python_models"
+    models = ROOT / "tritonforge" / "serving"
     pins = serve_pins()
     provided = {"numpy", "onnxruntime", "redis", "tokenizers", "triton_python_backend_utils"}
     assert provided - {"triton_python_backend_utils"} <= set(pins)
@@ -186,7 +186,7 @@ def test_python_models_import_only_what_the_serving_image_installs():
 
 def test_python_models_parse_as_the_containers_python():
     major, minor = (int(x) for x in versions()["CONTAINER_PYTHON"].split("."))
-    for path in (ROOT / "builder" / "python_models").glob("*.py"):
+    for path in (ROOT / "tritonforge" / "serving").glob("*.py"):
         ast.parse(path.read_text(), filename=str(path), feature_version=(major, minor))
 
 

@@ -14,16 +14,16 @@ import pytest
 import tritonclient.grpc as grpcclient
 import yaml
 
-from builder.pipeline import build
-from builder.repository.config import read_config
-from builder.spec import load_spec
-from perf.analyzer import MeasureSettings, PerfAnalyzerError, check_binary, measure
-from perf.config_search import (MAX_AUTO_CONCURRENCY, TRITON_DEFAULT, Candidate, apply, compute_models,
+from tritonforge.build.pipeline import build
+from tritonforge.repository.config import read_config
+from tritonforge.build.spec import load_spec
+from tritonforge.perf.analyzer import MeasureSettings, PerfAnalyzerError, check_binary, measure
+from tritonforge.perf.config_search import (MAX_AUTO_CONCURRENCY, TRITON_DEFAULT, Candidate, apply, compute_models,
                                 default_candidate, logic_models, restore, search, write_back)
-from perf.inputs import model_samples, select, write_input_json
-from perf.report import load_result
-from perf.triton_stats import model_stats, stats_of
-from perf.sweep import SweepPlan, run_sweep
+from tritonforge.perf.inputs import model_samples, select, write_input_json
+from tritonforge.perf.report import load_result
+from tritonforge.perf.triton_stats import model_stats, stats_of
+from tritonforge.perf.sweep import SweepPlan, run_sweep
 
 from conftest import ROOT, digits_spec_copy
 
@@ -32,7 +32,7 @@ FAST = ["--measurement-interval", "500", "--max-trials", "8", "--stability", "30
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "builder", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tritonforge", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, **(env or {})})
 
 
@@ -111,7 +111,7 @@ def test_unique_and_repeated_inputs_drive_the_cache(digits_server, digits_repo):
 def test_an_unstable_point_is_measured_again_with_inputs_never_sent(digits_server, digits_repo, tmp_path):
     """A stability target no real run meets: perf_analyzer refuses every attempt, and each further attempt
     asks for its own unique inputs (resent ones would all be cache hits)."""
-    from perf.inputs import unique_inputs
+    from tritonforge.perf.inputs import unique_inputs
 
     fresh = unique_inputs(model_samples(digits_repo, "digits"), 2000, tmp_path / "point.json")
     asked = []
@@ -158,7 +158,7 @@ def test_missing_or_failing_perf_analyzer_is_explained(digits_server, tmp_path):
 
 
 def test_config_search_picks_under_budget_and_writes_back(tmp_path, digits_spec):
-    from builder.triton_server import LocalTritonServer
+    from tritonforge.server.process import LocalTritonServer
 
     spec = digits_spec_copy(tmp_path / "spec")
     spec.write_text("# my digits spec: keep this comment\n" + spec.read_text())
@@ -260,8 +260,8 @@ def test_miss_path_floor_puts_the_build_s_cache_and_router_in_front_of_a_zero_ru
     import numpy as np
     import tritonclient.grpc as grpcclient
 
-    from builder.triton_server import LocalTritonServer
-    from perf.miss_path_floor import TRITON_CACHE_BYTES, TRITON_CACHED_ROUTER, floor_repository
+    from tritonforge.server.process import LocalTritonServer
+    from benchmarks.miss_path_floor import TRITON_CACHE_BYTES, TRITON_CACHED_ROUTER, floor_repository
 
     entries = floor_repository(digits_repo, "digits", tmp_path / "repo")
     assert entries["runner"] == "digits_ort" and entries["cache"] == "digits_cache"

@@ -1,11 +1,11 @@
-"""perf.inputs without a server: 'unique' variants differ from each other and from the real samples, and varied
+"""tritonforge.perf.inputs without a server: 'unique' variants differ from each other and from the real samples, and varied
 texts keep their length, so a cache-miss measurement computes what real traffic would."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from perf.inputs import select, text_words
+from tritonforge.perf.inputs import select, text_words
 
 TEXTS = ["The cat sat on the warm mat today.", "Rain fell over the quiet hills all night long.",
          "Markets rose after the bank cut rates.", "She read the letter twice and smiled.", "Hi there"]
@@ -46,7 +46,7 @@ def test_unique_numbers_are_nudged_not_changed():
 def test_a_second_attempt_gets_inputs_the_first_never_sent(tmp_path):
     """perf_analyzer measures an unstable point again; resending the first attempt's inputs would make every
     request a cache hit (one config-search trial read 4,169 infer/s that way)."""
-    from perf.inputs import unique_inputs
+    from tritonforge.perf.inputs import unique_inputs
 
     data = unique_inputs(_samples(), 2000, tmp_path / "point.json")
     first, again, second = data(0), data(0), data(1)
@@ -67,7 +67,7 @@ def _point(**given):
     """A PerfPoint with every measured field 1.0 unless given."""
     import dataclasses
 
-    from perf.analyzer import PerfPoint
+    from tritonforge.perf.analyzer import PerfPoint
 
     required = [f.name for f in dataclasses.fields(PerfPoint)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
@@ -75,7 +75,7 @@ def _point(**given):
 
 
 def test_a_search_trial_the_cache_answered_is_never_picked():
-    from perf.config_search import Candidate, Trial, _best
+    from tritonforge.perf.config_search import Candidate, Trial, _best
 
     fast_but_cached = Trial(Candidate(0, (), 2, 1), _point(model="m", throughput=4169.0, p95_us=5_500.0),
                             requests=8000, computed=400)
@@ -90,7 +90,7 @@ def _search_result(grid_pick: float, pairs: list[tuple]):
     """A search whose grid picked a setting, then measured it against the default in `pairs`: (pick, default)
     throughputs, optionally with (pick, default) p95 in ms (80 unless given; budget 150); a default of None was
     not measured, a negative one was answered from the cache."""
-    from perf.config_search import Candidate, SearchResult, Trial
+    from tritonforge.perf.config_search import Candidate, SearchResult, Trial
 
     default, pick = Candidate(1000, (8, 16, 32), 1, 0), Candidate(0, (), 1, 0)
 

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from builder.compare import OutputMetrics
-from builder.converters import CONVERTERS
-from builder.data import Dataset
-from builder.gate import evaluate
-from builder.int8_search import candidates
-from builder.spec import GateSpec, Int8SearchSpec, TimingSpec, load_spec
-from builder.timing import measure, timing_input
-from builder.verify import Comparison
+from tritonforge.build.compare import OutputMetrics
+from tritonforge.build.converters import CONVERTERS
+from tritonforge.build.data import Dataset
+from tritonforge.build.gate import evaluate
+from tritonforge.build.int8_search import candidates
+from tritonforge.build.spec import GateSpec, Int8SearchSpec, TimingSpec, load_spec
+from tritonforge.build.timing import measure, timing_input
+from tritonforge.build.verify import Comparison
 
 from conftest import DIGITS
 
@@ -91,7 +91,7 @@ def test_int8_search_grid():
 
 
 def test_every_variant_kind_has_one_converter():
-    from builder.spec import VARIANT_KINDS
+    from tritonforge.build.spec import VARIANT_KINDS
 
     assert set(CONVERTERS) == set(VARIANT_KINDS)
     assert {c.runtime for c in CONVERTERS.values()} == {"onnxruntime", "tensorrt", "pytorch"}
@@ -99,9 +99,9 @@ def test_every_variant_kind_has_one_converter():
 
 def test_tensorrt_model_config_on_cpu(tmp_path, digits_spec):
     """The config a TensorRT plan is served with, generated and parsed back without a GPU."""
-    from builder.repository.config import read_config
-    from builder.serving_graph import variant_model
-    from builder.variants import VariantOutcome
+    from tritonforge.repository.config import read_config
+    from tritonforge.build.serving_graph import variant_model
+    from tritonforge.build.variants import VariantOutcome
 
     spec = load_spec(digits_spec)
     plan = tmp_path / "model.plan"
@@ -121,8 +121,8 @@ def test_tensorrt_model_config_on_cpu(tmp_path, digits_spec):
 
 
 def test_fp16_variant_without_io_casts_declares_half_io(tmp_path, digits_spec):
-    from builder.serving_graph import variant_io
-    from builder.variants import VariantOutcome
+    from tritonforge.build.serving_graph import variant_io
+    from tritonforge.build.variants import VariantOutcome
 
     spec = load_spec(digits_spec)
     o = VariantOutcome(id="h", kind="onnx_fp16", runtime="onnxruntime", precision="fp16", options={"keep_io_types": False})
@@ -131,8 +131,8 @@ def test_fp16_variant_without_io_casts_declares_half_io(tmp_path, digits_spec):
 
 
 def test_profile_shapes_cover_batch_and_dynamic_dims():
-    from builder.converters.onnx2trt import observed_dims, profile_shapes
-    from builder.spec import VariantSpec, load_spec
+    from tritonforge.build.converters.onnx2trt import observed_dims, profile_shapes
+    from tritonforge.build.spec import VariantSpec, load_spec
 
     spec = load_spec(DIGITS.parent / "minilm" / "spec.yaml")
     data = Dataset([{"input_ids": np.ones((4, 12), np.int64), "attention_mask": np.ones((4, 12), np.int64)},
@@ -151,8 +151,8 @@ def test_profile_shapes_cover_batch_and_dynamic_dims():
 @pytest.mark.gpu
 def test_tensorrt_plans_build_and_pass_on_gpu(tmp_path, digits_spec):
     """Real TensorRT FP16/INT8 plans for the digits model; skipped with the reason where there is no GPU."""
-    from builder.converters.onnx2trt import tensorrt_unavailable
-    from builder.pipeline import build
+    from tritonforge.build.converters.onnx2trt import tensorrt_unavailable
+    from tritonforge.build.pipeline import build
 
     from conftest import digits_spec_copy
 
@@ -172,7 +172,7 @@ def test_tensorrt_plans_build_and_pass_on_gpu(tmp_path, digits_spec):
 
 def test_build_fingerprint_sees_the_gpu_model_not_its_free_memory():
     """On the lent H100 every second build rebuilt: free GPU memory had gone into the fingerprint."""
-    from builder.hardware import GpuInfo
+    from tritonforge.hardware import GpuInfo
 
     a = GpuInfo(name="NVIDIA H100 80GB HBM3", compute_capability="9.0", memory_total_mb=81559, memory_free_mb=81079,
                 driver="580.159.04", count=1)
@@ -188,7 +188,7 @@ def test_int8_preprocessing_drops_value_info_of_weights(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from builder.converters.int8_common import preprocessed
+    from tritonforge.build.converters.int8_common import preprocessed
 
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((128, 64)).astype(np.float32), "w")
     graph = helper.make_graph(

@@ -1,13 +1,13 @@
 """Faults and bad input, for real: malformed requests, a replica killed under load, a build killed half way,
 Redis killed under load, and 20,000 requests through the text service. The same scenarios write
-docs/reliability.md (python -m perf.reliability)."""
+docs/reliability.md (python -m benchmarks.reliability)."""
 
 from __future__ import annotations
 
 import pytest
 
-from builder.pipeline import build
-from perf import reliability
+from tritonforge.build.pipeline import build
+from benchmarks import reliability
 
 from conftest import digits_spec_copy
 

@@ -10,10 +10,10 @@ import textwrap
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from builder.errors import RepositoryError
-from builder.repository import config as cfg
-from builder.repository.transaction import RepositoryTransaction
-from builder.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
+from tritonforge.errors import RepositoryError
+from tritonforge.repository import config as cfg
+from tritonforge.repository.transaction import RepositoryTransaction
+from tritonforge.build.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
 
 from conftest import ROOT, tree_hashes
 
@@ -105,7 +105,7 @@ def test_killed_writer_leaves_repo_intact_and_next_build_cleans_up(tmp_path):
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
         from pathlib import Path
-        from builder.repository.transaction import RepositoryTransaction
+        from tritonforge.repository.transaction import RepositoryTransaction
         txn = RepositoryTransaction(Path({str(repo)!r}), replace={{"a"}}).__enter__()
         (txn.path / "a").mkdir()
         (txn.path / "a" / "config.pbtxt").write_text("half written")

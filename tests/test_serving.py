@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from builder.ort_runtime import OrtModel
-from builder.sources import load_source
-from builder.spec import load_spec
-from client import AsyncClient, Client, InputError, ModelNotFound
-from perf.triton_stats import model_stats
+from tritonforge.build.ort_runtime import OrtModel
+from tritonforge.build.sources import load_source
+from tritonforge.build.spec import load_spec
+from tritonforge.client import AsyncClient, Client, InputError, ModelNotFound
+from tritonforge.perf.triton_stats import model_stats
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +26,23 @@ def test_served_predictions_equal_pytorch(digits_server, digits_repo, digits_spe
                                  for i in range(0, len(images), 64)])
     assert served.shape == reference.shape
     assert (served.argmax(1) == reference.argmax(1)).mean() >= 0.995
-    # Exactly what the in-process runner's ONNX file computes (whichever variant the build chose for it).
-    direct = OrtModel(digits_repo / "digits_ort" / "1" / "model.onnx", ["logits"]).run({"image": images})["logits"]
+    # Exactly what the in-process runner's ONNX file computes (whichever variant the build chose for it) on the
+    # same batches: a dynamic INT8 variant's answers depend on their batch neighbours.
+    runner = OrtModel(digits_repo / "digits_ort" / "1" / "model.onnx", ["logits"])
+    direct = np.concatenate([runner.run({"image": images[i:i + 64]})["logits"] for i in range(0, len(images), 64)])
     np.testing.assert_allclose(served, direct, atol=1e-5, rtol=1e-5)
 
 
-def test_concurrent_requests_are_batched_and_answered_in_order(digits_server, digits_validation):
+def _runner_is_batch_dependent(repo) -> bool:
+    from tritonforge.build.converters import CONVERTERS
+    from tritonforge.build.report import read_report
+
+    report = read_report(repo, "digits")
+    kind = next(v["kind"] for v in report["variants"] if v["id"] == report["serving"]["in_process_runner"])
+    return CONVERTERS[kind].batch_dependent
+
+
+def test_concurrent_requests_are_batched_and_answered_in_order(digits_server, digits_repo, digits_validation):
     images, _ = digits_validation
     images = images[256:512]  # not sent by other tests: every request is a cache miss
     admin = grpcclient.InferenceServerClient(digits_server.grpc_url)
@@ -45,7 +56,12 @@ def test_concurrent_requests_are_batched_and_answered_in_order(digits_server, di
     admin.close()
     assert counted.inference_count == 1 + 256 + 64  # inference_count counts samples
     assert counted.execution_count < counted.inference_count  # the dynamic batcher merged requests
-    np.testing.assert_allclose(np.concatenate(results[:64]), direct, atol=1e-5)
+    # In order: each answer is the one computed for its own image (nearest row of the direct batch, and close
+    # to it: the batcher's groups are not the direct batch, which moves a dynamic INT8 variant's answers a little).
+    served = np.concatenate(results[:64])
+    distances = np.linalg.norm(served[:, None, :] - direct[None, :, :], axis=2)
+    assert (distances.argmin(1) == np.arange(64)).all()
+    np.testing.assert_allclose(served, direct, atol=0.5 if _runner_is_batch_dependent(digits_repo) else 1e-5)
 
 
 def test_async_client(digits_server, digits_validation):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder.serving_graph import ServingPlan, plan_models
-from builder.spec import parse_spec
-from builder.variants import VariantOutcome
+from tritonforge.build.serving_graph import ServingPlan, plan_models
+from tritonforge.build.spec import parse_spec
+from tritonforge.build.variants import VariantOutcome
 
 from conftest import MINILM
 
@@ -64,7 +64,7 @@ def test_without_a_python_cache_the_ensemble_is_tokenizer_then_router(tmp_path, 
 
 
 def test_placement_is_validated(tmp_path):
-    from builder.errors import SpecError
+    from tritonforge.errors import SpecError
 
     with pytest.raises(SpecError, match="placement"):
         _models(tmp_path, placement="somewhere")

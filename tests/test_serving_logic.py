@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from builder.ort_runtime import OrtModel
-from builder.pipeline import build
-from builder.serving_graph import METRICS_LAG_S
-from builder.triton_server import LocalTritonServer
-from client import Client, InferenceFailed
+from tritonforge.build.ort_runtime import OrtModel
+from tritonforge.build.pipeline import build
+from tritonforge.build.serving_graph import METRICS_LAG_S
+from tritonforge.server.process import LocalTritonServer
+from tritonforge.client import Client, InferenceFailed
 
 from conftest import MINILM, digits_spec_copy
-from perf.reliability import wait_stored
-from perf.triton_stats import model_stats, stats_of
+from benchmarks.reliability import wait_stored
+from tritonforge.perf.triton_stats import model_stats, stats_of
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ def _image(seed: int) -> np.ndarray:
 
 # ---- fallback router ----------------------------------------------------------------------------------
 def test_router_order_and_local_fallthrough(redis_triton, redis_repo):
-    from builder.repository.config import read_config
+    from tritonforge.repository.config import read_config
 
     rungs = read_config(redis_repo / "digits_router" / "config.pbtxt").parameters["rungs"].string_value
     order = [m for m in re.findall(r'"model":"([^"]+)"', rungs)]
@@ -190,7 +190,7 @@ def test_ttl_expiry(tmp_path_factory, redis_server):
 
 
 def test_redis_killed_mid_load_fails_no_request(redis_repo):
-    from redis_server import RedisServer
+    from tritonforge.testing.redis import RedisServer
 
     redis = RedisServer().start()
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from builder.errors import SpecError
-from builder.spec import load_spec, parse_spec
+from tritonforge.errors import SpecError
+from tritonforge.build.spec import load_spec, parse_spec
 
 from conftest import DIGITS
 

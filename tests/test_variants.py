@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import yaml
 
-from builder.errors import DataError, SpecError
-from builder.pipeline import build
-from builder.repository.config import read_config
-from builder.spec import load_spec
+from tritonforge.errors import DataError, SpecError
+from tritonforge.build.pipeline import build
+from tritonforge.repository.config import read_config
+from tritonforge.build.spec import load_spec
 
-from conftest import DIGITS, ROOT, digits_spec_copy
+from conftest import DIGITS, ROOT, digits_spec_copy, outlier_digits_spec
 
 
 class Recorder:
@@ -39,10 +39,8 @@ class Recorder:
 def full_digits(tmp_path_factory, digits_spec):
     """The digits example with all its variants, built once for this module."""
     tmp = tmp_path_factory.mktemp("variants")
-    # A gate stricter than the example's, so that INT8 is rejected on any CPU: INT8 numerics differ between CPUs
-    # and ONNX Runtime versions (on the lent H100 machine QDQ MinMax passed the example's gate, top-1 0.9981).
-    strict_gate = {"min_cosine": 0.9999, "min_top1_agreement": 0.999, "max_accuracy_drop": 0.01}
-    spec = digits_spec_copy(tmp / "spec", full=True, gate=strict_gate)
+    # The MLP behind an input outlier: its INT8 variants fail the example's gate on any CPU, by construction.
+    spec = outlier_digits_spec(tmp / "spec")
     repo = tmp / "model_repository"
     outcome = build(spec, repo)
     return spec, repo, outcome.report
@@ -59,7 +57,7 @@ def test_fp16_and_int8_variants_are_built_gated_and_timed(full_digits):
         assert v["status"] in ("passed", "rejected"), v
         assert v["size_bytes"] > 0
         acc = v["comparison"]["accuracy"]
-        assert 0.9 < acc["reference"] <= 1 and 0.5 < acc["candidate"] <= 1  # gated on labelled held-out data
+        assert 0.9 < acc["reference"] <= 1 and 0 <= acc["candidate"] <= 1  # gated on labelled held-out data
         assert v["comparison"]["outputs"]["logits"]["top1_agreement"] is not None
         checks = {c["name"] for c in v["gate"]["checks"]}
         assert {"top-1 agreement", "accuracy drop"} <= checks
@@ -73,6 +71,7 @@ def test_fp16_and_int8_variants_are_built_gated_and_timed(full_digits):
             assert not v["published_as"]
         if v["status"] in ("skipped", "error"):
             assert not v["timing"]
+    assert _variant(report, "onnx_fp16")["comparison"]["accuracy"]["candidate"] > 0.9
     fp32 = _variant(report, "onnx_fp32")
     assert fp32["speedup"] == {"1": 1.0, "64": 1.0}
     assert report["primary"] in {v["id"] for v in report["variants"] if v["status"] == "passed"}
@@ -81,7 +80,9 @@ def test_fp16_and_int8_variants_are_built_gated_and_timed(full_digits):
 def test_rejected_variant_is_not_published_and_says_by_how_much(full_digits):
     _, repo, report = full_digits
     rejected = [v for v in report["variants"] if v["status"] == "rejected"]
-    assert "onnx_int8_qdq" in {v["id"] for v in rejected}, "INT8 fails the strict gate"
+    assert {"onnx_int8_dynamic", "onnx_int8_qdq"} <= {v["id"] for v in rejected}
+    for vid in ("onnx_int8_dynamic", "onnx_int8_qdq"):  # the outlier leaves INT8 no resolution for the pixels
+        assert _variant(report, vid)["comparison"]["outputs"]["logits"]["top1_agreement"] < 0.5
     for v in rejected:
         assert "FAILS by" in v["reason"]
         assert not (repo / f"digits_{v['id']}").exists()
@@ -92,8 +93,8 @@ def test_rejected_variant_is_not_published_and_says_by_how_much(full_digits):
 def test_tensorrt_variants_skip_with_reason_without_gpu(full_digits):
     """Without a CUDA device, or with one but no TensorRT (the lent H100), the variants say why and are not
     published; with both they are built and gated."""
-    from builder.converters.onnx2trt import tensorrt_unavailable
-    from builder.hardware import cuda_device_reason
+    from tritonforge.build.converters.onnx2trt import tensorrt_unavailable
+    from tritonforge.hardware import cuda_device_reason
 
     _, repo, report = full_digits
     reason = tensorrt_unavailable()
@@ -116,7 +117,7 @@ def test_report_files_and_recheck_reproduce_every_decision(full_digits):
         assert (base / name).is_file(), name
     for v in report["variants"]:
         cmd = report["reproduce"][v["id"]].split()
-        assert cmd[:3] == ["python", "-m", "builder.recheck"]
+        assert cmd[:3] == ["python", "-m", "tritonforge.build.recheck"]
         proc = subprocess.run([sys.executable, *cmd[1:3], str(repo), *cmd[4:]], cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "decision reproduced" in proc.stdout
@@ -128,7 +129,7 @@ def test_recheck_runs_a_recorded_error_again(full_digits, tmp_path):
     import json
     import shutil
 
-    from builder.recheck import recheck
+    from tritonforge.build.recheck import recheck
 
     _, repo, _ = full_digits
     copy = tmp_path / "repo"
@@ -144,14 +145,14 @@ def test_recheck_runs_a_recorded_error_again(full_digits, tmp_path):
 
 def test_report_command_prints_the_report(full_digits):
     _, repo, _ = full_digits
-    proc = subprocess.run([sys.executable, "-m", "builder", "report", "digits", "--repo", str(repo)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "tritonforge", "report", "digits", "--repo", str(repo)], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "onnx_int8_dynamic" in proc.stdout and "primary:" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "builder", "report", "digits", "--repo", str(repo), "--markdown"],
+    proc = subprocess.run([sys.executable, "-m", "tritonforge", "report", "digits", "--repo", str(repo), "--markdown"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.stdout.startswith("# Build report: digits") and "Primary variant" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "builder", "report", "nope", "--repo", str(repo)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "tritonforge", "report", "nope", "--repo", str(repo)], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no build report for model 'nope'" in proc.stderr
 

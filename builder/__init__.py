@@ -1,3 +1,0 @@
-"""tritonforge builder: trained model -> verified ONNX and precision variants -> Triton model repository."""
-
-__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from tritonforge.cli.main import main
+
+main()

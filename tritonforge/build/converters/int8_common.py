@@ -1,0 +1,91 @@
+"""Shared by the INT8 converters: ONNX Runtime's quantization pre-processing (cached per build) and
+calibration data readers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from tritonforge.build.data import Dataset
+
+DEFAULT_OP_TYPES = ["MatMul", "Gemm", "Conv"]
+
+
+@contextlib.contextmanager
+def quiet():
+    """ONNX Runtime's quantization tools print progress and warnings; keep them out of the build output."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def preprocessed(fp32_onnx: Path, work_dir: Path, notes: list[str]) -> Path:
+    """quant_pre_process output (shape inference + basic fusions), computed once per build and reused.
+
+    Symbolic shape inference is skipped: it fails on transformer graphs exported by torch.onnx.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = work_dir / "int8_preprocessed.onnx"
+    if out.exists():
+        return out
+    try:
+        with quiet():
+            quant_pre_process(str(fp32_onnx), str(out), skip_symbolic_shape=True)
+    except Exception as e:
+        notes.append(f"quantization pre-processing failed ({type(e).__name__}: {e}); quantizing the raw graph")
+        shutil.copyfile(fp32_onnx, out)
+    drop_initializer_value_info(out)
+    return out
+
+
+def drop_initializer_value_info(path: Path) -> None:
+    """Remove value_info entries that describe initializers (torch.onnx writes them; they add nothing).
+
+    ONNX Runtime's quantizer rewrites weights (a Gemm's transposed B, for one) without updating them, and
+    onnx >= 1.23 then refuses the model: "Inferred shape and existing shape differ in dimension 0: (64) vs
+    (128)" for the digits MLP with onnx 1.23 and onnxruntime 1.30.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)  # external weights stay where they are
+    weights = {i.name for i in model.graph.initializer}
+    keep = [v for v in model.graph.value_info if v.name not in weights]
+    if len(keep) == len(model.graph.value_info):
+        return
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(keep)
+    onnx.save(model, str(path))
+
+
+class DatasetReader(CalibrationDataReader):
+    """Feeds calibration batches to ONNX Runtime's calibrators."""
+
+    def __init__(self, data: Dataset, input_names: list[str]) -> None:
+        self._batches = [{n: np.ascontiguousarray(b[n]) for n in input_names} for b in data]
+        self._it = iter(self._batches)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = iter(self._batches)
+
+
+def same_shapes(data: Dataset) -> bool:
+    """True if every calibration batch has the same per-item shapes (histogram calibrators need it)."""
+    shapes = {tuple((k, v.shape[1:]) for k, v in sorted(b.items())) for b in data}
+    return len(shapes) == 1

@@ -1,0 +1,328 @@
+"""`tritonforge build`: spec -> source model -> verified ONNX -> precision variants gated and timed -> Triton
+repository, written atomically; nothing at all when nothing changed, and unchanged stages reused."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from tritonforge import __version__, serving
+from tritonforge.build.data import Dataset, load_dataset, save_batches
+from tritonforge.errors import DataError, ExportError, RepositoryError, VerificationError
+from tritonforge.build.exporters import torch2onnx
+from tritonforge.hardware import cpu_info, gpu_info
+from tritonforge.hashing import combine, sha256_bytes, sha256_file
+from tritonforge.build.onnx_graph import finalize, load_checked
+from tritonforge.build.ort_runtime import OrtModel
+from tritonforge.build.report import (
+    CALIBRATION_NPZ,
+    PUBLIC_INPUTS_NPZ,
+    REFERENCE_NPZ,
+    REPORT_JSON,
+    REPORT_MD,
+    VALIDATION_NPZ,
+    recheck_command,
+    to_markdown,
+)
+from tritonforge.repository.manifest import Manifest, read_manifest, tool_versions
+from tritonforge.repository.transaction import RepositoryTransaction
+from tritonforge.build.serving_graph import Names, ServingPlan, plan_models
+from tritonforge.build.sources import load_source, source_files
+from tritonforge.build.spec import BuildSpec, load_spec
+from tritonforge.build.variants import SEARCH_WINNER_ID, VariantBuilder, VariantOutcome, VariantsResult
+from tritonforge.build.verify import Outputs, compare, run_over
+
+
+class Reporter(Protocol):
+    """Receives progress; the CLI renders it with rich, the library default is silent."""
+
+    def stage(self, name: str) -> contextlib.AbstractContextManager: ...
+
+    def info(self, message: str) -> None: ...
+
+
+class SilentReporter:
+    def stage(self, name: str) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def info(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class BuildOutcome:
+    """What a build did."""
+
+    spec: BuildSpec
+    repo: Path
+    noop: bool
+    manifest: Manifest
+    report: dict | None = None
+    export_check: dict | None = None
+    exporter: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Inputs:
+    spec: BuildSpec
+    validation: Dataset
+    calibration: Dataset | None
+    hashes: dict[str, str]
+    tools: dict[str, str]
+    fingerprint: str
+    tokenizer_file: Path | None
+
+
+def _read_inputs(spec_path: str | Path) -> _Inputs:
+    spec = load_spec(spec_path)
+    validation = load_dataset(spec, spec.validation.data, "validation.data")
+    validation = validation.rebatch(min(spec.validation.batch_size, spec.max_batch_size))
+    calibration = None
+    if spec.calibration is not None:
+        calibration = load_dataset(spec, spec.calibration.data, "calibration.data").rebatch(spec.max_batch_size)
+        shared = len(calibration.sample_hashes() & validation.sample_hashes())
+        if shared:
+            raise DataError(f"calibration.data shares {shared} sample(s) with validation.data; calibrate on other "
+                            "samples (the gate needs held-out data)")
+    hashes = {"spec": spec.content_hash(), "validation.data": validation.fingerprint()}
+    if calibration is not None:
+        hashes["calibration.data"] = calibration.fingerprint()
+    for name, path in source_files(spec).items():
+        hashes[name] = sha256_file(path)
+    tokenizer_file = None
+    if spec.preprocess is not None:
+        tokenizer_file = spec.resolve_ref(spec.preprocess.tokenizer_file, "preprocess.tokenizer_file")
+        hashes["preprocess.tokenizer_file"] = sha256_file(tokenizer_file)
+    for path in sorted(serving.HERE.glob("*.py")):
+        hashes[f"serving/{path.name}"] = sha256_file(path)
+    tools = tool_versions()
+    parts = {"tritonforge": __version__, **hashes, **{f"tool:{k}": v for k, v in tools.items()}}
+    if any(v.kind.startswith(("trt", "torch_trt")) for v in spec.variants):
+        parts["gpu"] = json.dumps(gpu_info().identity(), sort_keys=True)  # plans are tied to GPU and TensorRT
+    return _Inputs(spec, validation, calibration, hashes, tools, combine(parts), tokenizer_file)
+
+
+def _export_key(inp: _Inputs) -> str:
+    spec = inp.spec
+    section = {k: spec.model_dump(mode="json")[k] for k in ("source", "inputs", "outputs", "max_batch_size", "export")}
+    return combine({"spec": json.dumps(section, sort_keys=True), "validation": inp.validation.fingerprint(),
+                    "tolerance": json.dumps(spec.validation.tolerance.model_dump(), sort_keys=True),
+                    "tools": json.dumps(inp.tools, sort_keys=True),
+                    **{k: v for k, v in inp.hashes.items() if k.startswith("source")}})
+
+
+def _export_stage(inp: _Inputs, work: Path, old: dict, repo: Path, rep: Reporter) -> tuple[Path, dict, dict]:
+    """The verified FP32 ONNX file: reused from the repository when its inputs did not change."""
+    spec, validation = inp.spec, inp.validation
+    key = _export_key(inp)
+    prev = old.get("export")
+    published = repo / Names(spec.name).variant("onnx_fp32") / "1" / "model.onnx"
+    if prev and prev.get("key") == key and published.is_file() and sha256_file(published) == prev.get("sha256"):
+        rep.info("export: inputs unchanged, FP32 ONNX reused")
+        return published, prev, {"key": key, "sha256": prev["sha256"], "result": prev["result"]}
+    out = work / "model_fp32.onnx"
+    with rep.stage("load source model"):
+        source = load_source(spec)
+    with rep.stage("export to ONNX"):
+        if spec.source.kind == "onnx":
+            finalize(load_checked(spec.resolve(spec.source.path)), spec, out)  # type: ignore[arg-type]
+            exporter, notes = "none (ONNX source)", []
+        else:
+            example = validation.rebatch(2).batches[0]
+            if len(next(iter(example.values()))) < 2:
+                raise ExportError("validation data must hold at least 2 samples (an export example batch)")
+            result = torch2onnx.export(source, spec, example, out)
+            exporter, notes = result.exporter, result.notes
+    with rep.stage("verify ONNX against the source model"):
+        reference = run_over(source.run, validation)
+        candidate = run_over(OrtModel(out, [t.name for t in spec.outputs]).run, validation)
+        tol = spec.validation.tolerance
+        check = compare(spec, validation, reference, candidate, tol.atol, tol.rtol)
+    if not check.within_tolerance:
+        worst = max(check.outputs.values(), key=lambda m: m.violation)
+        raise VerificationError(
+            f"exported ONNX does not reproduce the source model on {len(validation)} validation samples: "
+            f"output '{worst.name}' max abs error {worst.max_abs:.3g}, max rel error {worst.max_rel:.3g} "
+            f"exceeds atol={tol.atol:g}, rtol={tol.rtol:g} (worst element at {worst.violation:.3g}x the tolerance)"
+        )
+    result = {"exporter": exporter, "notes": notes, "check": check.to_dict(), "samples": len(validation)}
+    stage = {"key": key, "sha256": sha256_file(out), "result": result}
+    return out, stage, stage
+
+
+def _report(inp: _Inputs, repo: Path, export: dict, result: VariantsResult) -> dict:
+    spec = inp.spec
+    search = None
+    if spec.int8_search.enabled:
+        tried = [o for o in result.outcomes if o.search]
+        failed = [o for o in tried if o.status == "rejected"]
+        best = max(failed, key=lambda o: min((m["min_cosine"] for m in o.comparison["outputs"].values()), default=-1),
+                   default=None)
+        search = {"enabled": True, "tried": [o.id for o in tried], "winner": result.search_winner,
+                  "published_as": Names(spec.name).variant(SEARCH_WINNER_ID) if result.search_winner else None,
+                  "best": {"id": best.id, "reason": best.reason} if best and not result.search_winner else None}
+    return {
+        "model": spec.name,
+        "tritonforge_version": __version__,
+        "spec": spec.model_dump(mode="json"),
+        "spec_hash": spec.content_hash(),
+        "hardware": {"cpu": cpu_info(), "gpu": gpu_info().to_dict()},
+        "export": export,
+        "validation": {"samples": len(inp.validation), "origin": inp.validation.origin},
+        "gate": spec.gate.model_dump(mode="json"),
+        "class_score_outputs": spec.class_score_outputs,
+        "timing": {**spec.timing.model_dump(mode="json"), "batch_sizes": spec.timing_batch_sizes,
+                   "reused_from_previous_build": result.timing_reused},
+        "variants": [o.to_dict() for o in result.outcomes],
+        "primary": result.primary,
+        "int8_search": search,
+        "notes": result.notes,
+        "reproduce": {o.id: recheck_command(repo.name, spec.name, o.id) for o in result.outcomes},
+    }
+
+
+def _published(spec: BuildSpec, result: VariantsResult) -> list[VariantOutcome]:
+    """Variants that passed the gate and go into the repository (INT8 search: only its fastest point),
+    fastest first: the router's order."""
+    names = Names(spec.name)
+    out = []
+    for o in result.outcomes:
+        if not o.passed or (o.search and o.id != result.search_winner):
+            continue
+        o.published_as = names.variant(SEARCH_WINNER_ID if o.search else o.id)
+        out.append(o)
+    largest = max(spec.timing_batch_sizes)
+    return sorted(out, key=lambda o: -o.throughput(largest))
+
+
+def _serving_plan(inp: _Inputs, published: list[VariantOutcome], files: dict, notes: list[str]) -> ServingPlan:
+    spec = inp.spec
+    onnx = [o for o in published if o.runtime == "onnxruntime"]  # fastest first
+    cpu = onnx[0]
+    pin = spec.serving.router.cpu_variant
+    if pin:
+        pinned = [o for o in onnx if o.id == pin or o.published_as == Names(spec.name).variant(pin)]
+        if pinned:
+            cpu = pinned[0]
+        else:
+            notes.append(f"serving.router.cpu_variant '{pin}' is not a published ONNX variant; "
+                         f"the in-process runner serves {cpu.id}")
+    fp32 = next(o for o in published if o.kind == "onnx_fp32")
+    parts = {o.published_as: o.file_sha256 for o in published}
+    if spec.preprocess is not None:  # a cache keyed on texts answers for the tokenizer too
+        parts["preprocess"] = combine({"file": inp.hashes["preprocess.tokenizer_file"],
+                                       "settings": sha256_bytes(spec.preprocess.model_dump_json().encode())})
+    version = combine(parts)[:16]
+    return ServingPlan(published, cpu, fp32, version, inp.tokenizer_file, files)
+
+
+def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, reporter: Reporter | None = None) -> BuildOutcome:
+    """Build one spec into `repo`. Unchanged inputs -> no work and no file touched. Errors leave `repo` as it was."""
+    rep = reporter or SilentReporter()
+    repo = Path(repo).absolute()
+    with rep.stage("read spec, validation and calibration data"):
+        inp = _read_inputs(spec_path)
+    spec = inp.spec
+    old = read_manifest(repo, spec.name)
+    if old is not None and not force and old.fingerprint == inp.fingerprint and old.intact(repo):
+        rep.info(f"{spec.name}: up to date (fingerprint {inp.fingerprint[:12]}), nothing to do")
+        return BuildOutcome(spec, repo, True, old)
+    old_stages = {} if force or old is None else old.stages
+
+    work = Path(tempfile.mkdtemp(prefix="tritonforge-build-"))
+    try:
+        fp32, export_stage, export = _export_stage(inp, work, old_stages, repo, rep)
+        export = export["result"]
+        with rep.stage("FP32 reference outputs on the validation data"):
+            reference = run_over(OrtModel(fp32, [t.name for t in spec.outputs]).run, inp.validation)
+        result = VariantBuilder(spec, fp32, inp.validation, reference, inp.calibration, work, old_stages, repo,
+                                inp.tools, rep).run()
+        published = _published(spec, result)
+        plan = _serving_plan(inp, published, {}, result.notes)
+        report = _report(inp, repo, export, result)
+        report["serving"] = {"rungs": [o.published_as for o in published], "in_process_runner": plan.cpu_variant.id,
+                             "cache": spec.serving.cache.kind, "cache_version": plan.cache_version}
+        plan.report_files = _report_files(work, inp, reference, report)
+        models = plan_models(spec, plan)
+        owned = {m.name for m in models}
+        _refuse_foreign_overwrite(repo, owned, old)
+        manifest = Manifest(
+            name=spec.name, tritonforge_version=__version__, fingerprint=inp.fingerprint, spec_hash=spec.content_hash(),
+            inputs=inp.hashes, tools=inp.tools, models=sorted(owned),
+            stages={"export": export_stage, **result.stage_records()}, hardware=report["hardware"],
+        )
+        with rep.stage("write Triton repository"):
+            with RepositoryTransaction(repo, replace=owned | set(old.models if old else [])) as txn:
+                assert txn.path is not None
+                for model in models:
+                    model.write(txn.path)
+                manifest.hash_artifacts(txn.path)
+                manifest.write(txn.path)
+                txn.commit()
+        return BuildOutcome(spec, repo, False, manifest, report, export["check"], export["exporter"],
+                            list(export["notes"]) + result.notes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _report_files(work: Path, inp: _Inputs, reference: Outputs, report: dict) -> dict[str, Path | bytes]:
+    """Files beside the report in the public model's directory."""
+    inp.validation.save_npz(work / VALIDATION_NPZ)
+    save_batches(work / REFERENCE_NPZ, reference.batches)
+    files: dict[str, Path | bytes] = {VALIDATION_NPZ: work / VALIDATION_NPZ, REFERENCE_NPZ: work / REFERENCE_NPZ}
+    if inp.calibration is not None:
+        inp.calibration.save_npz(work / CALIBRATION_NPZ)
+        files[CALIBRATION_NPZ] = work / CALIBRATION_NPZ
+    texts = _sample_texts(inp.spec)
+    if texts is not None:
+        name = inp.spec.preprocess.text_input  # type: ignore[union-attr]
+        save_batches(work / PUBLIC_INPUTS_NPZ, [{name: np.array([[t]], dtype=object)} for t in texts])
+        files[PUBLIC_INPUTS_NPZ] = work / PUBLIC_INPUTS_NPZ
+    files[REPORT_JSON] = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
+    files[REPORT_MD] = to_markdown(report).encode()
+    return files
+
+
+def _sample_texts(spec: BuildSpec) -> list[str] | None:
+    """Held-out texts for a tokenizer-fronted model (from preprocess.sample_texts), at most 2,000."""
+    if spec.preprocess is None or not spec.preprocess.sample_texts:
+        return None
+    from tritonforge.build.imports import import_callable
+
+    fn = import_callable(spec.preprocess.sample_texts, spec.base_dir, "preprocess.sample_texts")
+    try:
+        texts = [str(t) for t in fn()][:2000]
+    except Exception as e:
+        raise DataError(f"preprocess.sample_texts ({spec.preprocess.sample_texts}) raised {type(e).__name__}: {e}") from None
+    if not texts:
+        raise DataError(f"preprocess.sample_texts ({spec.preprocess.sample_texts}) returned no texts")
+    return texts
+
+
+def _refuse_foreign_overwrite(repo: Path, owned: set[str], old: Manifest | None) -> None:
+    """Never replace a model directory that another build (or a person) put there."""
+    mine = set(old.models) if old else set()
+    for name in sorted(owned - mine):
+        if (repo / name).exists():
+            raise RepositoryError(
+                f"{repo / name} exists and was not written by this spec's last build; "
+                "rename the spec's model or remove that directory"
+            )
+
+
+def iter_specs(paths: list[Path]) -> Iterator[Path]:
+    """Spec files from files and directories (every *.yaml / *.yml directly inside a directory)."""
+    for p in paths:
+        if p.is_dir():
+            yield from sorted(list(p.glob("*.yaml")) + list(p.glob("*.yml")))
+        else:
+            yield p

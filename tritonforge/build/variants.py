@@ -1,0 +1,304 @@
+"""Build, gate and time every precision variant of one model; reuse stages whose inputs did not change."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tritonforge.build.converters import CONVERTERS, ConversionJob
+from tritonforge.build.data import Dataset
+from tritonforge.build.gate import GateResult, evaluate
+from tritonforge.hardware import cpu_info
+from tritonforge.hashing import combine, sha256_file
+from tritonforge.build.int8_search import search_variants
+from tritonforge.build.onnx_graph import finalize_variant
+from tritonforge.build.runtimes import open_runtime
+from tritonforge.build.spec import BuildSpec, VariantSpec
+from tritonforge.build.timing import measure, timing_input
+from tritonforge.build.verify import Comparison, Outputs, compare, rebatch_outputs, run_over
+
+SEARCH_WINNER_ID = "onnx_int8"
+FP32 = VariantSpec(kind="onnx_fp32")
+# Kinds whose output depends on the calibration data: static INT8 scales, or TensorRT profiles shaped by it.
+CALIBRATED_KINDS = ("onnx_int8_qdq", "trt_int8", "trt_fp16", "torch_trt_fp16")
+
+
+@dataclass
+class VariantOutcome:
+    """What became of one variant. status: passed | rejected (gate) | skipped (cannot run here) | error."""
+
+    id: str
+    kind: str
+    runtime: str
+    precision: str
+    options: dict[str, Any]
+    search: bool = False
+    status: str = "pending"
+    reason: str = ""
+    size_bytes: int = 0
+    device: str = ""
+    comparison: dict | None = None
+    gate: dict | None = None
+    timing: dict[str, dict] = field(default_factory=dict)  # batch size -> LatencyStats dict
+    speedup: dict[str, float] = field(default_factory=dict)  # batch size -> FP32 p50 / this p50
+    memory_mb: float | None = None
+    notes: list[str] = field(default_factory=list)
+    key: str = ""
+    file_sha256: str = ""
+    published_as: str = ""  # Triton model name, when published
+    file: str = ""  # where the artifact is during this build (not persisted)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def throughput(self, batch_size: int) -> float:
+        return float(self.timing.get(str(batch_size), {}).get("throughput", 0.0))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("file")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VariantOutcome:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class VariantsResult:
+    outcomes: list[VariantOutcome]
+    primary: str
+    search_winner: str | None
+    timing_reused: bool
+    notes: list[str]
+    stages: dict[str, dict]
+
+    def stage_records(self) -> dict[str, dict]:
+        """Stage keys and results for the manifest (call after publishing, so published_as is recorded)."""
+        records = {k: dict(v) for k, v in self.stages.items()}
+        for o in self.outcomes:
+            records[f"variant:{o.id}"]["result"] = o.to_dict()
+        return records
+
+
+def _variant_key(spec: BuildSpec, v: VariantSpec, fp32_sha: str, validation: Dataset, calibration: Dataset | None,
+                 tools: dict[str, str]) -> str:
+    parts = {
+        "fp32": fp32_sha,
+        "variant": json.dumps(v.model_dump(mode="json"), sort_keys=True),
+        "validation": validation.fingerprint(),
+        "gate": json.dumps(spec.gate.model_dump(mode="json"), sort_keys=True),
+        "tools": json.dumps(tools, sort_keys=True),
+    }
+    if v.kind in CALIBRATED_KINDS and calibration is not None:
+        parts["calibration"] = calibration.fingerprint()
+    if v.kind.startswith(("trt", "torch_trt")) and spec.preprocess is not None:
+        parts["serving_max_length"] = str(spec.preprocess.max_length)  # bounds the plan's profile
+    return combine(parts)
+
+
+class VariantBuilder:
+    """Runs the variant stages of one build."""
+
+    def __init__(self, spec: BuildSpec, fp32: Path, validation: Dataset, reference: Outputs,
+                 calibration: Dataset | None, work: Path, old_stages: dict[str, dict], repo: Path,
+                 tools: dict[str, str], reporter) -> None:
+        self.spec, self.fp32, self.validation, self.reference = spec, fp32, validation, reference
+        self.calibration, self.work, self.old, self.repo = calibration, work, old_stages, repo
+        self.tools, self.rep = tools, reporter
+        self.fp32_sha = sha256_file(fp32)
+        self.notes: list[str] = []
+        self.stages: dict[str, dict] = {}
+        self.inputs = [t.name for t in spec.inputs]
+        self.outputs = [t.name for t in spec.outputs]
+
+    # ---- one variant -------------------------------------------------------------------------
+    def _reused(self, key: str, vid: str) -> VariantOutcome | None:
+        old = self.old.get(f"variant:{vid}")
+        if not old or old.get("key") != key:
+            return None
+        outcome = VariantOutcome.from_dict(old["result"])
+        if outcome.published_as:
+            path = next((p for p in (self.repo / outcome.published_as / "1").glob("model.*")), None)
+            if path is not None and sha256_file(path) == outcome.file_sha256:
+                outcome.file = str(path)
+        outcome.published_as = ""
+        return outcome
+
+    def _convert(self, v: VariantSpec, outcome: VariantOutcome) -> Path:
+        converter = CONVERTERS[v.kind]
+        out = self.work / f"{v.variant_id}{converter.suffix}"
+        job = ConversionJob(self.spec, v, self.fp32, out, self.work, self.calibration, validation=self.validation)
+        converter.convert(job)
+        if converter.suffix == ".onnx":
+            finalize_variant(out, self.spec.export.ir_version)
+        outcome.notes.extend(job.notes)
+        return out
+
+    def build_one(self, v: VariantSpec, search: bool = False) -> VariantOutcome:
+        converter = CONVERTERS[v.kind]
+        key = _variant_key(self.spec, v, self.fp32_sha, self.validation, self.calibration, self.tools)
+        reused = self._reused(key, v.variant_id)
+        if reused is not None:
+            reused.search = search
+            self.stages[f"variant:{v.variant_id}"] = {"key": key}
+            return reused
+        outcome = VariantOutcome(id=v.variant_id, kind=v.kind, runtime=converter.runtime,
+                                 precision=converter.precision, options=v.model_dump(mode="json", exclude_defaults=True),
+                                 search=search, key=key)
+        self.stages[f"variant:{v.variant_id}"] = {"key": key}
+        reason = converter.unavailable()
+        if reason:
+            outcome.status, outcome.reason = "skipped", reason
+            return outcome
+        try:
+            path = self.fp32 if v.kind == "onnx_fp32" else self._convert(v, outcome)
+            runtime = open_runtime(converter.runtime, path, self.inputs, self.outputs,
+                                   timing_input(self.validation, self.spec.max_batch_size),
+                                   self.spec.serving.intra_op_threads)
+            candidate = run_over(runtime.run, self.validation)
+        except Exception as e:  # a failed conversion or run rejects this variant, not the build
+            outcome.status, outcome.reason = "error", f"{type(e).__name__}: {str(e).strip()[:600]}"
+            return outcome
+        outcome.file, outcome.file_sha256, outcome.size_bytes = str(path), sha256_file(path), path.stat().st_size
+        outcome.device, outcome.memory_mb = runtime.device, round(runtime.memory_mb, 1)
+        comparison, gate, notes = check_variant(self.spec, self.validation, self.reference, runtime.run,
+                                                converter.batch_dependent, candidate)
+        outcome.notes.extend(notes)
+        outcome.comparison = comparison.to_dict()
+        outcome.gate = gate.to_dict()
+        outcome.status = "passed" if gate.passed else "rejected"
+        outcome.reason = "" if gate.passed else "; ".join(gate.failures)
+        return outcome
+
+    # ---- all of them -------------------------------------------------------------------------
+    def _sensitivity_cached_search(self) -> list[VariantSpec]:
+        s = self.spec.int8_search
+        key = combine({"fp32": self.fp32_sha, "calibration": self.calibration.fingerprint() if self.calibration else "",
+                       "search": json.dumps(s.model_dump(mode="json"), sort_keys=True),
+                       "tools": json.dumps(self.tools, sort_keys=True)})
+        old = self.old.get("int8_search")
+        if old and old.get("key") == key:
+            grid = [VariantSpec(**d) for d in old["result"]]
+        else:
+            assert self.calibration is not None
+            grid = search_variants(self.spec, self.fp32, self.calibration, self.work, self.notes)
+        self.stages["int8_search"] = {"key": key, "result": [g.model_dump(mode="json") for g in grid]}
+        return grid
+
+    def run(self) -> VariantsResult:
+        specs = [(FP32, False)] + [(v, False) for v in self.spec.variants]
+        if self.spec.int8_search.enabled:
+            with self.rep.stage("INT8 search: sensitivity analysis and grid"):
+                specs += [(v, True) for v in self._sensitivity_cached_search()]
+        outcomes = []
+        for v, search in specs:
+            with self.rep.stage(f"variant {v.variant_id}: convert and gate"):
+                outcome = self.build_one(v, search)
+            outcomes.append(outcome)
+            self.rep.info(_status_line(outcome))
+        all_specs = [v for v, _ in specs]
+        timing_reused = self._time(outcomes, all_specs)
+        winner = self._search_winner(outcomes)
+        primary = self._primary(outcomes, winner)
+        for o in outcomes:  # results reused without their file (not published last time) need it now
+            if o.passed and (not o.search or o.id == winner) and not o.file:
+                o.file = str(self.fp32 if o.kind == "onnx_fp32" else self._convert(_spec_for(o, all_specs), o))
+        return VariantsResult(outcomes, primary, winner, timing_reused, self.notes, self.stages)
+
+    def _time(self, outcomes: list[VariantOutcome], specs: list[VariantSpec]) -> bool:
+        """Time side by side every variant that passed and every spec variant the gate rejected (so the report
+        shows what its speed would have been); reuse the last timing if the same files were timed."""
+        if not self.spec.timing.enabled:
+            return False
+        timed = [o for o in outcomes if o.passed or (o.status == "rejected" and not o.search)]
+        key = combine({"files": json.dumps(sorted((o.id, o.file_sha256) for o in timed)),
+                       "settings": json.dumps(self.spec.timing.model_dump(mode="json"), sort_keys=True),
+                       "batches": str(self.spec.timing_batch_sizes), "cpu": json.dumps(cpu_info(), sort_keys=True),
+                       "threads": str(self.spec.serving.intra_op_threads)})
+        old = self.old.get("timing")
+        self.stages["timing"] = {"key": key}
+        if old and old.get("key") == key:
+            for o in timed:
+                o.timing = old["result"].get(o.id, {})
+            self._speedups(timed)
+            self.stages["timing"]["result"] = old["result"]
+            return True
+        runners = {}
+        with self.rep.stage(f"time {len(timed)} variants side by side at batch {self.spec.timing_batch_sizes}"):
+            for o in timed:
+                if not o.file:  # reused result whose file is not in the repository: convert again
+                    o.file = str(self.fp32 if o.kind == "onnx_fp32" else self._convert(_spec_for(o, specs), o))
+                runners[o.id] = open_runtime(o.runtime, Path(o.file), self.inputs, self.outputs,
+                                             threads=self.spec.serving.intra_op_threads).run
+            inputs = {b: timing_input(self.validation, b) for b in self.spec.timing_batch_sizes}
+            stats = measure(runners, inputs, self.spec.timing)
+        for o in timed:
+            o.timing = {str(b): s.to_dict() for b, s in stats[o.id].items()}
+        self._speedups(timed)
+        self.stages["timing"]["result"] = {o.id: o.timing for o in timed}
+        return False
+
+    @staticmethod
+    def _speedups(timed: list[VariantOutcome]) -> None:
+        fp32 = next((o for o in timed if o.kind == "onnx_fp32"), None)
+        for o in timed:
+            if fp32 is None:
+                continue
+            o.speedup = {b: round(fp32.timing[b]["p50_ms"] / s["p50_ms"], 3) for b, s in o.timing.items() if b in fp32.timing}
+
+    def _largest_batch(self) -> int:
+        return max(self.spec.timing_batch_sizes)
+
+    def _search_winner(self, outcomes: list[VariantOutcome]) -> str | None:
+        passing = [o for o in outcomes if o.search and o.passed]
+        if not passing:
+            return None
+        return max(passing, key=lambda o: o.throughput(self._largest_batch())).id
+
+    def _primary(self, outcomes: list[VariantOutcome], winner: str | None) -> str:
+        publishable = [o for o in outcomes if o.passed and (not o.search or o.id == winner)]
+        if not self.spec.timing.enabled:
+            return "onnx_fp32"
+        return max(publishable, key=lambda o: o.throughput(self._largest_batch())).id
+
+
+def check_variant(spec: BuildSpec, validation: Dataset, reference: Outputs, run, batch_dependent: bool,
+                  candidate: Outputs | None = None) -> tuple[Comparison, GateResult, list[str]]:
+    """Compare a variant with the FP32 reference on the validation data and apply the gate. A batch-dependent
+    variant must pass one sample at a time too (served batches are not the validation batches); the worse of
+    the two comparisons is the one reported."""
+    tol = spec.validation.tolerance
+    candidate = candidate if candidate is not None else run_over(run, validation)
+    comparison = compare(spec, validation, reference, candidate, tol.atol, tol.rtol)
+    gate = evaluate(comparison, spec.gate)
+    notes: list[str] = []
+    if batch_dependent and gate.passed:
+        single = validation.rebatch(1)
+        alone = compare(spec, single, rebatch_outputs(reference, 1), run_over(run, single), tol.atol, tol.rtol)
+        gate_alone = evaluate(alone, spec.gate)
+        notes.append("batch-dependent outputs: gated batched and one sample at a time")
+        if not gate_alone.passed or _worst_cosine(alone) < _worst_cosine(comparison):
+            comparison, gate = alone, gate_alone
+    return comparison, gate, notes
+
+
+def _worst_cosine(comparison: Comparison) -> float:
+    return min(m.min_cosine for m in comparison.outputs.values())
+
+
+def _spec_for(outcome: VariantOutcome, specs: list[VariantSpec]) -> VariantSpec:
+    for v in specs:
+        if v.variant_id == outcome.id:
+            return v
+    return VariantSpec(kind=outcome.kind, **{k: v for k, v in outcome.options.items() if k != "kind"})
+
+
+def _status_line(o: VariantOutcome) -> str:
+    if o.status == "passed":
+        return f"{o.id}: passed the gate"
+    return f"{o.id}: {o.status}: {o.reason}"
+

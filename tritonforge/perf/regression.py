@@ -1,0 +1,70 @@
+"""Regression gate: compare a sweep with a stored baseline; fail when throughput drops or p95 rises too much.
+
+Only meaningful on stable hardware (a dedicated CI runner, the same machine type, nothing else running):
+on shared machines, noise alone can move these numbers by tens of percent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tritonforge.errors import TritonforgeError
+from tritonforge.perf.sweep import SweepResult
+
+
+@dataclass
+class Change:
+    model: str
+    batch_size: int
+    load: str
+    metric: str  # "throughput" | "p95"
+    baseline: float
+    current: float
+
+    @property
+    def relative(self) -> float:
+        return (self.current - self.baseline) / self.baseline if self.baseline else 0.0
+
+    def describe(self) -> str:
+        unit = "infer/s" if self.metric == "throughput" else "ms"
+        scale = 1.0 if self.metric == "throughput" else 1e-3
+        return (f"{self.model} b{self.batch_size} {self.load}: {self.metric} {self.baseline * scale:.2f} -> "
+                f"{self.current * scale:.2f} {unit} ({self.relative:+.1%})")
+
+
+@dataclass
+class GateResult:
+    compared: int
+    regressions: list[Change]
+    changes: list[Change]
+
+    @property
+    def passed(self) -> bool:
+        return not self.regressions
+
+
+def compare(current: SweepResult, baseline: SweepResult, max_throughput_drop: float = 0.10,
+            max_p95_rise: float = 0.20) -> GateResult:
+    """Points measured in both (same model, batch size and load level) are compared."""
+    def key(p):
+        return (p.model, p.batch_size, p.concurrency, p.request_rate)
+
+    base = {key(p): p for p in baseline.points}
+    changes, regressions, compared = [], [], 0
+    for p in current.points:
+        b = base.get(key(p))
+        if b is None:
+            continue
+        compared += 1
+        load = f"c{p.concurrency}" if p.concurrency is not None else f"r{p.request_rate:g}/s"
+        tput = Change(p.model, p.batch_size, load, "throughput", b.throughput, p.throughput)
+        p95 = Change(p.model, p.batch_size, load, "p95", b.p95_us, p.p95_us)
+        changes += [tput, p95]
+        if tput.relative < -max_throughput_drop:
+            regressions.append(tput)
+        if p95.relative > max_p95_rise:
+            regressions.append(p95)
+    if compared == 0:
+        raise TritonforgeError("the baseline has no point in common with this run (model, batch size and load "
+                               "must match); record a new baseline with --save-baseline")
+    return GateResult(compared, regressions, changes)

@@ -1,0 +1,312 @@
+"""The real `tritonserver` carried by the nvidia-pytriton wheel, run locally on CPU with the Python backend.
+
+The wheel keeps the Python-backend stub apart from the backend; a scratch tree of symlinks puts the stub for
+this Python beside it. The stub ignores PYTHONPATH and takes its prefix from the first `python3` on PATH, so
+this interpreter's bin/ goes first: the Python models then see this environment's packages.
+
+The server runs in its own process group (Ctrl-C in a terminal reaches only us; we stop it cleanly), gets
+SIGTERM if this process dies (PR_SET_PDEATHSIG), and `stop()` ends the whole group, stubs included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonforge.errors import ServerError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def server_dist() -> Path:
+    """The `tritonserver` tree inside the installed nvidia-pytriton wheel."""
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError("the local server needs the 'nvidia-pytriton' wheel: pip install nvidia-pytriton")
+    dist = Path(spec.submodule_search_locations[0]) / "tritonserver"
+    if not (dist / "bin" / "tritonserver").is_file():
+        raise ServerError(f"no tritonserver binary under {dist}")
+    return dist
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports free on `host` right now (the server may still lose a race; start() retries)."""
+    socks, ports = [], []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class ModelState:
+    """A model's state as the server's repository index reports it."""
+
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+class PortInUse(ServerError):
+    pass
+
+
+class LocalTritonServer:
+    """Start, query and stop one local tritonserver.
+
+    with LocalTritonServer(repo) as server:
+        server.grpc_url  # "127.0.0.1:PORT"
+    """
+
+    def __init__(self, repo: Path, *, host: str = "127.0.0.1", http_port: int | None = None,
+                 grpc_port: int | None = None, metrics_port: int | None = None, load_models: list[str] | None = None,
+                 cache_size: int = 0, log_path: Path | None = None, log_verbose: int = 0,
+                 startup_timeout: float = 180.0, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.repo = Path(repo).absolute()
+        self.host = host
+        self._fixed_ports = (http_port, grpc_port, metrics_port)
+        self.http_port = self.grpc_port = self.metrics_port = 0
+        self.load_models = load_models
+        self.cache_size = cache_size
+        self.log_verbose = log_verbose
+        self.startup_timeout = startup_timeout
+        self.extra_args = extra_args or []
+        self.extra_env = dict(env or {})
+        self._scratch: Path | None = None
+        self._log_path = log_path
+        self._own_log = log_path is None
+        self.process: subprocess.Popen | None = None
+
+    # ---- addresses -------------------------------------------------------------------------------
+    @property
+    def client_host(self) -> str:
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.client_host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.client_host}:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.client_host}:{self.metrics_port}/metrics"
+
+    @property
+    def log_path(self) -> Path:
+        assert self._log_path is not None
+        return self._log_path
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def _prepare_tree(self) -> Path:
+        dist = server_dist()
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
+        if not stub.is_file():
+            raise ServerError(f"the nvidia-pytriton wheel has no Python-backend stub for Python {version}")
+        tree = Path(tempfile.mkdtemp(prefix="tritonforge-server-"))
+        (tree / "bin").mkdir()
+        (tree / "backends" / "python").mkdir(parents=True)
+        os.symlink(dist / "bin" / "tritonserver", tree / "bin" / "tritonserver")
+        for f in (dist / "backends" / "python").iterdir():
+            if f.is_file():
+                os.symlink(f, tree / "backends" / "python" / f.name)
+        os.symlink(stub, tree / "backends" / "python" / "triton_python_backend_stub")
+        os.symlink(dist / "caches", tree / "caches")
+        return tree
+
+    def _args(self, tree: Path) -> list[str]:
+        args = [
+            str(tree / "bin" / "tritonserver"),
+            f"--model-repository={self.repo}",
+            f"--backend-directory={tree / 'backends'}",
+            f"--cache-directory={tree / 'caches'}",
+            f"--http-address={self.host}", f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            "--model-control-mode=explicit",
+            "--exit-on-error=false",
+            "--strict-readiness=false",
+            "--allow-gpu-metrics=false",
+            "--exit-timeout-secs=10",
+            f"--log-verbose={self.log_verbose}",
+            # Unique shared-memory names: several local servers can run side by side.
+            f"--backend-config=python,shm-region-prefix-name=tf{os.getpid()}_{uuid.uuid4().hex[:8]}_",
+        ]
+        models = self._expand(self.load_models) if self.load_models is not None else ["*"]
+        args += [f"--load-model={m}" for m in models]
+        if self.cache_size:
+            args.append(f"--cache-config=local,size={self.cache_size}")
+        return args + self.extra_args
+
+    def _expand(self, models: list[str]) -> list[str]:
+        """Models to load: each named model plus every model its build owns (routers call their variants
+        through BLS, which Triton cannot see as dependencies)."""
+        import json
+
+        out: list[str] = []
+        for name in models:
+            manifest = self.repo / name / "tritonforge_manifest.json"
+            group = json.loads(manifest.read_text()).get("models", [name]) if manifest.is_file() else [name]
+            out += [m for m in [name, *group] if m not in out]
+        return out
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env.pop("PYTHONPATH", None)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the repository free of __pycache__
+        env.update(self.extra_env)
+        return env
+
+    def start(self, attempts: int = 3) -> LocalTritonServer:
+        """Start the server and wait until it is ready; picks free ports unless fixed ones were given."""
+        if not self.repo.is_dir():
+            raise ServerError(f"model repository not found: {self.repo}")
+        last: Exception | None = None
+        for _ in range(attempts):
+            ports = free_ports(3, self.client_host)
+            self.http_port, self.grpc_port, self.metrics_port = (
+                fixed or free for fixed, free in zip(self._fixed_ports, ports)
+            )
+            try:
+                self._launch()
+                self.wait_ready()
+                return self
+            except PortInUse as e:
+                last = e
+                self.stop()
+                if all(self._fixed_ports):
+                    break
+            except BaseException:
+                self.stop()
+                raise
+        raise last or ServerError("server did not start")
+
+    def _launch(self) -> None:
+        self._scratch = self._prepare_tree()
+        if self._log_path is None:
+            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(fd)
+            self._log_path = Path(name)
+        log = open(self._log_path, "ab")
+        try:
+            self.process = subprocess.Popen(
+                self._args(self._scratch), env=self._env(), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        finally:
+            log.close()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self) -> None:
+        """Block until the server answers ready on gRPC; raise with the log tail if it dies or times out."""
+        import tritonclient.grpc as grpcclient
+
+        assert self.process is not None
+        deadline = time.monotonic() + self.startup_timeout
+        client = grpcclient.InferenceServerClient(self.grpc_url)
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    tail = self.log_tail()
+                    if "address already in use" in tail.lower() or "already in use" in tail.lower():
+                        raise PortInUse(
+                            f"a port is already in use (HTTP {self.http_port}, gRPC {self.grpc_port}, metrics "
+                            f"{self.metrics_port} on {self.host}); choose others or stop what holds them. "
+                            f"Server log:\n{self.log_tail(5)}"
+                        )
+                    raise ServerError(f"tritonserver exited with code {self.process.returncode}:\n{tail}")
+                with contextlib.suppress(Exception):
+                    if client.is_server_ready(client_timeout=2):
+                        return
+                time.sleep(0.2)
+        finally:
+            client.close()
+        raise ServerError(f"tritonserver not ready after {self.startup_timeout:.0f}s:\n{self.log_tail()}")
+
+    def model_states(self) -> list[ModelState]:
+        """Every model in the repository with its state (READY, UNAVAILABLE, ...) and the server's reason."""
+        import tritonclient.grpc as grpcclient
+
+        client = grpcclient.InferenceServerClient(self.grpc_url)
+        try:
+            index = client.get_model_repository_index(as_json=True).get("models", [])
+        finally:
+            client.close()
+        return [ModelState(m["name"], m.get("version", ""), m.get("state", "UNKNOWN"), m.get("reason", ""))
+                for m in sorted(index, key=lambda m: m["name"])]
+
+    def is_alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM the server (graceful), then SIGKILL its process group if it lingers. Returns the exit code."""
+        code = None
+        if self.process is not None:
+            pgid = self.process.pid
+            if self.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pgid, signal.SIGKILL)
+                    self.process.wait(5)
+            code = self.process.returncode
+            # Stubs are in the server's process group; none may outlive it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            self.process = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+        return code
+
+    def cleanup(self) -> None:
+        """Remove the log file this object created (a log path given by the caller is kept)."""
+        if self._own_log and self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
+            self._log_path = None
+
+    def __enter__(self) -> LocalTritonServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        self.cleanup()
