@@ -40,6 +40,7 @@ from tritonforge.perf.config_search import Candidate, apply, compute_models, def
 from tritonforge.perf.inputs import RETRY_OFFSET, model_samples, per_attempt, select, unique_inputs, write_input_json
 from benchmarks.miss_path_floor import measure_floor
 from tritonforge.perf.triton_stats import stats_of
+from tritonforge.repository.reader import Repository
 
 MODEL = "minilm"
 MODEL_TEXT = "text"
@@ -48,7 +49,7 @@ MODEL_TEXT = "text"
 def _tokenizer(repo: Path):
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(repo / f"{MODEL}_tokenizer" / "1" / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(Repository(repo).file(f"{MODEL}_tokenizer")))
     tok.no_padding()
     tok.no_truncation()
     return tok
@@ -86,7 +87,7 @@ def in_process_best(repo: Path, texts: list[str], batch_sizes=(1, 8, 16, 32, 64)
     tok = _tokenizer(repo)
     tok.enable_padding(length=16)
     tok.enable_truncation(16)
-    model = OrtModel(repo / f"{MODEL}_ort" / "1" / "model.onnx", ["embedding"])
+    model = OrtModel(Repository(repo).file(f"{MODEL}_ort"), ["embedding"])
     results = {}
     for b in batch_sizes:
         enc = tok.encode_batch(texts[:b])

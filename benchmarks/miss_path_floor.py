@@ -53,6 +53,7 @@ def chain_names(repo: Path, model: str) -> dict[str, str]:
 def _python_model(dest: Path, source: Path, config) -> None:
     (dest / "1").mkdir(parents=True)
     shutil.copyfile(source, dest / "1" / "model.py")
+    config.ClearField("version_policy")  # version 1 here, whichever version the build published
     write_config(config, dest)
 
 

@@ -30,6 +30,7 @@ import tritonclient.grpc as grpcclient
 from tritonforge.hashing import sha256_tree
 from tritonforge.build.ort_runtime import OrtModel
 from tritonforge.build.serving_graph import METRICS_LAG_S
+from tritonforge.repository.reader import Repository
 from tritonforge.server.process import LocalTritonServer
 from tritonforge.client import Client, ClientError
 
@@ -195,7 +196,7 @@ def replica_failover(repo: Path, redis_url: str, requests: int = 2000, concurren
         load = Result("replica killed mid-load", f"{concurrency} threads, client with 2 endpoints, "
                                                  "server A SIGKILLed after a third", requests)
         inputs = _digits_inputs(requests, seed=7)
-        reference = OrtModel(repo / "digits_ort" / "1" / "model.onnx", ["logits"])
+        reference = OrtModel(Repository(repo).file("digits_ort"), ["logits"])
         done = []
         lock = threading.Lock()
         with Client([a.grpc_url, b.grpc_url], timeout=60, retries=6) as client:
@@ -234,12 +235,12 @@ def replica_failover(repo: Path, redis_url: str, requests: int = 2000, concurren
 # so the SIGKILL lands at the same, worst, point on every run instead of racing a polling loop.
 _PAUSED_BUILD = """
 import os, pathlib, sys, time
-from tritonforge.repository import transaction
+from tritonforge.repository import publish
 def _pause_before_swap(self, _marker=pathlib.Path(sys.argv[1])):
-    _marker.with_suffix(".part").write_text(str(self.path))
+    _marker.with_suffix(".part").write_text(str(self.txn))
     os.replace(_marker.with_suffix(".part"), _marker)
     time.sleep(3600)
-transaction.RepositoryTransaction.commit = _pause_before_swap
+publish.Publication.commit = _pause_before_swap
 sys.argv = ["tritonforge"] + sys.argv[2:]
 from tritonforge.cli.main import main
 main()
@@ -301,10 +302,10 @@ def direct_embeddings(repo: Path, items: list[str]) -> np.ndarray:
     runner serves (the rung that answers on the local server)."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(repo / "minilm_tokenizer" / "1" / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(Repository(repo).file("minilm_tokenizer")))
     tok.enable_truncation(128)
     tok.enable_padding()
-    model = OrtModel(repo / "minilm_ort" / "1" / "model.onnx", ["embedding"])
+    model = OrtModel(Repository(repo).file("minilm_ort"), ["embedding"])
     out = []
     for i in range(0, len(items), 64):
         enc = tok.encode_batch(items[i:i + 64])

@@ -21,13 +21,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from builder.pipeline import build  # noqa: E402
-from builder.render import RichReporter, console, model_states_table, variants_table  # noqa: E402
-from builder.serving_graph import METRICS_LAG_S  # noqa: E402
-from builder.sources import load_source  # noqa: E402
-from builder.spec import load_spec  # noqa: E402
-from builder.triton_server import LocalTritonServer  # noqa: E402
-from client import Client  # noqa: E402
+from tritonforge.build.pipeline import build  # noqa: E402
+from tritonforge.cli.render import RichReporter, console, model_states_table, variants_table  # noqa: E402
+from tritonforge.build.serving_graph import METRICS_LAG_S  # noqa: E402
+from tritonforge.build.sources import load_source  # noqa: E402
+from tritonforge.build.spec import load_spec  # noqa: E402
+from tritonforge.server.process import LocalTritonServer  # noqa: E402
+from tritonforge.client import Client  # noqa: E402
 
 DIGITS = ROOT / "examples" / "digits"
 MINILM = ROOT / "examples" / "minilm"
@@ -105,7 +105,7 @@ def main() -> int:
     specs = [DIGITS / "spec.yaml"] + ([] if args.skip_minilm else [MINILM / "spec.yaml"])
     for spec in specs:
         outcome = build(spec, args.repo, reporter=RichReporter(f"{spec.parent.name}: "))
-        from builder.report import read_report
+        from tritonforge.build.report import read_report
 
         console.print(variants_table(read_report(args.repo, outcome.spec.name)))
         if outcome.noop:

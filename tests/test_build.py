@@ -19,6 +19,7 @@ from tritonforge.repository.config import read_config
 from tritonforge.repository.manifest import read_manifest
 
 from conftest import DIGITS, ROOT, digits_spec_copy, tree_hashes
+from tritonforge.repository.reader import Repository
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -33,12 +34,12 @@ def test_build_writes_verified_repository(digits_repo):
                            + (["digits_ort_fp32"] if report["serving"]["in_process_runner"] != "onnx_fp32" else []))
     assert "digits_onnx_fp32" in published
     manifest = read_manifest(digits_repo, "digits")
-    assert manifest.models == names
+    assert sorted(manifest.models) == names and manifest.models[-1] == "digits"  # the public model published last
     assert manifest.intact(digits_repo)
     check = manifest.stages["export"]["result"]["check"]
     assert check["within_tolerance"] and check["outputs"]["logits"]["max_abs"] < 1e-4
     assert check["accuracy"]["reference"] == check["accuracy"]["candidate"]
-    model = onnx.load(str(digits_repo / "digits_onnx_fp32" / "1" / "model.onnx"))
+    model = onnx.load(str(Repository(digits_repo).file("digits_onnx_fp32")))
     assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["logits"]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert model.ir_version <= 8

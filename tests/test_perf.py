@@ -26,6 +26,7 @@ from tritonforge.perf.triton_stats import model_stats, stats_of
 from tritonforge.perf.sweep import SweepPlan, run_sweep
 
 from conftest import ROOT, digits_spec_copy
+from tritonforge.repository.reader import Repository
 
 pytestmark = pytest.mark.integration
 FAST = ["--measurement-interval", "500", "--max-trials", "8", "--stability", "30"]
@@ -266,8 +267,8 @@ def test_miss_path_floor_puts_the_build_s_cache_and_router_in_front_of_a_zero_ru
     entries = floor_repository(digits_repo, "digits", tmp_path / "repo")
     assert entries["runner"] == "digits_ort" and entries["cache"] == "digits_cache"
     for role in ("cache", "router"):  # the build's own serving logic, unchanged
-        assert (tmp_path / "repo" / entries[role] / "1" / "model.py").read_bytes() == \
-            (digits_repo / entries[role] / "1" / "model.py").read_bytes()
+        assert next((tmp_path / "repo" / entries[role]).glob("*/model.py")).read_bytes() == \
+            Repository(digits_repo).file(entries[role], "model.py").read_bytes()
     out = read_config(digits_repo / "digits_ort" / "config.pbtxt").output[0]
     image = np.stack([s["image"] for s in model_samples(digits_repo, "digits_cache")[:3]])
     def successes(client):  # warm-up requests count too, so compare before and after

@@ -108,14 +108,15 @@ def test_tensorrt_model_config_on_cpu(tmp_path, digits_spec):
     plan.write_bytes(b"plan bytes")
     outcome = VariantOutcome(id="trt_fp16", kind="trt_fp16", runtime="tensorrt", precision="fp16", options={},
                              published_as="digits_trt_fp16", file=str(plan))
-    model = variant_model(spec, outcome)
-    model.write(tmp_path)
+    model = variant_model(spec, outcome, 0)
+    model.write(tmp_path / "digits_trt_fp16", 3)
     cfg = read_config(tmp_path / "digits_trt_fp16" / "config.pbtxt")
+    assert list(cfg.version_policy.specific.versions) == [3]
     assert cfg.platform == "tensorrt_plan"
     assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
     assert len(cfg.cc_model_filenames) == 1
     filename = next(iter(cfg.cc_model_filenames.values()))
-    assert (tmp_path / "digits_trt_fp16" / "1" / filename).read_bytes() == b"plan bytes"
+    assert (tmp_path / "digits_trt_fp16" / "3" / filename).read_bytes() == b"plan bytes"
     assert cfg.max_batch_size == 64 and list(cfg.dynamic_batching.preferred_batch_size) == [16, 64]
     assert [i.name for i in cfg.input] == ["image"]
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonforge.errors import RepositoryError
 from tritonforge.repository import config as cfg
-from tritonforge.repository.transaction import RepositoryTransaction
+from tritonforge.repository.publish import Publication, remove_tree, work_area
 from tritonforge.build.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
 
 from conftest import ROOT, tree_hashes
@@ -56,24 +58,63 @@ def test_read_config_error_names_file(tmp_path):
 
 
 def _seed(repo):
-    (repo / "a" / "1").mkdir(parents=True)
-    (repo / "a" / "config.pbtxt").write_text("old a")
-    (repo / "b" / "1").mkdir(parents=True)
-    (repo / "b" / "config.pbtxt").write_text("old b")
+    for name in ("a", "b"):
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(f"old {name}")
+        (repo / name / "1" / "model.onnx").write_text(f"weights {name}")
 
 
-def test_commit_replaces_only_named_models(tmp_path):
+def _stage(pub: Publication, name: str, text: str) -> None:
+    d = pub.stage(name)
+    (d / "2").mkdir()
+    (d / "config.pbtxt").write_text(text)
+    (d / "2" / "model.onnx").write_text(text)
+
+
+def _leftovers(repo: Path) -> list[Path]:
+    return list(work_area(repo).glob("txn-*"))
+
+
+def test_publication_replaces_only_its_models_and_never_the_root(tmp_path):
     repo = tmp_path / "repo"
     _seed(repo)
-    inode_b = os.stat(repo / "b" / "config.pbtxt").st_ino
-    with RepositoryTransaction(repo, replace={"a"}) as txn:
-        assert not (txn.path / "a").exists() and (txn.path / "b" / "config.pbtxt").read_text() == "old b"
-        (txn.path / "a").mkdir()
-        (txn.path / "a" / "config.pbtxt").write_text("new a")
-        txn.commit()
-    assert (repo / "a" / "config.pbtxt").read_text() == "new a"
-    assert os.stat(repo / "b" / "config.pbtxt").st_ino == inode_b  # carried over by hard link, not rewritten
-    assert not list(tmp_path.glob(".repo.staging-*")) and not list(tmp_path.glob(".repo.old-*"))
+    root, inode_b = os.stat(repo).st_ino, os.stat(repo / "b" / "config.pbtxt").st_ino
+    os.chmod(repo, 0o751)
+    with Publication(repo, order=["a", "c"]) as pub:
+        _stage(pub, "a", "new a")
+        _stage(pub, "c", "new c")
+        pub.commit()
+    assert (repo / "a" / "config.pbtxt").read_text() == "new a" and not (repo / "a" / "1").exists()
+    assert (repo / "c" / "2" / "model.onnx").read_text() == "new c"
+    assert os.stat(repo).st_ino == root and stat.S_IMODE(os.stat(repo).st_mode) == 0o751  # the root itself
+    assert os.stat(repo / "b" / "config.pbtxt").st_ino == inode_b  # not the build's: never touched
+    assert stat.S_IMODE(os.stat(repo / "c").st_mode) == 0o777 & ~_umask()  # mkdir's mode, not mkdtemp's 0700
+    assert not _leftovers(repo) and sorted(p.name for p in tmp_path.iterdir()) == [".repo.tritonforge", "repo"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_replaced_model_directory_keeps_its_mode(tmp_path):
+    repo = tmp_path / "repo"
+    _seed(repo)
+    os.chmod(repo / "a", 0o750)
+    with Publication(repo, order=["a"]) as pub:
+        _stage(pub, "a", "new a")
+        pub.commit()
+    assert stat.S_IMODE(os.stat(repo / "a").st_mode) == 0o750
+
+
+def test_models_the_build_no_longer_owns_are_removed_and_only_those(tmp_path):
+    repo = tmp_path / "repo"
+    _seed(repo)
+    with Publication(repo, order=["a"], remove={"b", "never_there"}) as pub:
+        _stage(pub, "a", "new a")
+        pub.commit()
+    assert sorted(p.name for p in repo.iterdir()) == ["a"]
 
 
 def test_failure_before_commit_leaves_repo_untouched(tmp_path):
@@ -81,51 +122,93 @@ def test_failure_before_commit_leaves_repo_untouched(tmp_path):
     _seed(repo)
     before = tree_hashes(repo)
     with pytest.raises(RuntimeError):
-        with RepositoryTransaction(repo, replace={"a"}) as txn:
-            (txn.path / "a").mkdir()
+        with Publication(repo, order=["a"]) as pub:
+            _stage(pub, "a", "half")
             raise RuntimeError("build failed half way")
-    assert tree_hashes(repo) == before
-    assert not list(tmp_path.glob(".repo.staging-*"))
+    assert tree_hashes(repo) == before and not _leftovers(repo)
 
 
 def test_second_writer_is_refused(tmp_path):
     repo = tmp_path / "repo"
     _seed(repo)
-    with RepositoryTransaction(repo):
+    with Publication(repo, order=["a"]):
         with pytest.raises(RepositoryError, match="another build is writing"):
-            with RepositoryTransaction(repo):
+            with Publication(repo, order=["a"]):
                 pass
 
 
-def test_killed_writer_leaves_repo_intact_and_next_build_cleans_up(tmp_path):
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_repo_that_is_a_file_or_a_symlink_is_refused_and_left_alone(tmp_path, kind):
+    target = tmp_path / "real"
+    target.mkdir()
     repo = tmp_path / "repo"
-    _seed(repo)
-    before = tree_hashes(repo)
-    script = textwrap.dedent(f"""
-        import os, signal, sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from pathlib import Path
-        from tritonforge.repository.transaction import RepositoryTransaction
-        txn = RepositoryTransaction(Path({str(repo)!r}), replace={{"a"}}).__enter__()
-        (txn.path / "a").mkdir()
-        (txn.path / "a" / "config.pbtxt").write_text("half written")
+    if kind == "file":
+        repo.write_text("not a repository")
+    else:
+        repo.symlink_to(target)
+    with pytest.raises(RepositoryError, match="is a file" if kind == "file" else "is a symbolic link"):
+        Publication(repo, order=["a"]).__enter__()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["real", "repo"]
+    assert repo.is_symlink() if kind == "symlink" else repo.read_text() == "not a repository"
+
+
+def test_remove_tree_never_follows_a_symlink(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    doomed = tmp_path / "doomed"
+    (doomed / "sub").mkdir(parents=True)
+    (doomed / "sub" / "link").symlink_to(outside)
+    (doomed / "file").write_text("x")
+    assert remove_tree(doomed) == []
+    assert not doomed.exists() and (outside / "keep.txt").read_text() == "keep"
+
+
+_KILLED = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from tritonforge.repository import publish
+    repo, when = Path(sys.argv[1]), sys.argv[2]
+    calls = []
+    real_exchange = publish.exchange
+    def exchange(a, b):
+        if os.environ.get("NO_EXCHANGE"):
+            return False
+        calls.append(1)
+        if when == "after_first_exchange" and len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_exchange(a, b)
+    publish.exchange = exchange
+    real_rename = os.rename
+    def rename(a, b):
+        real_rename(a, b)
+        if when == "between_renames" and Path(b).name == "a" and Path(b).parent.name == "removed":
+            os.kill(os.getpid(), signal.SIGKILL)
+    os.rename = rename
+    pub = publish.Publication(repo, order=["a", "b"]).__enter__()
+    for name in ("a", "b"):
+        d = pub.stage(name)
+        (d / "2").mkdir()
+        (d / "config.pbtxt").write_text("new " + name)
+    if when == "before_commit":
         os.kill(os.getpid(), signal.SIGKILL)
-    """)
-    proc = subprocess.run([sys.executable, "-c", script])
-    assert proc.returncode == -9
-    assert tree_hashes(repo) == before
-    assert list(tmp_path.glob(".repo.staging-*"))  # the killed build's leftovers ...
-    with RepositoryTransaction(repo) as txn:
-        txn.commit()
-    assert not list(tmp_path.glob(".repo.staging-*"))  # ... are removed by the next build
-    assert tree_hashes(repo) == before
+    pub.commit()
+""")
 
 
-def test_recovers_repository_caught_between_fallback_renames(tmp_path):
+@pytest.mark.parametrize("when", ["before_commit", "after_first_exchange", "between_renames"])
+def test_killed_publication_is_undone_by_the_next_build(tmp_path, when):
+    """kill -9 before the swap, between two model exchanges, or (without RENAME_EXCHANGE) between the two
+    renames of one model: the next publication finds the journal and puts the last complete build back."""
     repo = tmp_path / "repo"
     _seed(repo)
     before = tree_hashes(repo)
-    os.rename(repo, tmp_path / ".repo.old-abc")  # as if killed between the two renames of the fallback path
-    with RepositoryTransaction(repo) as txn:
-        txn.commit()
-    assert tree_hashes(repo) == before
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **({"NO_EXCHANGE": "1"} if when == "between_renames" else {})}
+    proc = subprocess.run([sys.executable, "-c", _KILLED, str(repo), when], env=env)
+    assert proc.returncode == -9
+    assert _leftovers(repo)
+    if when == "after_first_exchange":
+        assert (repo / "a" / "config.pbtxt").read_text() == "new a"  # caught half published ...
+    with Publication(repo, order=["a"]):
+        pass  # ... until the next build starts
+    assert tree_hashes(repo) == before and not _leftovers(repo)

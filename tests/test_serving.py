@@ -14,6 +14,7 @@ from tritonforge.build.sources import load_source
 from tritonforge.build.spec import load_spec
 from tritonforge.client import AsyncClient, Client, InputError, ModelNotFound
 from tritonforge.perf.triton_stats import model_stats
+from tritonforge.repository.reader import Repository
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,7 @@ def test_served_predictions_equal_pytorch(digits_server, digits_repo, digits_spe
     assert (served.argmax(1) == reference.argmax(1)).mean() >= 0.995
     # Exactly what the in-process runner's ONNX file computes (whichever variant the build chose for it) on the
     # same batches: a dynamic INT8 variant's answers depend on their batch neighbours.
-    runner = OrtModel(digits_repo / "digits_ort" / "1" / "model.onnx", ["logits"])
+    runner = OrtModel(Repository(digits_repo).file("digits_ort"), ["logits"])
     direct = np.concatenate([runner.run({"image": images[i:i + 64]})["logits"] for i in range(0, len(images), 64)])
     np.testing.assert_allclose(served, direct, atol=1e-5, rtol=1e-5)
 

@@ -23,6 +23,7 @@ from tritonforge.client import Client, InferenceFailed
 from conftest import MINILM, digits_spec_copy
 from benchmarks.reliability import wait_stored
 from tritonforge.perf.triton_stats import model_stats, stats_of
+from tritonforge.repository.reader import Repository
 
 pytestmark = pytest.mark.integration
 
@@ -249,7 +250,7 @@ def _direct(repo: Path, texts: list[str]) -> np.ndarray:
     """The same computation in-process: tokenizer + the FP32 ONNX file, one text at a time."""
     import minilm_data
 
-    model = OrtModel(repo / "minilm_onnx_fp32" / "1" / "model.onnx", ["embedding"])
+    model = OrtModel(Repository(repo).file("minilm_onnx_fp32"), ["embedding"])
     return np.concatenate([model.run(minilm_data.encode([t]))["embedding"] for t in texts])
 
 

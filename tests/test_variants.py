@@ -17,6 +17,7 @@ from tritonforge.repository.config import read_config
 from tritonforge.build.spec import load_spec
 
 from conftest import DIGITS, ROOT, digits_spec_copy, outlier_digits_spec
+from tritonforge.repository.reader import Repository
 
 
 class Recorder:
@@ -207,7 +208,7 @@ def test_broken_variant_conversion_is_reported_not_fatal(tmp_path, digits_spec):
     report = build(spec, tmp_path / "repo").report
     assert _variant(report, "half")["status"] == "passed"
     assert {v["id"] for v in report["variants"]} == {"onnx_fp32", "onnx_int8_dynamic", "half"}
-    assert (tmp_path / "repo" / "digits_half" / "1" / "model.onnx").is_file()
+    assert Repository(tmp_path / "repo").file("digits_half").is_file()
 
 
 @pytest.mark.slow
@@ -233,7 +234,7 @@ def test_minilm_int8_search(tmp_path_factory):
         winner = _variant(report, search["winner"])
         assert winner["comparison"]["outputs"]["embedding"]["min_cosine"] >= 0.99
         assert winner["published_as"] == "minilm_onnx_int8"
-        assert (repo / "minilm_onnx_int8" / "1" / "model.onnx").is_file()
+        assert Repository(repo).file("minilm_onnx_int8").is_file()
         assert winner["speedup"]["32"] > 0  # measured side by side; faster or not, the ratio is reported
     else:
         assert "No INT8 point passed" in (repo / "minilm" / "build_report.md").read_text()

@@ -33,7 +33,8 @@ from tritonforge.build.report import (
     to_markdown,
 )
 from tritonforge.repository.manifest import Manifest, read_manifest, tool_versions
-from tritonforge.repository.transaction import RepositoryTransaction
+from tritonforge.repository.publish import Publication, check_root
+from tritonforge.repository.reader import Repository
 from tritonforge.build.serving_graph import Names, ServingPlan, plan_models
 from tritonforge.build.sources import load_source, source_files
 from tritonforge.build.spec import BuildSpec, load_spec
@@ -125,8 +126,8 @@ def _export_stage(inp: _Inputs, work: Path, old: dict, repo: Path, rep: Reporter
     spec, validation = inp.spec, inp.validation
     key = _export_key(inp)
     prev = old.get("export")
-    published = repo / Names(spec.name).variant("onnx_fp32") / "1" / "model.onnx"
-    if prev and prev.get("key") == key and published.is_file() and sha256_file(published) == prev.get("sha256"):
+    published = Repository(repo).find_file(Names(spec.name).variant("onnx_fp32"))
+    if prev and prev.get("key") == key and published is not None and sha256_file(published) == prev.get("sha256"):
         rep.info("export: inputs unchanged, FP32 ONNX reused")
         return published, prev, {"key": key, "sha256": prev["sha256"], "result": prev["result"]}
     out = work / "model_fp32.onnx"
@@ -157,6 +158,7 @@ def _export_stage(inp: _Inputs, work: Path, old: dict, repo: Path, rep: Reporter
     result = {"exporter": exporter, "notes": notes, "check": check.to_dict(), "samples": len(validation)}
     stage = {"key": key, "sha256": sha256_file(out), "result": result}
     return out, stage, stage
+
 
 
 def _report(inp: _Inputs, repo: Path, export: dict, result: VariantsResult) -> dict:
@@ -228,7 +230,7 @@ def _serving_plan(inp: _Inputs, published: list[VariantOutcome], files: dict, no
 def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, reporter: Reporter | None = None) -> BuildOutcome:
     """Build one spec into `repo`. Unchanged inputs -> no work and no file touched. Errors leave `repo` as it was."""
     rep = reporter or SilentReporter()
-    repo = Path(repo).absolute()
+    repo = check_root(Path(repo))
     with rep.stage("read spec, validation and calibration data"):
         inp = _read_inputs(spec_path)
     spec = inp.spec
@@ -257,17 +259,18 @@ def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, repor
         _refuse_foreign_overwrite(repo, owned, old)
         manifest = Manifest(
             name=spec.name, tritonforge_version=__version__, fingerprint=inp.fingerprint, spec_hash=spec.content_hash(),
-            inputs=inp.hashes, tools=inp.tools, models=sorted(owned),
+            inputs=inp.hashes, tools=inp.tools, version=(old.version + 1) if old else 1,
+            roles={m.name: m.role for m in models}, dropped=sorted(set(old.models if old else []) - owned),
             stages={"export": export_stage, **result.stage_records()}, hardware=report["hardware"],
         )
         with rep.stage("write Triton repository"):
-            with RepositoryTransaction(repo, replace=owned | set(old.models if old else [])) as txn:
-                assert txn.path is not None
-                for model in models:
-                    model.write(txn.path)
-                manifest.hash_artifacts(txn.path)
-                manifest.write(txn.path)
-                txn.commit()
+            with Publication(repo, order=[m.name for m in models], remove=set(old.models if old else [])) as pub:
+                dirs = {m.name: m.write(pub.stage(m.name), manifest.version) for m in models}
+                manifest.hash_artifacts(dirs)
+                manifest.write(dirs[spec.name])
+                pub.commit()
+            for mount in pub.kept_mounts:
+                result.notes.append(f"{mount} is a mount point inside a replaced model directory; left in place")
         return BuildOutcome(spec, repo, False, manifest, report, export["check"], export["exporter"],
                             list(export["notes"]) + result.notes)
     finally:

@@ -20,6 +20,7 @@ from tritonforge.build.runtimes import open_runtime
 from tritonforge.build.spec import VariantSpec, parse_spec
 from tritonforge.build.variants import check_variant
 from tritonforge.build.verify import Outputs
+from tritonforge.repository.reader import Repository
 
 
 def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
@@ -41,12 +42,13 @@ def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
     reference = Outputs(load_batches(base / REFERENCE_NPZ)[0])
     with tempfile.TemporaryDirectory() as tmp:
         job = None
+        published = Repository(repo)
         if entry.get("published_as"):
-            path = next((Path(repo) / entry["published_as"] / "1").glob("model.*"))
+            path = published.file(entry["published_as"])
         else:
             path = Path(tmp) / f"{variant_id}{converter.suffix}"
             calibration = Dataset.load_npz(base / CALIBRATION_NPZ) if (base / CALIBRATION_NPZ).exists() else None
-            fp32 = Path(repo) / f"{model}_onnx_fp32" / "1" / "model.onnx"
+            fp32 = published.file(next(m for m in published.rungs(model) if published.role(m).variant == "onnx_fp32"))
             options = {k: v for k, v in entry["options"].items() if k != "kind"}
             job = ConversionJob(spec, VariantSpec(kind=entry["kind"], **options), fp32, path, Path(tmp), calibration,
                                 validation=validation)

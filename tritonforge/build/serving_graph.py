@@ -23,6 +23,7 @@ from pathlib import Path
 from tritonforge import dtypes
 from tritonforge.repository import config as cfg
 from tritonforge.repository.layout import ModelDir, python_model_files
+from tritonforge.repository.manifest import ModelRole, Role
 from tritonforge.build.spec import PYTHON_CACHE_KINDS, BuildSpec, DynamicBatchingSpec, TensorSpec
 from tritonforge.build.variants import VariantOutcome
 
@@ -89,20 +90,25 @@ def variant_io(spec: BuildSpec, outcome: VariantOutcome) -> tuple[list[TensorSpe
     return list(spec.inputs), list(spec.outputs)
 
 
-def ort_runner_model(spec: BuildSpec, name: str, onnx_file: Path) -> ModelDir:
+def ort_runner_model(spec: BuildSpec, name: str, outcome: VariantOutcome) -> ModelDir:
     params = {"onnx_file": "model.onnx", "intra_op_threads": str(spec.serving.intra_op_threads)}
     config = cfg.python_model(name, spec.inputs, spec.outputs, scheduling(spec, "cpu"), params)
-    return ModelDir(name, config, python_model_files("ort_runner", **{"model.onnx": onnx_file}))
+    role = ModelRole(Role.RUNNER, outcome.id, "onnxruntime", "model.onnx")
+    return ModelDir(name, config, role, python_model_files("ort_runner", **{"model.onnx": Path(outcome.file)}))
 
 
-def variant_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
-    """The Triton model serving one published variant in its native backend."""
+def variant_model(spec: BuildSpec, outcome: VariantOutcome, order: int) -> ModelDir:
+    """The Triton model serving one published variant in its native backend (`order`: its place in the router)."""
     name = outcome.published_as
     inputs, outputs = variant_io(spec, outcome)
     path = Path(outcome.file)
+
+    def role(file: str) -> ModelRole:
+        return ModelRole(Role.RUNG, outcome.id, outcome.runtime, file, order)
+
     if outcome.runtime == "onnxruntime":
         config = cfg.onnxruntime_model(name, inputs, outputs, scheduling(spec, "auto"))
-        return ModelDir(name, config, {"model.onnx": path})
+        return ModelDir(name, config, role("model.onnx"), {"model.onnx": path})
     if outcome.runtime == "tensorrt":
         # One plan per compute capability: on another GPU Triton finds no plan and the model stays UNAVAILABLE.
         from tritonforge.hardware import gpu_info
@@ -110,10 +116,10 @@ def variant_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
         cc = gpu_info().compute_capability or "0.0"
         filename = f"model_sm{cc.replace('.', '')}.plan"
         config = cfg.tensorrt_model(name, inputs, outputs, scheduling(spec, "gpu"), {cc: filename})
-        return ModelDir(name, config, {filename: path})
+        return ModelDir(name, config, role(filename), {filename: path})
     if outcome.runtime == "pytorch":
         config = cfg.pytorch_model(name, inputs, outputs, scheduling(spec, "gpu"))
-        return ModelDir(name, config, {"model.pt": path})
+        return ModelDir(name, config, role("model.pt"), {"model.pt": path})
     raise ValueError(f"no Triton model layout for runtime {outcome.runtime!r}")
 
 
@@ -139,7 +145,7 @@ def router_model(spec: BuildSpec, rungs: list[dict]) -> ModelDir:
     }
     name = Names(spec.name).router
     config = cfg.python_model(name, spec.inputs, spec.outputs, _logic_scheduling(spec, r.instance_count), params)
-    return ModelDir(name, config, python_model_files("router"))
+    return ModelDir(name, config, ModelRole(Role.ROUTER), python_model_files("router"))
 
 
 def cache_model(spec: BuildSpec, target: str, version: str, inputs: list[TensorSpec]) -> ModelDir:
@@ -156,7 +162,7 @@ def cache_model(spec: BuildSpec, target: str, version: str, inputs: list[TensorS
     }
     name = Names(spec.name).cache
     config = cfg.python_model(name, inputs, spec.outputs, _logic_scheduling(spec, c.instance_count), params)
-    return ModelDir(name, config, python_model_files("cache"))
+    return ModelDir(name, config, ModelRole(Role.CACHE), python_model_files("cache"))
 
 
 def public_inputs(spec: BuildSpec) -> list[TensorSpec]:
@@ -174,10 +180,11 @@ def tokenizer_model(spec: BuildSpec, tokenizer_file: Path) -> ModelDir:
               "outputs": json.dumps([spec.inputs[0].name, spec.inputs[1].name])}
     name = Names(spec.name).tokenizer
     config = cfg.python_model(name, public_inputs(spec), spec.inputs, _logic_scheduling(spec, t.instance_count), params)
-    return ModelDir(name, config, python_model_files("tokenizer", **{"tokenizer.json": tokenizer_file.read_bytes()}))
+    return ModelDir(name, config, ModelRole(Role.TOKENIZER, file="tokenizer.json"),
+                    python_model_files("tokenizer", **{"tokenizer.json": tokenizer_file.read_bytes()}))
 
 
-def ensemble(spec: BuildSpec, name: str, steps: list[ModelDir], response_cache: bool = False,
+def ensemble(spec: BuildSpec, name: str, steps: list[ModelDir], role: Role, response_cache: bool = False,
              extra: dict[str, Path | bytes] | None = None) -> ModelDir:
     """An ensemble of `steps` from the public inputs to the model's outputs. Tensors keep their names through
     the steps, so each step maps its own inputs and outputs by name."""
@@ -185,7 +192,7 @@ def ensemble(spec: BuildSpec, name: str, steps: list[ModelDir], response_cache: 
              for m in steps]
     config = cfg.ensemble_model(name, public_inputs(spec), spec.outputs, spec.max_batch_size, chain,
                                 response_cache=response_cache)
-    return ModelDir(name, config, {}, extra=extra or {})
+    return ModelDir(name, config, ModelRole(role), {}, extra=extra or {})
 
 
 @dataclass
@@ -203,12 +210,12 @@ class ServingPlan:
 def plan_models(spec: BuildSpec, plan: ServingPlan) -> list[ModelDir]:
     """Every model directory the build writes."""
     names = Names(spec.name)
-    models = [variant_model(spec, o) for o in plan.published]
+    models = [variant_model(spec, o, i) for i, o in enumerate(plan.published)]
     rungs = [_rung(o.published_as, variant_io(spec, o)[0]) for o in plan.published]
-    models.append(ort_runner_model(spec, names.ort, Path(plan.cpu_variant.file)))
+    models.append(ort_runner_model(spec, names.ort, plan.cpu_variant))
     rungs.append(_rung(names.ort, spec.inputs))
     if plan.cpu_variant.id != plan.fp32.id and spec.serving.router.fp32_last_rung:
-        models.append(ort_runner_model(spec, names.ort_fp32, Path(plan.fp32.file)))
+        models.append(ort_runner_model(spec, names.ort_fp32, plan.fp32))
         rungs.append(_rung(names.ort_fp32, spec.inputs))
     router = router_model(spec, rungs)
     models.append(router)
@@ -220,12 +227,12 @@ def plan_models(spec: BuildSpec, plan: ServingPlan) -> list[ModelDir]:
     c = spec.serving.cache
     if c.kind in PYTHON_CACHE_KINDS:
         if spec.preprocess is not None and c.placement == "before_preprocess":
-            models.append(ensemble(spec, names.pipeline, steps))
+            models.append(ensemble(spec, names.pipeline, steps, Role.PIPELINE))
             cache = cache_model(spec, names.pipeline, plan.cache_version, public_inputs(spec))
             steps = [cache]
         else:
             cache = cache_model(spec, router.name, plan.cache_version, list(spec.inputs))
             steps = steps[:-1] + [cache]
         models.append(cache)
-    models.insert(0, ensemble(spec, spec.name, steps, c.kind == "triton", plan.report_files))
+    models.append(ensemble(spec, spec.name, steps, Role.PUBLIC, c.kind == "triton", plan.report_files))
     return models

@@ -17,6 +17,7 @@ from tritonforge.build.onnx_graph import finalize_variant
 from tritonforge.build.runtimes import open_runtime
 from tritonforge.build.spec import BuildSpec, VariantSpec
 from tritonforge.build.timing import measure, timing_input
+from tritonforge.repository.reader import Repository
 from tritonforge.build.verify import Comparison, Outputs, compare, rebatch_outputs, run_over
 
 SEARCH_WINNER_ID = "onnx_int8"
@@ -122,7 +123,7 @@ class VariantBuilder:
             return None
         outcome = VariantOutcome.from_dict(old["result"])
         if outcome.published_as:
-            path = next((p for p in (self.repo / outcome.published_as / "1").glob("model.*")), None)
+            path = Repository(self.repo).find_file(outcome.published_as)
             if path is not None and sha256_file(path) == outcome.file_sha256:
                 outcome.file = str(path)
         outcome.published_as = ""
@@ -264,6 +265,7 @@ class VariantBuilder:
         if not self.spec.timing.enabled:
             return "onnx_fp32"
         return max(publishable, key=lambda o: o.throughput(self._largest_batch())).id
+
 
 
 def check_variant(spec: BuildSpec, validation: Dataset, reference: Outputs, run, batch_dependent: bool,

@@ -116,6 +116,27 @@ def serve(
     console.print(f"tritonserver stopped (exit code {code})")
 
 
+@app.command()
+def reload(
+    models: Annotated[list[str], typer.Argument(help="public models (spec names) whose build to load")],
+    url: Annotated[str, typer.Option(help="gRPC host:port of a server in explicit model control mode")] = "127.0.0.1:8001",
+    repo: RepoOption = Path("model_repository"),
+) -> None:
+    """After a rebuild: load the build's models into a running server, compute models first and the public
+    model last, then unload the models the rebuild dropped. The server keeps serving the old version of each
+    model until its new one is ready."""
+    from tritonforge.server.reload import reload_build
+
+    for public in models:
+        result = reload_build(url, repo, public)
+        console.print(f"[green]{public}[/]: loaded {', '.join(result.loaded) or 'nothing'}"
+                      + (f"; unloaded {', '.join(result.unloaded)}" if result.unloaded else ""))
+        for model, reason in result.failed.items():
+            console.print(f"  not loaded: {model}: {reason}", markup=False)
+        if public in result.failed:
+            raise TritonforgeError(f"the public model '{public}' did not load; the server keeps its previous version")
+
+
 def _register_perf() -> None:
     from tritonforge.cli.perf import perf, perf_search
 

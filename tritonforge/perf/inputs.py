@@ -17,8 +17,7 @@ import numpy as np
 from tritonforge.build.data import load_batches
 from tritonforge.errors import TritonforgeError
 from tritonforge.build.report import PUBLIC_INPUTS_NPZ, VALIDATION_NPZ
-from tritonforge.repository.config import read_config
-from tritonforge.repository.manifest import MANIFEST_NAME
+from tritonforge.repository.reader import Repository
 
 Sample = dict[str, np.ndarray]  # one request's tensors without the batch dim
 MODES = ("validation", "unique", "repeated")
@@ -26,20 +25,14 @@ WORD_SLOTS = 3  # words replaced in a text to make it unique
 _RUN_SALT = int.from_bytes(os.urandom(6), "little")
 
 
-def owning_build(repo: Path, model: str) -> str:
-    """The public model whose build wrote `model` (from the manifests in the repository)."""
-    for manifest in sorted(Path(repo).glob(f"*/{MANIFEST_NAME}")):
-        if model in json.loads(manifest.read_text()).get("models", []):
-            return manifest.parent.name
-    raise TritonforgeError(f"no tritonforge build in {repo} owns model '{model}'; build it first")
-
-
 def model_samples(repo: Path, model: str) -> list[Sample]:
     """Real per-request samples for `model`'s inputs, from its build's stored data."""
-    base = Path(repo) / owning_build(repo, model)
-    names = [i.name for i in read_config(Path(repo) / model / "config.pbtxt").input]
+    repository = Repository(repo)
+    public = repository.owner(model)
+    base = Path(repo) / public
+    names = repository.input_names(model)
     for source in (PUBLIC_INPUTS_NPZ, VALIDATION_NPZ):
-        path = base / source
+        path = repository.beside_report(public, source)
         if not path.is_file():
             continue
         batches, _ = load_batches(path)

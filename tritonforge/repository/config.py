@@ -157,6 +157,12 @@ def ensemble_model(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[Te
     return cfg
 
 
+def pin_version(cfg: mc.ModelConfig, version: int) -> None:
+    """Serve exactly `version`: a config and a version directory of different builds then never load together (a
+    load that meets a half-published model fails and the loaded version keeps serving)."""
+    cfg.version_policy.specific.versions[:] = [version]
+
+
 def to_text(cfg: mc.ModelConfig) -> str:
     """Deterministic text form of a config."""
     text = text_format.MessageToString(cfg, use_short_repeated_primitives=True)

@@ -87,7 +87,9 @@ class LocalTritonServer:
                  grpc_port: int | None = None, metrics_port: int | None = None, load_models: list[str] | None = None,
                  cache_size: int = 0, log_path: Path | None = None, log_verbose: int = 0,
                  startup_timeout: float = 180.0, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, model_control: str = "explicit", poll_seconds: int = 1) -> None:
+        if model_control not in ("explicit", "poll"):
+            raise ValueError(f"model_control must be 'explicit' or 'poll', got {model_control!r}")
         self.repo = Path(repo).absolute()
         self.host = host
         self._fixed_ports = (http_port, grpc_port, metrics_port)
@@ -98,6 +100,10 @@ class LocalTritonServer:
         self.startup_timeout = startup_timeout
         self.extra_args = extra_args or []
         self.extra_env = dict(env or {})
+        self.model_control = model_control
+        self.poll_seconds = poll_seconds
+        # What the server reports as its name: how a start tells its own server from another on the same port.
+        self.server_id = f"tritonforge-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._scratch: Path | None = None
         self._log_path = log_path
         self._own_log = log_path is None
@@ -152,7 +158,8 @@ class LocalTritonServer:
             f"--http-address={self.host}", f"--http-port={self.http_port}",
             f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
             f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
-            "--model-control-mode=explicit",
+            f"--id={self.server_id}",
+            f"--model-control-mode={self.model_control}",
             "--exit-on-error=false",
             "--strict-readiness=false",
             "--allow-gpu-metrics=false",
@@ -161,22 +168,24 @@ class LocalTritonServer:
             # Unique shared-memory names: several local servers can run side by side.
             f"--backend-config=python,shm-region-prefix-name=tf{os.getpid()}_{uuid.uuid4().hex[:8]}_",
         ]
-        models = self._expand(self.load_models) if self.load_models is not None else ["*"]
-        args += [f"--load-model={m}" for m in models]
+        if self.model_control == "poll":
+            args.append(f"--repository-poll-secs={self.poll_seconds}")
+        else:
+            models = self._expand(self.load_models) if self.load_models is not None else ["*"]
+            args += [f"--load-model={m}" for m in models]
         if self.cache_size:
             args.append(f"--cache-config=local,size={self.cache_size}")
         return args + self.extra_args
 
     def _expand(self, models: list[str]) -> list[str]:
         """Models to load: each named model plus every model its build owns (routers call their variants
-        through BLS, which Triton cannot see as dependencies)."""
-        import json
+        through BLS, which Triton cannot see as dependencies), compute models first."""
+        from tritonforge.repository.reader import Repository
 
-        out: list[str] = []
+        repository, out = Repository(self.repo), []
         for name in models:
-            manifest = self.repo / name / "tritonforge_manifest.json"
-            group = json.loads(manifest.read_text()).get("models", [name]) if manifest.is_file() else [name]
-            out += [m for m in [name, *group] if m not in out]
+            group = repository.models(name) if name in repository.builds() else [name]
+            out += [m for m in group if m not in out]
         return out
 
     def _env(self) -> dict[str, str]:
@@ -199,6 +208,7 @@ class LocalTritonServer:
                 fixed or free for fixed, free in zip(self._fixed_ports, ports)
             )
             try:
+                self._refuse_taken_ports()
                 self._launch()
                 self.wait_ready()
                 return self
@@ -211,6 +221,18 @@ class LocalTritonServer:
                 self.stop()
                 raise
         raise last or ServerError("server did not start")
+
+    def _refuse_taken_ports(self) -> None:
+        """A port something already listens on is refused before the server starts: otherwise the server that
+        holds it answers the readiness checks, and its models would be reported as ours."""
+        for label, port in (("HTTP", self.http_port), ("gRPC", self.grpc_port), ("metrics", self.metrics_port)):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed port in TIME_WAIT is free
+                try:
+                    s.bind((self.host or "0.0.0.0", port))
+                except OSError as e:
+                    raise PortInUse(f"{label} port {port} on {self.host} is already in use ({e.strerror}); "
+                                    "stop what holds it or choose another port") from None
 
     def _launch(self) -> None:
         self._scratch = self._prepare_tree()
@@ -251,9 +273,15 @@ class LocalTritonServer:
                             f"Server log:\n{self.log_tail(5)}"
                         )
                     raise ServerError(f"tritonserver exited with code {self.process.returncode}:\n{tail}")
+                name = None
                 with contextlib.suppress(Exception):
                     if client.is_server_ready(client_timeout=2):
-                        return
+                        name = client.get_server_metadata(client_timeout=2).name
+                if name == self.server_id:
+                    return
+                if name is not None:
+                    raise PortInUse(f"gRPC port {self.grpc_port} is answered by another server ('{name}'), not the one "
+                                    f"started here; stop it or choose other ports")
                 time.sleep(0.2)
         finally:
             client.close()

@@ -1,0 +1,245 @@
+"""A repository rebuilt while a real tritonserver serves it: reloads (explicit control) and polling lose no
+request, a model loaded half way through a publication sees one build's files, and mounts inside or of the
+repository survive (root only: private mount namespaces)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tritonforge.build.ort_runtime import OrtModel
+from tritonforge.build.pipeline import build
+from tritonforge.client import Client
+from tritonforge.repository.reader import Repository
+from tritonforge.server.process import LocalTritonServer
+from tritonforge.server.reload import reload_build
+from tritonforge.testing.load import SteadyLoad
+
+from conftest import DIGITS, ROOT, digits_spec_copy
+
+pytestmark = pytest.mark.integration
+
+SERVING = {"dynamic_batching": {"max_queue_delay_us": 200}, "warmup": {"batch_sizes": [1]}}
+
+
+def _images() -> list[dict[str, np.ndarray]]:
+    images = np.load(DIGITS / "artifacts" / "validation.npz")["image"]
+    return [{"image": images[i:i + 1]} for i in range(len(images))]
+
+
+def _specs(tmp: Path) -> tuple[Path, Path]:
+    """Build A (FP32) and build B of the same model, whose in-process runner serves FP16: answers tell them apart."""
+    a = digits_spec_copy(tmp / "a", serving=SERVING)
+    b = digits_spec_copy(tmp / "b", variants=[{"kind": "onnx_fp16"}],
+                         serving=SERVING | {"router": {"cpu_variant": "onnx_fp16"}, "instance_count": 2})
+    return a, b
+
+
+def _direct(repo: Path, inputs) -> np.ndarray:
+    runner = OrtModel(Repository(repo).file(Repository(repo).runner("digits")), ["logits"])
+    return np.concatenate([runner.run(x)["logits"] for x in inputs])
+
+
+def _which_build(record, old: np.ndarray, new: np.ndarray) -> list[str]:
+    """'old' or 'new' for every answer; an answer that is neither fails the test."""
+    out = []
+    for a in record.answers:
+        got = a.outputs["logits"][0]
+        if np.allclose(got, new[a.index], atol=1e-5):
+            out.append("new")
+        elif np.allclose(got, old[a.index], atol=1e-5):
+            out.append("old")
+        else:
+            raise AssertionError(f"answer to input {a.index} is neither build's: {got[:3]} vs old {old[a.index][:3]}, "
+                                 f"new {new[a.index][:3]}")
+    return out
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tritonforge", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env)
+
+
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory, digits_spec):
+    tmp = tmp_path_factory.mktemp("rebuild")
+    a, b = _specs(tmp)
+    inputs = _images()
+    repo_b = tmp / "b_only"
+    build(b, repo_b)
+    return a, b, inputs, _direct(repo_b, inputs)
+
+
+def test_rebuild_and_reload_under_load_fails_no_request(tmp_path, two_builds):
+    a, b, inputs, new = two_builds
+    repo = tmp_path / "repo"
+    build(a, repo)
+    old = _direct(repo, inputs)
+    assert not np.allclose(old, new, atol=1e-5)
+    with LocalTritonServer(repo) as server, Client(server.grpc_url, timeout=30) as client:
+        with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=4) as load:
+            load.wait_for(100)
+            proc = _cli("build", str(b), "--repo", str(repo))
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            result = reload_build(server.grpc_url, repo, "digits")
+            reloaded_at = time.monotonic()
+            assert "digits" in result.loaded and "digits" not in result.failed
+            load.wait_for(load.record.requests + 200)
+        record = load.record
+    assert record.errors == []
+    builds = _which_build(record, old, new)
+    after = [w for w, ans in zip(builds, record.answers) if ans.sent_at > reloaded_at]
+    assert after and set(after) == {"new"}, "after the reload the server serves the new build"
+    assert "old" in builds
+
+
+def test_rebuild_under_a_polling_server_fails_no_request(tmp_path, two_builds):
+    a, b, inputs, new = two_builds
+    repo = tmp_path / "repo"
+    build(a, repo)
+    old = _direct(repo, inputs)
+    with LocalTritonServer(repo, model_control="poll", poll_seconds=1) as server, \
+            Client(server.grpc_url, timeout=30) as client:
+        with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=4) as load:
+            load.wait_for(100)
+            proc = _cli("build", str(b), "--repo", str(repo))
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                n = len(load.record.answers)
+                if n and _which_build(load.record, old, new)[-1] == "new":
+                    break
+                time.sleep(0.5)
+            load.wait_for(load.record.requests + 200)
+        record = load.record
+    assert record.errors == []
+    builds = _which_build(record, old, new)
+    assert builds[-50:] == ["new"] * 50, "the polling server picked the new build up"
+
+
+# The build pauses after its first model directory is exchanged; the test reloads every model meanwhile.
+_PAUSED_PUBLICATION = """
+import os, pathlib, sys, time
+from tritonforge.repository import publish
+marker, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+real, calls = publish.exchange, []
+def exchange(a, b):
+    done = real(a, b)
+    calls.append(b)
+    if len(calls) == 1:
+        marker.write_text(str(b))
+        while not go.exists():
+            time.sleep(0.05)
+    return done
+publish.exchange = exchange
+sys.argv = ["tritonforge"] + sys.argv[3:]
+from tritonforge.cli.main import main
+main()
+"""
+
+
+def test_models_reloaded_half_way_through_a_publication_serve_one_build_each(tmp_path, two_builds):
+    a, b, inputs, new = two_builds
+    repo = tmp_path / "repo"
+    build(a, repo)
+    old = _direct(repo, inputs)
+    marker, go = tmp_path / "exchanged", tmp_path / "go"
+    with LocalTritonServer(repo) as server, Client(server.grpc_url, timeout=30) as client:
+        with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=4) as load:
+            load.wait_for(50)
+            proc = subprocess.Popen([sys.executable, "-c", _PAUSED_PUBLICATION, str(marker), str(go), "build", str(b),
+                                     "--repo", str(repo)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True)
+            deadline = time.monotonic() + 300
+            while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert marker.exists(), proc.communicate()[0]
+            half = reload_build(server.grpc_url, repo, "digits")  # one directory new, the others old
+            assert "digits" in half.loaded
+            load.wait_for(load.record.requests + 100)
+            go.write_text("")
+            assert proc.wait(300) == 0, proc.stdout.read()
+            assert "digits" in reload_build(server.grpc_url, repo, "digits").loaded
+            load.wait_for(load.record.requests + 100)
+        record = load.record
+    assert record.errors == []
+    _which_build(record, old, new)  # every answer is one build's, whole
+
+
+# ---- mounts (root: a private mount namespace, so nothing outside the test sees them) -------------------
+_MOUNTS = """
+set -e
+repo="$1"; vol="$2"; view="$3"; spec_a="$4"; spec_b="$5"; out="$6"
+mkdir -p "$repo/shared" "$vol" "$view"
+printf 'operator data\\n' > "$vol/keep.txt"; mkdir "$vol/sub"; printf 'more\\n' > "$vol/sub/also.txt"
+mount --bind "$vol" "$repo/shared"
+"$PY" -m tritonforge build "$spec_a" --repo "$repo" > "$out/build_a.log" 2>&1
+mount --bind "$repo" "$view"
+"$PY" -m tritonforge build "$spec_b" --repo "$repo" > "$out/build_b.log" 2>&1
+ls "$repo/shared" > "$out/shared_after.txt"
+cat "$view/digits/tritonforge_manifest.json" > "$out/view_manifest.json"
+mountpoint -q "$repo/shared" && echo mounted > "$out/still_mounted.txt"
+"""
+
+
+@pytest.fixture(scope="module")
+def mount_scenario(tmp_path_factory, two_builds):
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("skipped: needs root and unshare(1) for a private mount namespace (CI runs as root)")
+    a, b, _inputs, _new = two_builds
+    tmp = tmp_path_factory.mktemp("mounts")
+    repo, vol, view, out = tmp / "repo", tmp / "vol", tmp / "view", tmp / "out"
+    out.mkdir()
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", _MOUNTS, "mounts",
+                           str(repo), str(vol), str(view), str(a), str(b), str(out)],
+                          env={**os.environ, "PY": sys.executable}, capture_output=True, text=True, cwd=ROOT)
+    logs = "".join(p.read_text() for p in sorted(out.glob("*.log")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr + logs
+    return vol, out
+
+
+def test_a_bind_mount_inside_the_repository_survives_a_rebuild(mount_scenario):
+    vol, out = mount_scenario
+    assert (vol / "keep.txt").read_text() == "operator data\n" and (vol / "sub" / "also.txt").read_text() == "more\n"
+    assert (out / "shared_after.txt").read_text().split() == ["keep.txt", "sub"]
+    assert (out / "still_mounted.txt").read_text().strip() == "mounted"
+
+
+def test_a_bind_mount_of_the_repository_sees_the_new_build(mount_scenario):
+    _vol, out = mount_scenario
+    manifest = json.loads((out / "view_manifest.json").read_text())
+    assert manifest["version"] == 2 and "digits_onnx_fp16" in manifest["roles"]
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_repo_given_as_a_file_or_a_symlink_exits_2(tmp_path, digits_spec, kind):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    repo = tmp_path / "repo"
+    repo.write_text("x") if kind == "file" else repo.symlink_to(target)
+    proc = _cli("build", str(digits_spec_copy(tmp_path / "spec")), "--repo", str(repo))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert ("is a file" if kind == "file" else "is a symbolic link") in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "repo", "spec"] and not list(target.iterdir())
+
+
+def test_the_readme_deploy_flow_reload_command(tmp_path, two_builds):
+    """`tritonforge reload` after `tritonforge build`, as the README's deploy steps say."""
+    a, b, _inputs, _new = two_builds
+    repo = tmp_path / "repo"
+    build(a, repo)
+    with LocalTritonServer(repo) as server:
+        assert _cli("build", str(b), "--repo", str(repo)).returncode == 0
+        proc = _cli("reload", "digits", "--url", server.grpc_url, "--repo", str(repo))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "digits: loaded" in proc.stdout and "digits_onnx_fp16" in proc.stdout
+        states = {s.name: s.state for s in server.model_states()}
+        assert states["digits"] == "READY"

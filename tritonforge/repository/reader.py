@@ -1,0 +1,123 @@
+"""One reader of the repository format: which build owns a model, what role each model plays, where its files are.
+
+Everything that needs to know how a build lays out its models (the local server, perf, the config search, the
+recheck, the benchmarks) asks `Repository` instead of deriving names from prefixes.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from tritonforge.errors import RepositoryError
+from tritonforge.repository.config import read_config
+from tritonforge.repository.manifest import MANIFEST_NAME, Manifest, ModelRole, Role, read_manifest
+
+
+class Repository:
+    """A Triton model repository written by `tritonforge build` (models of other origin are listed, not owned)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).absolute()
+
+    # ---- builds -------------------------------------------------------------------------------------
+    @cached_property
+    def _manifests(self) -> dict[str, Manifest]:
+        out = {}
+        for path in sorted(self.root.glob(f"*/{MANIFEST_NAME}")):
+            manifest = read_manifest(self.root, path.parent.name)
+            if manifest is not None:
+                out[manifest.name] = manifest
+        return out
+
+    def builds(self) -> list[str]:
+        """The public models of every build in the repository."""
+        return sorted(self._manifests)
+
+    def manifest(self, public: str) -> Manifest:
+        try:
+            return self._manifests[public]
+        except KeyError:
+            raise RepositoryError(f"no tritonforge build named '{public}' in {self.root} "
+                                  f"(builds: {', '.join(self.builds()) or 'none'}); build it first") from None
+
+    def owner(self, model: str) -> str:
+        """The public model whose build wrote `model`."""
+        for name, manifest in self._manifests.items():
+            if model in manifest.roles:
+                return name
+        raise RepositoryError(f"no tritonforge build in {self.root} owns model '{model}'; build it first")
+
+    def role(self, model: str) -> ModelRole:
+        return self.manifest(self.owner(model)).roles[model]
+
+    def models(self, public: str, role: Role | None = None) -> list[str]:
+        """The models of a build (in publication order: compute first, the public model last), or those of one role."""
+        roles = self.manifest(public).roles
+        return [m for m, r in roles.items() if role is None or r.role == role]
+
+    def rungs(self, public: str) -> list[str]:
+        """The native models the public model calls, in the router's order."""
+        return sorted(self.models(public, Role.RUNG), key=lambda m: self.role(m).order)
+
+    def runner(self, public: str) -> str | None:
+        """The model that runs the public model's in-process variant alone (the compute path without serving logic)."""
+        return next(iter(self.models(public, Role.RUNNER)), None)
+
+    # ---- files --------------------------------------------------------------------------------------
+    def config(self, model: str) -> mc.ModelConfig:
+        return read_config(self.root / model / "config.pbtxt")
+
+    def version_dir(self, model: str) -> Path:
+        """The version directory the model's config serves (a build pins exactly one)."""
+        config = self.config(model)
+        pinned = list(config.version_policy.specific.versions)
+        if pinned:
+            return self.root / model / str(pinned[-1])
+        versions = sorted((int(p.name) for p in (self.root / model).iterdir() if p.name.isdigit()), reverse=True)
+        if not versions:
+            raise RepositoryError(f"{self.root / model}: no version directory")
+        return self.root / model / str(versions[0])
+
+    def file(self, model: str, name: str | None = None) -> Path:
+        """A file of the model's version directory; by default the one its role names (the model file)."""
+        name = name or self.role(model).file
+        if not name:
+            raise RepositoryError(f"model '{model}' has no model file")
+        path = self.version_dir(model) / name
+        if not path.is_file():
+            raise RepositoryError(f"{path}: not found; rebuild with --force")
+        return path
+
+    def find_file(self, model: str) -> Path | None:
+        """The model file of `model` if a build published it and it is still there, else None."""
+        try:
+            return self.file(model)
+        except RepositoryError:
+            return None
+
+    def runner_file(self, public: str) -> Path:
+        """The ONNX file the public model runs in-process (its last rungs' first)."""
+        return self.file(public, self.role(public).file)
+
+    def input_names(self, model: str) -> list[str]:
+        return [i.name for i in self.config(model).input]
+
+    def report(self, public: str) -> dict:
+        from tritonforge.build.report import read_report
+
+        return read_report(self.root, public)
+
+    def beside_report(self, public: str, name: str) -> Path:
+        """A file the build keeps beside its report (validation inputs, reference outputs, ...)."""
+        return self.root / public / name
+
+    def reload_order(self, public: str) -> list[str]:
+        """Models to load after a rebuild, compute first and the public model last."""
+        return self.models(public)
+
+    def describe(self) -> str:
+        return json.dumps({b: {m: r.role.value for m, r in self.manifest(b).roles.items()} for b in self.builds()})
