@@ -1,83 +1,46 @@
-"""Shared fixtures: the trained digits example, a built repository, and a real local Triton server."""
+"""Shared fixtures: the trained digits example, built repositories, real local Triton servers and redis-server.
+
+Tests under tests/unit/ start no process (a guard makes any attempt fail); tests under tests/integration/ start
+real ones and are marked `integration`.
+"""
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-DIGITS = ROOT / "examples" / "digits"
-MINILM = ROOT / "examples" / "minilm"
-
-sys.path.insert(0, str(ROOT))
+from helpers import DIGITS, digits_spec_copy, minilm_spec_copy
 
 
-def tree_hashes(root: Path) -> dict[str, str]:
-    """sha256 of every file under root (empty if root is missing)."""
-    from tritonforge.hashing import sha256_tree
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "integration" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.integration)
 
-    return sha256_tree(root) if root.exists() else {}
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(request, monkeypatch):
+    """A unit test that starts a process fails: that is an integration test, and `make test-unit` runs none."""
+    if "unit" not in Path(str(request.fspath)).parts:
+        return
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a unit test started a process: {args[0] if args else kwargs}")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")
 def digits_spec() -> Path:
-    """The digits example spec, with its model trained (train.py is a no-op when the artifacts exist)."""
-    subprocess.run([sys.executable, str(DIGITS / "train.py")], check=True, capture_output=True)
+    """The digits example spec, with its model trained in this process (a no-op when the artifacts exist)."""
+    loader = importlib.util.spec_from_file_location("digits_train", DIGITS / "train.py")
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    module.main([])
     return DIGITS / "spec.yaml"
-
-
-def digits_spec_copy(dest: Path, full: bool = False, **overrides) -> Path:
-    """A copy of the digits spec in `dest` (factory module copied, data paths absolute), with top-level overrides.
-
-    Unless `full`, the copy builds only the FP32 variant and skips timing (fast); a nested override is given
-    as a dict and replaces that section whole.
-    """
-    data = yaml.safe_load((DIGITS / "spec.yaml").read_text())
-    data["source"]["state_dict"] = str(DIGITS / "artifacts" / "digits_mlp.pt")
-    data["validation"]["data"]["npz"] = str(DIGITS / "artifacts" / "validation.npz")
-    data["calibration"]["data"]["npz"] = str(DIGITS / "artifacts" / "calibration.npz")
-    if not full:
-        data["variants"] = []
-        data.pop("calibration")
-        data["timing"] = {"enabled": False}
-    data.update(overrides)
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(DIGITS / "digits_model.py", dest / "digits_model.py")
-    path = dest / "spec.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def outlier_digits_spec(dest: Path, **overrides) -> Path:
-    """The digits spec with every variant, on the trained MLP behind an input outlier (tests/models/outlier_digits.py):
-    FP32 and FP16 answer as the MLP does; INT8 (dynamic, and static MinMax) collapses on any CPU."""
-    path = digits_spec_copy(dest, full=True, **overrides)
-    data = yaml.safe_load(path.read_text())
-    data["source"] = {"kind": "pytorch", "factory": "outlier_digits:build_model",
-                      "factory_args": {"state_dict_path": str(DIGITS / "artifacts" / "digits_mlp.pt")}}
-    shutil.copy(ROOT / "tests" / "models" / "outlier_digits.py", dest / "outlier_digits.py")
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def minilm_spec_copy(dest: Path, **overrides) -> Path:
-    """A copy of the MiniLM spec (and its modules and sentences) in `dest`: FP32 only, no timing, unless overridden."""
-    data = yaml.safe_load((MINILM / "spec.yaml").read_text())
-    data["variants"] = []
-    data["int8_search"] = {"enabled": False}
-    data["timing"] = {"enabled": False}
-    data.update(overrides)
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("minilm_model.py", "minilm_data.py", "sentences.txt"):
-        shutil.copy(MINILM / name, dest / name)
-    path = dest / "spec.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -55,10 +55,10 @@ def train(epochs: int = 300) -> tuple[torch.nn.Module, float]:
     return model, acc
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="retrain even if the artifacts exist")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     outputs = [ARTIFACTS / n for n in ("digits_mlp.pt", "validation.npz", "calibration.npz")]
     if all(p.exists() for p in outputs) and not args.force:
         print(f"digits: artifacts present in {ARTIFACTS} (use --force to retrain)")

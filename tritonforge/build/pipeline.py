@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tritonforge import __version__, serving
+from tritonforge import __version__, dtypes
 from tritonforge.build.data import Dataset, load_dataset, save_batches
 from tritonforge.errors import DataError, ExportError, RepositoryError, VerificationError
 from tritonforge.build.exporters import torch2onnx
@@ -24,6 +24,7 @@ from tritonforge.build.onnx_graph import finalize, load_checked
 from tritonforge.build.ort_runtime import OrtModel
 from tritonforge.build.report import (
     CALIBRATION_NPZ,
+    PROBE_REQUEST,
     PUBLIC_INPUTS_NPZ,
     REFERENCE_NPZ,
     REPORT_JSON,
@@ -35,7 +36,7 @@ from tritonforge.build.report import (
 from tritonforge.repository.manifest import Manifest, read_manifest, tool_versions
 from tritonforge.repository.publish import Publication, check_root
 from tritonforge.repository.reader import Repository
-from tritonforge.build.serving_graph import Names, ServingPlan, plan_models
+from tritonforge.build.serving_graph import Names, ServingPlan, plan_models, serving_sources
 from tritonforge.build.sources import load_source, source_files
 from tritonforge.build.spec import BuildSpec, load_spec
 from tritonforge.build.variants import SEARCH_WINNER_ID, VariantBuilder, VariantOutcome, VariantsResult
@@ -103,8 +104,8 @@ def _read_inputs(spec_path: str | Path) -> _Inputs:
     if spec.preprocess is not None:
         tokenizer_file = spec.resolve_ref(spec.preprocess.tokenizer_file, "preprocess.tokenizer_file")
         hashes["preprocess.tokenizer_file"] = sha256_file(tokenizer_file)
-    for path in sorted(serving.HERE.glob("*.py")):
-        hashes[f"serving/{path.name}"] = sha256_file(path)
+    for path in serving_sources():
+        hashes[f"serving/{path.parent.name}/{path.name}"] = sha256_file(path)
     tools = tool_versions()
     parts = {"tritonforge": __version__, **hashes, **{f"tool:{k}": v for k, v in tools.items()}}
     if any(v.kind.startswith(("trt", "torch_trt")) for v in spec.variants):
@@ -254,12 +255,13 @@ def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, repor
         report["serving"] = {"rungs": [o.published_as for o in published], "in_process_runner": plan.cpu_variant.id,
                              "cache": spec.serving.cache.kind, "cache_version": plan.cache_version}
         plan.report_files = _report_files(work, inp, reference, report)
-        models = plan_models(spec, plan)
+        version = (old.version + 1) if old else 1
+        models = plan_models(spec, plan, version)
         owned = {m.name for m in models}
         _refuse_foreign_overwrite(repo, owned, old)
         manifest = Manifest(
             name=spec.name, tritonforge_version=__version__, fingerprint=inp.fingerprint, spec_hash=spec.content_hash(),
-            inputs=inp.hashes, tools=inp.tools, version=(old.version + 1) if old else 1,
+            inputs=inp.hashes, tools=inp.tools, version=version,
             roles={m.name: m.role for m in models}, dropped=sorted(set(old.models if old else []) - owned),
             stages={"export": export_stage, **result.stage_records()}, hardware=report["hardware"],
         )
@@ -290,9 +292,23 @@ def _report_files(work: Path, inp: _Inputs, reference: Outputs, report: dict) ->
         name = inp.spec.preprocess.text_input  # type: ignore[union-attr]
         save_batches(work / PUBLIC_INPUTS_NPZ, [{name: np.array([[t]], dtype=object)} for t in texts])
         files[PUBLIC_INPUTS_NPZ] = work / PUBLIC_INPUTS_NPZ
+    files[PROBE_REQUEST] = _probe_request(inp, texts)
     files[REPORT_JSON] = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
     files[REPORT_MD] = to_markdown(report).encode()
     return files
+
+
+def _probe_request(inp: _Inputs, texts: list[str] | None) -> bytes:
+    """One held-out sample as a KServe v2 JSON request, for the readiness probe (tritonforge/server/probe.py);
+    it asks the public model to bypass the cache, so every probe exercises the compute path."""
+    spec = inp.spec
+    if texts is not None:
+        tensors = [{"name": spec.preprocess.text_input, "shape": [1, 1], "datatype": "BYTES", "data": [texts[0]]}]  # type: ignore[union-attr]
+    else:
+        batch = inp.validation.batches[0]
+        tensors = [{"name": t.name, "shape": [1, *batch[t.name].shape[1:]], "datatype": dtypes.by_name(t.dtype).wire,
+                    "data": batch[t.name][:1].ravel().tolist()} for t in spec.inputs]
+    return json.dumps({"inputs": tensors, "parameters": {"tritonforge_probe": True}}).encode()
 
 
 def _sample_texts(spec: BuildSpec) -> list[str] | None:

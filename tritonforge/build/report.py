@@ -13,6 +13,7 @@ VALIDATION_NPZ = "validation_inputs.npz"
 REFERENCE_NPZ = "reference_outputs.npz"
 CALIBRATION_NPZ = "calibration_inputs.npz"
 PUBLIC_INPUTS_NPZ = "public_inputs.npz"  # samples of what clients send to the public model (perf input data)
+PROBE_REQUEST = "probe_request.json"  # one held-out sample as a KServe v2 request (tritonforge/server/probe.py)
 
 
 def recheck_command(repo_name: str, model: str, variant_id: str) -> str:

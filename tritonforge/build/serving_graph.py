@@ -1,17 +1,17 @@
 """The Triton models one build publishes and how they are wired.
 
 For a spec named `m`:
-  m             the public model, an ensemble: [m_tokenizer] -> m_cache -> (BLS) m_router -> (BLS) rungs, or
-                with a tokenizer and the cache before it (the default): m_cache -> (BLS) m_pipeline
-  m_pipeline    only then: the ensemble m_tokenizer -> m_router (what a cache miss computes)
-  m_tokenizer   Python backend, only with `preprocess: tokenizer`: texts -> token ids + attention mask
-  m_cache       Python backend: response cache (Redis or in-process LRU); absent for cache kind triton/none
-  m_router      Python backend: fallback router over the rungs, fastest passing variant first
+  m             the public model (Python backend): input checks, the tokenizer (with `preprocess`), the response
+                cache, and the router over the rungs, in one hop. Its last rungs (the in-process runner's variant,
+                then FP32) run inside it, so on a server without native backends a miss makes no BLS call; in a
+                container the native rungs are one BLS call away. With `cache: {kind: triton}` Triton's own
+                response cache answers in front of it instead of tritonforge's.
   m_<variant>   one model per published variant in its native backend: onnxruntime for ONNX files,
                 tensorrt_plan for TensorRT plans, pytorch_libtorch for torch-tensorrt modules (none of these
-                backends is in the local CPU server; all are in NGC containers)
-  m_ort         Python backend: the chosen ONNX variant run in-process by ONNX Runtime (CPU, or CUDA)
-  m_ort_fp32    Python backend: the FP32 reference in-process, the last rung (when m_ort runs another variant)
+                backends is in the local CPU server; all are in NGC containers), called at this build's version
+  m_ort         the runner: the in-process variant as a model of its own (Python backend), the compute path
+                without the serving logic, for benchmarks and direct calls
+Models are listed compute first, the public model last: the order they are published and reloaded in.
 """
 
 from __future__ import annotations
@@ -20,12 +20,19 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonforge import dtypes
-from tritonforge.repository import config as cfg
-from tritonforge.repository.layout import ModelDir, python_model_files
-from tritonforge.repository.manifest import ModelRole, Role
-from tritonforge.build.spec import PYTHON_CACHE_KINDS, BuildSpec, DynamicBatchingSpec, TensorSpec
+from tritonforge import dtypes, serving
+from tritonforge.build.spec import PYTHON_CACHE_KINDS, BuildSpec, TensorSpec
 from tritonforge.build.variants import VariantOutcome
+from tritonforge.repository import config as cfg
+from tritonforge.repository.layout import ModelDir
+from tritonforge.repository.manifest import ModelRole, Role
+
+SERVING_PACKAGE = "tritonforge_serving"  # the name serving/ is copied under, beside model.py
+RUNNER_FILE, FP32_FILE, TOKENIZER_FILE = "runner.onnx", "runner_fp32.onnx", "tokenizer.json"
+# How often the public model sends its counters to /metrics (off the request path); readers that need exact
+# counts right after a request wait METRICS_LAG_S.
+METRICS_INTERVAL_MS = 100
+METRICS_LAG_S = 3 * METRICS_INTERVAL_MS / 1000
 
 
 @dataclass(frozen=True)
@@ -35,50 +42,17 @@ class Names:
     public: str
 
     @property
-    def ort(self) -> str:
+    def runner(self) -> str:
         return f"{self.public}_ort"
-
-    @property
-    def ort_fp32(self) -> str:
-        return f"{self.public}_ort_fp32"
-
-    @property
-    def router(self) -> str:
-        return f"{self.public}_router"
-
-    @property
-    def cache(self) -> str:
-        return f"{self.public}_cache"
-
-    @property
-    def tokenizer(self) -> str:
-        return f"{self.public}_tokenizer"
-
-    @property
-    def pipeline(self) -> str:
-        return f"{self.public}_pipeline"
 
     def variant(self, variant_id: str) -> str:
         return f"{self.public}_{variant_id}"
 
 
-def scheduling(spec: BuildSpec, kind: str, warmup: bool = True, instances: int | None = None) -> cfg.Scheduling:
+def scheduling(spec: BuildSpec, kind: str, warmup: bool = True) -> cfg.Scheduling:
     s = spec.serving
-    return cfg.Scheduling(
-        max_batch_size=spec.max_batch_size,
-        dynamic_batching=s.dynamic_batching,
-        instance_count=instances or s.instance_count,
-        instance_kind=kind,
-        warmup=s.warmup if warmup else None,
-    )
-
-
-def _logic_scheduling(spec: BuildSpec, instances: int) -> cfg.Scheduling:
-    """Serving-logic models merge whatever requests are already queued but never wait for more (the compute
-    models' batchers do the waiting), and run no warm-up (their BLS targets may still be loading)."""
-    s = spec.serving.dynamic_batching
-    batching = DynamicBatchingSpec(enabled=s.enabled, preferred_batch_sizes=[], max_queue_delay_us=0)
-    return cfg.Scheduling(spec.max_batch_size, batching, instances, "cpu", None)
+    return cfg.Scheduling(max_batch_size=spec.max_batch_size, dynamic_batching=s.dynamic_batching,
+                          instance_count=s.instance_count, instance_kind=kind, warmup=s.warmup if warmup else None)
 
 
 def variant_io(spec: BuildSpec, outcome: VariantOutcome) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -90,11 +64,33 @@ def variant_io(spec: BuildSpec, outcome: VariantOutcome) -> tuple[list[TensorSpe
     return list(spec.inputs), list(spec.outputs)
 
 
-def ort_runner_model(spec: BuildSpec, name: str, outcome: VariantOutcome) -> ModelDir:
-    params = {"onnx_file": "model.onnx", "intra_op_threads": str(spec.serving.intra_op_threads)}
-    config = cfg.python_model(name, spec.inputs, spec.outputs, scheduling(spec, "cpu"), params)
+def serving_files(model_source: str, **data: Path | bytes) -> dict[str, Path | bytes]:
+    """model.py from serving/triton_models/, the serving package beside it, and data files. Sources are copied as
+    bytes, never hard-linked: editing a deployed repository must not edit the installed package, or back."""
+    here = Path(serving.__file__).parent
+    files: dict[str, Path | bytes] = {"model.py": (here / "triton_models" / f"{model_source}.py").read_bytes()}
+    files.update({f"{SERVING_PACKAGE}/{p.name}": p.read_bytes() for p in sorted(here.glob("*.py"))})
+    files.update(data)
+    return files
+
+
+def serving_sources() -> list[Path]:
+    """Every source file a build copies into the repository (hashed into the build fingerprint)."""
+    here = Path(serving.__file__).parent
+    return sorted(here.glob("*.py")) + sorted((here / "triton_models").glob("*.py"))
+
+
+def _settings(config: cfg.ModelConfig, settings: dict) -> None:
+    config.parameters["tritonforge"].string_value = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+
+
+def runner_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
+    """The in-process variant as a model of its own."""
+    name = Names(spec.name).runner
+    config = cfg.python_model(name, spec.inputs, spec.outputs, scheduling(spec, "cpu"))
+    _settings(config, {"file": "model.onnx", "variant": outcome.id, "intra_op_threads": spec.serving.intra_op_threads})
     role = ModelRole(Role.RUNNER, outcome.id, "onnxruntime", "model.onnx")
-    return ModelDir(name, config, role, python_model_files("ort_runner", **{"model.onnx": Path(outcome.file)}))
+    return ModelDir(name, config, role, serving_files("runner", **{"model.onnx": Path(outcome.file)}))
 
 
 def variant_model(spec: BuildSpec, outcome: VariantOutcome, order: int) -> ModelDir:
@@ -123,48 +119,6 @@ def variant_model(spec: BuildSpec, outcome: VariantOutcome, order: int) -> Model
     raise ValueError(f"no Triton model layout for runtime {outcome.runtime!r}")
 
 
-# How often the router and the cache send their counters to /metrics (off the request path); readers that
-# need exact counts right after a request wait METRICS_LAG_S.
-METRICS_INTERVAL_MS = 100
-METRICS_LAG_S = 3 * METRICS_INTERVAL_MS / 1000
-
-
-def _rung(model: str, inputs: list[TensorSpec]) -> dict:
-    return {"model": model, "inputs": {t.name: dtypes.by_name(t.dtype).triton for t in inputs}}
-
-
-def router_model(spec: BuildSpec, rungs: list[dict]) -> ModelDir:
-    r = spec.serving.router
-    params = {
-        "rungs": json.dumps(rungs, separators=(",", ":")),
-        "breaker_failures": str(r.breaker_failures),
-        "breaker_seconds": str(r.breaker_seconds),
-        "rung_timeout_ms": str(r.rung_timeout_ms),
-        "reject_nonfinite": "true" if r.reject_nonfinite else "false",
-        "metrics_interval_ms": str(METRICS_INTERVAL_MS),
-    }
-    name = Names(spec.name).router
-    config = cfg.python_model(name, spec.inputs, spec.outputs, _logic_scheduling(spec, r.instance_count), params)
-    return ModelDir(name, config, ModelRole(Role.ROUTER), python_model_files("router"))
-
-
-def cache_model(spec: BuildSpec, target: str, version: str, inputs: list[TensorSpec]) -> ModelDir:
-    """The response cache in front of `target`, keyed on `inputs` (the texts, or the model's own inputs)."""
-    c = spec.serving.cache
-    params = {
-        "target": target, "public_model": spec.name, "model_version": version,
-        "backend": c.kind, "redis_url": c.redis_url, "redis_url_env": c.redis_url_env, "password_env": c.password_env,
-        "ssl_ca_certs": c.ssl_ca_certs, "ssl_certfile": c.ssl_certfile, "ssl_keyfile": c.ssl_keyfile,
-        "ttl_s": str(c.ttl_s), "key_prefix": c.key_prefix, "compression_level": str(c.compression_level),
-        "max_value_bytes": str(c.max_value_bytes), "memory_max_bytes": str(c.memory_max_bytes),
-        "socket_timeout_ms": str(c.socket_timeout_ms), "bypass_seconds": str(c.bypass_seconds),
-        "max_connections": str(c.max_connections), "metrics_interval_ms": str(METRICS_INTERVAL_MS),
-    }
-    name = Names(spec.name).cache
-    config = cfg.python_model(name, inputs, spec.outputs, _logic_scheduling(spec, c.instance_count), params)
-    return ModelDir(name, config, ModelRole(Role.CACHE), python_model_files("cache"))
-
-
 def public_inputs(spec: BuildSpec) -> list[TensorSpec]:
     """What clients send: texts when a tokenizer pre-processes, else the model's own inputs."""
     if spec.preprocess is None:
@@ -172,27 +126,8 @@ def public_inputs(spec: BuildSpec) -> list[TensorSpec]:
     return [TensorSpec(name=spec.preprocess.text_input, dtype="string", shape=[1])]
 
 
-def tokenizer_model(spec: BuildSpec, tokenizer_file: Path) -> ModelDir:
-    t = spec.preprocess
-    assert t is not None
-    params = {"tokenizer_file": "tokenizer.json", "max_length": str(t.max_length), "buckets": json.dumps(t.buckets),
-              "max_text_bytes": str(t.max_text_bytes), "pad_id": str(t.pad_id),
-              "outputs": json.dumps([spec.inputs[0].name, spec.inputs[1].name])}
-    name = Names(spec.name).tokenizer
-    config = cfg.python_model(name, public_inputs(spec), spec.inputs, _logic_scheduling(spec, t.instance_count), params)
-    return ModelDir(name, config, ModelRole(Role.TOKENIZER, file="tokenizer.json"),
-                    python_model_files("tokenizer", **{"tokenizer.json": tokenizer_file.read_bytes()}))
-
-
-def ensemble(spec: BuildSpec, name: str, steps: list[ModelDir], role: Role, response_cache: bool = False,
-             extra: dict[str, Path | bytes] | None = None) -> ModelDir:
-    """An ensemble of `steps` from the public inputs to the model's outputs. Tensors keep their names through
-    the steps, so each step maps its own inputs and outputs by name."""
-    chain = [cfg.EnsembleStep(m.name, {t.name: t.name for t in m.config.input}, {t.name: t.name for t in m.config.output})
-             for m in steps]
-    config = cfg.ensemble_model(name, public_inputs(spec), spec.outputs, spec.max_batch_size, chain,
-                                response_cache=response_cache)
-    return ModelDir(name, config, ModelRole(role), {}, extra=extra or {})
+def _tensor(t: TensorSpec) -> dict:
+    return {"name": t.name, "dtype": t.dtype, "dims": list(t.shape), "range": list(t.range) if t.range else None}
 
 
 @dataclass
@@ -200,39 +135,52 @@ class ServingPlan:
     """The chosen variants and derived facts the models are built from."""
 
     published: list[VariantOutcome]  # every published variant, fastest first
-    cpu_variant: VariantOutcome  # what m_ort runs
+    cpu_variant: VariantOutcome  # what the in-process runner runs
     fp32: VariantOutcome
     cache_version: str
     tokenizer_file: Path | None
     report_files: dict[str, Path | bytes]
 
 
-def plan_models(spec: BuildSpec, plan: ServingPlan) -> list[ModelDir]:
-    """Every model directory the build writes."""
-    names = Names(spec.name)
-    models = [variant_model(spec, o, i) for i, o in enumerate(plan.published)]
-    rungs = [_rung(o.published_as, variant_io(spec, o)[0]) for o in plan.published]
-    models.append(ort_runner_model(spec, names.ort, plan.cpu_variant))
-    rungs.append(_rung(names.ort, spec.inputs))
-    if plan.cpu_variant.id != plan.fp32.id and spec.serving.router.fp32_last_rung:
-        models.append(ort_runner_model(spec, names.ort_fp32, plan.fp32))
-        rungs.append(_rung(names.ort_fp32, spec.inputs))
-    router = router_model(spec, rungs)
-    models.append(router)
-    steps = [router]
+def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
+    """The model clients call, with every serving setting dumped from the spec."""
+    s = spec.serving
+    rung_settings: list[dict] = [
+        {"kind": "bls", "model": o.published_as, "version": version,
+         "inputs": {t.name: dtypes.by_name(t.dtype).triton for t in variant_io(spec, o)[0]}}
+        for o in plan.published]
+    files: dict[str, Path | bytes] = {RUNNER_FILE: Path(plan.cpu_variant.file)}
+    rung_settings.append({"kind": "onnxruntime", "name": f"in_process:{plan.cpu_variant.id}", "file": RUNNER_FILE})
+    if plan.cpu_variant.id != plan.fp32.id and s.router.fp32_last_rung:
+        files[FP32_FILE] = Path(plan.fp32.file)
+        rung_settings.append({"kind": "onnxruntime", "name": f"in_process:{plan.fp32.id}", "file": FP32_FILE})
+    preprocess = None
     if spec.preprocess is not None:
         assert plan.tokenizer_file is not None
-        steps.insert(0, tokenizer_model(spec, plan.tokenizer_file))
-        models.append(steps[0])
-    c = spec.serving.cache
-    if c.kind in PYTHON_CACHE_KINDS:
-        if spec.preprocess is not None and c.placement == "before_preprocess":
-            models.append(ensemble(spec, names.pipeline, steps, Role.PIPELINE))
-            cache = cache_model(spec, names.pipeline, plan.cache_version, public_inputs(spec))
-            steps = [cache]
-        else:
-            cache = cache_model(spec, router.name, plan.cache_version, list(spec.inputs))
-            steps = steps[:-1] + [cache]
-        models.append(cache)
-    models.append(ensemble(spec, spec.name, steps, Role.PUBLIC, c.kind == "triton", plan.report_files))
-    return models
+        files[TOKENIZER_FILE] = plan.tokenizer_file.read_bytes()
+        preprocess = spec.preprocess.model_dump(mode="json") | {"file": TOKENIZER_FILE}
+    cache = s.cache.model_dump(mode="json") if s.cache.kind in PYTHON_CACHE_KINDS else None
+    settings = {
+        "public": spec.name, "cache_version": plan.cache_version,
+        "inputs": [_tensor(t) for t in public_inputs(spec)], "model_inputs": [_tensor(t) for t in spec.inputs],
+        "outputs": [_tensor(t) for t in spec.outputs],
+        "max_request_bytes": s.max_request_bytes, "reject_nonfinite": s.router.reject_nonfinite,
+        "intra_op_threads": s.intra_op_threads, "preprocess": preprocess, "cache": cache,
+        "router": s.router.model_dump(mode="json", include={"breaker_failures", "breaker_seconds", "rung_timeout_ms"}),
+        "rungs": rung_settings, "metrics_interval_ms": METRICS_INTERVAL_MS,
+        "warmup": s.warmup.model_dump(mode="json"),
+    }
+    # The public model warms its in-process rungs itself: Triton's warm-up requests would go through the cache
+    # (a shared Redis answers them, and the compute is never warmed) and reach no BLS rung before the server is up.
+    config = cfg.python_model(spec.name, public_inputs(spec), spec.outputs, scheduling(spec, "cpu", warmup=False))
+    if s.cache.kind == "triton":
+        config.response_cache.enable = True
+    _settings(config, settings)
+    role = ModelRole(Role.PUBLIC, plan.cpu_variant.id, "onnxruntime", RUNNER_FILE)
+    return ModelDir(spec.name, config, role, serving_files("public", **files), extra=plan.report_files)
+
+
+def plan_models(spec: BuildSpec, plan: ServingPlan, version: int) -> list[ModelDir]:
+    """Every model directory the build writes, compute models first and the public model last."""
+    rungs = [variant_model(spec, o, i) for i, o in enumerate(plan.published)]
+    return [*rungs, runner_model(spec, plan.cpu_variant), public_model(spec, plan, version)]

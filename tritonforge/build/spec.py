@@ -29,6 +29,18 @@ class TensorSpec(_Strict):
     name: str
     dtype: Literal[dtypes.NAMES]  # type: ignore[valid-type]
     shape: list[int] = Field(min_length=0)
+    range: tuple[float, float] | None = Field(
+        None, description="[low, high]: every value must lie within (token ids: [0, vocabulary size - 1]); the "
+                          "served model refuses others with INVALID_ARGUMENT, perf generates inputs within it")
+
+    @model_validator(mode="after")
+    def _range(self) -> TensorSpec:
+        if self.range is not None:
+            if self.dtype in ("string", "bool"):
+                raise ValueError(f"tensor '{self.name}': a range needs a numeric dtype, not {self.dtype}")
+            if not self.range[0] <= self.range[1]:
+                raise ValueError(f"tensor '{self.name}': range {list(self.range)} must be [low, high] with low <= high")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -189,11 +201,13 @@ class TimingSpec(_Strict):
 
 
 class DynamicBatchingSpec(_Strict):
-    """Triton's dynamic batcher on the models that compute."""
+    """Triton's dynamic batcher on the public model and the compute models. With no queue delay (the default) a
+    batch is whatever requests are queued when an instance frees up: no request waits for others that may not
+    come (a delay taxes light load), and under load the queue fills while instances compute, so batches form."""
 
     enabled: bool = True
     preferred_batch_sizes: list[int] = Field(default_factory=list)
-    max_queue_delay_us: int = Field(500, ge=0)
+    max_queue_delay_us: int = Field(0, ge=0)
 
 
 class WarmupSpec(_Strict):
@@ -203,18 +217,19 @@ class WarmupSpec(_Strict):
     dynamic_dim: int = Field(1, ge=1, description="value used for -1 dims in warm-up tensors")
 
 
-# Cache kinds served by tritonforge's Python-backend cache model (the others: Triton's own cache, or none).
+# Cache kinds served by tritonforge's own cache in the public model (the others: Triton's own cache, or none).
 PYTHON_CACHE_KINDS = ("memory", "redis")
 
 
 class CacheSpec(_Strict):
-    """The response cache in front of the router.
+    """The response cache in the public model, in front of the router.
 
-    memory: in-process LRU per replica; redis: shared by every replica (URL from the environment variable
-    `redis_url_env` at serve time, else `redis_url`); triton: Triton's own response cache on the ensemble (needs
-    the server started with --cache-config; no TTL, not shared, keys ignore shape and dtype); none: no cache.
-    With a tokenizer the cache sits before it by default, keyed on the texts: a hit costs one Python-backend
-    hop instead of two.
+    memory: in-process LRU per instance; redis: shared by every replica (URL from the environment variable
+    `redis_url_env` at serve time, else `redis_url`), every value authenticated with the replicas' shared secret
+    (environment variable `secret_env`, or a file named by `secret_env`_FILE; never in the spec or the config);
+    triton: Triton's own response cache on the public model (needs the server started with --cache-config; no
+    TTL, not shared, keys ignore shape and dtype); none: no cache. With a tokenizer the cache is looked up
+    before it by default, keyed on the texts.
     """
 
     kind: Literal["memory", "redis", "triton", "none"] = "memory"
@@ -224,19 +239,31 @@ class CacheSpec(_Strict):
                     "the pre-processed model inputs (requests that pre-process alike share one entry)")
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_url_env: str = "TRITONFORGE_REDIS_URL"
-    password_env: str = Field("", description="environment variable holding the Redis password (never in configs)")
+    password_env: str = Field("TRITONFORGE_REDIS_PASSWORD",
+                              description="environment variable holding the Redis password, or naming a file "
+                                          "holding it as <password_env>_FILE (never in configs)")
+    secret_env: str = Field("TRITONFORGE_CACHE_SECRET",
+                            description="environment variable holding the secret the replicas authenticate values "
+                                        "with (HMAC-SHA256), or naming a file as <secret_env>_FILE")
+    redis_private: bool = Field(False, description="serve a Redis cache without a secret: only when nothing but "
+                                                   "these replicas can write to that Redis (values are then "
+                                                   "unauthenticated); without a secret and without this, the "
+                                                   "public model refuses to load")
     ssl_ca_certs: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
     ttl_s: float = Field(300.0, gt=0)
     key_prefix: str = "tritonforge:"
     compression_level: int = Field(6, ge=0, le=9)
-    max_value_bytes: int = Field(4 * 2**20, ge=1)
+    max_value_bytes: int = Field(4 * 2**20, ge=1, description="largest stored (compressed) value; a bigger "
+                                                               "one read back is a miss, and is never fetched whole")
+    max_entry_bytes: int = Field(16 * 2**20, ge=1, description="largest answer (uncompressed) the cache stores")
     memory_max_bytes: int = Field(256 * 2**20, ge=1)
+    max_pending_writes: int = Field(256, ge=1, description="batches of answers waiting for the writer; more are "
+                                                           "dropped and counted")
     socket_timeout_ms: float = Field(50.0, gt=0)
     bypass_seconds: float = Field(5.0, ge=0)
     max_connections: int = Field(16, ge=1)
-    instance_count: int = Field(1, ge=1, le=16)
 
 
 class RouterSpec(_Strict):
@@ -248,14 +275,16 @@ class RouterSpec(_Strict):
     cpu_variant: str | None = Field(None, description="variant the in-process runner serves (default: fastest passing ONNX)")
     fp32_last_rung: bool = Field(True, description="add an in-process FP32 runner as the last rung")
     reject_nonfinite: bool = True
-    instance_count: int = Field(1, ge=1, le=16)
 
 
 class ServingSpec(_Strict):
     """How the models are served."""
 
     dynamic_batching: DynamicBatchingSpec = DynamicBatchingSpec()
-    instance_count: int = Field(1, ge=1, le=64)
+    instance_count: int = Field(1, ge=1, le=64, description="instances of the public model and of each compute "
+                                                            "model (each runs one batch at a time)")
+    max_request_bytes: int = Field(16 * 2**20, ge=1, description="a request carrying more is refused with "
+                                                                 "INVALID_ARGUMENT before any compute")
     warmup: WarmupSpec = WarmupSpec()
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per instance (0: runtime default)")
     cache: CacheSpec = CacheSpec()
@@ -273,7 +302,6 @@ class TokenizerSpec(_Strict):
     buckets: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
     max_text_bytes: int = Field(65536, ge=1)
     pad_id: int = 0
-    instance_count: int = Field(1, ge=1, le=16)
     sample_texts: str | None = Field(None, description="'module:callable' returning held-out texts (perf input data)")
 
 

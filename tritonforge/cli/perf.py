@@ -163,14 +163,13 @@ def perf_search(
     spec: Annotated[Path, typer.Argument(help="build spec of the model to tune")],
     repo: Annotated[Path, typer.Option("--repo", "-r")] = Path("model_repository"),
     url: Annotated[Optional[str], typer.Option(help="gRPC host:port of a running server in explicit model control mode")] = None,
+    metrics_url: Annotated[Optional[str], typer.Option(help="with --url: http://host:8002/metrics, to count cache hits")] = None,
     concurrency: Annotated[str, typer.Option(help="perf_analyzer concurrency of every trial; auto: the highest of "
                                                   "1, 2, 4, ... 64 at which the spec's settings keep p95 within the "
                                                   "budget")] = "auto",
     latency_budget_ms: Annotated[float, typer.Option(help="p95 must stay within this")] = 50.0,
     delays: Annotated[str, typer.Option(help="max queue delays to try (us)")] = "0,1000,4000",
     instances: Annotated[str, typer.Option(help="instance counts of the compute models to try")] = "1,2",
-    logic_instances: Annotated[str, typer.Option(help="then, with the best of those, instance counts of the cache, "
-                                                      "tokenizer and router to try (0: none)")] = "2",
     write_back: Annotated[bool, typer.Option(help="write the pick into the spec and rebuild")] = True,
     output: Annotated[Path, typer.Option(help="JSON with every trial")] = Path("perf_results/config_search.json"),
 ) -> None:
@@ -187,17 +186,17 @@ def perf_search(
         raise typer.BadParameter(f"{concurrency!r}: expected 'auto' or one integer", param_hint="'--concurrency'")
     candidate_delays = tuple(_ints(delays, "--delays", minimum=0))
     candidate_instances = tuple(_ints(instances, "--instances", maximum=64))
-    logic_counts = tuple(n for n in _ints(logic_instances, "--logic-instances", minimum=0, maximum=16) if n)
     _positive(latency_budget_ms, "--latency-budget-ms")
     check_binary()
     spec_obj = load_spec(spec)
     candidates = grid(spec_obj.max_batch_size, candidate_delays, candidate_instances)
-    with _server(url, repo, [spec_obj.name]) as (grpc_url, _metrics):
+    with _server(url, repo, [spec_obj.name], metrics_url=metrics_url) as (grpc_url, metrics):
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:
             task = progress.add_task("config search", total=len(candidates) + 1)
-            result = search(spec, repo, grpc_url, load[0] if load else None, latency_budget_ms, candidates, logic_instances=logic_counts,
-                            on_trial=lambda i, n, c: progress.update(task, completed=i, total=n, description=c.describe()))
+            result = search(spec, repo, grpc_url, load[0] if load else None, latency_budget_ms, candidates,
+                            on_trial=lambda i, n, c: progress.update(task, completed=i, total=n, description=c.describe()),
+                            metrics_url=metrics)
             progress.update(task, total=len(result.trials), completed=len(result.trials))
     how = ""
     if result.probes and any(t.fits(latency_budget_ms) for t in result.probes):

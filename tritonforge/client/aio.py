@@ -12,7 +12,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from tritonforge.client.endpoints import AttemptPlan, EndpointPool, RetryPolicy, message_of
+from tritonforge.client.endpoints import AttemptPlan, message_of, pool_and_policy
 from tritonforge.client.errors import EndpointsUnavailable, InputError
 from tritonforge.client.model_info import ModelInfo
 from tritonforge.client.sync import _urls, build_inputs
@@ -25,10 +25,11 @@ class AsyncClient:
 
     def __init__(self, url: str | Sequence[str] = "localhost:8001", *, timeout: float | None = 30.0,
                  retries: int = 3, backoff: float = 0.05, max_backoff: float = 1.0, reject_nonfinite: bool = True,
-                 ssl: bool = False, headers: Mapping[str, str] | None = None) -> None:
-        self.pool = EndpointPool(_urls(url))
+                 ssl: bool = False, headers: Mapping[str, str] | None = None, attempt_timeout: float | None = None,
+                 cooldown: float = 1.0) -> None:
+        self.pool, self.policy = pool_and_policy(_urls(url), timeout, retries, backoff, max_backoff, attempt_timeout,
+                                                 cooldown)
         self.timeout = timeout
-        self.policy = RetryPolicy(retries, backoff, max_backoff)
         self.reject_nonfinite = reject_nonfinite
         self.headers = dict(headers or {})
         self._clients = {u: aioclient.InferenceServerClient(u, ssl=ssl) for u in self.pool.urls}

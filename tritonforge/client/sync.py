@@ -10,7 +10,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from tritonforge.client.endpoints import AttemptPlan, EndpointPool, RetryPolicy, message_of
+from tritonforge.client.endpoints import AttemptPlan, message_of, pool_and_policy
 from tritonforge.client.errors import EndpointsUnavailable, InputError
 from tritonforge.client.model_info import ModelInfo
 
@@ -36,16 +36,20 @@ class Client:
 
     >>> Client("localhost:8001").infer("digits", {"image": x})["logits"]
 
-    `url` may be a list: requests go round-robin, and one that meets a connection error or an unavailable
-    server is retried on the next endpoint with exponential backoff, within `timeout` seconds in all.
+    `url` may be a list: requests go round-robin, and one that meets a connection error, an unavailable
+    server, or a server that does not answer within the attempt's share of the deadline (`attempt_timeout`,
+    default: `timeout` shared by one try of every endpoint and one retry) is retried on the next endpoint with
+    exponential backoff, within `timeout` seconds in all. An endpoint that failed sits out `cooldown` seconds,
+    doubling with each failure in a row.
     """
 
     def __init__(self, url: str | Sequence[str] = "localhost:8001", *, timeout: float | None = 30.0,
                  retries: int = 3, backoff: float = 0.05, max_backoff: float = 1.0, reject_nonfinite: bool = True,
-                 ssl: bool = False, headers: Mapping[str, str] | None = None) -> None:
-        self.pool = EndpointPool(_urls(url))
+                 ssl: bool = False, headers: Mapping[str, str] | None = None, attempt_timeout: float | None = None,
+                 cooldown: float = 1.0) -> None:
+        self.pool, self.policy = pool_and_policy(_urls(url), timeout, retries, backoff, max_backoff, attempt_timeout,
+                                                 cooldown)
         self.timeout = timeout
-        self.policy = RetryPolicy(retries, backoff, max_backoff)
         self.reject_nonfinite = reject_nonfinite
         self.headers = dict(headers or {})
         self._clients = {u: grpcclient.InferenceServerClient(u, ssl=ssl) for u in self.pool.urls}

@@ -8,9 +8,9 @@ With no concurrency given, the load is searched as well, as Model Analyzer does,
 within the budget" is a load as much as a config: the spec's settings are measured at 1, 2, 4, ... concurrent
 requests until p95 leaves the budget, the grid runs at the highest load they kept within it, and the
 HIGHER_LOAD_TOP best candidates are then tried at twice that load, where the spec's settings broke the budget.
-A second stage takes the grid's best and tries more instances of the serving-logic models (cache, tokenizer,
-router): one instance of each holds one batch at a time while it waits on BLS, so a fast accelerator can sit
-idle between batches; more instances keep several batches in flight.
+The public model carries the serving logic and, on a server without native backends, the compute: its
+instance count is how many batches are in flight at once (each instance runs one at a time), and its ONNX
+Runtime threads share the cores with the other instances.
 The pick is then measured against the spec's own settings in CONFIRM_PAIRS fresh side-by-side pairs, both at
 the pick's load; it wins a pair if it keeps the budget and the spec's settings either break it or serve less.
 Only if it wins every pair is it written back into the spec (comments kept) and the repository rebuilt, so
@@ -21,29 +21,28 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from google.protobuf import json_format
 
 from tritonforge.repository.config import read_config
-from tritonforge.build.spec import PYTHON_CACHE_KINDS, BuildSpec, CacheSpec, load_spec
+from tritonforge.build.spec import BuildSpec, load_spec
 from tritonforge.perf.analyzer import InputData, MeasureSettings, PerfPoint, measure
 from tritonforge.perf.inputs import model_samples, unique_inputs
 from tritonforge.perf.triton_stats import stats_of
+from tritonforge.repository.reader import Repository
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """Serving settings for the compute models; max_queue_delay_us None means: no dynamic batching.
-    threads is ONNX Runtime's intra-op thread count per instance (0: all cores); logic_instances the instance
-    count of every serving-logic model (None: as the spec has them)."""
+    """Serving settings for the public model and the native rungs; max_queue_delay_us None means: no dynamic
+    batching. threads is ONNX Runtime's intra-op thread count per instance (0: all cores)."""
 
     max_queue_delay_us: int | None
     preferred_batch_sizes: tuple[int, ...]
     instance_count: int
     threads: int = 0
-    logic_instances: int | None = None
 
     @property
     def batching(self) -> bool:
@@ -51,8 +50,6 @@ class Candidate:
 
     def describe(self) -> str:
         inst = f"{self.instance_count} instance(s) x {self.threads or 'all'} thread(s)"
-        if self.logic_instances is not None:
-            inst += f", logic models x{self.logic_instances}"
         if not self.batching:
             return f"no dynamic batching, {inst}"
         pref = list(self.preferred_batch_sizes) or "none"
@@ -181,41 +178,27 @@ def grid(max_batch: int, delays=(0, 1000, 4000), instances=(1, 2), with_preferre
     return [TRITON_DEFAULT] + [Candidate(d, p, i, threads[i]) for d in delays for p in preferred for i in instances]
 
 
-def compute_models(repo: Path, public: str) -> list[str]:
-    """The models whose batching and instances a candidate sets: the build's in-process runners (and its
-    native-backend variants, which the local CPU server cannot load)."""
-    manifest = json.loads((repo / public / "tritonforge_manifest.json").read_text())
-    return [m for m in manifest["models"] if m.startswith(f"{public}_ort") or
-            (m.startswith(f"{public}_") and read_config(repo / m / "config.pbtxt").backend == "onnxruntime")]
+def tuned_models(repo: Path, public: str) -> list[str]:
+    """The models whose batching and instances a candidate sets: the native rungs (which the local CPU server
+    cannot load) and the public model, which batches, carries the logic and runs the in-process rungs."""
+    repository = Repository(repo)
+    return repository.rungs(public) + [public]
 
 
-def logic_models(repo: Path, public: str) -> list[str]:
-    """The build's serving-logic models (tokenizer, cache, router): they batch too."""
-    manifest = json.loads((repo / public / "tritonforge_manifest.json").read_text())
-    return [m for m in manifest["models"] if m in (f"{public}_tokenizer", f"{public}_cache", f"{public}_router")]
-
-
-def apply(candidate: Candidate, repo: Path, models: list[str], admin, logic: list[str] = ()) -> None:
-    """Reload each model with the candidate's settings as a config override (repository config untouched).
-    Serving-logic models in `logic` keep their own batching, but lose it when the candidate has none, and take
-    the candidate's logic_instances when it sets them."""
-    for name in list(models) + list(logic):
+def apply(candidate: Candidate, repo: Path, models: list[str], admin) -> None:
+    """Reload each model with the candidate's settings as a config override (repository config untouched)."""
+    for name in models:
         cfg = read_config(repo / name / "config.pbtxt")
-        if name in logic:
-            if not candidate.batching:
-                cfg.ClearField("dynamic_batching")
-            if candidate.logic_instances is not None:
-                for group in cfg.instance_group:
-                    group.count = candidate.logic_instances
-        else:
-            cfg.ClearField("dynamic_batching")
-            if candidate.batching:
-                cfg.dynamic_batching.max_queue_delay_microseconds = candidate.max_queue_delay_us
-                cfg.dynamic_batching.preferred_batch_size.extend(candidate.preferred_batch_sizes)
-            for group in cfg.instance_group:
-                group.count = candidate.instance_count
-            if "intra_op_threads" in cfg.parameters:
-                cfg.parameters["intra_op_threads"].string_value = str(candidate.threads)
+        cfg.ClearField("dynamic_batching")
+        if candidate.batching:
+            cfg.dynamic_batching.max_queue_delay_microseconds = candidate.max_queue_delay_us
+            cfg.dynamic_batching.preferred_batch_size.extend(candidate.preferred_batch_sizes)
+        for group in cfg.instance_group:
+            group.count = candidate.instance_count
+        if "tritonforge" in cfg.parameters:
+            settings = json.loads(cfg.parameters["tritonforge"].string_value)
+            settings["intra_op_threads"] = candidate.threads
+            cfg.parameters["tritonforge"].string_value = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         _load(admin, name, json_format.MessageToJson(cfg))
 
 
@@ -237,27 +220,23 @@ def restore(admin, repo: Path, models: list[str]) -> None:
 
 def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, budget_ms: float = 50.0,
            candidates: list[Candidate] | None = None, settings: MeasureSettings | None = None,
-           on_trial=None, logic_instances: tuple[int, ...] = (2,)) -> SearchResult:
-    """Measure the default and every candidate in one run, then the grid's best with each of `logic_instances`
-    instances of the serving-logic models; `best` is the fastest within the budget. concurrency None: the grid runs
-    at the highest of 1, 2, 4, ... MAX_AUTO_CONCURRENCY at which the default keeps p95 within the budget (1 if none
-    does), and its HIGHER_LOAD_TOP best (within the budget) run again at the next load."""
+           on_trial=None, metrics_url: str | None = None) -> SearchResult:
+    """Measure the default and every candidate in one run; `best` is the fastest within the budget. concurrency
+    None: the grid runs at the highest of 1, 2, 4, ... MAX_AUTO_CONCURRENCY at which the default keeps p95 within
+    the budget (1 if none does), and its HIGHER_LOAD_TOP best (within the budget) run again at the next load.
+    With `metrics_url`, each trial's cache hits are counted (a trial the cache answered is never picked)."""
     import tritonclient.grpc as grpcclient
 
     spec = load_spec(spec_path)
     settings = settings or MeasureSettings(url=url, measurement_interval_ms=2000, max_trials=5)
-    models = compute_models(repo, spec.name)
-    logic = logic_models(repo, spec.name)
+    models = tuned_models(repo, spec.name)
     default = default_candidate(spec)
     todo = [default] + [c for c in (candidates or grid(spec.max_batch_size)) if c != default]
     auto = concurrency is None
     result = SearchResult(spec.name, concurrency or 0, budget_ms)
     admin = grpcclient.InferenceServerClient(url)
     samples = model_samples(repo, spec.name)
-    spec_logic = {spec.serving.router.instance_count, spec.serving.cache.instance_count} | (
-        {spec.preprocess.instance_count} if spec.preprocess else set())
-    stage2 = [n for n in logic_instances if n > 0 and spec_logic != {n}] if logic else []
-    total = len(todo) + len(stage2)
+    total = len(todo)
     with tempfile.TemporaryDirectory(prefix="tf-search-") as tmp:
 
         pool_size = MIN_UNIQUE_INPUTS
@@ -272,8 +251,8 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, 
                 # Unique inputs of its own per trial: no trial may hit what an earlier one cached.
                 size = pool_size
                 data = unique_inputs(samples, size, Path(tmp) / f"trial{k}.{attempt}.json")
-                trial = _trial(candidate, is_default, confirmation, repo, models, admin, logic, spec.name, settings,
-                               load or result.concurrency, data)
+                trial = _trial(candidate, is_default, confirmation, repo, models, admin, spec.name, settings,
+                               load or result.concurrency, data, metrics_url)
                 # Twice the most requests any trial sent, so the next one, even at twice the load, stays unique.
                 pool_size = max(size, 2 * trial.requests)
                 if trial.requests <= size:
@@ -293,12 +272,9 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, 
                     load *= 2
                 # twice the load, if the spec's settings broke the budget there (not where they failed at 1)
                 higher = load if load == 2 * result.concurrency <= MAX_AUTO_CONCURRENCY else 0
-                total = len(result.trials) + len(todo) + len(stage2) + (HIGHER_LOAD_TOP if higher else 0)
+                total = len(result.trials) + len(todo) + (HIGHER_LOAD_TOP if higher else 0)
             for i, candidate in enumerate(todo):
                 run(candidate, i == 0)
-            best = _best([t for t in result.trials if not t.probe], budget_ms)
-            for n in stage2 if best is not None else []:
-                run(replace(best.candidate, logic_instances=n))  # type: ignore[union-attr]
             if higher:
                 ranked = sorted((t for t in result.trials if not t.probe and t.candidate != default
                                  and t.fits(budget_ms)), key=lambda t: t.point.throughput, reverse=True)  # type: ignore[union-attr]
@@ -313,7 +289,7 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, 
                     candidate, is_default = order[(j + j // 2) % 2]  # p d, d p, p d, ...
                     run(candidate, is_default, confirmation=True, load=best.concurrency)
         finally:
-            restore(admin, repo, models + logic)
+            restore(admin, repo, models)
             admin.close()
     result.best = _best([t for t in result.trials if not t.confirmation and not t.probe], budget_ms)
     if result.best is not None and result.best.candidate != default:
@@ -322,14 +298,18 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, 
 
 
 def _trial(candidate: Candidate, default: bool, confirmation: bool, repo: Path, models: list[str], admin,
-           logic: list[str], public: str, settings: MeasureSettings, concurrency: int, data: InputData) -> Trial:
+           public: str, settings: MeasureSettings, concurrency: int, data: InputData, metrics_url: str | None) -> Trial:
+    from tritonforge.perf.sweep import cache_counts
+
     try:
-        apply(candidate, repo, models, admin, logic)
-        before = stats_of(admin, [public, f"{public}_router"])
+        apply(candidate, repo, models, admin)
+        before, hits_before = stats_of(admin, [public])[public], cache_counts(metrics_url)
         point = measure(public, settings, 1, concurrency, None, data)
-        requests, computed = ((s - before[m]).inference_count for m, s in stats_of(admin, list(before)).items())
+        requests = (stats_of(admin, [public])[public] - before).inference_count
+        hits_after = cache_counts(metrics_url)
+        hits = hits_after[0] - hits_before[0] if hits_before and hits_after else 0
         return Trial(candidate, point, default=default, confirmation=confirmation, requests=requests,
-                     computed=computed, concurrency=concurrency)
+                     computed=requests - int(hits), concurrency=concurrency)
     except Exception as e:
         return Trial(candidate, None, f"{type(e).__name__}: {str(e)[-300:]}", default=default, confirmation=confirmation,
                      concurrency=concurrency)
@@ -355,13 +335,5 @@ def write_back(spec_path: Path, candidate: Candidate) -> None:
         batching["preferred_batch_sizes"] = list(candidate.preferred_batch_sizes)
     serving["instance_count"] = candidate.instance_count
     serving["intra_op_threads"] = candidate.threads
-    if candidate.logic_instances is not None:
-        sections = [serving.setdefault("router", {})]
-        if serving.get("cache", {}).get("kind", CacheSpec().kind) in PYTHON_CACHE_KINDS:
-            sections.append(serving.setdefault("cache", {}))
-        if data.get("preprocess") is not None:
-            sections.append(data["preprocess"])
-        for section in sections:
-            section["instance_count"] = candidate.logic_instances
     with open(spec_path, "w") as f:
         yaml.dump(data, f)

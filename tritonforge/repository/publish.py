@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
+
 import errno
 import fcntl
 import json
@@ -30,7 +30,7 @@ from tritonforge.errors import RepositoryError
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the C library this process runs on (no ldconfig lookup)
 JOURNAL = "journal.json"
 INSIDE_WORK_AREA = ".tritonforge"
 

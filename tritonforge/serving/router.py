@@ -1,133 +1,116 @@
-"""tritonforge fallback router (Triton Python backend).
+"""The fallback router: each batch goes to the first rung that answers, fastest passing variant first.
 
-Calls the variants through BLS in the build report's order (fastest passing first, the in-process ONNX
-Runtime runners last). A variant that is not ready is skipped at once and probed again after `breaker_seconds`;
-one that fails `breaker_failures` times in a row is skipped likewise (circuit breaker). If every breaker is
-open, every rung is tried anyway: a request fails only when no variant can answer it. Batches from the dynamic
-batcher go through whole; a batch that fails everywhere is retried request by request, so an error reaches
-only the request that caused it. Counters on /metrics (sent by a background thread, at most `metrics_interval_ms`
-late): requests per variant, failures, fallbacks, breaker state.
+A rung the server has not loaded (no backend for it here, a plan for another GPU) is absent: skipped without a
+failure counted and without a log line per request, and probed again off the request path. A rung that fails
+while loaded counts towards its circuit breaker; while the breaker is open the rung is skipped, and if every
+present rung's breaker is open they are all tried anyway: a request fails only when nothing can answer it. An
+error the request caused (RequestError) never counts against a rung: the batch is split and each request tried
+alone, so the error reaches only the request that caused it, as INVALID_ARG.
+
+Counts (in `tally`): tritonforge_router_{requests,failures,fallbacks}_total; gauges() gives
+tritonforge_router_breaker_open and tritonforge_router_rung_absent per rung.
 """
 
-import json
+import time
 
-import numpy as np
-import triton_python_backend_utils as pb_utils
-from tf_batching import concat, config_parameters, error_response, group_by_shape, output_dtypes, request_inputs, split, tensors_response
-from tf_breaker import CircuitBreaker
-from tf_metrics import DeferredMetrics
-
-NOT_THERE = ("not ready", "unknown model", "no available versions", "is not found", "not loaded")
+from .batching import concat, group_by_shape, split
+from .breaker import CircuitBreaker
+from .errors import RequestError, RungAbsent, RungFailure
 
 
-class TritonPythonModel:
-    def initialize(self, args):
-        config = json.loads(args["model_config"])
-        params = config_parameters(config)
-        self.name = args["model_name"]
-        self.rungs = json.loads(params["rungs"])
-        failures = int(params.get("breaker_failures", "3"))
-        seconds = float(params.get("breaker_seconds", "30"))
-        self.breakers = {r["model"]: CircuitBreaker(failures, seconds) for r in self.rungs}
-        self.timeout_us = int(float(params.get("rung_timeout_ms", "0")) * 1000)
-        self.reject_nonfinite = params.get("reject_nonfinite", "true") == "true"
-        self.input_names = [i["name"] for i in config["input"]]
-        self.outputs = output_dtypes(config)
-        self.output_names = [n for n, _ in self.outputs]
-        self._metrics()
-        self.metrics = DeferredMetrics(float(params.get("metrics_interval_ms", "100")) / 1000, self.name)
+class NoRungAnswered(Exception):
+    """Every rung failed for this batch (a server-side fault: INTERNAL)."""
 
-    def finalize(self):
-        self.metrics.close()
 
-    def _metrics(self):
-        counter, gauge = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.GAUGE
-        served = pb_utils.MetricFamily("tritonforge_router_requests_total", "Requests answered, per variant", counter)
-        failed = pb_utils.MetricFamily("tritonforge_router_failures_total", "Failed calls, per variant", counter)
-        fallback = pb_utils.MetricFamily("tritonforge_router_fallbacks_total",
-                                         "Requests answered by a variant other than the first", counter)
-        breaker = pb_utils.MetricFamily("tritonforge_router_breaker_open", "1 while a variant is skipped", gauge)
-        rejected = pb_utils.MetricFamily("tritonforge_router_rejected_total", "Requests refused (bad input)", counter)
-        labels = lambda m: {"router": self.name, "variant": m}  # noqa: E731
-        self.m_served = {r["model"]: served.Metric(labels(r["model"])) for r in self.rungs}
-        self.m_failed = {r["model"]: failed.Metric(labels(r["model"])) for r in self.rungs}
-        self.m_breaker = {r["model"]: breaker.Metric(labels(r["model"])) for r in self.rungs}
-        self.m_fallback = fallback.Metric({"router": self.name})
-        self.m_rejected = rejected.Metric({"router": self.name})
-        self._families = (served, failed, fallback, breaker, rejected)
-        self._breaker_shown = {r["model"]: 0 for r in self.rungs}
+class Router:
+    """`rungs`: objects with a `name`, `call(batch) -> outputs` (raising RequestError, RungAbsent or RungFailure)
+    and `ready() -> bool` (for probing an absent rung), in the order to try them."""
 
-    def _show_breaker(self, model):
-        """Update the breaker gauge only when its state changed (each metric update is an IPC round trip)."""
-        state = 1 if self.breakers[model].is_open else 0
-        if self._breaker_shown[model] != state:
-            self.m_breaker[model].set(state)
-            self._breaker_shown[model] = state
+    def __init__(self, rungs, breaker_failures, breaker_seconds, tally, labels, on_state=None, clock=time.monotonic):
+        self.rungs = list(rungs)
+        self.breakers = {r.name: CircuitBreaker(breaker_failures, breaker_seconds, clock) for r in self.rungs}
+        self.absent = {r.name: False for r in self.rungs}
+        self.tally, self.labels = tally, dict(labels)
+        self.on_state = on_state or (lambda rung, state, reason: None)
 
-    def _invalid(self, arrays):
-        if not self.reject_nonfinite:
-            return None
-        for name, arr in arrays.items():
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                return f"input '{name}' holds {int((~np.isfinite(arr)).sum())} NaN or Inf value(s)"
-        return None
+    # ---- one batch -------------------------------------------------------------------------------
+    def _candidates(self):
+        present = [r for r in self.rungs if not self.absent[r.name]] or self.rungs
+        return [r for r in present if self.breakers[r.name].allow()] or present
 
-    def _call(self, rung, batch):
-        inputs = [pb_utils.Tensor(name, np.ascontiguousarray(batch[name], dtype=pb_utils.triton_string_to_numpy(dtype)))
-                  for name, dtype in rung["inputs"].items()]
-        request = pb_utils.InferenceRequest(model_name=rung["model"], inputs=inputs,
-                                            requested_output_names=self.output_names, timeout=self.timeout_us)
-        response = request.exec()
-        if response.has_error():
-            raise RuntimeError(response.error().message())
-        return {n: pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in self.output_names}
-
-    def _route(self, batch, count):
-        """Outputs from the first rung that answers, or (None, error message)."""
-        allowed = [r for r in self.rungs if self.breakers[r["model"]].allow()] or self.rungs
+    def route(self, batch, requests=1):
+        """Outputs of the first rung that answers `batch` (which holds `requests` requests)."""
         errors = []
-        for rung in allowed:
-            model, breaker = rung["model"], self.breakers[rung["model"]]
+        for rung in self._candidates():
             try:
-                outputs = self._call(rung, batch)
-            except Exception as e:
-                message = str(e)
-                breaker.failure(unavailable=any(s in message.lower() for s in NOT_THERE))
-                self.metrics.increment(self.m_failed[model])
-                self._show_breaker(model)
-                errors.append(f"{model}: {message}")
+                outputs = rung.call(batch)
+            except RequestError:
+                raise
+            except RungAbsent as e:
+                self._set_absent(rung, True, str(e))
+                errors.append(f"{rung.name}: not loaded")
                 continue
-            breaker.success()
-            self._show_breaker(model)
-            self.metrics.increment(self.m_served[model], count)
-            if model != self.rungs[0]["model"]:
-                self.metrics.increment(self.m_fallback, count)
-            return outputs, None
-        return None, "no variant could answer: " + " | ".join(errors)
+            except RungFailure as e:
+                if self.breakers[rung.name].failure():
+                    self.on_state(rung.name, "breaker open", str(e))
+                self.tally.add("tritonforge_router_failures_total", variant=rung.name, **self.labels)
+                errors.append(f"{rung.name}: {e}")
+                continue
+            self.breakers[rung.name].success()
+            self._set_absent(rung, False)
+            self.tally.add("tritonforge_router_requests_total", requests, variant=rung.name, **self.labels)
+            if rung.name != next(r.name for r in self.rungs if not self.absent[r.name]):
+                self.tally.add("tritonforge_router_fallbacks_total", requests, **self.labels)
+            return outputs
+        raise NoRungAnswered("no variant could answer: " + " | ".join(errors))
 
-    def execute(self, requests):
-        responses = [None] * len(requests)
-        arrays = [request_inputs(r, self.input_names) for r in requests]
-        valid = []
-        for i, a in enumerate(arrays):
-            problem = self._invalid(a)
-            if problem:
-                self.metrics.increment(self.m_rejected)
-                responses[i] = error_response(problem, pb_utils.TritonError.INVALID_ARG)
-            else:
-                valid.append(i)
-        for group in group_by_shape([arrays[i] for i in valid]):
-            indices = [valid[g] for g in group]
-            batch, sizes = concat(arrays, indices)
-            outputs, error = self._route(batch, len(indices))
-            if outputs is not None:
-                for i, part in zip(indices, split(outputs, sizes)):
-                    responses[i] = tensors_response(part, self.outputs)
+    def set_absent(self, name, reason):
+        """Mark a rung absent from the start (the model found it not loaded when it initialized)."""
+        self._set_absent(next(r for r in self.rungs if r.name == name), True, reason)
+
+    def _set_absent(self, rung, absent, reason=""):
+        if self.absent[rung.name] != absent:
+            self.absent[rung.name] = absent
+            self.on_state(rung.name, "not loaded" if absent else "loaded", reason)
+
+    # ---- the requests of one execute ---------------------------------------------------------------
+    def route_requests(self, arrays_per_request, indices):
+        """{request index: outputs or the exception that request gets} for the requests at `indices`; requests
+        of one shape go as one batch, and a batch that fails is retried request by request."""
+        results = {}
+        for group in group_by_shape(arrays_per_request, indices):
+            batch, sizes = concat(arrays_per_request, group)
+            try:
+                parts = split(self.route(batch, len(group)), sizes)
+            except (RequestError, NoRungAnswered) as e:
+                if len(group) == 1:
+                    results[group[0]] = e
+                    continue
+                for i in group:  # isolate the request(s) at fault
+                    try:
+                        results[i] = self.route(arrays_per_request[i], 1)
+                    except (RequestError, NoRungAnswered) as e2:
+                        results[i] = e2
                 continue
-            if len(indices) == 1:
-                responses[indices[0]] = error_response(error)
-                continue
-            for i in indices:  # isolate the request(s) that fail everywhere
-                out, err = self._route(arrays[i], 1)
-                responses[i] = tensors_response(out, self.outputs) if out is not None else error_response(err)
-        return responses
+            results.update(zip(group, parts))
+        return results
+
+    # ---- off the request path ----------------------------------------------------------------------
+    def probe_absent(self):
+        """Ask every absent rung whether it is loaded now."""
+        for rung in self.rungs:
+            if self.absent[rung.name]:
+                try:
+                    ready = rung.ready()
+                except Exception:
+                    ready = False
+                if ready:
+                    self._set_absent(rung, False)
+
+    def gauges(self):
+        """{(metric, rung): value} as they stand now: a breaker reads 0 once its open period has passed."""
+        out = {}
+        for rung in self.rungs:
+            out[("tritonforge_router_breaker_open", rung.name)] = 1 if self.breakers[rung.name].skipping else 0
+            out[("tritonforge_router_rung_absent", rung.name)] = 1 if self.absent[rung.name] else 0
+        return out

@@ -1,4 +1,4 @@
-"""A real redis-server (Debian package) on a free loopback port, for tests."""
+"""A real redis-server (Debian package redis-server) on a free loopback port, for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -9,17 +9,20 @@ import time
 
 import redis
 
-from tritonforge.server.process import free_ports
+from tritonforge.testing.ports import free_ports
 
 
 class RedisServer:
-    """Start/stop/kill a private redis-server without persistence."""
+    """Start/stop/kill a private redis-server without persistence; `args` are extra redis-server options
+    (e.g. ["--maxmemory", "1mb", "--maxmemory-policy", "noeviction"]), `password` sets requirepass."""
 
-    def __init__(self) -> None:
+    def __init__(self, args: list[str] | None = None, password: str = "") -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server; make test does it)")
         self.port = free_ports(1)[0]
         self.dir = tempfile.mkdtemp(prefix="tf-redis-")
+        self.args = list(args or [])
+        self.password = password
         self.process: subprocess.Popen | None = None
 
     @property
@@ -27,12 +30,13 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        auth = ["--requirepass", self.password] if self.password else []
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--protected-mode", "yes"],
+             "--dir", self.dir, "--protected-mode", "yes", *auth, *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis.from_url(self.url)
+        client = self.client()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -52,4 +56,10 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url)
+        return redis.Redis.from_url(self.url, password=self.password or None)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -8,7 +8,7 @@ import yaml
 from tritonforge.errors import SpecError
 from tritonforge.build.spec import load_spec, parse_spec
 
-from conftest import DIGITS
+from helpers import DIGITS
 
 
 def _base() -> dict:

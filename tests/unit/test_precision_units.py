@@ -15,7 +15,7 @@ from tritonforge.build.spec import GateSpec, Int8SearchSpec, TimingSpec, load_sp
 from tritonforge.build.timing import measure, timing_input
 from tritonforge.build.verify import Comparison
 
-from conftest import DIGITS
+from helpers import DIGITS
 
 
 def _metrics(name, cosine=1.0, top1=None, nonfinite=0, max_abs=0.0):
@@ -155,7 +155,7 @@ def test_tensorrt_plans_build_and_pass_on_gpu(tmp_path, digits_spec):
     from tritonforge.build.converters.onnx2trt import tensorrt_unavailable
     from tritonforge.build.pipeline import build
 
-    from conftest import digits_spec_copy
+    from helpers import digits_spec_copy
 
     reason = tensorrt_unavailable()
     if reason:

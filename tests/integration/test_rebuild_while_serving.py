@@ -23,7 +23,7 @@ from tritonforge.server.process import LocalTritonServer
 from tritonforge.server.reload import reload_build
 from tritonforge.testing.load import SteadyLoad
 
-from conftest import DIGITS, ROOT, digits_spec_copy
+from helpers import DIGITS, ROOT, digits_spec_copy
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from tritonforge.build.pipeline import build
 from tritonforge.repository.config import read_config
 from tritonforge.build.spec import load_spec
 
-from conftest import DIGITS, ROOT, digits_spec_copy, outlier_digits_spec
+from helpers import DIGITS, ROOT, digits_spec_copy, outlier_digits_spec
 from tritonforge.repository.reader import Repository
 
 

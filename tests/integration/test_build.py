@@ -18,7 +18,7 @@ from tritonforge.build.pipeline import build
 from tritonforge.repository.config import read_config
 from tritonforge.repository.manifest import read_manifest
 
-from conftest import DIGITS, ROOT, digits_spec_copy, tree_hashes
+from helpers import DIGITS, ROOT, digits_spec_copy, tree_hashes
 from tritonforge.repository.reader import Repository
 
 
@@ -30,11 +30,14 @@ def test_build_writes_verified_repository(digits_repo):
     names = sorted(p.name for p in digits_repo.iterdir())
     report = json.loads((digits_repo / "digits" / "build_report.json").read_text())
     published = sorted(v["published_as"] for v in report["variants"] if v["published_as"])
-    assert names == sorted(["digits", "digits_cache", "digits_router", "digits_ort", *published]
-                           + (["digits_ort_fp32"] if report["serving"]["in_process_runner"] != "onnx_fp32" else []))
+    assert names == sorted(["digits", "digits_ort", *published])
     assert "digits_onnx_fp32" in published
     manifest = read_manifest(digits_repo, "digits")
     assert sorted(manifest.models) == names and manifest.models[-1] == "digits"  # the public model published last
+    assert {m: r.role.value for m, r in manifest.roles.items()} == {
+        "digits": "public", "digits_ort": "runner", **{m: "rung" for m in published}}
+    assert [Repository(digits_repo).role(m).variant for m in Repository(digits_repo).rungs("digits")] == \
+        [next(v["id"] for v in report["variants"] if v["published_as"] == m) for m in report["serving"]["rungs"]]
     assert manifest.intact(digits_repo)
     check = manifest.stages["export"]["result"]["check"]
     assert check["within_tolerance"] and check["outputs"]["logits"]["max_abs"] < 1e-4
@@ -52,8 +55,9 @@ def test_every_generated_config_parses_back(digits_repo):
         c = read_config(path)
         assert c.name == path.parent.name
         assert c.max_batch_size == 64
-    ensemble = read_config(digits_repo / "digits" / "config.pbtxt")
-    assert ensemble.platform == "ensemble" and ensemble.ensemble_scheduling.step[0].model_name == "digits_cache"
+    public = read_config(digits_repo / "digits" / "config.pbtxt")
+    assert public.backend == "python" and public.dynamic_batching.max_queue_delay_microseconds == 200
+    assert not public.model_warmup  # it warms its in-process rungs itself, past the cache
     runner = read_config(digits_repo / "digits_ort" / "config.pbtxt")
     assert runner.dynamic_batching.max_queue_delay_microseconds == 200
     assert [w.batch_size for w in runner.model_warmup] == [1, 16]

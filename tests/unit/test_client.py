@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from tritonforge.client.endpoints import AttemptPlan, EndpointPool, RetryPolicy, is_retryable, translate
+from tritonforge.client.endpoints import AttemptPlan, EndpointPool, RetryPolicy, is_retryable, pool_and_policy, translate
 from tritonforge.client.errors import DeadlineExceeded, EndpointsUnavailable, InferenceFailed, InputError, ModelNotFound
 from tritonforge.client.model_info import ModelInfo
 
@@ -81,12 +83,36 @@ def test_pool_round_robin_and_cooldown():
     assert pool.order() == ["b", "c", "a"]
 
 
+def test_a_failing_endpoint_sits_out_longer_each_time_and_one_caller_probes_it(monkeypatch):
+    import tritonforge.client.endpoints as endpoints
+
+    now = [100.0]
+    monkeypatch.setattr(endpoints.time, "monotonic", lambda: now[0])
+    pool = EndpointPool(["a", "b"], cooldown=1.0, max_cooldown=4.0)
+    pool.mark_down("a")
+    assert pool.order()[0] == "b" and pool.order()[0] == "b"
+    now[0] += 1.01
+    assert pool.order()[0] == "a"  # its time is up: this caller probes it ...
+    assert pool.order() == ["b", "a"] and pool.order() == ["b", "a"]  # ... the others keep skipping it
+    pool.mark_down("a")  # the probe failed: 2 s now
+    now[0] += 1.5
+    assert pool.order()[0] == "b"
+    now[0] += 0.6
+    assert pool.order()[0] == "a"
+    for _ in range(5):
+        pool.mark_down("a")
+    assert pool._down_until["a"] - now[0] == pytest.approx(4.0)  # capped
+    pool.mark_up("a")
+    assert not pool.is_down("a")
+
+
 def _exc(status, msg="boom"):
     return InferenceServerException(msg=msg, status=status)
 
 
 def test_error_classification():
     assert is_retryable(_exc("StatusCode.UNAVAILABLE"))
+    assert is_retryable(_exc("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"))  # an attempt that hung: next endpoint
     assert not is_retryable(_exc("StatusCode.INVALID_ARGUMENT"))
     assert isinstance(translate(_exc("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"), "m", "u"), DeadlineExceeded)
     assert isinstance(translate(_exc("StatusCode.NOT_FOUND", "Request for unknown model: 'm'"), "m", "u"), ModelNotFound)
@@ -109,3 +135,24 @@ def test_attempt_plan_moves_to_next_endpoint_then_gives_up():
     step = next(iter(plan))
     with pytest.raises(InferenceFailed):
         plan.failed(step.url, _exc("StatusCode.INVALID_ARGUMENT"))
+
+
+def test_each_attempt_gets_a_share_of_the_deadline():
+    pool, policy = pool_and_policy(["a", "b"], timeout=3.0, retries=3, backoff=0.0, max_backoff=0.0,
+                                   attempt_timeout=None, cooldown=1.0)
+    assert policy.attempt_timeout == pytest.approx(1.0)  # two endpoints and one retry share 3 s
+    plan = AttemptPlan(pool, policy, timeout=3.0, model="m")
+    first = next(iter(plan))
+    assert first.left == pytest.approx(1.0, abs=0.01)
+    plan.failed(first.url, _exc("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"))
+    assert pool.is_down(first.url)
+    plan = AttemptPlan(pool, RetryPolicy(attempt_timeout=10.0), timeout=0.5, model="m")
+    assert next(iter(plan)).left <= 0.5  # never more than the deadline left
+
+
+def test_running_out_of_time_on_timeouts_is_a_deadline_error():
+    plan = AttemptPlan(EndpointPool(["a"]), RetryPolicy(retries=0, attempt_timeout=0.01), timeout=0.01, model="m")
+    for step in plan:
+        time.sleep(0.02)
+        plan.failed(step.url, _exc("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"))
+    assert isinstance(plan.exhausted(), DeadlineExceeded)

@@ -47,13 +47,13 @@ def test_concurrent_requests_are_batched_and_answered_in_order(digits_server, di
     images, _ = digits_validation
     images = images[256:512]  # not sent by other tests: every request is a cache miss
     admin = grpcclient.InferenceServerClient(digits_server.grpc_url)
-    before = model_stats(admin, "digits_cache")
+    before = model_stats(admin, "digits")
     with Client(digits_server.grpc_url) as client:
         client.infer("digits", {"image": images[:1]})
         with ThreadPoolExecutor(32) as pool:
             results = list(pool.map(lambda i: client.infer("digits", {"image": images[i:i + 1]})["logits"], range(256)))
         direct = client.infer("digits", {"image": images[:64]})["logits"]
-    counted = model_stats(admin, "digits_cache") - before
+    counted = model_stats(admin, "digits") - before
     admin.close()
     assert counted.inference_count == 1 + 256 + 64  # inference_count counts samples
     assert counted.execution_count < counted.inference_count  # the dynamic batcher merged requests

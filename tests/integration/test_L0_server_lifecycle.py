@@ -21,7 +21,7 @@ from tritonforge.errors import ServerError
 from tritonforge.server.process import LocalTritonServer, free_ports
 from tritonforge.client import Client
 
-from conftest import ROOT
+from helpers import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -159,6 +159,31 @@ def test_L0_port_in_use_is_reported(private_repo):
         server.cleanup()
     assert str(port) in str(err.value) or "in use" in str(err.value).lower()
     assert wait_until(lambda: not processes_mentioning(str(private_repo)), 30)
+
+
+def test_L0_a_second_serve_on_an_occupied_port_fails_instead_of_showing_the_other_server(private_repo, digits_server):
+    """The old start polled the port, found the other server ready, and printed its READY table as its own."""
+    proc = subprocess.run([sys.executable, "-m", "tritonforge", "serve", str(private_repo), "--grpc-port",
+                           str(digits_server.grpc_port), "--http-port", str(free_ports(1)[0]), "--metrics-port",
+                           str(free_ports(1)[0])], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"gRPC port {digits_server.grpc_port}" in proc.stderr and "already in use" in proc.stderr
+    assert "READY" not in proc.stdout and "serving" not in proc.stdout
+    assert wait_until(lambda: not processes_mentioning(str(private_repo)), 30)
+
+
+def test_L0_a_server_answering_on_our_port_is_told_apart_by_its_id(private_repo, digits_server):
+    """Even if the port check loses a race, readiness is only believed from the server this start launched."""
+    server = LocalTritonServer(private_repo, grpc_port=digits_server.grpc_port, startup_timeout=30)
+    server.grpc_port = digits_server.grpc_port
+    server.process = subprocess.Popen(["sleep", "30"])  # our own "server" never answers; the other one does
+    try:
+        with pytest.raises(ServerError, match="answered by another server"):
+            server.wait_ready()
+    finally:
+        server.process.kill()
+        server.process.wait()
+        server.process = None
 
 
 def test_L0_missing_repository_is_reported(tmp_path):

@@ -9,7 +9,7 @@ from tritonforge.build.data import load_dataset
 from tritonforge.errors import DataError
 from tritonforge.build.spec import DataSpec, load_spec
 
-from conftest import digits_spec_copy
+from helpers import digits_spec_copy
 
 
 @pytest.fixture

@@ -1,0 +1,138 @@
+"""What the tests share besides fixtures: paths, spec copies, metric readers, stand-in rungs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "examples" / "digits"
+MINILM = ROOT / "examples" / "minilm"
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under root (empty if root is missing)."""
+    from tritonforge.hashing import sha256_tree
+
+    return sha256_tree(root) if root.exists() else {}
+
+
+def digits_spec_copy(dest: Path, full: bool = False, **overrides) -> Path:
+    """A copy of the digits spec in `dest` (factory module copied, data paths absolute), with top-level overrides.
+
+    Unless `full`, the copy builds only the FP32 variant and skips timing (fast); a nested override is given
+    as a dict and replaces that section whole.
+    """
+    data = yaml.safe_load((DIGITS / "spec.yaml").read_text())
+    data["source"]["state_dict"] = str(DIGITS / "artifacts" / "digits_mlp.pt")
+    data["validation"]["data"]["npz"] = str(DIGITS / "artifacts" / "validation.npz")
+    data["calibration"]["data"]["npz"] = str(DIGITS / "artifacts" / "calibration.npz")
+    if not full:
+        data["variants"] = []
+        data.pop("calibration")
+        data["timing"] = {"enabled": False}
+    data.update(overrides)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DIGITS / "digits_model.py", dest / "digits_model.py")
+    path = dest / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def outlier_digits_spec(dest: Path, **overrides) -> Path:
+    """The digits spec with every variant, on the trained MLP behind an input outlier (tests/models/outlier_digits.py):
+    FP32 and FP16 answer as the MLP does; INT8 (dynamic, and static MinMax) collapses on any CPU."""
+    path = digits_spec_copy(dest, full=True, **overrides)
+    data = yaml.safe_load(path.read_text())
+    data["source"] = {"kind": "pytorch", "factory": "outlier_digits:build_model",
+                      "factory_args": {"state_dict_path": str(DIGITS / "artifacts" / "digits_mlp.pt")}}
+    shutil.copy(ROOT / "tests" / "models" / "outlier_digits.py", dest / "outlier_digits.py")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def minilm_spec_copy(dest: Path, **overrides) -> Path:
+    """A copy of the MiniLM spec (and its modules and sentences) in `dest`: FP32 only, no timing, unless overridden."""
+    data = yaml.safe_load((MINILM / "spec.yaml").read_text())
+    data["variants"] = []
+    data["int8_search"] = {"enabled": False}
+    data["timing"] = {"enabled": False}
+    data.update(overrides)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("minilm_model.py", "minilm_data.py", "sentences.txt"):
+        shutil.copy(MINILM / name, dest / name)
+    path = dest / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def metrics(metrics_url: str) -> dict[str, float]:
+    """tritonforge_* and nv_cache_* samples from /metrics, keyed by the full sample name with labels, read once
+    the public models' deferred counters have been sent."""
+    from tritonforge.build.serving_graph import METRICS_LAG_S
+
+    time.sleep(METRICS_LAG_S)
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(("tritonforge_", "nv_cache_")):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+def metric(metrics_url: str, name: str, **labels: str) -> float:
+    """The sum of metric `name` over the samples whose labels include `labels`."""
+    total = 0.0
+    for key, value in metrics(metrics_url).items():
+        m = re.match(r"([a-z_]+)\{(.*)\}", key)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += value
+    return total
+
+
+_FAILING_RUNG = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse(error=pb_utils.TritonError("rung on fire", pb_utils.TritonError.INTERNAL))
+                for _ in requests]
+"""
+
+
+def python_stand_in(repo: Path, rung: str, failing: bool = False) -> None:
+    """Put a Python-backend model where a native rung is (same name, version, I/O and ONNX file) so the local
+    server, which has no onnxruntime backend, can load that rung: it runs the rung's ONNX file in-process the way
+    the runner does, or, `failing`, answers every request with a server-side error."""
+    from tritonforge.build.serving_graph import serving_files
+    from tritonforge.repository.config import write_config
+    from tritonforge.repository.reader import Repository
+
+    repository = Repository(repo)
+    role, version_dir = repository.role(rung), repository.version_dir(rung)
+    config = repository.config(rung)
+    config.backend, config.platform, config.default_model_filename = "python", "", ""
+    config.ClearField("instance_group")
+    if failing:
+        config.ClearField("model_warmup")  # it would fail its warm-up and never load
+    config.parameters["tritonforge"].string_value = json.dumps(
+        {"file": role.file, "variant": role.variant, "intra_op_threads": 1})
+    files = serving_files("runner")
+    if failing:
+        files["model.py"] = _FAILING_RUNG.encode()
+    for rel, content in files.items():
+        path = version_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    write_config(config, repo / rung)

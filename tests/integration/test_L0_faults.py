@@ -1,0 +1,183 @@
+"""Faults, for real: every malformed request, a replica killed or hung under load behind the multi-endpoint
+client, a build killed half way, and readiness that tells a dead serving stub from a rung absent by design."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from tritonforge.build.ort_runtime import OrtModel
+from tritonforge.build.pipeline import build
+from tritonforge.client import Client
+from tritonforge.hashing import sha256_tree
+from tritonforge.repository.reader import Repository
+from tritonforge.server import probe
+from tritonforge.server.process import LocalTritonServer
+from tritonforge.testing.faults import kill, malformed_requests, paused, stub_pids
+from tritonforge.testing.load import SteadyLoad
+
+from helpers import ROOT, digits_spec_copy, metric
+
+SECRET = {"TRITONFORGE_CACHE_SECRET": "test-replicas-secret"}
+
+
+def _images(n: int, seed: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{"image": rng.random((1, 64), dtype=np.float32)} for _ in range(n)]
+
+
+@pytest.mark.parametrize("model", ["digits", "minilm"])
+def test_every_malformed_request_is_refused_by_name_and_the_server_stays_up(service_server, model):
+    raw = grpcclient.InferenceServerClient(service_server.grpc_url)
+    cases = malformed_requests(service_server.grpc_url, model)
+    assert len(cases) >= (8 if model == "digits" else 6)
+    try:
+        for case in cases:
+            with pytest.raises(Exception) as err:
+                raw.infer(case.model, case.inputs)
+            assert case.expect in str(err.value), (case.name, str(err.value))
+            expected = "StatusCode.NOT_FOUND" if case.name == "unknown model" else "StatusCode.INVALID_ARGUMENT"
+            assert str(err.value.status()) in (expected, "StatusCode.INVALID_ARGUMENT"), (case.name, err.value.status())
+            with Client(service_server.grpc_url) as client:  # and the next good request is answered
+                info = client.model_info(model)
+                good = {n: (np.array([["still up"]], dtype=object) if t.datatype == "BYTES"
+                            else np.zeros((1, *[d for d in t.shape[1:]]), np.float32)) for n, t in info.inputs.items()}
+                assert client.infer(model, good)
+    finally:
+        raw.close()
+
+
+@pytest.fixture(scope="module")
+def redis_digits(tmp_path_factory, digits_spec):
+    tmp = tmp_path_factory.mktemp("redis_digits")
+    repo = tmp / "model_repository"
+    build(digits_spec_copy(tmp / "spec", serving={"cache": {"kind": "redis", "ttl_s": 300}}), repo)
+    return repo
+
+
+@pytest.fixture
+def two_replicas(redis_digits, redis_server):
+    env = {"TRITONFORGE_REDIS_URL": redis_server.url, **SECRET}
+    a = LocalTritonServer(redis_digits, load_models=["digits"], env=env).start()
+    b = LocalTritonServer(redis_digits, load_models=["digits"], env=env).start()
+    yield a, b
+    for s in (a, b):
+        s.stop()
+        s.cleanup()
+
+
+def _check_answers(record, inputs, repo: Path) -> None:
+    reference = OrtModel(Repository(repo).runner_file("digits"), ["logits"])
+    wrong = [a.index for a in record.answers
+             if not np.allclose(a.outputs["logits"], reference.run(inputs[a.index])["logits"], atol=1e-5)]
+    assert wrong == []
+
+
+def test_a_replica_killed_mid_load_loses_nothing_and_the_replicas_share_the_cache(two_replicas, redis_digits,
+                                                                                  redis_server):
+    a, b = two_replicas
+    x = _images(1, seed=int(time.time()))[0]
+    with Client(a.grpc_url) as ca, Client(b.grpc_url) as cb:
+        stored = redis_server.client().dbsize()
+        first = ca.infer("digits", x)["logits"]
+        deadline = time.monotonic() + 5
+        while redis_server.client().dbsize() <= stored and time.monotonic() < deadline:
+            time.sleep(0.01)
+        hits = metric(b.metrics_url, "tritonforge_cache_hits_total")
+        assert cb.infer("digits", x)["logits"].tobytes() == first.tobytes()
+        assert metric(b.metrics_url, "tritonforge_cache_hits_total") == hits + 1
+    inputs = _images(2000, seed=7)
+    with Client([a.grpc_url, b.grpc_url], timeout=30, attempt_timeout=2.0) as client:
+        with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=16, max_requests=2000) as load:
+            load.wait_for(700)
+            kill(a)
+            load.wait_for(2000)
+    assert load.record.errors == [] and load.record.requests == 2000
+    _check_answers(load.record, inputs, redis_digits)
+
+
+def test_a_replica_that_stops_answering_loses_nothing(two_replicas, redis_digits):
+    """A replica SIGSTOPped under load accepts TCP but never answers: each attempt gets its share of the deadline,
+    a timed-out attempt moves to the other replica, and the hung one sits out a growing back-off. Before, every
+    attempt got the whole budget and half of all requests failed."""
+    a, b = two_replicas
+    attempt = 0.5
+    inputs = _images(2000, seed=8)
+    with Client([a.grpc_url, b.grpc_url], timeout=5.0, attempt_timeout=attempt) as client:
+        client.infer("digits", inputs[0])
+        with paused(a.process.pid):
+            with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=16, max_requests=2000) as load:
+                load.wait_for(2000, timeout=300)
+    record = load.record
+    assert record.errors == [] and record.requests == 2000
+    p99 = float(np.percentile(record.latencies(), 99))
+    assert p99 <= 2 * attempt, f"p99 {p99:.3f} s"
+    _check_answers(record, inputs, redis_digits)
+
+
+_PAUSED_BUILD = """
+import os, pathlib, sys, time
+from tritonforge.repository import publish
+def _pause_before_swap(self, _marker=pathlib.Path(sys.argv[1])):
+    _marker.write_text(str(self.txn))
+    time.sleep(3600)
+publish.Publication.commit = _pause_before_swap
+sys.argv = ["tritonforge"] + sys.argv[2:]
+from tritonforge.cli.main import main
+main()
+"""
+
+
+def test_a_build_killed_with_sigkill_leaves_the_previous_repository_serving(tmp_path, digits_spec):
+    spec = digits_spec_copy(tmp_path / "spec")
+    repo = tmp_path / "model_repository"
+    build(spec, repo)
+    before = sha256_tree(repo)
+    marker = tmp_path / "staged"
+    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_BUILD, str(marker), "build", str(spec), "--repo", str(repo),
+                             "--force"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.stderr.read().decode()[-500:]
+    assert any(Path(marker.read_text()).rglob("config.pbtxt"))  # killed with its staging written
+    proc.kill()
+    proc.wait(30)
+    assert sha256_tree(repo) == before
+    inputs = _images(200, seed=11)
+    with LocalTritonServer(repo, load_models=["digits"]) as server, Client(server.grpc_url) as client:
+        assert all(client.infer("digits", x)["logits"].shape == (1, 10) for x in inputs)
+
+
+# ---- readiness -------------------------------------------------------------------------------------
+def _probe(server: LocalTritonServer, timeout: float = 1.0) -> list[str]:
+    return probe.check(Path(server.repo), f"http://{server.http_url}", timeout)
+
+
+def test_readiness_ignores_rungs_absent_by_design_and_fails_when_the_serving_stub_does(tmp_path, digits_spec):
+    repo = tmp_path / "model_repository"
+    build(digits_spec_copy(tmp_path / "spec", variants=[{"kind": "onnx_fp16"}]), repo)
+    with LocalTritonServer(repo) as server:
+        states = {s.name: s.state for s in server.model_states()}
+        assert states["digits_onnx_fp32"] == "UNAVAILABLE" and states["digits"] == "READY"
+        assert _probe(server) == []  # a rung this server cannot load does not make it unready
+        proc = subprocess.run([sys.executable, str(ROOT / "tritonforge" / "server" / "probe.py"), "--repo", str(repo),
+                               "--url", f"http://{server.http_url}"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "ready: digits" in proc.stdout  # as the container runs it
+        stubs = stub_pids(server, "digits")
+        assert stubs, "the public model's stub process"
+        os.kill(stubs[0], signal.SIGKILL)  # a crashed serving stub: Triton fails every request and says READY
+        time.sleep(0.5)
+        triton_says = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                      f"http://{server.http_url}/v2/models/digits/ready"], capture_output=True, text=True)
+        assert triton_says.stdout == "200"
+        problems = _probe(server)
+        assert problems and "digits: probe inference failed (HTTP 500)" in problems[0] and "not healthy" in problems[0]

@@ -1,0 +1,135 @@
+"""The router's decisions, with rungs that answer, fail, are absent, or refuse a request's input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tritonforge.serving.errors import RequestError, RungAbsent, RungFailure
+from tritonforge.serving.router import NoRungAnswered, Router
+from tritonforge.serving.tally import Tally
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+class Rung:
+    """Answers x * factor; `mode` decides what it does instead."""
+
+    def __init__(self, name, factor=1.0, mode="ok"):
+        self.name, self.factor, self.mode, self.calls, self.loaded = name, factor, mode, 0, True
+
+    def call(self, batch):
+        self.calls += 1
+        x = batch["x"]
+        if self.mode == "absent":
+            raise RungAbsent(f"Model '{self.name}' is not ready")
+        if self.mode == "fail":
+            raise RungFailure("CUDA error: an illegal memory access was encountered")
+        if (x < 0).any():  # what a Gather out of its table does: the request's fault
+            raise RequestError(f"{self.name}: index out of range")
+        return {"y": x * self.factor}
+
+    def ready(self):
+        return self.loaded
+
+
+def _router(*rungs, failures=2, seconds=10.0, clock=None):
+    states = []
+    router = Router(rungs, failures, seconds, Tally(), {"model": "m"}, on_state=lambda *a: states.append(a),
+                    clock=clock or Clock())
+    return router, states
+
+
+def _requests(*rows):
+    return [{"x": np.array([[float(v)]], dtype=np.float32)} for v in rows]
+
+
+def test_first_rung_that_answers_serves_the_whole_batch():
+    a, b = Rung("a", 2.0), Rung("b", 3.0)
+    router, _ = _router(a, b)
+    results = router.route_requests(_requests(1, 2, 3), [0, 1, 2])
+    assert [float(results[i]["y"][0, 0]) for i in range(3)] == [2.0, 4.0, 6.0]
+    assert a.calls == 1 and b.calls == 0  # one batch, one call
+
+
+def test_absent_rung_is_skipped_without_a_failure_and_logged_once():
+    a, b = Rung("a", mode="absent"), Rung("b", 3.0)
+    router, states = _router(a, b)
+    for _ in range(5):
+        router.route_requests(_requests(1), [0])
+    assert a.calls == 1  # found absent once, never called again on the request path
+    assert router.tally.total("tritonforge_router_failures_total") == 0
+    assert router.breakers["a"].opened == 0
+    assert states == [("a", "not loaded", "Model 'a' is not ready")]
+    assert router.gauges()[("tritonforge_router_rung_absent", "a")] == 1
+    assert router.gauges()[("tritonforge_router_breaker_open", "a")] == 0
+    a.mode = "ok"
+    router.probe_absent()  # off the request path: loaded now
+    assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 1.0 and a.calls == 2
+    assert states[-1] == ("a", "loaded", "")
+    assert router.tally.total("tritonforge_router_fallbacks_total") == 0  # fallbacks count from the first loaded rung
+
+
+def test_failing_rung_opens_its_breaker_and_the_gauge_reads_zero_once_it_has_passed():
+    clock = Clock()
+    a, b = Rung("a", mode="fail"), Rung("b", 3.0)
+    router, states = _router(a, b, failures=2, seconds=10.0, clock=clock)
+    for _ in range(4):
+        assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 3.0
+    assert a.calls == 2 and router.breakers["a"].opened == 1  # skipped while open
+    assert router.gauges()[("tritonforge_router_breaker_open", "a")] == 1
+    assert router.tally.total("tritonforge_router_failures_total", variant="a") == 2
+    assert router.tally.total("tritonforge_router_fallbacks_total") == 4
+    clock.t = 10.5
+    assert router.gauges()[("tritonforge_router_breaker_open", "a")] == 0  # open period over: not skipped
+    a.mode = "ok"
+    router.route_requests(_requests(1), [0])  # the probe succeeds and closes it
+    assert a.calls == 3 and router.breakers["a"].open_until == 0.0
+    assert ("a", "breaker open", "CUDA error: an illegal memory access was encountered") in states
+
+
+def test_every_breaker_open_tries_every_rung_anyway():
+    a, b = Rung("a", mode="fail"), Rung("b", mode="fail")
+    router, _ = _router(a, b, failures=1)
+    with pytest.raises(Exception):
+        raise router.route_requests(_requests(1), [0])[0]
+    b.mode = "ok"
+    assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 1.0
+
+
+def test_a_bad_request_fails_alone_and_never_counts_against_a_rung():
+    """Three malformed requests mixed into good traffic, then the primary dies: every good request is answered
+    (on the old router they had opened the fallback's breaker and 3 of 8 good requests failed)."""
+    a, b = Rung("a", 2.0), Rung("b", 3.0)
+    router, _ = _router(a, b, failures=3)
+    for _ in range(3):
+        results = router.route_requests(_requests(1, -1, 2), [0, 1, 2])
+        assert isinstance(results[1], RequestError)
+        assert results[0]["y"][0, 0] == 2.0 and results[2]["y"][0, 0] == 4.0
+    assert router.tally.total("tritonforge_router_failures_total") == 0
+    assert router.breakers["a"].consecutive == 0 and router.breakers["b"].consecutive == 0
+    a.mode = "fail"
+    results = router.route_requests(_requests(*range(1, 9)), list(range(8)))
+    assert all(float(results[i]["y"][0, 0]) == 3.0 * (i + 1) for i in range(8))
+
+
+def test_nothing_answers_is_a_server_fault_for_that_request_only():
+    a = Rung("a", mode="fail")
+    router, _ = _router(a)
+    results = router.route_requests(_requests(1, 2), [0, 1])
+    assert all(isinstance(results[i], NoRungAnswered) for i in (0, 1))
+    assert "no variant could answer: a: CUDA error" in str(results[0])
+
+
+def test_requests_of_different_shapes_go_as_separate_batches():
+    a = Rung("a", 2.0)
+    router, _ = _router(a)
+    reqs = [{"x": np.ones((1, 1), np.float32)}, {"x": np.ones((2, 3), np.float32)}, {"x": np.ones((1, 1), np.float32)}]
+    results = router.route_requests(reqs, [0, 1, 2])
+    assert results[1]["y"].shape == (2, 3) and a.calls == 2

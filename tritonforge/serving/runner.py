@@ -1,0 +1,59 @@
+"""An ONNX variant run in-process by ONNX Runtime: the last rungs of the router (and the runner model).
+
+On the local CPU server, where Triton has no onnxruntime backend, these rungs answer every request with no BLS
+hop; in a container they are the fallback behind the native models.
+"""
+
+import numpy as np
+
+from .errors import RequestError, RungFailure
+
+
+def session(path, intra_op_threads, gpu_device=None):
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if gpu_device is not None and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers = [("CUDAExecutionProvider", {"device_id": int(gpu_device)}), "CPUExecutionProvider"]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = int(intra_op_threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=providers)
+
+
+class InProcessRung:
+    """A rung that runs `path` here. ONNX Runtime's InvalidArgument (an index out of its table, a shape the graph
+    refuses) is the request's fault; anything else is this rung's."""
+
+    def __init__(self, name, path, input_names, output_names, intra_op_threads):
+        self.name = name
+        self.session = session(path, intra_op_threads)
+        self.input_names, self.output_names = list(input_names), list(output_names)
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+        self._request_errors = (InvalidArgument,)
+
+    def call(self, batch):
+        feed = {n: np.ascontiguousarray(batch[n]) for n in self.input_names}
+        try:
+            values = self.session.run(self.output_names, feed)
+        except self._request_errors as e:
+            raise RequestError(f"{self.name}: {str(e).strip()[:400]}") from None
+        except Exception as e:
+            raise RungFailure(f"{type(e).__name__}: {str(e).strip()[:400]}") from None
+        return dict(zip(self.output_names, values))
+
+    def ready(self):
+        return True
+
+    def warm(self, tensors, batch_sizes, dynamic_dim):
+        """Run zeros (or each range's low end) through the session once per batch size."""
+        for size in batch_sizes:
+            batch = {}
+            for t in tensors:
+                shape = [size] + [dynamic_dim if d == -1 else d for d in t["dims"]]
+                fill = t["range"][0] if t.get("range") and not t["range"][0] <= 0 <= t["range"][1] else 0
+                batch[t["name"]] = np.full(shape, fill, dtype=np.dtype(t["dtype"]))
+            self.call(batch)

@@ -1,0 +1,144 @@
+"""Where the response cache keeps values.
+
+RedisStore: shared by every replica. Reads fetch at most `max_value_bytes` + 1 bytes of each value (GETRANGE in
+one pipeline), so a huge value planted in the Redis never reaches this process whole; writes SET with a TTL.
+Reads and writes have breakers of their own: a Redis that refuses writes (maxmemory with noeviction) still
+serves hits, and one that is down or slow is bypassed for `bypass_seconds`. Each breaker reports its state
+changes (not every request) through `on_state`.
+MemoryStore: an in-process LRU bounded in bytes, with the same TTL, when no Redis is configured.
+"""
+
+import os
+import threading
+import time
+from collections import OrderedDict
+
+from .breaker import CircuitBreaker
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be used right now (error, timeout, or bypassed after one)."""
+
+
+class MemoryStore:
+    kind = "memory"
+
+    def __init__(self, max_bytes, ttl_s, clock=time.monotonic):
+        self.max_bytes = int(max_bytes)
+        self.ttl_s = float(ttl_s)
+        self.clock = clock
+        self.bytes = 0
+        self._data = OrderedDict()  # key -> (expires, value)
+        self._lock = threading.Lock()
+
+    def get_many(self, keys):
+        now, out = self.clock(), []
+        with self._lock:
+            for key in keys:
+                item = self._data.get(key)
+                if item is None or item[0] <= now:
+                    if item is not None:
+                        self._drop(key)
+                    out.append(None)
+                else:
+                    self._data.move_to_end(key)
+                    out.append(item[1])
+        return out
+
+    def set_many(self, items):
+        expires = self.clock() + self.ttl_s
+        with self._lock:
+            for key, value in items:
+                if len(value) > self.max_bytes:
+                    continue
+                if key in self._data:
+                    self._drop(key)
+                self._data[key] = (expires, value)
+                self.bytes += len(value)
+                while self.bytes > self.max_bytes:
+                    self._drop(next(iter(self._data)))
+
+    def _drop(self, key):
+        _, value = self._data.pop(key)
+        self.bytes -= len(value)
+
+
+def secret_from_environment(variable):
+    """The value of `variable`, or the contents of the file named by `variable`_FILE (a mounted Secret)."""
+    value = os.environ.get(variable, "")
+    if value:
+        return value.encode()
+    path = os.environ.get(f"{variable}_FILE", "")
+    if path:
+        with open(path, "rb") as f:
+            return f.read().strip()
+    return b""
+
+
+class RedisStore:
+    kind = "redis"
+
+    def __init__(self, url, ttl_s, max_value_bytes, socket_timeout_ms, max_connections, bypass_seconds,
+                 password=b"", ssl_ca_certs="", ssl_certfile="", ssl_keyfile="", on_state=None):
+        import redis
+
+        kwargs = {
+            "socket_timeout": socket_timeout_ms / 1000.0,
+            "socket_connect_timeout": socket_timeout_ms / 1000.0,
+            "max_connections": int(max_connections),
+            "retry_on_timeout": False,
+        }
+        if password:
+            kwargs["password"] = password.decode()
+        if url.startswith("rediss://"):
+            for option, value in (("ssl_ca_certs", ssl_ca_certs), ("ssl_certfile", ssl_certfile),
+                                  ("ssl_keyfile", ssl_keyfile)):
+                if value:
+                    kwargs[option] = value
+        self.url = url
+        self.ttl_ms = int(float(ttl_s) * 1000)
+        self.max_value_bytes = int(max_value_bytes)
+        self.client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(url, **kwargs))
+        self.read_breaker = CircuitBreaker(failures=1, seconds=bypass_seconds)
+        self.write_breaker = CircuitBreaker(failures=1, seconds=bypass_seconds)
+        self.on_state = on_state or (lambda operation, bypassed, reason: None)
+        self._state = {"reads": False, "writes": False}  # bypassed?
+        self._lock = threading.Lock()
+
+    def _report(self, operation, bypassed, reason=""):
+        with self._lock:
+            changed = self._state[operation] != bypassed
+            self._state[operation] = bypassed
+        if changed:
+            self.on_state(operation, bypassed, reason)
+
+    def _guard(self, operation, breaker, fn):
+        if not breaker.allow():
+            raise StoreUnavailable(f"redis {operation} at {self.url} bypassed after an error")
+        try:
+            result = fn()
+        except Exception as e:  # redis.RedisError, OSError, timeouts: all mean "serve without the cache"
+            breaker.failure()
+            reason = f"{type(e).__name__}: {e}"
+            self._report(operation, True, reason)
+            raise StoreUnavailable(f"redis {operation} at {self.url}: {reason}") from None
+        breaker.success()
+        self._report(operation, False)
+        return result
+
+    def get_many(self, keys):
+        def read():
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.getrange(key, 0, self.max_value_bytes)  # inclusive: one byte more than a value may have
+            # A key holding another type (WRONGTYPE) is a miss for that key, not a broken store.
+            return [v if isinstance(v, bytes) and v else None for v in pipe.execute(raise_on_error=False)]
+        return self._guard("reads", self.read_breaker, read)
+
+    def set_many(self, items):
+        def write():
+            pipe = self.client.pipeline(transaction=False)
+            for key, value in items:
+                pipe.set(key, value, px=self.ttl_ms)
+            pipe.execute()
+        return self._guard("writes", self.write_breaker, write)

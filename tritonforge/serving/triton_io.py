@@ -1,0 +1,60 @@
+"""Tensors in and out of Triton's Python backend, and rungs reached through BLS."""
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from .errors import RequestError, RungAbsent, RungFailure
+
+# Messages of a BLS call to a model the server has not loaded (its code is not always UNAVAILABLE).
+NOT_THERE = ("not ready", "unknown model", "no available versions", "is not found", "not loaded")
+
+
+def request_inputs(request, names):
+    """The named input tensors of one request as numpy arrays."""
+    return {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in names}
+
+
+def error_response(message, invalid_argument=False):
+    """A response carrying one request's error: INVALID_ARG for the request's own fault, else INTERNAL."""
+    code = pb_utils.TritonError.INVALID_ARG if invalid_argument else pb_utils.TritonError.INTERNAL
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+
+
+def tensors_response(outputs, dtypes):
+    """A response with the named outputs cast to the config's dtypes."""
+    return pb_utils.InferenceResponse(
+        [pb_utils.Tensor(name, np.ascontiguousarray(outputs[name], dtype=dt)) for name, dt in dtypes])
+
+
+def output_dtypes(model_config):
+    """(name, numpy dtype) of each output in the model config."""
+    return [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in model_config["output"]]
+
+
+class BlsRung:
+    """A published variant in its native backend, called at its build's version (a rung of another build is
+    never called: after a rebuild it is either this build's version or not loaded)."""
+
+    def __init__(self, model, version, inputs, output_names, timeout_ms):
+        self.name, self.model, self.version = model, model, int(version)
+        self.inputs = [(n, pb_utils.triton_string_to_numpy(dt)) for n, dt in inputs.items()]
+        self.output_names = list(output_names)
+        self.timeout_us = int(float(timeout_ms) * 1000)
+        self._absent_codes = {pb_utils.TritonError.UNAVAILABLE, pb_utils.TritonError.NOT_FOUND}
+
+    def call(self, batch):
+        tensors = [pb_utils.Tensor(n, np.ascontiguousarray(batch[n], dtype=dt)) for n, dt in self.inputs]
+        response = pb_utils.InferenceRequest(model_name=self.model, model_version=self.version, inputs=tensors,
+                                             requested_output_names=self.output_names, timeout=self.timeout_us).exec()
+        if response.has_error():
+            error = response.error()
+            message, code = error.message(), error.code()
+            if code == pb_utils.TritonError.INVALID_ARG:
+                raise RequestError(f"{self.model}: {message}")
+            if code in self._absent_codes or any(s in message.lower() for s in NOT_THERE):
+                raise RungAbsent(message)
+            raise RungFailure(message)
+        return {n: pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in self.output_names}
+
+    def ready(self):
+        return pb_utils.is_model_ready(model_name=self.model, model_version=str(self.version))

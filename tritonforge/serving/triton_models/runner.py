@@ -1,0 +1,36 @@
+"""tritonforge runner model (Triton Python backend): one ONNX variant run in-process by ONNX Runtime.
+
+The compute path alone, without the serving logic: what the public model runs inside itself on a server with
+no onnxruntime backend, as a model of its own (for benchmarks and direct calls). Requests of one shape go
+as one batch; a batch that fails is retried request by request, so an error reaches only its own request.
+"""
+
+import json
+import os
+
+import triton_python_backend_utils as pb_utils
+from tritonforge_serving.errors import RequestError
+from tritonforge_serving.router import Router
+from tritonforge_serving.runner import InProcessRung
+from tritonforge_serving.tally import Tally
+from tritonforge_serving.triton_io import error_response, output_dtypes, request_inputs, tensors_response
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        s = json.loads(config["parameters"]["tritonforge"]["string_value"])
+        self.input_names = [i["name"] for i in config["input"]]
+        self.outputs = output_dtypes(config)
+        path = os.path.join(args["model_repository"], args["model_version"], s["file"])
+        rung = InProcessRung(s["variant"], path, self.input_names, [n for n, _ in self.outputs], s["intra_op_threads"])
+        self.router = Router([rung], 1, 0.0, Tally(), {"model": args["model_name"]})
+        pb_utils.Logger.log_info(f"{args['model_name']}: {s['file']} ({s['variant']}) on "
+                                 f"{rung.session.get_providers()[0]}")
+
+    def execute(self, requests):
+        arrays = [request_inputs(r, self.input_names) for r in requests]
+        results = self.router.route_requests(arrays, range(len(requests)))
+        return [tensors_response(results[i], self.outputs) if isinstance(results[i], dict)
+                else error_response(str(results[i]), invalid_argument=isinstance(results[i], RequestError))
+                for i in range(len(requests))]
