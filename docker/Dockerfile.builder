@@ -10,9 +10,7 @@ FROM nvcr.io/nvidia/tensorrt:${TRITON_TAG}-py3
 # `gpu` extra: the container's own TensorRT must not be replaced by a wheel of another version.
 RUN python3 -m pip install --no-cache-dir torch==2.5.1 --index-url https://download.pytorch.org/whl/cu124
 COPY pyproject.toml README.md /opt/tritonforge/
-COPY builder /opt/tritonforge/builder
-COPY client /opt/tritonforge/client
-COPY perf /opt/tritonforge/perf
+COPY tritonforge /opt/tritonforge/tritonforge
 RUN python3 -m pip install --no-cache-dir "/opt/tritonforge[examples]" "nvidia-ml-py>=12" \
  && python3 -c "import tensorrt; print('TensorRT', tensorrt.__version__)"
 

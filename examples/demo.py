@@ -2,8 +2,8 @@
 
     python examples/demo.py [--repo model_repository] [--skip-minilm]
 
-Digits: served accuracy next to in-process PyTorch accuracy. MiniLM: a text-embedding service (cache -> tokenizer ->
-router -> in-process ONNX Runtime), similarity of sentence pairs, and a cache hit against a miss.
+Digits: served accuracy next to in-process PyTorch accuracy. MiniLM: a text-embedding service (one public model:
+cache, tokenizer, router, in-process ONNX Runtime), similarity of sentence pairs, and a cache hit against a miss.
 """
 
 from __future__ import annotations
@@ -19,15 +19,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from tritonforge.build.pipeline import build  # noqa: E402
-from tritonforge.cli.render import RichReporter, console, model_states_table, variants_table  # noqa: E402
-from tritonforge.build.serving_graph import METRICS_LAG_S  # noqa: E402
-from tritonforge.build.sources import load_source  # noqa: E402
-from tritonforge.build.spec import load_spec  # noqa: E402
-from tritonforge.server.process import LocalTritonServer  # noqa: E402
-from tritonforge.client import Client  # noqa: E402
+from tritonforge.build.pipeline import build
+from tritonforge.cli.render import RichReporter, console, model_states_table, variants_table
+from tritonforge.build.serving_graph import METRICS_LAG_S
+from tritonforge.build.sources import load_source
+from tritonforge.build.spec import load_spec
+from tritonforge.server.process import LocalTritonServer
+from tritonforge.client import Client
 
 DIGITS = ROOT / "examples" / "digits"
 MINILM = ROOT / "examples" / "minilm"
@@ -57,19 +56,19 @@ def digits_demo(server: LocalTritonServer) -> tuple[int, float, float, float]:
             float((torch_pred == served_pred).mean()))
 
 
-def _router_counts(server: LocalTritonServer, router: str) -> dict[str, int]:
-    time.sleep(METRICS_LAG_S)  # the router sends its counts off the request path
+def _router_counts(server: LocalTritonServer, model: str) -> dict[str, int]:
+    time.sleep(METRICS_LAG_S)  # the public model sends its counts off the request path
     text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
     out = {}
     for line in text.splitlines():
-        if line.startswith("tritonforge_router_requests_total") and f'router="{router}"' in line:
+        if line.startswith("tritonforge_router_requests_total") and f'model="{model}"' in line:
             variant = line.split('variant="', 1)[1].split('"', 1)[0]
             out[variant] = int(float(line.rsplit(" ", 1)[1]))
     return out
 
 
 def minilm_demo(server: LocalTritonServer) -> None:
-    """Similarity of sentence pairs through the text-embedding ensemble; a cache miss against a hit."""
+    """Similarity of sentence pairs through the text-embedding service; a cache miss against a hit."""
     with Client(server.grpc_url, timeout=60) as client:
         client.wait_until_ready("minilm", timeout=120)
 
@@ -89,7 +88,7 @@ def minilm_demo(server: LocalTritonServer) -> None:
         hit_ms = (time.perf_counter() - t0) * 1000
     console.print(f"same text twice: miss {miss_ms:.1f} ms, hit {hit_ms:.1f} ms, identical bytes: "
                   f"{first.tobytes() == second.tobytes()}")
-    console.print(f"router: requests answered per variant: {_router_counts(server, 'minilm_router')}")
+    console.print(f"router: requests answered per variant: {_router_counts(server, 'minilm')}")
 
 
 def main() -> int:
@@ -99,7 +98,7 @@ def main() -> int:
     args = parser.parse_args()
 
     console.rule("[bold]1. train the digits classifier (scikit-learn load_digits, fixed seed)")
-    subprocess.run([sys.executable, str(DIGITS / "train.py")], check=True)
+    subprocess.run([sys.executable, str(DIGITS / "train.py")], check=True)  # a program of its own, as a user runs it
 
     console.rule("[bold]2. build: PyTorch -> verified ONNX -> precision variants, gated and timed -> Triton repository")
     specs = [DIGITS / "spec.yaml"] + ([] if args.skip_minilm else [MINILM / "spec.yaml"])

@@ -66,14 +66,14 @@ def redis_triton(redis_repo, redis_server):
 # ---- the router ---------------------------------------------------------------------------------------
 def test_native_rungs_not_loaded_here_are_skipped_not_failed(redis_triton, redis_repo):
     rungs = [r.get("model") or r["name"] for r in _settings(redis_repo)["rungs"]]
-    assert rungs[-2:] == ["in_process:onnx_fp16", "in_process:onnx_fp32"]
+    assert rungs[-2:] == ["in_process:digits_onnx_fp16", "in_process:digits_onnx_fp32"]
     assert set(rungs[:-2]) == {"digits_onnx_fp32", "digits_onnx_fp16"}
     url = redis_triton.metrics_url
-    before = metric(url, "tritonforge_router_requests_total", variant="in_process:onnx_fp16")  # warm-up counts
+    before = metric(url, "tritonforge_router_requests_total", variant="in_process:digits_onnx_fp16")  # warm-up counts
     with Client(redis_triton.grpc_url) as client:
         for i in range(5):
             client.infer("digits", {"image": _image(i)})
-    assert metric(url, "tritonforge_router_requests_total", variant="in_process:onnx_fp16") == before + 5
+    assert metric(url, "tritonforge_router_requests_total", variant="in_process:digits_onnx_fp16") == before + 5
     for native in rungs[:-2]:
         assert metric(url, "tritonforge_router_rung_absent", variant=native) == 1
         assert metric(url, "tritonforge_router_breaker_open", variant=native) == 0

@@ -4,6 +4,7 @@ environment variables and package pins agree with each other, with pyproject and
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
 import tomllib
@@ -55,9 +56,13 @@ def compose() -> dict:
     return yaml.safe_load((DOCKER / "compose.yaml").read_text())
 
 
+SERVING_REQUIREMENTS = ROOT / "tritonforge" / "serving" / "requirements.txt"
+PROBE = ["python3", "/opt/tritonforge/probe.py", "--repo", REPO_PATH, "--url", "http://127.0.0.1:8000", "--timeout", "2"]
+
+
 def serve_pins() -> dict[str, Version]:
     pins = {}
-    for line in (DOCKER / "requirements-serve.txt").read_text().splitlines():
+    for line in SERVING_REQUIREMENTS.read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
             req = Requirement(line)
@@ -79,16 +84,20 @@ def test_dockerfiles_use_the_pinned_tag(name, base):
 def test_serving_image_runs_as_non_root_with_health_check_ports_and_repository():
     instructions = dockerfile("Dockerfile.serve")
     kinds = [i for i, _ in instructions]
-    assert ("USER", "triton-server") in instructions
+    assert ("USER", "1000") in instructions  # the NGC image's triton-server
     assert kinds.index("USER") > max(k for k, (i, _) in enumerate(instructions) if i == "RUN")  # installs as root first
     expose = next(a for i, a in instructions if i == "EXPOSE")
     assert {int(p) for p in expose.split()} == PORTS
     health = next(a for i, a in instructions if i == "HEALTHCHECK")
-    assert "/v2/health/ready" in health and "8000" in health
-    copy = next(a for i, a in instructions if i == "COPY" and "model_repository" in a)
-    assert copy.split()[-1] == REPO_PATH
+    assert json.loads(health.split("CMD", 1)[1]) == PROBE  # the public models answer, not just the process
+    copies = {a.split()[-1]: a.split()[-2] for i, a in instructions if i == "COPY"}
+    assert copies[REPO_PATH] == "model_repository"
+    assert copies["/opt/tritonforge/probe.py"] == "tritonforge/server/probe.py"
+    assert copies["/opt/tritonforge/requirements.txt"] == SERVING_REQUIREMENTS.relative_to(ROOT).as_posix()
+    assert "-r /opt/tritonforge/requirements.txt" in next(a for i, a in instructions if i == "RUN")
     cmd = next(a for i, a in instructions if i == "CMD")
     assert f"--model-repository={REPO_PATH}" in cmd and "--model-control-mode=explicit" in cmd
+    assert "--strict-readiness=false" in cmd  # a rung that cannot load on this GPU must not keep it unready
     for port, flag in zip(sorted(PORTS), ("--http-port", "--grpc-port", "--metrics-port")):
         assert f"{flag}={port}" in cmd
     env = dict(a.split("=", 1) for i, a in instructions if i == "ENV")
@@ -114,8 +123,18 @@ def test_compose_services_ports_env_and_gpu():
     assert triton["volumes"][0].split(":")[1] == REPO_PATH
     device = triton["deploy"]["resources"]["reservations"]["devices"][0]
     assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"
-    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
-    assert c["services"]["redis"]["image"] == versions()["REDIS_IMAGE"]
+    assert triton["healthcheck"]["test"] == ["CMD", *PROBE]
+    redis = c["services"]["redis"]
+    assert redis["image"] == versions()["REDIS_IMAGE"]
+    # Redis: a password from a secret file, a memory cap that evicts, on an internal network, not on the host
+    assert "ports" not in redis and redis["networks"] == ["cache"] and c["networks"]["cache"]["internal"] is True
+    command = " ".join(redis["command"])
+    assert "--requirepass" in command and "/run/secrets/redis_password" in command
+    assert "--maxmemory 1gb" in command and "--maxmemory-policy allkeys-lru" in command
+    assert set(triton["secrets"]) == {"redis_password", "cache_secret"} == set(c["secrets"])
+    assert triton["environment"][f"{CacheSpec().password_env}_FILE"] == "/run/secrets/redis_password"
+    assert triton["environment"][f"{CacheSpec().secret_env}_FILE"] == "/run/secrets/cache_secret"
+    assert all(set(v) == {"file"} and v["file"].startswith("./secrets/") for v in c["secrets"].values())
     assert c["services"]["prometheus"]["image"] == versions()["PROMETHEUS_IMAGE"]
     assert c["services"]["prometheus"]["profiles"] == ["monitoring"]
     prom = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
@@ -129,12 +148,16 @@ def test_kubernetes_manifests_agree():
     assert container["image"].endswith(":" + versions()["TRITON_TAG"])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert set(ports.values()) == PORTS
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert ports[container["readinessProbe"]["httpGet"]["port"]] == 8000
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"] == PROBE, probe
+        assert container[probe]["timeoutSeconds"] > 2  # the probe's own timeout per call fits inside
+    assert "--strict-readiness=false" in container["args"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert deploy["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert secrets[CacheSpec().password_env]["name"] == "tritonforge-redis"
+    assert secrets[CacheSpec().secret_env]["name"] == "tritonforge-cache"
     redis_service = docs[("Service", "tritonforge-redis")]
     assert env[CacheSpec().redis_url_env] == f"redis://{redis_service['metadata']['name']}:6379/0"
     assert any(m["mountPath"] == "/dev/shm" for m in container["volumeMounts"])
@@ -147,7 +170,27 @@ def test_kubernetes_manifests_agree():
     metric = hpa["spec"]["metrics"][0]["pods"]["metric"]["name"]
     rules = yaml.safe_load(docs[("ConfigMap", "tritonforge-adapter-rules")]["data"]["config.yaml"])
     assert rules["rules"][0]["name"]["as"] == metric
-    assert docs[("Deployment", "tritonforge-redis")]["spec"]["template"]["spec"]["containers"][0]["image"] == versions()["REDIS_IMAGE"]
+    redis = docs[("Deployment", "tritonforge-redis")]["spec"]["template"]["spec"]["containers"][0]
+    assert redis["image"] == versions()["REDIS_IMAGE"]
+    assert redis["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "tritonforge-redis", "key": "password"}
+    assert redis["args"][:3] == ["redis-server", "--requirepass", "$(REDIS_PASSWORD)"]
+    assert "--maxmemory" in redis["args"] and "allkeys-lru" in redis["args"]
+    policy = docs[("NetworkPolicy", "tritonforge-redis")]["spec"]
+    assert policy["podSelector"]["matchLabels"] == docs[("Service", "tritonforge-redis")]["spec"]["selector"]
+    assert policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
+
+
+def test_no_secret_is_written_in_a_deployment_file():
+    for path in [*DOCKER.rglob("*.yaml"), *DOCKER.glob("Dockerfile.*")]:
+        text = path.read_text()
+        assert not re.search(r"(password|secret)\s*[:=]\s*[\"']?[A-Za-z0-9+/]{12,}", text, re.I), path
+
+
+def test_kubernetes_manifests_validate_against_the_kubernetes_schemas():
+    import kubernetes_validate
+
+    for doc in k8s_docs():
+        kubernetes_validate.validate(doc, "1.30", strict=True)
 
 
 def test_serving_pins_satisfy_pyproject_and_numpy_below_2():

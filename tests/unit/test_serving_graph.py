@@ -51,8 +51,8 @@ def test_rungs_are_called_at_this_build_s_version_then_run_in_process(tmp_path):
     rungs = _settings(models["minilm"])["rungs"]
     assert [(r["kind"], r.get("model"), r.get("version")) for r in rungs[:2]] == [
         ("bls", "minilm_onnx_fp16", 7), ("bls", "minilm_onnx_fp32", 7)]
-    assert [(r["name"], r["file"]) for r in rungs[2:]] == [("in_process:onnx_fp16", "runner.onnx"),
-                                                          ("in_process:onnx_fp32", "runner_fp32.onnx")]
+    assert [(r["name"], r["file"]) for r in rungs[2:]] == [("in_process:minilm_onnx_fp16", "runner.onnx"),
+                                                          ("in_process:minilm_onnx_fp32", "runner_fp32.onnx")]
     assert rungs[0]["inputs"] == {"input_ids": "TYPE_INT64", "attention_mask": "TYPE_INT64"}
 
 

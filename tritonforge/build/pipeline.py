@@ -105,7 +105,7 @@ def _read_inputs(spec_path: str | Path) -> _Inputs:
         tokenizer_file = spec.resolve_ref(spec.preprocess.tokenizer_file, "preprocess.tokenizer_file")
         hashes["preprocess.tokenizer_file"] = sha256_file(tokenizer_file)
     for path in serving_sources():
-        hashes[f"serving/{path.parent.name}/{path.name}"] = sha256_file(path)
+        hashes[f"code/{path.parent.name}/{path.name}"] = sha256_file(path)
     tools = tool_versions()
     parts = {"tritonforge": __version__, **hashes, **{f"tool:{k}": v for k, v in tools.items()}}
     if any(v.kind.startswith(("trt", "torch_trt")) for v in spec.variants):

@@ -75,9 +75,14 @@ def serving_files(model_source: str, **data: Path | bytes) -> dict[str, Path | b
 
 
 def serving_sources() -> list[Path]:
-    """Every source file a build copies into the repository (hashed into the build fingerprint)."""
+    """The sources that decide what a build writes besides its spec and data: the files it copies into the
+    repository and the code that lays the repository out (hashed into the build fingerprint, so a new
+    tritonforge rewrites the repository; its stages are still reused)."""
+    from tritonforge import repository
+
     here = Path(serving.__file__).parent
-    return sorted(here.glob("*.py")) + sorted((here / "triton_models").glob("*.py"))
+    return (sorted(here.glob("*.py")) + sorted((here / "triton_models").glob("*.py")) + [Path(__file__)]
+            + sorted(Path(repository.__file__).parent.glob("*.py")))
 
 
 def _settings(config: cfg.ModelConfig, settings: dict) -> None:
@@ -150,10 +155,10 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
          "inputs": {t.name: dtypes.by_name(t.dtype).triton for t in variant_io(spec, o)[0]}}
         for o in plan.published]
     files: dict[str, Path | bytes] = {RUNNER_FILE: Path(plan.cpu_variant.file)}
-    rung_settings.append({"kind": "onnxruntime", "name": f"in_process:{plan.cpu_variant.id}", "file": RUNNER_FILE})
+    rung_settings.append({"kind": "onnxruntime", "name": f"in_process:{plan.cpu_variant.published_as}", "file": RUNNER_FILE})
     if plan.cpu_variant.id != plan.fp32.id and s.router.fp32_last_rung:
         files[FP32_FILE] = Path(plan.fp32.file)
-        rung_settings.append({"kind": "onnxruntime", "name": f"in_process:{plan.fp32.id}", "file": FP32_FILE})
+        rung_settings.append({"kind": "onnxruntime", "name": f"in_process:{plan.fp32.published_as}", "file": FP32_FILE})
     preprocess = None
     if spec.preprocess is not None:
         assert plan.tokenizer_file is not None
