@@ -7,17 +7,26 @@ PY := $(VENV)/bin/python
 # The CPU build of torch lies on this machine's disk; install it before anything can pull a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.tritonforge-installed
+SERVING_STAMP := $(VENV)/.tritonforge-serving-env
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps demo test test-unit lint clean
+.PHONY: venv serving-env system-deps demo test test-unit lint bench reliability clean
 
+# The project's environment: tritonforge, torch, current numpy/protobuf/onnx, the client, the linters.
 $(STAMP): pyproject.toml | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check '$(TORCH_SPEC)'
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,examples]'
 	touch $@
 
-venv: $(STAMP)
+# The local server's environment (numpy<2, the container's packages, the server binary, perf_analyzer), made
+# once in ~/.cache/tritonforge and keyed by what defines it; `tritonforge serve` would make it on first use.
+$(SERVING_STAMP): tritonforge/serving/requirements.txt tritonforge/server/environment.py $(STAMP)
+	$(VENV)/bin/tritonforge serving-env
+	touch $@
+
+venv: $(STAMP) $(SERVING_STAMP)
+serving-env: $(SERVING_STAMP)
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -28,8 +37,16 @@ demo: venv
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: venv
-	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# The long scenarios behind the tables in docs/ and the README (not part of make test).
+bench: venv
+	$(PY) -m benchmarks.bench_serving
+	$(PY) -m benchmarks.bench_int8
+
+reliability: venv
+	$(PY) -m benchmarks.reliability
 
 lint: venv
 	$(PY) -m ruff check tritonforge benchmarks tests examples

@@ -56,10 +56,10 @@ def test_every_generated_config_parses_back(digits_repo):
         assert c.name == path.parent.name
         assert c.max_batch_size == 64
     public = read_config(digits_repo / "digits" / "config.pbtxt")
-    assert public.backend == "python" and public.dynamic_batching.max_queue_delay_microseconds == 200
+    assert public.backend == "python" and public.dynamic_batching.max_queue_delay_microseconds == 0 and public.HasField("dynamic_batching")
     assert not public.model_warmup  # it warms its in-process rungs itself, past the cache
     runner = read_config(digits_repo / "digits_ort" / "config.pbtxt")
-    assert runner.dynamic_batching.max_queue_delay_microseconds == 200
+    assert runner.HasField("dynamic_batching") and runner.dynamic_batching.max_queue_delay_microseconds == 0
     assert [w.batch_size for w in runner.model_warmup] == [1, 16]
 
 

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tritonforge.cli.main import app
-from tritonforge.cli.perf import _ints
+from tritonforge.cli.perf_commands import _ints
 
 WIDE = {"COLUMNS": "250"}  # rich wraps the error box at the terminal's width
 
@@ -42,7 +42,6 @@ def test_perf_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
                                          (["--instances", "0"], "--instances"), (["--concurrency", "0"], "--concurrency"),
                                          (["--concurrency", "4,8"], "--concurrency"),
                                          (["--concurrency", "fast"], "--concurrency"),
-                                         (["--logic-instances", "17"], "--logic-instances"),
                                          (["--latency-budget-ms", "0"], "--latency-budget-ms")])
 def test_perf_search_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
     spec = tmp_path / "spec.yaml"

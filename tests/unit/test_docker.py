@@ -193,14 +193,28 @@ def test_kubernetes_manifests_validate_against_the_kubernetes_schemas():
         kubernetes_validate.validate(doc, "1.30", strict=True)
 
 
-def test_serving_pins_satisfy_pyproject_and_numpy_below_2():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {Requirement(r).name.lower(): Requirement(r) for r in project["dependencies"]}
+def test_one_requirements_file_makes_both_serving_environments_and_pins_numpy_below_2():
+    """The container installs the file the local server's environment is made from; both pin numpy<2 (Triton
+    2.51's Python backend returns empty tensors with numpy 2)."""
+    from tritonforge.server.environment import REQUIREMENTS
+
+    assert REQUIREMENTS == SERVING_REQUIREMENTS
+    copies = {a.split()[-1]: a.split()[-2] for i, a in dockerfile("Dockerfile.serve") if i == "COPY"}
+    assert ROOT / copies["/opt/tritonforge/requirements.txt"] == REQUIREMENTS
     pins = serve_pins()
     assert pins["numpy"] < Version("2")
-    for name, version in pins.items():
-        if name in declared:
-            assert version in declared[name].specifier, f"{name}=={version} does not satisfy pyproject's {declared[name]}"
+    assert {"numpy", "onnxruntime", "redis", "tokenizers"} <= set(pins)
+
+
+def test_the_project_environment_is_on_numpy_2_and_protobuf_5_or_later():
+    """What the user's stack runs: no upper pin that only the server needs reaches this environment."""
+    from importlib.metadata import version
+
+    assert Version(version("numpy")) >= Version("2"), "make venv installs numpy 2 now"
+    assert Version(version("protobuf")) >= Version("5")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in map(Requirement, project["dependencies"]):
+        assert not any(spec.operator in ("<", "<=", "==") for spec in requirement.specifier), requirement
 
 
 def _imports(path: Path) -> set[str]:

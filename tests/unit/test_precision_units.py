@@ -18,21 +18,21 @@ from tritonforge.build.verify import Comparison
 from helpers import DIGITS
 
 
-def _metrics(name, cosine=1.0, top1=None, nonfinite=0, max_abs=0.0):
-    return OutputMetrics(name, 10, max_abs, 0.0, 0.0, 0.0, cosine, cosine, top1, top1 is not None, nonfinite)
+def _metrics(name, cosine=1.0, top1=None, nonfinite=0, max_abs=0.0, mean_rel=0.0):
+    return OutputMetrics(name, 10, max_abs, 0.0, mean_rel, 0.0, cosine, cosine, top1, top1 is not None, nonfinite)
 
 
 def test_gate_on_embeddings_uses_cosine():
     comp = Comparison({"e": _metrics("e", cosine=0.985)}, None, 1e-4, 1e-3)
-    result = evaluate(comp, GateSpec(min_cosine=0.99))
+    result = evaluate(comp, GateSpec(min_cosine=0.99), {"e": "embedding"})
     assert not result.passed
     assert result.failures == ["min cosine 0.9850 (needs >= 0.99): FAILS by 0.005"]
-    assert evaluate(comp, GateSpec(min_cosine=0.98)).passed
+    assert evaluate(comp, GateSpec(min_cosine=0.98), {"e": "embedding"}).passed
 
 
 def test_gate_on_class_scores_uses_top1_and_accuracy_not_cosine():
     comp = Comparison({"logits": _metrics("logits", cosine=0.5, top1=0.995)}, {"reference": 0.97, "candidate": 0.955}, 1e-4, 1e-3)
-    result = evaluate(comp, GateSpec())
+    result = evaluate(comp, GateSpec(), {"logits": "class_scores"})
     names = {c.name: c for c in result.checks}
     assert "min cosine" not in names
     assert names["top-1 agreement"].passed
@@ -41,8 +41,36 @@ def test_gate_on_class_scores_uses_top1_and_accuracy_not_cosine():
 
 def test_gate_rejects_nonfinite_and_max_abs():
     comp = Comparison({"e": _metrics("e", nonfinite=3, max_abs=2.0)}, None, 1e-4, 1e-3)
-    result = evaluate(comp, GateSpec(max_abs=1.0))
+    result = evaluate(comp, GateSpec(max_abs=1.0), {"e": "embedding"})
     assert {c.name for c in result.checks if not c.passed} == {"non-finite values", "max abs"}
+
+
+def test_each_output_is_gated_by_what_it_is_with_its_own_thresholds():
+    """A multi-output model: class scores whose top-1 holds, and a regression head 3.6 off on average. Judged by
+    cosine and top-1 alone (the old global gate) it passed; the regression's own check now fails it."""
+    from tritonforge.build.spec import OutputGateSpec
+
+    comp = Comparison({"logits": _metrics("logits", cosine=0.999, top1=1.0, max_abs=3.62),
+                       "price": _metrics("price", cosine=1.0, max_abs=3.62, mean_rel=0.31)}, None, 1e-4, 1e-3)
+    kinds = {"logits": "class_scores", "price": "regression"}
+    result = evaluate(comp, GateSpec(), kinds)
+    assert result.failures == ["price: mean rel error 0.3100 (needs <= 0.05): FAILS by 0.26"]
+    tolerant = GateSpec(outputs={"price": OutputGateSpec(max_mean_rel=0.5), "logits": OutputGateSpec(max_abs=1.0)})
+    assert [c.name for c in evaluate(comp, tolerant, kinds).checks if not c.passed] == ["logits: max abs"]
+
+
+def test_output_kinds_default_by_what_the_output_is():
+    from tritonforge.build.spec import parse_spec
+
+    data = {"name": "m", "source": {"kind": "onnx", "path": "m.onnx"}, "max_batch_size": 4,
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [8]}],
+            "outputs": [{"name": "logits", "dtype": "float32", "shape": [10]},
+                        {"name": "emb", "dtype": "float32", "shape": [64]},
+                        {"name": "score", "dtype": "float32", "shape": [1]}],
+            "validation": {"data": {"npz": "v.npz", "labels": "y"}}}
+    assert parse_spec(data).output_kinds == {"logits": "class_scores", "emb": "embedding", "score": "regression"}
+    data["gate"] = {"outputs": {"emb": {"kind": "regression"}}}
+    assert parse_spec(data).output_kinds["emb"] == "regression"
 
 
 def test_timing_windows_until_stable_and_interleaved():
@@ -90,11 +118,22 @@ def test_int8_search_grid():
         Int8SearchSpec(enabled=True, exclude_top=[0]), ranked=[])
 
 
-def test_every_variant_kind_has_one_converter():
-    from tritonforge.build.spec import VARIANT_KINDS
+def test_the_spec_s_variant_entries_are_the_converters_options():
+    """One registry line per kind: its entry in a spec is that converter's Options, and only its fields."""
+    from pydantic import ValidationError
 
-    assert set(CONVERTERS) == set(VARIANT_KINDS)
+    from tritonforge.build.converters import variant_spec
+
+    for kind, converter in CONVERTERS.items():
+        assert type(variant_spec(kind)) is converter.Options
     assert {c.runtime for c in CONVERTERS.values()} == {"onnxruntime", "tensorrt", "pytorch"}
+    assert variant_spec("onnx_int8_qdq", calibration_method="entropy").calibration_method == "entropy"
+    with pytest.raises(ValidationError, match="keep_io_types"):
+        variant_spec("onnx_int8_dynamic", keep_io_types=False)  # an FP16 option on an INT8 kind
+    with pytest.raises(ValidationError, match="does not match any of the expected tags"):
+        variant_spec("onnx_int4")
+    assert [k for k, c in CONVERTERS.items() if c.needs_calibration] == ["onnx_int8_qdq", "trt_int8"]
+    assert [k for k, c in CONVERTERS.items() if c.needs_gpu] == ["trt_fp16", "trt_int8", "torch_trt_fp16"]
 
 
 def test_tensorrt_model_config_on_cpu(tmp_path, digits_spec):
@@ -117,7 +156,7 @@ def test_tensorrt_model_config_on_cpu(tmp_path, digits_spec):
     assert len(cfg.cc_model_filenames) == 1
     filename = next(iter(cfg.cc_model_filenames.values()))
     assert (tmp_path / "digits_trt_fp16" / "3" / filename).read_bytes() == b"plan bytes"
-    assert cfg.max_batch_size == 64 and list(cfg.dynamic_batching.preferred_batch_size) == [16, 64]
+    assert cfg.max_batch_size == 64 and cfg.HasField("dynamic_batching")
     assert [i.name for i in cfg.input] == ["image"]
 
 
@@ -133,20 +172,21 @@ def test_fp16_variant_without_io_casts_declares_half_io(tmp_path, digits_spec):
 
 def test_profile_shapes_cover_batch_and_dynamic_dims():
     from tritonforge.build.converters.onnx2trt import observed_dims, profile_shapes
-    from tritonforge.build.spec import VariantSpec, load_spec
+    from tritonforge.build.converters import variant_spec
+    from tritonforge.build.spec import load_spec
 
     spec = load_spec(DIGITS.parent / "minilm" / "spec.yaml")
     data = Dataset([{"input_ids": np.ones((4, 12), np.int64), "attention_mask": np.ones((4, 12), np.int64)},
                     {"input_ids": np.ones((2, 30), np.int64), "attention_mask": np.ones((2, 30), np.int64)}])
     validation = Dataset([{"input_ids": np.ones((3, 40), np.int64), "attention_mask": np.ones((3, 40), np.int64)}])
-    shapes = profile_shapes(spec, VariantSpec(kind="trt_fp16", opt_batch_size=16), observed_dims([validation, data]))
+    shapes = profile_shapes(spec, variant_spec("trt_fp16", opt_batch_size=16), observed_dims([validation, data]))
     # tuned for the longest input seen; accepts up to the tokenizer's max_length (its 128 bucket), so a long
     # text never fails on the plan and trips the router's breaker
     assert spec.preprocess.max_length == 128
     assert shapes["input_ids"] == ((1, 1), (16, 40), (64, 128))
     assert observed_dims([None, data])["input_ids"][1].tolist() == [30]  # no validation data: calibration only
     digits = load_spec(DIGITS / "spec.yaml")  # no tokenizer, fixed item shape
-    assert profile_shapes(digits, VariantSpec(kind="trt_fp16"), {})["image"] == ((1, 64), (32, 64), (64, 64))
+    assert profile_shapes(digits, variant_spec("trt_fp16"), {})["image"] == ((1, 64), (32, 64), (64, 64))
 
 
 @pytest.mark.gpu

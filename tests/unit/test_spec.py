@@ -20,7 +20,7 @@ def test_example_spec_loads(digits_spec):
     assert spec.name == "digits"
     assert spec.inputs[0].shape == [64]
     assert spec.resolve(spec.source.state_dict).is_file()
-    assert spec.serving.dynamic_batching.preferred_batch_sizes == [16, 64]
+    assert spec.serving.dynamic_batching.max_queue_delay_us == 0 and spec.serving.dynamic_batching.enabled
 
 
 @pytest.mark.parametrize(

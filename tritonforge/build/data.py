@@ -161,6 +161,18 @@ def _check_batch(raw: dict[str, np.ndarray], spec: BuildSpec, labels_key: str | 
     return batch, labels
 
 
+def _npz_batches(raw: dict[str, np.ndarray]) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """One batch per key prefix when the keys are PREFIX/NAME (batches of their own lengths: b0/input_ids,
+    b0/attention_mask, b1/input_ids, ...), else the whole file as one batch."""
+    if not raw or not all("/" in k for k in raw):
+        return [("", raw)]
+    grouped: dict[str, dict[str, np.ndarray]] = {}
+    for key in sorted(raw):
+        prefix, _, name = key.partition("/")
+        grouped.setdefault(prefix, {})[name] = raw[key]
+    return list(grouped.items())
+
+
 def load_dataset(spec: BuildSpec, data: DataSpec, field_name: str) -> Dataset:
     """Load `data` (a spec section named `field_name` for errors), checked against the spec's inputs."""
     batches: list[Batch] = []
@@ -179,10 +191,11 @@ def load_dataset(spec: BuildSpec, data: DataSpec, field_name: str) -> Dataset:
             raise DataError(f"{where}: cannot read without pickle ({e}); store strings as unicode arrays") from None
         except Exception as e:  # zipfile.BadZipFile, OSError, EOFError ...
             raise DataError(f"{where}: not a readable .npz file: {e}") from None
-        batch, lab = _check_batch(raw, spec, data.labels, where)
-        batches.append(batch)
-        if lab is not None:
-            labels.append(lab)
+        for prefix, group in _npz_batches(raw):
+            batch, lab = _check_batch(group, spec, data.labels, f"{where} batch '{prefix}'" if prefix else where)
+            batches.append(batch)
+            if lab is not None:
+                labels.append(lab)
         origin = str(path)
     else:
         assert data.callable is not None

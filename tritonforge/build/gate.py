@@ -46,20 +46,29 @@ def _at_most(name: str, value: float, threshold: float) -> GateCheck:
     return GateCheck(name, "<=", value, threshold, value <= threshold, threshold - value)
 
 
-def evaluate(comparison: Comparison, gate: GateSpec) -> GateResult:
-    """Apply every criterion that fits the outputs: cosine on outputs that are not class scores, top-1 agreement
-    on class scores, accuracy drop when labels were given, max abs when asked."""
+def evaluate(comparison: Comparison, gate: GateSpec, kinds: dict[str, str]) -> GateResult:
+    """Apply to each output the checks that fit what it is (`kinds`: embedding, class_scores, regression) with
+    its own thresholds (gate.outputs) or the gate's: worst-sample cosine for embeddings, top-1 agreement for class
+    scores (and the accuracy drop when labels were given), mean relative error for regressions; max abs on every
+    output when set; no non-finite value anywhere."""
     outputs = list(comparison.outputs.values())
     checks = [_at_most("non-finite values", float(sum(m.nonfinite for m in outputs)), 0.0)]
-    dense = [m for m in outputs if not m.class_scores]
-    if dense:
-        checks.append(_at_least("min cosine", min(m.min_cosine for m in dense), gate.min_cosine))
-    top1 = [m.top1_agreement for m in outputs if m.top1_agreement is not None]
-    if top1:
-        checks.append(_at_least("top-1 agreement", min(top1), gate.min_top1_agreement))
+    for m in outputs:
+        kind = kinds.get(m.name, "embedding")
+        label = f"{m.name}: " if len(outputs) > 1 else ""
+        if kind == "embedding":
+            checks.append(_at_least(f"{label}min cosine", m.min_cosine, gate.threshold(m.name, "min_cosine")))
+        elif kind == "class_scores" and m.top1_agreement is not None:
+            checks.append(_at_least(f"{label}top-1 agreement", m.top1_agreement,
+                                    gate.threshold(m.name, "min_top1_agreement")))
+        elif kind == "regression":
+            checks.append(_at_most(f"{label}mean rel error", m.mean_rel, gate.threshold(m.name, "max_mean_rel")))
+        limit = gate.threshold(m.name, "max_abs")
+        if limit is not None:
+            checks.append(_at_most(f"{label}max abs", m.max_abs, limit))
     if comparison.accuracy is not None:
         drop = comparison.accuracy["reference"] - comparison.accuracy["candidate"]
-        checks.append(_at_most("accuracy drop", drop, gate.max_accuracy_drop))
-    if gate.max_abs is not None:
-        checks.append(_at_most("max abs", max(m.max_abs for m in outputs), gate.max_abs))
+        classes = [n for n, k in kinds.items() if k == "class_scores"]
+        checks.append(_at_most("accuracy drop", drop, gate.threshold(classes[0], "max_accuracy_drop") if classes
+                               else gate.max_accuracy_drop))
     return GateResult(all(c.passed for c in checks), checks)

@@ -1,13 +1,17 @@
-"""INT8 search: a small grid of quantization settings, plus the nodes most hurt by quantization kept in float.
+"""INT8 search: the accuracy-control search (the default) or a small grid, both keeping the nodes most hurt by
+quantization in float.
 
-Sensitivity comes from per-tensor error analysis on the calibration data (never the validation data): the
-graph is quantized once (static Q/DQ, MinMax, per channel), the float and Q/DQ graphs are run side by side with
-every intermediate tensor exposed, and each quantized tensor's signal-to-quantization-noise ratio is computed
-(onnxruntime.quantization.qdq_loss_debug). The quantizable ops that consume the worst tensors come first.
+Sensitivity comes from per-tensor error analysis on the calibration data (never the validation data, which only
+gates): the graph is quantized (static Q/DQ, MinMax, per channel, the nodes already reverted kept in float), the
+float and Q/DQ graphs are run side by side with every intermediate tensor exposed, and each quantized tensor's
+signal-to-quantization-noise ratio is computed (onnxruntime.quantization.qdq_loss_debug). The quantizable ops
+that consume the worst tensors come first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import onnx
@@ -15,12 +19,15 @@ import onnx
 from tritonforge.build.converters.int8_common import DatasetReader, preprocessed, quiet
 from tritonforge.build.converters.onnx2int8_qdq import quantize_qdq
 from tritonforge.build.data import Dataset
-from tritonforge.build.spec import BuildSpec, Int8SearchSpec, VariantSpec
+from tritonforge.build.converters import VariantSpec, variant_spec
+from tritonforge.build.spec import BuildSpec, Int8SearchSpec
 
 
 def rank_sensitive_nodes(fp32_onnx: Path, calibration: Dataset, input_names: list[str], op_types: list[str],
-                         work_dir: Path, notes: list[str], max_samples: int = 64) -> list[str]:
-    """Quantizable node names, most sensitive to quantization first (empty, with a note, if analysis fails)."""
+                         work_dir: Path, notes: list[str], max_samples: int = 64,
+                         excluded: list[str] | None = None) -> list[str]:
+    """Quantizable node names, most sensitive to quantization first, `excluded` ones kept in float and left out
+    (empty, with a note, if analysis fails)."""
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
         compute_activation_error,
@@ -35,7 +42,7 @@ def rank_sensitive_nodes(fp32_onnx: Path, calibration: Dataset, input_names: lis
     aug_q, aug_f = work_dir / "sensitivity_qdq_aug.onnx", work_dir / "sensitivity_fp32_aug.onnx"
     try:
         with quiet():
-            quantize_qdq(pre, qdq, sample, input_names, "minmax", True, op_types)
+            quantize_qdq(pre, qdq, sample, input_names, "minmax", True, op_types, list(excluded or []))
             modify_model_output_intermediate_tensors(str(qdq), str(aug_q))
             modify_model_output_intermediate_tensors(str(pre), str(aug_f))
             q_act = collect_activations(str(aug_q), DatasetReader(sample, input_names))
@@ -49,9 +56,10 @@ def rank_sensitive_nodes(fp32_onnx: Path, calibration: Dataset, input_names: lis
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     ranked: list[str] = []
+    skip = set(excluded or [])
     for _sqnr, tensor in sorted((v.get("qdq_err", float("inf")), k) for k, v in errors.items()):
         for node in consumers.get(tensor, []):
-            if node.op_type in op_types and node.name not in ranked:
+            if node.op_type in op_types and node.name not in ranked and node.name not in skip:
                 ranked.append(node.name)
     return ranked
 
@@ -70,10 +78,10 @@ def candidates(search: Int8SearchSpec, ranked: list[str]) -> list[VariantSpec]:
                 tag = "dyn" if method == "dynamic" else method
                 vid = f"int8_{tag}_{'pc' if per_channel else 'pt'}_x{len(excluded)}"
                 if method == "dynamic":
-                    out.append(VariantSpec(kind="onnx_int8_dynamic", id=vid, per_channel=per_channel,
+                    out.append(variant_spec("onnx_int8_dynamic", id=vid, per_channel=per_channel,
                                            op_types=search.op_types, exclude_nodes=list(excluded)))
                 else:
-                    out.append(VariantSpec(kind="onnx_int8_qdq", id=vid, per_channel=per_channel,
+                    out.append(variant_spec("onnx_int8_qdq", id=vid, per_channel=per_channel,
                                            calibration_method=method, op_types=search.op_types,
                                            exclude_nodes=list(excluded)))
     return out
@@ -90,3 +98,112 @@ def search_variants(spec: BuildSpec, fp32_onnx: Path, calibration: Dataset, work
         if ranked:
             notes.append(f"INT8 search: most sensitive nodes: {', '.join(ranked[:max(s.exclude_top)])}")
     return candidates(s, ranked)
+
+
+# ---- the accuracy-control search ------------------------------------------------------------------------
+def _tag(method: str, per_channel: bool) -> str:
+    return f"{'dyn' if method == 'dynamic' else method}_{'pc' if per_channel else 'pt'}"
+
+
+def point(method: str, per_channel: bool, op_types: list[str], excluded: list[str], vid: str) -> VariantSpec:
+    """One INT8 configuration as a variant entry."""
+    if method == "dynamic":
+        return variant_spec("onnx_int8_dynamic", id=vid, per_channel=per_channel, op_types=op_types,
+                            exclude_nodes=list(excluded))
+    return variant_spec("onnx_int8_qdq", id=vid, per_channel=per_channel, calibration_method=method, op_types=op_types,
+                        exclude_nodes=list(excluded))
+
+
+def worst_margin(outcome) -> float:
+    """How far inside (+) or outside (-) the gate the outcome's worst check is; -inf when it was not gated."""
+    checks = (outcome.gate or {}).get("checks") or []
+    return min((c["margin"] for c in checks), default=float("-inf")) if outcome.status in ("passed", "rejected") \
+        else float("-inf")
+
+
+@dataclass
+class SearchStep:
+    """One gate evaluation of the search."""
+
+    id: str
+    start: str
+    excluded: list[str]
+    margin: float | None  # the gate's worst margin (>= 0: passed); None: not gated (conversion failed)
+    passed: bool
+    kept: bool  # the step was kept (a revert that made the worst margin worse is undone)
+    batched_only: bool = False  # passed batched, failed one sample at a time (dynamic INT8)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SearchPath:
+    steps: list[SearchStep] = field(default_factory=list)
+    rankings: list[list[str]] = field(default_factory=list)  # the sensitivity ranking before each revert
+
+    def to_dict(self) -> dict:
+        return {"steps": [s.to_dict() for s in self.steps], "rankings": self.rankings}
+
+
+def _margin(step: SearchStep) -> float:
+    return float("-inf") if step.margin is None else step.margin
+
+
+class AccuracyControlSearch:
+    """Find an INT8 point within the gate with as few nodes in float as it takes (see Int8SearchSpec).
+
+    `evaluate(variant) -> VariantOutcome` converts and gates one point (the build's own stage, so a rebuild
+    reuses every point it tried); `rank(excluded) -> [node]` ranks the quantized nodes, most harmful first."""
+
+    def __init__(self, spec: BuildSpec, evaluate: Callable, rank: Callable[[list[str]], list[str]]) -> None:
+        self.s = spec.int8_search
+        self.evaluate, self.rank = evaluate, rank
+        self.outcomes: list = []
+        self.path = SearchPath()
+
+    def _try(self, method: str, per_channel: bool, excluded: list[str]) -> tuple[object, SearchStep]:
+        vid = f"int8_{_tag(method, per_channel)}_x{len(excluded)}"
+        if any(o.id == vid for o in self.outcomes):  # the same count of other nodes: tell the points apart
+            vid = f"{vid}_s{len(self.outcomes)}"
+        outcome = self.evaluate(point(method, per_channel, self.s.op_types, excluded, vid))
+        self.outcomes.append(outcome)
+        margin = worst_margin(outcome)
+        step = SearchStep(vid, _tag(method, per_channel), list(excluded), None if margin == float("-inf") else margin,
+                          outcome.passed, True, any("failed one sample at a time" in n for n in outcome.notes))
+        self.path.steps.append(step)
+        return outcome, step
+
+    def run(self) -> tuple[list, SearchPath]:
+        budget = self.s.max_evaluations
+        best = None
+        for start in self.s.starts:
+            if len(self.outcomes) >= budget:
+                break
+            outcome, step = self._try(start.method, start.per_channel, [])
+            if step.passed:
+                return self.outcomes, self.path  # the fastest configurations pass as they are
+            if best is None or _margin(step) > _margin(best[1]):
+                best = (start, step)
+        if best is None:
+            return self.outcomes, self.path
+        start, current = best
+        excluded: list[str] = []
+        useless: set[str] = set()
+        ranked = self.rank(excluded)
+        self.path.rankings.append(ranked)
+        while len(self.outcomes) < budget:
+            group = [n for n in ranked if n not in excluded and n not in useless][: self.s.group_size]
+            if not group:
+                break
+            outcome, step = self._try(start.method, start.per_channel, excluded + group)
+            if step.passed:
+                break
+            if _margin(step) > _margin(current):  # better: keep it, and rank what is still quantized again
+                excluded, current = excluded + group, step
+                ranked = self.rank(excluded)
+                self.path.rankings.append(ranked)
+            else:  # no better: undo, and never try these nodes again
+                step.kept = False
+                useless.update(group)
+        return self.outcomes, self.path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from tritonforge import dtypes
@@ -63,12 +64,39 @@ def rename_io(model: onnx.ModelProto, inputs: list[str], outputs: list[str]) -> 
         used.add(new)
 
 
-def set_batch_dim_name(model: onnx.ModelProto, name: str = "batch") -> None:
-    """Name the first dim of every input and output `name` (exporters call it s0, s77, ...)."""
-    for v in list(model.graph.input) + list(model.graph.output):
+def name_dims(model: onnx.ModelProto, spec) -> None:
+    """Give the graph's symbolic dims the spec's names: the first dim of every input and output 'batch', the
+    dynamic dims of each input its `dim_names` (else '<input>_dim<axis>'), everywhere the exporter's name (s0,
+    s77, ...) appears, so inputs of one length share one name, and outputs that follow an input's length show it."""
+    renames: dict[str, str] = {}
+    declared = {t.name: t for t in spec.inputs}
+
+    def name(dim, new: str) -> None:
+        if dim.HasField("dim_value"):
+            return
+        if dim.dim_param and dim.dim_param not in renames:
+            renames[dim.dim_param] = new
+        dim.dim_param = renames.get(dim.dim_param, new) if dim.dim_param else new
+
+    for v in model.graph.input:
         dims = v.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_param = name
+        if not dims:
+            continue
+        name(dims[0], "batch")
+        t = declared.get(v.name)
+        given = list(t.dim_names) if t is not None else []
+        for axis, dim in enumerate(dims[1:], start=1):
+            if not dim.HasField("dim_value"):
+                name(dim, given.pop(0) if given else f"{v.name}_dim{axis}")
+    for is_output, values in ((True, model.graph.output), (False, model.graph.value_info)):
+        for v in values:
+            for axis, dim in enumerate(v.type.tensor_type.shape.dim):
+                if dim.HasField("dim_value"):
+                    continue
+                if dim.dim_param in renames:
+                    dim.dim_param = renames[dim.dim_param]
+                elif is_output:
+                    dim.dim_param = "batch" if axis == 0 else f"{v.name}_dim{axis}"
 
 
 def topological_sort(graph: onnx.GraphProto) -> None:
@@ -180,3 +208,40 @@ def finalize(model: onnx.ModelProto, spec: BuildSpec, out_path: Path) -> onnx.Mo
         raise ExportError(f"onnx.checker rejected the exported graph: {e}") from None
     onnx.save(model, str(out_path))
     return model
+
+
+_FLOATS = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64}
+
+
+def _subnormal_mask(arr: np.ndarray) -> np.ndarray:
+    return (arr != 0) & (np.abs(arr) < np.finfo(arr.dtype).tiny)
+
+
+def subnormal_initializers(model: onnx.ModelProto) -> dict[str, int]:
+    """Float weights below the smallest normal number of their type, counted per tensor (tensors with any)."""
+    from onnx import numpy_helper
+
+    out = {}
+    for init in model.graph.initializer:
+        if init.data_type in _FLOATS:
+            count = int(_subnormal_mask(numpy_helper.to_array(init)).sum())
+            if count:
+                out[init.name] = count
+    return out
+
+
+def flush_subnormal_initializers(model: onnx.ModelProto) -> dict[str, int]:
+    """Set subnormal float weights to zero in place; returns how many per tensor."""
+    from onnx import numpy_helper
+
+    flushed = {}
+    for init in model.graph.initializer:
+        if init.data_type not in _FLOATS:
+            continue
+        arr = numpy_helper.to_array(init)
+        mask = _subnormal_mask(arr)
+        if mask.any():
+            arr = np.where(mask, np.zeros((), arr.dtype), arr)
+            init.CopyFrom(numpy_helper.from_array(arr, init.name))
+            flushed[init.name] = int(mask.sum())
+    return flushed

@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import onnx
 
 from tritonforge import __version__, dtypes
+from tritonforge.build.converters import CONVERTERS
 from tritonforge.build.data import Dataset, load_dataset, save_batches
 from tritonforge.errors import DataError, ExportError, RepositoryError, VerificationError
 from tritonforge.build.exporters import torch2onnx
+from tritonforge.build.int8_search import worst_margin
 from tritonforge.hardware import cpu_info, gpu_info
 from tritonforge.hashing import combine, sha256_bytes, sha256_file
-from tritonforge.build.onnx_graph import finalize, load_checked
+from tritonforge.build.onnx_graph import finalize, load_checked, subnormal_initializers
 from tritonforge.build.ort_runtime import OrtModel
 from tritonforge.build.report import (
     CALIBRATION_NPZ,
@@ -38,6 +41,7 @@ from tritonforge.repository.publish import Publication, check_root
 from tritonforge.repository.reader import Repository
 from tritonforge.build.serving_graph import Names, ServingPlan, plan_models, serving_sources
 from tritonforge.build.sources import load_source, source_files
+from tritonforge.build.stages import StageCache
 from tritonforge.build.spec import BuildSpec, load_spec
 from tritonforge.build.variants import SEARCH_WINNER_ID, VariantBuilder, VariantOutcome, VariantsResult
 from tritonforge.build.verify import Outputs, compare, run_over
@@ -108,7 +112,7 @@ def _read_inputs(spec_path: str | Path) -> _Inputs:
         hashes[f"code/{path.parent.name}/{path.name}"] = sha256_file(path)
     tools = tool_versions()
     parts = {"tritonforge": __version__, **hashes, **{f"tool:{k}": v for k, v in tools.items()}}
-    if any(v.kind.startswith(("trt", "torch_trt")) for v in spec.variants):
+    if any(CONVERTERS[v.kind].needs_gpu for v in spec.variants):
         parts["gpu"] = json.dumps(gpu_info().identity(), sort_keys=True)  # plans are tied to GPU and TensorRT
     return _Inputs(spec, validation, calibration, hashes, tools, combine(parts), tokenizer_file)
 
@@ -122,15 +126,15 @@ def _export_key(inp: _Inputs) -> str:
                     **{k: v for k, v in inp.hashes.items() if k.startswith("source")}})
 
 
-def _export_stage(inp: _Inputs, work: Path, old: dict, repo: Path, rep: Reporter) -> tuple[Path, dict, dict]:
+def _export_stage(inp: _Inputs, work: Path, stages: StageCache, repo: Path, rep: Reporter) -> tuple[Path, dict]:
     """The verified FP32 ONNX file: reused from the repository when its inputs did not change."""
     spec, validation = inp.spec, inp.validation
     key = _export_key(inp)
-    prev = old.get("export")
     published = Repository(repo).find_file(Names(spec.name).variant("onnx_fp32"))
-    if prev and prev.get("key") == key and published is not None and sha256_file(published) == prev.get("sha256"):
+    prev = stages.lookup("export", key, lambda r: published is not None and sha256_file(published) == r.get("sha256"))
+    if prev is not None:
         rep.info("export: inputs unchanged, FP32 ONNX reused")
-        return published, prev, {"key": key, "sha256": prev["sha256"], "result": prev["result"]}
+        return published, stages.store("export", key, sha256=prev["sha256"], result=prev["result"])
     out = work / "model_fp32.onnx"
     with rep.stage("load source model"):
         source = load_source(spec)
@@ -156,9 +160,16 @@ def _export_stage(inp: _Inputs, work: Path, old: dict, repo: Path, rep: Reporter
             f"output '{worst.name}' max abs error {worst.max_abs:.3g}, max rel error {worst.max_rel:.3g} "
             f"exceeds atol={tol.atol:g}, rtol={tol.rtol:g} (worst element at {worst.violation:.3g}x the tolerance)"
         )
-    result = {"exporter": exporter, "notes": notes, "check": check.to_dict(), "samples": len(validation)}
-    stage = {"key": key, "sha256": sha256_file(out), "result": result}
-    return out, stage, stage
+    subnormals = subnormal_initializers(onnx.load(str(out), load_external_data=False))
+    if subnormals:
+        total, worst = sum(subnormals.values()), max(subnormals, key=subnormals.get)
+        notes = [*notes, f"the FP32 graph holds {total} subnormal weight(s) (|w| < 1.18e-38) in {len(subnormals)} "
+                         f"tensor(s), most in '{worst}' ({subnormals[worst]}): a CPU that handles them in microcode runs "
+                         "FP32 slowly, and any variant that drops them (FP16, INT8) looks faster for that reason; the "
+                         "onnx_fp32_ftz variant (FP32 with them set to zero) shows how much"]
+    result = {"exporter": exporter, "notes": notes, "check": check.to_dict(), "samples": len(validation),
+              "subnormal_weights": subnormals}
+    return out, stages.store("export", key, sha256=sha256_file(out), result=result)
 
 
 
@@ -168,11 +179,12 @@ def _report(inp: _Inputs, repo: Path, export: dict, result: VariantsResult) -> d
     if spec.int8_search.enabled:
         tried = [o for o in result.outcomes if o.search]
         failed = [o for o in tried if o.status == "rejected"]
-        best = max(failed, key=lambda o: min((m["min_cosine"] for m in o.comparison["outputs"].values()), default=-1),
-                   default=None)
-        search = {"enabled": True, "tried": [o.id for o in tried], "winner": result.search_winner,
+        best = max(failed, key=worst_margin, default=None)
+        search = {"enabled": True, "strategy": spec.int8_search.strategy, "tried": [o.id for o in tried],
+                  "evaluations": len(tried), "winner": result.search_winner,
                   "published_as": Names(spec.name).variant(SEARCH_WINNER_ID) if result.search_winner else None,
-                  "best": {"id": best.id, "reason": best.reason} if best and not result.search_winner else None}
+                  "best": {"id": best.id, "reason": best.reason} if best and not result.search_winner else None,
+                  "path": result.search_path}
     return {
         "model": spec.name,
         "tritonforge_version": __version__,
@@ -183,13 +195,14 @@ def _report(inp: _Inputs, repo: Path, export: dict, result: VariantsResult) -> d
         "validation": {"samples": len(inp.validation), "origin": inp.validation.origin},
         "gate": spec.gate.model_dump(mode="json"),
         "class_score_outputs": spec.class_score_outputs,
+        "output_kinds": spec.output_kinds,
         "timing": {**spec.timing.model_dump(mode="json"), "batch_sizes": spec.timing_batch_sizes,
                    "reused_from_previous_build": result.timing_reused},
         "variants": [o.to_dict() for o in result.outcomes],
         "primary": result.primary,
         "int8_search": search,
         "notes": result.notes,
-        "reproduce": {o.id: recheck_command(repo.name, spec.name, o.id) for o in result.outcomes},
+        "reproduce": {o.id: recheck_command(repo, spec.name, o.id) for o in result.outcomes},
     }
 
 
@@ -203,8 +216,8 @@ def _published(spec: BuildSpec, result: VariantsResult) -> list[VariantOutcome]:
             continue
         o.published_as = names.variant(SEARCH_WINNER_ID if o.search else o.id)
         out.append(o)
-    largest = max(spec.timing_batch_sizes)
-    return sorted(out, key=lambda o: -o.throughput(largest))
+    # the router's order: the primary first, then by the report's p50 speed-ups (FP32 ranks as 1.0)
+    return sorted(out, key=lambda o: (o.id != result.primary, -(1.0 if o.kind == "onnx_fp32" else o.speed())))
 
 
 def _serving_plan(inp: _Inputs, published: list[VariantOutcome], files: dict, notes: list[str]) -> ServingPlan:
@@ -239,15 +252,15 @@ def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, repor
     if old is not None and not force and old.fingerprint == inp.fingerprint and old.intact(repo):
         rep.info(f"{spec.name}: up to date (fingerprint {inp.fingerprint[:12]}), nothing to do")
         return BuildOutcome(spec, repo, True, old)
-    old_stages = {} if force or old is None else old.stages
+    stages = StageCache({} if force or old is None else old.stages)
 
     work = Path(tempfile.mkdtemp(prefix="tritonforge-build-"))
     try:
-        fp32, export_stage, export = _export_stage(inp, work, old_stages, repo, rep)
+        fp32, export = _export_stage(inp, work, stages, repo, rep)
         export = export["result"]
         with rep.stage("FP32 reference outputs on the validation data"):
             reference = run_over(OrtModel(fp32, [t.name for t in spec.outputs]).run, inp.validation)
-        result = VariantBuilder(spec, fp32, inp.validation, reference, inp.calibration, work, old_stages, repo,
+        result = VariantBuilder(spec, fp32, inp.validation, reference, inp.calibration, work, stages, repo,
                                 inp.tools, rep).run()
         published = _published(spec, result)
         plan = _serving_plan(inp, published, {}, result.notes)
@@ -263,7 +276,7 @@ def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, repor
             name=spec.name, tritonforge_version=__version__, fingerprint=inp.fingerprint, spec_hash=spec.content_hash(),
             inputs=inp.hashes, tools=inp.tools, version=version,
             roles={m.name: m.role for m in models}, dropped=sorted(set(old.models if old else []) - owned),
-            stages={"export": export_stage, **result.stage_records()}, hardware=report["hardware"],
+            stages=result.stage_records(), hardware=report["hardware"],
         )
         with rep.stage("write Triton repository"):
             with Publication(repo, order=[m.name for m in models], remove=set(old.models if old else [])) as pub:

@@ -17,9 +17,11 @@ from tritonforge.build.converters import CONVERTERS, ConversionJob
 from tritonforge.build.data import Dataset, load_batches
 from tritonforge.build.report import CALIBRATION_NPZ, REFERENCE_NPZ, VALIDATION_NPZ, read_report
 from tritonforge.build.runtimes import open_runtime
-from tritonforge.build.spec import VariantSpec, parse_spec
+from tritonforge.build.converters import variant_spec
+from tritonforge.build.spec import parse_spec
 from tritonforge.build.variants import check_variant
 from tritonforge.build.verify import Outputs
+from tritonforge.errors import RepositoryError, TritonforgeError
 from tritonforge.repository.reader import Repository
 
 
@@ -29,7 +31,7 @@ def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
     entry = next((v for v in report["variants"] if v["id"] == variant_id), None)
     if entry is None:
         ids = ", ".join(v["id"] for v in report["variants"])
-        raise SystemExit(f"no variant '{variant_id}' in the report of '{model}' (variants: {ids})")
+        raise RepositoryError(f"no variant '{variant_id}' in the report of '{model}' (variants: {ids})")
     spec = parse_spec(report["spec"], source=f"{model}/build_report.json")
     converter = CONVERTERS[entry["kind"]]
     unavailable = converter.unavailable()
@@ -50,7 +52,7 @@ def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
             calibration = Dataset.load_npz(base / CALIBRATION_NPZ) if (base / CALIBRATION_NPZ).exists() else None
             fp32 = published.file(next(m for m in published.rungs(model) if published.role(m).variant == "onnx_fp32"))
             options = {k: v for k, v in entry["options"].items() if k != "kind"}
-            job = ConversionJob(spec, VariantSpec(kind=entry["kind"], **options), fp32, path, Path(tmp), calibration,
+            job = ConversionJob(spec, variant_spec(entry["kind"], **options), fp32, path, Path(tmp), calibration,
                                 validation=validation)
         try:  # a recorded error is reproduced by failing again where the build failed: conversion or run
             if job is not None:
@@ -73,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 3:
         print(__doc__)
         return 2
-    reproduced, text = recheck(Path(argv[0]), argv[1], argv[2])
+    try:
+        reproduced, text = recheck(Path(argv[0]), argv[1], argv[2])
+    except TritonforgeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
     print(text)
     print("decision reproduced" if reproduced else "decision NOT reproduced")
     return 0 if reproduced else 1

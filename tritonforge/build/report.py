@@ -16,9 +16,11 @@ PUBLIC_INPUTS_NPZ = "public_inputs.npz"  # samples of what clients send to the p
 PROBE_REQUEST = "probe_request.json"  # one held-out sample as a KServe v2 request (tritonforge/server/probe.py)
 
 
-def recheck_command(repo_name: str, model: str, variant_id: str) -> str:
-    """One line that re-runs a variant's gate check from the files beside the report."""
-    return f"python -m tritonforge.build.recheck {repo_name} {model} {variant_id}"
+def recheck_command(repo: Path, model: str, variant_id: str) -> str:
+    """One line that re-runs a variant's gate check from the files beside the report, from any directory."""
+    import shlex
+
+    return f"python -m tritonforge.build.recheck {shlex.quote(str(Path(repo).absolute()))} {model} {variant_id}"
 
 
 def _fmt(value, spec: str = ".3g", missing: str = "-") -> str:
@@ -48,7 +50,18 @@ def to_markdown(report: dict) -> str:
     primary = next(v for v in report["variants"] if v["id"] == report["primary"])
     classes = report.get("class_score_outputs") or []
     gate = report["gate"]
-    criteria = [f"min cosine >= {gate['min_cosine']} on {'outputs other than class scores' if classes else 'every output'}"]
+    kinds = report.get("output_kinds") or {}
+    embeddings = [n for n, k in kinds.items() if k == "embedding"] if kinds else None
+    regressions = [n for n, k in kinds.items() if k == "regression"]
+    criteria = []
+    if embeddings is None or embeddings:
+        criteria.append(f"min cosine >= {gate['min_cosine']} on "
+                        + (", ".join(embeddings) if embeddings else "outputs other than class scores"))
+    if regressions:
+        criteria.append(f"mean relative error <= {gate.get('max_mean_rel')} on {', '.join(regressions)}")
+    if gate.get("outputs"):
+        criteria.append("per-output thresholds: " + "; ".join(
+            f"{n}: " + ", ".join(f"{k} {v}" for k, v in o.items() if v is not None) for n, o in gate["outputs"].items()))
     if classes:
         criteria.append(f"top-1 agreement >= {gate['min_top1_agreement']} and accuracy drop <= "
                         f"{gate['max_accuracy_drop']} on class scores ({', '.join(classes)})")
@@ -86,6 +99,16 @@ def to_markdown(report: dict) -> str:
         row += [_fmt(v.get("memory_mb"), ".1f"), v.get("published_as") or "-"]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    kinds = report.get("output_kinds") or {}
+    if len(kinds) > 1:  # each output's own numbers: the gate judges each by what it is
+        lines += ["## Per output", "", "| variant | output | kind | max abs | mean rel | min cosine | top-1 |",
+                  "|---|---|---|---|---|---|---|"]
+        for v in report["variants"]:
+            for name, o in ((v.get("comparison") or {}).get("outputs") or {}).items():
+                lines.append(f"| {v['id']} | {name} | {kinds.get(name, '-')} | {_fmt(o['max_abs'])} | "
+                             f"{_fmt(o['mean_rel'])} | {_fmt(o['min_cosine'], '.5f')} | "
+                             f"{_fmt(o.get('top1_agreement'), '.4f')} |")
+        lines.append("")
     not_passed = [v for v in report["variants"] if v["status"] != "passed"]
     if not_passed:
         lines += ["## Not published", ""]
@@ -93,13 +116,22 @@ def to_markdown(report: dict) -> str:
         lines.append("")
     search = report.get("int8_search")
     if search and search.get("enabled"):
-        lines += ["## INT8 search", ""]
+        lines += ["## INT8 search", "", f"Strategy: {search.get('strategy', 'grid')}, {search.get('evaluations', len(search['tried']))} "
+                  "gate evaluations."]
         if search["winner"]:
             lines.append(f"Fastest passing point: **{search['winner']}**, published as `{search['published_as']}`.")
         else:
             best = search.get("best")
             lines.append("No INT8 point passed the gate." + (
                 f" Closest: **{best['id']}** ({best['reason']})." if best else ""))
+        steps = (search.get("path") or {}).get("steps") or []
+        if steps:
+            lines += ["", "| step | point | start | nodes in float | worst gate margin | passed | kept |", "|---|---|---|---|---|---|---|"]
+            for i, st in enumerate(steps, 1):
+                floats = ", ".join(st["excluded"][-3:]) + (" ..." if len(st["excluded"]) > 3 else "")
+                note = " (failed alone only)" if st.get("batched_only") else ""
+                lines.append(f"| {i} | {st['id']} | {st['start']} | {len(st['excluded'])}{': ' + floats if floats else ''} | "
+                             f"{'-' if st['margin'] is None else format(st['margin'], '+.4f')} | {'yes' if st['passed'] else 'no'}{note} | {'yes' if st['kept'] else 'undone'} |")
         lines.append("")
     notes = report.get("notes") or []
     if notes:

@@ -9,18 +9,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from tritonforge import dtypes
+from tritonforge.build.converters import CONVERTERS, VariantSpec
+from tritonforge.build.spec_base import CALIBRATION_METHODS
+from tritonforge.build.spec_base import Strict as _Strict
 from tritonforge.errors import SpecError
 
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 TENSOR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 CALLABLE_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TensorSpec(_Strict):
@@ -32,9 +31,18 @@ class TensorSpec(_Strict):
     range: tuple[float, float] | None = Field(
         None, description="[low, high]: every value must lie within (token ids: [0, vocabulary size - 1]); the "
                           "served model refuses others with INVALID_ARGUMENT, perf generates inputs within it")
+    dim_names: list[str] = Field(default_factory=list, description="names of the -1 dims, in order (the exported "
+                                                                   "ONNX graph's dim params, e.g. 'sequence'); inputs "
+                                                                   "that share a name share that length")
 
     @model_validator(mode="after")
     def _range(self) -> TensorSpec:
+        if len(self.dim_names) > self.shape.count(-1):
+            raise ValueError(f"tensor '{self.name}': {len(self.dim_names)} dim_names for {self.shape.count(-1)} "
+                             "dynamic dims")
+        bad = [n for n in self.dim_names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)]
+        if bad:
+            raise ValueError(f"tensor '{self.name}': dim names must be identifiers, got {bad}")
         if self.range is not None:
             if self.dtype in ("string", "bool"):
                 raise ValueError(f"tensor '{self.name}': a range needs a numeric dtype, not {self.dtype}")
@@ -124,66 +132,77 @@ class ExportSpec(_Strict):
     ir_version: int = Field(8, ge=7, le=10)
 
 
-VARIANT_KINDS = ("onnx_fp32", "onnx_fp16", "onnx_int8_dynamic", "onnx_int8_qdq", "trt_fp16", "trt_int8", "torch_trt_fp16")
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-
-
-class VariantSpec(_Strict):
-    """One precision variant to build. Options a kind does not use are ignored."""
-
-    kind: Literal[VARIANT_KINDS]  # type: ignore[valid-type]
-    id: str | None = Field(None, description="name of the variant (default: the kind)")
-    # fp16
-    keep_io_types: bool = Field(True, description="fp16: keep FP32 inputs/outputs (casts inside the graph)")
-    op_block_list: list[str] = Field(default_factory=list, description="fp16: op types kept in FP32")
-    # int8
-    per_channel: bool = False
-    calibration_method: Literal[CALIBRATION_METHODS] = "minmax"  # type: ignore[valid-type]
-    percentile: float = Field(99.999, gt=90, le=100)
-    op_types: list[str] | None = Field(None, description="int8: op types to quantize (default: MatMul, Gemm, Conv)")
-    exclude_nodes: list[str] = Field(default_factory=list, description="int8: node names kept in float")
-    # tensorrt
-    workspace_mb: int | None = Field(None, ge=16, description="trt: workspace (default: half the free GPU memory, at most 4096)")
-    opt_batch_size: int | None = Field(None, ge=1, description="trt: batch size the optimization profile tunes for")
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[a-z][a-z0-9_]{0,40}$", v):
-            raise ValueError(f"variant id {v!r} must match ^[a-z][a-z0-9_]{{0,40}}$")
-        return v
-
-    @property
-    def variant_id(self) -> str:
-        return self.id or self.kind
-
-
 class CalibrationSpec(_Strict):
     """Data for static INT8 calibration and sensitivity analysis: never the validation data."""
 
     data: DataSpec
 
 
-class GateSpec(_Strict):
-    """What a variant must reach against the FP32 reference on the validation data to be published."""
+OUTPUT_KINDS = ("embedding", "class_scores", "regression")
 
-    min_cosine: float = Field(0.99, ge=-1, le=1, description="per-sample cosine similarity, worst sample")
-    min_top1_agreement: float = Field(0.99, ge=0, le=1, description="classifier outputs: same argmax as FP32")
+
+class OutputGateSpec(_Strict):
+    """One output's gate: what it is (which checks apply) and thresholds that differ from the gate's own."""
+
+    kind: Literal[OUTPUT_KINDS] | None = Field(  # type: ignore[valid-type]
+        None, description="embedding: worst-sample cosine; class_scores: top-1 agreement (and accuracy with "
+                          "labels); regression: mean relative error (and max abs if set). Default: class_scores "
+                          "for gate.class_score_outputs, regression for one value per sample, else embedding")
+    min_cosine: float | None = Field(None, ge=-1, le=1)
+    min_top1_agreement: float | None = Field(None, ge=0, le=1)
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1)
+    max_mean_rel: float | None = Field(None, ge=0)
+    max_abs: float | None = Field(None, ge=0)
+
+
+class GateSpec(_Strict):
+    """What a variant must reach against the FP32 reference on the validation data to be published. Each output
+    is judged by the checks that fit what it is (see OutputGateSpec.kind), with these thresholds unless
+    `outputs` sets its own."""
+
+    min_cosine: float = Field(0.99, ge=-1, le=1, description="embeddings: per-sample cosine similarity, worst sample")
+    min_top1_agreement: float = Field(0.99, ge=0, le=1, description="class scores: same argmax as FP32")
     max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="with labels: FP32 accuracy minus variant accuracy")
-    max_abs: float | None = Field(None, ge=0, description="optional bound on the largest absolute difference")
+    max_mean_rel: float = Field(0.05, ge=0, description="regressions: mean |variant - FP32| / mean |FP32|")
+    max_abs: float | None = Field(None, ge=0, description="optional bound on the largest absolute difference, every output")
     class_score_outputs: list[str] | None = Field(
         None, description="outputs holding class scores (top-1 and accuracy checks, no cosine check); "
                           "default: with labels, the first 1-D float output; without labels, none")
+    outputs: dict[str, OutputGateSpec] = Field(default_factory=dict, description="per output: kind and thresholds")
+
+    def threshold(self, output: str, name: str):
+        own = self.outputs.get(output)
+        value = getattr(own, name) if own is not None else None
+        return getattr(self, name) if value is None else value
+
+
+class Int8StartSpec(_Strict):
+    """One INT8 configuration the accuracy-control search starts from."""
+
+    method: Literal[("dynamic",) + CALIBRATION_METHODS] = "dynamic"  # type: ignore[valid-type]
+    per_channel: bool = True
 
 
 class Int8SearchSpec(_Strict):
-    """A small grid of INT8 settings; the fastest one that passes the gate is published as 'onnx_int8'."""
+    """INT8 within the accuracy budget; the fastest passing point is published as 'onnx_int8'.
+
+    accuracy_control (the default, as NNCF's quantize_with_accuracy_control does): each start (the fastest
+    configurations ONNX Runtime offers) is gated; if none passes, from the closest one the quantized nodes are
+    reverted to float one group at a time, most harmful first (ranked by signal-to-quantization-noise on the
+    calibration data, ranked again after each revert), each step gated on the whole held-out set, a step that
+    made the gate's worst margin worse undone, until the gate passes or `max_evaluations` are spent.
+    grid: every method x per_channel x exclude_top point."""
 
     enabled: bool = False
+    strategy: Literal["accuracy_control", "grid"] = "accuracy_control"
+    starts: list[Int8StartSpec] = Field(default_factory=lambda: [Int8StartSpec(method="dynamic"),
+                                                                 Int8StartSpec(method="entropy")])
+    max_evaluations: int = Field(8, ge=1, description="accuracy_control: gate evaluations at most, starts included")
+    group_size: int = Field(1, ge=1, description="accuracy_control: nodes reverted per step")
     methods: list[Literal[("dynamic",) + CALIBRATION_METHODS]] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: ["dynamic", "minmax"])
-    per_channel: list[bool] = Field(default_factory=lambda: [False, True])
-    exclude_top: list[int] = Field(default_factory=lambda: [0, 2, 4], description="most sensitive nodes kept in float")
+        default_factory=lambda: ["dynamic", "minmax"], description="grid only")
+    per_channel: list[bool] = Field(default_factory=lambda: [False, True], description="grid only")
+    exclude_top: list[int] = Field(default_factory=lambda: [0, 2, 4], description="grid only: most sensitive nodes kept in float")
     op_types: list[str] = Field(default_factory=lambda: ["MatMul", "Gemm", "Conv"])
 
 
@@ -354,25 +373,48 @@ class BuildSpec(_Strict):
         unknown = sorted(set(self.gate.class_score_outputs or []) - outputs)
         if unknown:
             raise ValueError(f"gate.class_score_outputs names unknown outputs: {unknown}")
+        unknown = sorted(set(self.gate.outputs) - outputs)
+        if unknown:
+            raise ValueError(f"gate.outputs names unknown outputs: {unknown}")
         if self.preprocess is not None:
             if len(self.inputs) != 2 or any(t.dtype != "int64" or t.shape != [-1] for t in self.inputs):
                 raise ValueError("preprocess 'tokenizer' feeds two int64 inputs of shape [-1] (token ids, attention mask)")
             if not TENSOR_NAME.match(self.preprocess.text_input) or self.preprocess.text_input in names:
                 raise ValueError(f"preprocess.text_input {self.preprocess.text_input!r} must be a new tensor name")
-        needs_calibration = any(v.kind in ("onnx_int8_qdq", "trt_int8") for v in self.variants) or self.int8_search.enabled
+        needs_calibration = any(CONVERTERS[v.kind].needs_calibration for v in self.variants) or self.int8_search.enabled
         if needs_calibration and self.calibration is None:
             raise ValueError("static INT8 variants and the INT8 search need a 'calibration' section (data other than validation)")
         return self
 
     @property
     def class_score_outputs(self) -> list[str]:
-        """Outputs judged as class scores by the gate (see GateSpec.class_score_outputs)."""
+        """Outputs judged as class scores by the gate (see GateSpec.class_score_outputs and gate.outputs)."""
+        declared = [n for n, g in self.gate.outputs.items() if g.kind == "class_scores"]
         if self.gate.class_score_outputs is not None:
-            return list(self.gate.class_score_outputs)
+            return list(dict.fromkeys([*self.gate.class_score_outputs, *declared]))
         if self.validation.data.labels is None:
-            return []
-        first = next((t.name for t in self.outputs if len(t.shape) == 1 and t.dtype.startswith("float")), None)
-        return [first] if first else []
+            return declared
+        first = next((t.name for t in self.outputs if len(t.shape) == 1 and t.dtype.startswith("float")
+                      and self.gate.outputs.get(t.name, OutputGateSpec()).kind in (None, "class_scores")), None)
+        return list(dict.fromkeys(([first] if first else []) + declared))
+
+    @property
+    def output_kinds(self) -> dict[str, str]:
+        """What each output is, for the gate: its declared kind, else class scores, else one value per sample
+        (a regression), else an embedding."""
+        classes = set(self.class_score_outputs)
+        out = {}
+        for t in self.outputs:
+            declared = self.gate.outputs.get(t.name)
+            if declared is not None and declared.kind:
+                out[t.name] = declared.kind
+            elif t.name in classes:
+                out[t.name] = "class_scores"
+            elif all(d == 1 for d in t.shape):
+                out[t.name] = "regression"
+            else:
+                out[t.name] = "embedding"
+        return out
 
     @property
     def timing_batch_sizes(self) -> list[int]:
@@ -416,7 +458,8 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after", "function-before") or str(part).startswith(("literal[", "function-")):
+        elif part in ("function-after", "function-before") or str(part).startswith(("literal[", "function-")) \
+                or part in CONVERTERS:  # the union's tag: the kind, already in the entry
             continue
         else:
             out += f".{part}" if out else str(part)

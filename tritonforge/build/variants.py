@@ -7,23 +7,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonforge.build.converters import CONVERTERS, ConversionJob
+import numpy as np
+
+from tritonforge.build.converters import CONVERTERS, ConversionJob, VariantSpec, variant_spec
 from tritonforge.build.data import Dataset
 from tritonforge.build.gate import GateResult, evaluate
 from tritonforge.hardware import cpu_info
 from tritonforge.hashing import combine, sha256_file
-from tritonforge.build.int8_search import search_variants
+from tritonforge.build.int8_search import AccuracyControlSearch, rank_sensitive_nodes, search_variants
 from tritonforge.build.onnx_graph import finalize_variant
 from tritonforge.build.runtimes import open_runtime
-from tritonforge.build.spec import BuildSpec, VariantSpec
+from tritonforge.build.spec import BuildSpec
+from tritonforge.build.stages import StageCache
 from tritonforge.build.timing import measure, timing_input
 from tritonforge.repository.reader import Repository
 from tritonforge.build.verify import Comparison, Outputs, compare, rebatch_outputs, run_over
 
 SEARCH_WINNER_ID = "onnx_int8"
-FP32 = VariantSpec(kind="onnx_fp32")
-# Kinds whose output depends on the calibration data: static INT8 scales, or TensorRT profiles shaped by it.
-CALIBRATED_KINDS = ("onnx_int8_qdq", "trt_int8", "trt_fp16", "torch_trt_fp16")
+# How much faster than FP32 (geometric mean of the p50 speed-ups) a variant must be to be served instead: the
+# spread of repeated timings on a shared machine is about this, and a variant that is no faster only adds error.
+PRIMARY_MARGIN = 1.05
+FP32 = variant_spec("onnx_fp32")
 
 
 @dataclass
@@ -58,6 +62,12 @@ class VariantOutcome:
     def throughput(self, batch_size: int) -> float:
         return float(self.timing.get(str(batch_size), {}).get("throughput", 0.0))
 
+    def speed(self) -> float:
+        """The geometric mean of its p50 speed-ups against FP32 over the timing batch sizes: the figures the
+        report shows (0 when it was not timed)."""
+        values = [v for v in self.speedup.values() if v and v > 0]
+        return float(np.exp(np.mean(np.log(values)))) if values else 0.0
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("file")
@@ -75,14 +85,13 @@ class VariantsResult:
     search_winner: str | None
     timing_reused: bool
     notes: list[str]
-    stages: dict[str, dict]
-
+    stages: StageCache
+    search_path: dict | None = None
     def stage_records(self) -> dict[str, dict]:
         """Stage keys and results for the manifest (call after publishing, so published_as is recorded)."""
-        records = {k: dict(v) for k, v in self.stages.items()}
         for o in self.outcomes:
-            records[f"variant:{o.id}"]["result"] = o.to_dict()
-        return records
+            self.stages.store(f"variant:{o.id}", o.key, result=o.to_dict())
+        return self.stages.records
 
 
 def _variant_key(spec: BuildSpec, v: VariantSpec, fp32_sha: str, validation: Dataset, calibration: Dataset | None,
@@ -94,10 +103,7 @@ def _variant_key(spec: BuildSpec, v: VariantSpec, fp32_sha: str, validation: Dat
         "gate": json.dumps(spec.gate.model_dump(mode="json"), sort_keys=True),
         "tools": json.dumps(tools, sort_keys=True),
     }
-    if v.kind in CALIBRATED_KINDS and calibration is not None:
-        parts["calibration"] = calibration.fingerprint()
-    if v.kind.startswith(("trt", "torch_trt")) and spec.preprocess is not None:
-        parts["serving_max_length"] = str(spec.preprocess.max_length)  # bounds the plan's profile
+    parts.update(CONVERTERS[v.kind].key_parts(spec, calibration))
     return combine(parts)
 
 
@@ -105,21 +111,21 @@ class VariantBuilder:
     """Runs the variant stages of one build."""
 
     def __init__(self, spec: BuildSpec, fp32: Path, validation: Dataset, reference: Outputs,
-                 calibration: Dataset | None, work: Path, old_stages: dict[str, dict], repo: Path,
+                 calibration: Dataset | None, work: Path, stages: StageCache, repo: Path,
                  tools: dict[str, str], reporter) -> None:
         self.spec, self.fp32, self.validation, self.reference = spec, fp32, validation, reference
-        self.calibration, self.work, self.old, self.repo = calibration, work, old_stages, repo
+        self.calibration, self.work, self.stages, self.repo = calibration, work, stages, repo
         self.tools, self.rep = tools, reporter
         self.fp32_sha = sha256_file(fp32)
         self.notes: list[str] = []
-        self.stages: dict[str, dict] = {}
+        self.search_path: dict | None = None  # the accuracy-control search's steps, for the report
         self.inputs = [t.name for t in spec.inputs]
         self.outputs = [t.name for t in spec.outputs]
 
     # ---- one variant -------------------------------------------------------------------------
     def _reused(self, key: str, vid: str) -> VariantOutcome | None:
-        old = self.old.get(f"variant:{vid}")
-        if not old or old.get("key") != key:
+        old = self.stages.lookup(f"variant:{vid}", key)
+        if old is None:
             return None
         outcome = VariantOutcome.from_dict(old["result"])
         if outcome.published_as:
@@ -145,12 +151,10 @@ class VariantBuilder:
         reused = self._reused(key, v.variant_id)
         if reused is not None:
             reused.search = search
-            self.stages[f"variant:{v.variant_id}"] = {"key": key}
             return reused
         outcome = VariantOutcome(id=v.variant_id, kind=v.kind, runtime=converter.runtime,
                                  precision=converter.precision, options=v.model_dump(mode="json", exclude_defaults=True),
                                  search=search, key=key)
-        self.stages[f"variant:{v.variant_id}"] = {"key": key}
         reason = converter.unavailable()
         if reason:
             outcome.status, outcome.reason = "skipped", reason
@@ -181,26 +185,65 @@ class VariantBuilder:
         key = combine({"fp32": self.fp32_sha, "calibration": self.calibration.fingerprint() if self.calibration else "",
                        "search": json.dumps(s.model_dump(mode="json"), sort_keys=True),
                        "tools": json.dumps(self.tools, sort_keys=True)})
-        old = self.old.get("int8_search")
-        if old and old.get("key") == key:
-            grid = [VariantSpec(**d) for d in old["result"]]
+        old = self.stages.lookup("int8_search", key)
+        if old is not None:
+            grid = [variant_spec(**d) for d in old["result"]]
         else:
             assert self.calibration is not None
             grid = search_variants(self.spec, self.fp32, self.calibration, self.work, self.notes)
-        self.stages["int8_search"] = {"key": key, "result": [g.model_dump(mode="json") for g in grid]}
+        self.stages.store("int8_search", key, result=[g.model_dump(mode="json") for g in grid])
         return grid
+
+    def _gated(self, v: VariantSpec, search: bool) -> VariantOutcome:
+        with self.rep.stage(f"variant {v.variant_id}: convert and gate"):
+            outcome = self.build_one(v, search)
+        self.rep.info(_status_line(outcome))
+        return outcome
+
+    def _accuracy_control(self) -> tuple[list[VariantOutcome], list[VariantSpec]]:
+        """The accuracy-control search; a rebuild with the same inputs replays its recorded points (each reused)."""
+        s = self.spec.int8_search
+        key = self._search_key()
+        old = self.stages.lookup("int8_search", key)
+        if old is not None:
+            specs = [variant_spec(**d) for d in old["result"]]
+            self.search_path = old["path"]
+            outcomes = [self._gated(v, True) for v in specs]
+        else:
+            assert self.calibration is not None
+
+            def rank(excluded: list[str]) -> list[str]:
+                with self.rep.stage(f"INT8 search: sensitivity with {len(excluded)} node(s) in float"):
+                    return rank_sensitive_nodes(self.fp32, self.calibration, self.inputs, s.op_types, self.work,
+                                                self.notes, excluded=excluded)
+
+            search = AccuracyControlSearch(self.spec, lambda v: self._gated(v, True), rank)
+            outcomes, path = search.run()
+            specs = [_spec_for(o, []) for o in outcomes]
+            self.search_path = path.to_dict()
+        self.stages.store("int8_search", key, result=[v.model_dump(mode="json") for v in specs],
+                          path=self.search_path)
+        return outcomes, specs
+
+    def _search_key(self) -> str:
+        s = self.spec.int8_search
+        return combine({"fp32": self.fp32_sha, "calibration": self.calibration.fingerprint() if self.calibration else "",
+                        "validation": self.validation.fingerprint(),
+                        "gate": json.dumps(self.spec.gate.model_dump(mode="json"), sort_keys=True),
+                        "search": json.dumps(s.model_dump(mode="json"), sort_keys=True),
+                        "tools": json.dumps(self.tools, sort_keys=True)})
 
     def run(self) -> VariantsResult:
         specs = [(FP32, False)] + [(v, False) for v in self.spec.variants]
-        if self.spec.int8_search.enabled:
+        grid = self.spec.int8_search.enabled and self.spec.int8_search.strategy == "grid"
+        if grid:
             with self.rep.stage("INT8 search: sensitivity analysis and grid"):
                 specs += [(v, True) for v in self._sensitivity_cached_search()]
-        outcomes = []
-        for v, search in specs:
-            with self.rep.stage(f"variant {v.variant_id}: convert and gate"):
-                outcome = self.build_one(v, search)
-            outcomes.append(outcome)
-            self.rep.info(_status_line(outcome))
+        outcomes = [self._gated(v, search) for v, search in specs]
+        if self.spec.int8_search.enabled and not grid:
+            found, found_specs = self._accuracy_control()
+            outcomes += found
+            specs += [(v, True) for v in found_specs]
         all_specs = [v for v, _ in specs]
         timing_reused = self._time(outcomes, all_specs)
         winner = self._search_winner(outcomes)
@@ -208,7 +251,7 @@ class VariantBuilder:
         for o in outcomes:  # results reused without their file (not published last time) need it now
             if o.passed and (not o.search or o.id == winner) and not o.file:
                 o.file = str(self.fp32 if o.kind == "onnx_fp32" else self._convert(_spec_for(o, all_specs), o))
-        return VariantsResult(outcomes, primary, winner, timing_reused, self.notes, self.stages)
+        return VariantsResult(outcomes, primary, winner, timing_reused, self.notes, self.stages, self.search_path)
 
     def _time(self, outcomes: list[VariantOutcome], specs: list[VariantSpec]) -> bool:
         """Time side by side every variant that passed and every spec variant the gate rejected (so the report
@@ -220,13 +263,12 @@ class VariantBuilder:
                        "settings": json.dumps(self.spec.timing.model_dump(mode="json"), sort_keys=True),
                        "batches": str(self.spec.timing_batch_sizes), "cpu": json.dumps(cpu_info(), sort_keys=True),
                        "threads": str(self.spec.serving.intra_op_threads)})
-        old = self.old.get("timing")
-        self.stages["timing"] = {"key": key}
-        if old and old.get("key") == key:
+        old = self.stages.lookup("timing", key)
+        if old is not None:
             for o in timed:
                 o.timing = old["result"].get(o.id, {})
             self._speedups(timed)
-            self.stages["timing"]["result"] = old["result"]
+            self.stages.store("timing", key, result=old["result"])
             return True
         runners = {}
         with self.rep.stage(f"time {len(timed)} variants side by side at batch {self.spec.timing_batch_sizes}"):
@@ -240,7 +282,7 @@ class VariantBuilder:
         for o in timed:
             o.timing = {str(b): s.to_dict() for b, s in stats[o.id].items()}
         self._speedups(timed)
-        self.stages["timing"]["result"] = {o.id: o.timing for o in timed}
+        self.stages.store("timing", key, result={o.id: o.timing for o in timed})
         return False
 
     @staticmethod
@@ -251,20 +293,30 @@ class VariantBuilder:
                 continue
             o.speedup = {b: round(fp32.timing[b]["p50_ms"] / s["p50_ms"], 3) for b, s in o.timing.items() if b in fp32.timing}
 
-    def _largest_batch(self) -> int:
-        return max(self.spec.timing_batch_sizes)
-
     def _search_winner(self, outcomes: list[VariantOutcome]) -> str | None:
         passing = [o for o in outcomes if o.search and o.passed]
         if not passing:
             return None
-        return max(passing, key=lambda o: o.throughput(self._largest_batch())).id
+        return max(passing, key=VariantOutcome.speed).id
 
     def _primary(self, outcomes: list[VariantOutcome], winner: str | None) -> str:
+        """The variant the model is served as: the fastest by the report's own p50 speed-ups, and only if it is
+        at least PRIMARY_MARGIN faster than FP32 (a variant that adds error must buy speed); else FP32."""
         publishable = [o for o in outcomes if o.passed and (not o.search or o.id == winner)]
         if not self.spec.timing.enabled:
+            self.notes.append("primary: onnx_fp32 (timing is off, so no variant has shown it is faster)")
             return "onnx_fp32"
-        return max(publishable, key=lambda o: o.throughput(self._largest_batch())).id
+        best = max((o for o in publishable if o.kind != "onnx_fp32"), key=VariantOutcome.speed, default=None)
+        def shown(o: VariantOutcome) -> str:
+            return "/".join(f"{o.speedup[b]:.2f}x" for b in sorted(o.speedup, key=int)) + \
+                f" at batch {'/'.join(sorted(o.speedup, key=int))}"
+        if best is not None and best.speed() >= PRIMARY_MARGIN:
+            self.notes.append(f"primary: {best.id}, the fastest passing variant: p50 {shown(best)} of FP32's")
+            return best.id
+        why = f"the fastest passing variant, {best.id}, is {shown(best)} of FP32's p50" if best else "no other variant passed"
+        self.notes.append(f"primary: onnx_fp32: {why}; a variant must be {PRIMARY_MARGIN:.2f}x faster to be served "
+                          "in its place")
+        return "onnx_fp32"
 
 
 
@@ -276,13 +328,15 @@ def check_variant(spec: BuildSpec, validation: Dataset, reference: Outputs, run,
     tol = spec.validation.tolerance
     candidate = candidate if candidate is not None else run_over(run, validation)
     comparison = compare(spec, validation, reference, candidate, tol.atol, tol.rtol)
-    gate = evaluate(comparison, spec.gate)
+    gate = evaluate(comparison, spec.gate, spec.output_kinds)
     notes: list[str] = []
     if batch_dependent and gate.passed:
         single = validation.rebatch(1)
         alone = compare(spec, single, rebatch_outputs(reference, 1), run_over(run, single), tol.atol, tol.rtol)
-        gate_alone = evaluate(alone, spec.gate)
+        gate_alone = evaluate(alone, spec.gate, spec.output_kinds)
         notes.append("batch-dependent outputs: gated batched and one sample at a time")
+        if not gate_alone.passed:
+            notes.append("passed batched, failed one sample at a time: " + "; ".join(gate_alone.failures))
         if not gate_alone.passed or _worst_cosine(alone) < _worst_cosine(comparison):
             comparison, gate = alone, gate_alone
     return comparison, gate, notes
@@ -296,7 +350,7 @@ def _spec_for(outcome: VariantOutcome, specs: list[VariantSpec]) -> VariantSpec:
     for v in specs:
         if v.variant_id == outcome.id:
             return v
-    return VariantSpec(kind=outcome.kind, **{k: v for k, v in outcome.options.items() if k != "kind"})
+    return variant_spec(outcome.kind, **{k: v for k, v in outcome.options.items() if k != "kind"})
 
 
 def _status_line(o: VariantOutcome) -> str:

@@ -64,7 +64,10 @@ def export_check_table(check: dict) -> Table:
 def variants_table(report: dict) -> Table:
     """One row per variant: gate decision, accuracy against FP32, speed against FP32 (same run), where published."""
     batches = [str(b) for b in report["timing"]["batch_sizes"]]
-    table = Table(title=f"{report['model']}: variants (primary: {report['primary']})", title_justify="left")
+    runner = (report.get("serving") or {}).get("in_process_runner")
+    caption = f"in-process runner (what the local server and the last rungs serve): {runner}" if runner else None
+    table = Table(title=f"{report['model']}: variants (primary: {report['primary']})", title_justify="left",
+                  caption=caption, caption_justify="left")
     table.add_column("variant", no_wrap=True)
     table.add_column("gate", no_wrap=True)
     table.add_column("min cos")
@@ -80,7 +83,7 @@ def variants_table(report: dict) -> Table:
         cos = min((o["min_cosine"] for o in outputs), default=None)
         top1 = min((o["top1_agreement"] for o in outputs if o.get("top1_agreement") is not None), default=None)
         acc = ((v.get("comparison") or {}).get("accuracy") or {}).get("candidate")
-        row = [v["id"], f"[{colors[v['status']]}]{v['status']}[/]",
+        row = [v["id"] + (" (in-process)" if v["id"] == runner else ""), f"[{colors[v['status']]}]{v['status']}[/]",
                "-" if cos is None else f"{cos:.4f}", "-" if top1 is None else f"{top1:.4f}",
                "-" if acc is None else f"{acc:.4f}"]
         for b in batches:

@@ -1,17 +1,16 @@
 """Run the real perf_analyzer binary for one measurement point and read its CSV.
 
-perf_analyzer comes from the manylinux wheel of tritonclient 2.50.0 (installed into the venv's bin/); it links
-libb64.so.0d (Debian package libb64-0d) and libcudart.so.12 (PyPI nvidia-cuda-runtime-cu12), even without a GPU.
+perf_analyzer comes from the manylinux wheel of tritonclient 2.50.0, installed as files into the local server's
+environment (tritonforge.server.environment); it links libb64.so.0d (Debian package libb64-0d) and
+libcudart.so.12 (PyPI nvidia-cuda-runtime-cu12, in the same environment), even without a GPU.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,8 +19,9 @@ from typing import Callable, Union
 from tritonforge.errors import TritonforgeError
 
 INSTALL_HINT = (
-    "install it with: pip install 'tritonclient[grpc]==2.50.0' (its manylinux wheel carries bin/perf_analyzer; "
-    "2.60+ needs glibc 2.38) nvidia-cuda-runtime-cu12, and apt-get install libb64-0d"
+    "the local server's environment carries it (tritonforge serving-env makes it: the tritonclient 2.50.0 "
+    "manylinux wheel's bin/perf_analyzer, as 2.60+ needs glibc 2.38, and nvidia-cuda-runtime-cu12); it also needs "
+    "apt-get install libb64-0d. Or point TRITONFORGE_PERF_ANALYZER at one"
 )
 
 
@@ -29,16 +29,22 @@ class PerfAnalyzerError(TritonforgeError):
     """perf_analyzer is missing, cannot start, or failed a measurement (the message says what it printed)."""
 
 
+def _environment():
+    from tritonforge.server.environment import ServingEnvironment
+
+    return ServingEnvironment.default().ensure()
+
+
 def find_binary() -> Path:
-    """$TRITONFORGE_PERF_ANALYZER, else perf_analyzer next to this interpreter (the venv's bin/), else on PATH."""
+    """$TRITONFORGE_PERF_ANALYZER, else the local server environment's perf_analyzer, else one on PATH."""
     chosen = os.environ.get("TRITONFORGE_PERF_ANALYZER")
     if chosen:
         if not Path(chosen).is_file():
             raise PerfAnalyzerError(f"TRITONFORGE_PERF_ANALYZER={chosen}: no such file; {INSTALL_HINT}")
         return Path(chosen)
-    local = Path(sys.executable).parent / "perf_analyzer"
-    if local.is_file():
-        return local
+    bundled = _environment().perf_analyzer
+    if bundled.is_file():
+        return bundled
     found = shutil.which("perf_analyzer")
     if found:
         return Path(found)
@@ -46,12 +52,10 @@ def find_binary() -> Path:
 
 
 def analyzer_env() -> dict[str, str]:
-    """The environment perf_analyzer needs: libcudart.so.12 from nvidia-cuda-runtime-cu12 on LD_LIBRARY_PATH."""
+    """The environment perf_analyzer needs: libcudart.so.12 (from the serving environment) on LD_LIBRARY_PATH."""
     env = dict(os.environ)
-    spec = importlib.util.find_spec("nvidia.cuda_runtime")
-    if spec is not None and spec.submodule_search_locations:
-        lib = Path(list(spec.submodule_search_locations)[0]) / "lib"
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(lib), env.get("LD_LIBRARY_PATH", "")) if p)
+    lib = _environment().cudart_dir
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(lib), env.get("LD_LIBRARY_PATH", "")) if p)
     return env
 
 
@@ -113,9 +117,23 @@ class PerfPoint:
     gpu: dict = field(default_factory=dict)
     label: str = ""  # how this point was asked for (e.g. inputs mode)
     note: str = ""  # e.g. measured again with longer windows because the first try was not stable
+    error: str = ""  # perf_analyzer's message for a point it could not measure (then every number is 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @classmethod
+    def failed(cls, model: str, batch_size: int, concurrency: int | None, request_rate: float | None,
+               error: str) -> PerfPoint:
+        zeros = {k: 0.0 for k in ("throughput", "p50_us", "p90_us", "p95_us", "p99_us", "avg_us", "client_send_us",
+                                  "client_recv_us", "network_server_us", "server_queue_us", "server_compute_input_us",
+                                  "server_compute_infer_us", "server_compute_output_us")}
+        return cls(model=model, batch_size=batch_size, concurrency=concurrency, request_rate=request_rate,
+                   error=error.strip()[-1500:], **zeros)
 
 
 _COLUMNS = {

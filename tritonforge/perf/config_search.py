@@ -29,7 +29,7 @@ from google.protobuf import json_format
 from tritonforge.repository.config import read_config
 from tritonforge.build.spec import BuildSpec, load_spec
 from tritonforge.perf.analyzer import InputData, MeasureSettings, PerfPoint, measure
-from tritonforge.perf.inputs import model_samples, unique_inputs
+from tritonforge.perf.inputs import model_ranges, model_samples, unique_inputs
 from tritonforge.perf.triton_stats import stats_of
 from tritonforge.repository.reader import Repository
 
@@ -235,7 +235,7 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, 
     auto = concurrency is None
     result = SearchResult(spec.name, concurrency or 0, budget_ms)
     admin = grpcclient.InferenceServerClient(url)
-    samples = model_samples(repo, spec.name)
+    samples, ranges = model_samples(repo, spec.name), model_ranges(repo, spec.name)
     total = len(todo)
     with tempfile.TemporaryDirectory(prefix="tf-search-") as tmp:
 
@@ -250,7 +250,7 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, 
             for attempt in range(2):
                 # Unique inputs of its own per trial: no trial may hit what an earlier one cached.
                 size = pool_size
-                data = unique_inputs(samples, size, Path(tmp) / f"trial{k}.{attempt}.json")
+                data = unique_inputs(samples, size, Path(tmp) / f"trial{k}.{attempt}.json", ranges)
                 trial = _trial(candidate, is_default, confirmation, repo, models, admin, spec.name, settings,
                                load or result.concurrency, data, metrics_url)
                 # Twice the most requests any trial sent, so the next one, even at twice the load, stays unique.

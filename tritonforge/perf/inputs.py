@@ -7,6 +7,7 @@ request's bytes different (so a cache never hits); 'repeated' cycles through a h
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -41,15 +42,32 @@ def model_samples(repo: Path, model: str) -> list[Sample]:
     raise TritonforgeError(f"no stored samples fit the inputs {names} of model '{model}' in {base}")
 
 
-def _nudge(arr: np.ndarray, k: int) -> np.ndarray:
-    """Floats moved by a few units in the last place, spread over the first elements, so each k gives
-    distinct bytes while values change by about 1e-7 relative."""
+def _nudge(arr: np.ndarray, k: int, bounds: tuple[float, float] | None = None) -> np.ndarray:
+    """Floats moved by a few units in the last place, spread over the first elements, so each k gives distinct
+    bytes while values change by about 1e-7 relative; an element the move would take out of `bounds` moves the
+    other way."""
     out = np.array(arr, copy=True)
     flat = out.reshape(-1)
     ints = flat.view(np.int32 if flat.dtype == np.float32 else np.int64 if flat.dtype == np.float64 else np.int16)
     for j in range(min(len(flat), 8)):
-        ints[j] += (k >> (4 * j)) & 0xF
+        step = (k >> (4 * j)) & 0xF
+        original = ints[j]
+        ints[j] = original + step
+        if bounds is not None and not bounds[0] <= flat[j] <= bounds[1]:
+            ints[j] = original - step
+            if not bounds[0] <= flat[j] <= bounds[1]:  # a range a few ULPs wide: leave it
+                ints[j] = original
     return out
+
+
+def _token_pool(samples: list[Sample], name: str, bounds: tuple[float, float] | None) -> np.ndarray:
+    """Values a varied integer input may take: its declared range, else the values the samples hold (so an id
+    never leaves the vocabulary a model was given)."""
+    if bounds is not None:
+        low, high = int(np.ceil(bounds[0])), int(np.floor(bounds[1]))
+        return np.arange(low, high + 1, dtype=np.int64)
+    values = np.unique(np.concatenate([s[name].ravel() for s in samples if name in s]))
+    return values if len(values) > 1 else np.arange(0, 2, dtype=np.int64)
 
 
 def text_words(samples: list[Sample]) -> list[str]:
@@ -77,31 +95,50 @@ def _vary_text(text: str, k: int, words: list[str]) -> str:
     return " ".join(parts)
 
 
-def _vary(sample: Sample, k: int, words: list[str] = ()) -> Sample:
+def _vary(sample: Sample, k: int, words: list[str] = (), ranges: dict | None = None,
+          pools: dict[str, np.ndarray] | None = None, slots: int = 2) -> Sample:
     """A copy of `sample` whose bytes differ for each k: texts with three words swapped (see `_vary_text`), floats
-    nudged by a few ULPs, and in the first integer input (token ids) two real tokens changed (the first and last
-    positions are kept), so every variant keeps the shape, and texts the length, of the real sample."""
+    nudged by a few ULPs within their range, and in the first integer input with more than three values `slots`
+    of them (neither the first nor the last, which are often special tokens) set from its pool (range or observed
+    values), so every variant keeps the shape, and texts the length, of the real sample."""
+    ranges, pools = ranges or {}, pools or {}
     out, varied_int = {}, False
     for name, arr in sample.items():
         if arr.dtype == object:
             out[name] = np.array([_vary_text(x.decode() if isinstance(x, bytes) else str(x), k, words)
                                   for x in arr.ravel()], dtype=object).reshape(arr.shape)
         elif arr.dtype.kind == "f":
-            out[name] = _nudge(arr, k)
-        elif arr.dtype.kind in "iu" and arr.ndim == 1 and arr.size > 3 and not varied_int:
-            v = arr.copy()
-            v[1], v[2] = 1000 + k % 28000, 1000 + (k // 28000) % 28000
+            out[name] = _nudge(arr, k, ranges.get(name))
+        elif arr.dtype.kind in "iu" and arr.size > 3 and not varied_int and name in pools:
+            v = np.array(arr, copy=True)
+            flat, pool = v.reshape(-1), pools[name]
+            for slot in range(1, min(1 + slots, flat.size - 1)):
+                k, digit = divmod(k, len(pool))
+                flat[slot] = pool[digit]
             out[name], varied_int = v, True
         else:
             out[name] = arr
     return out
 
 
-def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: int | None = None) -> list[Sample]:
+def _sample_hash(sample: Sample) -> bytes:
+    h = hashlib.sha256()
+    for name in sorted(sample):
+        arr = sample[name]
+        h.update(name.encode() + b"\0" + str(arr.shape).encode())
+        h.update(b"\0".join(x if isinstance(x, bytes) else str(x).encode() for x in arr.ravel())
+                 if arr.dtype == object else np.ascontiguousarray(arr).tobytes())
+    return h.digest()
+
+
+def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: int | None = None,
+           ranges: dict[str, tuple[float, float]] | None = None) -> list[Sample]:
     """The samples perf_analyzer cycles through for `mode`. 'unique' varies every entry with a per-run salt and
     `start` offset (the salt is drawn once per process, so calls with disjoint start ranges never repeat each
-    other), so no entry repeats what an earlier point sent, nor, but for a chance of about 2 * count /
-    len(words)**3 for texts (3e-4 for 20,000 MiniLM texts), what an earlier run sent; varied texts keep their length."""
+    other), keeps every value within `ranges` (an input's declared range; an integer input without one keeps to
+    the values the samples hold), and checks by hashing what it made that no two entries are alike; varied texts
+    keep their length. A chance of about 2 * count / len(words)**3 remains that an entry repeats one of an earlier
+    run (3e-4 for 20,000 MiniLM texts)."""
     if mode not in MODES:
         raise ValueError(f"inputs mode must be one of {MODES}, got {mode!r}")
     if mode == "validation":
@@ -109,12 +146,30 @@ def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: i
     if mode == "repeated":
         return samples[: max(1, min(count, len(samples)))]
     words = text_words(samples)
+    ranges = ranges or {}
+    first_int = next((n for n, a in samples[0].items() if a.dtype.kind in "iu" and a.size > 3), None)
+    pools = {first_int: _token_pool(samples, first_int, ranges.get(first_int))} if first_int else {}
     # Variants of one sample must differ: k runs over a cycle of len(words)**3 for texts (2**48 otherwise).
     cycle = len(words) ** WORD_SLOTS if len(words) >= 2 else 2**48
     if salt is None:
         salt = _RUN_SALT
-    n = len(samples)
-    return [_vary(samples[i % n], (salt + i) % cycle, words) for i in range(start, start + count)]
+    n, out, seen = len(samples), [], set()
+    slots = 2
+    for i in range(start, start + count):
+        for retry in range(64):
+            k = (salt + i + retry * 7919 * count) % cycle
+            sample = _vary(samples[i % n], k, words, ranges, pools, slots)
+            digest = _sample_hash(sample)
+            if digest not in seen:
+                break
+            if retry == 8:
+                slots += 1  # a small pool: vary one more value
+        else:
+            raise TritonforgeError(f"cannot make {count} distinct inputs from {n} samples: the values they may take "
+                                   f"(ranges, observed token ids) allow too few variations; give more samples")
+        seen.add(digest)
+        out.append(sample)
+    return out
 
 
 # How far each further perf_analyzer attempt moves the numbering of texts drawn from the stored samples
@@ -146,9 +201,15 @@ def fresh_start(count: int) -> int:
     return start
 
 
-def unique_inputs(samples: list[Sample], count: int, path: Path) -> Callable[[int], Path]:
+def unique_inputs(samples: list[Sample], count: int, path: Path,
+                  ranges: dict[str, tuple[float, float]] | None = None) -> Callable[[int], Path]:
     """`count` unique samples per perf_analyzer attempt, each attempt's never sent before in this process."""
-    return per_attempt(lambda attempt: select(samples, "unique", count, fresh_start(count)), path)
+    return per_attempt(lambda attempt: select(samples, "unique", count, fresh_start(count), ranges=ranges), path)
+
+
+def model_ranges(repo: Path, model: str) -> dict[str, tuple[float, float]]:
+    """The value ranges `model`'s build declared for its inputs."""
+    return {t["name"]: tuple(t["range"]) for t in Repository(repo).tensors(model) if t.get("range")}
 
 
 def _entry(arr: np.ndarray) -> dict:
@@ -164,3 +225,8 @@ def write_input_json(samples: list[Sample], path: Path) -> Path:
     data = {"data": [{name: _entry(arr) for name, arr in s.items()} for s in samples]}
     Path(path).write_text(json.dumps(data))
     return Path(path)
+
+
+def shape_arguments(sample: Sample) -> list[str]:
+    """perf_analyzer's --shape values (NAME:d1,d2) for one request's tensors, without the batch dimension."""
+    return [f"{name}:{','.join(str(d) for d in arr.shape)}" for name, arr in sample.items() if arr.shape]

@@ -19,16 +19,16 @@ def _load(p: PerfPoint) -> str:
 
 
 def _key(p: PerfPoint) -> tuple:
-    return (p.batch_size, p.concurrency, p.request_rate)
+    return (p.label, p.batch_size, p.concurrency, p.request_rate)
 
 
 def ratios(result: SweepResult, baseline: str) -> dict[tuple[str, tuple], dict[str, float]]:
     """Throughput and p50/p95 ratios of each model to `baseline` at the same batch size and load."""
-    base = {_key(p): p for p in result.points if p.model == baseline}
+    base = {_key(p): p for p in result.points if p.model == baseline and p.ok}
     out = {}
     for p in result.points:
         b = base.get(_key(p))
-        if b is None or p.model == baseline:
+        if b is None or p.model == baseline or not p.ok:
             continue
         out[(p.model, _key(p))] = {
             "throughput": p.throughput / b.throughput if b.throughput else float("nan"),
@@ -46,7 +46,9 @@ def markdown(result: SweepResult, baseline: str | None = None) -> str:
         "",
         f"perf_analyzer against `{result.settings['url']}` ({result.settings['protocol']}), "
         f"{result.settings['measurement_mode']} of {result.settings['measurement_interval_ms']} ms, stable within "
-        f"{result.settings['stability_pct']}%. Inputs: {result.plan['inputs']} samples from the build's data. "
+        f"{result.settings['stability_pct']}%. Series: compute = inputs never sent before (no cache hit: the "
+        f"model's compute), cache = a few repeated inputs (the cache answers), validation = the build's held-out "
+        f"samples. "
         f"Machine: {cpu['model']} ({cpu['cores']} cores); GPU: {gpu.get('name') or gpu.get('absent')}. "
         f"{len(result.points)} points in {result.duration_s:.0f} s" + (" (interrupted: partial)" if result.interrupted else "") + ".",
         "",
@@ -54,16 +56,20 @@ def markdown(result: SweepResult, baseline: str | None = None) -> str:
         "",
     ]
     rel = ratios(result, baseline) if baseline else {}
-    header = ["model", "batch", "load", "infer/s", "p50", "p90", "p95", "p99", "queue", "compute in", "compute infer",
-              "compute out", "client send+recv", "cache hits"]
+    header = ["model", "series", "batch", "load", "infer/s", "p50", "p90", "p95", "p99", "queue", "compute in",
+              "compute infer", "compute out", "client send+recv", "cache hits"]
     if rel:
         header += [f"infer/s vs {baseline}", f"p50 vs {baseline}"]
     gpu_cols = any("util_mean_pct" in p.gpu for p in result.points)
     if gpu_cols:
         header += ["GPU util %", "GPU mem MB"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    failed = [p for p in result.points if not p.ok]
     for p in result.points:
-        row = [p.model, str(p.batch_size), _load(p), f"{p.throughput:.1f}"] + [
+        if not p.ok:
+            lines.append("| " + " | ".join([p.model, p.label, str(p.batch_size), _load(p), "FAILED"] + ["-"] * (len(header) - 5)) + " |")
+            continue
+        row = [p.model, p.label, str(p.batch_size), _load(p), f"{p.throughput:.1f}"] + [
             f"{v / 1000:.2f}" for v in (p.p50_us, p.p90_us, p.p95_us, p.p99_us, p.server_queue_us,
                                         p.server_compute_input_us, p.server_compute_infer_us,
                                         p.server_compute_output_us, p.client_send_us + p.client_recv_us)]
@@ -74,14 +80,19 @@ def markdown(result: SweepResult, baseline: str | None = None) -> str:
         if gpu_cols:
             row += [f"{p.gpu.get('util_mean_pct', 0):.0f}", f"{p.gpu.get('memory_peak_mb', 0):.0f}"]
         lines.append("| " + " | ".join(row) + " |")
+    if failed:
+        lines += ["", "## Points that could not be measured", ""]
+        lines += [f"- {p.model} {p.label} b{p.batch_size} {_load(p)}: {p.error.splitlines()[-1] if p.error else ''}"
+                  for p in failed]
     lines += ["", "Plots: " + ", ".join(f"[{name}]({name})" for name in PLOTS), ""]
     return "\n".join(lines)
 
 
-def _series(result: SweepResult) -> dict[tuple[str, int], list[PerfPoint]]:
-    series: dict[tuple[str, int], list[PerfPoint]] = defaultdict(list)
+def _series(result: SweepResult) -> dict[tuple[str, str, int], list[PerfPoint]]:
+    series: dict[tuple[str, str, int], list[PerfPoint]] = defaultdict(list)
     for p in result.points:
-        series[(p.model, p.batch_size)].append(p)
+        if p.ok:
+            series[(p.model, p.label, p.batch_size)].append(p)
     return series
 
 
@@ -97,36 +108,37 @@ def plots(result: SweepResult, out_dir: Path) -> list[Path]:
     paths = []
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for i, ((model, batch), pts) in enumerate(sorted(series.items())):
+    for i, ((model, label, batch), pts) in enumerate(sorted(series.items())):
         color = f"C{i % 10}"
         x = [p.throughput for p in pts]
-        ax.plot(x, [p.p50_us / 1000 for p in pts], "o-", color=color, label=f"{model} b{batch} p50")
-        ax.plot(x, [p.p95_us / 1000 for p in pts], "s--", color=color, alpha=0.7, label=f"{model} b{batch} p95")
+        ax.plot(x, [p.p50_us / 1000 for p in pts], "o-", color=color, label=f"{model} {label} b{batch} p50")
+        ax.plot(x, [p.p95_us / 1000 for p in pts], "s--", color=color, alpha=0.7, label=f"{model} {label} b{batch} p95")
         for p in pts:
             ax.annotate(_load(p), (p.throughput, p.p50_us / 1000), fontsize=7, xytext=(3, 3), textcoords="offset points")
     paths.append(_finish(plt, fig, ax, "throughput (inferences/s)", "latency (ms)",
                          "Latency against throughput (labels: concurrency)", out_dir / PLOTS[0], legend_size=7))
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for i, ((model, batch), pts) in enumerate(sorted(series.items())):
+    for i, ((model, label, batch), pts) in enumerate(sorted(series.items())):
         pts = [p for p in pts if p.concurrency is not None]
         if pts:
             ax.plot([p.concurrency for p in pts], [p.throughput for p in pts], "o-", color=f"C{i % 10}",
-                    label=f"{model} b{batch}")
+                    label=f"{model} {label} b{batch}")
     ax.set_xscale("log", base=2)
     paths.append(_finish(plt, fig, ax, "concurrency (requests in flight)", "throughput (inferences/s)",
                          "Throughput against concurrency", out_dir / PLOTS[1]))
 
     parts = [("queue", "server_queue_us"), ("compute input", "server_compute_input_us"),
              ("compute infer", "server_compute_infer_us"), ("compute output", "server_compute_output_us")]
-    labels = [f"{p.model}\nb{p.batch_size} {_load(p)}" for p in result.points]
+    measured = [p for p in result.points if p.ok]
+    labels = [f"{p.model} {p.label}\nb{p.batch_size} {_load(p)}" for p in measured]
     fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(labels)), 5))
     bottom = [0.0] * len(labels)
     for j, (name, attr) in enumerate(parts):
-        values = [getattr(p, attr) / 1000 for p in result.points]
+        values = [getattr(p, attr) / 1000 for p in measured]
         ax.bar(range(len(labels)), values, bottom=bottom, label=name, color=f"C{j}")
         bottom = [b + v for b, v in zip(bottom, values)]
-    other = [max(0.0, p.avg_us / 1000 - b) for p, b in zip(result.points, bottom)]
+    other = [max(0.0, p.avg_us / 1000 - b) for p, b in zip(measured, bottom)]
     ax.bar(range(len(labels)), other, bottom=bottom, label="network + client + other", color="0.75")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, fontsize=6, rotation=90)
@@ -158,7 +170,7 @@ def write_report(result: SweepResult, out_dir: Path, baseline: str | None = None
     data = result.to_dict()
     if baseline:
         data["baseline_model"] = baseline
-        data["ratios"] = [{"model": m, "batch_size": k[0], "concurrency": k[1], "request_rate": k[2], **r}
+        data["ratios"] = [{"model": m, "series": k[0], "batch_size": k[1], "concurrency": k[2], "request_rate": k[3], **r}
                           for (m, k), r in ratios(result, baseline).items()]
     (out_dir / REPORT_JSON).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     (out_dir / REPORT_MD).write_text(markdown(result, baseline))

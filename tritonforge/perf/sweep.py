@@ -1,5 +1,12 @@
-"""Sweeps: perf_analyzer over models x batch sizes x concurrency (or request rate), one process per point,
-with a progress bar. Ctrl-C stops the sweep and keeps every point already measured."""
+"""Sweeps: perf_analyzer over models x input series x batch sizes x concurrency (or request rate), one process
+per point, with a progress bar. Ctrl-C stops the sweep and keeps every point already measured; a point that
+fails is measured once more with longer windows and, if it fails again, kept as failed with perf_analyzer's
+message while the sweep goes on.
+
+Input series say what a point measures: `compute` sends inputs never sent before (a cache never answers, so
+this is the model's compute), `cache` a few repeated ones (the cache answers nearly all), `validation` the
+build's held-out samples as they are. By default every model gets a compute series, and a model with a
+response cache a cache series too."""
 
 from __future__ import annotations
 
@@ -12,26 +19,40 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tritonforge.hardware import cpu_info, gpu_info
-from tritonforge.perf.analyzer import MeasureSettings, PerfPoint, measure
+from tritonforge.perf.analyzer import MeasureSettings, PerfAnalyzerError, PerfPoint, measure
 from tritonforge.perf.gpu import GpuSampler
-from tritonforge.perf.inputs import model_samples, select, unique_inputs, write_input_json
+from tritonforge.perf.inputs import model_ranges, model_samples, select, unique_inputs, write_input_json
+
+SERIES = {"compute": "unique", "cache": "repeated", "validation": "validation"}  # series -> inputs mode
+AUTO = "auto"  # compute for every model, cache too for models with a response cache
 
 
 @dataclass
 class SweepPlan:
-    """What to measure."""
+    """What to measure. `series` per model: compute | cache | validation (see the module docstring)."""
 
     models: list[str]
     batch_sizes: list[int] = field(default_factory=lambda: [1])
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     request_rates: list[float] = field(default_factory=list)  # when given, replaces concurrency
-    inputs: str = "validation"  # validation | unique | repeated
+    series: dict[str, list[str]] = field(default_factory=dict)  # model -> its series, in order
     input_count: int = 20000  # distinct samples per point (unique: more than one point sends)
 
-    def points(self) -> list[tuple[str, int, int | None, float | None]]:
+    def points(self) -> list[tuple[str, str, int, int | None, float | None]]:
         loads: Sequence = [(c, None) for c in self.concurrency] if not self.request_rates else [
             (None, r) for r in self.request_rates]
-        return [(m, b, c, r) for m, b, (c, r) in itertools.product(self.models, self.batch_sizes, loads)]
+        return [(m, label, b, c, r) for m in self.models for label in self.series.get(m, ["compute"])
+                for b, (c, r) in itertools.product(self.batch_sizes, loads)]
+
+
+def plan_series(repo: Path, models: list[str], chosen: str = AUTO) -> dict[str, list[str]]:
+    """Each model's series: the one chosen for all, or (auto) compute, plus cache where the model caches."""
+    if chosen != AUTO:
+        return {m: [chosen] for m in models}
+    from tritonforge.repository.reader import Repository
+
+    repository = Repository(repo)
+    return {m: ["compute", "cache"] if repository.caches(m) else ["compute"] for m in models}
 
 
 @dataclass
@@ -85,6 +106,30 @@ def cache_counts(metrics_url: str | None) -> tuple[float, float] | None:
     return hits, misses
 
 
+def _measure_point(model: str, settings: MeasureSettings, batch: int, conc: int | None, rate: float | None, data,
+                   metrics_url: str | None) -> PerfPoint:
+    """One point; a failure is measured once more with windows twice as long, then kept as a failed point."""
+    from dataclasses import replace
+
+    error = ""
+    for attempt_settings in (settings, replace(settings, measurement_interval_ms=2 * settings.measurement_interval_ms)):
+        before = cache_counts(metrics_url)
+        try:
+            with GpuSampler() as gpu:
+                point = measure(model, attempt_settings, batch, conc, rate, data)
+        except PerfAnalyzerError as e:
+            error = str(e)
+            continue
+        point.gpu = gpu.result()
+        after = cache_counts(metrics_url)
+        if before and after and (after[0] + after[1]) > (before[0] + before[1]):
+            point.cache_hit_rate = (after[0] - before[0]) / ((after[0] + after[1]) - (before[0] + before[1]))
+        if attempt_settings is not settings:
+            point.note = (point.note + "; " if point.note else "") + "failed once; measured with longer windows"
+        return point
+    return PerfPoint.failed(model, batch, conc, rate, error)
+
+
 def run_sweep(plan: SweepPlan, settings: MeasureSettings, repo: Path,
               on_point: Callable[[int, int, PerfPoint | None, str], None] | None = None,
               metrics_url: str | None = None) -> SweepResult:
@@ -95,26 +140,22 @@ def run_sweep(plan: SweepPlan, settings: MeasureSettings, repo: Path,
     todo = plan.points()
     interrupted = False
     samples = {m: model_samples(repo, m) for m in plan.models}
+    ranges = {m: model_ranges(repo, m) for m in plan.models}
     with tempfile.TemporaryDirectory(prefix="tf-sweep-") as tmp:
         try:
-            for i, (model, batch, conc, rate) in enumerate(todo):
-                label = f"{model} b{batch} " + (f"c{conc}" if conc is not None else f"r{rate:g}/s")
+            for i, (model, series, batch, conc, rate) in enumerate(todo):
+                label = f"{model} {series} b{batch} " + (f"c{conc}" if conc is not None else f"r{rate:g}/s")
                 if on_point:
                     on_point(i, len(todo), None, label)
-                # 'unique' inputs: a fresh slice per point, so no point sends what an earlier one sent.
+                # 'unique' inputs: a fresh slice per point and attempt, so no point sends what an earlier one sent.
                 path = Path(tmp) / f"point{i}.json"
-                if plan.inputs == "unique":
-                    data = unique_inputs(samples[model], plan.input_count, path)
+                mode = SERIES[series]
+                if mode == "unique":
+                    data = unique_inputs(samples[model], plan.input_count, path, ranges[model])
                 else:
-                    data = write_input_json(select(samples[model], plan.inputs, plan.input_count), path)
-                before = cache_counts(metrics_url)
-                with GpuSampler() as gpu:
-                    point = measure(model, settings, batch, conc, rate, data)
-                point.gpu = gpu.result()
-                after = cache_counts(metrics_url)
-                if before and after and (after[0] + after[1]) > (before[0] + before[1]):
-                    point.cache_hit_rate = (after[0] - before[0]) / ((after[0] + after[1]) - (before[0] + before[1]))
-                point.label = plan.inputs
+                    data = write_input_json(select(samples[model], mode, plan.input_count), path)
+                point = _measure_point(model, settings, batch, conc, rate, data, metrics_url)
+                point.label = series
                 points.append(point)
                 if on_point:
                     on_point(i + 1, len(todo), point, label)

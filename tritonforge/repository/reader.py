@@ -106,6 +106,25 @@ class Repository:
     def input_names(self, model: str) -> list[str]:
         return [i.name for i in self.config(model).input]
 
+    def settings(self, model: str) -> dict:
+        """The serving settings a tritonforge Python-backend model carries (empty for other models)."""
+        parameter = self.config(model).parameters.get("tritonforge")
+        return json.loads(parameter.string_value) if parameter is not None else {}
+
+    def caches(self, model: str) -> bool:
+        """True if requests to `model` can be answered by a response cache (tritonforge's or Triton's)."""
+        return bool(self.config(model).response_cache.enable or self.settings(model).get("cache"))
+
+    def tensors(self, model: str) -> list[dict]:
+        """The inputs `model` takes, as its build declared them: name, dtype, dims and value range (or None)."""
+        owner = self.owner(model)
+        spec = self.report(owner)["spec"]
+        public = self.settings(owner)
+        if model == owner and public.get("inputs"):
+            return public["inputs"]
+        return [{"name": t["name"], "dtype": t["dtype"], "dims": t["shape"], "range": t.get("range")}
+                for t in spec["inputs"]]
+
     def report(self, public: str) -> dict:
         from tritonforge.build.report import read_report
 

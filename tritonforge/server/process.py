@@ -1,8 +1,9 @@
 """The real `tritonserver` carried by the nvidia-pytriton wheel, run locally on CPU with the Python backend.
 
-The wheel keeps the Python-backend stub apart from the backend; a scratch tree of symlinks puts the stub for
-this Python beside it. The stub ignores PYTHONPATH and takes its prefix from the first `python3` on PATH, so
-this interpreter's bin/ goes first: the Python models then see this environment's packages.
+The binary comes from the serving environment (tritonforge.server.environment), which the wheel's
+Python-backend stub runs in: a scratch tree of symlinks puts the stub for that Python beside the backend, and
+since the stub ignores PYTHONPATH and takes its prefix from the first `python3` on PATH, the environment's bin/
+goes first. The Python models then import exactly the serving requirements, not this process's packages.
 
 The server runs in its own process group (Ctrl-C in a terminal reaches only us; we stop it cleanly), gets
 SIGTERM if this process dies (PR_SET_PDEATHSIG), and `stop()` ends the whole group, stubs included.
@@ -12,13 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -26,21 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritonforge.errors import ServerError
+from tritonforge.server.environment import ServingEnvironment
 from tritonforge.testing.ports import free_ports
 
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)  # resolved here: the child runs _die_with_parent between fork and exec
 
 
-def server_dist() -> Path:
-    """The `tritonserver` tree inside the installed nvidia-pytriton wheel."""
-    spec = importlib.util.find_spec("pytriton")
-    if spec is None or not spec.submodule_search_locations:
-        raise ServerError("the local server needs the 'nvidia-pytriton' wheel: pip install nvidia-pytriton")
-    dist = Path(spec.submodule_search_locations[0]) / "tritonserver"
-    if not (dist / "bin" / "tritonserver").is_file():
-        raise ServerError(f"no tritonserver binary under {dist}")
-    return dist
 
 
 
@@ -74,7 +65,8 @@ class LocalTritonServer:
                  grpc_port: int | None = None, metrics_port: int | None = None, load_models: list[str] | None = None,
                  cache_size: int = 0, log_path: Path | None = None, log_verbose: int = 0,
                  startup_timeout: float = 180.0, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, model_control: str = "explicit", poll_seconds: int = 1) -> None:
+                 env: dict[str, str] | None = None, model_control: str = "explicit", poll_seconds: int = 1,
+                 environment: ServingEnvironment | None = None) -> None:
         if model_control not in ("explicit", "poll"):
             raise ValueError(f"model_control must be 'explicit' or 'poll', got {model_control!r}")
         self.repo = Path(repo).absolute()
@@ -87,6 +79,7 @@ class LocalTritonServer:
         self.startup_timeout = startup_timeout
         self.extra_args = extra_args or []
         self.extra_env = dict(env or {})
+        self._environment = environment
         self.model_control = model_control
         self.poll_seconds = poll_seconds
         # What the server reports as its name: how a start tells its own server from another on the same port.
@@ -95,6 +88,13 @@ class LocalTritonServer:
         self._log_path = log_path
         self._own_log = log_path is None
         self.process: subprocess.Popen | None = None
+
+    @property
+    def environment(self) -> ServingEnvironment:
+        """Where the server binary and the stub's Python come from (made on first use)."""
+        if self._environment is None:
+            self._environment = ServingEnvironment.default()
+        return self._environment.ensure()
 
     # ---- addresses -------------------------------------------------------------------------------
     @property
@@ -120,8 +120,8 @@ class LocalTritonServer:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def _prepare_tree(self) -> Path:
-        dist = server_dist()
-        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        dist = self.environment.server_dist
+        version = self.environment.python_version
         stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
         if not stub.is_file():
             raise ServerError(f"the nvidia-pytriton wheel has no Python-backend stub for Python {version}")
@@ -177,7 +177,7 @@ class LocalTritonServer:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env["PATH"] = os.pathsep.join([str(self.environment.bin_dir), env.get("PATH", "")])
         env.pop("PYTHONPATH", None)
         env.setdefault("OMP_NUM_THREADS", "1")
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the repository free of __pycache__

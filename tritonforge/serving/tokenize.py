@@ -34,7 +34,10 @@ class TextEncoder:
     def encode(self, texts_per_request):
         """One {ids, mask} per request, each padded to its own bucket."""
         flat = [t for texts in texts_per_request for t in texts]
-        encodings = iter(self.tokenizer.encode_batch(flat) if flat else [])
+        # A few texts are encoded on this thread: handing them to the tokenizer's thread pool costs more than it
+        # saves when the cores are busy with inference anyway.
+        encoded = self.tokenizer.encode_batch(flat) if len(flat) >= 8 else [self.tokenizer.encode(t) for t in flat]
+        encodings = iter(encoded)
         out = []
         for texts in texts_per_request:
             seqs = [next(encodings).ids for _ in texts]

@@ -1,27 +1,36 @@
 """Conversions from the FP32 ONNX reference to precision variants, one module per target, in one table.
 
-Adding a format: write `onnx2<target>.py` with a Converter subclass and add one line to CONVERTERS.
+Adding a format: write `onnx2<target>.py` with a Converter subclass (its Options, runtime and needs) and add one
+line to _ALL. The build spec's `variants` entries are the union of every converter's Options, told apart by
+`kind`, so a field the kind does not take is an error naming it.
 """
 
 from __future__ import annotations
 
+from typing import Annotated, Union
+
+from pydantic import Field, TypeAdapter
+
 from tritonforge.build.converters.base import ConversionJob, Converter
 from tritonforge.build.converters.onnx2fp16 import OnnxFp16
 from tritonforge.build.converters.onnx2fp32 import OnnxFp32
+from tritonforge.build.converters.onnx2fp32_ftz import OnnxFp32Ftz
 from tritonforge.build.converters.onnx2int8_dynamic import OnnxInt8Dynamic
 from tritonforge.build.converters.onnx2int8_qdq import OnnxInt8Qdq
 from tritonforge.build.converters.onnx2trt import TrtFp16, TrtInt8
 from tritonforge.build.converters.torch2trt import TorchTrtFp16
 
-# kind -> converter. Runtime and precision live on each class (Converter.runtime / .precision).
-CONVERTERS: dict[str, Converter] = {
-    "onnx_fp32": OnnxFp32(),
-    "onnx_fp16": OnnxFp16(),
-    "onnx_int8_dynamic": OnnxInt8Dynamic(),
-    "onnx_int8_qdq": OnnxInt8Qdq(),
-    "trt_fp16": TrtFp16(),
-    "trt_int8": TrtInt8(),
-    "torch_trt_fp16": TorchTrtFp16(),
-}
+_ALL = [OnnxFp32(), OnnxFp32Ftz(), OnnxFp16(), OnnxInt8Dynamic(), OnnxInt8Qdq(), TrtFp16(), TrtInt8(), TorchTrtFp16()]
+CONVERTERS: dict[str, Converter] = {c.kind: c for c in _ALL}  # kind -> converter
 
-__all__ = ["CONVERTERS", "ConversionJob", "Converter"]
+# One variant entry of a spec: the Options of the converter its `kind` names.
+VariantSpec = Annotated[Union[tuple(c.Options for c in _ALL)], Field(discriminator="kind")]  # type: ignore[valid-type]
+_ADAPTER: TypeAdapter = TypeAdapter(VariantSpec)
+
+
+def variant_spec(kind: str, **options) -> VariantSpec:
+    """A variant entry of `kind` with `options` (validated as the spec validates it)."""
+    return _ADAPTER.validate_python({"kind": kind, **options})
+
+
+__all__ = ["CONVERTERS", "ConversionJob", "Converter", "VariantSpec", "variant_spec"]

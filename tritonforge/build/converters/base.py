@@ -7,10 +7,13 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from tritonforge.build.data import Dataset
-from tritonforge.build.spec import BuildSpec, VariantSpec
+from tritonforge.build.spec_base import VariantBase
+
+if TYPE_CHECKING:  # the spec is built from this registry: it cannot be imported here at run time
+    from tritonforge.build.data import Dataset
+    from tritonforge.build.spec import BuildSpec
 
 
 @dataclass
@@ -18,7 +21,7 @@ class ConversionJob:
     """Everything one conversion needs. `work_dir` is shared by the conversions of one build (cached steps)."""
 
     spec: BuildSpec
-    variant: VariantSpec
+    variant: VariantBase
     fp32_onnx: Path
     out_path: Path
     work_dir: Path
@@ -28,15 +31,29 @@ class ConversionJob:
 
 
 class Converter(ABC):
-    """FP32 ONNX -> one precision variant. Adding a format = one module with a Converter + one registry line."""
+    """FP32 ONNX -> one precision variant. Adding a format = one module with a Converter (its Options model, its
+    runtime, what it needs) + one registry line; the spec's `variants` entries are built from the registry."""
 
-    kind: ClassVar[str]
+    Options: ClassVar[type[VariantBase]]  # the spec fields of this kind, `kind` a Literal of it
     runtime: ClassVar[str]  # "onnxruntime" | "tensorrt" | "pytorch": which Triton backend serves the result
     precision: ClassVar[str]
     suffix: ClassVar[str] = ".onnx"
     # Outputs depend on the other samples of a batch (dynamic quantization computes scales per batch): the
     # gate then checks the variant both batched and one sample at a time.
     batch_dependent: ClassVar[bool] = False
+    needs_calibration: ClassVar[bool] = False  # the spec must have a `calibration` section
+    uses_calibration: ClassVar[bool] = False  # the output depends on the calibration data (scales, profiles)
+    needs_gpu: ClassVar[bool] = False  # its artifacts are tied to the GPU (and runtime version) they were built on
+
+    @property
+    def kind(self) -> str:
+        return self.Options.model_fields["kind"].default
+
+    def key_parts(self, spec: BuildSpec, calibration: Dataset | None) -> dict[str, str]:
+        """What, besides the variant's options and the FP32 graph, decides this conversion's output."""
+        if self.uses_calibration and calibration is not None:
+            return {"calibration": calibration.fingerprint()}
+        return {}
 
     def unavailable(self) -> str | None:
         """Why this conversion cannot run on this machine (e.g. 'no CUDA device'), or None."""
@@ -63,7 +80,7 @@ def run_alone(converter: Converter, argv: list[str] | None = None) -> int:
         print(f"skipped: {reason}")
         return 3
     spec = load_spec(args.spec)
-    variant = VariantSpec(kind=converter.kind, **json.loads(args.options))
+    variant = converter.Options(**json.loads(args.options))
     calibration = load_dataset(spec, spec.calibration.data, "calibration.data") if spec.calibration else None
     validation = load_dataset(spec, spec.validation.data, "validation.data")
     args.out.parent.mkdir(parents=True, exist_ok=True)

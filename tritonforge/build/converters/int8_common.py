@@ -10,10 +10,13 @@ import shutil
 import warnings
 from pathlib import Path
 
-import numpy as np
-from onnxruntime.quantization import CalibrationDataReader
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from tritonforge.build.data import Dataset
+import numpy as np
+
+if TYPE_CHECKING:
+    from tritonforge.build.data import Dataset
 
 DEFAULT_OP_TYPES = ["MatMul", "Gemm", "Conv"]
 
@@ -71,18 +74,29 @@ def drop_initializer_value_info(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-class DatasetReader(CalibrationDataReader):
-    """Feeds calibration batches to ONNX Runtime's calibrators."""
+@lru_cache(maxsize=1)
+def _reader_class():
+    from onnxruntime.quantization import CalibrationDataReader  # imported when a calibration runs, not before
 
-    def __init__(self, data: Dataset, input_names: list[str]) -> None:
-        self._batches = [{n: np.ascontiguousarray(b[n]) for n in input_names} for b in data]
-        self._it = iter(self._batches)
+    class DatasetReader(CalibrationDataReader):
+        """Feeds calibration batches to ONNX Runtime's calibrators."""
 
-    def get_next(self):
-        return next(self._it, None)
+        def __init__(self, data: Dataset, input_names: list[str]) -> None:
+            self._batches = [{n: np.ascontiguousarray(b[n]) for n in input_names} for b in data]
+            self._it = iter(self._batches)
 
-    def rewind(self) -> None:
-        self._it = iter(self._batches)
+        def get_next(self):
+            return next(self._it, None)
+
+        def rewind(self) -> None:
+            self._it = iter(self._batches)
+
+    return DatasetReader
+
+
+def DatasetReader(data: Dataset, input_names: list[str]):  # noqa: N802 (a factory standing in for the class)
+    """A CalibrationDataReader over `data`'s batches."""
+    return _reader_class()(data, input_names)
 
 
 def same_shapes(data: Dataset) -> bool:

@@ -6,17 +6,22 @@
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
-import onnx
-from onnxruntime.transformers.float16 import convert_float_to_float16
+from pydantic import Field
 
 from tritonforge.build.converters.base import ConversionJob, Converter, run_alone
+from tritonforge.build.spec_base import VariantBase
 from tritonforge.errors import ExportError
-from tritonforge.build.onnx_graph import topological_sort
 
 
 def to_fp16(src, dst, keep_io_types: bool = True, op_block_list: list[str] | None = None, ir_version: int = 8) -> None:
     """Convert a model file to mixed FP16; ops in `op_block_list` (plus the converter's defaults) stay FP32."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from tritonforge.build.onnx_graph import topological_sort
+
     model = onnx.load(str(src))
     kwargs = {"keep_io_types": keep_io_types}
     if op_block_list:
@@ -37,7 +42,13 @@ def to_fp16(src, dst, keep_io_types: bool = True, op_block_list: list[str] | Non
 
 
 class OnnxFp16(Converter):
-    kind = "onnx_fp16"
+    class Options(VariantBase):
+        """Mixed FP16 through onnxruntime's float16 converter."""
+
+        kind: Literal["onnx_fp16"] = "onnx_fp16"
+        keep_io_types: bool = Field(True, description="keep FP32 inputs/outputs (casts inside the graph)")
+        op_block_list: list[str] = Field(default_factory=list, description="op types kept in FP32")
+
     runtime = "onnxruntime"
     precision = "fp16"
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import shutil
+from typing import Literal
 
 from tritonforge.build.converters.base import ConversionJob, Converter
+from tritonforge.build.spec_base import VariantBase
 
 
 class OnnxFp32(Converter):
-    kind = "onnx_fp32"
+    class Options(VariantBase):
+        """The FP32 reference (always built)."""
+
+        kind: Literal["onnx_fp32"] = "onnx_fp32"
+
     runtime = "onnxruntime"
     precision = "fp32"
 

@@ -6,19 +6,36 @@ No calibration data needed; fastest path on CPU.
 
 from __future__ import annotations
 
-from onnxruntime.quantization import QuantType, quantize_dynamic
+from typing import Literal
+
+from pydantic import Field
 
 from tritonforge.build.converters.base import ConversionJob, Converter, run_alone
 from tritonforge.build.converters.int8_common import DEFAULT_OP_TYPES, preprocessed, quiet
+from tritonforge.build.spec_base import VariantBase
+
+
+class Int8Options(VariantBase):
+    """What every INT8 converter takes: which ops are quantized, which nodes stay in float."""
+
+    per_channel: bool = False
+    op_types: list[str] | None = Field(None, description="op types to quantize (default: MatMul, Gemm, Conv)")
+    exclude_nodes: list[str] = Field(default_factory=list, description="node names kept in float")
 
 
 class OnnxInt8Dynamic(Converter):
-    kind = "onnx_int8_dynamic"
+    class Options(Int8Options):
+        """Weights INT8 offline, activations quantized at run time (no calibration data)."""
+
+        kind: Literal["onnx_int8_dynamic"] = "onnx_int8_dynamic"
+
     runtime = "onnxruntime"
     precision = "int8"
     batch_dependent = True  # activation scales are computed over the whole batch
 
     def convert(self, job: ConversionJob) -> None:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
         v = job.variant
         src = preprocessed(job.fp32_onnx, job.work_dir, job.notes)
         with quiet():

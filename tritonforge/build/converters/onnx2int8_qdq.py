@@ -9,22 +9,35 @@ on CPU too. Calibration data comes from the spec's `calibration` section, never 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from pydantic import Field
 
 from tritonforge.build.converters.base import ConversionJob, Converter, run_alone
 from tritonforge.build.converters.int8_common import DEFAULT_OP_TYPES, DatasetReader, preprocessed, quiet, same_shapes
-from tritonforge.build.data import Dataset
+from tritonforge.build.converters.onnx2int8_dynamic import Int8Options
+from tritonforge.build.spec_base import CALIBRATION_METHODS
 from tritonforge.errors import DataError
 
-METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-           "percentile": CalibrationMethod.Percentile}
+if TYPE_CHECKING:
+    from tritonforge.build.data import Dataset
+
+
+class CalibratedOptions(Int8Options):
+    """INT8 with activation scales calibrated on the spec's calibration data."""
+
+    calibration_method: Literal[CALIBRATION_METHODS] = "minmax"  # type: ignore[valid-type]
+    percentile: float = Field(99.999, gt=90, le=100)
 
 
 def quantize_qdq(src: Path, dst: Path, calibration: Dataset, input_names: list[str], method: str = "minmax",
                  per_channel: bool = True, op_types: list[str] | None = None, exclude_nodes: list[str] | None = None,
                  percentile: float = 99.999) -> None:
     """Static QDQ quantization of `src` into `dst`."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
     if method != "minmax" and not same_shapes(calibration):
         raise DataError(f"{method} calibration needs calibration batches of one shape; pad the calibration data "
                         "to one length (MinMax accepts varying shapes)")
@@ -33,7 +46,7 @@ def quantize_qdq(src: Path, dst: Path, calibration: Dataset, input_names: list[s
             str(src), str(dst), DatasetReader(calibration, input_names), quant_format=QuantFormat.QDQ,
             per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             op_types_to_quantize=op_types or DEFAULT_OP_TYPES, nodes_to_exclude=exclude_nodes or None,
-            calibrate_method=METHODS[method],
+            calibrate_method=methods[method],
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": percentile},
         )
 
@@ -51,9 +64,15 @@ def quantize_job(job: ConversionJob, out: Path, per_channel: bool | None = None)
 
 
 class OnnxInt8Qdq(Converter):
-    kind = "onnx_int8_qdq"
+    class Options(CalibratedOptions):
+        """Static Q/DQ INT8, symmetric: the form TensorRT's explicit quantization takes, run by ONNX Runtime too."""
+
+        kind: Literal["onnx_int8_qdq"] = "onnx_int8_qdq"
+
     runtime = "onnxruntime"
     precision = "int8"
+    needs_calibration = True
+    uses_calibration = True
 
     def convert(self, job: ConversionJob) -> None:
         quantize_job(job, job.out_path)

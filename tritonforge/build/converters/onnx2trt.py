@@ -19,16 +19,28 @@ import fcntl
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from pydantic import Field
 
 from tritonforge.build.converters.base import ConversionJob, Converter, run_alone
 from tritonforge.build.converters.onnx2fp16 import to_fp16
-from tritonforge.build.converters.onnx2int8_qdq import quantize_job
-from tritonforge.build.data import Dataset
+from tritonforge.build.converters.onnx2int8_qdq import CalibratedOptions, quantize_job
+from tritonforge.build.spec_base import VariantBase
 from tritonforge.errors import ExportError
 from tritonforge.hardware import cuda_device_reason, gpu_info, workspace_bytes
-from tritonforge.build.spec import BuildSpec, VariantSpec
+
+if TYPE_CHECKING:
+    from tritonforge.build.data import Dataset
+    from tritonforge.build.spec import BuildSpec
+
+
+class PlanOptions(VariantBase):
+    """What every TensorRT plan takes."""
+
+    workspace_mb: int | None = Field(None, ge=16, description="workspace (default: half the free GPU memory, at most 4096)")
+    opt_batch_size: int | None = Field(None, ge=1, description="batch size the optimization profile tunes for")
 
 Batch = dict[str, np.ndarray]
 
@@ -93,7 +105,7 @@ def observed_dims(datasets: list[Dataset | None]) -> dict[str, tuple[np.ndarray,
     return {n: (lo[n], hi[n]) for n in lo}
 
 
-def profile_shapes(spec: BuildSpec, variant: VariantSpec, dims: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+def profile_shapes(spec: BuildSpec, variant: VariantBase, dims: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
     """min/opt/max full shapes per input: batch 1 / opt / max_batch_size. Dynamic dims: 1 / largest seen /
     what serving can send. With a tokenizer in front that is its max_length (its length buckets can send any
     length up to it), never just the longest text in the data; otherwise the largest seen."""
@@ -181,6 +193,14 @@ class TrtRunner:
 class _TrtConverter(Converter):
     runtime = "tensorrt"
     suffix = ".plan"
+    uses_calibration = True  # the optimization profile covers the lengths of the calibration data too
+    needs_gpu = True
+
+    def key_parts(self, spec: BuildSpec, calibration: Dataset | None) -> dict[str, str]:
+        parts = super().key_parts(spec, calibration)
+        if spec.preprocess is not None:
+            parts["serving_max_length"] = str(spec.preprocess.max_length)  # bounds the plan's profile
+        return parts
 
     def unavailable(self) -> str | None:
         return tensorrt_unavailable()
@@ -199,7 +219,10 @@ class _TrtConverter(Converter):
 class TrtFp16(_TrtConverter):
     """FP16 plan from the mixed-precision ONNX graph."""
 
-    kind = "trt_fp16"
+    class Options(PlanOptions):
+        kind: Literal["trt_fp16"] = "trt_fp16"
+        op_block_list: list[str] = Field(default_factory=list, description="op types kept in FP32")
+
     precision = "fp16"
 
     def _graph(self, job: ConversionJob) -> Path:
@@ -212,8 +235,11 @@ class TrtFp16(_TrtConverter):
 class TrtInt8(_TrtConverter):
     """INT8 plan from a symmetric Q/DQ graph calibrated by ONNX Runtime (explicit quantization)."""
 
-    kind = "trt_int8"
+    class Options(PlanOptions, CalibratedOptions):
+        kind: Literal["trt_int8"] = "trt_int8"
+
     precision = "int8"
+    needs_calibration = True
 
     def _graph(self, job: ConversionJob) -> Path:
         return quantize_job(job, job.work_dir / f"{job.variant.variant_id}_qdq_graph.onnx", per_channel=True)

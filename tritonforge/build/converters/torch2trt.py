@@ -7,20 +7,28 @@ installed torch; otherwise it reports why and builds nothing.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from tritonforge import dtypes
 from tritonforge.build.converters.base import ConversionJob, Converter
-from tritonforge.build.converters.onnx2trt import observed_dims, profile_shapes
+from tritonforge.build.converters.onnx2trt import PlanOptions, observed_dims, profile_shapes
 from tritonforge.errors import SourceModelError
 from tritonforge.hardware import cuda_device_reason
 
 
 class TorchTrtFp16(Converter):
-    kind = "torch_trt_fp16"
+    class Options(PlanOptions):
+        """torch-tensorrt compiles the module itself (TorchScript for Triton's PyTorch backend)."""
+
+        kind: Literal["torch_trt_fp16"] = "torch_trt_fp16"
+
     runtime = "pytorch"
     precision = "fp16"
     suffix = ".pt"
+    uses_calibration = True
+    needs_gpu = True
 
     def unavailable(self) -> str | None:
         reason = cuda_device_reason()

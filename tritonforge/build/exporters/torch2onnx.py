@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 
 from tritonforge.errors import ExportError
-from tritonforge.build.onnx_graph import check_against_spec, finalize, rename_io, set_batch_dim_name
+from tritonforge.build.onnx_graph import check_against_spec, finalize, name_dims, rename_io
 from tritonforge.build.sources.base import LoadedSource
 from tritonforge.build.spec import BuildSpec
 
@@ -106,7 +106,7 @@ def export(source: LoadedSource, spec: BuildSpec, example: Batch, out_path: Path
             model = onnx.load(str(tmp))
             rename_io(model, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
             check_against_spec(model, spec)
-            set_batch_dim_name(model)
+            name_dims(model, spec)
             finalize(model, spec, out_path)
             return ExportResult(out_path, exporter, notes)
         except Exception as e:

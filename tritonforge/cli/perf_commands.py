@@ -80,11 +80,15 @@ def _server(url: Optional[str], repo: Path, models: list[str], cache_size: int =
 
 def _points_table(points) -> Table:
     table = Table(title="measured", title_justify="left")
-    for col in ("model", "batch", "load", "infer/s", "p50 ms", "p95 ms", "p99 ms", "queue ms", "infer ms", "cache hits"):
+    for col in ("model", "series", "batch", "load", "infer/s", "p50 ms", "p95 ms", "p99 ms", "queue ms", "infer ms",
+                "cache hits"):
         table.add_column(col)
     for p in points:
         load = f"c{p.concurrency}" if p.concurrency is not None else f"r{p.request_rate:g}/s"
-        table.add_row(p.model, str(p.batch_size), load, f"{p.throughput:.1f}", f"{p.p50_us / 1000:.2f}",
+        if not p.ok:
+            table.add_row(p.model, p.label, str(p.batch_size), load, "[red]failed[/]", "-", "-", "-", "-", "-", "-")
+            continue
+        table.add_row(p.model, p.label, str(p.batch_size), load, f"{p.throughput:.1f}", f"{p.p50_us / 1000:.2f}",
                       f"{p.p95_us / 1000:.2f}", f"{p.p99_us / 1000:.2f}", f"{p.server_queue_us / 1000:.2f}",
                       f"{p.server_compute_infer_us / 1000:.2f}",
                       "-" if p.cache_hit_rate is None else f"{p.cache_hit_rate:.0%}")
@@ -103,8 +107,10 @@ def perf(
     measurement_interval: Annotated[int, typer.Option(min=1, help="window length in ms (time_windows)")] = 1000,
     stability: Annotated[float, typer.Option(help="windows must agree within this percentage")] = 15.0,
     max_trials: Annotated[int, typer.Option(min=1, help="windows per point at most")] = 6,
-    inputs: Annotated[str, typer.Option(help="validation | unique | repeated samples from the build")] = "validation",
-    input_count: Annotated[int, typer.Option(min=1, help="distinct samples per point (unique: more than one point sends; "
+    inputs: Annotated[str, typer.Option(help="auto: a compute series (inputs never sent before, no cache hit) for "
+                                             "every model and a cache series (repeated inputs) for models with a "
+                                             "cache; or one series for all: compute | cache | validation")] = "auto",
+    input_count: Annotated[int, typer.Option(min=1, help="distinct samples per point (compute: more than one point sends; "
                                                    "validation: at most the stored ones)")] = 20000,
     baseline_model: Annotated[Optional[str], typer.Option(help="report ratios against this model")] = None,
     output_dir: Annotated[Path, typer.Option(help="where report, JSON and plots go")] = Path("perf_results"),
@@ -116,15 +122,15 @@ def perf(
 ) -> None:
     """Sweep MODELS with the real perf_analyzer; write perf_report.md/.json and plots; optionally gate on a baseline."""
     from tritonforge.perf.analyzer import MEASUREMENT_MODES, MeasureSettings, check_binary
-    from tritonforge.perf.inputs import MODES
     from tritonforge.perf.regression import compare
     from tritonforge.perf.report import load_result, write_report
-    from tritonforge.perf.sweep import SweepPlan, run_sweep
+    from tritonforge.perf.sweep import AUTO, SERIES, SweepPlan, plan_series, run_sweep
 
     plan = SweepPlan(models=models, batch_sizes=_ints(batch_size, "--batch-size"),
                      concurrency=_ints(concurrency, "--concurrency"),
                      request_rates=_rates(request_rate, "--request-rate") if request_rate else [],
-                     inputs=_choice(inputs, MODES, "--inputs"), input_count=input_count)
+                     series=plan_series(repo, models, _choice(inputs, (AUTO, *SERIES), "--inputs")),
+                     input_count=input_count)
     _choice(measurement_mode, MEASUREMENT_MODES, "--measurement-mode")
     _positive(stability, "--stability")
     check_binary()
@@ -144,6 +150,10 @@ def perf(
     console.print(_points_table(result.points))
     if result.interrupted:
         console.print(f"[yellow]interrupted[/]: kept {len(result.points)} finished point(s)")
+    for p in result.points:
+        if not p.ok:
+            console.print(f"failed: {p.model} {p.label} b{p.batch_size} c{p.concurrency}: "
+                          f"{p.error.splitlines()[-1] if p.error else ''}", markup=False)
     console.print("wrote " + ", ".join(str(p) for p in written.values()))
     if save_baseline:
         save_baseline.write_text(written["json"].read_text())
@@ -246,3 +256,41 @@ def perf_search(
         write_spec(spec, result.best.candidate)
         console.print(f"wrote the pick into {spec}; rebuilding the repository configs")
         build(spec, repo, reporter=RichReporter())
+
+
+def perf_inputs(
+    model: Annotated[str, typer.Argument(help="the model to write input data for (public, runner or a rung)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="perf_analyzer --input-data JSON to write")] = Path("perf_inputs.json"),
+    repo: Annotated[Path, typer.Option("--repo", "-r")] = Path("model_repository"),
+    inputs: Annotated[str, typer.Option(help="validation (the build's held-out samples) | compute (unique, within each "
+                                             "input's range: no cache hit) | cache (a few repeated)")] = "validation",
+    count: Annotated[int, typer.Option(min=1, help="requests in the file")] = 2000,
+) -> None:
+    """Write perf_analyzer's --input-data file for MODEL from its build's held-out data (unique: varied within
+    each input's range, every request different, so a cache never answers), and print the perf_analyzer command
+    that uses it, with the --shape arguments a model with dynamic dimensions needs."""
+    from tritonforge.perf.inputs import model_ranges, model_samples, select, shape_arguments, write_input_json
+    from tritonforge.perf.sweep import SERIES
+
+    samples = model_samples(repo, model)
+    chosen = select(samples, SERIES[_choice(inputs, tuple(SERIES), "--inputs")], count,
+                    ranges=model_ranges(repo, model))
+    write_input_json(chosen, output)
+    shapes = " ".join(f"--shape {a}" for a in shape_arguments(chosen[0]))
+    console.print(f"wrote {len(chosen)} requests ({inputs}) to {output}", markup=False)
+    console.print(f"tritonforge perf-analyzer -- -m {model} -u 127.0.0.1:8001 -i grpc --input-data {output} "
+                  f"{shapes} --concurrency-range 1:16:2".replace("  ", " "), markup=False)
+
+
+def perf_analyzer(ctx: typer.Context) -> None:
+    """Run the bundled perf_analyzer with the arguments after `--`, with the library path it needs:
+    `tritonforge perf-analyzer -- -m digits -u 127.0.0.1:8001 -i grpc --concurrency-range 1:8`."""
+    import os
+
+    from tritonforge.perf.analyzer import analyzer_env, find_binary
+
+    binary = find_binary()
+    os.execve(str(binary), [str(binary), *ctx.args], analyzer_env())
+
+
+perf_analyzer.typer_settings = {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True}}

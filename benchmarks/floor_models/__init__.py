@@ -1,1 +1,0 @@
-"""Python-backend model sources that benchmarks.miss_path_floor copies into a scratch repository."""

@@ -1,0 +1,32 @@
+"""`tritonforge init`: a commented build spec from the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tritonforge.cli.render import console
+
+
+def init(
+    model: Annotated[str, typer.Argument(help="an ONNX file, a .pt2, a TorchScript file, or module:callable")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the spec to write (never over an existing file)")] = Path("spec.yaml"),
+    samples: Annotated[Optional[Path], typer.Option(help="held-out inputs (.npz, one array per input, batch first): "
+                                                         "the validation data, checked against the model; a "
+                                                         "TorchScript file or a factory needs them for its signature")] = None,
+) -> None:
+    """Write a build spec read from MODEL: inputs and outputs with names, dtypes and shapes (dynamic dims -1, the
+    batch axis detected), value ranges where the graph shows them, the default variants, gate and serving
+    settings, and a validation section (your --samples, or an .npz for you to supply)."""
+    from tritonforge.build.scaffold import write_spec
+
+    path, sig = write_spec(model, output, samples)
+    console.print(f"wrote {path}: {len(sig.inputs)} input(s) ({', '.join(t.name for t in sig.inputs)}), "
+                  f"{len(sig.outputs)} output(s) ({', '.join(t.name for t in sig.outputs)})", markup=False)
+    if samples is None:
+        console.print(f"next: put held-out inputs in the validation .npz it names, then `tritonforge build {path}`",
+                      markup=False)
+    for note in sig.notes:
+        console.print(f"note: {note}", markup=False)

@@ -1,0 +1,58 @@
+"""Which commands `tritonforge` has, and where each lives (as Polygraphy's tools/registry.py keeps its tools).
+
+A command whose module cannot be imported (an optional dependency missing) becomes an entry that says what is
+missing when it is run, instead of breaking every other command.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+import typer
+
+from tritonforge.errors import TritonforgeError
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    target: str  # "module:function"
+
+
+COMMANDS = [
+    Command("init", "tritonforge.cli.init_command:init"),
+    Command("build", "tritonforge.cli.build_commands:build"),
+    Command("report", "tritonforge.cli.build_commands:report"),
+    Command("serve", "tritonforge.cli.serve_commands:serve"),
+    Command("reload", "tritonforge.cli.serve_commands:reload"),
+    Command("probe", "tritonforge.cli.serve_commands:probe"),
+    Command("serving-env", "tritonforge.cli.serve_commands:serving_env"),
+    Command("perf", "tritonforge.cli.perf_commands:perf"),
+    Command("perf-search", "tritonforge.cli.perf_commands:perf_search"),
+    Command("perf-inputs", "tritonforge.cli.perf_commands:perf_inputs"),
+    Command("perf-analyzer", "tritonforge.cli.perf_commands:perf_analyzer"),
+]
+
+
+class MissingCommand(TritonforgeError):
+    """A command whose module could not be imported here."""
+
+
+def _missing(command: Command, error: Exception):
+    def run() -> None:
+        raise MissingCommand(f"`tritonforge {command.name}` is not available here: {type(error).__name__}: {error} "
+                             "(pip install 'tritonforge[examples]' installs every optional dependency)")
+    run.__doc__ = f"(unavailable: {error})"
+    return run
+
+
+def register_all(app: typer.Typer) -> None:
+    for command in COMMANDS:
+        module, _, function = command.target.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module), function)
+            settings = getattr(fn, "typer_settings", {})
+        except (ImportError, AttributeError) as e:
+            fn, settings = _missing(command, e), {}
+        app.command(command.name, **settings)(fn)

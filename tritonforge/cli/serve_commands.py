@@ -1,0 +1,105 @@
+"""`tritonforge serve`, `reload`, `probe` and `serving-env`: the local server and a running one."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tritonforge.cli.options import RepoOption
+from tritonforge.cli.render import console, err_console, model_states_table
+from tritonforge.errors import TritonforgeError
+
+def serve(
+    repo: Annotated[Path, typer.Argument(help="model repository")] = Path("model_repository"),
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    grpc_port: Annotated[int, typer.Option(min=1, max=65535)] = 8001,
+    metrics_port: Annotated[int, typer.Option(min=1, max=65535)] = 8002,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="load only these models")] = None,
+    cache_size: Annotated[int, typer.Option(min=0, help="bytes for Triton's local response cache (0: off)")] = 0,
+    log_file: Annotated[Optional[Path], typer.Option(help="write the server log here")] = None,
+) -> None:
+    """Run the local tritonserver (CPU, Python backend) on REPO until Ctrl-C or SIGTERM."""
+    from tritonforge.server.process import LocalTritonServer
+
+    server = LocalTritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+                               load_models=model, cache_size=cache_size, log_path=log_file)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with console.status(f"starting tritonserver on {repo}"):
+        server.start(attempts=1)
+    try:
+        console.print(model_states_table(server.model_states()))
+        console.print(f"gRPC {server.grpc_url}   HTTP {server.http_url}   metrics {server.metrics_url}")
+        console.print(f"log: {server.log_path}")
+        console.print("serving; Ctrl-C or SIGTERM stops the server")
+        while not stop.wait(0.5):
+            if not server.is_alive():
+                err_console.print(f"[red]tritonserver exited unexpectedly[/]\n{server.log_tail()}")
+                raise typer.Exit(1)
+        console.print("stopping tritonserver ...")
+    finally:
+        code = server.stop()
+        server.cleanup()
+    console.print(f"tritonserver stopped (exit code {code})")
+
+
+def reload(
+    models: Annotated[list[str], typer.Argument(help="public models (spec names) whose build to load")],
+    url: Annotated[str, typer.Option(help="gRPC host:port of a server in explicit model control mode")] = "127.0.0.1:8001",
+    repo: RepoOption = Path("model_repository"),
+) -> None:
+    """After a rebuild: load the build's models into a running server, compute models first and the public
+    model last, then unload the models the rebuild dropped. The server keeps serving the old version of each
+    model until its new one is ready."""
+    from tritonforge.server.reload import reload_build
+
+    for public in models:
+        result = reload_build(url, repo, public)
+        console.print(f"[green]{public}[/]: loaded {', '.join(result.loaded) or 'nothing'}"
+                      + (f"; unloaded {', '.join(result.unloaded)}" if result.unloaded else ""))
+        for model, reason in result.failed.items():
+            console.print(f"  not loaded: {model}: {reason}", markup=False)
+        if public in result.failed:
+            raise TritonforgeError(f"the public model '{public}' did not load; the server keeps its previous version")
+
+
+
+
+def probe(
+    repo: Annotated[Path, typer.Option("--repo", "-r", help="the repository the server serves")] = Path("model_repository"),
+    url: Annotated[str, typer.Option(help="Triton's HTTP endpoint")] = "http://127.0.0.1:8000",
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds per call")] = 2.0,
+) -> None:
+    """Readiness as a load balancer needs it: every public model READY and answering one tiny inference (exit 1
+    if not). The same check the serving image runs as its probe (tritonforge/server/probe.py)."""
+    from tritonforge.server.probe import check, public_models
+
+    problems = check(repo, url, timeout)
+    for p in problems:
+        err_console.print(f"not ready: {p}", markup=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"ready: {', '.join(public_models(repo))}", markup=False)
+
+
+def serving_env(
+    show: Annotated[bool, typer.Option("--path", help="print the environment's directory and exit")] = False,
+) -> None:
+    """Make the local server's environment now (tritonforge/serving/requirements.txt, the server binary and
+    perf_analyzer) instead of on the first `serve`; print where it is and what it runs."""
+    from tritonforge.server.environment import REQUIREMENTS, ServingEnvironment
+
+    env = ServingEnvironment.default()
+    if show:
+        print(env.root)
+        return
+    env.ensure(say=lambda message: console.print(message, markup=False))
+    numpy = env.package_version("numpy")
+    console.print(f"{env.root}: Python {env.python_version}, numpy {numpy}, onnxruntime "
+                  f"{env.package_version('onnxruntime')} (from {REQUIREMENTS}), server {env.server_dist}", markup=False)
