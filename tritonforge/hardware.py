@@ -88,7 +88,7 @@ def cuda_device_reason() -> str | None:
 
 def cpu_info() -> dict:
     """CPU model and core count (timings are only comparable on the same machine)."""
-    model = platform.processor() or platform.machine()
+    model = platform.machine()  # platform.processor() would run `uname -p`
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):

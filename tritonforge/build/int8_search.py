@@ -3,9 +3,11 @@ quantization in float.
 
 Sensitivity comes from per-tensor error analysis on the calibration data (never the validation data, which only
 gates): the graph is quantized (static Q/DQ, MinMax, per channel, the nodes already reverted kept in float), the
-float and Q/DQ graphs are run side by side with every intermediate tensor exposed, and each quantized tensor's
-signal-to-quantization-noise ratio is computed (onnxruntime.quantization.qdq_loss_debug). The quantizable ops
-that consume the worst tensors come first.
+float and Q/DQ graphs are run side by side with every intermediate tensor exposed
+(onnxruntime.quantization.qdq_loss_debug), and each quantizable node is scored by how much signal-to-noise it
+loses between its inputs and its output in the Q/DQ graph against the float one. A node's own quantization noise
+(its input's SQNR against its own Q/DQ) is no guide: an outlier that takes a tensor's whole 8-bit range keeps that
+tensor's SQNR high while every other value in it rounds to zero; the loss across the node shows it.
 """
 
 from __future__ import annotations
@@ -51,18 +53,28 @@ def rank_sensitive_nodes(fp32_onnx: Path, calibration: Dataset, input_names: lis
     except Exception as e:
         notes.append(f"sensitivity analysis failed ({type(e).__name__}: {e}); excluding no nodes")
         return []
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in onnx.load(str(pre)).graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    ranked: list[str] = []
     skip = set(excluded or [])
-    for _sqnr, tensor in sorted((v.get("qdq_err", float("inf")), k) for k, v in errors.items()):
-        for node in consumers.get(tensor, []):
-            if node.op_type in op_types and node.name not in ranked and node.name not in skip:
-                ranked.append(node.name)
-    return ranked
+    scored = []
+    for order, node in enumerate(onnx.load(str(pre)).graph.node):
+        if node.op_type not in op_types or node.name in skip:
+            continue
+        scored.append((-sqnr_loss(node, errors), order, node.name))
+    return [name for _loss, _order, name in sorted(scored)]
 
+
+def sqnr_loss(node: onnx.NodeProto, errors: dict[str, dict]) -> float:
+    """The dB of signal-to-noise (quantized graph against float) a node loses from its inputs to its output; an
+    input the analysis has no figure for (a weight, a graph input) counts as exact."""
+    def sqnr(name: str) -> float:
+        return errors.get(name, {}).get("xmodel_err", float("inf"))
+
+    inputs = min((sqnr(n) for n in node.input if n in errors), default=float("inf"))
+    outputs = min((sqnr(n) for n in node.output if n in errors), default=None)
+    if outputs is None:
+        return float("-inf")  # nothing measured downstream: rank it last
+    if inputs == float("inf"):
+        return float("inf") if outputs != float("inf") else 0.0
+    return inputs - outputs
 
 def candidates(search: Int8SearchSpec, ranked: list[str]) -> list[VariantSpec]:
     """The grid: method x per-channel x number of most-sensitive nodes kept in float."""

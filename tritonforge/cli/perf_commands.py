@@ -126,13 +126,13 @@ def perf(
     from tritonforge.perf.report import load_result, write_report
     from tritonforge.perf.sweep import AUTO, SERIES, SweepPlan, plan_series, run_sweep
 
-    plan = SweepPlan(models=models, batch_sizes=_ints(batch_size, "--batch-size"),
-                     concurrency=_ints(concurrency, "--concurrency"),
-                     request_rates=_rates(request_rate, "--request-rate") if request_rate else [],
-                     series=plan_series(repo, models, _choice(inputs, (AUTO, *SERIES), "--inputs")),
-                     input_count=input_count)
+    batches, loads = _ints(batch_size, "--batch-size"), _ints(concurrency, "--concurrency")
+    rates = _rates(request_rate, "--request-rate") if request_rate else []
+    chosen = _choice(inputs, (AUTO, *SERIES), "--inputs")
     _choice(measurement_mode, MEASUREMENT_MODES, "--measurement-mode")
     _positive(stability, "--stability")
+    plan = SweepPlan(models=models, batch_sizes=batches, concurrency=loads, request_rates=rates,
+                     series=plan_series(repo, models, chosen), input_count=input_count)
     check_binary()
     base = load_result(baseline) if baseline else None
     with _server(url, repo, models, cache_size, metrics_url) as (grpc_url, metrics):

@@ -13,6 +13,7 @@ from pydantic import Field
 from tritonforge.build.converters.base import ConversionJob, Converter, run_alone
 from tritonforge.build.converters.int8_common import DEFAULT_OP_TYPES, preprocessed, quiet
 from tritonforge.build.spec_base import VariantBase
+from tritonforge.errors import ExportError
 
 
 class Int8Options(VariantBase):
@@ -34,6 +35,7 @@ class OnnxInt8Dynamic(Converter):
     batch_dependent = True  # activation scales are computed over the whole batch
 
     def convert(self, job: ConversionJob) -> None:
+        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         v = job.variant
@@ -41,8 +43,21 @@ class OnnxInt8Dynamic(Converter):
         with quiet():
             quantize_dynamic(str(src), str(job.out_path), per_channel=v.per_channel, weight_type=QuantType.QInt8,
                              op_types_to_quantize=v.op_types or DEFAULT_OP_TYPES,
-                             nodes_to_exclude=list(v.exclude_nodes) or None)
+                             nodes_to_exclude=excluded_names(v.exclude_nodes) or None)
+        quantized = {n.name.removesuffix("_quant") for n in onnx.load(str(job.out_path), load_external_data=False)
+                     .graph.node if n.op_type in INTEGER_OPS}
+        kept_quantized = [name for name in v.exclude_nodes if quantized & {name, f"{name}_MatMul"}]
+        if kept_quantized:
+            raise ExportError(f"exclude_nodes: {', '.join(kept_quantized)} came out quantized")
 
+
+INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv"}
+
+
+def excluded_names(nodes: list[str]) -> list[str]:
+    """The names dynamic quantization must be told to skip: it turns a Gemm into a MatMul named `<gemm>_MatMul`
+    before it decides what to quantize, so a Gemm is excluded under both names."""
+    return [n for name in nodes for n in (name, f"{name}_MatMul")]
 
 if __name__ == "__main__":
     raise SystemExit(run_alone(OnnxInt8Dynamic()))

@@ -1,0 +1,97 @@
+"""The accuracy-control INT8 search on a model with a known sensitive node: the trained digits MLP behind an
+input outlier (tests/models/outlier_digits.py), whose first Gemm INT8 cannot quantize on any CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from tritonforge.build.pipeline import build
+
+from helpers import outlier_digits_spec
+
+LENIENT = {"min_cosine": 0.9, "min_top1_agreement": 0.95, "max_accuracy_drop": 0.05}
+
+
+def _search(tmp_path, **search):
+    spec = outlier_digits_spec(tmp_path / "spec", variants=[], gate=LENIENT, timing={"enabled": False},
+                               int8_search={"enabled": True, "starts": [{"method": "dynamic", "per_channel": True}],
+                                            **search})
+    report = build(spec, tmp_path / "repo").report
+    return report, report["int8_search"]
+
+
+def _first_gemm(report) -> str:
+    return report["int8_search"]["path"]["rankings"][0][0]
+
+
+def test_the_search_reverts_the_sensitive_node_and_passes(tmp_path):
+    report, search = _search(tmp_path, max_evaluations=4)
+    steps = search["path"]["steps"]
+    assert steps[0]["excluded"] == [] and not steps[0]["passed"] and steps[0]["margin"] < -0.4  # fails by far
+    ranked = search["path"]["rankings"][0]
+    gemms = [n for n in ranked]
+    assert len(gemms) == 3  # the MLP's three Gemms, all quantized at first
+    assert steps[-1]["passed"] and steps[-1]["excluded"] == [ranked[0]]  # one revert was enough
+    assert search["evaluations"] == 2 <= 4
+    winner = next(v for v in report["variants"] if v["id"] == search["winner"])
+    assert winner["published_as"] == "digits_onnx_int8"
+    assert winner["options"]["exclude_nodes"] == [ranked[0]]
+    # the node reverted is the one fed by the outlier: its input is the concatenation with the constant 1e4
+    assert "gemm" in ranked[0].lower() or "linear" in ranked[0].lower() or "matmul" in ranked[0].lower()
+
+
+def test_the_search_stops_within_its_budget_and_reports_the_best_failing_point(tmp_path):
+    report, search = _search(tmp_path, max_evaluations=1)
+    assert search["evaluations"] == 1 and search["winner"] is None
+    assert search["best"]["id"] == search["tried"][0] and "FAILS by" in search["best"]["reason"]
+    assert "No INT8 point passed the gate. Closest" in (tmp_path / "repo" / "digits" / "build_report.md").read_text()
+
+
+def test_a_revert_that_does_not_help_is_undone(tmp_path):
+    """Reverting a node other than the sensitive one changes nothing that matters: that step is undone and the
+    search goes on to the next node."""
+    from tritonforge.build.int8_search import AccuracyControlSearch
+    from tritonforge.build.spec import parse_spec
+
+    class Outcome:
+        def __init__(self, v, margin):
+            self.id, self.status, self.notes = v.variant_id, "passed" if margin >= 0 else "rejected", []
+            self.gate = {"checks": [{"margin": margin}]}
+
+        @property
+        def passed(self):
+            return self.status == "passed"
+
+    def evaluate(v):  # only reverting "bad" helps; reverting both passes
+        excluded = set(v.exclude_nodes)
+        return Outcome(v, 0.1 if "bad" in excluded else -0.5)
+
+    spec = parse_spec({"name": "m", "source": {"kind": "onnx", "path": "m.onnx"}, "max_batch_size": 4,
+                       "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
+                       "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
+                       "validation": {"data": {"npz": "v.npz"}}, "calibration": {"data": {"npz": "c.npz"}},
+                       "int8_search": {"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5}})
+    outcomes, path = AccuracyControlSearch(spec, evaluate, lambda excluded: ["harmless", "bad", "other"]).run()
+    kept = [(s.excluded, s.kept, s.passed) for s in path.steps]
+    assert kept == [([], True, False), (["harmless"], False, False), (["bad"], True, True)]
+
+
+@pytest.mark.parametrize("budget", [1, 3])
+def test_evaluations_never_exceed_the_budget(tmp_path, budget):
+    from tritonforge.build.int8_search import AccuracyControlSearch
+    from tritonforge.build.spec import parse_spec
+
+    class Failing:
+        status, notes, gate = "rejected", [], {"checks": [{"margin": -1.0}]}
+        passed = False
+
+        def __init__(self, v):
+            self.id = v.variant_id
+
+    spec = parse_spec({"name": "m", "source": {"kind": "onnx", "path": "m.onnx"}, "max_batch_size": 4,
+                       "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
+                       "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
+                       "validation": {"data": {"npz": "v.npz"}}, "calibration": {"data": {"npz": "c.npz"}},
+                       "int8_search": {"enabled": True, "max_evaluations": budget}})
+    outcomes, path = AccuracyControlSearch(spec, Failing, lambda excluded: ["a", "b", "c", "d"]).run()
+    assert len(outcomes) == budget == len(path.steps)
