@@ -279,7 +279,7 @@ def perf_inputs(
     shapes = " ".join(f"--shape {a}" for a in shape_arguments(chosen[0]))
     console.print(f"wrote {len(chosen)} requests ({inputs}) to {output}", markup=False)
     console.print(f"tritonforge perf-analyzer -- -m {model} -u 127.0.0.1:8001 -i grpc --input-data {output} "
-                  f"{shapes} --concurrency-range 1:16:2".replace("  ", " "), markup=False)
+                  f"{shapes} --concurrency-range 1:16:2".replace("  ", " "), markup=False, soft_wrap=True)
 
 
 def perf_analyzer(ctx: typer.Context) -> None:

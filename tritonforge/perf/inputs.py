@@ -22,6 +22,8 @@ from tritonforge.repository.reader import Repository
 
 Sample = dict[str, np.ndarray]  # one request's tensors without the batch dim
 MODES = ("validation", "unique", "repeated")
+# How many distinct samples the "repeated" mode cycles through: each misses the cache once per run at most.
+REPEATED_SAMPLES = 8
 WORD_SLOTS = 3  # words replaced in a text to make it unique
 _RUN_SALT = int.from_bytes(os.urandom(6), "little")
 
@@ -144,7 +146,7 @@ def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: i
     if mode == "validation":
         return samples[:count]
     if mode == "repeated":
-        return samples[: max(1, min(count, len(samples)))]
+        return samples[: max(1, min(count, REPEATED_SAMPLES, len(samples)))]
     words = text_words(samples)
     ranges = ranges or {}
     first_int = next((n for n, a in samples[0].items() if a.dtype.kind in "iu" and a.size > 3), None)

@@ -15,6 +15,7 @@ from tritonforge.perf.sweep import SweepResult
 @dataclass
 class Change:
     model: str
+    series: str
     batch_size: int
     load: str
     metric: str  # "throughput" | "p95"
@@ -26,9 +27,12 @@ class Change:
         return (self.current - self.baseline) / self.baseline if self.baseline else 0.0
 
     def describe(self) -> str:
+        where = f"{self.model} {self.series} b{self.batch_size} {self.load}"
+        if self.metric == "failed":
+            return f"{where}: measured in the baseline, failed now"
         unit = "infer/s" if self.metric == "throughput" else "ms"
         scale = 1.0 if self.metric == "throughput" else 1e-3
-        return (f"{self.model} b{self.batch_size} {self.load}: {self.metric} {self.baseline * scale:.2f} -> "
+        return (f"{where}: {self.metric} {self.baseline * scale:.2f} -> "
                 f"{self.current * scale:.2f} {unit} ({self.relative:+.1%})")
 
 
@@ -45,11 +49,12 @@ class GateResult:
 
 def compare(current: SweepResult, baseline: SweepResult, max_throughput_drop: float = 0.10,
             max_p95_rise: float = 0.20) -> GateResult:
-    """Points measured in both (same model, batch size and load level) are compared."""
+    """Points measured in both (same model, series, batch size and load level) are compared; a point the
+    baseline measured that failed now is a regression."""
     def key(p):
-        return (p.model, p.batch_size, p.concurrency, p.request_rate)
+        return (p.model, p.label, p.batch_size, p.concurrency, p.request_rate)
 
-    base = {key(p): p for p in baseline.points}
+    base = {key(p): p for p in baseline.points if p.ok}
     changes, regressions, compared = [], [], 0
     for p in current.points:
         b = base.get(key(p))
@@ -57,14 +62,17 @@ def compare(current: SweepResult, baseline: SweepResult, max_throughput_drop: fl
             continue
         compared += 1
         load = f"c{p.concurrency}" if p.concurrency is not None else f"r{p.request_rate:g}/s"
-        tput = Change(p.model, p.batch_size, load, "throughput", b.throughput, p.throughput)
-        p95 = Change(p.model, p.batch_size, load, "p95", b.p95_us, p.p95_us)
+        if not p.ok:
+            regressions.append(Change(p.model, p.label, p.batch_size, load, "failed", b.throughput, 0.0))
+            continue
+        tput = Change(p.model, p.label, p.batch_size, load, "throughput", b.throughput, p.throughput)
+        p95 = Change(p.model, p.label, p.batch_size, load, "p95", b.p95_us, p.p95_us)
         changes += [tput, p95]
         if tput.relative < -max_throughput_drop:
             regressions.append(tput)
         if p95.relative > max_p95_rise:
             regressions.append(p95)
     if compared == 0:
-        raise TritonforgeError("the baseline has no point in common with this run (model, batch size and load "
+        raise TritonforgeError("the baseline has no point in common with this run (model, series, batch size and load "
                                "must match); record a new baseline with --save-baseline")
     return GateResult(compared, regressions, changes)
