@@ -188,7 +188,7 @@ class Int8SearchSpec(_Strict):
 
     accuracy_control (the default, as NNCF's quantize_with_accuracy_control does): each start (the fastest
     configurations ONNX Runtime offers) is gated; if none passes, from the closest one the quantized nodes are
-    reverted to float one group at a time, most harmful first (ranked by signal-to-quantization-noise on the
+    reverted to float one group at a time, most harmful first (ranked by the signal-to-noise each loses on the
     calibration data, ranked again after each revert), each step gated on the whole held-out set, a step that
     made the gate's worst margin worse undone, until the gate passes or `max_evaluations` are spent.
     grid: every method x per_channel x exclude_top point."""

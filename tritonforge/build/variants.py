@@ -246,6 +246,7 @@ class VariantBuilder:
             specs += [(v, True) for v in found_specs]
         all_specs = [v for v, _ in specs]
         timing_reused = self._time(outcomes, all_specs)
+        self.notes.extend(subnormal_speedup_notes(outcomes))
         winner = self._search_winner(outcomes)
         primary = self._primary(outcomes, winner)
         for o in outcomes:  # results reused without their file (not published last time) need it now
@@ -300,23 +301,9 @@ class VariantBuilder:
         return max(passing, key=VariantOutcome.speed).id
 
     def _primary(self, outcomes: list[VariantOutcome], winner: str | None) -> str:
-        """The variant the model is served as: the fastest by the report's own p50 speed-ups, and only if it is
-        at least PRIMARY_MARGIN faster than FP32 (a variant that adds error must buy speed); else FP32."""
-        publishable = [o for o in outcomes if o.passed and (not o.search or o.id == winner)]
-        if not self.spec.timing.enabled:
-            self.notes.append("primary: onnx_fp32 (timing is off, so no variant has shown it is faster)")
-            return "onnx_fp32"
-        best = max((o for o in publishable if o.kind != "onnx_fp32"), key=VariantOutcome.speed, default=None)
-        def shown(o: VariantOutcome) -> str:
-            return "/".join(f"{o.speedup[b]:.2f}x" for b in sorted(o.speedup, key=int)) + \
-                f" at batch {'/'.join(sorted(o.speedup, key=int))}"
-        if best is not None and best.speed() >= PRIMARY_MARGIN:
-            self.notes.append(f"primary: {best.id}, the fastest passing variant: p50 {shown(best)} of FP32's")
-            return best.id
-        why = f"the fastest passing variant, {best.id}, is {shown(best)} of FP32's p50" if best else "no other variant passed"
-        self.notes.append(f"primary: onnx_fp32: {why}; a variant must be {PRIMARY_MARGIN:.2f}x faster to be served "
-                          "in its place")
-        return "onnx_fp32"
+        primary, why = choose_primary(outcomes, winner, self.spec.timing.enabled)
+        self.notes.append(why)
+        return primary
 
 
 
@@ -358,3 +345,41 @@ def _status_line(o: VariantOutcome) -> str:
         return f"{o.id}: passed the gate"
     return f"{o.id}: {o.status}: {o.reason}"
 
+
+def choose_primary(outcomes: list[VariantOutcome], winner: str | None, timed: bool) -> tuple[str, str]:
+    """(variant id, why): the variant the model is served as. The fastest passing variant by the report's own
+    p50 speed-ups against FP32 (their geometric mean over the timing batch sizes), and only if that is at least
+    PRIMARY_MARGIN: a variant that adds error must buy speed; else FP32."""
+    if not timed:
+        return "onnx_fp32", "primary: onnx_fp32 (timing is off, so no variant has shown it is faster)"
+    publishable = [o for o in outcomes if o.passed and (not o.search or o.id == winner)]
+    best = max((o for o in publishable if o.kind != "onnx_fp32"), key=VariantOutcome.speed, default=None)
+
+    def shown(o: VariantOutcome) -> str:
+        return "/".join(f"{o.speedup[b]:.2f}x" for b in sorted(o.speedup, key=int)) + \
+            f" at batch {'/'.join(sorted(o.speedup, key=int))}"
+    if best is not None and best.speed() >= PRIMARY_MARGIN:
+        return best.id, f"primary: {best.id}, the fastest passing variant: p50 {shown(best)} of FP32's"
+    why = f"the fastest passing variant, {best.id}, is {shown(best)} of FP32's p50" if best else "no other variant passed"
+    return "onnx_fp32", (f"primary: onnx_fp32: {why}; a variant must be {PRIMARY_MARGIN:.2f}x faster to be served "
+                         "in its place")
+
+
+def subnormal_speedup_notes(outcomes: list[VariantOutcome]) -> list[str]:
+    """What part of each variant's speed-up the flushed subnormal weights explain: onnx_fp32_ftz is FP32 without
+    them, so a variant's speed-up over it is what its precision bought."""
+    ftz = next((o for o in outcomes if o.kind == "onnx_fp32_ftz" and o.speedup), None)
+    if ftz is None:
+        return []
+    notes = []
+    for b in sorted(ftz.speedup, key=int):
+        base = ftz.speedup[b]
+        others = [f"{o.id} {o.speedup[b] / base:.2f}x" for o in outcomes
+                  if o.speedup.get(b) and o.kind not in ("onnx_fp32", "onnx_fp32_ftz")]
+        line = f"batch {b}: {ftz.id} (FP32, subnormal weights set to zero) runs {base:.2f}x FP32's p50"
+        if base >= PRIMARY_MARGIN:
+            line += ": that part of every variant's speed-up is the subnormals', not the precision"
+        if others:
+            line += f"; against {ftz.id}: {', '.join(others)}"
+        notes.append(line)
+    return notes
