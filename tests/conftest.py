@@ -7,12 +7,14 @@ real ones and are marked `integration`.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from helpers import DIGITS, digits_spec_copy, minilm_spec_copy
+from helpers import DIGITS, RELIABILITY_OUT, digits_spec_copy, minilm_spec_copy
 
 
 def pytest_collection_modifyitems(config, items):
@@ -31,6 +33,21 @@ def _unit_tests_start_no_process(request, monkeypatch):
         raise AssertionError(f"a unit test started a process: {args[0] if args else kwargs}")
 
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
+@pytest.fixture
+def reliability(request):
+    """`reliability(scenario, tried, requests, failed, wrong=0, notes="")` records a fault scenario's row for
+    docs/reliability.md; rows are written only when $TRITONFORGE_RELIABILITY_OUT names a file (`make
+    reliability`, benchmarks/reliability.py), and the test's own assertions decide whether it passed."""
+    def record(scenario: str, tried: str, requests: int, failed: int, wrong: int = 0, notes: str = "") -> None:
+        out = os.environ.get(RELIABILITY_OUT)
+        if out:
+            row = {"test": request.node.nodeid, "scenario": scenario, "tried": tried, "requests": requests,
+                   "failed": failed, "wrong": wrong, "notes": notes}
+            with open(out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+    return record
 
 
 @pytest.fixture(scope="session")

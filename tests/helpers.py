@@ -12,6 +12,15 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+RELIABILITY_OUT = "TRITONFORGE_RELIABILITY_OUT"  # where the `reliability` fixture writes its rows
+LOAD_SCALE = "TRITONFORGE_LOAD_SCALE"  # `make reliability` runs the load scenarios this many times longer
+
+
+def scaled(requests: int) -> int:
+    """A load test's request count, times $TRITONFORGE_LOAD_SCALE (1 in `make test`)."""
+    import os
+
+    return int(requests * float(os.environ.get(LOAD_SCALE, "1")))
 DIGITS = ROOT / "examples" / "digits"
 MINILM = ROOT / "examples" / "minilm"
 

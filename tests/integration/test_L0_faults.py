@@ -24,7 +24,7 @@ from tritonforge.server.process import LocalTritonServer
 from tritonforge.testing.faults import kill, malformed_requests, paused, stub_pids
 from tritonforge.testing.load import SteadyLoad
 
-from helpers import ROOT, digits_spec_copy, metric
+from helpers import ROOT, digits_spec_copy, metric, scaled
 
 SECRET = {"TRITONFORGE_CACHE_SECRET": "test-replicas-secret"}
 
@@ -35,24 +35,33 @@ def _images(n: int, seed: int) -> list[dict[str, np.ndarray]]:
 
 
 @pytest.mark.parametrize("model", ["digits", "minilm"])
-def test_every_malformed_request_is_refused_by_name_and_the_server_stays_up(service_server, model):
+def test_every_malformed_request_is_refused_by_name_and_the_server_stays_up(service_server, model, reliability):
     raw = grpcclient.InferenceServerClient(service_server.grpc_url)
     cases = malformed_requests(service_server.grpc_url, model)
     assert len(cases) >= (8 if model == "digits" else 6)
+    refused, answered = [], 0
     try:
-        for case in cases:
-            with pytest.raises(Exception) as err:
-                raw.infer(case.model, case.inputs)
-            assert case.expect in str(err.value), (case.name, str(err.value))
-            expected = "StatusCode.NOT_FOUND" if case.name == "unknown model" else "StatusCode.INVALID_ARGUMENT"
-            assert str(err.value.status()) in (expected, "StatusCode.INVALID_ARGUMENT"), (case.name, err.value.status())
-            with Client(service_server.grpc_url) as client:  # and the next good request is answered
-                info = client.model_info(model)
-                good = {n: (np.array([["still up"]], dtype=object) if t.datatype == "BYTES"
-                            else np.zeros((1, *[d for d in t.shape[1:]]), np.float32)) for n, t in info.inputs.items()}
-                assert client.infer(model, good)
+        with Client(service_server.grpc_url) as client:
+            info = client.model_info(model)
+            good = {n: (np.array([["still up"]], dtype=object) if t.datatype == "BYTES"
+                        else np.zeros((1, *[d for d in t.shape[1:]]), np.float32)) for n, t in info.inputs.items()}
+            for case in cases:
+                try:
+                    raw.infer(case.model, case.inputs)
+                    refused.append((case.name, "answered", ""))
+                except Exception as e:  # InferenceServerException
+                    refused.append((case.name, str(e.status()), str(e)))
+                answered += bool(client.infer(model, good))  # and the next good request is answered
     finally:
         raw.close()
+    wrong = [(name, status) for (name, status, text), case in zip(refused, cases)
+             if case.expect not in text or status != ("StatusCode.NOT_FOUND" if name == "unknown model"
+                                                      else "StatusCode.INVALID_ARGUMENT")]
+    reliability(f"malformed requests ({model})", f"{len(cases)} malformed requests ({', '.join(c.name for c in cases)}), "
+                "each followed by a good one", 2 * len(cases), len(cases) - answered, len(wrong),
+                "each refused with INVALID_ARGUMENT naming the tensor (NOT_FOUND for the unknown model); the server "
+                "stays up")
+    assert wrong == [] and answered == len(cases)
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +83,14 @@ def two_replicas(redis_digits, redis_server):
         s.cleanup()
 
 
-def _check_answers(record, inputs, repo: Path) -> None:
+def _wrong_answers(record, inputs, repo: Path) -> list[int]:
     reference = OrtModel(Repository(repo).runner_file("digits"), ["logits"])
-    wrong = [a.index for a in record.answers
-             if not np.allclose(a.outputs["logits"], reference.run(inputs[a.index])["logits"], atol=1e-5)]
-    assert wrong == []
+    return [a.index for a in record.answers
+            if not np.allclose(a.outputs["logits"], reference.run(inputs[a.index])["logits"], atol=1e-5)]
 
 
 def test_a_replica_killed_mid_load_loses_nothing_and_the_replicas_share_the_cache(two_replicas, redis_digits,
-                                                                                  redis_server):
+                                                                                  redis_server, reliability):
     a, b = two_replicas
     x = _images(1, seed=int(time.time()))[0]
     with Client(a.grpc_url) as ca, Client(b.grpc_url) as cb:
@@ -92,35 +100,46 @@ def test_a_replica_killed_mid_load_loses_nothing_and_the_replicas_share_the_cach
         while redis_server.client().dbsize() <= stored and time.monotonic() < deadline:
             time.sleep(0.01)
         hits = metric(b.metrics_url, "tritonforge_cache_hits_total")
-        assert cb.infer("digits", x)["logits"].tobytes() == first.tobytes()
-        assert metric(b.metrics_url, "tritonforge_cache_hits_total") == hits + 1
-    inputs = _images(2000, seed=7)
+        same = cb.infer("digits", x)["logits"].tobytes() == first.tobytes()
+        hit = metric(b.metrics_url, "tritonforge_cache_hits_total") - hits
+    reliability("cache shared between replicas", "one input answered by replica A, then by replica B (one Redis)", 2,
+                0, int(not same or hit != 1), f"B answered from the cache ({hit:.0f} hit), the same bytes as A")
+    assert same and hit == 1
+    n = scaled(2000)
+    inputs = _images(n, seed=7)
     with Client([a.grpc_url, b.grpc_url], timeout=30, attempt_timeout=2.0) as client:
-        with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=16, max_requests=2000) as load:
-            load.wait_for(700)
+        with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=16, max_requests=n) as load:
+            load.wait_for(n // 3)
             kill(a)
-            load.wait_for(2000)
-    assert load.record.errors == [] and load.record.requests == 2000
-    _check_answers(load.record, inputs, redis_digits)
+            load.wait_for(n)
+    wrong = _wrong_answers(load.record, inputs, redis_digits)
+    reliability("replica killed mid-load", "16 threads through a client holding both replicas; replica A SIGKILLed "
+                "after a third", load.record.requests, len(load.record.errors), len(wrong),
+                "each answer equal to its own input's direct computation")
+    assert load.record.errors == [] and load.record.requests == n and wrong == []
 
 
-def test_a_replica_that_stops_answering_loses_nothing(two_replicas, redis_digits):
+def test_a_replica_that_stops_answering_loses_nothing(two_replicas, redis_digits, reliability):
     """A replica SIGSTOPped under load accepts TCP but never answers: each attempt gets its share of the deadline,
     a timed-out attempt moves to the other replica, and the hung one sits out a growing back-off. Before, every
     attempt got the whole budget and half of all requests failed."""
     a, b = two_replicas
     attempt = 0.5
-    inputs = _images(2000, seed=8)
+    n = scaled(2000)
+    inputs = _images(n, seed=8)
     with Client([a.grpc_url, b.grpc_url], timeout=5.0, attempt_timeout=attempt) as client:
         client.infer("digits", inputs[0])
         with paused(a.process.pid):
-            with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=16, max_requests=2000) as load:
-                load.wait_for(2000, timeout=300)
+            with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=16, max_requests=n) as load:
+                load.wait_for(n, timeout=300)
     record = load.record
-    assert record.errors == [] and record.requests == 2000
     p99 = float(np.percentile(record.latencies(), 99))
+    wrong = _wrong_answers(record, inputs, redis_digits)
+    reliability("replica hung (SIGSTOP) under load", f"16 threads through a client holding both replicas, attempt "
+                f"timeout {attempt} s; replica A SIGSTOPped throughout", record.requests, len(record.errors),
+                len(wrong), f"p99 {p99 * 1000:.0f} ms (bound: 2 x the attempt timeout)")
+    assert record.errors == [] and record.requests == n and wrong == []
     assert p99 <= 2 * attempt, f"p99 {p99:.3f} s"
-    _check_answers(record, inputs, redis_digits)
 
 
 _PAUSED_BUILD = """
@@ -136,7 +155,7 @@ main()
 """
 
 
-def test_a_build_killed_with_sigkill_leaves_the_previous_repository_serving(tmp_path, digits_spec):
+def test_a_build_killed_with_sigkill_leaves_the_previous_repository_serving(tmp_path, digits_spec, reliability):
     spec = digits_spec_copy(tmp_path / "spec")
     repo = tmp_path / "model_repository"
     build(spec, repo)
@@ -151,10 +170,14 @@ def test_a_build_killed_with_sigkill_leaves_the_previous_repository_serving(tmp_
     assert any(Path(marker.read_text()).rglob("config.pbtxt"))  # killed with its staging written
     proc.kill()
     proc.wait(30)
-    assert sha256_tree(repo) == before
+    unchanged = sha256_tree(repo) == before
     inputs = _images(200, seed=11)
     with LocalTritonServer(repo, load_models=["digits"]) as server, Client(server.grpc_url) as client:
-        assert all(client.infer("digits", x)["logits"].shape == (1, 10) for x in inputs)
+        answered = sum(client.infer("digits", x)["logits"].shape == (1, 10) for x in inputs)
+    reliability("build killed (kill -9) before it publishes", "`tritonforge build --force` SIGKILLed with its "
+                "models staged; then a server on the repository", len(inputs), len(inputs) - answered,
+                int(not unchanged), "the repository byte-identical to before")
+    assert unchanged and answered == len(inputs)
 
 
 # ---- readiness -------------------------------------------------------------------------------------
@@ -162,7 +185,8 @@ def _probe(server: LocalTritonServer, timeout: float = 1.0) -> list[str]:
     return probe.check(Path(server.repo), f"http://{server.http_url}", timeout)
 
 
-def test_readiness_ignores_rungs_absent_by_design_and_fails_when_the_serving_stub_does(tmp_path, digits_spec):
+def test_readiness_ignores_rungs_absent_by_design_and_fails_when_the_serving_stub_does(tmp_path, digits_spec,
+                                                                                        reliability):
     repo = tmp_path / "model_repository"
     build(digits_spec_copy(tmp_path / "spec", variants=[{"kind": "onnx_fp16"}]), repo)
     with LocalTritonServer(repo) as server:
@@ -174,10 +198,15 @@ def test_readiness_ignores_rungs_absent_by_design_and_fails_when_the_serving_stu
         assert proc.returncode == 0 and "ready: digits" in proc.stdout  # as the container runs it
         stubs = stub_pids(server, "digits")
         assert stubs, "the public model's stub process"
-        os.kill(stubs[0], signal.SIGKILL)  # a crashed serving stub: Triton fails every request and says READY
+        for pid in stubs:  # every instance's stub crashed: Triton fails every request and still says READY
+            os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
         triton_says = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                                       f"http://{server.http_url}/v2/models/digits/ready"], capture_output=True, text=True)
         assert triton_says.stdout == "200"
-        problems = _probe(server)
-        assert problems and "digits: probe inference failed (HTTP 500)" in problems[0] and "not healthy" in problems[0]
+        problems = _probe(server, timeout=10.0)
+        detected = bool(problems) and "digits: probe inference failed (HTTP 500)" in problems[0]
+        reliability("readiness", "a rung UNAVAILABLE by design (no GPU here), then the public model's stub "
+                    "SIGKILLed (Triton still says READY)", 2, 0, int(not detected),
+                    "ready with the absent rung; not ready once the serving stub died")
+        assert detected and "not healthy" in problems[0], problems

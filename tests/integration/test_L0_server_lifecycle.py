@@ -161,11 +161,15 @@ def test_L0_port_in_use_is_reported(private_repo):
     assert wait_until(lambda: not processes_mentioning(str(private_repo)), 30)
 
 
-def test_L0_a_second_serve_on_an_occupied_port_fails_instead_of_showing_the_other_server(private_repo, digits_server):
+def test_L0_a_second_serve_on_an_occupied_port_fails_instead_of_showing_the_other_server(private_repo, digits_server,
+                                                                                         reliability):
     """The old start polled the port, found the other server ready, and printed its READY table as its own."""
     proc = subprocess.run([sys.executable, "-m", "tritonforge", "serve", str(private_repo), "--grpc-port",
                            str(digits_server.grpc_port), "--http-port", str(free_ports(1)[0]), "--metrics-port",
                            str(free_ports(1)[0])], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    reliability("second serve on an occupied port", "`tritonforge serve` on the gRPC port another server holds", 0,
+                0, int(proc.returncode != 2 or "READY" in proc.stdout), f"exit {proc.returncode}: "
+                f"{proc.stderr.strip().splitlines()[-1][:120] if proc.stderr.strip() else ''}")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"gRPC port {digits_server.grpc_port}" in proc.stderr and "already in use" in proc.stderr
     assert "READY" not in proc.stdout and "serving" not in proc.stdout

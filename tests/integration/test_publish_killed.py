@@ -58,7 +58,7 @@ _KILLED = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("when", ["before_commit", "after_first_exchange", "between_renames"])
-def test_killed_publication_is_undone_by_the_next_build(tmp_path, when):
+def test_killed_publication_is_undone_by_the_next_build(tmp_path, when, reliability):
     """kill -9 before the swap, between two model exchanges, or (without RENAME_EXCHANGE) between the two
     renames of one model: the next publication finds the journal and puts the last complete build back."""
     repo = tmp_path / "repo"
@@ -72,4 +72,8 @@ def test_killed_publication_is_undone_by_the_next_build(tmp_path, when):
         assert (repo / "a" / "config.pbtxt").read_text() == "new a"  # caught half published ...
     with Publication(repo, order=["a"]):
         pass  # ... until the next build starts
-    assert tree_hashes(repo) == before and not _leftovers(repo)
+    restored = tree_hashes(repo) == before
+    reliability(f"publication killed ({when.replace('_', ' ')})", "kill -9 of the publishing process, then the "
+                "next build", 0, 0, int(not restored), "the previous build back, byte for byte, work area swept"
+                if restored and not _leftovers(repo) else "NOT restored")
+    assert restored and not _leftovers(repo)

@@ -23,7 +23,7 @@ from tritonforge.server.process import LocalTritonServer
 from tritonforge.server.reload import reload_build
 from tritonforge.testing.load import SteadyLoad
 
-from helpers import DIGITS, ROOT, digits_spec_copy
+from helpers import DIGITS, ROOT, digits_spec_copy, scaled
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def _direct(repo: Path, inputs) -> np.ndarray:
 
 
 def _which_build(record, old: np.ndarray, new: np.ndarray) -> list[str]:
-    """'old' or 'new' for every answer; an answer that is neither fails the test."""
+    """'old', 'new' or 'neither' for every answer."""
     out = []
     for a in record.answers:
         got = a.outputs["logits"][0]
@@ -58,8 +58,7 @@ def _which_build(record, old: np.ndarray, new: np.ndarray) -> list[str]:
         elif np.allclose(got, old[a.index], atol=1e-5):
             out.append("old")
         else:
-            raise AssertionError(f"answer to input {a.index} is neither build's: {got[:3]} vs old {old[a.index][:3]}, "
-                                 f"new {new[a.index][:3]}")
+            out.append("neither")
     return out
 
 
@@ -78,7 +77,7 @@ def two_builds(tmp_path_factory, digits_spec):
     return a, b, inputs, _direct(repo_b, inputs)
 
 
-def test_rebuild_and_reload_under_load_fails_no_request(tmp_path, two_builds):
+def test_rebuild_and_reload_under_load_fails_no_request(tmp_path, two_builds, reliability):
     a, b, inputs, new = two_builds
     repo = tmp_path / "repo"
     build(a, repo)
@@ -92,16 +91,19 @@ def test_rebuild_and_reload_under_load_fails_no_request(tmp_path, two_builds):
             result = reload_build(server.grpc_url, repo, "digits")
             reloaded_at = time.monotonic()
             assert "digits" in result.loaded and "digits" not in result.failed
-            load.wait_for(load.record.requests + 200)
+            load.wait_for(load.record.requests + scaled(200))
         record = load.record
-    assert record.errors == []
     builds = _which_build(record, old, new)
+    reliability("rebuild + reload under load", "4 threads on digits; `tritonforge build` of a changed spec, then "
+                "reload (explicit model control)", record.requests, len(record.errors), builds.count("neither"),
+                f"{builds.count('old')} answers from the old build, {builds.count('new')} from the new")
+    assert record.errors == [] and "neither" not in builds
     after = [w for w, ans in zip(builds, record.answers) if ans.sent_at > reloaded_at]
     assert after and set(after) == {"new"}, "after the reload the server serves the new build"
     assert "old" in builds
 
 
-def test_rebuild_under_a_polling_server_fails_no_request(tmp_path, two_builds):
+def test_rebuild_under_a_polling_server_fails_no_request(tmp_path, two_builds, reliability):
     a, b, inputs, new = two_builds
     repo = tmp_path / "repo"
     build(a, repo)
@@ -118,10 +120,13 @@ def test_rebuild_under_a_polling_server_fails_no_request(tmp_path, two_builds):
                 if n and _which_build(load.record, old, new)[-1] == "new":
                     break
                 time.sleep(0.5)
-            load.wait_for(load.record.requests + 200)
+            load.wait_for(load.record.requests + scaled(200))
         record = load.record
-    assert record.errors == []
     builds = _which_build(record, old, new)
+    reliability("rebuild under a polling server", "4 threads on digits; `tritonforge build` of a changed spec into "
+                "a server in poll mode (1 s)", record.requests, len(record.errors), builds.count("neither"),
+                f"{builds.count('old')} answers from the old build, {builds.count('new')} from the new")
+    assert record.errors == [] and "neither" not in builds
     assert builds[-50:] == ["new"] * 50, "the polling server picked the new build up"
 
 
@@ -146,7 +151,7 @@ main()
 """
 
 
-def test_models_reloaded_half_way_through_a_publication_serve_one_build_each(tmp_path, two_builds):
+def test_models_reloaded_half_way_through_a_publication_serve_one_build_each(tmp_path, two_builds, reliability):
     a, b, inputs, new = two_builds
     repo = tmp_path / "repo"
     build(a, repo)
@@ -168,10 +173,13 @@ def test_models_reloaded_half_way_through_a_publication_serve_one_build_each(tmp
             go.write_text("")
             assert proc.wait(300) == 0, proc.stdout.read()
             assert "digits" in reload_build(server.grpc_url, repo, "digits").loaded
-            load.wait_for(load.record.requests + 100)
+            load.wait_for(load.record.requests + scaled(100))
         record = load.record
-    assert record.errors == []
-    _which_build(record, old, new)  # every answer is one build's, whole
+    builds = _which_build(record, old, new)
+    reliability("reload half way through a publication", "4 threads on digits; every model reloaded while the "
+                "build had exchanged one model directory of three, then again after it", record.requests,
+                len(record.errors), builds.count("neither"), "every answer is one build's, whole")
+    assert record.errors == [] and "neither" not in builds
 
 
 # ---- mounts (root: a private mount namespace, so nothing outside the test sees them) -------------------
@@ -206,26 +214,34 @@ def mount_scenario(tmp_path_factory, two_builds):
     return vol, out
 
 
-def test_a_bind_mount_inside_the_repository_survives_a_rebuild(mount_scenario):
+def test_a_bind_mount_inside_the_repository_survives_a_rebuild(mount_scenario, reliability):
     vol, out = mount_scenario
+    kept = sorted(p.name for p in vol.rglob("*"))
+    reliability("bind mount inside the repository", "a volume bind-mounted at REPO/shared, then two builds", 0, 0,
+                int(kept != ["also.txt", "keep.txt", "sub"]), f"the volume after both builds: {', '.join(kept)}")
     assert (vol / "keep.txt").read_text() == "operator data\n" and (vol / "sub" / "also.txt").read_text() == "more\n"
     assert (out / "shared_after.txt").read_text().split() == ["keep.txt", "sub"]
     assert (out / "still_mounted.txt").read_text().strip() == "mounted"
 
 
-def test_a_bind_mount_of_the_repository_sees_the_new_build(mount_scenario):
+def test_a_bind_mount_of_the_repository_sees_the_new_build(mount_scenario, reliability):
     _vol, out = mount_scenario
     manifest = json.loads((out / "view_manifest.json").read_text())
+    reliability("bind mount of the repository", "the repository bind-mounted elsewhere (as a container sees it), "
+                "then rebuilt", 0, 0, int(manifest["version"] != 2), f"the mount reads build {manifest['version']}")
     assert manifest["version"] == 2 and "digits_onnx_fp16" in manifest["roles"]
 
 
 @pytest.mark.parametrize("kind", ["file", "symlink"])
-def test_repo_given_as_a_file_or_a_symlink_exits_2(tmp_path, digits_spec, kind):
+def test_repo_given_as_a_file_or_a_symlink_exits_2(tmp_path, digits_spec, kind, reliability):
     target = tmp_path / "elsewhere"
     target.mkdir()
     repo = tmp_path / "repo"
     repo.write_text("x") if kind == "file" else repo.symlink_to(target)
     proc = _cli("build", str(digits_spec_copy(tmp_path / "spec")), "--repo", str(repo))
+    untouched = sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "repo", "spec"] and not list(target.iterdir())
+    reliability(f"--repo at a {kind}", f"`tritonforge build --repo` naming a {kind}", 0, 0,
+                int(proc.returncode != 2 or not untouched), f"exit {proc.returncode}, nothing renamed or written")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert ("is a file" if kind == "file" else "is a symbolic link") in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "repo", "spec"] and not list(target.iterdir())
