@@ -8,6 +8,7 @@ histogram calibrators (Entropy, Percentile) need.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,10 @@ def sentences() -> list[str]:
     return [s.strip() for s in lines if s.strip() and not s.startswith("#")]
 
 
+@lru_cache(maxsize=8)
 def tokenizer(pad_to: int | None = None):
+    """The model's tokenizer, truncating at MAX_TOKENS and padding to `pad_to` (the longest text when None);
+    loaded once per padding."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))

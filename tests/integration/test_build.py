@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -65,6 +66,7 @@ def test_every_generated_config_parses_back(digits_repo):
 
 def test_second_build_is_a_noop_with_identical_files(tmp_path, digits_spec):
     repo = tmp_path / "model_repository"
+    digits_spec = digits_spec_copy(tmp_path / "spec", variants=[{"kind": "onnx_fp16"}])
     first = build(digits_spec, repo)
     assert not first.noop
     before = tree_hashes(repo)
@@ -99,7 +101,7 @@ def test_other_models_in_the_repository_survive(tmp_path, digits_spec):
     repo = tmp_path / "repo"
     (repo / "someone_else" / "1").mkdir(parents=True)
     (repo / "someone_else" / "config.pbtxt").write_text('name: "someone_else"\n')
-    build(digits_spec, repo)
+    build(digits_spec_copy(tmp_path / "spec"), repo)
     assert (repo / "someone_else" / "config.pbtxt").read_text() == 'name: "someone_else"\n'
 
 
@@ -148,7 +150,7 @@ BROKEN_MODELS = {
 )
 def test_cli_failures_exit_2_and_leave_repository_unchanged(tmp_path, digits_repo, case, message):
     repo = tmp_path / "repo"
-    build(DIGITS / "spec.yaml", repo)
+    shutil.copytree(digits_repo, repo, symlinks=True)
     before = tree_hashes(repo)
     spec = digits_spec_copy(tmp_path / "spec")
     data = yaml.safe_load(spec.read_text())
@@ -242,3 +244,14 @@ def test_progress_lines_print_library_text_as_written():
     text = captured.get()
     assert "[digits] variant [trt_fp16]" in text and f"[digits] trt_fp16: skipped: {reason}" in text
     assert "[StatusCode.x] no plan" in text
+
+
+def test_dynamic_dims_are_named_from_the_spec(service_repo):
+    """MiniLM's inputs say dim_names: [sequence]: the exported graph's dims are batch and sequence (not s70), and
+    both inputs share the one name, so the graph knows their lengths agree."""
+    repo = Repository(service_repo)
+    graph = onnx.load(str(repo.file("minilm_onnx_fp32")), load_external_data=False).graph
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert dims == {"input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]}
+    config = read_config(service_repo / "minilm_onnx_fp32" / "config.pbtxt")
+    assert [list(i.dims) for i in config.input] == [[-1], [-1]]
