@@ -22,12 +22,16 @@ def serve(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="load only these models")] = None,
     cache_size: Annotated[int, typer.Option(min=0, help="bytes for Triton's local response cache (0: off)")] = 0,
     log_file: Annotated[Optional[Path], typer.Option(help="write the server log here")] = None,
+    poll: Annotated[int, typer.Option(min=0, help="poll the repository every N seconds and load rebuilds by "
+                                                  "itself (0: explicit model control; `tritonforge reload` after "
+                                                  "a rebuild)")] = 0,
 ) -> None:
     """Run the local tritonserver (CPU, Python backend) on REPO until Ctrl-C or SIGTERM."""
     from tritonforge.server.process import LocalTritonServer
 
+    control = {"model_control": "poll", "poll_seconds": poll} if poll else {}
     server = LocalTritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
-                               load_models=model, cache_size=cache_size, log_path=log_file)
+                               load_models=model, cache_size=cache_size, log_path=log_file, **control)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
