@@ -107,3 +107,66 @@ def test_the_grid_keeps_the_most_sensitive_nodes_in_float(tmp_path):
     assert outcome["int8_dyn_pc_x1"]["status"] == "passed" and search["winner"] == "int8_dyn_pc_x1"
     assert outcome["int8_dyn_pc_x1"]["options"]["exclude_nodes"] == ["node_linear"]  # the Gemm behind the outlier
     assert any(n == "INT8 search: most sensitive nodes: node_linear" for n in report["notes"])
+
+
+def test_only_nodes_the_start_really_quantizes_are_reverted(tmp_path):
+    """Dynamic quantization leaves a MatMul of two activations (attention's) in float, while the Q/DQ graph the
+    ranking runs quantizes it: reverting such a node changes nothing, so it is never tried."""
+    from tritonforge.build.int8_search import AccuracyControlSearch
+    from tritonforge.build.spec import parse_spec
+
+    class Outcome:
+        def __init__(self, v, margin):
+            self.id, self.status, self.notes = v.variant_id, "passed" if margin >= 0 else "rejected", []
+            self.gate = {"checks": [{"margin": margin}]}
+            self.passed = margin >= 0
+
+    spec = parse_spec({"name": "m", "source": {"kind": "onnx", "path": "m.onnx"}, "max_batch_size": 4,
+                       "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
+                       "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
+                       "validation": {"data": {"npz": "v.npz"}}, "calibration": {"data": {"npz": "c.npz"}},
+                       "int8_search": {"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5}})
+    search = AccuracyControlSearch(spec, lambda v: Outcome(v, 0.1 if "bad" in v.exclude_nodes else -0.5),
+                                   lambda excluded: ["attention", "bad", "other"], lambda outcome: {"bad", "other"})
+    outcomes, path = search.run()
+    assert [s.excluded for s in path.steps] == [[], ["bad"]] and path.steps[-1].passed
+    assert path.rankings == [["bad", "other"]]
+
+
+def test_quantized_nodes_tells_what_each_quantizer_really_quantized(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_dynamic, quantize_static
+
+    from tritonforge.build.converters.int8_common import equal_batches, quantized_nodes
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 8])
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"),  # a weight: both quantize it
+             helper.make_node("Transpose", ["h"], ["ht"], name="t"),
+             helper.make_node("MatMul", ["ht", "h"], ["hh"], name="activations"),  # two activations: only Q/DQ
+             helper.make_node("MatMul", ["x", "hh"], ["y"], name="out")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "f.onnx"))
+    quantize_dynamic(str(tmp_path / "f.onnx"), str(tmp_path / "dyn.onnx"), op_types_to_quantize=["MatMul"])
+    assert "dense" in quantized_nodes(tmp_path / "dyn.onnx")
+    assert "activations" not in quantized_nodes(tmp_path / "dyn.onnx")
+
+    batches = [{"x": np.ones((4, 8), np.float32)}, {"x": np.ones((4, 8), np.float32)}, {"x": np.ones((3, 8), np.float32)}]
+    equal = equal_batches(batches)
+    assert len(equal) == 11 and {b["x"].shape for b in equal} == {(1, 8)}  # a shorter last batch: items one by one
+    assert equal_batches(batches[:2]) == batches[:2]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(batches)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "qdq.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul"])
+    assert {"dense", "activations", "out"} <= quantized_nodes(tmp_path / "qdq.onnx")

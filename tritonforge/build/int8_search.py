@@ -166,11 +166,14 @@ class AccuracyControlSearch:
     """Find an INT8 point within the gate with as few nodes in float as it takes (see Int8SearchSpec).
 
     `evaluate(variant) -> VariantOutcome` converts and gates one point (the build's own stage, so a rebuild
-    reuses every point it tried); `rank(excluded) -> [node]` ranks the quantized nodes, most harmful first."""
+    reuses every point it tried); `rank(excluded) -> [node]` ranks the quantizable nodes, most harmful first;
+    `quantized(outcome) -> {node} | None` names the nodes the start really runs in INT8 (dynamic quantization
+    leaves a MatMul of two activations in float, which the Q/DQ ranking quantizes): only those are reverted."""
 
-    def __init__(self, spec: BuildSpec, evaluate: Callable, rank: Callable[[list[str]], list[str]]) -> None:
+    def __init__(self, spec: BuildSpec, evaluate: Callable, rank: Callable[[list[str]], list[str]],
+                 quantized: Callable[[object], set[str] | None] = lambda outcome: None) -> None:
         self.s = spec.int8_search
-        self.evaluate, self.rank = evaluate, rank
+        self.evaluate, self.rank, self.quantized = evaluate, rank, quantized
         self.outcomes: list = []
         self.path = SearchPath()
 
@@ -196,13 +199,18 @@ class AccuracyControlSearch:
             if step.passed:
                 return self.outcomes, self.path  # the fastest configurations pass as they are
             if best is None or _margin(step) > _margin(best[1]):
-                best = (start, step)
+                best = (start, step, outcome)
         if best is None:
             return self.outcomes, self.path
-        start, current = best
+        start, current, start_outcome = best
+        live = self.quantized(start_outcome)
+
+        def rank(excluded: list[str]) -> list[str]:
+            return [n for n in self.rank(excluded) if live is None or n in live]
+
         excluded: list[str] = []
         useless: set[str] = set()
-        ranked = self.rank(excluded)
+        ranked = rank(excluded)
         self.path.rankings.append(ranked)
         while len(self.outcomes) < budget:
             group = [n for n in ranked if n not in excluded and n not in useless][: self.s.group_size]
@@ -213,7 +221,7 @@ class AccuracyControlSearch:
                 break
             if _margin(step) > _margin(current):  # better: keep it, and rank what is still quantized again
                 excluded, current = excluded + group, step
-                ranked = self.rank(excluded)
+                ranked = rank(excluded)
                 self.path.rankings.append(ranked)
             else:  # no better: undo, and never try these nodes again
                 step.kept = False

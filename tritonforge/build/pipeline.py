@@ -43,7 +43,7 @@ from tritonforge.build.serving_graph import Names, ServingPlan, plan_models, ser
 from tritonforge.build.sources import load_source, source_files
 from tritonforge.build.stages import StageCache
 from tritonforge.build.spec import BuildSpec, load_spec
-from tritonforge.build.variants import SEARCH_WINNER_ID, VariantBuilder, VariantOutcome, VariantsResult
+from tritonforge.build.variants import SEARCH_WINNER_ID, VariantBuilder, VariantOutcome, VariantsResult, conversion_code
 from tritonforge.build.verify import Outputs, compare, run_over
 
 
@@ -110,6 +110,7 @@ def _read_inputs(spec_path: str | Path) -> _Inputs:
         hashes["preprocess.tokenizer_file"] = sha256_file(tokenizer_file)
     for path in serving_sources():
         hashes[f"code/{path.parent.name}/{path.name}"] = sha256_file(path)
+    hashes["code/variants"] = conversion_code()
     tools = tool_versions()
     parts = {"tritonforge": __version__, **hashes, **{f"tool:{k}": v for k, v in tools.items()}}
     if any(CONVERTERS[v.kind].needs_gpu for v in spec.variants):

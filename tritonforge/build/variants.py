@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tritonforge.build.converters import CONVERTERS, ConversionJob, VariantSpec, variant_spec
+from tritonforge.build.converters.int8_common import quantized_nodes
 from tritonforge.build.data import Dataset
 from tritonforge.build.gate import GateResult, evaluate
 from tritonforge.hardware import cpu_info
@@ -94,9 +96,21 @@ class VariantsResult:
         return self.stages.records
 
 
+@lru_cache(maxsize=1)
+def conversion_code() -> str:
+    """One hash over the code that makes, gates and searches variants: a rebuild after that code changed never
+    replays a result it recorded before."""
+    from tritonforge.build import converters, gate, int8_search, verify
+
+    files = sorted(Path(converters.__file__).parent.glob("*.py")) + [
+        Path(m.__file__) for m in (gate, int8_search, verify)]  # type: ignore[arg-type]
+    return combine({p.name: sha256_file(p) for p in files})
+
+
 def _variant_key(spec: BuildSpec, v: VariantSpec, fp32_sha: str, validation: Dataset, calibration: Dataset | None,
                  tools: dict[str, str]) -> str:
     parts = {
+        "code": conversion_code(),
         "fp32": fp32_sha,
         "variant": json.dumps(v.model_dump(mode="json"), sort_keys=True),
         "validation": validation.fingerprint(),
@@ -182,7 +196,8 @@ class VariantBuilder:
     # ---- all of them -------------------------------------------------------------------------
     def _sensitivity_cached_search(self) -> list[VariantSpec]:
         s = self.spec.int8_search
-        key = combine({"fp32": self.fp32_sha, "calibration": self.calibration.fingerprint() if self.calibration else "",
+        key = combine({"code": conversion_code(), "fp32": self.fp32_sha,
+                       "calibration": self.calibration.fingerprint() if self.calibration else "",
                        "search": json.dumps(s.model_dump(mode="json"), sort_keys=True),
                        "tools": json.dumps(self.tools, sort_keys=True)})
         old = self.stages.lookup("int8_search", key)
@@ -217,7 +232,13 @@ class VariantBuilder:
                     return rank_sensitive_nodes(self.fp32, self.calibration, self.inputs, s.op_types, self.work,
                                                 self.notes, excluded=excluded)
 
-            search = AccuracyControlSearch(self.spec, lambda v: self._gated(v, True), rank)
+            def quantized(outcome: VariantOutcome) -> set[str] | None:
+                if outcome.status not in ("passed", "rejected"):
+                    return None
+                path = Path(outcome.file) if outcome.file else self._convert(_spec_for(outcome, []), outcome)
+                return quantized_nodes(path) if path.is_file() else None
+
+            search = AccuracyControlSearch(self.spec, lambda v: self._gated(v, True), rank, quantized)
             outcomes, path = search.run()
             specs = [_spec_for(o, []) for o in outcomes]
             self.search_path = path.to_dict()
@@ -227,7 +248,8 @@ class VariantBuilder:
 
     def _search_key(self) -> str:
         s = self.spec.int8_search
-        return combine({"fp32": self.fp32_sha, "calibration": self.calibration.fingerprint() if self.calibration else "",
+        return combine({"code": conversion_code(), "fp32": self.fp32_sha,
+                        "calibration": self.calibration.fingerprint() if self.calibration else "",
                         "validation": self.validation.fingerprint(),
                         "gate": json.dumps(self.spec.gate.model_dump(mode="json"), sort_keys=True),
                         "search": json.dumps(s.model_dump(mode="json"), sort_keys=True),

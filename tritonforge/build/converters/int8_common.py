@@ -99,6 +99,45 @@ def DatasetReader(data: Dataset, input_names: list[str]):  # noqa: N802 (a facto
     return _reader_class()(data, input_names)
 
 
+# Nodes ONNX Runtime's dynamic quantization writes in place of a quantized MatMul, Gemm or Conv
+INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv"}
+
+
+def quantized_nodes(path: Path) -> set[str]:
+    """Names (as in the float graph) of the nodes of a quantized model at `path` that INT8 reaches: the integer
+    ops of dynamic quantization (`<node>_quant`; a Gemm is first turned into `<gemm>_MatMul`), and in a Q/DQ
+    graph each node with an input that is a quantized activation (Q then DQ of a computed tensor, not only of a
+    weight; a Transpose between two quantized MatMuls is one too)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def quantized_activation(name: str) -> bool:
+        dq = producer.get(name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        return q is not None and q.op_type == "QuantizeLinear" and q.input[0] not in weights
+
+    names = set()
+    for n in graph.node:
+        if n.op_type in INTEGER_OPS:
+            name = n.name.removesuffix("_quant")
+            names.update({name, name.removesuffix("_MatMul")})
+        elif n.op_type not in ("QuantizeLinear", "DequantizeLinear") and any(map(quantized_activation, n.input)):
+            names.add(n.name)
+    return names
+
+
+def equal_batches(data: Dataset) -> list[dict[str, np.ndarray]]:
+    """`data`'s batches, or, if their batch sizes differ (a last, shorter batch), each item as a batch of one:
+    ONNX Runtime's histogram calibrators stack every batch's activations into one array."""
+    batches = list(data)
+    if len({len(next(iter(b.values()))) for b in batches}) <= 1:
+        return batches
+    return [{k: v[i:i + 1] for k, v in b.items()} for b in batches for i in range(len(next(iter(b.values()))))]
+
+
 def same_shapes(data: Dataset) -> bool:
     """True if every calibration batch has the same per-item shapes (histogram calibrators need it)."""
     shapes = {tuple((k, v.shape[1:]) for k, v in sorted(b.items())) for b in data}

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from tritonforge.build.converters.base import ConversionJob, Converter, run_alone
-from tritonforge.build.converters.int8_common import DEFAULT_OP_TYPES, preprocessed, quiet
+from tritonforge.build.converters.int8_common import DEFAULT_OP_TYPES, preprocessed, quantized_nodes, quiet
 from tritonforge.build.spec_base import VariantBase
 from tritonforge.errors import ExportError
 
@@ -35,7 +35,6 @@ class OnnxInt8Dynamic(Converter):
     batch_dependent = True  # activation scales are computed over the whole batch
 
     def convert(self, job: ConversionJob) -> None:
-        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         v = job.variant
@@ -44,14 +43,10 @@ class OnnxInt8Dynamic(Converter):
             quantize_dynamic(str(src), str(job.out_path), per_channel=v.per_channel, weight_type=QuantType.QInt8,
                              op_types_to_quantize=v.op_types or DEFAULT_OP_TYPES,
                              nodes_to_exclude=excluded_names(v.exclude_nodes) or None)
-        quantized = {n.name.removesuffix("_quant") for n in onnx.load(str(job.out_path), load_external_data=False)
-                     .graph.node if n.op_type in INTEGER_OPS}
-        kept_quantized = [name for name in v.exclude_nodes if quantized & {name, f"{name}_MatMul"}]
+        quantized = quantized_nodes(job.out_path)
+        kept_quantized = [name for name in v.exclude_nodes if name in quantized]
         if kept_quantized:
             raise ExportError(f"exclude_nodes: {', '.join(kept_quantized)} came out quantized")
-
-
-INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv"}
 
 
 def excluded_names(nodes: list[str]) -> list[str]:

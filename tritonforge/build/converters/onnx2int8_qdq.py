@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from tritonforge.build.converters.base import ConversionJob, Converter, run_alone
-from tritonforge.build.converters.int8_common import DEFAULT_OP_TYPES, DatasetReader, preprocessed, quiet, same_shapes
+from tritonforge.build.converters.int8_common import (DEFAULT_OP_TYPES, DatasetReader, equal_batches, preprocessed,
+                                                      quiet, same_shapes)
 from tritonforge.build.converters.onnx2int8_dynamic import Int8Options
 from tritonforge.build.spec_base import CALIBRATION_METHODS
 from tritonforge.errors import DataError
@@ -41,6 +42,8 @@ def quantize_qdq(src: Path, dst: Path, calibration: Dataset, input_names: list[s
     if method != "minmax" and not same_shapes(calibration):
         raise DataError(f"{method} calibration needs calibration batches of one shape; pad the calibration data "
                         "to one length (MinMax accepts varying shapes)")
+    if method != "minmax":
+        calibration = equal_batches(calibration)
     with quiet():
         quantize_static(
             str(src), str(dst), DatasetReader(calibration, input_names), quant_format=QuantFormat.QDQ,
