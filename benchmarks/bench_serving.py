@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,7 +209,7 @@ def _set_batching(admin, repo: Path, delay: int | None) -> None:
     admin.load_model(MODEL, config=json_format.MessageToJson(cfg))
 
 
-def run(repo: Path, rounds: int, serving_python: str) -> dict:
+def run(repo: Path, rounds: int, serving_python: str, peer_python: str) -> dict:
     check_binary()
     repository = Repository(repo)
     runner = repository.runner(MODEL)
@@ -226,7 +225,7 @@ def run(repo: Path, rounds: int, serving_python: str) -> dict:
         npz = bench.texts.token_npz(bench.texts.texts(64), tmp / "tokens.npz")
         server = LocalTritonServer(repo, load_models=[MODEL]).start()
         floor_server = LocalTritonServer(floor).start()
-        peer = PyTritonPeer(repository.file(runner), threads, instances, serving_python)
+        peer = PyTritonPeer(repository.file(runner), threads, instances, peer_python)
         ceilings = []
         try:
             for r in range(rounds):
@@ -260,7 +259,7 @@ def run(repo: Path, rounds: int, serving_python: str) -> dict:
                     _set_batching(admin, repo, delay)
                     for c in (1, 16):
                         bench.point(f"batching_{delay}_c{c}", f"public, {label}, c{c}", server.grpc_url, MODEL, c,
-                                    bench.file("text", 3000 if c == 1 else 12000), server.metrics_url)
+                                    bench.file("text", 8000 if c == 1 else 15000), server.metrics_url)
             admin.load_model(MODEL, config=json_format.MessageToJson(read_config(repo / MODEL / "config.pbtxt")))
             admin.close()
         finally:
@@ -336,11 +335,8 @@ def main() -> int:
     parser.add_argument("--repo", type=Path, default=Path("model_repository"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("perf_results/bench_serving.json"))
-    parser.add_argument("--serving-python", default=None,
-                        help="Python with numpy<2 and pytriton (default: the local server's serving environment)")
     args = parser.parse_args()
-    python = args.serving_python or serving_python()
-    out = run(args.repo.absolute(), args.rounds, python)
+    out = run(args.repo.absolute(), args.rounds, serving_python(), peer_python())
     render(out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
@@ -349,13 +345,32 @@ def main() -> int:
 
 
 def serving_python() -> str:
-    """The local server's serving environment's Python (it has numpy<2, ONNX Runtime and PyTriton)."""
-    try:
-        from tritonforge.server.environment import ServingEnvironment
+    """The local server's serving environment's Python (numpy<2, the ONNX Runtime the server runs)."""
+    from tritonforge.server.environment import ServingEnvironment
 
-        return str(ServingEnvironment.default().ensure().python)
-    except ImportError:  # before the serving environment existed: this interpreter has what it needs
-        return sys.executable
+    return str(ServingEnvironment.default().ensure().python)
+
+
+PEER_REQUIREMENTS = ["nvidia-pytriton==0.7.0", "numpy==1.26.4", "onnxruntime==1.19.2"]  # the serving env's ORT
+
+
+def peer_python() -> str:
+    """A Python with PyTriton for the peer (it needs numpy<2 and brings its own tritonserver), made once in
+    ~/.cache/tritonforge beside the serving environment, keyed by what it installs."""
+    import hashlib
+    import venv
+
+    key = hashlib.sha256(" ".join(PEER_REQUIREMENTS).encode()).hexdigest()[:16]
+    home = Path.home() / ".cache" / "tritonforge" / f"pytriton-peer-{key}"
+    python = home / "bin" / "python"
+    if not (home / ".complete").exists():
+        console.print(f"making the PyTriton peer's environment in {home} ({', '.join(PEER_REQUIREMENTS)})")
+        shutil.rmtree(home, ignore_errors=True)
+        venv.EnvBuilder(with_pip=True).create(home)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PEER_REQUIREMENTS],
+                       check=True)
+        (home / ".complete").write_text("")
+    return str(python)
 
 
 if __name__ == "__main__":

@@ -12,28 +12,19 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from tritonforge.client.endpoints import AttemptPlan, message_of, pool_and_policy
+from tritonforge.client.base import ClientBase
+from tritonforge.client.endpoints import AttemptPlan, message_of
 from tritonforge.client.errors import EndpointsUnavailable, InputError
 from tritonforge.client.model_info import ModelInfo
-from tritonforge.client.sync import _urls, build_inputs
+from tritonforge.client.sync import build_inputs
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """asyncio variant of `Client`: `await AsyncClient(url).infer(model, {...})`."""
 
-    def __init__(self, url: str | Sequence[str] = "localhost:8001", *, timeout: float | None = 30.0,
-                 retries: int = 3, backoff: float = 0.05, max_backoff: float = 1.0, reject_nonfinite: bool = True,
-                 ssl: bool = False, headers: Mapping[str, str] | None = None, attempt_timeout: float | None = None,
-                 cooldown: float = 1.0) -> None:
-        self.pool, self.policy = pool_and_policy(_urls(url), timeout, retries, backoff, max_backoff, attempt_timeout,
-                                                 cooldown)
-        self.timeout = timeout
-        self.reject_nonfinite = reject_nonfinite
-        self.headers = dict(headers or {})
-        self._clients = {u: aioclient.InferenceServerClient(u, ssl=ssl) for u in self.pool.urls}
-        self._info: dict[tuple[str, str], ModelInfo] = {}
+    transport = aioclient
 
     async def _call(self, model: str, fn: Callable[[aioclient.InferenceServerClient, float | None], Awaitable[T]],
                     timeout: float | None) -> T:

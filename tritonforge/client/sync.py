@@ -10,15 +10,12 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from tritonforge.client.endpoints import AttemptPlan, message_of, pool_and_policy
+from tritonforge.client.base import ClientBase
+from tritonforge.client.endpoints import AttemptPlan, message_of
 from tritonforge.client.errors import EndpointsUnavailable, InputError
 from tritonforge.client.model_info import ModelInfo
 
 T = TypeVar("T")
-
-
-def _urls(url: str | Sequence[str]) -> list[str]:
-    return [url] if isinstance(url, str) else list(url)
 
 
 def build_inputs(arrays: Mapping[str, np.ndarray], info: ModelInfo) -> list[grpcclient.InferInput]:
@@ -31,7 +28,7 @@ def build_inputs(arrays: Mapping[str, np.ndarray], info: ModelInfo) -> list[grpc
     return out
 
 
-class Client:
+class Client(ClientBase):
     """A Triton gRPC client.
 
     >>> Client("localhost:8001").infer("digits", {"image": x})["logits"]
@@ -43,17 +40,7 @@ class Client:
     doubling with each failure in a row.
     """
 
-    def __init__(self, url: str | Sequence[str] = "localhost:8001", *, timeout: float | None = 30.0,
-                 retries: int = 3, backoff: float = 0.05, max_backoff: float = 1.0, reject_nonfinite: bool = True,
-                 ssl: bool = False, headers: Mapping[str, str] | None = None, attempt_timeout: float | None = None,
-                 cooldown: float = 1.0) -> None:
-        self.pool, self.policy = pool_and_policy(_urls(url), timeout, retries, backoff, max_backoff, attempt_timeout,
-                                                 cooldown)
-        self.timeout = timeout
-        self.reject_nonfinite = reject_nonfinite
-        self.headers = dict(headers or {})
-        self._clients = {u: grpcclient.InferenceServerClient(u, ssl=ssl) for u in self.pool.urls}
-        self._info: dict[tuple[str, str], ModelInfo] = {}
+    transport = grpcclient
 
     # ---- plumbing -----------------------------------------------------------------------------
     def _call(self, model: str, fn: Callable[[grpcclient.InferenceServerClient, float | None], T],
