@@ -62,7 +62,10 @@ def test_concurrent_requests_are_batched_and_answered_in_order(digits_server, di
     served = np.concatenate(results[:64])
     distances = np.linalg.norm(served[:, None, :] - direct[None, :, :], axis=2)
     assert (distances.argmin(1) == np.arange(64)).all()
-    np.testing.assert_allclose(served, direct, atol=0.5 if _runner_is_batch_dependent(digits_repo) else 1e-5)
+    # FP32 too differs in the last bits between batch compositions (ONNX Runtime's GEMM blocks by batch size):
+    # 1e-4 on logits of magnitude ~10, far below the 3.9 that separates the nearest two images' answers here.
+    np.testing.assert_allclose(served, direct, atol=0.5 if _runner_is_batch_dependent(digits_repo) else 1e-4,
+                               rtol=1e-4)
 
 
 def test_async_client(digits_server, digits_validation):
