@@ -9,6 +9,10 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.tritonforge-installed
 SERVING_STAMP := $(VENV)/.tritonforge-serving-env
 PYTEST_ARGS ?=
+# make test runs the suite in this many pytest-xdist workers, each test file whole in one worker (its servers and
+# module fixtures stay in one process; session fixtures are made once per worker). Most tests wait on real
+# servers, so two workers on two cores halve the wall time; 0 runs it in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: venv serving-env system-deps demo test test-unit lint bench reliability clean
 
@@ -35,7 +39,7 @@ demo: venv
 	$(PY) examples/demo.py
 
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
