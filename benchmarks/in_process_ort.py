@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run by a Python without tritonforge installed
+from tritonforge.serving.runner import session as runner_session  # noqa: E402
 
 
 def main() -> int:
@@ -25,14 +30,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
 
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = args.threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(args.onnx, options, providers=["CPUExecutionProvider"])
+    session = runner_session(args.onnx, args.threads)  # the server's in-process settings
     data = np.load(args.tokens)
     ids, mask = data["input_ids"], data["attention_mask"]
     out = {}

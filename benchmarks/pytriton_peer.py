@@ -13,8 +13,12 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run by a Python without tritonforge installed
+from tritonforge.serving.runner import session as runner_session  # noqa: E402
 
 
 def main() -> int:
@@ -28,18 +32,12 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=64)
     args = parser.parse_args()
 
-    import onnxruntime as ort
     from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
     def infer_func():
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = args.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        session = ort.InferenceSession(args.onnx, options, providers=["CPUExecutionProvider"])
+        session = runner_session(args.onnx, args.threads)  # the server's in-process settings
 
         @batch
         def infer(input_ids: np.ndarray, attention_mask: np.ndarray):
