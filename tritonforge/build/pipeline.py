@@ -24,7 +24,9 @@ from tritonforge.build.int8_search import worst_margin
 from tritonforge.hardware import cpu_info, gpu_info
 from tritonforge.hashing import combine, sha256_bytes, sha256_file
 from tritonforge.build.onnx_graph import finalize, load_checked, subnormal_initializers
-from tritonforge.build.ort_runtime import OrtModel
+from tritonforge.build.runtimes import open_runtime
+from tritonforge.build.serving_check import Probe, ServingCheck
+from tritonforge.build.serving_ort import ServingOrt
 from tritonforge.build.report import (
     CALIBRATION_NPZ,
     PROBE_REQUEST,
@@ -88,7 +90,7 @@ class _Inputs:
     tokenizer_file: Path | None
 
 
-def _read_inputs(spec_path: str | Path) -> _Inputs:
+def _read_inputs(spec_path: str | Path, ort: ServingOrt | None) -> _Inputs:
     spec = load_spec(spec_path)
     validation = load_dataset(spec, spec.validation.data, "validation.data")
     validation = validation.rebatch(min(spec.validation.batch_size, spec.max_batch_size))
@@ -112,6 +114,8 @@ def _read_inputs(spec_path: str | Path) -> _Inputs:
         hashes[f"code/{path.parent.name}/{path.name}"] = sha256_file(path)
     hashes["code/variants"] = conversion_code()
     tools = tool_versions()
+    if ort is not None:  # the runtime every ONNX figure comes from
+        tools["serving:onnxruntime"] = ort.versions_now()["onnxruntime"]
     parts = {"tritonforge": __version__, **hashes, **{f"tool:{k}": v for k, v in tools.items()}}
     if any(CONVERTERS[v.kind].needs_gpu for v in spec.variants):
         parts["gpu"] = json.dumps(gpu_info().identity(), sort_keys=True)  # plans are tied to GPU and TensorRT
@@ -127,7 +131,8 @@ def _export_key(inp: _Inputs) -> str:
                     **{k: v for k, v in inp.hashes.items() if k.startswith("source")}})
 
 
-def _export_stage(inp: _Inputs, work: Path, stages: StageCache, repo: Path, rep: Reporter) -> tuple[Path, dict]:
+def _export_stage(inp: _Inputs, work: Path, stages: StageCache, repo: Path, rep: Reporter,
+                  ort: ServingOrt | None) -> tuple[Path, dict]:
     """The verified FP32 ONNX file: reused from the repository when its inputs did not change."""
     spec, validation = inp.spec, inp.validation
     key = _export_key(inp)
@@ -151,7 +156,7 @@ def _export_stage(inp: _Inputs, work: Path, stages: StageCache, repo: Path, rep:
             exporter, notes = result.exporter, result.notes
     with rep.stage("verify ONNX against the source model"):
         reference = run_over(source.run, validation)
-        candidate = run_over(OrtModel(out, [t.name for t in spec.outputs]).run, validation)
+        candidate = run_over(_onnx_runner(spec, out, ort), validation)
         tol = spec.validation.tolerance
         check = compare(spec, validation, reference, candidate, tol.atol, tol.rtol)
     if not check.within_tolerance:
@@ -242,12 +247,19 @@ def _serving_plan(inp: _Inputs, published: list[VariantOutcome], files: dict, no
     return ServingPlan(published, cpu, fp32, version, inp.tokenizer_file, files)
 
 
-def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, reporter: Reporter | None = None) -> BuildOutcome:
-    """Build one spec into `repo`. Unchanged inputs -> no work and no file touched. Errors leave `repo` as it was."""
+def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, reporter: Reporter | None = None,
+          check: ServingCheck | None = None) -> BuildOutcome:
+    """Build one spec into `repo`. Unchanged inputs -> no work and no file touched. Errors leave `repo` as it was.
+
+    `check` proves the staged repository in the local tritonserver and gates in the serving runtime (one per
+    build command, shared by its specs); without one, this build makes its own and closes it."""
+    if check is None:
+        with ServingCheck() as own:
+            return build(spec_path, repo, force=force, reporter=reporter, check=own)
     rep = reporter or SilentReporter()
     repo = check_root(Path(repo))
     with rep.stage("read spec, validation and calibration data"):
-        inp = _read_inputs(spec_path)
+        inp = _read_inputs(spec_path, check.ort)
     spec = inp.spec
     old = read_manifest(repo, spec.name)
     if old is not None and not force and old.fingerprint == inp.fingerprint and old.intact(repo):
@@ -257,22 +269,28 @@ def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, repor
 
     work = Path(tempfile.mkdtemp(prefix="tritonforge-build-"))
     try:
-        fp32, export = _export_stage(inp, work, stages, repo, rep)
+        fp32, export = _export_stage(inp, work, stages, repo, rep, check.ort)
         export = export["result"]
         with rep.stage("FP32 reference outputs on the validation data"):
-            reference = run_over(OrtModel(fp32, [t.name for t in spec.outputs]).run, inp.validation)
+            reference = run_over(_onnx_runner(spec, fp32, check.ort), inp.validation)
         result = VariantBuilder(spec, fp32, inp.validation, reference, inp.calibration, work, stages, repo,
-                                inp.tools, rep).run()
+                                inp.tools, rep, check.ort).run()
         published = _published(spec, result)
         plan = _serving_plan(inp, published, {}, result.notes)
+        version = (old.version + 1) if old else 1
+        models = plan_models(spec, plan, version)  # the public model's report files are added below
+        owned = {m.name for m in models}
+        _refuse_foreign_overwrite(repo, owned, old)
+        texts = _sample_texts(spec)
+        with rep.stage("load the staged models in tritonserver and ask the public model" if check.enabled
+                       else "check the staged configs"):
+            checked = check.check(spec, models, version, Path(plan.cpu_variant.file), _probe(inp, texts))
         report = _report(inp, repo, export, result)
         report["serving"] = {"rungs": [o.published_as for o in published], "in_process_runner": plan.cpu_variant.id,
                              "cache": spec.serving.cache.kind, "cache_version": plan.cache_version}
-        plan.report_files = _report_files(work, inp, reference, report)
-        version = (old.version + 1) if old else 1
-        models = plan_models(spec, plan, version)
-        owned = {m.name for m in models}
-        _refuse_foreign_overwrite(repo, owned, old)
+        report["repository_check"] = {"models": [c.to_dict() for c in checked], "seconds": round(check.seconds, 2),
+                                      "runtime": check.ort.label if check.ort else "onnxruntime (build environment)"}
+        plan.report_files.update(_report_files(work, inp, reference, report, texts))
         manifest = Manifest(
             name=spec.name, tritonforge_version=__version__, fingerprint=inp.fingerprint, spec_hash=spec.content_hash(),
             inputs=inp.hashes, tools=inp.tools, version=version,
@@ -293,7 +311,8 @@ def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, repor
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _report_files(work: Path, inp: _Inputs, reference: Outputs, report: dict) -> dict[str, Path | bytes]:
+def _report_files(work: Path, inp: _Inputs, reference: Outputs, report: dict,
+                  texts: list[str] | None) -> dict[str, Path | bytes]:
     """Files beside the report in the public model's directory."""
     inp.validation.save_npz(work / VALIDATION_NPZ)
     save_batches(work / REFERENCE_NPZ, reference.batches)
@@ -301,7 +320,6 @@ def _report_files(work: Path, inp: _Inputs, reference: Outputs, report: dict) ->
     if inp.calibration is not None:
         inp.calibration.save_npz(work / CALIBRATION_NPZ)
         files[CALIBRATION_NPZ] = work / CALIBRATION_NPZ
-    texts = _sample_texts(inp.spec)
     if texts is not None:
         name = inp.spec.preprocess.text_input  # type: ignore[union-attr]
         save_batches(work / PUBLIC_INPUTS_NPZ, [{name: np.array([[t]], dtype=object)} for t in texts])
@@ -320,9 +338,38 @@ def _probe_request(inp: _Inputs, texts: list[str] | None) -> bytes:
         tensors = [{"name": spec.preprocess.text_input, "shape": [1, 1], "datatype": "BYTES", "data": [texts[0]]}]  # type: ignore[union-attr]
     else:
         batch = inp.validation.batches[0]
-        tensors = [{"name": t.name, "shape": [1, *batch[t.name].shape[1:]], "datatype": dtypes.by_name(t.dtype).wire,
+        tensors = [{"name": t.name, "shape": [1, *(batch[t.name].shape[1:] or [1])], "datatype": dtypes.by_name(t.dtype).wire,
                     "data": batch[t.name][:1].ravel().tolist()} for t in spec.inputs]
     return json.dumps({"inputs": tensors, "parameters": {"tritonforge_probe": True}}).encode()
+
+
+def _onnx_runner(spec: BuildSpec, path: Path, ort: ServingOrt | None):
+    """Run an ONNX file where its figures must come from: the serving runtime, else this process's."""
+    return open_runtime("onnxruntime", path, [t.name for t in spec.inputs], [t.name for t in spec.outputs],
+                        threads=spec.serving.intra_op_threads, ort=ort).run
+
+
+PROBE_SAMPLES = 8  # held-out samples the public model answers in the build's check (one alone, then a batch)
+
+
+def _probe(inp: _Inputs, texts: list[str] | None) -> Probe:
+    """Held-out requests for the build's check: the first sample alone, then a batch of the next ones."""
+    spec = inp.spec
+    if spec.preprocess is not None:
+        from tritonforge.serving.tokenize import TextEncoder
+
+        chosen = texts or ["tritonforge checks the served model with this text"]
+        groups = [g for g in (chosen[:1], chosen[1:1 + PROBE_SAMPLES]) if g]
+        encoder = TextEncoder(inp.tokenizer_file, spec.preprocess.model_dump(mode="json"),
+                              [t.name for t in spec.inputs])
+        name = spec.preprocess.text_input
+        return Probe([{name: np.array([[t] for t in g], dtype=object)} for g in groups],
+                     [encoder.encode([g])[0] for g in groups])
+    first = inp.validation.batches[0]
+    n = len(next(iter(first.values())))
+    cuts = [c for c in ((0, 1), (1, min(n, 1 + PROBE_SAMPLES))) if c[1] > c[0]]
+    batches = [{k: v[a:b] for k, v in first.items()} for a, b in cuts]
+    return Probe(batches, batches)
 
 
 def _sample_texts(spec: BuildSpec) -> list[str] | None:

@@ -73,7 +73,9 @@ def to_markdown(report: dict) -> str:
         f"Primary variant: **{primary['id']}** (served as `{primary['published_as']}`). Reference: ONNX FP32 on the "
         f"held-out validation data ({report['validation']['samples']} samples from `{report['validation']['origin']}`).",
         "Gate: " + "; ".join(criteria) + ".",
-        f"Timing: each variant in its own runtime on {report['hardware']['cpu']['model']} "
+        "Timing: each variant in its own runtime"
+        + (f" ({report['repository_check']['runtime']} for ONNX)" if report.get("repository_check") else "")
+        + f" on {report['hardware']['cpu']['model']} "
         f"({report['hardware']['cpu']['cores']} cores){', GPU ' + report['hardware']['gpu']['name'] if report['hardware']['gpu'].get('name') else ''}; "
         "windows until stable, variants interleaved, speed-ups against FP32 measured in the same run.",
         "",
@@ -132,6 +134,13 @@ def to_markdown(report: dict) -> str:
                 note = " (failed alone only)" if st.get("batched_only") else ""
                 lines.append(f"| {i} | {st['id']} | {st['start']} | {len(st['excluded'])}{': ' + floats if floats else ''} | "
                              f"{'-' if st['margin'] is None else format(st['margin'], '+.4f')} | {'yes' if st['passed'] else 'no'}{note} | {'yes' if st['kept'] else 'undone'} |")
+        lines.append("")
+    check = report.get("repository_check")
+    if check:
+        lines += ["## Repository check", "",
+                  f"Before publication ({check['seconds']:.1f}s). Every ONNX variant's gate figures and timings come "
+                  f"from {check['runtime']}.", "", "| model | checked by | result |", "|---|---|---|"]
+        lines += [f"| {c['model']} | {c['how']} | {c['detail']} |" for c in check["models"]]
         lines.append("")
     notes = report.get("notes") or []
     if notes:

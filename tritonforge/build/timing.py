@@ -8,13 +8,13 @@ and ratios against FP32 measured in the same run are fair.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from tritonforge.build.data import Dataset
+from tritonforge.build.runtimes import LocalTimer, Timer
 from tritonforge.build.spec import TimingSpec
 
 Batch = dict[str, np.ndarray]
@@ -58,28 +58,27 @@ class _Series:
         return (max(medians) - min(medians)) / max(min(medians), 1e-12) * 100 <= pct
 
 
-def measure(runners: dict[str, Callable[[Batch], object]], inputs: dict[int, Batch], settings: TimingSpec,
+def measure(timers: Mapping[str, Timer | Callable[[Batch], object]], inputs: dict[int, Batch], settings: TimingSpec,
             on_window: Callable[[], None] | None = None) -> dict[str, dict[int, LatencyStats]]:
-    """Time every runner at every batch size; returns stats per runner id and batch size."""
-    results: dict[str, dict[int, LatencyStats]] = {rid: {} for rid in runners}
-    ids = list(runners)
+    """Time every runtime at every batch size; returns stats per runtime id and batch size. A plain callable is
+    timed in this process; a Timer times its own runs (the serving environment's worker does, so the pipe to it
+    is not in the figures)."""
+    ids = list(timers)
+    timed = {rid: t if hasattr(t, "window") else LocalTimer(t) for rid, t in timers.items()}  # type: ignore[arg-type]
+    results: dict[str, dict[int, LatencyStats]] = {rid: {} for rid in ids}
     for batch_size, batch in inputs.items():
+        key = f"batch{batch_size}"
         for rid in ids:
-            for _ in range(settings.warmup_runs):
-                runners[rid](batch)
+            timed[rid].prepare(key, batch)
+            if settings.warmup_runs:
+                timed[rid].window(key, settings.warmup_runs, 0.0)
         series = {rid: _Series() for rid in ids}
         for w in range(settings.max_windows):
             order = ids[w % len(ids):] + ids[: w % len(ids)]
             for rid in order:
                 if series[rid].stable(settings.stable_windows, settings.stable_pct):
                     continue
-                samples: list[float] = []
-                start = time.perf_counter()
-                while len(samples) < settings.min_runs_per_window or time.perf_counter() - start < settings.window_s:
-                    t0 = time.perf_counter()
-                    runners[rid](batch)
-                    samples.append(time.perf_counter() - t0)
-                series[rid].windows.append(samples)
+                series[rid].windows.append(timed[rid].window(key, settings.min_runs_per_window, settings.window_s))
             if on_window:
                 on_window()
             if all(s.stable(settings.stable_windows, settings.stable_pct) for s in series.values()):

@@ -19,6 +19,7 @@ from tritonforge.hashing import combine, sha256_file
 from tritonforge.build.int8_search import AccuracyControlSearch, rank_sensitive_nodes, search_variants
 from tritonforge.build.onnx_graph import finalize_variant
 from tritonforge.build.runtimes import open_runtime
+from tritonforge.build.serving_ort import ServingOrt
 from tritonforge.build.spec import BuildSpec
 from tritonforge.build.stages import StageCache
 from tritonforge.build.timing import measure, timing_input
@@ -51,6 +52,7 @@ class VariantOutcome:
     timing: dict[str, dict] = field(default_factory=dict)  # batch size -> LatencyStats dict
     speedup: dict[str, float] = field(default_factory=dict)  # batch size -> FP32 p50 / this p50
     memory_mb: float | None = None
+    measured_in: str = ""  # the runtime and version its gate figures and timings came from
     notes: list[str] = field(default_factory=list)
     key: str = ""
     file_sha256: str = ""
@@ -126,10 +128,10 @@ class VariantBuilder:
 
     def __init__(self, spec: BuildSpec, fp32: Path, validation: Dataset, reference: Outputs,
                  calibration: Dataset | None, work: Path, stages: StageCache, repo: Path,
-                 tools: dict[str, str], reporter) -> None:
+                 tools: dict[str, str], reporter, ort: ServingOrt | None = None) -> None:
         self.spec, self.fp32, self.validation, self.reference = spec, fp32, validation, reference
         self.calibration, self.work, self.stages, self.repo = calibration, work, stages, repo
-        self.tools, self.rep = tools, reporter
+        self.tools, self.rep, self.ort = tools, reporter, ort
         self.fp32_sha = sha256_file(fp32)
         self.notes: list[str] = []
         self.search_path: dict | None = None  # the accuracy-control search's steps, for the report
@@ -177,13 +179,14 @@ class VariantBuilder:
             path = self.fp32 if v.kind == "onnx_fp32" else self._convert(v, outcome)
             runtime = open_runtime(converter.runtime, path, self.inputs, self.outputs,
                                    timing_input(self.validation, self.spec.max_batch_size),
-                                   self.spec.serving.intra_op_threads)
+                                   self.spec.serving.intra_op_threads, ort=self.ort)
             candidate = run_over(runtime.run, self.validation)
         except Exception as e:  # a failed conversion or run rejects this variant, not the build
             outcome.status, outcome.reason = "error", f"{type(e).__name__}: {str(e).strip()[:600]}"
             return outcome
         outcome.file, outcome.file_sha256, outcome.size_bytes = str(path), sha256_file(path), path.stat().st_size
         outcome.device, outcome.memory_mb = runtime.device, round(runtime.memory_mb, 1)
+        outcome.measured_in = runtime.runtime_label
         comparison, gate, notes = check_variant(self.spec, self.validation, self.reference, runtime.run,
                                                 converter.batch_dependent, candidate)
         outcome.notes.extend(notes)
@@ -299,7 +302,7 @@ class VariantBuilder:
                 if not o.file:  # reused result whose file is not in the repository: convert again
                     o.file = str(self.fp32 if o.kind == "onnx_fp32" else self._convert(_spec_for(o, specs), o))
                 runners[o.id] = open_runtime(o.runtime, Path(o.file), self.inputs, self.outputs,
-                                             threads=self.spec.serving.intra_op_threads).run
+                                             threads=self.spec.serving.intra_op_threads, ort=self.ort).timer
             inputs = {b: timing_input(self.validation, b) for b in self.spec.timing_batch_sizes}
             stats = measure(runners, inputs, self.spec.timing)
         for o in timed:

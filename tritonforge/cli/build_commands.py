@@ -9,32 +9,49 @@ import typer
 from rich.markup import escape
 
 from tritonforge.cli.options import RepoOption
-from tritonforge.cli.render import RichReporter, console, export_check_table, not_published_lines, variants_table
+from tritonforge.cli.render import (RichReporter, console, export_check_table, not_published_lines,
+                                    repository_check_lines, variants_table)
+
 
 def build(
     specs: Annotated[list[Path], typer.Argument(help="build spec YAML files (or directories of them)")],
     repo: RepoOption = Path("model_repository"),
     force: Annotated[bool, typer.Option(help="rebuild even if nothing changed")] = False,
+    serving_check: Annotated[bool, typer.Option(
+        "--serving-check/--no-serving-check",
+        help="load the staged models in the local tritonserver, ask the public model held-out samples, and gate "
+             "and time ONNX variants in the serving environment's ONNX Runtime before publishing; turn off only "
+             "where no local server can run (the report then says the repository was not checked)")] = True,
 ) -> None:
     """Export, verify and publish each spec's model into the repository (atomically; a no-op if unchanged)."""
     from tritonforge.build.pipeline import build as run_build
     from tritonforge.build.pipeline import iter_specs
+    from tritonforge.build.serving_check import ServingCheck
 
-    for spec_path in iter_specs(specs):
-        console.rule(f"[bold]{spec_path}")
-        outcome = run_build(spec_path, repo, force=force, reporter=RichReporter())
-        if outcome.noop:
-            console.print(f"[green]{outcome.spec.name}[/]: up to date in {outcome.repo} (no files touched)")
-            continue
-        if outcome.export_check:
-            console.print(export_check_table(outcome.export_check))
-        if outcome.report:
-            console.print(variants_table(outcome.report))
-            for line in not_published_lines(outcome.report):
-                console.print(f"  {line}", markup=False)
-        for note in outcome.notes:
-            console.print(f"[yellow]note[/]: {escape(note)}")
-        console.print(f"[green]{outcome.spec.name}[/]: wrote {', '.join(outcome.manifest.models)} to {outcome.repo}")
+    with ServingCheck(enabled=serving_check) as check:
+        for spec_path in iter_specs(specs):
+            _build_one(run_build, spec_path, repo, force, check)
+
+
+def _build_one(run_build, spec_path: Path, repo: Path, force: bool, check) -> None:
+    console.rule(f"[bold]{spec_path}")
+    outcome = run_build(spec_path, repo, force=force, reporter=RichReporter(), check=check)
+    if outcome.noop:
+        console.print(f"[green]{outcome.spec.name}[/]: up to date in {outcome.repo} (no files touched)")
+        return
+    if outcome.export_check:
+        console.print(export_check_table(outcome.export_check))
+    if outcome.report:
+        console.print(variants_table(outcome.report))
+        for line in not_published_lines(outcome.report):
+            console.print(f"  {line}", markup=False)
+        for line in repository_check_lines(outcome.report):
+            console.print(f"  {line}", markup=False)
+    for note in outcome.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}")
+    console.print(f"[green]{outcome.spec.name}[/]: wrote {', '.join(outcome.manifest.models)} to {outcome.repo}")
+    console.print(f"call: model '{outcome.spec.name}' (gRPC, e.g. tritonforge.client.Client); "
+                  f"next: tritonforge serve {outcome.repo}", markup=False)
 
 
 def report(

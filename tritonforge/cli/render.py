@@ -97,3 +97,13 @@ def variants_table(report: dict) -> Table:
 
 def not_published_lines(report: dict) -> list[str]:
     return [f"{v['id']}: {v['status']}: {v['reason']}" for v in report["variants"] if v["status"] != "passed"]
+
+
+def repository_check_lines(report: dict) -> list[str]:
+    """How each staged model was checked before publication (tritonserver, config rules, or skipped)."""
+    check = report.get("repository_check")
+    if not check:
+        return []
+    lines = [f"repository check ({check['seconds']:.1f}s; variants gated and timed in {check['runtime']}):"]
+    lines += [f"  {c['model']}: {c['how']}: {c['detail']}" for c in check["models"]]
+    return lines

@@ -20,12 +20,24 @@ def _data_type(dtype_name: str) -> int:
     return mc.DataType.Value(dtypes.by_name(dtype_name).triton)
 
 
+def wire_dims(shape: Sequence[int]) -> list[int]:
+    """A tensor's dims as clients send and receive them (without the batch dim): Triton needs at least one dim,
+    so a per-sample scalar (shape []) travels as [1] and is reshaped to [] for the model."""
+    return list(shape) if shape else [1]
+
+
 def model_input(t: TensorSpec) -> mc.ModelInput:
-    return mc.ModelInput(name=t.name, data_type=_data_type(t.dtype), dims=list(t.shape))
+    tensor = mc.ModelInput(name=t.name, data_type=_data_type(t.dtype), dims=wire_dims(t.shape))
+    if not t.shape:
+        tensor.reshape.SetInParent()  # reshape { shape: [] }: the model sees [batch]
+    return tensor
 
 
 def model_output(t: TensorSpec) -> mc.ModelOutput:
-    return mc.ModelOutput(name=t.name, data_type=_data_type(t.dtype), dims=list(t.shape))
+    tensor = mc.ModelOutput(name=t.name, data_type=_data_type(t.dtype), dims=wire_dims(t.shape))
+    if not t.shape:
+        tensor.reshape.SetInParent()
+    return tensor
 
 
 def dynamic_batching(spec: DynamicBatchingSpec) -> mc.ModelDynamicBatching | None:
@@ -49,7 +61,7 @@ def warmups(inputs: Sequence[TensorSpec], spec: WarmupSpec) -> list[mc.ModelWarm
                 inputs={
                     t.name: mc.ModelWarmup.Input(
                         data_type=_data_type(t.dtype),
-                        dims=[spec.dynamic_dim if d == -1 else d for d in t.shape],
+                        dims=[spec.dynamic_dim if d == -1 else d for d in wire_dims(t.shape)],
                         zero_data=True,
                     )
                     for t in inputs
