@@ -17,6 +17,8 @@ The report says which way each model was checked. Nothing here touches the live 
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -70,15 +72,24 @@ class ServingCheck:
         self.ort: ServingOrt | None = ServingOrt() if enabled else None
         self._server = None
         self._root: Path | None = None
+        self._env: dict[str, str] = {}
+        self._throwaway = "tritonforge-check-" + secrets.token_hex(16)
         self.seconds = 0.0
 
     # ---- the shared server ------------------------------------------------------------------------
-    def _started(self):
+    def _started(self, env: dict[str, str]):
+        """The check server, started once; again only if a spec needs an environment variable it lacks."""
         from tritonforge.server.process import LocalTritonServer
 
-        if self._server is None:
+        if self._server is not None and not env.items() <= self._env.items():
+            self._server.stop()
+            self._server.cleanup()
+            self._server = None
+        if self._root is None:
             self._root = Path(tempfile.mkdtemp(prefix="tritonforge-check-"))
-            self._server = LocalTritonServer(self._root, load_models=[], startup_timeout=120.0).start()
+        if self._server is None:
+            self._env = {**self._env, **env}
+            self._server = LocalTritonServer(self._root, load_models=[], startup_timeout=120.0, env=self._env).start()
         return self._server
 
     def close(self) -> None:
@@ -110,7 +121,7 @@ class ServingCheck:
             if m.config.backend != "python":
                 results.append(self._rules(m))
         python = [m for m in models if m.config.backend == "python"]
-        server = self._started()
+        server = self._started(_check_env(spec, self._throwaway))
         assert self._root is not None
         import tritonclient.grpc as grpcclient
 
@@ -173,6 +184,18 @@ class ServingCheck:
         except InferenceServerException as e:
             reason = next((s.reason for s in server.model_states() if s.name == name and s.reason), "")
             raise ServingCheckError(f"Triton refused model '{name}': {reason or e.message()}") from None
+
+
+def _check_env(spec: BuildSpec, throwaway: str) -> dict[str, str]:
+    """What the check server needs beyond this process's environment: a Redis cache's shared secret is the
+    deployment's (a Secret in the cluster), so where this environment has none the check uses a throwaway one
+    (the probe bypasses the cache; an unreachable Redis is served around)."""
+    cache = spec.serving.cache
+    if cache.kind != "redis" or cache.redis_private:
+        return {}
+    if os.environ.get(cache.secret_env) or os.environ.get(f"{cache.secret_env}_FILE"):
+        return {}
+    return {cache.secret_env: throwaway}
 
 
 def _infer(client, m: ModelDir, request: Batch) -> Batch:

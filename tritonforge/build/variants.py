@@ -134,6 +134,7 @@ class VariantBuilder:
         self.tools, self.rep, self.ort = tools, reporter, ort
         self.fp32_sha = sha256_file(fp32)
         self.notes: list[str] = []
+        self.built: dict[str, str] = {self.fp32_sha: FP32.variant_id}  # sha256 of each variant file built so far -> the first variant id
         self.search_path: dict | None = None  # the accuracy-control search's steps, for the report
         self.inputs = [t.name for t in spec.inputs]
         self.outputs = [t.name for t in spec.outputs]
@@ -177,6 +178,10 @@ class VariantBuilder:
             return outcome
         try:
             path = self.fp32 if v.kind == "onnx_fp32" else self._convert(v, outcome)
+            same = self._same_as(v, path, search)
+            if same:
+                outcome.status, outcome.reason = "skipped", same
+                return outcome
             runtime = open_runtime(converter.runtime, path, self.inputs, self.outputs,
                                    timing_input(self.validation, self.spec.max_batch_size),
                                    self.spec.serving.intra_op_threads, ort=self.ort)
@@ -195,6 +200,20 @@ class VariantBuilder:
         outcome.status = "passed" if gate.passed else "rejected"
         outcome.reason = "" if gate.passed else "; ".join(gate.failures)
         return outcome
+
+    def _same_as(self, v: VariantSpec, path: Path, search: bool) -> str:
+        """Why a converted file is not a variant of its own ('' if it is): it holds none of its precision, or
+        it is byte-identical to a variant built before it (a spec variant is then published once)."""
+        if v.kind == "onnx_fp32":
+            return ""
+        if CONVERTERS[v.kind].changed_nothing(path):
+            from tritonforge.build.converters.changed import op_summary
+
+            return f"nothing to convert ({op_summary(self.fp32)})"
+        twin = self.built.setdefault(sha256_file(path), v.variant_id)
+        if twin != v.variant_id and not search:
+            return f"byte-identical to {twin}: published once, as {twin}"
+        return ""
 
     # ---- all of them -------------------------------------------------------------------------
     def _sensitivity_cached_search(self) -> list[VariantSpec]:

@@ -55,6 +55,10 @@ class Converter(ABC):
             return {"calibration": calibration.fingerprint()}
         return {}
 
+    def changed_nothing(self, out: Path) -> bool:
+        """The converted file at `out` holds none of this converter's precision (nothing it could convert)."""
+        return False
+
     def unavailable(self) -> str | None:
         """Why this conversion cannot run on this machine (e.g. 'no CUDA device'), or None."""
         return None

@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from tritonforge.build.converters.base import ConversionJob, Converter, run_alone
+from tritonforge.build.converters.changed import has_fp16_compute
 from tritonforge.build.spec_base import VariantBase
 from tritonforge.errors import ExportError
 
@@ -51,6 +53,9 @@ class OnnxFp16(Converter):
 
     runtime = "onnxruntime"
     precision = "fp16"
+
+    def changed_nothing(self, out: Path) -> bool:
+        return not has_fp16_compute(out)
 
     def convert(self, job: ConversionJob) -> None:
         to_fp16(job.fp32_onnx, job.out_path, job.variant.keep_io_types, job.variant.op_block_list,

@@ -6,11 +6,13 @@ No calibration data needed; fastest path on CPU.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from tritonforge.build.converters.base import ConversionJob, Converter, run_alone
+from tritonforge.build.converters.changed import has_int8
 from tritonforge.build.converters.int8_common import DEFAULT_OP_TYPES, preprocessed, quantized_nodes, quiet
 from tritonforge.build.spec_base import VariantBase
 from tritonforge.errors import ExportError
@@ -24,7 +26,14 @@ class Int8Options(VariantBase):
     exclude_nodes: list[str] = Field(default_factory=list, description="node names kept in float")
 
 
-class OnnxInt8Dynamic(Converter):
+class Int8Converter(Converter):
+    """What every ONNX INT8 conversion shares: its output must hold quantized nodes."""
+
+    def changed_nothing(self, out: Path) -> bool:
+        return not has_int8(out)
+
+
+class OnnxInt8Dynamic(Int8Converter):
     class Options(Int8Options):
         """Weights INT8 offline, activations quantized at run time (no calibration data)."""
 

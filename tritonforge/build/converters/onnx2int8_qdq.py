@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from tritonforge.build.converters.base import ConversionJob, Converter, run_alone
+from tritonforge.build.converters.base import ConversionJob, run_alone
 from tritonforge.build.converters.int8_common import (DEFAULT_OP_TYPES, DatasetReader, equal_batches, preprocessed,
                                                       quiet, same_shapes)
-from tritonforge.build.converters.onnx2int8_dynamic import Int8Options
+from tritonforge.build.converters.onnx2int8_dynamic import Int8Converter, Int8Options
 from tritonforge.build.spec_base import CALIBRATION_METHODS
 from tritonforge.errors import DataError
 
@@ -66,7 +66,7 @@ def quantize_job(job: ConversionJob, out: Path, per_channel: bool | None = None)
     return out
 
 
-class OnnxInt8Qdq(Converter):
+class OnnxInt8Qdq(Int8Converter):
     class Options(CalibratedOptions):
         """Static Q/DQ INT8, symmetric: the form TensorRT's explicit quantization takes, run by ONNX Runtime too."""
 

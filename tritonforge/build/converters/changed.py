@@ -1,0 +1,45 @@
+"""Whether a conversion changed what its name says: a variant that converted nothing is never gated, timed or
+published under a precision it does not have (a tree ensemble has no MatMul to quantize, and the FP16
+converter only wraps it in casts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+QUANTIZED_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv",
+                 "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QAttention", "QGemm",
+                 "MatMulIntegerToFloat", "MatMulNBits"}
+
+
+def _load(path: Path):
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False)
+
+
+def has_int8(path: Path) -> bool:
+    """The graph holds at least one quantized or integer-arithmetic node."""
+    return any(n.op_type in QUANTIZED_OPS for n in _load(path).graph.node)
+
+
+def has_fp16_compute(path: Path) -> bool:
+    """A node other than a Cast reads or writes float16 (or a weight is float16)."""
+    import onnx
+
+    model = _load(path)
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
+        return True
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: S110 - types stay unknown where inference fails; unknown is not float16
+        pass
+    graph = model.graph
+    half = {v.name for v in [*graph.input, *graph.output, *graph.value_info]
+            if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    return any(n.op_type != "Cast" and half & {*n.input, *n.output} for n in graph.node)
+
+
+def op_summary(path: Path, most: int = 6) -> str:
+    """The graph's op types other than casts, for a reason line: 'TreeEnsembleClassifier, ZipMap'."""
+    ops = list(dict.fromkeys(n.op_type for n in _load(path).graph.node if n.op_type != "Cast"))
+    return ", ".join(ops[:most]) + (f" and {len(ops) - most} more" if len(ops) > most else "") or "no ops"
