@@ -40,3 +40,43 @@ def test_texts_must_be_utf8_and_within_their_limit():
         texts_of(np.array([[b"x" * 11]], dtype=object), "text", 10)
     with pytest.raises(RequestError, match="text 1 of input 'text' is not valid UTF-8"):
         texts_of(np.array([[b"ok"], [b"\xff\xfe"]], dtype=object), "text", 10)
+
+
+BERT = [{"name": "input_ids", "dtype": "int64", "dims": [-1], "dim_names": ["sequence"], "range": [0, 30521]},
+        {"name": "attention_mask", "dtype": "int64", "dims": [-1], "dim_names": ["sequence"], "range": [0, 1]},
+        {"name": "pixels", "dtype": "float32", "dims": [3, -1, -1], "dim_names": ["height"], "range": None}]
+
+
+def _ids(batch, length):
+    return np.zeros((batch, length), np.int64)
+
+
+def test_inputs_that_share_a_dim_name_must_agree_on_its_length():
+    """The issue's request: attention_mask of 12 beside input_ids of 10 reached the rung, which failed it."""
+    checks = InputChecks(BERT, 1 << 20, True)
+    checks.check({"input_ids": _ids(2, 10), "attention_mask": _ids(2, 10)})
+    with pytest.raises(RequestError, match="inputs 'input_ids' and 'attention_mask' share dim 'sequence' but have "
+                                           "lengths 10 and 12"):
+        checks.check({"input_ids": _ids(1, 10), "attention_mask": _ids(1, 12)})
+    with pytest.raises(RequestError, match="inputs 'input_ids' and 'attention_mask' have batch sizes 2 and 1"):
+        checks.check({"input_ids": _ids(2, 10), "attention_mask": _ids(1, 10)})
+
+
+def test_a_wrong_rank_or_fixed_dim_is_refused_naming_the_shape_it_takes():
+    checks = InputChecks(BERT, 1 << 20, True)
+    checks.check({"pixels": np.zeros((1, 3, 4, 5), np.float32)})  # the unnamed dynamic dim takes any length
+    with pytest.raises(RequestError, match=r"input 'input_ids' has shape \[10\] \(1 dims\); it takes "
+                                           r"\[batch, sequence\] \(2 dims\)"):
+        checks.check({"input_ids": np.zeros(10, np.int64)})
+    with pytest.raises(RequestError, match=r"input 'pixels' has shape \[1, 4, 4, 5\]; dim 1 must be 3 "
+                                           r"\(it takes \[batch, 3, height, -1\]\)"):
+        checks.check({"pixels": np.zeros((1, 4, 4, 5), np.float32)})
+
+
+def test_only_what_the_request_carries_is_checked():
+    """With a tokenizer the request carries texts; the model inputs the tokenizer makes are not the client's."""
+    checks = InputChecks([{"name": "text", "dtype": "string", "dims": [1], "dim_names": [], "range": None}] + BERT,
+                         1 << 20, True)
+    checks.check({"text": np.array([[b"hello"], [b"hi"]], dtype=object)})
+    with pytest.raises(RequestError, match=r"input 'text' has shape \[2, 2\]; dim 1 must be 1"):
+        checks.check({"text": np.array([[b"a", b"b"], [b"c", b"d"]], dtype=object)})

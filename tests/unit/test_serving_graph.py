@@ -65,7 +65,8 @@ def test_settings_come_from_the_spec_with_its_defaults(tmp_path):
     assert s["preprocess"]["buckets"] == [16, 32, 64, 128] and s["preprocess"]["file"] == "tokenizer.json"
     assert s["max_request_bytes"] == spec.serving.max_request_bytes
     # the example declares input_ids' range (the vocabulary); the checks the public model runs take it from there
-    assert s["model_inputs"][0] == {"name": "input_ids", "dtype": "int64", "dims": [-1], "range": [0.0, 30521.0]}
+    assert s["model_inputs"][0] == {"name": "input_ids", "dtype": "int64", "dims": [-1], "dim_names": ["sequence"],
+                                    "range": [0.0, 30521.0]}
     assert spec.inputs[0].range == (0, 30521)
 
 

@@ -19,10 +19,12 @@ class Clock:
 
 
 class Rung:
-    """Answers x * factor; `mode` decides what it does instead."""
+    """Answers x * factor; `mode` decides what it does instead. A batch holding a `poison` value fails with
+    RungFailure as ONNX Runtime's RUNTIME_EXCEPTION does for an input it cannot compute, though the rung is fine."""
 
-    def __init__(self, name, factor=1.0, mode="ok"):
+    def __init__(self, name, factor=1.0, mode="ok", poison=(), warmed=False):
         self.name, self.factor, self.mode, self.calls, self.loaded = name, factor, mode, 0, True
+        self.poison, self.warmed = list(poison), warmed
 
     def call(self, batch):
         self.calls += 1
@@ -31,6 +33,8 @@ class Rung:
             raise RungAbsent(f"Model '{self.name}' is not ready")
         if self.mode == "fail":
             raise RungFailure("CUDA error: an illegal memory access was encountered")
+        if np.isin(x, self.poison).any():
+            raise RungFailure("RUNTIME_EXCEPTION: Attempting to broadcast an axis by a dimension other than 1. 10 by 12")
         if (x < 0).any():  # what a Gather out of its table does: the request's fault
             raise RequestError(f"{self.name}: index out of range")
         return {"y": x * self.factor}
@@ -133,3 +137,78 @@ def test_requests_of_different_shapes_go_as_separate_batches():
     reqs = [{"x": np.ones((1, 1), np.float32)}, {"x": np.ones((2, 3), np.float32)}, {"x": np.ones((1, 1), np.float32)}]
     results = router.route_requests(reqs, [0, 1, 2])
     assert results[1]["y"].shape == (2, 3) and a.calls == 2
+
+
+def test_a_request_the_rung_fails_alone_among_answered_ones_is_its_own_fault():
+    """The rung fails the batch for one request's sake: that request gets INVALID_ARG, the others are answered by
+    the same rung, and nothing counts against it however often it happens."""
+    a, b = Rung("a", 2.0, poison=[13]), Rung("b", 3.0)
+    router, states = _router(a, b, failures=2)
+    for _ in range(10):
+        results = router.route_requests(_requests(1, 13, 2), [0, 1, 2])
+        assert isinstance(results[1], RequestError) and not isinstance(results[1], NoRungAnswered)
+        assert str(results[1]).startswith("the model could not compute this request: a: RUNTIME_EXCEPTION")
+        assert results[0]["y"][0, 0] == 2.0 and results[2]["y"][0, 0] == 4.0  # a answered them: factor 2
+    assert b.calls == 0 and a.calls == 10 * 4  # the batch, then each request alone
+    assert router.tally.total("tritonforge_router_failures_total") == 0
+    assert router.tally.total("tritonforge_router_requests_total", variant="a") == 20
+    assert router.breakers["a"].consecutive == 0 and router.breakers["a"].opened == 0 and not states
+
+
+def test_a_rung_that_fails_every_request_of_a_batch_alone_is_at_fault_once_per_batch():
+    a, b = Rung("a", mode="fail"), Rung("b", 3.0)
+    router, states = _router(a, b, failures=3)
+    for n in range(1, 4):
+        results = router.route_requests(_requests(1, 2, 3), [0, 1, 2])
+        assert [float(results[i]["y"][0, 0]) for i in range(3)] == [3.0, 6.0, 9.0]  # the next rung answered
+        assert router.tally.total("tritonforge_router_failures_total", variant="a") == n  # one per batch
+    assert router.breakers["a"].opened == 1 and states == [("a", "breaker open", "CUDA error: an illegal memory "
+                                                                                "access was encountered")]
+    calls = a.calls
+    router.route_requests(_requests(1, 2, 3), [0, 1, 2])
+    assert a.calls == calls  # skipped while open
+    assert router.tally.total("tritonforge_router_fallbacks_total") == 12
+
+
+def test_a_lone_request_every_healthy_rung_fails_is_its_own_fault():
+    """The issue: four such requests opened the healthy in-process rung's breaker and each got INTERNAL."""
+    a, b = Rung("a", 2.0, poison=[13]), Rung("b", 3.0, poison=[13], warmed=True)  # b: answered its warm-up
+    router, states = _router(a, b, failures=3)
+    assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 2.0  # a answered a request
+    for _ in range(6):
+        result = router.route_requests(_requests(13), [0])[0]
+        assert isinstance(result, RequestError)
+        assert str(result) == ("the model could not compute this request: a: RUNTIME_EXCEPTION: Attempting to "
+                               "broadcast an axis by a dimension other than 1. 10 by 12 | b: RUNTIME_EXCEPTION: "
+                               "Attempting to broadcast an axis by a dimension other than 1. 10 by 12")
+    assert router.tally.total("tritonforge_router_failures_total") == 0
+    assert router.breakers["a"].consecutive == 0 and router.breakers["b"].consecutive == 0 and not states
+    assert router.route_requests(_requests(2), [0])[0]["y"][0, 0] == 4.0
+
+
+def test_a_lone_request_failed_by_a_rung_not_known_to_work_is_a_server_fault():
+    a, b = Rung("a", 2.0, poison=[13]), Rung("b", 3.0, poison=[13])  # b never answered anything, no warm-up
+    router, _ = _router(a, b, failures=3)
+    assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 2.0
+    result = router.route_requests(_requests(13), [0])[0]
+    assert isinstance(result, NoRungAnswered) and str(result).startswith("no variant could answer: a: RUNTIME")
+    assert router.tally.total("tritonforge_router_failures_total", variant="a") == 1
+    assert router.tally.total("tritonforge_router_failures_total", variant="b") == 1
+
+    c = Rung("c", poison=[13])  # one rung, as in the runner model
+    router, _ = _router(c, failures=3)
+    assert isinstance(router.route_requests(_requests(13), [0])[0], NoRungAnswered)
+    assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 1.0
+    assert isinstance(router.route_requests(_requests(13), [0])[0], RequestError)  # it answered since
+    results = router.route_requests(_requests(13, 13), [0, 1])  # it fails every request of a batch: counted
+    assert all(isinstance(results[i], NoRungAnswered) for i in (0, 1))
+    assert isinstance(router.route_requests(_requests(13), [0])[0], NoRungAnswered)  # not answered since then
+    assert router.tally.total("tritonforge_router_failures_total", variant="c") == 3
+
+
+def test_a_lone_request_failed_alone_counts_only_once_a_later_rung_answers_it():
+    a, b = Rung("a", 2.0, poison=[13], warmed=True), Rung("b", 3.0)
+    router, _ = _router(a, b, failures=3)
+    assert router.route_requests(_requests(13), [0])[0]["y"][0, 0] == 39.0  # b answered what a failed
+    assert router.tally.total("tritonforge_router_failures_total", variant="a") == 1
+    assert router.breakers["a"].consecutive == 1 and router.answered["a"] is False

@@ -132,7 +132,10 @@ def public_inputs(spec: BuildSpec) -> list[TensorSpec]:
 
 
 def _tensor(t: TensorSpec) -> dict:
-    return {"name": t.name, "dtype": t.dtype, "dims": list(t.shape), "range": list(t.range) if t.range else None}
+    """A tensor as the serving logic reads it: `dims` per item (-1: dynamic), `dim_names` naming its -1 dims in
+    order (inputs sharing a name must agree on that length), `range` [low, high] or None."""
+    return {"name": t.name, "dtype": t.dtype, "dims": list(t.shape), "dim_names": list(t.dim_names),
+            "range": list(t.range) if t.range else None}
 
 
 @dataclass

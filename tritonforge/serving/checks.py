@@ -1,6 +1,8 @@
-"""Checks on a request's inputs before any compute: size, non-finite values, value ranges, texts.
+"""Checks on a request's inputs before any compute: size, shapes, non-finite values, value ranges, texts.
 
-Each failure is a RequestError naming the tensor, so it reaches the client as INVALID_ARG.
+Each failure is a RequestError naming the tensor, so it reaches the client as INVALID_ARG. Shapes: each tensor's
+rank and fixed dims (batch dim first), one batch size across the request's tensors, and one length for every
+dynamic dim that shares a name (`dim_names`), so a shape a rung would refuse is refused before any rung runs.
 """
 
 import numpy as np
@@ -19,11 +21,23 @@ def request_bytes(arrays):
     return total
 
 
+def _layout(dims, names):
+    """[batch, sequence, 3]: the shape a tensor takes, its dynamic dims by name (-1 where unnamed)."""
+    names = iter(names)
+    return "[" + ", ".join(["batch"] + [next(names, "-1") if d == -1 else str(d) for d in dims]) + "]"
+
+
 class InputChecks:
-    """`tensors`: [{"name", "dtype", "range": [low, high] or None}] as the build wrote them."""
+    """`tensors`: [{"name", "dtype", "dims", "dim_names", "range": [low, high] or None}] as the build wrote them
+    (`dims` per item, without the batch dim; -1: dynamic, named in order by `dim_names`). A tensor listed twice
+    keeps its first shape. Only the tensors a request carries are checked."""
 
     def __init__(self, tensors, max_request_bytes, reject_nonfinite):
         self.ranges = {t["name"]: t["range"] for t in tensors if t.get("range") is not None}
+        self.shapes = {}  # name -> (dims, dim_names)
+        for t in tensors:
+            if t.get("dims") is not None and t["name"] not in self.shapes:
+                self.shapes[t["name"]] = (list(t["dims"]), list(t.get("dim_names") or []))
         self.max_request_bytes = int(max_request_bytes)
         self.reject_nonfinite = bool(reject_nonfinite)
 
@@ -32,6 +46,38 @@ class InputChecks:
         if size > self.max_request_bytes:
             raise RequestError(f"request of {size} bytes exceeds the limit of {self.max_request_bytes} bytes "
                                "(serving.max_request_bytes)")
+
+    def check_shapes(self, arrays):
+        """Rank and fixed dims per tensor; batch size and every named dynamic dim's length across tensors."""
+        seen = {}  # None (the batch dim) or a dim name -> (tensor, length)
+        for name, arr in arrays.items():
+            spec = self.shapes.get(name)
+            if spec is None:
+                continue
+            dims, dim_names = spec
+            shape = list(arr.shape)
+            if len(shape) != len(dims) + 1:
+                raise RequestError(f"input '{name}' has shape {shape} ({len(shape)} dims); it takes "
+                                   f"{_layout(dims, dim_names)} ({len(dims) + 1} dims)")
+            named = iter(dim_names)
+            for axis, (want, got) in enumerate(zip([-1, *dims], shape, strict=True)):
+                if axis and want != -1:
+                    if got != want:
+                        raise RequestError(f"input '{name}' has shape {shape}; dim {axis} must be {want} "
+                                           f"(it takes {_layout(dims, dim_names)})")
+                    continue
+                key = next(named, None) if axis else None
+                if axis and key is None:
+                    continue  # an unnamed dynamic dim: any length
+                other = seen.setdefault(key, (name, got))
+                if other[1] != got:
+                    if key is None:
+                        raise RequestError(f"inputs '{other[0]}' and '{name}' have batch sizes {other[1]} and {got}")
+                    if other[0] == name:
+                        raise RequestError(f"input '{name}' has shape {shape}: its dims named '{key}' must have "
+                                           f"one length, not {other[1]} and {got}")
+                    raise RequestError(f"inputs '{other[0]}' and '{name}' share dim '{key}' but have lengths "
+                                       f"{other[1]} and {got}")
 
     def check_values(self, arrays):
         """Non-finite floats and values outside a tensor's declared range."""
@@ -53,6 +99,7 @@ class InputChecks:
 
     def check(self, arrays):
         self.check_size(arrays)
+        self.check_shapes(arrays)
         self.check_values(arrays)
 
 

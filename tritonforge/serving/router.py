@@ -3,9 +3,18 @@
 A rung the server has not loaded (no backend for it here, a plan for another GPU) is absent: skipped without a
 failure counted and without a log line per request, and probed again off the request path. A rung that fails
 while loaded counts towards its circuit breaker; while the breaker is open the rung is skipped, and if every
-present rung's breaker is open they are all tried anyway: a request fails only when nothing can answer it. An
-error the request caused (RequestError) never counts against a rung: the batch is split and each request tried
-alone, so the error reaches only the request that caused it, as INVALID_ARG.
+present rung's breaker is open they are all tried anyway: a request fails only when nothing can answer it.
+
+An error a request caused never counts against a rung, and reaches only that request, as INVALID_ARG:
+- RequestError (a rung says the input is bad): a batch is split and each request tried alone on that rung.
+- A batch of several requests that fails (RungFailure) is tried request by request on the same rung. If the rung
+  answers some, the ones it still fails are to blame (RequestError "the model could not compute this request:
+  ...") and nothing is counted; if it fails every one alone, the rung is at fault: one failure is counted and
+  the batch goes on to the next rung.
+- A request that fails alone on a rung counts against that rung only once a later rung answers it. If no rung
+  answers it, it is the request's fault (RequestError, nothing counted) when every rung that failed it has
+  answered other requests since its last counted failure (an in-process rung's warm-up at load counts);
+  otherwise nothing shows those rungs work: NoRungAnswered (INTERNAL), one failure counted against each.
 
 Counts (in `tally`): tritonforge_router_{requests,failures,fallbacks}_total; gauges() gives
 tritonforge_router_breaker_open and tritonforge_router_rung_absent per rung.
@@ -19,51 +28,126 @@ from .errors import RequestError, RungAbsent, RungFailure
 
 
 class NoRungAnswered(Exception):
-    """Every rung failed for this batch (a server-side fault: INTERNAL)."""
+    """No rung answered this request and not every rung that failed it is known to work (a server-side fault:
+    INTERNAL)."""
+
+
+def _could_not_compute(errors):
+    return RequestError("the model could not compute this request: " + " | ".join(errors))
 
 
 class Router:
-    """`rungs`: objects with a `name`, `call(batch) -> outputs` (raising RequestError, RungAbsent or RungFailure)
-    and `ready() -> bool` (for probing an absent rung), in the order to try them."""
+    """`rungs`: objects with a `name`, `call(batch) -> outputs` (raising RequestError, RungAbsent or RungFailure),
+    `ready() -> bool` (for probing an absent rung) and optionally `warmed` (True once it answered a warm-up at
+    load), in the order to try them."""
 
     def __init__(self, rungs, breaker_failures, breaker_seconds, tally, labels, on_state=None, clock=time.monotonic):
         self.rungs = list(rungs)
         self.breakers = {r.name: CircuitBreaker(breaker_failures, breaker_seconds, clock) for r in self.rungs}
         self.absent = {r.name: False for r in self.rungs}
+        # whether each rung has answered a request since its last counted failure (its warm-up counts)
+        self.answered = {r.name: bool(getattr(r, "warmed", False)) for r in self.rungs}
         self.tally, self.labels = tally, dict(labels)
         self.on_state = on_state or (lambda rung, state, reason: None)
 
-    # ---- one batch -------------------------------------------------------------------------------
     def _candidates(self):
         present = [r for r in self.rungs if not self.absent[r.name]] or self.rungs
         return [r for r in present if self.breakers[r.name].allow()] or present
 
-    def route(self, batch, requests=1):
-        """Outputs of the first rung that answers `batch` (which holds `requests` requests)."""
-        errors = []
-        for rung in self._candidates():
-            try:
-                outputs = rung.call(batch)
-            except RequestError:
-                raise
-            except RungAbsent as e:
-                self._set_absent(rung, True, str(e))
-                errors.append(f"{rung.name}: not loaded")
-                continue
-            except RungFailure as e:
-                if self.breakers[rung.name].failure():
-                    self.on_state(rung.name, "breaker open", str(e))
-                self.tally.add("tritonforge_router_failures_total", variant=rung.name, **self.labels)
-                errors.append(f"{rung.name}: {e}")
-                continue
-            self.breakers[rung.name].success()
-            self._set_absent(rung, False)
-            self.tally.add("tritonforge_router_requests_total", requests, variant=rung.name, **self.labels)
-            if rung.name != next(r.name for r in self.rungs if not self.absent[r.name]):
-                self.tally.add("tritonforge_router_fallbacks_total", requests, **self.labels)
-            return outputs
-        raise NoRungAnswered("no variant could answer: " + " | ".join(errors))
+    # ---- the requests of one execute ---------------------------------------------------------------
+    def route_requests(self, arrays_per_request, indices):
+        """{request index: outputs or the exception that request gets} for the requests at `indices`; requests
+        of one shape go as one batch."""
+        results = {}
+        for group in group_by_shape(arrays_per_request, indices):
+            results.update(self._route_group(arrays_per_request, group))
+        return results
 
+    def _route_group(self, arrays, group):
+        results, todo = {}, list(group)
+        errors = {i: [] for i in group}  # "rung: what it said", per request
+        failed_by = {i: [] for i in group}  # the rungs that failed each request, counted or not
+        uncounted = {i: [] for i in group}  # (rung, error) that failed it alone, not counted yet
+        for rung in self._candidates():
+            if not todo:
+                break
+            outcomes = self._on_rung(rung, arrays, todo)
+            answers = {i: v for i, v in outcomes.items() if isinstance(v, dict)}
+            failed = [i for i in todo if isinstance(outcomes[i], RungFailure)]
+            absent = [i for i in todo if isinstance(outcomes[i], RungAbsent)]
+            if absent:
+                self._set_absent(rung, True, str(outcomes[absent[0]]))
+                for i in absent:
+                    errors[i].append(f"{rung.name}: not loaded")
+            if answers:
+                self._answered(rung, len(answers))
+                results.update(answers)
+                late = {r.name: (r, e) for i in answers for r, e in uncounted[i]}  # a later rung answered these
+                for r, e in late.values():
+                    self._failure(r, e)
+            results.update({i: e for i, e in outcomes.items() if isinstance(e, RequestError)})
+            for i in failed:
+                errors[i].append(f"{rung.name}: {outcomes[i]}")
+                if answers:  # the rung answers the others of its batch: these requests are at fault
+                    results[i] = _could_not_compute(errors[i][-1:])
+                else:
+                    failed_by[i].append(rung)
+            if failed and not answers:
+                if len(failed) > 1:  # it failed every request alone: the rung is at fault for the batch
+                    self._failure(rung, str(outcomes[failed[0]]))
+                else:
+                    uncounted[failed[0]].append((rung, str(outcomes[failed[0]])))
+            todo = [i for i in todo if i not in results]
+        at_fault = {}
+        for i in todo:  # no rung answered these
+            if failed_by[i] and all(self.answered[r.name] for r in failed_by[i]):
+                results[i] = _could_not_compute(errors[i])
+            else:
+                results[i] = NoRungAnswered("no variant could answer: " + " | ".join(errors[i]))
+                at_fault.update({r.name: (r, e) for r, e in uncounted[i]})
+        for r, e in at_fault.values():
+            self._failure(r, e)
+        return results
+
+    def _on_rung(self, rung, arrays, todo):
+        """{request: its outputs, or the RequestError, RungAbsent or RungFailure it met} on `rung`: `todo` as one
+        batch, and if that fails, each request alone (not after the rung is found absent)."""
+        try:
+            return dict(zip(todo, self._call(rung, arrays, todo), strict=True))
+        except (RequestError, RungAbsent, RungFailure) as e:
+            if len(todo) == 1 or isinstance(e, RungAbsent):
+                return dict.fromkeys(todo, e)
+        outcomes = {}
+        for k, i in enumerate(todo):
+            try:
+                outcomes[i] = self._call(rung, arrays, [i])[0]
+            except RungAbsent as e:
+                outcomes.update(dict.fromkeys(todo[k:], e))
+                break
+            except (RequestError, RungFailure) as e:
+                outcomes[i] = e
+        return outcomes
+
+    @staticmethod
+    def _call(rung, arrays, indices):
+        batch, sizes = concat(arrays, indices)
+        return split(rung.call(batch), sizes)
+
+    def _answered(self, rung, requests):
+        self.breakers[rung.name].success()
+        self.answered[rung.name] = True
+        self._set_absent(rung, False)
+        self.tally.add("tritonforge_router_requests_total", requests, variant=rung.name, **self.labels)
+        if rung.name != next(r.name for r in self.rungs if not self.absent[r.name]):
+            self.tally.add("tritonforge_router_fallbacks_total", requests, **self.labels)
+
+    def _failure(self, rung, reason):
+        self.answered[rung.name] = False
+        if self.breakers[rung.name].failure():
+            self.on_state(rung.name, "breaker open", reason)
+        self.tally.add("tritonforge_router_failures_total", variant=rung.name, **self.labels)
+
+    # ---- rungs not loaded --------------------------------------------------------------------------
     def set_absent(self, name, reason):
         """Mark a rung absent from the start (the model found it not loaded when it initialized)."""
         self._set_absent(next(r for r in self.rungs if r.name == name), True, reason)
@@ -72,28 +156,6 @@ class Router:
         if self.absent[rung.name] != absent:
             self.absent[rung.name] = absent
             self.on_state(rung.name, "not loaded" if absent else "loaded", reason)
-
-    # ---- the requests of one execute ---------------------------------------------------------------
-    def route_requests(self, arrays_per_request, indices):
-        """{request index: outputs or the exception that request gets} for the requests at `indices`; requests
-        of one shape go as one batch, and a batch that fails is retried request by request."""
-        results = {}
-        for group in group_by_shape(arrays_per_request, indices):
-            batch, sizes = concat(arrays_per_request, group)
-            try:
-                parts = split(self.route(batch, len(group)), sizes)
-            except (RequestError, NoRungAnswered) as e:
-                if len(group) == 1:
-                    results[group[0]] = e
-                    continue
-                for i in group:  # isolate the request(s) at fault
-                    try:
-                        results[i] = self.route(arrays_per_request[i], 1)
-                    except (RequestError, NoRungAnswered) as e2:
-                        results[i] = e2
-                continue
-            results.update(zip(group, parts))
-        return results
 
     # ---- off the request path ----------------------------------------------------------------------
     def probe_absent(self):

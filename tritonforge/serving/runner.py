@@ -34,6 +34,7 @@ class InProcessRung:
         from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
         self._request_errors = (InvalidArgument,)
+        self.warmed = False  # answered a warm-up (see Router)
 
     def call(self, batch):
         feed = {n: np.ascontiguousarray(batch[n]) for n in self.input_names}
@@ -49,7 +50,8 @@ class InProcessRung:
         return True
 
     def warm(self, tensors, batch_sizes, dynamic_dim):
-        """Run zeros (or each range's low end) through the session once per batch size."""
+        """Run zeros (or each range's low end) through the session once per batch size. A rung that answered its
+        warm-up is known to work: the router may then blame a request it fails alone on the request."""
         for size in batch_sizes:
             batch = {}
             for t in tensors:
@@ -57,3 +59,4 @@ class InProcessRung:
                 fill = t["range"][0] if t.get("range") and not t["range"][0] <= 0 <= t["range"][1] else 0
                 batch[t["name"]] = np.full(shape, fill, dtype=np.dtype(t["dtype"]))
             self.call(batch)
+            self.warmed = True

@@ -1,6 +1,6 @@
 """tritonforge public model (Triton Python backend): the serving logic of one model in one hop.
 
-For each batch of requests: input checks (size, NaN/Inf, value ranges), the response cache lookup (keyed on
+For each batch of requests: input checks (size, shapes, NaN/Inf, value ranges), the response cache lookup (keyed on
 the request as sent, or on the pre-processed tensors), pre-processing (tokenizer) for the misses, the router
 over the rungs (native variant models through BLS at this build's version, then the ONNX variants in-process),
 the answers, and the cache write off the request path. Every request's error is its own: INVALID_ARG for its
