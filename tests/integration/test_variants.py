@@ -214,3 +214,25 @@ def test_broken_variant_conversion_is_reported_not_fatal(tmp_path, digits_spec):
     assert _variant(report, "half")["status"] == "passed"
     assert {v["id"] for v in report["variants"]} == {"onnx_fp32", "onnx_int8_dynamic", "half"}
     assert Repository(tmp_path / "repo").file("digits_half").is_file()
+
+
+@pytest.mark.gpu
+def test_tensorrt_plans_build_and_pass_on_gpu(tmp_path, digits_spec):
+    """Real TensorRT FP16/INT8 plans for the digits model; skipped with the reason where there is no GPU."""
+    from tritonforge.build.converters.onnx2trt import tensorrt_unavailable
+    from tritonforge.build.pipeline import build
+
+    from helpers import digits_spec_copy
+
+    reason = tensorrt_unavailable()
+    if reason:
+        pytest.skip(f"skipped: {reason}")
+    spec = digits_spec_copy(tmp_path / "spec", full=True,
+                            variants=[{"kind": "trt_fp16"}, {"kind": "trt_int8", "calibration_method": "minmax"}])
+    report = build(spec, tmp_path / "repo").report
+    for vid in ("trt_fp16", "trt_int8"):
+        v = next(x for x in report["variants"] if x["id"] == vid)
+        assert v["status"] in ("passed", "rejected"), v
+        assert v["device"].startswith("CUDA")
+    manifest_gpu = report["hardware"]["gpu"]
+    assert manifest_gpu["name"] and manifest_gpu["compute_capability"]
