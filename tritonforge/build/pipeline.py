@@ -19,7 +19,7 @@ from tritonforge import __version__, dtypes
 from tritonforge.build.converters import CONVERTERS
 from tritonforge.build.data import Dataset, load_dataset, save_batches
 from tritonforge.errors import DataError, ExportError, RepositoryError, VerificationError
-from tritonforge.build.exporters import torch2onnx
+from tritonforge.build.exporters import sklearn2onnx, torch2onnx
 from tritonforge.build.int8_search import worst_margin
 from tritonforge.hardware import cpu_info, gpu_info
 from tritonforge.hashing import combine, sha256_bytes, sha256_file
@@ -42,7 +42,7 @@ from tritonforge.repository.manifest import Manifest, read_manifest, tool_versio
 from tritonforge.repository.publish import Publication, check_root
 from tritonforge.repository.reader import Repository
 from tritonforge.build.serving_graph import Names, ServingPlan, plan_models, serving_sources
-from tritonforge.build.sources import load_source, source_files
+from tritonforge.build.sources import load_source, source_files, source_tools
 from tritonforge.build.stages import StageCache
 from tritonforge.build.spec import BuildSpec, load_spec
 from tritonforge.build.variants import SEARCH_WINNER_ID, VariantBuilder, VariantOutcome, VariantsResult, conversion_code
@@ -113,7 +113,7 @@ def _read_inputs(spec_path: str | Path, ort: ServingOrt | None) -> _Inputs:
     for path in serving_sources():
         hashes[f"code/{path.parent.name}/{path.name}"] = sha256_file(path)
     hashes["code/variants"] = conversion_code()
-    tools = tool_versions()
+    tools = tool_versions() | source_tools(spec)
     if ort is not None:  # the runtime every ONNX figure comes from
         tools["serving:onnxruntime"] = ort.versions_now()["onnxruntime"]
     parts = {"tritonforge": __version__, **hashes, **{f"tool:{k}": v for k, v in tools.items()}}
@@ -148,6 +148,9 @@ def _export_stage(inp: _Inputs, work: Path, stages: StageCache, repo: Path, rep:
         if spec.source.kind == "onnx":
             finalize(load_checked(spec.resolve(spec.source.path)), spec, out)  # type: ignore[arg-type]
             exporter, notes = "none (ONNX source)", []
+        elif spec.source.kind == "sklearn":
+            result = sklearn2onnx.export(source, spec, out)
+            exporter, notes = result.exporter, result.notes
         else:
             example = validation.rebatch(2).batches[0]
             if len(next(iter(example.values()))) < 2:

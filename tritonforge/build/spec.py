@@ -69,15 +69,27 @@ class TensorSpec(_Strict):
 class SourceSpec(_Strict):
     """Where the trained model comes from."""
 
-    kind: Literal["pytorch", "torchscript", "exported_program", "onnx"]
-    factory: str | None = Field(None, description="pytorch: 'module:callable' returning an nn.Module")
+    kind: Literal["pytorch", "torchscript", "exported_program", "onnx", "sklearn"]
+    factory: str | None = Field(None, description="pytorch: 'module:callable' returning an nn.Module; sklearn: "
+                                                  "one returning a fitted estimator (instead of 'path')")
     factory_args: dict[str, Any] = Field(default_factory=dict)
     state_dict: Path | None = Field(None, description="pytorch: optional state_dict file (loaded weights_only)")
-    path: Path | None = Field(None, description="torchscript / exported_program / onnx file")
+    path: Path | None = Field(None, description="torchscript / exported_program / onnx file; sklearn: a joblib or "
+                                                "pickle file of a fitted estimator (trusted code: unpickling runs it)")
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> SourceSpec:
-        if self.kind == "pytorch":
+        if self.kind == "sklearn":
+            if (self.path is None) == (self.factory is None):
+                raise ValueError("kind 'sklearn' takes exactly one of 'path' (a joblib/pickle file) or "
+                                 "'factory: module:callable'")
+            if self.factory is not None and not CALLABLE_REF.match(self.factory):
+                raise ValueError(f"factory {self.factory!r} must be 'module:callable'")
+            if self.state_dict is not None:
+                raise ValueError("kind 'sklearn' takes no 'state_dict' (the estimator is fitted)")
+            if self.factory_args and self.factory is None:
+                raise ValueError("kind 'sklearn' takes 'factory_args' only with 'factory'")
+        elif self.kind == "pytorch":
             if not self.factory:
                 raise ValueError("kind 'pytorch' needs 'factory: module:callable'")
             if not CALLABLE_REF.match(self.factory):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from tritonforge.build.sources import exported_program, onnx_file, pytorch, torchscript
+from tritonforge.build.sources import exported_program, onnx_file, pytorch, sklearn_estimator, torchscript
 from tritonforge.build.sources.base import LoadedSource
 from tritonforge.build.spec import BuildSpec
 
@@ -14,6 +14,7 @@ LOADERS: dict[str, ModuleType] = {
     "torchscript": torchscript,
     "exported_program": exported_program,
     "onnx": onnx_file,
+    "sklearn": sklearn_estimator,
 }
 
 
@@ -27,4 +28,11 @@ def source_files(spec: BuildSpec) -> dict[str, Path]:
     return LOADERS[spec.source.kind].files(spec)
 
 
-__all__ = ["LOADERS", "LoadedSource", "load_source", "source_files"]
+def source_tools(spec: BuildSpec) -> dict[str, str]:
+    """Versions of the packages a kind loads and exports with, beyond tritonforge's own (hashed into the
+    build fingerprint): a loader module may define `tools()`."""
+    tools = getattr(LOADERS[spec.source.kind], "tools", None)
+    return tools() if tools is not None else {}
+
+
+__all__ = ["LOADERS", "LoadedSource", "load_source", "source_files", "source_tools"]
