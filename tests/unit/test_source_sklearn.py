@@ -279,7 +279,8 @@ def test_cli_build_reports_a_non_estimator_in_one_line_with_exit_code_2(tmp_path
     np.savez(tmp_path / "validation.npz", input=X[:10])
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(
         _classifier_spec({"kind": "sklearn", "path": "model.joblib"}, tmp_path) | {"timing": {"enabled": False}}))
-    monkeypatch.setattr(sys, "argv", ["tritonforge", "build", str(tmp_path / "spec.yaml"), "--repo", str(tmp_path / "repo")])
+    monkeypatch.setattr(sys, "argv", ["tritonforge", "build", str(tmp_path / "spec.yaml"), "--repo", str(tmp_path / "repo"),
+                                      "--no-serving-check"])
     monkeypatch.setenv("COLUMNS", "250")
     with pytest.raises(SystemExit) as exc:
         main()

@@ -65,7 +65,7 @@ class AsyncClient(ClientBase):
             result = await c.infer(model, build_inputs(arrays, info), model_version=version,
                                    outputs=[grpcclient.InferRequestedOutput(n) for n in names],
                                    headers=self.headers, client_timeout=left)
-            return {n: result.as_numpy(n) for n in names}
+            return {n: info.as_model_gives(n, result.as_numpy(n)) for n in names}
 
         return await self._call(model, run, timeout)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,6 +36,9 @@ class ModelInfo:
     inputs: dict[str, TensorInfo]
     outputs: dict[str, TensorInfo]
     max_batch_size: int
+    # tensors whose config reshapes them (a per-sample scalar travels as [1] and the model sees []): name -> the
+    # per-sample shape the model takes or gives; the client accepts and returns that shape
+    reshapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, metadata: Mapping, config: Mapping) -> ModelInfo:
@@ -50,7 +53,16 @@ class ModelInfo:
             inputs=tensors(metadata.get("inputs", [])),
             outputs=tensors(metadata.get("outputs", [])),
             max_batch_size=int(config.get("max_batch_size", 0) or 0),
+            reshapes={t["name"]: tuple(int(d) for d in t["reshape"].get("shape", []))
+                      for t in [*config.get("input", []), *config.get("output", [])] if "reshape" in t},
         )
+
+    def as_model_gives(self, name: str, arr: np.ndarray) -> np.ndarray:
+        """An output as the model gives it: a reshaped output (a per-sample scalar) loses its wire dim."""
+        shape = self.reshapes.get(name)
+        if shape is None or arr is None or self.max_batch_size == 0:
+            return arr
+        return arr.reshape(len(arr), *shape)
 
     def prepare(self, inputs: Mapping[str, object], *, reject_nonfinite: bool = True) -> dict[str, np.ndarray]:
         """Check `inputs` against the metadata and return them as arrays ready to send.
@@ -68,6 +80,7 @@ class ModelInfo:
         batch_sizes: dict[str, int] = {}
         for name, info in self.inputs.items():
             arr = _as_array(inputs[name], info, self.name)
+            arr = self._as_sent(arr, info)
             _check_shape(arr, info, self)
             if self.max_batch_size > 0:
                 batch_sizes[name] = arr.shape[0]
@@ -78,6 +91,15 @@ class ModelInfo:
         if len(set(batch_sizes.values())) > 1:
             raise InputError(f"model '{self.name}': inputs disagree on batch size: {batch_sizes}")
         return arrays
+
+
+    def _as_sent(self, arr: np.ndarray, info: TensorInfo) -> np.ndarray:
+        """A reshaped input given in the model's own shape ([batch] for a per-sample scalar) gets its wire dims."""
+        shape = self.reshapes.get(info.name)
+        wire = info.shape[1:] if self.max_batch_size > 0 else info.shape
+        if shape is None or self.max_batch_size == 0 or -1 in wire or arr.shape[1:] != shape:
+            return arr
+        return arr.reshape(len(arr), *wire)
 
 
 def _as_array(value: object, info: TensorInfo, model: str) -> np.ndarray:

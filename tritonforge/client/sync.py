@@ -85,7 +85,7 @@ class Client(ClientBase):
             result = c.infer(model, build_inputs(arrays, info), model_version=version,
                              outputs=[grpcclient.InferRequestedOutput(n) for n in names],
                              headers=self.headers, client_timeout=left)
-            return {n: result.as_numpy(n) for n in names}
+            return {n: info.as_model_gives(n, result.as_numpy(n)) for n in names}
 
         return self._call(model, run, timeout)
 

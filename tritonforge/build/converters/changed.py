@@ -11,6 +11,11 @@ QUANTIZED_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLine
                  "MatMulIntegerToFloat", "MatMulNBits"}
 
 
+# Ops that move or relabel data without arithmetic: float16 passing through them converts nothing.
+DATA_MOVEMENT = {"Cast", "CastLike", "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Concat",
+                 "Split", "Slice", "Gather", "Shape", "Expand", "Tile", "Pad", "Constant", "ConstantOfShape"}
+
+
 def _load(path: Path):
     import onnx
 
@@ -23,7 +28,7 @@ def has_int8(path: Path) -> bool:
 
 
 def has_fp16_compute(path: Path) -> bool:
-    """A node other than a Cast reads or writes float16 (or a weight is float16)."""
+    """A node that computes (not only moves data) reads or writes float16, or a weight is float16."""
     import onnx
 
     model = _load(path)
@@ -36,10 +41,10 @@ def has_fp16_compute(path: Path) -> bool:
     graph = model.graph
     half = {v.name for v in [*graph.input, *graph.output, *graph.value_info]
             if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
-    return any(n.op_type != "Cast" and half & {*n.input, *n.output} for n in graph.node)
+    return any(n.op_type not in DATA_MOVEMENT and half & {*n.input, *n.output} for n in graph.node)
 
 
 def op_summary(path: Path, most: int = 6) -> str:
-    """The graph's op types other than casts, for a reason line: 'TreeEnsembleClassifier, ZipMap'."""
-    ops = list(dict.fromkeys(n.op_type for n in _load(path).graph.node if n.op_type != "Cast"))
+    """The graph's computing op types, for a reason line: 'TreeEnsembleClassifier'."""
+    ops = list(dict.fromkeys(n.op_type for n in _load(path).graph.node if n.op_type not in DATA_MOVEMENT))
     return ", ".join(ops[:most]) + (f" and {len(ops) - most} more" if len(ops) > most else "") or "no ops"
