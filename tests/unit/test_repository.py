@@ -161,3 +161,115 @@ def test_remove_tree_never_follows_a_symlink(tmp_path):
     assert not doomed.exists() and (outside / "keep.txt").read_text() == "keep"
 
 
+
+
+def test_a_commit_record_that_cannot_be_written_leaves_a_complete_publication(tmp_path, monkeypatch):
+    """Disk full after every exchange, while writing the journal's commit record: the publication happened, so
+    the build must not report failure, and the next build keeps it instead of rolling it back."""
+    import errno
+
+    from tritonforge.repository import publish
+
+    repo = tmp_path / "repo"
+    _seed(repo)
+    real = publish._write_json
+
+    def full_at_commit(path, data):
+        if data.get("state") == "committed":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(publish, "_write_json", full_at_commit)
+    with Publication(repo, order=["a", "c"]) as pub:
+        _stage(pub, "a", "new a")
+        _stage(pub, "c", "new c")
+        pub.commit()
+    assert pub.committed and (repo / "a" / "config.pbtxt").read_text() == "new a"
+
+
+def test_recovery_keeps_a_complete_publication_and_rolls_back_a_partial_one(tmp_path, monkeypatch):
+    from tritonforge.repository import publish
+
+    repo = tmp_path / "repo"
+    _seed(repo)
+    before = tree_hashes(repo)
+    real_apply = Publication._apply
+
+    def stop_after(n):
+        def apply(self, steps, journal, can_exchange):
+            real_apply(self, steps[:n], journal, can_exchange)
+            raise KeyboardInterrupt  # killed here; its own rollback is skipped below, as after a kill -9
+        return apply
+
+    monkeypatch.setattr(publish, "_undo", lambda *a: None)
+    monkeypatch.setattr(Publication, "_apply", stop_after(1))
+    monkeypatch.setattr(publish, "remove_tree", lambda p: [])  # a killed build cleans nothing up
+    with pytest.raises(KeyboardInterrupt):
+        with Publication(repo, order=["a", "c"]) as pub:
+            _stage(pub, "a", "new a")
+            _stage(pub, "c", "new c")
+            pub.commit()
+    monkeypatch.undo()
+    assert (repo / "a" / "config.pbtxt").read_text() == "new a"  # half published
+    publish.recover(work_area(repo), repo)
+    assert tree_hashes(repo) == before  # rolled back: c was never created
+
+    monkeypatch.setattr(publish, "_undo", lambda *a: None)
+    monkeypatch.setattr(Publication, "_apply", stop_after(2))
+    monkeypatch.setattr(publish, "remove_tree", lambda p: [])
+    with pytest.raises(KeyboardInterrupt):
+        with Publication(repo, order=["a", "c"]) as pub:
+            _stage(pub, "a", "new a")
+            _stage(pub, "c", "new c")
+            pub.commit()
+    monkeypatch.undo()
+    done = publish.recover(work_area(repo), repo)
+    assert "had completed; kept" in done[0]
+    assert (repo / "a" / "config.pbtxt").read_text() == "new a" and (repo / "c" / "config.pbtxt").read_text() == "new c"
+
+
+def test_a_failure_in_the_middle_of_a_commit_rolls_the_repository_back(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    _seed(repo)
+    before = tree_hashes(repo)
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if str(dst).endswith("/c"):
+            raise OSError(28, "No space left on device", str(dst))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError):
+        with Publication(repo, order=["a", "c"]) as pub:
+            _stage(pub, "a", "new a")
+            _stage(pub, "c", "new c")
+            pub.commit()
+    monkeypatch.undo()
+    assert tree_hashes(repo) == before and not _leftovers(repo)
+
+
+def test_builds_of_one_repository_take_turns_and_a_waiting_one_says_so(tmp_path):
+    import threading
+    import time
+
+    from tritonforge.repository.publish import RepositoryLock
+
+    repo, said, order = tmp_path / "repo", [], []
+    first = RepositoryLock(repo).__enter__()
+
+    def second():
+        with RepositoryLock(repo, on_wait=said.append, poll_s=0.01):
+            order.append("second")
+
+    t = threading.Thread(target=second)
+    t.start()
+    time.sleep(0.2)
+    order.append("first")
+    first.__exit__(None, None, None)
+    t.join(5)
+    assert order == ["first", "second"] and len(said) == 1 and "waiting for another build" in said[0]
+    with RepositoryLock(repo):
+        with pytest.raises(RepositoryError, match="for over 0s"):
+            with RepositoryLock(repo, wait_s=0.0):
+                pass

@@ -4,6 +4,7 @@ repository, written atomically; nothing at all when nothing changed, and unchang
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import shutil
 import tempfile
@@ -39,7 +40,7 @@ from tritonforge.build.report import (
     to_markdown,
 )
 from tritonforge.repository.manifest import Manifest, read_manifest, tool_versions
-from tritonforge.repository.publish import Publication, check_root
+from tritonforge.repository.publish import Publication, RepositoryLock, check_root
 from tritonforge.repository.reader import Repository
 from tritonforge.build.serving_graph import Names, ServingPlan, plan_models, serving_sources
 from tritonforge.build.sources import load_source, source_files, source_tools
@@ -261,8 +262,30 @@ def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, repor
             return build(spec_path, repo, force=force, reporter=reporter, check=own)
     rep = reporter or SilentReporter()
     repo = check_root(Path(repo))
-    with rep.stage("read spec, validation and calibration data"):
-        inp = _read_inputs(spec_path, check.ort)
+    with _disk_full_is_said(repo):
+        with rep.stage("read spec, validation and calibration data"):
+            inp = _read_inputs(spec_path, check.ort)
+        # From reading the repository's state to publishing, builds of one repository take turns.
+        with RepositoryLock(repo, on_wait=rep.info) as lock:
+            return _build_locked(inp, repo, force, rep, check, lock)
+
+
+@contextlib.contextmanager
+def _disk_full_is_said(repo: Path) -> Iterator[None]:
+    """A full disk anywhere in a build is one line and exit 2 (the repository is left as it was)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        raise RepositoryError(f"no space left on the device{where} while building into {repo}: free space (the "
+                              "build needs room for its work files and one new copy of each model it publishes) "
+                              "and build again; the repository is unchanged") from None
+
+
+def _build_locked(inp: _Inputs, repo: Path, force: bool, rep: Reporter, check: ServingCheck,
+                  lock: RepositoryLock) -> BuildOutcome:
     spec = inp.spec
     old = read_manifest(repo, spec.name)
     if old is not None and not force and old.fingerprint == inp.fingerprint and old.intact(repo):
@@ -301,7 +324,8 @@ def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, repor
             stages=result.stage_records(), hardware=report["hardware"],
         )
         with rep.stage("write Triton repository"):
-            with Publication(repo, order=[m.name for m in models], remove=set(old.models if old else [])) as pub:
+            with Publication(repo, order=[m.name for m in models], remove=set(old.models if old else []),
+                             lock=lock) as pub:
                 dirs = {m.name: m.write(pub.stage(m.name), manifest.version) for m in models}
                 manifest.hash_artifacts(dirs)
                 manifest.write(dirs[spec.name])

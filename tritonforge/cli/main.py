@@ -3,6 +3,7 @@ Errors a user can fix exit with code 2."""
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -24,6 +25,13 @@ def main() -> None:
         err_console.print("[red]error:[/]", end=" ")
         err_console.print(str(e), markup=False, soft_wrap=True)
         sys.exit(e.exit_code)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        err_console.print("[red]error:[/]", end=" ")
+        err_console.print(f"no space left on the device{f' ({e.filename})' if e.filename else ''}: free space and "
+                          "run the command again", markup=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,58 @@ def work_area(repo: Path) -> Path:
     return repo / INSIDE_WORK_AREA
 
 
+class RepositoryLock:
+    """The one lock builds of a repository take, from the moment they read its state until they have published:
+    a build that finds it held waits (up to `wait_s`, saying so once through `on_wait`), so two builds of one
+    spec never both read the same last build and publish the same version.
+
+    The lock file lies in the work area, so the repository itself gets nothing new; a repository that does not
+    exist yet is created empty (the build would create it to publish)."""
+
+    def __init__(self, repo: Path, wait_s: float = 900.0, on_wait=None, poll_s: float = 0.2) -> None:
+        self.repo, self.wait_s, self.on_wait, self.poll_s = check_root(repo), wait_s, on_wait, poll_s
+        self._file = None
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
+
+    def __enter__(self) -> RepositoryLock:
+        import time
+
+        try:
+            self.repo.mkdir(parents=True, exist_ok=True)
+            area = work_area(self.repo)
+            area.mkdir(exist_ok=True)
+            lock = open(area / "lock", "w")
+        except OSError as e:
+            raise RepositoryError(f"cannot write {self.repo}: {e.strerror or e}") from None
+        deadline = time.monotonic() + self.wait_s
+        told = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    lock.close()
+                    raise RepositoryError(f"another build has been writing {self.repo} for over {self.wait_s:.0f}s "
+                                          f"(lock {area / 'lock'}); try again when it has finished") from None
+                if not told and self.on_wait is not None:
+                    self.on_wait(f"waiting for another build of {self.repo} to finish (lock {area / 'lock'}, up to "
+                                 f"{self.wait_s:.0f}s)")
+                    told = True
+                time.sleep(self.poll_s)
+        self._file = lock
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
 @dataclass
 class Step:
     """One change to the live repository: `model` exchanged with, created from, or moved out to `staged`."""
@@ -157,8 +209,10 @@ class Publication:
     directories of the last build that this build no longer owns.
     """
 
-    def __init__(self, repo: Path, order: Sequence[str], remove: Iterable[str] = ()) -> None:
+    def __init__(self, repo: Path, order: Sequence[str], remove: Iterable[str] = (),
+                 lock: RepositoryLock | None = None) -> None:
         self.repo = check_root(repo)
+        self.held = lock  # the build's own lock, already held: this publication takes no other
         self.order = list(order)
         self.remove = sorted(set(remove) - set(order))
         self.area: Path | None = None
@@ -174,15 +228,17 @@ class Publication:
                 self.repo.mkdir(parents=True)
             self.area = work_area(self.repo)
             self.area.mkdir(exist_ok=True)
-            self._lock = open(self.area / "lock", "w")
+            if self.held is None or not self.held.held:
+                self._lock = open(self.area / "lock", "w")
         except OSError as e:
             raise RepositoryError(f"cannot write {self.repo}: {e}") from None
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            self._lock = None
-            raise RepositoryError(f"another build is writing {self.repo} (lock {self.area / 'lock'})") from None
+        if self._lock is not None:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._lock.close()
+                self._lock = None
+                raise RepositoryError(f"another build is writing {self.repo} (lock {self.area / 'lock'})") from None
         recover(self.area, self.repo)
         self.txn = Path(tempfile.mkdtemp(prefix="txn-", dir=self.area))
         (self.txn / "new").mkdir()
@@ -253,6 +309,21 @@ class Publication:
         (self.txn / "removed").mkdir()
         journal = {"repo": str(self.repo), "state": "publishing", "steps": [asdict(s) for s in steps]}
         _write_json(self.txn / JOURNAL, journal)
+        try:
+            self._apply(steps, journal, can_exchange)
+        except BaseException:
+            _undo(self.txn, self.repo, journal)  # the repository is the last build's again
+            raise
+        self.committed = True  # every step took place: the publication is done, recorded or not
+        try:
+            journal["state"] = "committed"
+            _write_json(self.txn / JOURNAL, journal)
+        except OSError:  # e.g. no space left for the record: recover() tells a complete publication by its inodes
+            pass
+        self.kept_mounts = remove_tree(self.txn)
+
+    def _apply(self, steps: list[Step], journal: dict, can_exchange: bool) -> None:
+        assert self.txn is not None
         for i, step in enumerate(steps):
             live, staged = self.repo / step.model, self.staged(step.model)
             if step.op == "exchange" and can_exchange:
@@ -270,10 +341,17 @@ class Publication:
                 os.rename(staged, live)
             else:
                 os.rename(live, self.txn / "removed" / step.model)
-        journal["state"] = "committed"
-        _write_json(self.txn / JOURNAL, journal)
-        self.committed = True
-        self.kept_mounts = remove_tree(self.txn)
+
+
+def _complete(txn: Path, repo: Path, journal: dict) -> bool:
+    """Every step of the journal took place (only the commit record is missing)."""
+    for step in (Step(**s) for s in journal["steps"]):
+        if step.op in ("exchange", "create") and _inode(repo / step.model) != step.inode:
+            return False
+        if step.op == "remove" and (_inode(repo / step.model) is not None
+                                    or _inode(txn / "removed" / step.model) != step.inode):
+            return False
+    return True
 
 
 def _undo(txn: Path, repo: Path, journal: dict) -> None:
@@ -299,8 +377,11 @@ def recover(area: Path, repo: Path) -> list[str]:
         with contextlib.suppress(OSError, ValueError):
             journal = json.loads((txn / JOURNAL).read_text())
         if journal is not None and journal.get("state") == "publishing" and journal.get("repo") == str(repo):
-            _undo(txn, repo, journal)
-            done.append(f"{txn.name}: an interrupted publication was rolled back")
+            if _complete(txn, repo, journal):
+                done.append(f"{txn.name}: a publication whose commit record was not written had completed; kept")
+            else:
+                _undo(txn, repo, journal)
+                done.append(f"{txn.name}: an interrupted publication was rolled back")
         else:
             done.append(f"{txn.name}: leftovers removed")
         remove_tree(txn)
