@@ -3,8 +3,8 @@
 The signature (names, dtypes, shapes with -1 for dynamic dims, the batch axis) comes from an ONNX file's graph,
 a `.pt2`'s ExportedProgram, or, for TorchScript files and `module:callable` factories (which carry no
 signature), from running the model on an example batch. An integer input that indexes an embedding table in
-the graph gets the table's rows as its range; with samples, ranges the graph does not give come from their
-min/max (and the spec says so). Loading a TorchScript file, a `.pt2` or a factory runs the model's code: give
+the graph gets the table's rows as its range. A range seen only in the samples' min/max is written as a comment
+to uncomment, never as an active range: the samples need not hold every valid value. Loading a TorchScript file, a `.pt2` or a factory runs the model's code: give
 only models you trust.
 """
 
@@ -30,6 +30,7 @@ class Tensor:
     range: tuple[float, float] | None = None
     range_note: str = ""
     dim_names: list[str] = field(default_factory=list)  # names of the -1 dims, when the model has them
+    suggested_range: tuple[float, float] | None = None  # the samples' min/max: written as a comment only
 
 
 @dataclass
@@ -184,34 +185,50 @@ def read_signature(model: str, base: Path, example: dict[str, np.ndarray]) -> Si
 
 
 # ---- the spec ----------------------------------------------------------------------------------------
+def _value(v) -> str:
+    """A YAML flow value: a number, a word, or a one-line list."""
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
 def _flow(d: dict) -> str:
     """A one-line YAML mapping."""
-    def value(v) -> str:
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, float):
-            return repr(v)
-        return str(v)
-    return "{" + ", ".join(f"{k}: {value(v)}" for k, v in d.items()) + "}"
+    return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in d.items()) + "}"
 
 
-def _tensor_line(t: Tensor) -> str:
-    d = {"name": t.name, "dtype": t.dtype, "shape": t.shape}
+def _numbers(bounds: tuple[float, float]) -> list[int | float]:
+    return [int(x) if float(x).is_integer() else float(x) for x in bounds]
+
+
+def _tensor_lines(t: Tensor) -> list[str]:
+    """One flow-style list item; block style when a range is suggested, so that uncommenting it is enough."""
+    d: dict = {"name": t.name, "dtype": t.dtype, "shape": t.shape}
     if t.range is not None:
-        d["range"] = [int(x) if float(x).is_integer() else float(x) for x in t.range]
+        d["range"] = _numbers(t.range)
     if t.dim_names:
         d["dim_names"] = t.dim_names
     comment = f"   # range: {t.range_note}" if t.range_note else ""
-    return f"  - {_flow(d)}{comment}"
+    if t.suggested_range is None:
+        return [f"  - {_flow(d)}{comment}"]
+    first, *rest = [f"{k}: {_value(v)}" for k, v in d.items()]
+    return [f"  - {first}", *[f"    {line}" for line in rest],
+            f"    # range: {_value(_numbers(t.suggested_range))}   # seen in the samples; uncomment to refuse values "
+            "outside it (widen it to every value the model accepts)"]
 
 
-def samples_ranges(sig: Signature, samples: dict[str, np.ndarray]) -> None:
-    """Ranges of integer inputs the graph gave none for, from the samples' min/max (a note says so)."""
+def suggest_ranges(sig: Signature, samples: dict[str, np.ndarray]) -> None:
+    """For integer inputs the model gives no range: the samples' min/max, as a suggestion (a comment) only."""
     for t in sig.inputs:
         arr = samples.get(t.name)
         if t.range is None and arr is not None and np.asarray(arr).dtype.kind in "iu" and arr.size:
-            t.range = (int(arr.min()), int(arr.max()))
-            t.range_note = "the samples' min/max: widen it to every value the model accepts"
+            t.suggested_range = (int(arr.min()), int(arr.max()))
+    suggested = [t.name for t in sig.inputs if t.suggested_range is not None]
+    if suggested:
+        sig.notes.append(f"the ranges of {', '.join(suggested)} were seen only in the samples: the spec has them "
+                         "as comments; uncomment those that hold for every value the model accepts")
 
 
 def spec_text(sig: Signature, name: str, spec_dir: Path, validation: str, samples_given: bool, is_text: bool = False) -> str:
@@ -225,9 +242,9 @@ def spec_text(sig: Signature, name: str, spec_dir: Path, validation: str, sample
         "source:",
         *[f"  {k}: {v}" for k, v in source.items()],
         "inputs:                             # per item, without the batch dim; -1 = dynamic",
-        *[_tensor_line(t) for t in sig.inputs],
+        *[line for t in sig.inputs for line in _tensor_lines(t)],
         "outputs:",
-        *[_tensor_line(t) for t in sig.outputs],
+        *[line for t in sig.outputs for line in _tensor_lines(t)],
         f"max_batch_size: {DEFAULT_MAX_BATCH}",
         "validation:                         # held out: verifies the export and gates every variant",
         f"  data: {{npz: {validation}}}" + ("" if samples_given else
@@ -271,7 +288,7 @@ def write_spec(model: str, out: Path, samples: Path | None = None, base: Path | 
         missing = [t.name for t in sig.inputs if t.name not in example]
         if missing:
             raise SpecError(f"--samples {samples}: no array for input(s) {missing} (it has {sorted(example)})")
-        samples_ranges(sig, example)
+        suggest_ranges(sig, example)
     name = _spec_name(Path(model).stem if ":" not in model else model.split(":")[0])
     validation = _relative(samples, out.parent) if samples is not None else "validation.npz"
     text = spec_text(sig, name, out.parent, validation, samples is not None)
