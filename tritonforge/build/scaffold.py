@@ -1,11 +1,11 @@
 """`tritonforge init`: a commented build spec read from the model itself.
 
-The signature (names, dtypes, shapes with -1 for dynamic dims, the batch axis) comes from an ONNX file's graph,
-a `.pt2`'s ExportedProgram, or, for TorchScript files and `module:callable` factories (which carry no
-signature), from running the model on an example batch. An integer input that indexes an embedding table in
-the graph gets the table's rows as its range; with samples, ranges the graph does not give come from their
-min/max (and the spec says so). Loading a TorchScript file, a `.pt2` or a factory runs the model's code: give
-only models you trust.
+The signature (names, dtypes, shapes with -1 for dynamic dims and their names, the batch axis) comes from an ONNX
+file's graph or a `.pt2`'s ExportedProgram; a TorchScript file or a `module:callable` factory carries none, so
+`scaffold_torch` reads it from running the model on the samples and from its ONNX export. An integer input that
+indexes an embedding table gets the table's rows as its range. A range seen only in the samples' min/max is
+written as a comment to uncomment, never as an active range: the samples need not hold every valid value.
+Loading a TorchScript file, a `.pt2` or a factory runs the model's code: give only models you trust.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tritonforge import dtypes
 from tritonforge.errors import SpecError
 
 DEFAULT_MAX_BATCH = 64
+Batch = dict[str, np.ndarray]
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Tensor:
     range: tuple[float, float] | None = None
     range_note: str = ""
     dim_names: list[str] = field(default_factory=list)  # names of the -1 dims, when the model has them
+    suggested_range: tuple[float, float] | None = None  # the samples' min/max: written as a comment only
 
 
 @dataclass
@@ -101,117 +103,94 @@ def from_onnx(path: Path) -> Signature:
     return Signature({"kind": "onnx", "path": str(path)}, inputs, outputs)
 
 
-# ---- PyTorch --------------------------------------------------------------------------------------------
-def _torch_dtype(t) -> str:
-    return dtypes.from_numpy(t.detach().cpu().numpy().dtype).name
-
-
-def _outputs_of(result, names: list[str] | None = None) -> list[tuple[str, object]]:
-    if isinstance(result, dict):
-        return list(result.items())
-    if isinstance(result, (tuple, list)):
-        return [(names[i] if names and i < len(names) else f"output{i}", r) for i, r in enumerate(result)]
-    return [((names or ["output"])[0], result)]
-
-
-def from_example(module, source: dict, example: dict[str, np.ndarray], where: str) -> Signature:
-    """The signature of a torch module run on `example` (input names: the example's keys, in order)."""
-    import torch
-
-    if not example:
-        raise SpecError(f"{where}: a TorchScript file or a factory carries no signature: give --samples FILE.npz "
-                        "with one array per input (named as the model's arguments, in order, batch first)")
-    with torch.no_grad():
-        args = [torch.from_numpy(np.ascontiguousarray(a)) for a in example.values()]
-        result = module(*args)
-    inputs = [Tensor(n, dtypes.from_numpy(a.dtype).name, list(a.shape[1:])) for n, a in example.items()]
-    outputs = [Tensor(n, _torch_dtype(t), list(t.shape[1:])) for n, t in _outputs_of(result)]
-    notes = ["shapes were read from one example batch: mark the dims that vary (sequence lengths) as -1"]
-    return Signature(source, inputs, outputs, notes)
-
-
-def from_exported_program(path: Path) -> Signature:
-    import torch
-
-    try:
-        program = torch.export.load(str(path))  # unpickles: a .pt2 is trusted code
-    except Exception as e:
-        raise SpecError(f"{path}: not a loadable ExportedProgram (.pt2): {e}") from None
-    names = [s.arg.name for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
-    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
-
-    def tensor(name: str, val) -> Tensor:
-        dims = [int(d) if isinstance(d, int) or str(d).isdigit() else -1 for d in val.shape]
-        if dims and dims[0] > 1:
-            raise SpecError(f"{path}: tensor '{name}' has a fixed first dimension ({dims[0]}): export with a "
-                            "dynamic batch dimension (dynamic_shapes with torch.export.Dim on axis 0)")
-        return Tensor(name, dtypes.from_numpy(np.dtype(str(val.dtype).removeprefix("torch."))).name, dims[1:])
-
-    inputs = [tensor(n, placeholders[n].meta["val"]) for n in names]
-    out_node = next(n for n in program.graph.nodes if n.op == "output")
-    vals = [a.meta["val"] for a in out_node.args[0]]
-    outputs = [tensor(f"output{i}" if len(vals) > 1 else "output", v) for i, v in enumerate(vals)]
-    return Signature({"kind": "exported_program", "path": str(path)}, inputs, outputs)
-
-
-def read_signature(model: str, base: Path, example: dict[str, np.ndarray]) -> Signature:
-    """The signature of MODEL: a path (.onnx, .pt2, TorchScript) or 'module:callable'."""
+def read_signature(model: str, base: Path, batches: list[Batch], output_names: list[str] | None = None) -> Signature:
+    """The signature of MODEL: a path (.onnx, .pt2, TorchScript) or 'module:callable'; `output_names` (not for
+    an ONNX file, whose graph names its outputs) replace the outputs' names in order."""
     from tritonforge.build.spec import CALLABLE_REF
 
     if CALLABLE_REF.match(model) and not (base / model).exists():
         from tritonforge.build.imports import import_callable
+        from tritonforge.build.scaffold_torch import from_module
 
         factory = import_callable(model, base, "MODEL")
         try:
             module = factory().eval()
         except Exception as e:
             raise SpecError(f"MODEL: {model} raised {type(e).__name__}: {e}") from None
-        return from_example(module, {"kind": "pytorch", "factory": model}, example, model)
+        return from_module(module, {"kind": "pytorch", "factory": model}, batches, model, output_names)
     path = Path(model)
     if not path.is_file():
         raise SpecError(f"MODEL: {model} is neither a file nor 'module:callable'")
     if path.suffix == ".onnx":
+        if output_names is not None:
+            raise SpecError("--output-names: an ONNX file's outputs keep the names its graph gives them")
         return from_onnx(path)
+    from tritonforge.build import scaffold_torch
+
     if path.suffix == ".pt2":
-        return from_exported_program(path)
+        sig = scaffold_torch.from_exported_program(path)
+        if output_names is not None:
+            if len(output_names) != len(sig.outputs):
+                raise SpecError(f"--output-names gives {len(output_names)} name(s) for the model's "
+                                f"{len(sig.outputs)} output(s)")
+            for t, name in zip(sig.outputs, output_names):
+                t.name = name
+        return sig
     import torch
 
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()  # TorchScript is trusted code
     except Exception as e:
         raise SpecError(f"{path}: not an ONNX file (.onnx), an ExportedProgram (.pt2) or a TorchScript file: {e}") from None
-    return from_example(module, {"kind": "torchscript", "path": str(path)}, example, str(path))
+    return scaffold_torch.from_module(module, {"kind": "torchscript", "path": str(path)}, batches, str(path),
+                                      output_names)
 
 
 # ---- the spec ----------------------------------------------------------------------------------------
+def _value(v) -> str:
+    """A YAML flow value: a number, a word, or a one-line list."""
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
 def _flow(d: dict) -> str:
     """A one-line YAML mapping."""
-    def value(v) -> str:
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, float):
-            return repr(v)
-        return str(v)
-    return "{" + ", ".join(f"{k}: {value(v)}" for k, v in d.items()) + "}"
+    return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in d.items()) + "}"
 
 
-def _tensor_line(t: Tensor) -> str:
-    d = {"name": t.name, "dtype": t.dtype, "shape": t.shape}
+def _numbers(bounds: tuple[float, float]) -> list[int | float]:
+    return [int(x) if float(x).is_integer() else float(x) for x in bounds]
+
+
+def _tensor_lines(t: Tensor) -> list[str]:
+    """One flow-style list item; block style when a range is suggested, so that uncommenting it is enough."""
+    d: dict = {"name": t.name, "dtype": t.dtype, "shape": t.shape}
     if t.range is not None:
-        d["range"] = [int(x) if float(x).is_integer() else float(x) for x in t.range]
+        d["range"] = _numbers(t.range)
     if t.dim_names:
         d["dim_names"] = t.dim_names
     comment = f"   # range: {t.range_note}" if t.range_note else ""
-    return f"  - {_flow(d)}{comment}"
+    if t.suggested_range is None:
+        return [f"  - {_flow(d)}{comment}"]
+    first, *rest = [f"{k}: {_value(v)}" for k, v in d.items()]
+    return [f"  - {first}", *[f"    {line}" for line in rest],
+            f"    # range: {_value(_numbers(t.suggested_range))}   # seen in the samples; uncomment to refuse values "
+            "outside it (widen it to every value the model accepts)"]
 
 
-def samples_ranges(sig: Signature, samples: dict[str, np.ndarray]) -> None:
-    """Ranges of integer inputs the graph gave none for, from the samples' min/max (a note says so)."""
+def suggest_ranges(sig: Signature, batches: list[Batch]) -> None:
+    """For integer inputs the model gives no range: the samples' min/max, as a suggestion (a comment) only."""
     for t in sig.inputs:
-        arr = samples.get(t.name)
-        if t.range is None and arr is not None and np.asarray(arr).dtype.kind in "iu" and arr.size:
-            t.range = (int(arr.min()), int(arr.max()))
-            t.range_note = "the samples' min/max: widen it to every value the model accepts"
+        arrays = [np.asarray(b[t.name]) for b in batches if t.name in b]
+        if t.range is None and arrays and all(a.dtype.kind in "iu" and a.size for a in arrays):
+            t.suggested_range = (min(int(a.min()) for a in arrays), max(int(a.max()) for a in arrays))
+    suggested = [t.name for t in sig.inputs if t.suggested_range is not None]
+    if suggested:
+        sig.notes.append(f"the ranges of {', '.join(suggested)} were seen only in the samples: the spec has them "
+                         "as comments; uncomment those that hold for every value the model accepts")
 
 
 def spec_text(sig: Signature, name: str, spec_dir: Path, validation: str, samples_given: bool, is_text: bool = False) -> str:
@@ -225,9 +204,9 @@ def spec_text(sig: Signature, name: str, spec_dir: Path, validation: str, sample
         "source:",
         *[f"  {k}: {v}" for k, v in source.items()],
         "inputs:                             # per item, without the batch dim; -1 = dynamic",
-        *[_tensor_line(t) for t in sig.inputs],
+        *[line for t in sig.inputs for line in _tensor_lines(t)],
         "outputs:",
-        *[_tensor_line(t) for t in sig.outputs],
+        *[line for t in sig.outputs for line in _tensor_lines(t)],
         f"max_batch_size: {DEFAULT_MAX_BATCH}",
         "validation:                         # held out: verifies the export and gates every variant",
         f"  data: {{npz: {validation}}}" + ("" if samples_given else
@@ -254,24 +233,42 @@ def _relative(path: Path, base: Path) -> str:
     return os.path.relpath(path.resolve(), base.resolve())
 
 
-def write_spec(model: str, out: Path, samples: Path | None = None, base: Path | None = None) -> tuple[Path, Signature]:
+def load_samples(samples: Path) -> list[Batch]:
+    """The batches of a samples .npz as the data loader reads it: one array per input name, batch first, or keys
+    PREFIX/NAME for batches of their own lengths (b0/input_ids, b0/attention_mask, b1/input_ids, ...); in each
+    batch the names keep the order they first appear in the file."""
+    from tritonforge.build.data import _npz_batches
+
+    try:
+        with np.load(samples, allow_pickle=False) as npz:
+            raw = {k: npz[k] for k in npz.files}
+    except Exception as e:
+        raise SpecError(f"--samples {samples}: not a readable .npz (no pickles): {e}") from None
+    if not raw:
+        raise SpecError(f"--samples {samples}: holds no arrays")
+    order = list(dict.fromkeys(k.partition("/")[2] for k in raw)) if all("/" in k for k in raw) else list(raw)
+    grouped = _npz_batches(raw)
+    batches = [{n: b[n] for n in order if n in b} for _, b in grouped]
+    for (prefix, _), b in zip(grouped, batches):
+        if list(b) != list(batches[0]):
+            raise SpecError(f"--samples {samples}: batch '{prefix}' has arrays {sorted(b)}, the first batch "
+                            f"{sorted(batches[0])}")
+    return batches
+
+
+def write_spec(model: str, out: Path, samples: Path | None = None, base: Path | None = None,
+               output_names: list[str] | None = None) -> tuple[Path, Signature]:
     """Write the spec for MODEL to `out` (never over an existing file); with samples, check them against it."""
     out = Path(out)
     if out.exists():
         raise SpecError(f"{out} exists; tritonforge init never overwrites a file (give another -o)")
-    example: dict[str, np.ndarray] = {}
-    if samples is not None:
-        try:
-            with np.load(samples, allow_pickle=False) as npz:
-                example = {k: npz[k] for k in npz.files}
-        except Exception as e:
-            raise SpecError(f"--samples {samples}: not a readable .npz (no pickles): {e}") from None
-    sig = read_signature(model, base or Path.cwd(), example)
-    if example:
-        missing = [t.name for t in sig.inputs if t.name not in example]
+    batches = load_samples(samples) if samples is not None else []
+    sig = read_signature(model, base or Path.cwd(), batches, output_names)
+    if batches:
+        missing = [t.name for t in sig.inputs if t.name not in batches[0]]
         if missing:
-            raise SpecError(f"--samples {samples}: no array for input(s) {missing} (it has {sorted(example)})")
-        samples_ranges(sig, example)
+            raise SpecError(f"--samples {samples}: no array for input(s) {missing} (it has {sorted(batches[0])})")
+        suggest_ranges(sig, batches)
     name = _spec_name(Path(model).stem if ":" not in model else model.split(":")[0])
     validation = _relative(samples, out.parent) if samples is not None else "validation.npz"
     text = spec_text(sig, name, out.parent, validation, samples is not None)
@@ -280,10 +277,10 @@ def write_spec(model: str, out: Path, samples: Path | None = None, base: Path | 
     import yaml
 
     spec = parse_spec(yaml.safe_load(text), source=str(out), base_dir=out.parent)
-    if example:
-        from tritonforge.build.data import _check_batch
+    from tritonforge.build.data import _check_batch
 
-        _check_batch(example, spec, None, f"--samples {samples}")
+    for i, batch in enumerate(batches):
+        _check_batch(batch, spec, None, f"--samples {samples}" + (f" batch {i}" if len(batches) > 1 else ""))
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "x") as f:  # never over a file that appeared meanwhile
         f.write(text)
