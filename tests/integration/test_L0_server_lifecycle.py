@@ -193,3 +193,55 @@ def test_L0_a_server_answering_on_our_port_is_told_apart_by_its_id(private_repo,
 def test_L0_missing_repository_is_reported(tmp_path):
     with pytest.raises(ServerError, match="model repository not found"):
         LocalTritonServer(tmp_path / "nowhere").start()
+
+
+def test_L0_a_killed_server_leaves_no_shared_memory_behind(private_repo):
+    server = LocalTritonServer(private_repo).start()
+    try:
+        prefix = server._shm_prefix
+        assert list(Path("/dev/shm").glob(f"{prefix}*")), "the Python backend should hold shared memory"
+        os.killpg(server.process.pid, signal.SIGKILL)  # no chance to unlink anything
+        server.process.wait(10)
+    finally:
+        server.stop()
+        server.cleanup()
+    assert not list(Path("/dev/shm").glob(f"{prefix}*"))
+
+
+def test_L0_a_stop_while_a_model_loads_is_prompt(private_repo):
+    slow = private_repo / "slow" / "1"
+    slow.mkdir(parents=True)
+    (slow / "model.py").write_text(textwrap.dedent("""
+        import time
+        class TritonPythonModel:
+            def initialize(self, args):
+                time.sleep(120)
+    """))
+    (private_repo / "slow" / "config.pbtxt").write_text(
+        'name: "slow"\nbackend: "python"\nmax_batch_size: 1\n'
+        'input { name: "x" data_type: TYPE_FP32 dims: [1] }\noutput { name: "y" data_type: TYPE_FP32 dims: [1] }\n'
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "tritonforge", "serve", str(private_repo), *sum(
+        ([f"--{k}-port", str(p)] for k, p in zip(("http", "grpc", "metrics"), free_ports(3), strict=True)), [])],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert wait_until(lambda: len(processes_mentioning(str(private_repo))) >= 3, 60)  # the server and stubs
+        time.sleep(2)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+        took = time.monotonic() - started
+        assert took < 15, out  # not the 120 s the load would take
+        assert "stopped while starting" in out
+        assert wait_until(lambda: not processes_mentioning(str(private_repo)), 15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_L0_serving_writes_no_bytecode_into_the_repository(private_repo):
+    with LocalTritonServer(private_repo) as server:
+        with Client(server.grpc_url) as client:
+            client.infer("digits", {"image": np.zeros((1, 64), np.float32)})
+    written = [p for p in private_repo.rglob("*") if p.suffix == ".pyc" or (p.name == "__pycache__" and p.is_dir())]
+    assert written == []

@@ -29,6 +29,7 @@ from tritonforge.repository.manifest import ModelRole, Role
 
 SERVING_PACKAGE = "tritonforge_serving"  # the name serving/ is copied under, beside model.py
 RUNNER_FILE, FP32_FILE, TOKENIZER_FILE = "runner.onnx", "runner_fp32.onnx", "tokenizer.json"
+NO_BYTECODE = "__pycache__"
 # How often the public model sends its counters to /metrics (off the request path); readers that need exact
 # counts right after a request wait METRICS_LAG_S.
 METRICS_INTERVAL_MS = 100
@@ -70,6 +71,10 @@ def serving_files(model_source: str, **data: Path | bytes) -> dict[str, Path | b
     here = Path(serving.__file__).parent
     files: dict[str, Path | bytes] = {"model.py": (here / "triton_models" / f"{model_source}.py").read_bytes()}
     files.update({f"{SERVING_PACKAGE}/{p.name}": p.read_bytes() for p in sorted(here.glob("*.py"))})
+    # The Python-backend stub imports model.py with bytecode writing on (it ignores PYTHONDONTWRITEBYTECODE), so
+    # a writable repository would get __pycache__/ beside it: a plain file of that name makes Python skip the
+    # write (it ignores the OSError). model.py itself turns bytecode off before importing the package.
+    files[NO_BYTECODE] = b""
     files.update(data)
     return files
 

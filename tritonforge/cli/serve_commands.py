@@ -35,8 +35,16 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with console.status(f"starting tritonserver on {repo}"):
-        server.start(attempts=1)
+    from tritonforge.server.process import StartCancelled
+
+    try:
+        with console.status(f"starting tritonserver on {repo}"):
+            server.start(attempts=1, cancel=stop)
+    except StartCancelled:
+        code = server.stop()
+        server.cleanup()
+        console.print(f"stopped while starting (exit code {code})")
+        return
     try:
         console.print(model_states_table(server.model_states()))
         console.print(f"gRPC {server.grpc_url}   HTTP {server.http_url}   metrics {server.metrics_url}")

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -54,6 +55,10 @@ class PortInUse(ServerError):
     pass
 
 
+class StartCancelled(ServerError):
+    """stop was asked for while the server was still starting (loading its models)."""
+
+
 class LocalTritonServer:
     """Start, query and stop one local tritonserver.
 
@@ -85,6 +90,8 @@ class LocalTritonServer:
         # What the server reports as its name: how a start tells its own server from another on the same port.
         self.server_id = f"tritonforge-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._scratch: Path | None = None
+        self._shm_prefix = f"tf{os.getpid()}_{uuid.uuid4().hex[:8]}_"
+        self._was_ready = False
         self._log_path = log_path
         self._own_log = log_path is None
         self.process: subprocess.Popen | None = None
@@ -152,8 +159,9 @@ class LocalTritonServer:
             "--allow-gpu-metrics=false",
             "--exit-timeout-secs=10",
             f"--log-verbose={self.log_verbose}",
-            # Unique shared-memory names: several local servers can run side by side.
-            f"--backend-config=python,shm-region-prefix-name=tf{os.getpid()}_{uuid.uuid4().hex[:8]}_",
+            # Unique shared-memory names: several local servers can run side by side, and stop() removes what a
+            # killed server left in /dev/shm.
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
         ]
         if self.model_control == "poll":
             args.append(f"--repository-poll-secs={self.poll_seconds}")
@@ -184,8 +192,9 @@ class LocalTritonServer:
         env.update(self.extra_env)
         return env
 
-    def start(self, attempts: int = 3) -> LocalTritonServer:
-        """Start the server and wait until it is ready; picks free ports unless fixed ones were given."""
+    def start(self, attempts: int = 3, cancel: threading.Event | None = None) -> LocalTritonServer:
+        """Start the server and wait until it is ready; picks free ports unless fixed ones were given. `cancel`
+        set while it starts (a SIGTERM to `tritonforge serve` during a slow model load) stops it at once."""
         if not self.repo.is_dir():
             raise ServerError(f"model repository not found: {self.repo}")
         last: Exception | None = None
@@ -197,7 +206,7 @@ class LocalTritonServer:
             try:
                 self._refuse_taken_ports()
                 self._launch()
-                self.wait_ready()
+                self.wait_ready(cancel)
                 return self
             except PortInUse as e:
                 last = e
@@ -242,8 +251,9 @@ class LocalTritonServer:
         except OSError:
             return ""
 
-    def wait_ready(self) -> None:
-        """Block until the server answers ready on gRPC; raise with the log tail if it dies or times out."""
+    def wait_ready(self, cancel: threading.Event | None = None) -> None:
+        """Block until the server answers ready on gRPC; raise with the log tail if it dies or times out, and
+        StartCancelled as soon as `cancel` is set."""
         import tritonclient.grpc as grpcclient
 
         assert self.process is not None
@@ -251,6 +261,8 @@ class LocalTritonServer:
         client = grpcclient.InferenceServerClient(self.grpc_url)
         try:
             while time.monotonic() < deadline:
+                if cancel is not None and cancel.is_set():
+                    raise StartCancelled("stopped while starting")
                 if self.process.poll() is not None:
                     tail = self.log_tail()
                     if "address already in use" in tail.lower() or "already in use" in tail.lower():
@@ -265,6 +277,7 @@ class LocalTritonServer:
                     if client.is_server_ready(client_timeout=2):
                         name = client.get_server_metadata(client_timeout=2).name
                 if name == self.server_id:
+                    self._was_ready = True
                     return
                 if name is not None:
                     raise PortInUse(f"gRPC port {self.grpc_port} is answered by another server ('{name}'), not the one "
@@ -289,8 +302,13 @@ class LocalTritonServer:
     def is_alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM the server (graceful), then SIGKILL its process group if it lingers. Returns the exit code."""
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM the server (graceful: in-flight requests are answered), then SIGKILL its process group if it
+        lingers past `timeout` (default 20 s; 3 s for a server that never became ready, which answers nothing and
+        would otherwise finish loading its models first). Removes the shared memory a killed server leaves.
+        Returns the exit code."""
+        if timeout is None:
+            timeout = 20.0 if self._was_ready else 3.0
         code = None
         if self.process is not None:
             pgid = self.process.pid
@@ -308,10 +326,19 @@ class LocalTritonServer:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
             self.process = None
+            self._remove_shm()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
         return code
+
+    def _remove_shm(self) -> None:
+        """Shared-memory regions of this server's Python backend (a killed stub never unlinks its own)."""
+        shm = Path("/dev/shm")
+        if shm.is_dir():
+            for region in shm.glob(f"{self._shm_prefix}*"):
+                with contextlib.suppress(OSError):
+                    region.unlink()
 
     def cleanup(self) -> None:
         """Remove the log file this object created (a log path given by the caller is kept)."""

@@ -9,6 +9,10 @@ bad input, INTERNAL only when no rung could answer it.
 Settings come from one JSON parameter, `tritonforge`, that the build dumps from the spec: no defaults here.
 """
 
+import sys
+
+sys.dont_write_bytecode = True  # nothing written into the repository (it may be read-only or shared)
+
 import json
 import os
 import secrets

@@ -5,6 +5,10 @@ no onnxruntime backend, as a model of its own (for benchmarks and direct calls).
 as one batch; a batch that fails is retried request by request, so an error reaches only its own request.
 """
 
+import sys
+
+sys.dont_write_bytecode = True  # nothing written into the repository (it may be read-only or shared)
+
 import json
 import os
 
