@@ -210,3 +210,43 @@ def test_readiness_ignores_rungs_absent_by_design_and_fails_when_the_serving_stu
                     "SIGKILLed (Triton still says READY)", 2, 0, int(not detected),
                     "ready with the absent rung; not ready once the serving stub died")
         assert detected and "not healthy" in problems[0], problems
+
+
+def test_the_readiness_probe_is_answered_before_queued_heavy_requests(service_server, reliability):
+    """Legal heavy requests (64 long texts each) queue up behind one instance; the probe's request asks for the
+    public model's higher priority level, so it waits for the batch in execution only, never for the queue."""
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "delta", "tokens", "serving", "queue", "model"]
+    client = grpcclient.InferenceServerClient(service_server.grpc_url)
+    done: list[tuple[str, float]] = []
+    heavy = 6
+    for i in range(heavy):
+        texts = np.array([[" ".join(rng.choice(words, 400))] for _ in range(64)], dtype=object)
+        tensor = grpcclient.InferInput("text", [64, 1], "BYTES")
+        tensor.set_data_from_numpy(texts)
+        client.async_infer("minilm", [tensor], callback=lambda result, error, i=i: done.append((f"heavy{i}", time.monotonic())))
+    time.sleep(0.3)  # the first heavy batch is executing, the others queue
+    plain = grpcclient.InferInput("text", [1, 1], "BYTES")  # the probe's question at the default priority
+    plain.set_data_from_numpy(np.array([["a short text"]], dtype=object))
+    client.async_infer("minilm", [plain], parameters={"tritonforge_probe": True},
+                       callback=lambda result, error: done.append(("plain", time.monotonic())))
+    started = time.monotonic()
+    problems = probe.check(service_server_repo(service_server), f"http://{service_server.http_url}", timeout=60)
+    took = time.monotonic() - started
+    done.append(("probe", time.monotonic()))
+    deadline = time.monotonic() + 120
+    while len(done) < heavy + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    client.close()
+    order = [name for name, _ in sorted(done, key=lambda d: d[1])]
+    ahead = order.index("probe")
+    assert problems == [], problems
+    assert len(done) == heavy + 2 and ahead <= 2, order  # the batch in execution (and one starting) at most
+    assert order.index("plain") >= heavy - 1, order  # the same question without the priority waits its turn
+    reliability("readiness under heavy requests", f"{heavy} requests of 64 x 2.6 KB texts queued on one instance, then "
+                "the readiness probe", requests=heavy + 1, failed=0,
+                notes=f"probe answered after {ahead} heavy request(s), in {took:.2f}s")
+
+
+def service_server_repo(server) -> Path:
+    return Path(server.repo)

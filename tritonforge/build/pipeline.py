@@ -42,7 +42,7 @@ from tritonforge.build.report import (
 from tritonforge.repository.manifest import Manifest, read_manifest, tool_versions
 from tritonforge.repository.publish import Publication, RepositoryLock, check_root
 from tritonforge.repository.reader import Repository
-from tritonforge.build.serving_graph import Names, ServingPlan, plan_models, serving_sources
+from tritonforge.build.serving_graph import PROBE_PRIORITY, Names, ServingPlan, plan_models, serving_sources
 from tritonforge.build.sources import load_source, source_files, source_tools
 from tritonforge.build.stages import StageCache
 from tritonforge.build.spec import BuildSpec, load_spec
@@ -367,7 +367,7 @@ def _probe_request(inp: _Inputs, texts: list[str] | None) -> bytes:
         batch = inp.validation.batches[0]
         tensors = [{"name": t.name, "shape": [1, *(batch[t.name].shape[1:] or [1])], "datatype": dtypes.by_name(t.dtype).wire,
                     "data": batch[t.name][:1].ravel().tolist()} for t in spec.inputs]
-    return json.dumps({"inputs": tensors, "parameters": {"tritonforge_probe": True}}).encode()
+    return json.dumps({"inputs": tensors, "parameters": {"tritonforge_probe": True, "priority": PROBE_PRIORITY}}).encode()
 
 
 def _onnx_runner(spec: BuildSpec, path: Path, ort: ServingOrt | None):
