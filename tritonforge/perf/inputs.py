@@ -219,7 +219,8 @@ def _entry(arr: np.ndarray) -> dict:
         content = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel()]
     else:
         content = arr.ravel().tolist()
-    return {"content": content, "shape": list(arr.shape)}
+    # a per-sample scalar travels as [1] (its config has dims [1] and reshape [])
+    return {"content": content, "shape": list(arr.shape) or [1]}
 
 
 def write_input_json(samples: list[Sample], path: Path) -> Path:
