@@ -128,3 +128,16 @@ def test_a_pick_wins_a_pair_where_the_default_breaks_the_budget_at_the_pick_s_lo
     cached = _search_result(301.0, [(250.0, -900.0, 80.0, 200.0), (240.0, 231.0), (262.0, 255.0)])
     for lost in (pick_over, unmeasured, cached):
         assert [lost.pick_wins(p, b) for p, b in lost.pairs()] == [False, True, True] and not lost.pick_confirmed()
+
+
+def test_a_per_sample_scalar_is_written_with_the_dims_its_config_declares(tmp_path):
+    import json as _json
+
+    import numpy as _np
+
+    from tritonforge.perf.inputs import write_input_json
+
+    path = write_input_json([{"x": _np.array([1.0, 2.0], _np.float32), "flag": _np.array(3, _np.int64)}],
+                            tmp_path / "data.json")
+    entry = _json.loads(path.read_text())["data"][0]
+    assert entry["flag"] == {"content": [3], "shape": [1]} and entry["x"]["shape"] == [2]
