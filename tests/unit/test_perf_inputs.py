@@ -131,13 +131,11 @@ def test_a_pick_wins_a_pair_where_the_default_breaks_the_budget_at_the_pick_s_lo
 
 
 def test_a_per_sample_scalar_is_written_with_the_dims_its_config_declares(tmp_path):
-    import json as _json
-
-    import numpy as _np
+    import json
 
     from tritonforge.perf.inputs import write_input_json
 
-    path = write_input_json([{"x": _np.array([1.0, 2.0], _np.float32), "flag": _np.array(3, _np.int64)}],
+    path = write_input_json([{"x": np.array([1.0, 2.0], np.float32), "flag": np.array(3, np.int64)}],
                             tmp_path / "data.json")
-    entry = _json.loads(path.read_text())["data"][0]
+    entry = json.loads(path.read_text())["data"][0]
     assert entry["flag"] == {"content": [3], "shape": [1]} and entry["x"]["shape"] == [2]
