@@ -212,7 +212,7 @@ class VariantBuilder:
             return f"nothing to convert ({op_summary(self.fp32)})"
         twin = self.built.setdefault(sha256_file(path), v.variant_id)
         if twin != v.variant_id and not search:
-            return f"byte-identical to {twin}: published once, as {twin}"
+            return f"byte-identical to {twin}: the one file is gated and published once, as {twin}"
         return ""
 
     # ---- all of them -------------------------------------------------------------------------
