@@ -25,6 +25,7 @@ SCENARIO_TESTS = [
     "tests/integration/test_rebuild_while_serving.py",
     "tests/integration/test_publish_killed.py",
     "tests/integration/test_L0_faults.py",
+    "tests/integration/test_L0_rolling_restart.py",
     "tests/integration/test_cache_redis.py",
     "tests/integration/test_serving_logic.py",
     "tests/integration/test_L0_server_lifecycle.py",

@@ -1,13 +1,19 @@
-"""The deployment files pass real linters: hadolint for the Dockerfiles, yamllint for compose and Kubernetes."""
+"""The deployment files pass real linters (hadolint for the Dockerfiles, yamllint for compose and Kubernetes), and
+the serving image's entrypoint drains before it stops (run here with a stand-in tritonserver)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from tritonforge.server import probe
 
 from helpers import ROOT
 
@@ -33,3 +39,50 @@ def test_compose_and_manifests_pass_yamllint():
     files = [DOCKER / "compose.yaml", DOCKER / "prometheus.yml", *sorted((DOCKER / "k8s").glob("*.yaml"))]
     proc = subprocess.run([_tool("yamllint"), "-s", "-d", config, *map(str, files)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+_FAKE_TRITONSERVER = """#!/bin/sh
+echo "$@" > "$OUT/args"
+trap 'date +%s.%N > "$OUT/term"; exit 3' TERM
+touch "$OUT/started"
+while :; do sleep 0.05; done
+"""
+
+
+def test_the_serving_entrypoint_drains_then_stops_triton_and_exits_with_its_status(tmp_path):
+    """SIGTERM to the entrypoint: the drain file at once (readiness fails), tritonserver still running for
+    $TRITONFORGE_DRAIN_SECONDS, then SIGTERM to it, and the container exits with tritonserver's own status."""
+    bin_dir, out, drain = tmp_path / "bin", tmp_path / "out", tmp_path / "draining"
+    bin_dir.mkdir()
+    out.mkdir()
+    fake = bin_dir / "tritonserver"
+    fake.write_text(_FAKE_TRITONSERVER)
+    fake.chmod(0o755)
+    drain.touch()  # left from a previous container: removed at start
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OUT": str(out),
+           "TRITONFORGE_DRAIN_FILE": str(drain), "TRITONFORGE_DRAIN_SECONDS": "1.5"}
+    proc = subprocess.Popen([str(DOCKER / "serve-entrypoint.sh"), "--model-repository=/models", "--exit-timeout-secs=30"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not (out / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (out / "started").exists() and not drain.exists()
+        assert (out / "args").read_text().split() == ["--model-repository=/models", "--exit-timeout-secs=30"]
+        proc.send_signal(signal.SIGTERM)
+        sent = time.time()
+        deadline = time.monotonic() + 5
+        while not drain.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        marked = time.time() - sent
+        assert drain.exists() and marked < 1.0
+        assert probe.check(tmp_path, "http://127.0.0.1:9", drain_file=drain)[0].startswith("draining")
+        assert not (out / "term").exists()  # still serving while the load balancers let go
+        code = proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    waited = float((out / "term").read_text()) - sent
+    assert 1.4 <= waited < 4.0, waited
+    assert code == 3, proc.stderr.read()  # tritonserver's status, not the shell's

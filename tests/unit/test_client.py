@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from tritonforge.client.endpoints import AttemptPlan, EndpointPool, RetryPolicy, is_retryable, pool_and_policy, translate
+from tritonforge.client import AsyncClient, Client
+from tritonforge.client.endpoints import (
+    DEFAULT_TIMEOUT,
+    AttemptPlan,
+    EndpointPool,
+    RetryPolicy,
+    is_retryable,
+    pool_and_policy,
+    translate,
+)
 from tritonforge.client.errors import DeadlineExceeded, EndpointsUnavailable, InferenceFailed, InputError, ModelNotFound
 from tritonforge.client.model_info import ModelInfo
 
@@ -156,3 +165,200 @@ def test_running_out_of_time_on_timeouts_is_a_deadline_error():
         time.sleep(0.02)
         plan.failed(step.url, _exc("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"))
     assert isinstance(plan.exhausted(), DeadlineExceeded)
+
+
+# ---- replicas that drain or lack the model, probes that fail, the default deadline -------------------
+DRAINING = "Request for unknown model: 'm' has no available versions"  # a Triton draining on SIGTERM
+NOT_LOADED = "Request for unknown model: 'm' is not found"  # a Triton that never loaded the model
+
+
+class _FakeTransport:
+    """tritonclient's module as the clients use it, without a channel: each endpoint is a name."""
+
+    class InferenceServerClient:
+        def __init__(self, url, ssl=False):
+            self.url = url
+
+        def close(self):
+            pass
+
+
+class FakeClient(Client):
+    transport = _FakeTransport
+
+
+class FakeAsyncClient(AsyncClient):
+    transport = _FakeTransport
+
+
+def _answers(script):
+    """fn(c, left) for Client._call: endpoint -> an exception to raise, or else its name back; every call
+    recorded as (endpoint, left)."""
+    calls = []
+
+    def fn(c, left):
+        calls.append((c.url, left))
+        outcome = script.get(c.url)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return c.url
+    return fn, calls
+
+
+def test_not_found_moves_the_request_to_the_next_endpoint_within_the_same_deadline():
+    with FakeClient(["a", "b"], timeout=5.0, retries=0, cooldown=60) as client:
+        for message in (DRAINING, NOT_LOADED):
+            fn, calls = _answers({"a": _exc("StatusCode.NOT_FOUND", message)})
+            client.pool.mark_up("a")
+            client.pool._next = 0  # a's turn
+            assert client._call("m", fn, None) == "b"
+            assert [url for url, _ in calls] == ["a", "b"]
+            assert calls[1][1] <= calls[0][1] <= 5.0  # one deadline for both tries
+            assert client.pool.is_down("a") and not client.pool.is_probing("a")  # a sits out its back-off
+        fn, calls = _answers({"a": _exc("StatusCode.UNAVAILABLE", "Server is stopping")})
+        client.pool.mark_up("a")
+        client.pool._next = 0
+        assert client._call("m", fn, None) == "b" and client.pool.is_down("a")
+
+
+def test_model_not_found_only_when_every_endpoint_says_so():
+    with FakeClient(["a", "b", "c"], timeout=5.0, cooldown=60) as client:
+        fn, calls = _answers({u: _exc("StatusCode.NOT_FOUND", NOT_LOADED) for u in "abc"})
+        started = time.monotonic()
+        with pytest.raises(ModelNotFound) as err:
+            client._call("m", fn, None)
+        assert sorted(url for url, _ in calls) == ["a", "b", "c"]  # each asked once, no retry rounds
+        assert time.monotonic() - started < 1.0
+        assert "not served by any endpoint" in str(err.value) and all(u in str(err.value) for u in "abc")
+    with FakeClient(["a", "b"], timeout=5.0, retries=1, backoff=0.0, cooldown=60) as client:
+        # one endpoint lacks the model, the other is unreachable: not "no such model", the endpoints are down
+        fn, _ = _answers({"a": _exc("StatusCode.NOT_FOUND", NOT_LOADED), "b": _exc("StatusCode.UNAVAILABLE", "failed to connect")})
+        with pytest.raises(EndpointsUnavailable):
+            client._call("m", fn, None)
+    with FakeClient("a", timeout=5.0) as client:  # one endpoint: as before, at once
+        fn, calls = _answers({"a": _exc("StatusCode.NOT_FOUND", NOT_LOADED)})
+        with pytest.raises(ModelNotFound):
+            client._call("m", fn, None)
+        assert len(calls) == 1
+
+
+def test_request_errors_stay_final_and_are_never_tried_elsewhere():
+    assert is_retryable(_exc("StatusCode.NOT_FOUND", NOT_LOADED)) and is_retryable(_exc("StatusCode.NOT_FOUND", DRAINING))
+    for status in ("StatusCode.INVALID_ARGUMENT", "StatusCode.INTERNAL", "StatusCode.RESOURCE_EXHAUSTED"):
+        with FakeClient(["a", "b"], timeout=5.0) as client:
+            fn, calls = _answers({"a": _exc(status, "unexpected shape for input 'image'"),
+                                  "b": _exc(status, "unexpected shape for input 'image'")})
+            with pytest.raises(InferenceFailed):
+                client._call("m", fn, None)
+            assert len(calls) == 1 and not client.pool.is_down(calls[0][0])
+
+
+def _clock(monkeypatch):
+    import tritonforge.client.endpoints as endpoints
+
+    now = [100.0]
+    monkeypatch.setattr(endpoints.time, "monotonic", lambda: now[0])
+    return now
+
+
+@pytest.mark.parametrize("probe_error", [
+    _exc("StatusCode.NOT_FOUND", DRAINING),  # the rolling restart: draining, then gone, then back
+    _exc("StatusCode.UNAVAILABLE", "failed to connect to all addresses"),
+    _exc("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"),
+])
+def test_a_probe_that_fails_sends_the_endpoint_back_to_its_back_off_never_stuck_probing(monkeypatch, probe_error):
+    now = _clock(monkeypatch)
+    with FakeClient(["a", "b"], timeout=5.0, cooldown=1.0, max_cooldown=4.0) as client:
+        # an in-flight request answered "Server is stopping" sidelines a
+        client.pool._next = 0
+        fn, _ = _answers({"a": _exc("StatusCode.UNAVAILABLE", "Server is stopping")})
+        assert client._call("m", fn, None) == "b" and client.pool.is_down("a")
+        now[0] += 1.01
+        fn, calls = _answers({"a": probe_error})
+        assert client._call("m", fn, None) == "b" and calls[0][0] == "a"  # the probe, then b
+        assert client.pool.is_down("a") and not client.pool.is_probing("a")
+        assert client.pool._down_until["a"] - now[0] == pytest.approx(2.0)  # the next step of its back-off
+        fn, calls = _answers({})
+        assert [client._call("m", fn, None) for _ in range(4)] == ["b"] * 4  # sitting out
+        now[0] += 2.01
+        assert client._call("m", fn, None) == "a"  # probed again once its time is up: back
+        assert not client.pool.is_down("a")
+        assert sorted(client._call("m", fn, None) for _ in range(4)) == ["a", "a", "b", "b"]
+
+
+def test_a_probe_ended_by_a_request_error_or_an_unexpected_one_is_handed_back(monkeypatch):
+    now = _clock(monkeypatch)
+    with FakeClient(["a", "b"], timeout=5.0, cooldown=1.0) as client:
+        for error, raised in ((_exc("StatusCode.INVALID_ARGUMENT", "bad shape"), InferenceFailed),
+                              (RuntimeError("a bug in the caller's code"), RuntimeError)):
+            client.pool.mark_down("a")
+            now[0] += 1.01
+            fn, calls = _answers({"a": error})
+            with pytest.raises(raised):
+                client._call("m", fn, None)
+            assert calls[0][0] == "a" and not client.pool.is_probing("a") and client.pool.is_down("a")
+            now[0] += 1.01
+            fn, calls = _answers({})
+            assert client._call("m", fn, None) == "a"  # probed again, and back
+            assert not client.pool.is_down("a")
+
+
+def test_a_probe_not_reached_before_the_deadline_is_handed_back(monkeypatch):
+    now = _clock(monkeypatch)
+    pool = EndpointPool(["a", "b"], cooldown=1.0)
+    pool.mark_down("a")
+    now[0] += 1.01
+    plan = AttemptPlan(pool, RetryPolicy(), timeout=1.0, model="m")
+    try:
+        steps = iter(plan)
+        assert next(steps).url == "a" and pool.is_probing("a")
+        now[0] += 2.0  # the deadline passes before the probe answers
+    finally:
+        plan.close()
+    assert not pool.is_probing("a") and pool.is_down("a")
+
+
+def test_a_cancelled_async_call_hands_its_probe_back():
+    import asyncio
+
+    async def main():
+        client = FakeAsyncClient(["a", "b"], timeout=5.0, cooldown=0.0)
+        client.pool.mark_down("a")
+        started = asyncio.Event()
+
+        async def hang(c, left):
+            started.set()
+            await asyncio.sleep(3600)
+
+        task = asyncio.create_task(client._call("m", hang, None))
+        await started.wait()
+        assert client.pool.is_probing("a")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return client
+
+    client = asyncio.run(main())
+    assert not client.pool.is_probing("a") and client.pool.is_down("a")
+
+
+def test_the_deadline_is_never_unbounded():
+    assert DEFAULT_TIMEOUT == 30.0
+    for client in (FakeClient(["a", "b"]), FakeClient(["a", "b"], timeout=None), FakeAsyncClient("a", timeout=None)):
+        assert client.timeout == DEFAULT_TIMEOUT
+        assert client.policy.attempt_timeout is not None and client.policy.attempt_timeout <= DEFAULT_TIMEOUT
+    client = FakeClient(["a", "b"], timeout=None)
+    fn, calls = _answers({})
+    client._call("m", fn, None)  # timeout=None per call: the client's
+    assert 0 < calls[0][1] <= DEFAULT_TIMEOUT / 3 + 0.01  # a finite share of the default deadline
+    plan = AttemptPlan(EndpointPool(["a"]), RetryPolicy(), timeout=None, model="m")
+    assert plan.deadline - time.monotonic() == pytest.approx(DEFAULT_TIMEOUT, abs=0.5)
+    assert next(iter(plan)).left <= DEFAULT_TIMEOUT
+    big = FakeClient("a", timeout=600)  # a longer deadline is asked for explicitly
+    assert big.timeout == 600 and big.policy.attempt_timeout == pytest.approx(300)
+    fn, calls = _answers({})
+    big._call("m", fn, 900)
+    assert calls[0][1] == pytest.approx(300, abs=1)  # per call, within the attempt's share
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="timeout must be a positive number"):
+            FakeClient("a", timeout=bad)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import shlex
 import sys
 import tomllib
 from pathlib import Path
@@ -58,6 +60,25 @@ def compose() -> dict:
 
 SERVING_REQUIREMENTS = ROOT / "tritonforge" / "serving" / "requirements.txt"
 PROBE = ["python3", "/opt/tritonforge/probe.py", "--repo", REPO_PATH, "--url", "http://127.0.0.1:8000", "--timeout", "2"]
+DRAIN_FILE = "/tmp/tritonforge-draining"  # a draining replica's readiness fails while Triton still answers
+READINESS = [*PROBE, "--drain-file", DRAIN_FILE]
+ENTRYPOINT = DOCKER / "serve-entrypoint.sh"
+
+
+def triton_flag(args: list[str] | str, name: str) -> str:
+    """The value of `--name=value` among Triton's arguments."""
+    items = args if isinstance(args, list) else json.loads(args)
+    return next(a.split("=", 1)[1] for a in items if a.startswith(f"--{name}="))
+
+
+def seconds(duration: str | int) -> float:
+    """A compose duration ("50s", "1m30s") or a number of seconds."""
+    if isinstance(duration, int | float):
+        return float(duration)
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
 
 
 def serve_pins() -> dict[str, Version]:
@@ -89,7 +110,7 @@ def test_serving_image_runs_as_non_root_with_health_check_ports_and_repository()
     expose = next(a for i, a in instructions if i == "EXPOSE")
     assert {int(p) for p in expose.split()} == PORTS
     health = next(a for i, a in instructions if i == "HEALTHCHECK")
-    assert json.loads(health.split("CMD", 1)[1]) == PROBE  # the public models answer, not just the process
+    assert json.loads(health.split("CMD", 1)[1]) == READINESS  # the public models answer, and it is not draining
     copies = {a.split()[-1]: a.split()[-2] for i, a in instructions if i == "COPY"}
     assert copies[REPO_PATH] == "model_repository"
     assert copies["/opt/tritonforge/probe.py"] == "tritonforge/server/probe.py"
@@ -100,8 +121,28 @@ def test_serving_image_runs_as_non_root_with_health_check_ports_and_repository()
     assert "--strict-readiness=false" in cmd  # a rung that cannot load on this GPU must not keep it unready
     for port, flag in zip(sorted(PORTS), ("--http-port", "--grpc-port", "--metrics-port")):
         assert f"{flag}={port}" in cmd
-    env = dict(a.split("=", 1) for i, a in instructions if i == "ENV")
+    env = dict(kv.split("=", 1) for i, a in instructions if i == "ENV" for kv in shlex.split(a))
     assert CacheSpec().redis_url_env in env
+    # drained on SIGTERM: the entrypoint writes the file the health check reads, then stops Triton
+    assert json.loads(next(a for i, a in instructions if i == "ENTRYPOINT")) == ["/opt/tritonforge/entrypoint.sh"]
+    assert copies["/opt/tritonforge/entrypoint.sh"] == ENTRYPOINT.relative_to(ROOT).as_posix()
+    assert env["TRITONFORGE_DRAIN_FILE"] == DRAIN_FILE and env["TRITONFORGE_DRAIN_SECONDS"] == "0"
+    assert int(triton_flag(cmd, "exit-timeout-secs")) == 30
+
+
+def test_the_entrypoint_drains_and_the_readiness_probe_reads_its_file(tmp_path):
+    from tritonforge.server import probe
+
+    text = ENTRYPOINT.read_text()
+    assert text.startswith("#!/bin/sh\n") and os.access(ENTRYPOINT, os.X_OK)  # COPY keeps it; --chmod too
+    assert f'TRITONFORGE_DRAIN_FILE:-{DRAIN_FILE}' in text and probe.DRAIN_FILE == DRAIN_FILE
+    assert 'tritonserver "$@" &' in text and 'kill -TERM "$server"' in text and "trap drain TERM" in text
+    drain = tmp_path / "draining"
+    # the file alone answers "not ready": no server is asked (none here; the URL would refuse)
+    assert probe.check(tmp_path, "http://127.0.0.1:9", drain_file=drain) == [f"no tritonforge build in {tmp_path}"]
+    drain.touch()
+    assert probe.check(tmp_path, "http://127.0.0.1:9", drain_file=drain) == [f"draining: {drain} exists (this replica is stopping)"]
+    assert probe.main(["--repo", str(tmp_path), "--drain-file", str(drain)]) == 1
 
 
 def test_builder_image_keeps_the_containers_tensorrt():
@@ -123,7 +164,12 @@ def test_compose_services_ports_env_and_gpu():
     assert triton["volumes"][0].split(":")[1] == REPO_PATH
     device = triton["deploy"]["resources"]["reservations"]["devices"][0]
     assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"
-    assert triton["healthcheck"]["test"] == ["CMD", *PROBE]
+    assert triton["healthcheck"]["test"] == ["CMD", *READINESS]
+    # stopped with a drain (the image's entrypoint) and Triton's exit timeout within the grace period
+    exit_timeout = int(triton_flag(next(a for i, a in dockerfile("Dockerfile.serve") if i == "CMD"), "exit-timeout-secs"))
+    drain = float(triton["environment"]["TRITONFORGE_DRAIN_SECONDS"])
+    assert drain >= 5 and seconds(triton["stop_grace_period"]) > drain + exit_timeout
+    assert "entrypoint" not in triton and "command" not in triton  # the image's drain-first entrypoint runs
     redis = c["services"]["redis"]
     assert redis["image"] == versions()["REDIS_IMAGE"]
     # Redis: a password from a secret file, a memory cap that evicts, on an internal network, not on the host
@@ -149,8 +195,22 @@ def test_kubernetes_manifests_agree():
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert set(ports.values()) == PORTS
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["exec"]["command"] == PROBE, probe
+        expected = READINESS if probe == "readinessProbe" else PROBE  # draining is not dead: liveness ignores it
+        assert container[probe]["exec"]["command"] == expected, probe
         assert container[probe]["timeoutSeconds"] > 2  # the probe's own timeout per call fits inside
+    # a rollout drains each pod before Triton stops: preStop makes readiness fail (the drain file), waits while
+    # the endpoints drop the pod, then SIGTERM; the grace period covers the wait and Triton's exit timeout
+    pod = deploy["spec"]["template"]["spec"]
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[:2] == ["sh", "-c"]
+    script = pre_stop[2]
+    assert f"touch {DRAIN_FILE} && sleep" in script
+    wait = int(re.fullmatch(r".*&& sleep (\d+)", script).group(1))
+    readiness = container["readinessProbe"]
+    assert wait > readiness["periodSeconds"] * readiness["failureThreshold"]  # readiness has failed before SIGTERM
+    exit_timeout = int(triton_flag(container["args"], "exit-timeout-secs"))
+    assert pod["terminationGracePeriodSeconds"] > wait + exit_timeout
+    assert deploy["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     assert "--strict-readiness=false" in container["args"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert deploy["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True

@@ -22,25 +22,30 @@ T = TypeVar("T")
 
 
 class AsyncClient(ClientBase):
-    """asyncio variant of `Client`: `await AsyncClient(url).infer(model, {...})`."""
+    """asyncio variant of `Client`: `await AsyncClient(url).infer(model, {...})`. The same deadline (30 s by default,
+    `timeout=None` included), endpoint order, retries and back-off; a cancelled call hands back any endpoint it
+    was probing."""
 
     transport = aioclient
 
     async def _call(self, model: str, fn: Callable[[aioclient.InferenceServerClient, float | None], Awaitable[T]],
                     timeout: float | None) -> T:
         plan = AttemptPlan(self.pool, self.policy, self.timeout if timeout is None else timeout, model)
-        for step in plan:
-            if step.sleep:
-                await asyncio.sleep(step.sleep)
-                continue
-            try:
-                result = await fn(self._clients[step.url], step.left)
-            except InferenceServerException as e:
-                plan.failed(step.url, e)
-                continue
-            plan.succeeded(step.url)
-            return result
-        raise plan.exhausted()
+        try:
+            for step in plan:
+                if not step.url:  # a pause between rounds (zero with backoff=0)
+                    await asyncio.sleep(step.sleep)
+                    continue
+                try:
+                    result = await fn(self._clients[step.url], step.left)
+                except InferenceServerException as e:
+                    plan.failed(step.url, e)
+                    continue
+                plan.succeeded(step.url)
+                return result
+            raise plan.exhausted()
+        finally:
+            plan.close()  # an endpoint this call probed is never left marked as probed
 
     async def model_info(self, model: str, version: str = "", timeout: float | None = None) -> ModelInfo:
         key = (model, version)

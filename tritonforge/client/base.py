@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tritonforge.client.endpoints import pool_and_policy
+from tritonforge.client.endpoints import pool_and_policy, resolve_timeout
 from tritonforge.client.model_info import ModelInfo
 
 
@@ -15,14 +15,14 @@ class ClientBase:
 
     transport: Any  # tritonclient.grpc or tritonclient.grpc.aio
 
-    def __init__(self, url: str | Sequence[str] = "localhost:8001", *, timeout: float | None = 30.0,
+    def __init__(self, url: str | Sequence[str] = "localhost:8001", *, timeout: float | None = None,
                  retries: int = 3, backoff: float = 0.05, max_backoff: float = 1.0, reject_nonfinite: bool = True,
                  ssl: bool = False, headers: Mapping[str, str] | None = None, attempt_timeout: float | None = None,
-                 cooldown: float = 1.0) -> None:
+                 cooldown: float = 1.0, max_cooldown: float = 30.0) -> None:
         urls = [url] if isinstance(url, str) else list(url)
-        self.pool, self.policy = pool_and_policy(urls, timeout, retries, backoff, max_backoff, attempt_timeout,
-                                                 cooldown)
-        self.timeout = timeout
+        self.timeout = resolve_timeout(timeout)  # None: DEFAULT_TIMEOUT (30 s), never unbounded
+        self.pool, self.policy = pool_and_policy(urls, self.timeout, retries, backoff, max_backoff, attempt_timeout,
+                                                 cooldown, max_cooldown)
         self.reject_nonfinite = reject_nonfinite
         self.headers = dict(headers or {})
         self._clients = {u: self.transport.InferenceServerClient(u, ssl=ssl) for u in self.pool.urls}

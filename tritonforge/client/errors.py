@@ -12,7 +12,7 @@ class InputError(ClientError, ValueError):
 
 
 class ModelNotFound(ClientError):
-    """The server does not know the model (or version)."""
+    """The server does not know the model (or version); with several endpoints, none of them serves it."""
 
 
 class InferenceFailed(ClientError):

@@ -33,11 +33,20 @@ class Client(ClientBase):
 
     >>> Client("localhost:8001").infer("digits", {"image": x})["logits"]
 
+    `timeout` bounds each call (model_info, infer) in seconds, every endpoint and retry included. It defaults
+    to 30 s (`tritonforge.client.endpoints.DEFAULT_TIMEOUT`); `timeout=None`, here or per call, means that
+    default, never "wait for ever": a server that accepts the connection and never answers costs at most the
+    deadline. Pass a larger number explicitly for calls known to take longer (`Client(url, timeout=300)` or
+    `infer(..., timeout=300)`).
+
     `url` may be a list: requests go round-robin, and one that meets a connection error, an unavailable
-    server, or a server that does not answer within the attempt's share of the deadline (`attempt_timeout`,
-    default: `timeout` shared by one try of every endpoint and one retry) is retried on the next endpoint with
-    exponential backoff, within `timeout` seconds in all. An endpoint that failed sits out `cooldown` seconds,
-    doubling with each failure in a row.
+    server, a server that does not answer within the attempt's share of the deadline (`attempt_timeout`,
+    default: `timeout` shared by one try of every endpoint and one retry), or an endpoint that answers NOT_FOUND
+    for the model (a replica draining on SIGTERM, or one that never loaded the model) is retried on the next
+    endpoint with exponential backoff, within the same deadline. Only when every endpoint says it does not serve
+    the model is the call ModelNotFound; request errors (INVALID_ARGUMENT: a bad tensor) are never retried. An
+    endpoint that failed sits out `cooldown` seconds, doubling with each failure in a row up to `max_cooldown`,
+    then one request probes it: an answer brings it back, any error sends it back to its back-off.
     """
 
     transport = grpcclient
@@ -46,18 +55,21 @@ class Client(ClientBase):
     def _call(self, model: str, fn: Callable[[grpcclient.InferenceServerClient, float | None], T],
               timeout: float | None) -> T:
         plan = AttemptPlan(self.pool, self.policy, self.timeout if timeout is None else timeout, model)
-        for step in plan:
-            if step.sleep:
-                time.sleep(step.sleep)
-                continue
-            try:
-                result = fn(self._clients[step.url], step.left)
-            except InferenceServerException as e:
-                plan.failed(step.url, e)
-                continue
-            plan.succeeded(step.url)
-            return result
-        raise plan.exhausted()
+        try:
+            for step in plan:
+                if not step.url:  # a pause between rounds (zero with backoff=0)
+                    time.sleep(step.sleep)
+                    continue
+                try:
+                    result = fn(self._clients[step.url], step.left)
+                except InferenceServerException as e:
+                    plan.failed(step.url, e)
+                    continue
+                plan.succeeded(step.url)
+                return result
+            raise plan.exhausted()
+        finally:
+            plan.close()  # an endpoint this call probed is never left marked as probed
 
     # ---- API ----------------------------------------------------------------------------------
     def model_info(self, model: str, version: str = "", timeout: float | None = None) -> ModelInfo:

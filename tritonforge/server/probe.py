@@ -9,6 +9,11 @@ another GPU). This probe asks the question a load balancer needs answered instea
 
 Standard library only: it runs as it is inside the serving container (docker/Dockerfile.serve copies it there)
 and is the exec probe of docker/compose.yaml and docker/k8s/triton.yaml. Exit 0: ready; 1: not, with the reason.
+
+With `--drain-file PATH` it also answers "not ready" as soon as PATH exists, without asking the server: the
+replica is being stopped (the Kubernetes preStop hook, or the image's entrypoint on SIGTERM, writes it) and
+should leave the load balancers while Triton still answers the requests already routed to it. Readiness probes
+pass it; liveness probes do not (a draining replica is not a dead one).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 
 MANIFEST = "tritonforge_manifest.json"
 PROBE_REQUEST = "probe_request.json"
+DRAIN_FILE = "/tmp/tritonforge-draining"  # what docker/k8s/triton.yaml's preStop and the image's entrypoint write
 
 
 def public_models(repo: Path) -> list[str]:
@@ -38,8 +44,11 @@ def _call(url: str, timeout: float, body: bytes | None = None) -> tuple[int, byt
         return e.code, e.read()
 
 
-def check(repo: Path, url: str, timeout: float = 2.0) -> list[str]:
-    """What stops the repository's public models from answering (empty: ready)."""
+def check(repo: Path, url: str, timeout: float = 2.0, drain_file: Path | None = None) -> list[str]:
+    """What stops the repository's public models from answering (empty: ready); first of all, `drain_file`
+    existing (the replica is draining before it stops)."""
+    if drain_file is not None and Path(drain_file).exists():
+        return [f"draining: {drain_file} exists (this replica is stopping)"]
     problems = []
     models = public_models(repo)
     if not models:
@@ -69,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=Path("/models"))
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="Triton's HTTP endpoint")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per call")
+    parser.add_argument("--drain-file", type=Path, default=None,
+                        help=f"not ready while this file exists (the replica is draining; e.g. {DRAIN_FILE})")
     args = parser.parse_args(argv)
-    problems = check(args.repo, args.url, args.timeout)
+    problems = check(args.repo, args.url, args.timeout, args.drain_file)
     for p in problems:
         print(f"not ready: {p}", file=sys.stderr)
     if not problems:
