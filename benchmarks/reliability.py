@@ -29,6 +29,7 @@ SCENARIO_TESTS = [
     "tests/integration/test_cache_redis.py",
     "tests/integration/test_serving_logic.py",
     "tests/integration/test_L0_server_lifecycle.py",
+    "tests/integration/test_L0_builds_take_turns_and_disk_full.py",
 ]
 
 

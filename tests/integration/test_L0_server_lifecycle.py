@@ -195,7 +195,7 @@ def test_L0_missing_repository_is_reported(tmp_path):
         LocalTritonServer(tmp_path / "nowhere").start()
 
 
-def test_L0_a_killed_server_leaves_no_shared_memory_behind(private_repo):
+def test_L0_a_killed_server_leaves_no_shared_memory_behind(private_repo, reliability):
     server = LocalTritonServer(private_repo).start()
     try:
         prefix = server._shm_prefix
@@ -206,9 +206,11 @@ def test_L0_a_killed_server_leaves_no_shared_memory_behind(private_repo):
         server.stop()
         server.cleanup()
     assert not list(Path("/dev/shm").glob(f"{prefix}*"))
+    reliability("server SIGKILLed", "the server's process group SIGKILLed (no stub unlinks its shared memory), then "
+                "stop()", requests=0, failed=0, notes="no /dev/shm region of its prefix left")
 
 
-def test_L0_a_stop_while_a_model_loads_is_prompt(private_repo):
+def test_L0_a_stop_while_a_model_loads_is_prompt(private_repo, reliability):
     slow = private_repo / "slow" / "1"
     slow.mkdir(parents=True)
     (slow / "model.py").write_text(textwrap.dedent("""
@@ -234,14 +236,18 @@ def test_L0_a_stop_while_a_model_loads_is_prompt(private_repo):
         assert took < 15, out  # not the 120 s the load would take
         assert "stopped while starting" in out
         assert wait_until(lambda: not processes_mentioning(str(private_repo)), 15)
+        reliability("SIGTERM while a model loads", "`tritonforge serve` sent SIGTERM while a model's initialize takes "
+                    "120 s", requests=0, failed=0, notes=f"stopped in {took:.1f}s, no process left")
     finally:
         if proc.poll() is None:
             proc.kill()
 
 
-def test_L0_serving_writes_no_bytecode_into_the_repository(private_repo):
+def test_L0_serving_writes_no_bytecode_into_the_repository(private_repo, reliability):
     with LocalTritonServer(private_repo) as server:
         with Client(server.grpc_url) as client:
             client.infer("digits", {"image": np.zeros((1, 64), np.float32)})
     written = [p for p in private_repo.rglob("*") if p.suffix == ".pyc" or (p.name == "__pycache__" and p.is_dir())]
     assert written == []
+    reliability("writable repository", "a writable repository served and called (the stub ignores "
+                "PYTHONDONTWRITEBYTECODE)", requests=1, failed=0, notes="no bytecode written into the repository")
