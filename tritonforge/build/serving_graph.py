@@ -80,10 +80,13 @@ def serving_sources() -> list[Path]:
     repository and the code that lays the repository out (hashed into the build fingerprint, so a new
     tritonforge rewrites the repository; its stages are still reused)."""
     from tritonforge import repository
+    from tritonforge.build import probe_sample
+    from tritonforge.server import probe
 
     here = Path(serving.__file__).parent
     return (sorted(here.glob("*.py")) + sorted((here / "triton_models").glob("*.py")) + [Path(__file__)]
-            + sorted(Path(repository.__file__).parent.glob("*.py")))
+            + sorted(Path(repository.__file__).parent.glob("*.py"))
+            + [Path(probe_sample.__file__), Path(probe.__file__)])  # the probe's sample and rule
 
 
 def file_hashes(files: dict[str, Path | bytes]) -> dict[str, str]:
