@@ -28,6 +28,7 @@ SCENARIO_TESTS = [
     "tests/integration/test_cache_redis.py",
     "tests/integration/test_serving_logic.py",
     "tests/integration/test_L0_server_lifecycle.py",
+    "tests/integration/test_L0_integrity.py",
 ]
 
 

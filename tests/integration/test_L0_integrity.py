@@ -91,10 +91,12 @@ def test_a_corrupted_runner_file_keeps_the_public_model_from_loading(tmp_path, d
         problems = probe.check(repo, f"http://{server.http_url}", 10.0)
     named = state.state == "UNAVAILABLE" and f"runner.onnx: expected sha256 {before}, found {sha256_file(runner)}" \
         in state.reason
-    reliability("corrupted weights: the public model's runner.onnx",
-                f"{FLIPPED} exponent bits flipped in digits/N/runner.onnx (still a valid ONNX file), then a server "
-                f"on the repository and each of {len(images)} held-out images sent", len(images), 0,
-                wrong + int(not named), f"digits UNAVAILABLE ({refused} refused): {state.reason[:90]}...")
+    found = sha256_file(runner)
+    reliability("corrupted weights the models check", f"{FLIPPED} exponent bits flipped in digits/N/runner.onnx "
+                "and in digits_ort/N/model.onnx (each still a valid ONNX file), then a server on the repository and "
+                f"each of {len(images)} held-out images sent", len(images), 0, wrong + int(not named),
+                f"digits UNAVAILABLE, all {refused} refused: 'runner.onnx: expected sha256 {before[:12]}..., found "
+                f"{found[:12]}...'; digits_ort UNAVAILABLE likewise; the probe: not ready")
     assert named, (state.state, state.reason)
     assert states["digits_ort"].state == "UNAVAILABLE"
     assert f"digits_ort: 1 file(s) differ from what its build wrote (model.onnx: expected sha256 {ort_before}" \
