@@ -30,6 +30,7 @@ SCENARIO_TESTS = [
     "tests/integration/test_serving_logic.py",
     "tests/integration/test_L0_server_lifecycle.py",
     "tests/integration/test_L0_builds_take_turns_and_disk_full.py",
+    "tests/integration/test_L0_integrity.py",
 ]
 
 

@@ -124,7 +124,7 @@ def python_stand_in(repo: Path, rung: str, failing: bool = False) -> None:
     """Put a Python-backend model where a native rung is (same name, version, I/O and ONNX file) so the local
     server, which has no onnxruntime backend, can load that rung: it runs the rung's ONNX file in-process the way
     the runner does, or, `failing`, answers every request with a server-side error."""
-    from tritonforge.build.serving_graph import serving_files
+    from tritonforge.build.serving_graph import file_hashes, serving_files
     from tritonforge.repository.config import write_config
     from tritonforge.repository.reader import Repository
 
@@ -135,11 +135,12 @@ def python_stand_in(repo: Path, rung: str, failing: bool = False) -> None:
     config.ClearField("instance_group")
     if failing:
         config.ClearField("model_warmup")  # it would fail its warm-up and never load
-    config.parameters["tritonforge"].string_value = json.dumps(
-        {"file": role.file, "variant": role.variant, "intra_op_threads": 1})
     files = serving_files("runner")
     if failing:
         files["model.py"] = _FAILING_RUNG.encode()
+    config.parameters["tritonforge"].string_value = json.dumps(
+        {"file": role.file, "variant": role.variant, "intra_op_threads": 1,
+         "files": file_hashes({**files, role.file: version_dir / role.file})})
     for rel, content in files.items():
         path = version_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import onnx
 
-from tritonforge import __version__, dtypes
+from tritonforge import __version__
 from tritonforge.build.converters import CONVERTERS
 from tritonforge.build.data import Dataset, load_dataset, save_batches
 from tritonforge.errors import DataError, ExportError, RepositoryError, VerificationError
@@ -25,11 +25,13 @@ from tritonforge.build.int8_search import worst_margin
 from tritonforge.hardware import cpu_info, gpu_info
 from tritonforge.hashing import combine, sha256_bytes, sha256_file
 from tritonforge.build.onnx_graph import finalize, load_checked, subnormal_initializers
+from tritonforge.build import probe_sample
 from tritonforge.build.runtimes import open_runtime
 from tritonforge.build.serving_check import Probe, ServingCheck
 from tritonforge.build.serving_ort import ServingOrt
 from tritonforge.build.report import (
     CALIBRATION_NPZ,
+    PROBE_EXPECTED,
     PROBE_REQUEST,
     PUBLIC_INPUTS_NPZ,
     REFERENCE_NPZ,
@@ -42,7 +44,7 @@ from tritonforge.build.report import (
 from tritonforge.repository.manifest import Manifest, read_manifest, tool_versions
 from tritonforge.repository.publish import Publication, RepositoryLock, check_root
 from tritonforge.repository.reader import Repository
-from tritonforge.build.serving_graph import PROBE_PRIORITY, Names, ServingPlan, plan_models, serving_sources
+from tritonforge.build.serving_graph import Names, ServingPlan, plan_models, serving_sources
 from tritonforge.build.sources import load_source, source_files, source_tools
 from tritonforge.build.stages import StageCache
 from tritonforge.build.spec import BuildSpec, load_spec
@@ -311,12 +313,17 @@ def _build_locked(inp: _Inputs, repo: Path, force: bool, rep: Reporter, check: S
         with rep.stage("load the staged models in tritonserver and ask the public model" if check.enabled
                        else "check the staged configs"):
             checked = check.check(spec, models, version, Path(plan.cpu_variant.file), _probe(inp, texts))
+        with rep.stage("choose the readiness probe's sample"):
+            probe = probe_sample.choose(spec, probe_sample.candidates(spec, inp.validation, texts, inp.tokenizer_file),
+                                        published, plan.fp32, check.ort)
+        result.notes.extend(probe.notes)
         report = _report(inp, repo, export, result)
         report["serving"] = {"rungs": [o.published_as for o in published], "in_process_runner": plan.cpu_variant.id,
-                             "cache": spec.serving.cache.kind, "cache_version": plan.cache_version}
+                             "cache": spec.serving.cache.kind, "cache_version": plan.cache_version,
+                             "probe": probe.to_dict()}
         report["repository_check"] = {"models": [c.to_dict() for c in checked], "seconds": round(check.seconds, 2),
                                       "runtime": check.ort.label if check.ort else "onnxruntime (build environment)"}
-        plan.report_files.update(_report_files(work, inp, reference, report, texts))
+        plan.report_files.update(_report_files(work, inp, reference, report, texts, probe))
         manifest = Manifest(
             name=spec.name, tritonforge_version=__version__, fingerprint=inp.fingerprint, spec_hash=spec.content_hash(),
             inputs=inp.hashes, tools=inp.tools, version=version,
@@ -338,8 +345,8 @@ def _build_locked(inp: _Inputs, repo: Path, force: bool, rep: Reporter, check: S
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _report_files(work: Path, inp: _Inputs, reference: Outputs, report: dict,
-                  texts: list[str] | None) -> dict[str, Path | bytes]:
+def _report_files(work: Path, inp: _Inputs, reference: Outputs, report: dict, texts: list[str] | None,
+                  probe: probe_sample.ProbeSample) -> dict[str, Path | bytes]:
     """Files beside the report in the public model's directory."""
     inp.validation.save_npz(work / VALIDATION_NPZ)
     save_batches(work / REFERENCE_NPZ, reference.batches)
@@ -351,23 +358,12 @@ def _report_files(work: Path, inp: _Inputs, reference: Outputs, report: dict,
         name = inp.spec.preprocess.text_input  # type: ignore[union-attr]
         save_batches(work / PUBLIC_INPUTS_NPZ, [{name: np.array([[t]], dtype=object)} for t in texts])
         files[PUBLIC_INPUTS_NPZ] = work / PUBLIC_INPUTS_NPZ
-    files[PROBE_REQUEST] = _probe_request(inp, texts)
+    files[PROBE_REQUEST] = probe.request  # for the readiness probe (tritonforge/server/probe.py)
+    if probe.expected is not None:
+        files[PROBE_EXPECTED] = probe.expected
     files[REPORT_JSON] = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
     files[REPORT_MD] = to_markdown(report).encode()
     return files
-
-
-def _probe_request(inp: _Inputs, texts: list[str] | None) -> bytes:
-    """One held-out sample as a KServe v2 JSON request, for the readiness probe (tritonforge/server/probe.py);
-    it asks the public model to bypass the cache, so every probe exercises the compute path."""
-    spec = inp.spec
-    if texts is not None:
-        tensors = [{"name": spec.preprocess.text_input, "shape": [1, 1], "datatype": "BYTES", "data": [texts[0]]}]  # type: ignore[union-attr]
-    else:
-        batch = inp.validation.batches[0]
-        tensors = [{"name": t.name, "shape": [1, *(batch[t.name].shape[1:] or [1])], "datatype": dtypes.by_name(t.dtype).wire,
-                    "data": batch[t.name][:1].ravel().tolist()} for t in spec.inputs]
-    return json.dumps({"inputs": tensors, "parameters": {"tritonforge_probe": True, "priority": PROBE_PRIORITY}}).encode()
 
 
 def _onnx_runner(spec: BuildSpec, path: Path, ort: ServingOrt | None):
@@ -385,7 +381,7 @@ def _probe(inp: _Inputs, texts: list[str] | None) -> Probe:
     if spec.preprocess is not None:
         from tritonforge.serving.tokenize import TextEncoder
 
-        chosen = texts or ["tritonforge checks the served model with this text"]
+        chosen = texts or [probe_sample.FALLBACK_TEXT]
         groups = [g for g in (chosen[:1], chosen[1:1 + PROBE_SAMPLES]) if g]
         encoder = TextEncoder(inp.tokenizer_file, spec.preprocess.model_dump(mode="json"),
                               [t.name for t in spec.inputs])

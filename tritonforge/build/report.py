@@ -14,6 +14,7 @@ REFERENCE_NPZ = "reference_outputs.npz"
 CALIBRATION_NPZ = "calibration_inputs.npz"
 PUBLIC_INPUTS_NPZ = "public_inputs.npz"  # samples of what clients send to the public model (perf input data)
 PROBE_REQUEST = "probe_request.json"  # one held-out sample as a KServe v2 request (tritonforge/server/probe.py)
+PROBE_EXPECTED = "probe_expected.json"  # its FP32 reference, output kinds and thresholds (build/probe_sample.py)
 
 
 def recheck_command(repo: Path, model: str, variant_id: str) -> str:

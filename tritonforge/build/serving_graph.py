@@ -23,6 +23,7 @@ from pathlib import Path
 from tritonforge import dtypes, serving
 from tritonforge.build.spec import PYTHON_CACHE_KINDS, BuildSpec, TensorSpec
 from tritonforge.build.variants import VariantOutcome
+from tritonforge.hashing import sha256_bytes, sha256_file
 from tritonforge.repository import config as cfg
 from tritonforge.repository.layout import ModelDir
 from tritonforge.repository.manifest import ModelRole, Role
@@ -85,10 +86,20 @@ def serving_sources() -> list[Path]:
     repository and the code that lays the repository out (hashed into the build fingerprint, so a new
     tritonforge rewrites the repository; its stages are still reused)."""
     from tritonforge import repository
+    from tritonforge.build import probe_sample
+    from tritonforge.server import probe
 
     here = Path(serving.__file__).parent
     return (sorted(here.glob("*.py")) + sorted((here / "triton_models").glob("*.py")) + [Path(__file__)]
-            + sorted(Path(repository.__file__).parent.glob("*.py")))
+            + sorted(Path(repository.__file__).parent.glob("*.py"))
+            + [Path(probe_sample.__file__), Path(probe.__file__)])  # the probe's sample and rule
+
+
+def file_hashes(files: dict[str, Path | bytes]) -> dict[str, str]:
+    """The sha256 of every file a Python model's version directory gets, for its settings' `files`: the model
+    checks them at load (serving/integrity.py). Files are hashed as they are placed (a variant reconverted from a
+    reused stage need not be byte-identical to the one its outcome recorded)."""
+    return {rel: sha256_bytes(c) if isinstance(c, bytes) else sha256_file(c) for rel, c in sorted(files.items())}
 
 
 def _settings(config: cfg.ModelConfig, settings: dict) -> None:
@@ -99,9 +110,11 @@ def runner_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
     """The in-process variant as a model of its own."""
     name = Names(spec.name).runner
     config = cfg.python_model(name, spec.inputs, spec.outputs, scheduling(spec, "cpu"))
-    _settings(config, {"file": "model.onnx", "variant": outcome.id, "intra_op_threads": spec.serving.intra_op_threads})
+    files = serving_files("runner", **{"model.onnx": Path(outcome.file)})
+    _settings(config, {"file": "model.onnx", "variant": outcome.id, "intra_op_threads": spec.serving.intra_op_threads,
+                       "files": file_hashes(files)})
     role = ModelRole(Role.RUNNER, outcome.id, "onnxruntime", "model.onnx")
-    return ModelDir(name, config, role, serving_files("runner", **{"model.onnx": Path(outcome.file)}))
+    return ModelDir(name, config, role, files)
 
 
 def variant_model(spec: BuildSpec, outcome: VariantOutcome, order: int) -> ModelDir:
@@ -174,6 +187,7 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
         files[TOKENIZER_FILE] = plan.tokenizer_file.read_bytes()
         preprocess = spec.preprocess.model_dump(mode="json") | {"file": TOKENIZER_FILE}
     cache = s.cache.model_dump(mode="json") if s.cache.kind in PYTHON_CACHE_KINDS else None
+    files = serving_files("public", **files)
     settings = {
         "public": spec.name, "cache_version": plan.cache_version,
         "inputs": [_tensor(t) for t in public_inputs(spec)], "model_inputs": [_tensor(t) for t in spec.inputs],
@@ -182,7 +196,7 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
         "intra_op_threads": s.intra_op_threads, "preprocess": preprocess, "cache": cache,
         "router": s.router.model_dump(mode="json", include={"breaker_failures", "breaker_seconds", "rung_timeout_ms"}),
         "rungs": rung_settings, "metrics_interval_ms": METRICS_INTERVAL_MS,
-        "warmup": s.warmup.model_dump(mode="json"),
+        "warmup": s.warmup.model_dump(mode="json"), "files": file_hashes(files),
     }
     # The public model warms its in-process rungs itself: Triton's warm-up requests would go through the cache
     # (a shared Redis answers them, and the compute is never warmed) and reach no BLS rung before the server is up.
@@ -197,7 +211,7 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
         config.response_cache.enable = True
     _settings(config, settings)
     role = ModelRole(Role.PUBLIC, plan.cpu_variant.id, "onnxruntime", RUNNER_FILE)
-    return ModelDir(spec.name, config, role, serving_files("public", **files), extra=plan.report_files)
+    return ModelDir(spec.name, config, role, files, extra=plan.report_files)
 
 
 def plan_models(spec: BuildSpec, plan: ServingPlan, version: int) -> list[ModelDir]:

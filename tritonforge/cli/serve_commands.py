@@ -88,8 +88,9 @@ def probe(
     url: Annotated[str, typer.Option(help="Triton's HTTP endpoint")] = "http://127.0.0.1:8000",
     timeout: Annotated[float, typer.Option(min=0.1, help="seconds per call")] = 2.0,
 ) -> None:
-    """Readiness as a load balancer needs it: every public model READY and answering one tiny inference (exit 1
-    if not). The same check the serving image runs as its probe (tritonforge/server/probe.py)."""
+    """Readiness as a load balancer needs it: every public model READY and answering one tiny inference as its
+    build's reference does (exit 1 if not, naming the model and output). The same check the serving image runs as
+    its probe (tritonforge/server/probe.py)."""
     from tritonforge.server.probe import check, public_models
 
     problems = check(repo, url, timeout)

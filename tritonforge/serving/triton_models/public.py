@@ -7,6 +7,8 @@ the answers, and the cache write off the request path. Every request's error is 
 bad input, INTERNAL only when no rung could answer it.
 
 Settings come from one JSON parameter, `tritonforge`, that the build dumps from the spec: no defaults here.
+Among them `files`, the sha256 of every file the build placed in the version directory: a file that differs
+makes initialize raise, and the model is UNAVAILABLE with the file named (integrity.py).
 """
 
 import sys
@@ -24,6 +26,7 @@ from tritonforge_serving.cache import ResponseCache
 from tritonforge_serving.checks import InputChecks
 from tritonforge_serving.codec import Codec
 from tritonforge_serving.errors import RequestError
+from tritonforge_serving.integrity import mismatches, refusal
 from tritonforge_serving.metrics import MetricsPublisher
 from tritonforge_serving.router import NoRungAnswered, Router
 from tritonforge_serving.runner import InProcessRung
@@ -38,6 +41,10 @@ class TritonPythonModel:
         s = json.loads(config["parameters"]["tritonforge"]["string_value"])
         self.name = args["model_name"]
         version_dir = os.path.join(args["model_repository"], args["model_version"])
+        # Its own files and its in-process rungs' against the build's sha256, before anything reads them.
+        reason = refusal(self.name, mismatches(version_dir, s["files"]))
+        if reason:
+            raise pb_utils.TritonModelException(reason)
         self.labels = {"model": self.name}
         self.tally = Tally()
         self.outputs = output_dtypes(config)

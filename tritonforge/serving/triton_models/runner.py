@@ -14,6 +14,7 @@ import os
 
 import triton_python_backend_utils as pb_utils
 from tritonforge_serving.errors import RequestError
+from tritonforge_serving.integrity import mismatches, refusal
 from tritonforge_serving.router import Router
 from tritonforge_serving.runner import InProcessRung
 from tritonforge_serving.tally import Tally
@@ -26,7 +27,11 @@ class TritonPythonModel:
         s = json.loads(config["parameters"]["tritonforge"]["string_value"])
         self.input_names = [i["name"] for i in config["input"]]
         self.outputs = output_dtypes(config)
-        path = os.path.join(args["model_repository"], args["model_version"], s["file"])
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        reason = refusal(args["model_name"], mismatches(version_dir, s["files"]))
+        if reason:  # a file that is not the build's: UNAVAILABLE with that reason, never READY with wrong answers
+            raise pb_utils.TritonModelException(reason)
+        path = os.path.join(version_dir, s["file"])
         rung = InProcessRung(s["variant"], path, self.input_names, [n for n, _ in self.outputs], s["intra_op_threads"])
         self.router = Router([rung], 1, 0.0, Tally(), {"model": args["model_name"]})
         pb_utils.Logger.log_info(f"{args['model_name']}: {s['file']} ({s['variant']}) on "

@@ -1,0 +1,71 @@
+"""A model's files against the sha256 its build wrote into its settings: what the public model and the runner
+check at load (tritonforge/serving/integrity.py), and the hashes the build writes (serving_graph.file_hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import yaml
+
+from tritonforge.build.serving_graph import ServingPlan, file_hashes, plan_models
+from tritonforge.build.spec import parse_spec
+from tritonforge.build.variants import VariantOutcome
+from tritonforge.serving.integrity import mismatches, refusal
+
+from helpers import MINILM
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_files_as_the_build_wrote_them_pass(tmp_path):
+    (tmp_path / "runner.onnx").write_bytes(b"weights" * 1000)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_bytes(b"x = 1\n")
+    expected = {"runner.onnx": _sha(b"weights" * 1000), "pkg/a.py": _sha(b"x = 1\n")}
+    assert mismatches(tmp_path, expected) == []
+    assert refusal("digits", []) == ""
+
+
+def test_one_flipped_bit_is_named_with_both_hashes(tmp_path):
+    data = bytearray(b"weights" * 200_000)  # over one read chunk
+    good = _sha(bytes(data))
+    data[1_200_000] ^= 0x40
+    (tmp_path / "runner.onnx").write_bytes(bytes(data))
+    bad = mismatches(tmp_path, {"runner.onnx": good})
+    assert bad == [("runner.onnx", good, _sha(bytes(data)))]
+    reason = refusal("digits", bad)
+    assert reason.startswith("digits: 1 file(s) differ") and f"runner.onnx: expected sha256 {good}" in reason
+    assert f"found {_sha(bytes(data))}" in reason
+
+
+def test_a_missing_file_is_a_mismatch(tmp_path):
+    bad = mismatches(tmp_path, {"runner_fp32.onnx": "0" * 64})
+    assert [(rel, found) for rel, _, found in bad] == [("runner_fp32.onnx", "unreadable (No such file or directory)")]
+
+
+def _models(tmp_path):
+    spec = parse_spec(yaml.safe_load((MINILM / "spec.yaml").read_text()))
+    outcomes = []
+    for vid in ("onnx_fp16", "onnx_fp32"):
+        (tmp_path / f"{vid}.onnx").write_bytes(vid.encode())
+        outcomes.append(VariantOutcome(vid, vid, "onnxruntime", vid[5:], {}, status="passed",
+                                       published_as=f"minilm_{vid}", file=str(tmp_path / f"{vid}.onnx")))
+    (tmp_path / "tokenizer.json").write_text("{}")
+    plan = ServingPlan(outcomes, outcomes[0], outcomes[1], "v1", tmp_path / "tokenizer.json", {})
+    return {m.name: m for m in plan_models(spec, plan, version=3)}
+
+
+def test_the_build_writes_the_hash_of_every_file_its_python_models_place(tmp_path):
+    models = _models(tmp_path)
+    for name in ("minilm", "minilm_ort"):
+        settings = json.loads(models[name].config.parameters["tritonforge"].string_value)
+        assert settings["files"] == file_hashes(models[name].files)
+        assert set(settings["files"]) == set(models[name].files)
+        written = models[name].write(tmp_path / "repo" / name, 3) / "3"
+        assert mismatches(written, settings["files"]) == []  # what the model checks at load, on what was written
+    public = json.loads(models["minilm"].config.parameters["tritonforge"].string_value)["files"]
+    assert public["runner.onnx"] == _sha(b"onnx_fp16") and public["runner_fp32.onnx"] == _sha(b"onnx_fp32")
+    assert public["tokenizer.json"] == _sha(b"{}") and "model.py" in public and "tritonforge_serving/integrity.py" in public
