@@ -126,3 +126,29 @@ def test_the_write_queue_is_bounded_and_drops_are_counted():
     cache.flush()
     assert cache._pending == {}
     cache.close()
+
+
+def test_values_failing_authentication_are_reported_once_per_change_of_state():
+    """Two replicas with different secrets: one log line when their values start failing, not one per value."""
+    from tritonforge.serving.cache import authentication_message
+
+    store, changes = MemoryStore(2**20, 300), []
+    ours = ResponseCache(store, Codec(b"k" * 32, OUTPUTS, 2**20), "m", "v1", "p:", 16, Tally(), {"model": "m"},
+                         on_authentication=changes.append)
+    other = Codec(b"another secret", OUTPUTS, 2**20)
+    keys = [f"p:{i}" for i in range(6)]
+    store.set_many([(k, other.encode(k, _answer())) for k in keys])
+    for _ in range(3):
+        assert ours.lookup(keys[:3], [1] * 3) == [None] * 3
+    assert changes == [True] and ours.tally.total("tritonforge_cache_rejected_total", reason="authentication") == 9
+    ours.lookup(["p:absent"], [1])  # a miss says nothing about the secret
+    store.set_many([(k, ours.codec.encode(k, _answer())) for k in keys[3:]])
+    ours.lookup(keys[3:], [1] * 3)
+    ours.lookup(keys[3:], [1] * 3)
+    assert changes == [True, False]
+    ours.lookup(keys[:4], [1] * 4)  # some still fail: failing again
+    assert changes == [True, False, True]
+    ours.close()
+    line = authentication_message("m", True, "TRITONFORGE_CACHE_SECRET")
+    assert "values written with another secret: do the replicas share TRITONFORGE_CACHE_SECRET?" in line
+    assert "\n" not in line and authentication_message("m", False, "X") == "m: cache values authenticate again"
