@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
+import tracemalloc
 
 import numpy as np
+import pytest
 
 from tritonforge.serving.cache import ResponseCache
 from tritonforge.serving.codec import Codec
-from tritonforge.serving.store import MemoryStore
+from tritonforge.serving.store import MemoryStore, entry_cost
 from tritonforge.serving.tally import Tally
 
 OUTPUTS = [("y", np.float32, (4,))]
@@ -56,9 +60,37 @@ def test_entries_expire_after_their_ttl():
 
 
 def test_the_memory_store_is_bounded_in_bytes():
-    store = MemoryStore(250, 300)
+    one = entry_cost("k0", b"x" * 100)
+    assert one > 100 + 2  # keys and per-entry bookkeeping count, not only the value's length
+    store = MemoryStore(int(2.5 * one), 300)
     store.set_many([(f"k{i}", b"x" * 100) for i in range(5)])
-    assert store.bytes <= 250 and store.get_many(["k0", "k4"]) == [None, b"x" * 100]
+    assert store.bytes == 2 * one and store.get_many(["k0", "k3", "k4"]) == [None, b"x" * 100, b"x" * 100]
+    store.set_many([("big", b"x" * (3 * one))])  # more than the whole bound: not stored, nothing evicted
+    assert store.get_many(["big", "k4"]) == [None, b"x" * 100]
+
+
+@pytest.mark.parametrize("value_bytes", [10, 100, 2000])
+def test_the_memory_store_uses_no_more_memory_than_its_bound(value_bytes):
+    """Filled well past its bound with entries of cache-sized keys, the store's real memory (tracemalloc) stays
+    within 1.3x of the bound and its accounting never goes over it."""
+    bound = 2 * 2**20
+    tracemalloc.start()
+    try:
+        store = MemoryStore(bound, 300)
+        base = tracemalloc.get_traced_memory()[0]
+        peak_accounted = 0
+        for batch in range(3 * bound // (value_bytes + 200) // 50):
+            # fresh key and value objects the store alone keeps, as the cache's writer hands them over
+            store.set_many([("tritonforge:" + hashlib.sha256(f"{batch}/{i}".encode()).hexdigest(), os.urandom(value_bytes))
+                            for i in range(50)])
+            peak_accounted = max(peak_accounted, store.bytes)
+            assert store.bytes <= bound
+        used = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert len(store._data) > 500 and store.bytes > 0.95 * bound  # it did fill up and evict
+    assert used <= 1.3 * bound, f"{used / bound:.2f}x the bound"
+    assert store.bytes == sum(entry_cost(k, v) for k, (_, v) in store._data.items())
 
 
 def test_a_value_that_fails_its_check_is_a_miss_and_is_counted():
@@ -94,3 +126,29 @@ def test_the_write_queue_is_bounded_and_drops_are_counted():
     cache.flush()
     assert cache._pending == {}
     cache.close()
+
+
+def test_values_failing_authentication_are_reported_once_per_change_of_state():
+    """Two replicas with different secrets: one log line when their values start failing, not one per value."""
+    from tritonforge.serving.cache import authentication_message
+
+    store, changes = MemoryStore(2**20, 300), []
+    ours = ResponseCache(store, Codec(b"k" * 32, OUTPUTS, 2**20), "m", "v1", "p:", 16, Tally(), {"model": "m"},
+                         on_authentication=changes.append)
+    other = Codec(b"another secret", OUTPUTS, 2**20)
+    keys = [f"p:{i}" for i in range(6)]
+    store.set_many([(k, other.encode(k, _answer())) for k in keys])
+    for _ in range(3):
+        assert ours.lookup(keys[:3], [1] * 3) == [None] * 3
+    assert changes == [True] and ours.tally.total("tritonforge_cache_rejected_total", reason="authentication") == 9
+    ours.lookup(["p:absent"], [1])  # a miss says nothing about the secret
+    store.set_many([(k, ours.codec.encode(k, _answer())) for k in keys[3:]])
+    ours.lookup(keys[3:], [1] * 3)
+    ours.lookup(keys[3:], [1] * 3)
+    assert changes == [True, False]
+    ours.lookup(keys[:4], [1] * 4)  # some still fail: failing again
+    assert changes == [True, False, True]
+    ours.close()
+    line = authentication_message("m", True, "TRITONFORGE_CACHE_SECRET")
+    assert "values written with another secret: do the replicas share TRITONFORGE_CACHE_SECRET?" in line
+    assert "\n" not in line and authentication_message("m", False, "X") == "m: cache values authenticate again"

@@ -4,7 +4,8 @@ A miss is answered first; its outputs wait in a small in-process map (so a repea
 writer thread has compressed and stored them. The writer's queue is bounded: when the store cannot keep up,
 further writes are dropped and counted, never queued without limit. A store that errs is bypassed: requests are
 then served by the model, never failed by the cache. Every value read back is checked by the codec before it is
-decoded; one that fails is a miss, counted by reason.
+decoded; one that fails is a miss, counted by reason. Values that fail authentication (most likely written by a
+replica with another secret) are also reported through `on_authentication`, once each time that starts or stops.
 
 Counts (in `tally`): tritonforge_cache_{hits,misses,errors,stored_bytes,rejected,dropped_writes}_total and the
 tritonforge_cache_hit_latency_us observations.
@@ -19,10 +20,23 @@ from .codec import InvalidValue, cache_key
 from .store import StoreUnavailable
 
 
+def authentication_message(model, failing, secret_env):
+    """The log line for a change of `on_authentication` state."""
+    if failing:
+        return (f"{model}: cache values fail authentication and are served as misses: values written with another "
+                f"secret: do the replicas share {secret_env}?")
+    return f"{model}: cache values authenticate again"
+
+
 class ResponseCache:
-    def __init__(self, store, codec, public, version, prefix, max_pending_writes, tally, labels):
+    def __init__(self, store, codec, public, version, prefix, max_pending_writes, tally, labels,
+                 on_authentication=None):
         self.store, self.codec, self.public, self.version, self.prefix = store, codec, public, version, prefix
         self.tally, self.labels = tally, dict(labels)
+        # on_authentication(failing): called when stored values start failing authentication (failing=True) and
+        # when a lookup next authenticates values with none failing (False); not once per value.
+        self.on_authentication = on_authentication or (lambda failing: None)
+        self._authentication_failing = False
         self._pending = {}  # key -> outputs computed but not yet in the store
         self._lock = threading.Lock()
         self._queue = queue.Queue(maxsize=max(1, int(max_pending_writes)))
@@ -44,17 +58,30 @@ class ResponseCache:
             except StoreUnavailable:
                 self.tally.add("tritonforge_cache_errors_total", **self.labels)
                 stored = [None] * len(todo)
+            authenticated = unauthenticated = 0
             for i, value in zip(todo, stored):
                 if value is None:
                     continue
                 try:
                     found[i] = self.codec.decode(keys[i], value, batches[i])
+                    authenticated += 1
                 except InvalidValue as e:
                     self.tally.add("tritonforge_cache_rejected_total", reason=e.reason, **self.labels)
+                    unauthenticated += e.reason == "authentication"
+                    authenticated += e.reason in ("size", "shape")  # checked after the tag: that matched
+            if authenticated or unauthenticated:
+                self._report_authentication(unauthenticated > 0)
         hits = sum(f is not None for f in found)
         self.tally.add("tritonforge_cache_hits_total", hits, **self.labels)
         self.tally.add("tritonforge_cache_misses_total", len(keys) - hits, **self.labels)
         return found
+
+    def _report_authentication(self, failing):
+        with self._lock:
+            changed = self._authentication_failing != failing
+            self._authentication_failing = failing
+        if changed:
+            self.on_authentication(failing)
 
     def put(self, items):
         """Remember computed outputs [(key, outputs)] and queue them for the store; drop them if the queue is full."""

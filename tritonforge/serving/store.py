@@ -5,10 +5,12 @@ one pipeline), so a huge value planted in the Redis never reaches this process w
 Reads and writes have breakers of their own: a Redis that refuses writes (maxmemory with noeviction) still
 serves hits, and one that is down or slow is bypassed for `bypass_seconds`. Each breaker reports its state
 changes (not every request) through `on_state`.
-MemoryStore: an in-process LRU bounded in bytes, with the same TTL, when no Redis is configured.
+MemoryStore: an in-process LRU bounded in bytes, with the same TTL, when no Redis is configured. The bound is the
+memory its entries take: key and value objects and the bookkeeping of each entry, not just the values' lengths.
 """
 
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -20,6 +22,18 @@ class StoreUnavailable(Exception):
     """The store cannot be used right now (error, timeout, or bypassed after one)."""
 
 
+# What one MemoryStore entry takes beyond sys.getsizeof(key) + sys.getsizeof(value): the (expires, value) tuple
+# (56 bytes), the expiry float (24) and the entry's share of the OrderedDict (hash-table slot, index and linked-list
+# node). Measured with tracemalloc on CPython 3.11: 134 to 154 bytes an entry over 1,000 to 160,000 entries, the
+# most where the table has just doubled; 160 keeps the accounting at or above what is really used.
+ENTRY_OVERHEAD_BYTES = 160
+
+
+def entry_cost(key, value):
+    """The bytes one entry takes in a MemoryStore."""
+    return sys.getsizeof(key) + sys.getsizeof(value) + ENTRY_OVERHEAD_BYTES
+
+
 class MemoryStore:
     kind = "memory"
 
@@ -27,7 +41,7 @@ class MemoryStore:
         self.max_bytes = int(max_bytes)
         self.ttl_s = float(ttl_s)
         self.clock = clock
-        self.bytes = 0
+        self.bytes = 0  # entry_cost of every entry held: never above max_bytes
         self._data = OrderedDict()  # key -> (expires, value)
         self._lock = threading.Lock()
 
@@ -49,18 +63,19 @@ class MemoryStore:
         expires = self.clock() + self.ttl_s
         with self._lock:
             for key, value in items:
-                if len(value) > self.max_bytes:
+                cost = entry_cost(key, value)
+                if cost > self.max_bytes:
                     continue
                 if key in self._data:
                     self._drop(key)
+                while self._data and self.bytes + cost > self.max_bytes:
+                    self._drop(next(iter(self._data)))  # the least recently used
                 self._data[key] = (expires, value)
-                self.bytes += len(value)
-                while self.bytes > self.max_bytes:
-                    self._drop(next(iter(self._data)))
+                self.bytes += cost
 
     def _drop(self, key):
         _, value = self._data.pop(key)
-        self.bytes -= len(value)
+        self.bytes -= entry_cost(key, value)
 
 
 def secret_from_environment(variable):

@@ -22,7 +22,7 @@ import time
 
 import triton_python_backend_utils as pb_utils
 from tritonforge_serving.batching import batch_size
-from tritonforge_serving.cache import ResponseCache
+from tritonforge_serving.cache import ResponseCache, authentication_message
 from tritonforge_serving.checks import InputChecks
 from tritonforge_serving.codec import Codec
 from tritonforge_serving.errors import RequestError
@@ -124,7 +124,8 @@ class TritonPythonModel:
         codec = Codec(secret, [(n, dt, dims[n]) for n, dt in self.outputs], c["max_entry_bytes"], c["compression_level"])
         labels = {**self.labels, "store": store.kind}
         cache = ResponseCache(store, codec, s["public"], s["cache_version"], c["key_prefix"], c["max_pending_writes"],
-                              self.tally, labels)
+                              self.tally, labels, on_authentication=lambda failing: self.publisher.log(
+                                  "warn" if failing else "info", authentication_message(self.name, failing, c["secret_env"])))
         return cache, c["placement"] == "before_preprocess" or self.encoder is None
 
     # ---- requests ---------------------------------------------------------------------------------
