@@ -212,41 +212,78 @@ def test_readiness_ignores_rungs_absent_by_design_and_fails_when_the_serving_stu
         assert detected and "not healthy" in problems[0], problems
 
 
-def test_the_readiness_probe_is_answered_before_queued_heavy_requests(service_server, reliability):
-    """Legal heavy requests (64 long texts each) queue up behind one instance; the probe's request asks for the
-    public model's higher priority level, so it waits for the batch in execution only, never for the queue."""
-    rng = np.random.default_rng(0)
-    words = ["alpha", "beta", "gamma", "delta", "tokens", "serving", "queue", "model"]
-    client = grpcclient.InferenceServerClient(service_server.grpc_url)
-    done: list[tuple[str, float]] = []
-    heavy = 6
-    for i in range(heavy):
-        texts = np.array([[" ".join(rng.choice(words, 400))] for _ in range(64)], dtype=object)
+def test_small_requests_and_probes_under_heavy_legal_requests_stay_within_the_stated_bound(service_server,
+                                                                                          reliability):
+    """Two clients each keep one legal heavy request in flight (64 texts x 64 KiB: every limit allows it); a
+    third sends one short text at a time, the readiness probe runs throughout. The bound: a small request waits
+    for at most the heavy requests queued before it (one per heavy client), each costing one 64 x 128-token batch
+    (texts are cut to what the tokenizer can use before tokenizing); the readiness probe likewise. (Triton 2.51's
+    priority levels would let the probe skip the queue, but a request at an explicit lower level then waits
+    ~500 ms now and then, perf_analyzer's every one: measured here, so they are not used.)"""
+    import threading
+
+    words = ["alpha", "beta", "gamma", "delta", "tokens", "serving", "queue", "model", "heavy", "light"]
+
+    def heavy_request(seed: int) -> list:
+        rng = np.random.default_rng(seed)
+        text = " ".join(rng.choice(words, 11000))[:65536]
         tensor = grpcclient.InferInput("text", [64, 1], "BYTES")
-        tensor.set_data_from_numpy(texts)
-        client.async_infer("minilm", [tensor], callback=lambda result, error, i=i: done.append((f"heavy{i}", time.monotonic())))
-    time.sleep(0.3)  # the first heavy batch is executing, the others queue
-    plain = grpcclient.InferInput("text", [1, 1], "BYTES")  # the probe's question at the default priority
-    plain.set_data_from_numpy(np.array([["a short text"]], dtype=object))
-    client.async_infer("minilm", [plain], parameters={"tritonforge_probe": True},
-                       callback=lambda result, error: done.append(("plain", time.monotonic())))
-    started = time.monotonic()
-    problems = probe.check(service_server_repo(service_server), f"http://{service_server.http_url}", timeout=60)
-    took = time.monotonic() - started
-    done.append(("probe", time.monotonic()))
-    deadline = time.monotonic() + 120
-    while len(done) < heavy + 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+        tensor.set_data_from_numpy(np.array([[f"{seed} {i} {text}"] for i in range(64)], dtype=object))
+        return [tensor]
+
+    client = grpcclient.InferenceServerClient(service_server.grpc_url)
+    alone = []
+    for seed in range(2):
+        started = time.monotonic()
+        client.infer("minilm", heavy_request(10_000 + seed))
+        alone.append(time.monotonic() - started)
+    heavy_s = max(alone)
+    stop, failures, small, probes = threading.Event(), [], [], []
+
+    def heavy_loop(base: int) -> None:
+        own, k = grpcclient.InferenceServerClient(service_server.grpc_url), 0
+        while not stop.is_set():
+            try:
+                own.infer("minilm", heavy_request(base + k))
+            except Exception as e:
+                failures.append(f"heavy: {e}")
+            k += 1
+        own.close()
+
+    def small_loop() -> None:
+        own, k = grpcclient.InferenceServerClient(service_server.grpc_url), 0
+        while not stop.is_set():
+            tensor = grpcclient.InferInput("text", [1, 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[f"a short request number {k}"]], dtype=object))
+            started = time.monotonic()
+            try:
+                own.infer("minilm", [tensor])
+                small.append(time.monotonic() - started)
+            except Exception as e:
+                failures.append(f"small: {e}")
+            k += 1
+        own.close()
+
+    threads = [threading.Thread(target=heavy_loop, args=(b,)) for b in (20_000, 30_000)] + [threading.Thread(target=small_loop)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + max(scaled(12), 6 * heavy_s)
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        problems = probe.check(Path(service_server.repo), f"http://{service_server.http_url}", timeout=30)
+        probes.append((time.monotonic() - started, problems))
+        time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(120)
     client.close()
-    order = [name for name, _ in sorted(done, key=lambda d: d[1])]
-    ahead = order.index("probe")
-    assert problems == [], problems
-    assert len(done) == heavy + 2 and ahead <= 2, order  # the batch in execution (and one starting) at most
-    assert order.index("plain") >= heavy - 1, order  # the same question without the priority waits its turn
-    reliability("readiness under heavy requests", f"{heavy} requests of 64 x 2.6 KB texts queued on one instance, then "
-                "the readiness probe", requests=heavy + 1, failed=0,
-                notes=f"probe answered after {ahead} heavy request(s), in {took:.2f}s")
-
-
-def service_server_repo(server) -> Path:
-    return Path(server.repo)
+    p50, p99 = (float(np.percentile(small, q)) for q in (50, 99))
+    slowest_probe = max(p for p, _ in probes)
+    assert failures == [] and all(not problems for _, problems in probes), (failures, probes)
+    assert p99 <= 2 * heavy_s * 1.5 + 0.5, (p99, heavy_s)  # two heavy batches ahead at most, with slack
+    assert slowest_probe <= 2 * heavy_s * 1.5 + 1.0, (slowest_probe, heavy_s)  # as a small request
+    reliability("heavy legal requests beside small ones", "2 clients of 64 texts x 64 KiB (one in flight each), 1 "
+                "client of single short texts, the readiness probe every 0.5 s", requests=len(small) + len(probes),
+                failed=len(failures), notes=f"one heavy request alone {heavy_s:.2f}s; small p50 {p50 * 1000:.0f} ms, "
+                f"p99 {p99 * 1000:.0f} ms (bound: 2 heavy requests); {len(probes)} probes all ready, slowest "
+                f"{slowest_probe:.2f}s")

@@ -20,7 +20,7 @@ import numpy as np
 from tritonforge import dtypes
 from tritonforge.build.data import Dataset
 from tritonforge.build.runtimes import open_runtime
-from tritonforge.build.serving_graph import PROBE_PRIORITY, variant_io
+from tritonforge.build.serving_graph import variant_io
 from tritonforge.build.serving_ort import ServingOrt
 from tritonforge.build.spec import BuildSpec
 from tritonforge.build.variants import VariantOutcome
@@ -127,9 +127,7 @@ def choose(spec: BuildSpec, cands: list[Candidate], published: list[VariantOutco
     expected = [expected_outputs(spec, a) for a in answers[fp32.id]]
     margins = [min(_margin(expected[i], runs[i]) for runs in answers.values()) for i in range(len(cands))]
     best = int(np.argmax(margins))
-    # the public model's higher priority level: a probe never waits behind queued requests (serving_graph)
-    request = json.dumps({"inputs": cands[best].request,
-                          "parameters": {"tritonforge_probe": True, "priority": PROBE_PRIORITY}}).encode()
+    request = json.dumps({"inputs": cands[best].request, "parameters": {"tritonforge_probe": True}}).encode()
     if margins[best] < 0:
         notes.append(f"no held-out sample of the first {len(cands)} is answered within the probe's rule by every "
                      "published variant: the readiness probe checks that the public model answers, not the answer")

@@ -31,7 +31,6 @@ from tritonforge.repository.manifest import ModelRole, Role
 SERVING_PACKAGE = "tritonforge_serving"  # the name serving/ is copied under, beside model.py
 RUNNER_FILE, FP32_FILE, TOKENIZER_FILE = "runner.onnx", "runner_fp32.onnx", "tokenizer.json"
 NO_BYTECODE = "__pycache__"
-PROBE_PRIORITY = 1  # the readiness probe's priority level on the public model (1 is served first)
 # How often the public model sends its counters to /metrics (off the request path); readers that need exact
 # counts right after a request wait METRICS_LAG_S.
 METRICS_INTERVAL_MS = 100
@@ -201,12 +200,6 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
     # The public model warms its in-process rungs itself: Triton's warm-up requests would go through the cache
     # (a shared Redis answers them, and the compute is never warmed) and reach no BLS rung before the server is up.
     config = cfg.python_model(spec.name, public_inputs(spec), spec.outputs, scheduling(spec, "cpu", warmup=False))
-    if config.HasField("dynamic_batching"):
-        # Two priority levels: requests take the lower one by default, the readiness probe the higher (its own
-        # request asks for it), so a probe is never queued behind heavy requests, only behind the one batch in
-        # execution.
-        config.dynamic_batching.priority_levels = PROBE_PRIORITY + 1
-        config.dynamic_batching.default_priority_level = PROBE_PRIORITY + 1
     if s.cache.kind == "triton":
         config.response_cache.enable = True
     _settings(config, settings)
