@@ -226,7 +226,7 @@ def test_small_requests_and_probes_under_heavy_legal_requests_stay_within_the_st
 
     def heavy_request(seed: int) -> list:
         rng = np.random.default_rng(seed)
-        text = " ".join(rng.choice(words, 11000))[:65536]
+        text = " ".join(rng.choice(words, 11000))[:65000]
         tensor = grpcclient.InferInput("text", [64, 1], "BYTES")
         tensor.set_data_from_numpy(np.array([[f"{seed} {i} {text}"] for i in range(64)], dtype=object))
         return [tensor]

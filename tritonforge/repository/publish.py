@@ -124,12 +124,21 @@ class RepositoryLock:
     a build that finds it held waits (up to `wait_s`, saying so once through `on_wait`), so two builds of one
     spec never both read the same last build and publish the same version.
 
-    The lock file lies in the work area, so the repository itself gets nothing new; a repository that does not
-    exist yet is created empty (the build would create it to publish)."""
+    The lock file lies in the work area, so the repository itself gets nothing new. For a repository that does
+    not exist yet it is the work area it will have beside it (a build that fails leaves no repository); only
+    where that parent is not writable is the repository created to hold it."""
 
     def __init__(self, repo: Path, wait_s: float = 900.0, on_wait=None, poll_s: float = 0.2) -> None:
         self.repo, self.wait_s, self.on_wait, self.poll_s = check_root(repo), wait_s, on_wait, poll_s
         self._file = None
+
+    def _area(self) -> Path:
+        if not self.repo.exists():
+            parent = self.repo.parent
+            if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+                return parent / f".{self.repo.name}.tritonforge"  # what work_area gives once the repository exists
+            self.repo.mkdir(parents=True)
+        return work_area(self.repo)
 
     @property
     def held(self) -> bool:
@@ -139,9 +148,8 @@ class RepositoryLock:
         import time
 
         try:
-            self.repo.mkdir(parents=True, exist_ok=True)
-            area = work_area(self.repo)
-            area.mkdir(exist_ok=True)
+            area = self._area()
+            area.mkdir(parents=True, exist_ok=True)
             lock = open(area / "lock", "w")
         except OSError as e:
             raise RepositoryError(f"cannot write {self.repo}: {e.strerror or e}") from None
