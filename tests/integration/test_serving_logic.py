@@ -387,3 +387,60 @@ def test_repository_shares_no_file_with_the_package_or_the_spec(service_repo):
               if p.stat().st_nlink > inodes[(p.stat().st_dev, p.stat().st_ino)]]
     assert shared == []
     assert any(p.name == "tokenizer.json" for p in files) and any(p.name == "metrics.py" for p in files)
+
+
+def test_replicas_with_different_secrets_say_so_once_in_the_log(redis_triton, redis_repo, redis_server, reliability):
+    """Two replicas sharing a Redis but not the secret: each value one writes is a miss for the other. That used to
+    show only as a counter; the replica that rejects them says why in its log, once."""
+    images = [_image(60_000 + i) for i in range(scaled(20))]
+    other_env = {"TRITONFORGE_REDIS_URL": redis_server.url, "TRITONFORGE_CACHE_SECRET": "another-secret"}
+    with LocalTritonServer(redis_repo, env=other_env) as other:
+        with Client(redis_triton.grpc_url) as a, Client(other.grpc_url) as b:
+            for x in images:
+                stored = redis_server.client().dbsize()
+                a.infer("digits", {"image": x})
+                assert _wait_stored(redis_server, stored)
+                b.infer("digits", {"image": x})
+        rejected = metric(other.metrics_url, "tritonforge_cache_rejected_total", reason="authentication")
+        time.sleep(1.0)  # the log line is written off the request path
+        lines = [line for line in other.log_path.read_text(errors="replace").splitlines()
+                 if "cache values fail authentication" in line]
+    assert rejected == len(images)
+    assert len(lines) == 1 and "do the replicas share TRITONFORGE_CACHE_SECRET?" in lines[0], lines
+    reliability("replicas with different secrets", "two replicas sharing a Redis with different cache secrets; each "
+                "value one writes read by the other", requests=2 * len(images), failed=0,
+                notes=f"{rejected:.0f} values refused as misses (each answer computed); one log line says why")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_the_memory_cache_bound_is_the_memory_it_uses(tmp_path_factory, digits_spec, reliability):
+    """A 2 MiB memory cache filled far past its bound with distinct answers: the serving stub's resident memory
+    grows by about the bound, not by what the values alone would let it hold (it grew 3.6x before entries
+    counted their keys and overhead)."""
+    from tritonforge.testing.faults import stub_pids
+    from tritonforge.testing.load import SteadyLoad
+
+    bound = 2 * 2**20
+    repo = _digits(tmp_path_factory, "memory_bound", cache={"kind": "memory", "memory_max_bytes": bound})
+    rng = np.random.default_rng(7)
+    inputs = [{"image": rng.random((1, 64), dtype=np.float32)} for _ in range(26_000)]
+    with LocalTritonServer(repo) as server, Client(server.grpc_url, timeout=30) as client:
+        (stub,) = stub_pids(server, "digits")
+        with SteadyLoad(lambda x: client.infer("digits", x), inputs[:2_000], threads=4, max_requests=2_000) as load:
+            load.wait_for(2_000)
+        before = _rss_mb(stub)
+        with SteadyLoad(lambda x: client.infer("digits", x), inputs[2_000:], threads=4, max_requests=24_000) as load:
+            load.wait_for(24_000)
+        grown = _rss_mb(stub) - before
+        stored = metric(server.metrics_url, "tritonforge_cache_stored_bytes_total")
+    assert load.record.errors == []
+    assert grown <= 1.5 * bound / 2**20 + 1.0, f"resident memory grew {grown:.1f} MiB for a {bound / 2**20:.0f} MiB bound"
+    reliability("memory cache bound", f"26,000 distinct digits requests into a {bound // 2**20} MiB memory cache",
+                requests=26_000, failed=0, notes=f"the serving stub grew {grown:.1f} MiB after warm-up "
+                f"({stored / 2**20:.1f} MiB of values stored in all, evicted to the bound)")
