@@ -79,7 +79,7 @@ def test_a_full_disk_is_one_line_exit_2_and_leaves_the_repository(tmp_path, digi
         code, out = run.wait(300), run.stdout.read()
         lines = [line for line in out.splitlines() if line.strip()]
         assert code == 2, out
-        assert "error: no space left on the device" in lines[-1] and "Traceback" not in out
+        assert "error: no space left on a device while building into" in lines[-1] and "Traceback" not in out
         filler.unlink()
         assert tree_hashes(repo) == before
         manifest = read_manifest(repo, "digits")

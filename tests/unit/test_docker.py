@@ -59,7 +59,7 @@ def compose() -> dict:
 
 
 SERVING_REQUIREMENTS = ROOT / "tritonforge" / "serving" / "requirements.txt"
-PROBE = ["python3", "/opt/tritonforge/probe.py", "--repo", REPO_PATH, "--url", "http://127.0.0.1:8000", "--timeout", "2"]
+PROBE = ["python3", "/opt/tritonforge/probe.py", "--repo", REPO_PATH, "--url", "http://127.0.0.1:8000", "--timeout", "6"]
 DRAIN_FILE = "/tmp/tritonforge-draining"  # a draining replica's readiness fails while Triton still answers
 READINESS = [*PROBE, "--drain-file", DRAIN_FILE]
 ENTRYPOINT = DOCKER / "serve-entrypoint.sh"
@@ -197,7 +197,7 @@ def test_kubernetes_manifests_agree():
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         expected = READINESS if probe == "readinessProbe" else PROBE  # draining is not dead: liveness ignores it
         assert container[probe]["exec"]["command"] == expected, probe
-        assert container[probe]["timeoutSeconds"] > 2  # the probe's own timeout per call fits inside
+        assert container[probe]["timeoutSeconds"] > 6  # the probe's own timeout per call fits inside
     # a rollout drains each pod before Triton stops: preStop makes readiness fail (the drain file), waits while
     # the endpoints drop the pod, then SIGTERM; the grace period covers the wait and Triton's exit timeout
     pod = deploy["spec"]["template"]["spec"]

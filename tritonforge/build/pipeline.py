@@ -280,10 +280,19 @@ def _disk_full_is_said(repo: Path) -> Iterator[None]:
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        where = f" ({e.filename})" if e.filename else ""
-        raise RepositoryError(f"no space left on the device{where} while building into {repo}: free space (the "
-                              "build needs room for its work files and one new copy of each model it publishes) "
-                              "and build again; the repository is unchanged") from None
+        raise RepositoryError(f"no space left on a device while building into {repo}: {_free_space(repo)}; free "
+                              "space (a build needs room for its work files and one new copy of each model it "
+                              "publishes) and build again; the repository is unchanged") from None
+
+
+def _free_space(repo: Path) -> str:
+    """Free space where a build writes: beside the repository and in the temporary directory."""
+    places = {"the repository": repo if repo.exists() else repo.parent, "work files": Path(tempfile.gettempdir())}
+    out = []
+    for label, path in places.items():
+        with contextlib.suppress(OSError):
+            out.append(f"{label} ({path}) has {shutil.disk_usage(path).free / 2**20:.1f} MiB free")
+    return ", ".join(out)
 
 
 def _build_locked(inp: _Inputs, repo: Path, force: bool, rep: Reporter, check: ServingCheck,
