@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from tritonforge.build.pipeline import build
-from tritonforge.cli.render import RichReporter, console, model_states_table, variants_table
+from tritonforge.cli.render import repository_check_lines, RichReporter, console, model_states_table, variants_table
 from tritonforge.build.serving_graph import METRICS_LAG_S
 from tritonforge.build.sources import load_source
 from tritonforge.build.spec import load_spec
@@ -102,13 +102,18 @@ def main() -> int:
 
     console.rule("[bold]2. build: PyTorch -> verified ONNX -> precision variants, gated and timed -> Triton repository")
     specs = [DIGITS / "spec.yaml"] + ([] if args.skip_minilm else [MINILM / "spec.yaml"])
-    for spec in specs:
-        outcome = build(spec, args.repo, reporter=RichReporter(f"{spec.parent.name}: "))
-        from tritonforge.build.report import read_report
+    from tritonforge.build.report import read_report
+    from tritonforge.build.serving_check import ServingCheck
 
-        console.print(variants_table(read_report(args.repo, outcome.spec.name)))
-        if outcome.noop:
-            console.print(f"{outcome.spec.name}: unchanged since the last build, no work done")
+    with ServingCheck() as check:  # one local server proves every spec's staged repository, as `tritonforge build`
+        for spec in specs:
+            outcome = build(spec, args.repo, reporter=RichReporter(f"{spec.parent.name}: "), check=check)
+            report = read_report(args.repo, outcome.spec.name)
+            console.print(variants_table(report))
+            for line in repository_check_lines(report):
+                console.print(f"  {line}", markup=False)
+            if outcome.noop:
+                console.print(f"{outcome.spec.name}: unchanged since the last build, no work done")
 
     console.rule("[bold]3. serve on the real local tritonserver and call it over gRPC")
     with LocalTritonServer(args.repo, load_models=[load_spec(s).name for s in specs]) as server:

@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -74,7 +73,6 @@ class ServingCheck:
         self._root: Path | None = None
         self._env: dict[str, str] = {}
         self._throwaway = "tritonforge-check-" + secrets.token_hex(16)
-        self.seconds = 0.0
 
     # ---- the shared server ------------------------------------------------------------------------
     def _started(self, env: dict[str, str]):
@@ -115,7 +113,6 @@ class ServingCheck:
         """Check a build's staged models; raises ServingCheckError naming the model and Triton's reason."""
         if not self.enabled:
             return [ModelCheck(m.name, "skipped", SKIPPED) for m in models]
-        start = time.perf_counter()
         results = []
         for m in models:
             if m.config.backend != "python":
@@ -159,7 +156,6 @@ class ServingCheck:
             for m in python:
                 shutil.rmtree(self._root / m.name, ignore_errors=True)
             client.close()
-        self.seconds += time.perf_counter() - start
         return sorted(results, key=lambda r: [m.name for m in models].index(r.model))
 
     @staticmethod
