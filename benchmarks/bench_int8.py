@@ -23,11 +23,11 @@ import numpy as np
 import yaml
 from rich.table import Table
 
-from tritonforge.build.data import load_dataset
-from tritonforge.build.pipeline import build
-from tritonforge.build.runtimes import open_runtime
-from tritonforge.build.spec import TimingSpec, load_spec
-from tritonforge.build.timing import measure, timing_input
+from tritonforge.builder.data import load_dataset
+from tritonforge.builder.pipeline import build
+from tritonforge.builder.runtimes import open_runtime
+from tritonforge.spec import TimingSpec, load_spec
+from tritonforge.builder.timing import measure, timing_input
 from tritonforge.cli.render import console
 from tritonforge.repository.reader import Repository
 

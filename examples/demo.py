@@ -20,11 +20,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from tritonforge.build.pipeline import build
+from tritonforge.builder.pipeline import build
 from tritonforge.cli.render import repository_check_lines, RichReporter, console, model_states_table, variants_table
-from tritonforge.build.serving_graph import METRICS_LAG_S
-from tritonforge.build.sources import load_source
-from tritonforge.build.spec import load_spec
+from tritonforge.builder.serving_graph import METRICS_LAG_S
+from tritonforge.builder.sources import load_source
+from tritonforge.spec import load_spec
 from tritonforge.server.process import LocalTritonServer
 from tritonforge.client import Client
 
@@ -102,8 +102,8 @@ def main() -> int:
 
     console.rule("[bold]2. build: PyTorch -> verified ONNX -> precision variants, gated and timed -> Triton repository")
     specs = [DIGITS / "spec.yaml"] + ([] if args.skip_minilm else [MINILM / "spec.yaml"])
-    from tritonforge.build.report import read_report
-    from tritonforge.build.serving_check import ServingCheck
+    from tritonforge.builder.report import read_report
+    from tritonforge.builder.serving_check import ServingCheck
 
     with ServingCheck() as check:  # one local server proves every spec's staged repository, as `tritonforge build`
         for spec in specs:

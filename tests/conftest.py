@@ -73,7 +73,7 @@ def redis_server():
 @pytest.fixture(scope="session")
 def digits_repo(tmp_path_factory, digits_spec) -> Path:
     """A repository with the digits model built into it (shared; tests must not modify it)."""
-    from tritonforge.build.pipeline import build
+    from tritonforge.builder.pipeline import build
 
     repo = tmp_path_factory.mktemp("shared") / "model_repository"
     build(digits_spec, repo)
@@ -103,7 +103,7 @@ def digits_validation(digits_spec):
 @pytest.fixture(scope="session")
 def service_repo(tmp_path_factory, digits_spec) -> Path:
     """One repository with both services: digits (FP32 only) and the MiniLM text service (FP32 only)."""
-    from tritonforge.build.pipeline import build
+    from tritonforge.builder.pipeline import build
 
     tmp = tmp_path_factory.mktemp("services")
     repo = tmp / "model_repository"

@@ -84,7 +84,7 @@ def minilm_spec_copy(dest: Path, **overrides) -> Path:
 def metrics(metrics_url: str) -> dict[str, float]:
     """tritonforge_* and nv_cache_* samples from /metrics, keyed by the full sample name with labels, read once
     the public models' deferred counters have been sent."""
-    from tritonforge.build.serving_graph import METRICS_LAG_S
+    from tritonforge.builder.serving_graph import METRICS_LAG_S
 
     time.sleep(METRICS_LAG_S)
     text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
@@ -124,7 +124,7 @@ def python_stand_in(repo: Path, rung: str, failing: bool = False) -> None:
     """Put a Python-backend model where a native rung is (same name, version, I/O and ONNX file) so the local
     server, which has no onnxruntime backend, can load that rung: it runs the rung's ONNX file in-process the way
     the runner does, or, `failing`, answers every request with a server-side error."""
-    from tritonforge.build.serving_graph import file_hashes, serving_files
+    from tritonforge.builder.serving_graph import file_hashes, serving_files
     from tritonforge.repository.config import write_config
     from tritonforge.repository.reader import Repository
 

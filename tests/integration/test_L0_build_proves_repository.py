@@ -19,8 +19,8 @@ import tritonclient.grpc as grpcclient
 import yaml
 from tritonclient.utils import InferenceServerException
 
-from tritonforge.build.pipeline import build
-from tritonforge.build.serving_check import ServingCheckError
+from tritonforge.builder.pipeline import build
+from tritonforge.builder.serving_check import ServingCheckError
 from tritonforge.repository.config import read_config
 from tritonforge.server.process import LocalTritonServer
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tritonforge.build.ort_runtime import OrtModel
+from tritonforge.builder.ort_runtime import OrtModel
 from tritonforge.client import Client, ModelNotFound
 from tritonforge.repository.reader import Repository
 from tritonforge.server.process import LocalTritonServer

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from tritonforge.errors import ExportError, VerificationError
-from tritonforge.build.pipeline import build
+from tritonforge.builder.pipeline import build
 from tritonforge.repository.config import read_config
 from tritonforge.repository.manifest import read_manifest
 
@@ -221,7 +221,7 @@ def test_corrupt_onnx_source_is_rejected(tmp_path, digits_spec):
 
 def test_export_module_runs_alone(tmp_path, digits_spec):
     out = tmp_path / "alone.onnx"
-    proc = subprocess.run([sys.executable, "-m", "tritonforge.build.exporters.torch2onnx", str(digits_spec), str(out)],
+    proc = subprocess.run([sys.executable, "-m", "tritonforge.builder.exporters.torch2onnx", str(digits_spec), str(out)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "dynamo exporter" in proc.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tritonforge.build.pipeline import build
+from tritonforge.builder.pipeline import build
 
 from helpers import outlier_digits_spec
 
@@ -48,8 +48,8 @@ def test_the_search_stops_within_its_budget_and_reports_the_best_failing_point(t
 def test_a_revert_that_does_not_help_is_undone(tmp_path):
     """Reverting a node other than the sensitive one changes nothing that matters: that step is undone and the
     search goes on to the next node."""
-    from tritonforge.build.int8_search import AccuracyControlSearch
-    from tritonforge.build.spec import parse_spec
+    from tritonforge.builder.int8_search import AccuracyControlSearch
+    from tritonforge.spec import parse_spec
 
     class Outcome:
         def __init__(self, v, margin):
@@ -76,8 +76,8 @@ def test_a_revert_that_does_not_help_is_undone(tmp_path):
 
 @pytest.mark.parametrize("budget", [1, 3])
 def test_evaluations_never_exceed_the_budget(tmp_path, budget):
-    from tritonforge.build.int8_search import AccuracyControlSearch
-    from tritonforge.build.spec import parse_spec
+    from tritonforge.builder.int8_search import AccuracyControlSearch
+    from tritonforge.spec import parse_spec
 
     class Failing:
         status, notes, gate = "rejected", [], {"checks": [{"margin": -1.0}]}
@@ -112,8 +112,8 @@ def test_the_grid_keeps_the_most_sensitive_nodes_in_float(tmp_path):
 def test_only_nodes_the_start_really_quantizes_are_reverted(tmp_path):
     """Dynamic quantization leaves a MatMul of two activations (attention's) in float, while the Q/DQ graph the
     ranking runs quantizes it: reverting such a node changes nothing, so it is never tried."""
-    from tritonforge.build.int8_search import AccuracyControlSearch
-    from tritonforge.build.spec import parse_spec
+    from tritonforge.builder.int8_search import AccuracyControlSearch
+    from tritonforge.spec import parse_spec
 
     class Outcome:
         def __init__(self, v, margin):
@@ -139,7 +139,7 @@ def test_quantized_nodes_tells_what_each_quantizer_really_quantized(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_dynamic, quantize_static
 
-    from tritonforge.build.converters.int8_common import equal_batches, quantized_nodes
+    from tritonforge.builder.converters.int8_common import equal_batches, quantized_nodes
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 8])

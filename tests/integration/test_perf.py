@@ -14,9 +14,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 import yaml
 
-from tritonforge.build.pipeline import build
+from tritonforge.builder.pipeline import build
 from tritonforge.repository.config import read_config
-from tritonforge.build.spec import load_spec
+from tritonforge.spec import load_spec
 from tritonforge.perf.analyzer import MeasureSettings, PerfAnalyzerError, check_binary, measure
 from tritonforge.perf.config_search import (MAX_AUTO_CONCURRENCY, TRITON_DEFAULT, Candidate, apply, default_candidate,
                                             restore, search, tuned_models, write_back)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tritonforge.build.ort_runtime import OrtModel
-from tritonforge.build.pipeline import build
+from tritonforge.builder.ort_runtime import OrtModel
+from tritonforge.builder.pipeline import build
 from tritonforge.client import Client
 from tritonforge.repository.reader import Repository
 from tritonforge.server.process import LocalTritonServer

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from tritonforge.build.ort_runtime import OrtModel
-from tritonforge.build.sources import load_source
-from tritonforge.build.spec import load_spec
+from tritonforge.builder.ort_runtime import OrtModel
+from tritonforge.builder.sources import load_source
+from tritonforge.spec import load_spec
 from tritonforge.client import AsyncClient, Client, InputError, ModelNotFound
 from tritonforge.perf.triton_stats import model_stats
 from tritonforge.repository.reader import Repository
@@ -35,8 +35,8 @@ def test_served_predictions_equal_pytorch(digits_server, digits_repo, digits_spe
 
 
 def _runner_is_batch_dependent(repo) -> bool:
-    from tritonforge.build.converters import CONVERTERS
-    from tritonforge.build.report import read_report
+    from tritonforge.builder.converters import CONVERTERS
+    from tritonforge.builder.report import read_report
 
     report = read_report(repo, "digits")
     kind = next(v["kind"] for v in report["variants"] if v["id"] == report["serving"]["in_process_runner"])

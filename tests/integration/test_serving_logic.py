@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from tritonforge.build.ort_runtime import OrtModel
-from tritonforge.build.pipeline import build
+from tritonforge.builder.ort_runtime import OrtModel
+from tritonforge.builder.pipeline import build
 from tritonforge.client import Client, InferenceFailed
 from tritonforge.perf.triton_stats import model_stats
 from tritonforge.repository.reader import Repository

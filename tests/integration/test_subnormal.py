@@ -8,9 +8,9 @@ import onnx
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
-from tritonforge.build.onnx_graph import subnormal_initializers
-from tritonforge.build.pipeline import build
-from tritonforge.build.variants import VariantOutcome, subnormal_speedup_notes
+from tritonforge.builder.onnx_graph import subnormal_initializers
+from tritonforge.builder.pipeline import build
+from tritonforge.builder.variants import VariantOutcome, subnormal_speedup_notes
 from tritonforge.repository.reader import Repository
 
 SUBNORMAL = np.float32(1e-40)

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from tritonforge.errors import DataError, SpecError
-from tritonforge.build.pipeline import build
+from tritonforge.builder.pipeline import build
 from tritonforge.repository.config import read_config
-from tritonforge.build.spec import load_spec
+from tritonforge.spec import load_spec
 
 from helpers import DIGITS, ROOT, digits_spec_copy, outlier_digits_spec
 from tritonforge.repository.reader import Repository
@@ -95,7 +95,7 @@ def test_rejected_variant_is_not_published_and_says_by_how_much(full_digits):
 def test_tensorrt_variants_skip_with_reason_without_gpu(full_digits):
     """Without a CUDA device, or with one but no TensorRT (the lent H100), the variants say why and are not
     published; with both they are built and gated."""
-    from tritonforge.build.converters.onnx2trt import tensorrt_unavailable
+    from tritonforge.builder.converters.onnx2trt import tensorrt_unavailable
     from tritonforge.hardware import cuda_device_reason
 
     _, repo, report = full_digits
@@ -120,11 +120,11 @@ def test_report_files_and_recheck_reproduce_every_decision(full_digits, tmp_path
         assert (base / name).is_file(), name
     for v in report["variants"]:
         cmd = shlex.split(report["reproduce"][v["id"]])
-        assert cmd[:3] == ["python", "-m", "tritonforge.build.recheck"] and cmd[3] == str(repo.absolute())
+        assert cmd[:3] == ["python", "-m", "tritonforge.builder.recheck"] and cmd[3] == str(repo.absolute())
         proc = subprocess.run([sys.executable, *cmd[1:]], cwd=tmp_path, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "decision reproduced" in proc.stdout
-    gone = subprocess.run([sys.executable, "-m", "tritonforge.build.recheck", "my_repo", "digits", "onnx_fp32"],
+    gone = subprocess.run([sys.executable, "-m", "tritonforge.builder.recheck", "my_repo", "digits", "onnx_fp32"],
                           cwd=tmp_path, capture_output=True, text=True)
     assert gone.returncode == 2 and "no build report for model 'digits' in my_repo" in gone.stderr
     assert "Traceback" not in gone.stderr
@@ -135,7 +135,7 @@ def test_recheck_runs_a_recorded_error_again(full_digits, tmp_path):
     lent H100 machine, where onnx_int8_dynamic failed shape inference, the same recheck reproduced the error)."""
     import shutil
 
-    from tritonforge.build.recheck import recheck
+    from tritonforge.builder.recheck import recheck
 
     _, repo, _ = full_digits
     copy = tmp_path / "repo"
@@ -219,8 +219,8 @@ def test_broken_variant_conversion_is_reported_not_fatal(tmp_path, digits_spec):
 @pytest.mark.gpu
 def test_tensorrt_plans_build_and_pass_on_gpu(tmp_path, digits_spec):
     """Real TensorRT FP16/INT8 plans for the digits model; skipped with the reason where there is no GPU."""
-    from tritonforge.build.converters.onnx2trt import tensorrt_unavailable
-    from tritonforge.build.pipeline import build
+    from tritonforge.builder.converters.onnx2trt import tensorrt_unavailable
+    from tritonforge.builder.pipeline import build
 
     from helpers import digits_spec_copy
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tritonforge.build.compare import Comparator
+from tritonforge.builder.compare import Comparator
 
 
 def test_identical_outputs():

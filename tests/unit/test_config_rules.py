@@ -7,7 +7,7 @@ import onnx
 from onnx import TensorProto, helper
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonforge.build.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
+from tritonforge.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
 from tritonforge.repository import config as cfg
 from tritonforge.repository.config_rules import config_problems, onnx_config_problems
 

@@ -6,9 +6,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tritonforge.build.converters import CONVERTERS
-from tritonforge.build.converters.changed import op_summary
-from tritonforge.build.converters.onnx2fp16 import to_fp16
+from tritonforge.builder.converters import CONVERTERS
+from tritonforge.builder.converters.changed import op_summary
+from tritonforge.builder.converters.onnx2fp16 import to_fp16
 
 
 def _gemm(path):

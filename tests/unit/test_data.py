@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tritonforge.build.data import load_dataset
+from tritonforge.builder.data import load_dataset
 from tritonforge.errors import DataError
-from tritonforge.build.spec import DataSpec, load_spec
+from tritonforge.spec import DataSpec, load_spec
 
 from helpers import digits_spec_copy
 
@@ -78,7 +78,7 @@ def test_callable_batches(spec, tmp_path):
 
 
 def _tokens_spec():
-    from tritonforge.build.spec import parse_spec
+    from tritonforge.spec import parse_spec
 
     return parse_spec({"name": "t", "source": {"kind": "onnx", "path": "m.onnx"}, "max_batch_size": 8,
                        "inputs": [{"name": "ids", "dtype": "int64", "shape": [-1], "dim_names": ["sequence"]}],

@@ -17,7 +17,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from tritonforge.build.spec import CacheSpec
+from tritonforge.spec import CacheSpec
 
 from helpers import ROOT
 

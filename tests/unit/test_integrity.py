@@ -8,9 +8,9 @@ import json
 
 import yaml
 
-from tritonforge.build.serving_graph import ServingPlan, file_hashes, plan_models
-from tritonforge.build.spec import parse_spec
-from tritonforge.build.variants import VariantOutcome
+from tritonforge.builder.serving_graph import ServingPlan, file_hashes, plan_models
+from tritonforge.spec import parse_spec
+from tritonforge.builder.variants import VariantOutcome
 from tritonforge.serving.integrity import mismatches, refusal
 
 from helpers import MINILM

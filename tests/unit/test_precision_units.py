@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonforge.build.compare import OutputMetrics
-from tritonforge.build.converters import CONVERTERS
-from tritonforge.build.data import Dataset
-from tritonforge.build.gate import evaluate
-from tritonforge.build.int8_search import candidates
-from tritonforge.build.spec import GateSpec, Int8SearchSpec, TimingSpec, load_spec
-from tritonforge.build.timing import measure, timing_input
-from tritonforge.build.verify import Comparison
+from tritonforge.builder.compare import OutputMetrics
+from tritonforge.builder.converters import CONVERTERS
+from tritonforge.builder.data import Dataset
+from tritonforge.builder.gate import evaluate
+from tritonforge.builder.int8_search import candidates
+from tritonforge.spec import GateSpec, Int8SearchSpec, TimingSpec, load_spec
+from tritonforge.builder.timing import measure, timing_input
+from tritonforge.builder.verify import Comparison
 
 from helpers import DIGITS
 
@@ -48,7 +48,7 @@ def test_gate_rejects_nonfinite_and_max_abs():
 def test_each_output_is_gated_by_what_it_is_with_its_own_thresholds():
     """A multi-output model: class scores whose top-1 holds, and a regression head 3.6 off on average. Judged by
     cosine and top-1 alone (the old global gate) it passed; the regression's own check now fails it."""
-    from tritonforge.build.spec import OutputGateSpec
+    from tritonforge.spec import OutputGateSpec
 
     comp = Comparison({"logits": _metrics("logits", cosine=0.999, top1=1.0, max_abs=3.62),
                        "price": _metrics("price", cosine=1.0, max_abs=3.62, mean_rel=0.31)}, None, 1e-4, 1e-3)
@@ -60,7 +60,7 @@ def test_each_output_is_gated_by_what_it_is_with_its_own_thresholds():
 
 
 def test_output_kinds_default_by_what_the_output_is():
-    from tritonforge.build.spec import parse_spec
+    from tritonforge.spec import parse_spec
 
     data = {"name": "m", "source": {"kind": "onnx", "path": "m.onnx"}, "max_batch_size": 4,
             "inputs": [{"name": "x", "dtype": "float32", "shape": [8]}],
@@ -122,7 +122,7 @@ def test_the_spec_s_variant_entries_are_the_converters_options():
     """One registry line per kind: its entry in a spec is that converter's Options, and only its fields."""
     from pydantic import ValidationError
 
-    from tritonforge.build.converters import variant_spec
+    from tritonforge.builder.converters import variant_spec
 
     for kind, converter in CONVERTERS.items():
         assert type(variant_spec(kind)) is converter.Options
@@ -139,8 +139,8 @@ def test_the_spec_s_variant_entries_are_the_converters_options():
 def test_tensorrt_model_config_on_cpu(tmp_path, digits_spec):
     """The config a TensorRT plan is served with, generated and parsed back without a GPU."""
     from tritonforge.repository.config import read_config
-    from tritonforge.build.serving_graph import variant_model
-    from tritonforge.build.variants import VariantOutcome
+    from tritonforge.builder.serving_graph import variant_model
+    from tritonforge.builder.variants import VariantOutcome
 
     spec = load_spec(digits_spec)
     plan = tmp_path / "model.plan"
@@ -161,8 +161,8 @@ def test_tensorrt_model_config_on_cpu(tmp_path, digits_spec):
 
 
 def test_fp16_variant_without_io_casts_declares_half_io(tmp_path, digits_spec):
-    from tritonforge.build.serving_graph import variant_io
-    from tritonforge.build.variants import VariantOutcome
+    from tritonforge.builder.serving_graph import variant_io
+    from tritonforge.builder.variants import VariantOutcome
 
     spec = load_spec(digits_spec)
     o = VariantOutcome(id="h", kind="onnx_fp16", runtime="onnxruntime", precision="fp16", options={"keep_io_types": False})
@@ -171,9 +171,9 @@ def test_fp16_variant_without_io_casts_declares_half_io(tmp_path, digits_spec):
 
 
 def test_profile_shapes_cover_batch_and_dynamic_dims():
-    from tritonforge.build.converters.onnx2trt import observed_dims, profile_shapes
-    from tritonforge.build.converters import variant_spec
-    from tritonforge.build.spec import load_spec
+    from tritonforge.builder.converters.onnx2trt import observed_dims, profile_shapes
+    from tritonforge.builder.converters import variant_spec
+    from tritonforge.spec import load_spec
 
     spec = load_spec(DIGITS.parent / "minilm" / "spec.yaml")
     data = Dataset([{"input_ids": np.ones((4, 12), np.int64), "attention_mask": np.ones((4, 12), np.int64)},
@@ -207,7 +207,7 @@ def test_int8_preprocessing_drops_value_info_of_weights(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from tritonforge.build.converters.int8_common import preprocessed
+    from tritonforge.builder.converters.int8_common import preprocessed
 
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((128, 64)).astype(np.float32), "w")
     graph = helper.make_graph(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tritonforge.build.variants import PRIMARY_MARGIN, VariantOutcome, choose_primary
+from tritonforge.builder.variants import PRIMARY_MARGIN, VariantOutcome, choose_primary
 
 
 def _v(vid, speedup, status="passed", kind=None, search=False):

@@ -1,6 +1,6 @@
 """The readiness probe judges the answer, not only that there is one: the rule it applies per output kind
 (tritonforge/server/probe.py), the check end to end against a stand-in HTTP endpoint, and how the build
-chooses the probe's sample so that its own published variants pass (tritonforge/build/probe_sample.py)."""
+chooses the probe's sample so that its own published variants pass (tritonforge/builder/probe_sample.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tritonforge.build.data import Dataset
-from tritonforge.build.probe_sample import candidates, choose, expected_outputs
-from tritonforge.build.spec import parse_spec
-from tritonforge.build.variants import VariantOutcome
+from tritonforge.builder.data import Dataset
+from tritonforge.builder.probe_sample import candidates, choose, expected_outputs
+from tritonforge.spec import parse_spec
+from tritonforge.builder.variants import VariantOutcome
 from tritonforge.server import probe
 from tritonforge.server.probe import disagreements, output_margin
 

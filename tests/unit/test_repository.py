@@ -12,7 +12,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonforge.errors import RepositoryError
 from tritonforge.repository import config as cfg
 from tritonforge.repository.publish import Publication, remove_tree, work_area
-from tritonforge.build.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
+from tritonforge.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
 
 from helpers import tree_hashes
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tritonforge.build.scaffold import write_spec
-from tritonforge.build.spec import load_spec
+from tritonforge.builder.scaffold import write_spec
+from tritonforge.spec import load_spec
 from tritonforge.errors import SpecError
 
 from helpers import DIGITS, ROOT
@@ -108,9 +108,9 @@ def test_init_from_a_module_reads_a_shared_variable_length_the_output_name_and_t
     spec = load_spec(spec_path)  # builds as it is: the samples of two lengths are its validation data
     import onnx
 
-    from tritonforge.build.data import load_dataset
-    from tritonforge.build.exporters.torch2onnx import export
-    from tritonforge.build.sources import load_source
+    from tritonforge.builder.data import load_dataset
+    from tritonforge.builder.exporters.torch2onnx import export
+    from tritonforge.builder.sources import load_source
 
     validation = load_dataset(spec, spec.validation.data, "validation.data")
     assert sorted(b["input_ids"].shape[1] for b in validation) == [5, 8]

@@ -8,9 +8,9 @@ import json
 import pytest
 import yaml
 
-from tritonforge.build.serving_graph import ServingPlan, plan_models
-from tritonforge.build.spec import CacheSpec, RouterSpec, parse_spec
-from tritonforge.build.variants import VariantOutcome
+from tritonforge.builder.serving_graph import ServingPlan, plan_models
+from tritonforge.spec import CacheSpec, RouterSpec, parse_spec
+from tritonforge.builder.variants import VariantOutcome
 from tritonforge.repository.manifest import Role
 
 from helpers import MINILM

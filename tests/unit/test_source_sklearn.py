@@ -22,9 +22,9 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tritonforge.build.exporters import sklearn2onnx
-from tritonforge.build.sources import LoadedSource, load_source, source_files, source_tools
-from tritonforge.build.spec import parse_spec
+from tritonforge.builder.exporters import sklearn2onnx
+from tritonforge.builder.sources import LoadedSource, load_source, source_files, source_tools
+from tritonforge.spec import parse_spec
 from tritonforge.cli.main import main
 from tritonforge.errors import ExportError, SourceModelError, SpecError
 
@@ -97,7 +97,7 @@ def test_load_spec_names_a_missing_file(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(_classifier_spec({"kind": "sklearn", "path": "nowhere.joblib"}, tmp_path)))
     (tmp_path / "validation.npz").write_bytes(b"")
-    from tritonforge.build.spec import load_spec
+    from tritonforge.spec import load_spec
 
     with pytest.raises(SpecError, match=r"field 'source.path': file not found: .*nowhere.joblib"):
         load_spec(path)

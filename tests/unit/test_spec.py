@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from tritonforge.errors import SpecError
-from tritonforge.build.spec import load_spec, parse_spec
+from tritonforge.spec import load_spec, parse_spec
 
 from helpers import DIGITS
 

@@ -24,9 +24,9 @@ def build(
              "where no local server can run (the report then says the repository was not checked)")] = True,
 ) -> None:
     """Export, verify and publish each spec's model into the repository (atomically; a no-op if unchanged)."""
-    from tritonforge.build.pipeline import build as run_build
-    from tritonforge.build.pipeline import iter_specs
-    from tritonforge.build.serving_check import ServingCheck
+    from tritonforge.builder.pipeline import build as run_build
+    from tritonforge.builder.pipeline import iter_specs
+    from tritonforge.builder.serving_check import ServingCheck
 
     with ServingCheck(enabled=serving_check) as check:
         for spec_path in iter_specs(specs):
@@ -63,7 +63,7 @@ def report(
     """Print the build report of MODEL: every variant, its gate decision, accuracy and speed against FP32."""
     import json
 
-    from tritonforge.build.report import read_report, to_markdown
+    from tritonforge.builder.report import read_report, to_markdown
 
     data = read_report(repo, model)
     if as_json:

@@ -25,7 +25,7 @@ def init(
     """Write a build spec read from MODEL: inputs and outputs with names, dtypes and shapes (dynamic dims -1, the
     batch axis detected), value ranges where the graph shows them, the default variants, gate and serving
     settings, and a validation section (your --samples, or an .npz for you to supply)."""
-    from tritonforge.build.scaffold import write_spec
+    from tritonforge.builder.scaffold import write_spec
 
     names = [n.strip() for n in output_names.split(",")] if output_names is not None else None
     path, sig = write_spec(model, output, samples, output_names=names)

@@ -184,9 +184,9 @@ def perf_search(
     output: Annotated[Path, typer.Option(help="JSON with every trial")] = Path("perf_results/config_search.json"),
 ) -> None:
     """Try dynamic batching settings and instance counts on a running model, pick the best under a latency budget."""
-    from tritonforge.build.pipeline import build
+    from tritonforge.builder.pipeline import build
     from tritonforge.cli.render import RichReporter
-    from tritonforge.build.spec import load_spec
+    from tritonforge.spec import load_spec
     from tritonforge.perf.analyzer import check_binary
     from tritonforge.perf.config_search import MAX_AUTO_CONCURRENCY, MAX_HIT_RATE, grid, search
     from tritonforge.perf.config_search import write_back as write_spec

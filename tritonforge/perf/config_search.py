@@ -27,7 +27,7 @@ from pathlib import Path
 from google.protobuf import json_format
 
 from tritonforge.repository.config import read_config
-from tritonforge.build.spec import BuildSpec, load_spec
+from tritonforge.spec import BuildSpec, load_spec
 from tritonforge.perf.analyzer import InputData, MeasureSettings, PerfPoint, measure
 from tritonforge.perf.inputs import model_ranges, model_samples, unique_inputs
 from tritonforge.perf.triton_stats import stats_of

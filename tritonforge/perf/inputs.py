@@ -15,9 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from tritonforge.build.data import load_batches
+from tritonforge.builder.data import load_batches
 from tritonforge.errors import TritonforgeError
-from tritonforge.build.report import PUBLIC_INPUTS_NPZ, VALIDATION_NPZ
+from tritonforge.builder.report import PUBLIC_INPUTS_NPZ, VALIDATION_NPZ
 from tritonforge.repository.reader import Repository
 
 Sample = dict[str, np.ndarray]  # one request's tensors without the batch dim

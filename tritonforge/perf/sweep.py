@@ -89,7 +89,7 @@ def cache_counts(metrics_url: str | None) -> tuple[float, float] | None:
         return None
     import urllib.request
 
-    from tritonforge.build.serving_graph import METRICS_LAG_S
+    from tritonforge.builder.serving_graph import METRICS_LAG_S
 
     time.sleep(METRICS_LAG_S)
 

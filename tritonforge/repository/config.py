@@ -11,7 +11,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonforge import dtypes
 from tritonforge.errors import RepositoryError
-from tritonforge.build.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
+from tritonforge.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
 
 ModelConfig = mc.ModelConfig
 

@@ -126,7 +126,7 @@ class Repository:
                 for t in spec["inputs"]]
 
     def report(self, public: str) -> dict:
-        from tritonforge.build.report import read_report
+        from tritonforge.builder.report import read_report
 
         return read_report(self.root, public)
 

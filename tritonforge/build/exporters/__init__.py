@@ -1,1 +1,0 @@
-"""Exporters to ONNX, one module per source framework, each runnable on its own (`python -m tritonforge.build.exporters.torch2onnx`)."""

@@ -1,0 +1,213 @@
+"""The Triton models one build publishes and how they are wired.
+
+For a spec named `m`:
+  m             the public model (Python backend): input checks, the tokenizer (with `preprocess`), the response
+                cache, and the router over the rungs, in one hop. Its last rungs (the in-process runner's variant,
+                then FP32) run inside it, so on a server without native backends a miss makes no BLS call; in a
+                container the native rungs are one BLS call away. With `cache: {kind: triton}` Triton's own
+                response cache answers in front of it instead of tritonforge's.
+  m_<variant>   one model per published variant in its native backend: onnxruntime for ONNX files,
+                tensorrt_plan for TensorRT plans, pytorch_libtorch for torch-tensorrt modules (none of these
+                backends is in the local CPU server; all are in NGC containers), called at this build's version
+  m_ort         the runner: the in-process variant as a model of its own (Python backend), the compute path
+                without the serving logic, for benchmarks and direct calls
+Models are listed compute first, the public model last: the order they are published and reloaded in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonforge import dtypes, serving
+from tritonforge.spec import PYTHON_CACHE_KINDS, BuildSpec, TensorSpec
+from tritonforge.builder.variants import VariantOutcome
+from tritonforge.hashing import sha256_bytes, sha256_file
+from tritonforge.repository import config as cfg
+from tritonforge.repository.layout import ModelDir
+from tritonforge.repository.manifest import ModelRole, Role
+
+SERVING_PACKAGE = "tritonforge_serving"  # the name serving/ is copied under, beside model.py
+RUNNER_FILE, FP32_FILE, TOKENIZER_FILE = "runner.onnx", "runner_fp32.onnx", "tokenizer.json"
+NO_BYTECODE = "__pycache__"
+# How often the public model sends its counters to /metrics (off the request path); readers that need exact
+# counts right after a request wait METRICS_LAG_S.
+METRICS_INTERVAL_MS = 100
+METRICS_LAG_S = 3 * METRICS_INTERVAL_MS / 1000
+
+
+@dataclass(frozen=True)
+class Names:
+    """Model names derived from the spec's name."""
+
+    public: str
+
+    @property
+    def runner(self) -> str:
+        return f"{self.public}_ort"
+
+    def variant(self, variant_id: str) -> str:
+        return f"{self.public}_{variant_id}"
+
+
+def scheduling(spec: BuildSpec, kind: str, warmup: bool = True) -> cfg.Scheduling:
+    s = spec.serving
+    return cfg.Scheduling(max_batch_size=spec.max_batch_size, dynamic_batching=s.dynamic_batching,
+                          instance_count=s.instance_count, instance_kind=kind, warmup=s.warmup if warmup else None)
+
+
+def variant_io(spec: BuildSpec, outcome: VariantOutcome) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The variant's tensor signature: FP16 variants built without keep_io_types take and give float16."""
+    if outcome.precision == "fp16" and outcome.options.get("keep_io_types") is False:
+        def half(t: TensorSpec) -> TensorSpec:
+            return t.model_copy(update={"dtype": "float16"}) if t.dtype == "float32" else t
+        return [half(t) for t in spec.inputs], [half(t) for t in spec.outputs]
+    return list(spec.inputs), list(spec.outputs)
+
+
+def serving_files(model_source: str, **data: Path | bytes) -> dict[str, Path | bytes]:
+    """model.py from serving/triton_models/, the serving package beside it, and data files. Sources are copied as
+    bytes, never hard-linked: editing a deployed repository must not edit the installed package, or back."""
+    here = Path(serving.__file__).parent
+    files: dict[str, Path | bytes] = {"model.py": (here / "triton_models" / f"{model_source}.py").read_bytes()}
+    files.update({f"{SERVING_PACKAGE}/{p.name}": p.read_bytes() for p in sorted(here.glob("*.py"))})
+    # The Python-backend stub imports model.py with bytecode writing on (it ignores PYTHONDONTWRITEBYTECODE), so
+    # a writable repository would get __pycache__/ beside it: a plain file of that name makes Python skip the
+    # write (it ignores the OSError). model.py itself turns bytecode off before importing the package.
+    files[NO_BYTECODE] = b""
+    files.update(data)
+    return files
+
+
+def serving_sources() -> list[Path]:
+    """The sources that decide what a build writes besides its spec and data: the files it copies into the
+    repository and the code that lays the repository out (hashed into the build fingerprint, so a new
+    tritonforge rewrites the repository; its stages are still reused)."""
+    from tritonforge import repository
+    from tritonforge.builder import probe_sample
+    from tritonforge.server import probe
+
+    here = Path(serving.__file__).parent
+    return (sorted(here.glob("*.py")) + sorted((here / "triton_models").glob("*.py")) + [Path(__file__)]
+            + sorted(Path(repository.__file__).parent.glob("*.py"))
+            + [Path(probe_sample.__file__), Path(probe.__file__)])  # the probe's sample and rule
+
+
+def file_hashes(files: dict[str, Path | bytes]) -> dict[str, str]:
+    """The sha256 of every file a Python model's version directory gets, for its settings' `files`: the model
+    checks them at load (serving/integrity.py). Files are hashed as they are placed (a variant reconverted from a
+    reused stage need not be byte-identical to the one its outcome recorded)."""
+    return {rel: sha256_bytes(c) if isinstance(c, bytes) else sha256_file(c) for rel, c in sorted(files.items())}
+
+
+def _settings(config: cfg.ModelConfig, settings: dict) -> None:
+    config.parameters["tritonforge"].string_value = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+
+
+def runner_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
+    """The in-process variant as a model of its own."""
+    name = Names(spec.name).runner
+    config = cfg.python_model(name, spec.inputs, spec.outputs, scheduling(spec, "cpu"))
+    files = serving_files("runner", **{"model.onnx": Path(outcome.file)})
+    _settings(config, {"file": "model.onnx", "variant": outcome.id, "intra_op_threads": spec.serving.intra_op_threads,
+                       "files": file_hashes(files)})
+    role = ModelRole(Role.RUNNER, outcome.id, "onnxruntime", "model.onnx")
+    return ModelDir(name, config, role, files)
+
+
+def variant_model(spec: BuildSpec, outcome: VariantOutcome, order: int) -> ModelDir:
+    """The Triton model serving one published variant in its native backend (`order`: its place in the router)."""
+    name = outcome.published_as
+    inputs, outputs = variant_io(spec, outcome)
+    path = Path(outcome.file)
+
+    def role(file: str) -> ModelRole:
+        return ModelRole(Role.RUNG, outcome.id, outcome.runtime, file, order)
+
+    if outcome.runtime == "onnxruntime":
+        config = cfg.onnxruntime_model(name, inputs, outputs, scheduling(spec, "auto"))
+        return ModelDir(name, config, role("model.onnx"), {"model.onnx": path})
+    if outcome.runtime == "tensorrt":
+        # One plan per compute capability: on another GPU Triton finds no plan and the model stays UNAVAILABLE.
+        from tritonforge.hardware import gpu_info
+
+        cc = gpu_info().compute_capability or "0.0"
+        filename = f"model_sm{cc.replace('.', '')}.plan"
+        config = cfg.tensorrt_model(name, inputs, outputs, scheduling(spec, "gpu"), {cc: filename})
+        return ModelDir(name, config, role(filename), {filename: path})
+    if outcome.runtime == "pytorch":
+        config = cfg.pytorch_model(name, inputs, outputs, scheduling(spec, "gpu"))
+        return ModelDir(name, config, role("model.pt"), {"model.pt": path})
+    raise ValueError(f"no Triton model layout for runtime {outcome.runtime!r}")
+
+
+def public_inputs(spec: BuildSpec) -> list[TensorSpec]:
+    """What clients send: texts when a tokenizer pre-processes, else the model's own inputs."""
+    if spec.preprocess is None:
+        return list(spec.inputs)
+    return [TensorSpec(name=spec.preprocess.text_input, dtype="string", shape=[1])]
+
+
+def _tensor(t: TensorSpec) -> dict:
+    """A tensor as the serving logic reads it: `dims` per item (-1: dynamic), `dim_names` naming its -1 dims in
+    order (inputs sharing a name must agree on that length), `range` [low, high] or None."""
+    return {"name": t.name, "dtype": t.dtype, "dims": list(t.shape), "dim_names": list(t.dim_names),
+            "range": list(t.range) if t.range else None}
+
+
+@dataclass
+class ServingPlan:
+    """The chosen variants and derived facts the models are built from."""
+
+    published: list[VariantOutcome]  # every published variant, fastest first
+    cpu_variant: VariantOutcome  # what the in-process runner runs
+    fp32: VariantOutcome
+    cache_version: str
+    tokenizer_file: Path | None
+    report_files: dict[str, Path | bytes]
+
+
+def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
+    """The model clients call, with every serving setting dumped from the spec."""
+    s = spec.serving
+    rung_settings: list[dict] = [
+        {"kind": "bls", "model": o.published_as, "version": version,
+         "inputs": {t.name: dtypes.by_name(t.dtype).triton for t in variant_io(spec, o)[0]}}
+        for o in plan.published]
+    files: dict[str, Path | bytes] = {RUNNER_FILE: Path(plan.cpu_variant.file)}
+    rung_settings.append({"kind": "onnxruntime", "name": f"in_process:{plan.cpu_variant.published_as}", "file": RUNNER_FILE})
+    if plan.cpu_variant.id != plan.fp32.id and s.router.fp32_last_rung:
+        files[FP32_FILE] = Path(plan.fp32.file)
+        rung_settings.append({"kind": "onnxruntime", "name": f"in_process:{plan.fp32.published_as}", "file": FP32_FILE})
+    preprocess = None
+    if spec.preprocess is not None:
+        assert plan.tokenizer_file is not None
+        files[TOKENIZER_FILE] = plan.tokenizer_file.read_bytes()
+        preprocess = spec.preprocess.model_dump(mode="json") | {"file": TOKENIZER_FILE}
+    cache = s.cache.model_dump(mode="json") if s.cache.kind in PYTHON_CACHE_KINDS else None
+    files = serving_files("public", **files)
+    settings = {
+        "public": spec.name, "cache_version": plan.cache_version,
+        "inputs": [_tensor(t) for t in public_inputs(spec)], "model_inputs": [_tensor(t) for t in spec.inputs],
+        "outputs": [_tensor(t) for t in spec.outputs],
+        "max_request_bytes": s.max_request_bytes, "reject_nonfinite": s.router.reject_nonfinite,
+        "intra_op_threads": s.intra_op_threads, "preprocess": preprocess, "cache": cache,
+        "router": s.router.model_dump(mode="json", include={"breaker_failures", "breaker_seconds", "rung_timeout_ms"}),
+        "rungs": rung_settings, "metrics_interval_ms": METRICS_INTERVAL_MS,
+        "warmup": s.warmup.model_dump(mode="json"), "files": file_hashes(files),
+    }
+    # The public model warms its in-process rungs itself: Triton's warm-up requests would go through the cache
+    # (a shared Redis answers them, and the compute is never warmed) and reach no BLS rung before the server is up.
+    config = cfg.python_model(spec.name, public_inputs(spec), spec.outputs, scheduling(spec, "cpu", warmup=False))
+    if s.cache.kind == "triton":
+        config.response_cache.enable = True
+    _settings(config, settings)
+    role = ModelRole(Role.PUBLIC, plan.cpu_variant.id, "onnxruntime", RUNNER_FILE)
+    return ModelDir(spec.name, config, role, files, extra=plan.report_files)
+
+
+def plan_models(spec: BuildSpec, plan: ServingPlan, version: int) -> list[ModelDir]:
+    """Every model directory the build writes, compute models first and the public model last."""
+    rungs = [variant_model(spec, o, i) for i, o in enumerate(plan.published)]
+    return [*rungs, runner_model(spec, plan.cpu_variant), public_model(spec, plan, version)]

@@ -1,0 +1,184 @@
+"""Source kind 'sklearn': a fitted scikit-learn estimator (or Pipeline) from a joblib/pickle file or a factory.
+
+TRUSTED CODE: `path` is read with joblib.load (pickle underneath), and unpickling runs whatever code the file
+holds, as torch.jit.load does for TorchScript; `factory` ('module:callable' returning a fitted estimator) is
+imported and called. Build only files and modules you would run yourself.
+
+The reference run is the estimator's own prediction, outputs named after the spec's outputs in order:
+a classifier gives [label (predict, one per sample), probabilities (predict_proba, [n_classes])], a regressor
+[variable (predict, reshaped to [1] per sample)]. scikit-learn is imported only when this kind is used
+(`pip install 'tritonforge[sklearn]'`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tritonforge import dtypes
+from tritonforge.spec.refs import import_callable, module_file
+from tritonforge.builder.sources.base import Batch, LoadedSource
+from tritonforge.spec import BuildSpec, TensorSpec
+from tritonforge.errors import SourceModelError
+
+EXTRA = "pip install 'tritonforge[sklearn]'"
+
+
+def source_field(spec: BuildSpec) -> str:
+    """The spec field the estimator comes from, for error messages."""
+    return "source.path" if spec.source.path is not None else "source.factory"
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as `Type: first line of its message`."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:500]}" if text else type(e).__name__
+
+
+def is_classifier(est: Any) -> bool:
+    """Whether a (checked) estimator is a classifier; a Pipeline counts as its last step."""
+    from sklearn.base import is_classifier as _is_classifier
+
+    try:
+        return bool(_is_classifier(est))
+    except Exception:
+        return False
+
+
+def tools() -> dict[str, str]:
+    """Versions of the packages that load and export the estimator (part of the build fingerprint)."""
+    from importlib import metadata
+
+    out = {}
+    for dist in ("scikit-learn", "skl2onnx", "joblib"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def files(spec: BuildSpec) -> dict[str, Path]:
+    if spec.source.path is not None:
+        return {"source.path": spec.resolve(spec.source.path)}
+    import_callable(spec.source.factory or "", spec.base_dir, "source.factory")
+    src = module_file(spec.source.factory or "")
+    return {"source.factory": src} if src is not None else {}
+
+
+def load(spec: BuildSpec) -> LoadedSource:
+    field = source_field(spec)
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise SourceModelError(f"field '{field}': kind 'sklearn' needs scikit-learn: {EXTRA}") from None
+    if spec.source.path is not None:
+        est, origin = _from_file(spec.resolve(spec.source.path)), str(spec.resolve(spec.source.path))
+    else:
+        est, origin = _from_factory(spec), f"{spec.source.factory}()"
+    check_estimator(est, field, origin)
+    _check_signature(spec, est, field)
+    return LoadedSource("sklearn", est, runner(spec, est))
+
+
+def _from_file(path: Path) -> Any:
+    if not path.is_file():
+        raise SourceModelError(f"field 'source.path': file not found: {path}")
+    try:
+        import joblib
+    except ImportError:  # a plain pickle file still loads
+        import pickle
+
+        def load_file(p: Path) -> Any:
+            with open(p, "rb") as f:
+                return pickle.load(f)
+    else:
+        load_file = joblib.load
+    try:
+        return load_file(path)
+    except Exception as e:
+        raise SourceModelError(f"field 'source.path': {path} is not a loadable joblib/pickle file: {one_line(e)}") from None
+
+
+def _from_factory(spec: BuildSpec) -> Any:
+    factory = import_callable(spec.source.factory or "", spec.base_dir, "source.factory")
+    try:
+        return factory(**spec.source.factory_args)
+    except Exception as e:
+        raise SourceModelError(f"field 'source.factory': {spec.source.factory} raised {one_line(e)}") from None
+
+
+def check_estimator(est: Any, field: str, origin: str) -> None:
+    """A fitted scikit-learn classifier or regressor (a Pipeline ending in one counts), else SourceModelError."""
+    from sklearn.base import BaseEstimator, is_regressor
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    what = type(est).__name__
+    if not isinstance(est, BaseEstimator) or not hasattr(est, "predict"):
+        raise SourceModelError(f"field '{field}': {origin} gave a {what}, not a scikit-learn estimator with predict()")
+    try:
+        regressor = bool(is_regressor(est))
+    except Exception:
+        regressor = False
+    if not (is_classifier(est) or regressor):
+        raise SourceModelError(f"field '{field}': {origin} gave a {what}, neither a classifier nor a regressor")
+    try:
+        check_is_fitted(est)
+    except NotFittedError:
+        raise SourceModelError(f"field '{field}': {origin} gave a {what} that is not fitted (call fit first)") from None
+    except Exception as e:
+        raise SourceModelError(f"field '{field}': cannot tell whether the {what} is fitted: {one_line(e)}") from None
+    if is_classifier(est) and not hasattr(est, "predict_proba"):
+        raise SourceModelError(f"field '{field}': the {what} classifier has no predict_proba() (for SVC: "
+                               "probability=True); the probabilities output needs it")
+
+
+def _check_signature(spec: BuildSpec, est: Any, field: str) -> None:
+    """One input of features per sample; as many outputs as the estimator gives."""
+    if len(spec.inputs) != 1 or len(spec.inputs[0].shape) != 1:
+        raise SourceModelError(f"field 'inputs': a scikit-learn estimator takes one input of shape [n_features]; "
+                               f"the spec gives {[(t.name, t.shape) for t in spec.inputs]}")
+    if spec.inputs[0].dtype == "string":
+        raise SourceModelError("field 'inputs[0].dtype': string features are not supported for kind 'sklearn'")
+    n = getattr(est, "n_features_in_", None)
+    width = spec.inputs[0].shape[0]
+    if n is not None and width != -1 and width != n:
+        raise SourceModelError(f"field 'inputs[0].shape': [{width}], but the estimator was fitted on {n} features")
+    names = [t.name for t in spec.outputs]
+    want = ["label", "probabilities"] if is_classifier(est) else ["variable"]
+    if len(names) != len(want):
+        kind = "classifier" if is_classifier(est) else "regressor"
+        raise SourceModelError(f"field 'outputs': a scikit-learn {kind} gives {len(want)} output(s) {want}; the "
+                               f"spec names {len(names)}: {names} (from {field})")
+
+
+def _as_spec_dtype(arr: Any, tensor: TensorSpec) -> np.ndarray:
+    arr = np.asarray(arr)
+    want = dtypes.by_name(tensor.dtype).numpy
+    if want.kind == "O":
+        return arr.astype(object)
+    if arr.dtype.kind in "biuf" and want.kind in "biuf":
+        return arr.astype(want, copy=False)
+    return arr
+
+
+def runner(spec: BuildSpec, est: Any):
+    """The estimator's own predict (and predict_proba for classifiers) on a numpy batch, keyed by spec outputs."""
+    name = spec.inputs[0].name
+    classifier = is_classifier(est)
+
+    def run(batch: Batch) -> Batch:
+        x = np.ascontiguousarray(batch[name])
+        try:
+            if classifier:
+                out = [est.predict(x), est.predict_proba(x)]
+            else:
+                out = [np.asarray(est.predict(x)).reshape(len(x), -1)]
+        except Exception as e:
+            raise SourceModelError(f"source model raised {one_line(e)} on a validation batch") from None
+        return {t.name: _as_spec_dtype(v, t) for t, v in zip(spec.outputs, out)}
+
+    return run

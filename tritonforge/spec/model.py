@@ -1,0 +1,531 @@
+"""The declarative build spec: one YAML file per model, validated with errors that name file and field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from tritonforge import dtypes
+from tritonforge.errors import SpecError
+from tritonforge.spec.base import CALIBRATION_METHODS, VariantBase
+from tritonforge.spec.base import Strict as _Strict
+from tritonforge.spec.refs import CALLABLE_REF, import_callable
+from tritonforge.spec.registry import VARIANT_KINDS
+
+MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+TENSOR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+
+
+class TensorSpec(_Strict):
+    """One input or output. `shape` is per item, without the batch dimension; -1 marks a dynamic dim."""
+
+    name: str
+    dtype: Literal[dtypes.NAMES]  # type: ignore[valid-type]
+    shape: list[int] = Field(min_length=0)
+    range: tuple[float, float] | None = Field(
+        None, description="[low, high]: every value must lie within (token ids: [0, vocabulary size - 1]); the "
+                          "served model refuses others with INVALID_ARGUMENT, perf generates inputs within it")
+    dim_names: list[str] = Field(default_factory=list, description="names of the -1 dims, in order (the exported "
+                                                                   "ONNX graph's dim params, e.g. 'sequence'); inputs "
+                                                                   "that share a name share that length")
+
+    @model_validator(mode="after")
+    def _range(self) -> TensorSpec:
+        if len(self.dim_names) > self.shape.count(-1):
+            raise ValueError(f"tensor '{self.name}': {len(self.dim_names)} dim_names for {self.shape.count(-1)} "
+                             "dynamic dims")
+        bad = [n for n in self.dim_names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)]
+        if bad:
+            raise ValueError(f"tensor '{self.name}': dim names must be identifiers, got {bad}")
+        if self.range is not None:
+            if self.dtype in ("string", "bool"):
+                raise ValueError(f"tensor '{self.name}': a range needs a numeric dtype, not {self.dtype}")
+            if not self.range[0] <= self.range[1]:
+                raise ValueError(f"tensor '{self.name}': range {list(self.range)} must be [low, high] with low <= high")
+        return self
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not TENSOR_NAME.match(v):
+            raise ValueError(f"tensor name {v!r} must match {TENSOR_NAME.pattern}")
+        return v
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, v: list[int]) -> list[int]:
+        bad = [d for d in v if d == 0 or d < -1]
+        if bad:
+            raise ValueError(f"dims must be positive or -1 (dynamic), got {v}")
+        return v
+
+
+class SourceSpec(_Strict):
+    """Where the trained model comes from."""
+
+    kind: Literal["pytorch", "torchscript", "exported_program", "onnx", "sklearn"]
+    factory: str | None = Field(None, description="pytorch: 'module:callable' returning an nn.Module; sklearn: "
+                                                  "one returning a fitted estimator (instead of 'path')")
+    factory_args: dict[str, Any] = Field(default_factory=dict)
+    state_dict: Path | None = Field(None, description="pytorch: optional state_dict file (loaded weights_only)")
+    path: Path | None = Field(None, description="torchscript / exported_program / onnx file; sklearn: a joblib or "
+                                                "pickle file of a fitted estimator (trusted code: unpickling runs it)")
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> SourceSpec:
+        if self.kind == "sklearn":
+            if (self.path is None) == (self.factory is None):
+                raise ValueError("kind 'sklearn' takes exactly one of 'path' (a joblib/pickle file) or "
+                                 "'factory: module:callable'")
+            if self.factory is not None and not CALLABLE_REF.match(self.factory):
+                raise ValueError(f"factory {self.factory!r} must be 'module:callable'")
+            if self.state_dict is not None:
+                raise ValueError("kind 'sklearn' takes no 'state_dict' (the estimator is fitted)")
+            if self.factory_args and self.factory is None:
+                raise ValueError("kind 'sklearn' takes 'factory_args' only with 'factory'")
+        elif self.kind == "pytorch":
+            if not self.factory:
+                raise ValueError("kind 'pytorch' needs 'factory: module:callable'")
+            if not CALLABLE_REF.match(self.factory):
+                raise ValueError(f"factory {self.factory!r} must be 'module:callable'")
+            if self.path is not None:
+                raise ValueError("kind 'pytorch' takes 'factory' (and 'state_dict'), not 'path'")
+        else:
+            if self.path is None:
+                raise ValueError(f"kind {self.kind!r} needs 'path'")
+            if self.factory or self.state_dict:
+                raise ValueError(f"kind {self.kind!r} takes 'path' only, not 'factory'/'state_dict'")
+        return self
+
+
+class DataSpec(_Strict):
+    """Held-out data: an .npz keyed by input names (and optionally labels), or 'module:callable' yielding dicts."""
+
+    npz: Path | None = None
+    callable: str | None = None
+    labels: str | None = Field(None, description="key of integer class labels (enables task accuracy)")
+    max_samples: int = Field(4096, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.npz is None) == (self.callable is None):
+            raise ValueError("give exactly one of 'npz' or 'callable'")
+        if self.callable is not None and not CALLABLE_REF.match(self.callable):
+            raise ValueError(f"callable {self.callable!r} must be 'module:callable'")
+        return self
+
+
+class ToleranceSpec(_Strict):
+    """Element-wise tolerance of the exported FP32 model against the source model: |a-b| <= atol + rtol*|b|."""
+
+    atol: float = Field(1e-4, ge=0)
+    rtol: float = Field(1e-3, ge=0)
+
+
+class ValidationSpec(_Strict):
+    """Held-out data used to verify the export (and, later, to gate every variant)."""
+
+    data: DataSpec
+    tolerance: ToleranceSpec = ToleranceSpec()
+    batch_size: int = Field(32, ge=1, description="batch size used to run the data through each model")
+
+
+class ExportSpec(_Strict):
+    """ONNX export settings."""
+
+    opset: int = Field(18, ge=13, le=21)
+    # IR 8 is what opset 18 needs; ONNX Runtime 1.19 (Triton 24.10) reads IR <= 10.
+    ir_version: int = Field(8, ge=7, le=10)
+
+
+class CalibrationSpec(_Strict):
+    """Data for static INT8 calibration and sensitivity analysis: never the validation data."""
+
+    data: DataSpec
+
+
+OUTPUT_KINDS = ("embedding", "class_scores", "regression")
+
+
+class OutputGateSpec(_Strict):
+    """One output's gate: what it is (which checks apply) and thresholds that differ from the gate's own."""
+
+    kind: Literal[OUTPUT_KINDS] | None = Field(  # type: ignore[valid-type]
+        None, description="embedding: worst-sample cosine; class_scores: top-1 agreement (and accuracy with "
+                          "labels); regression: mean relative error (and max abs if set). Default: class_scores "
+                          "for gate.class_score_outputs, regression for one value per sample, else embedding")
+    min_cosine: float | None = Field(None, ge=-1, le=1)
+    min_top1_agreement: float | None = Field(None, ge=0, le=1)
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1)
+    max_mean_rel: float | None = Field(None, ge=0)
+    max_abs: float | None = Field(None, ge=0)
+
+
+class GateSpec(_Strict):
+    """What a variant must reach against the FP32 reference on the validation data to be published. Each output
+    is judged by the checks that fit what it is (see OutputGateSpec.kind), with these thresholds unless
+    `outputs` sets its own."""
+
+    min_cosine: float = Field(0.99, ge=-1, le=1, description="embeddings: per-sample cosine similarity, worst sample")
+    min_top1_agreement: float = Field(0.99, ge=0, le=1, description="class scores: same argmax as FP32")
+    max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="with labels: FP32 accuracy minus variant accuracy")
+    max_mean_rel: float = Field(0.05, ge=0, description="regressions: mean |variant - FP32| / mean |FP32|")
+    max_abs: float | None = Field(None, ge=0, description="optional bound on the largest absolute difference, every output")
+    class_score_outputs: list[str] | None = Field(
+        None, description="outputs holding class scores (top-1 and accuracy checks, no cosine check); "
+                          "default: with labels, the first 1-D float output; without labels, none")
+    outputs: dict[str, OutputGateSpec] = Field(default_factory=dict, description="per output: kind and thresholds")
+
+    def threshold(self, output: str, name: str):
+        own = self.outputs.get(output)
+        value = getattr(own, name) if own is not None else None
+        return getattr(self, name) if value is None else value
+
+
+class Int8StartSpec(_Strict):
+    """One INT8 configuration the accuracy-control search starts from."""
+
+    method: Literal[("dynamic",) + CALIBRATION_METHODS] = "dynamic"  # type: ignore[valid-type]
+    per_channel: bool = True
+
+
+class Int8SearchSpec(_Strict):
+    """INT8 within the accuracy budget; the fastest passing point is published as 'onnx_int8'.
+
+    accuracy_control (the default, as NNCF's quantize_with_accuracy_control does): each start (the fastest
+    configurations ONNX Runtime offers) is gated; if none passes, from the closest one the quantized nodes are
+    reverted to float one group at a time, most harmful first (ranked by the signal-to-noise each loses on the
+    calibration data, ranked again after each revert), each step gated on the whole held-out set, a step that
+    made the gate's worst margin worse undone, until the gate passes or `max_evaluations` are spent.
+    grid: every method x per_channel x exclude_top point."""
+
+    enabled: bool = False
+    strategy: Literal["accuracy_control", "grid"] = "accuracy_control"
+    starts: list[Int8StartSpec] = Field(default_factory=lambda: [Int8StartSpec(method="dynamic"),
+                                                                 Int8StartSpec(method="entropy")])
+    max_evaluations: int = Field(8, ge=1, description="accuracy_control: gate evaluations at most, starts included")
+    group_size: int = Field(1, ge=1, description="accuracy_control: nodes reverted per step")
+    methods: list[Literal[("dynamic",) + CALIBRATION_METHODS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["dynamic", "minmax"], description="grid only")
+    per_channel: list[bool] = Field(default_factory=lambda: [False, True], description="grid only")
+    exclude_top: list[int] = Field(default_factory=lambda: [0, 2, 4], description="grid only: most sensitive nodes kept in float")
+    op_types: list[str] = Field(default_factory=lambda: ["MatMul", "Gemm", "Conv"])
+
+
+class TimingSpec(_Strict):
+    """Latency measurement: windows until stable (as Triton Model Navigator does), variants interleaved."""
+
+    batch_sizes: list[int] | None = Field(None, description="default: 1 and max_batch_size")
+    warmup_runs: int = Field(5, ge=0)
+    window_s: float = Field(0.25, gt=0)
+    min_runs_per_window: int = Field(3, ge=1)
+    stable_pct: float = Field(10.0, gt=0, description="consecutive windows' medians agree within this percentage")
+    stable_windows: int = Field(3, ge=2)
+    max_windows: int = Field(12, ge=2)
+    enabled: bool = True
+
+
+class DynamicBatchingSpec(_Strict):
+    """Triton's dynamic batcher on the public model and the compute models. With no queue delay (the default) a
+    batch is whatever requests are queued when an instance frees up: no request waits for others that may not
+    come (a delay taxes light load), and under load the queue fills while instances compute, so batches form."""
+
+    enabled: bool = True
+    preferred_batch_sizes: list[int] = Field(default_factory=list)
+    max_queue_delay_us: int = Field(0, ge=0)
+
+
+class WarmupSpec(_Strict):
+    """Warm-up requests Triton sends before a model is READY (zero data, one per batch size)."""
+
+    batch_sizes: list[int] = Field(default_factory=lambda: [1])
+    dynamic_dim: int = Field(1, ge=1, description="value used for -1 dims in warm-up tensors")
+
+
+# Cache kinds served by tritonforge's own cache in the public model (the others: Triton's own cache, or none).
+PYTHON_CACHE_KINDS = ("memory", "redis")
+
+
+class CacheSpec(_Strict):
+    """The response cache in the public model, in front of the router.
+
+    memory: in-process LRU per instance; redis: shared by every replica (URL from the environment variable
+    `redis_url_env` at serve time, else `redis_url`), every value authenticated with the replicas' shared secret
+    (environment variable `secret_env`, or a file named by `secret_env`_FILE; never in the spec or the config);
+    triton: Triton's own response cache on the public model (needs the server started with --cache-config; no
+    TTL, not shared, keys ignore shape and dtype); none: no cache. With a tokenizer the cache is looked up
+    before it by default, keyed on the texts.
+    """
+
+    kind: Literal["memory", "redis", "triton", "none"] = "memory"
+    placement: Literal["before_preprocess", "after_preprocess"] = Field(
+        "before_preprocess",
+        description="with a pre-processing step: key on the request as sent (a hit skips pre-processing) or on "
+                    "the pre-processed model inputs (requests that pre-process alike share one entry)")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url_env: str = "TRITONFORGE_REDIS_URL"
+    password_env: str = Field("TRITONFORGE_REDIS_PASSWORD",
+                              description="environment variable holding the Redis password, or naming a file "
+                                          "holding it as <password_env>_FILE (never in configs)")
+    secret_env: str = Field("TRITONFORGE_CACHE_SECRET",
+                            description="environment variable holding the secret the replicas authenticate values "
+                                        "with (HMAC-SHA256), or naming a file as <secret_env>_FILE")
+    redis_private: bool = Field(False, description="serve a Redis cache without a secret: only when nothing but "
+                                                   "these replicas can write to that Redis (values are then "
+                                                   "unauthenticated); without a secret and without this, the "
+                                                   "public model refuses to load")
+    ssl_ca_certs: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ttl_s: float = Field(300.0, gt=0)
+    key_prefix: str = "tritonforge:"
+    compression_level: int = Field(6, ge=0, le=9)
+    max_value_bytes: int = Field(4 * 2**20, ge=1, description="largest stored (compressed) value; a bigger "
+                                                               "one read back is a miss, and is never fetched whole")
+    max_entry_bytes: int = Field(16 * 2**20, ge=1, description="largest answer (uncompressed) the cache stores")
+    memory_max_bytes: int = Field(256 * 2**20, ge=1)
+    max_pending_writes: int = Field(256, ge=1, description="batches of answers waiting for the writer; more are "
+                                                           "dropped and counted")
+    socket_timeout_ms: float = Field(50.0, gt=0)
+    bypass_seconds: float = Field(5.0, ge=0)
+    max_connections: int = Field(16, ge=1)
+
+
+class RouterSpec(_Strict):
+    """The fallback router: variants fastest first, down to ONNX Runtime on CPU, with circuit breakers."""
+
+    breaker_failures: int = Field(3, ge=1)
+    breaker_seconds: float = Field(30.0, ge=0)
+    rung_timeout_ms: float = Field(0.0, ge=0, description="per-call BLS timeout (0: none)")
+    cpu_variant: str | None = Field(None, description="variant the in-process runner serves (default: fastest passing ONNX)")
+    fp32_last_rung: bool = Field(True, description="add an in-process FP32 runner as the last rung")
+    reject_nonfinite: bool = True
+
+
+class ServingSpec(_Strict):
+    """How the models are served."""
+
+    dynamic_batching: DynamicBatchingSpec = DynamicBatchingSpec()
+    instance_count: int = Field(1, ge=1, le=64, description="instances of the public model and of each compute "
+                                                            "model (each runs one batch at a time)")
+    max_request_bytes: int = Field(16 * 2**20, ge=1, description="a request carrying more is refused with "
+                                                                 "INVALID_ARGUMENT before any compute")
+    warmup: WarmupSpec = WarmupSpec()
+    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per instance (0: runtime default)")
+    cache: CacheSpec = CacheSpec()
+    router: RouterSpec = RouterSpec()
+
+
+class TokenizerSpec(_Strict):
+    """Pre-processing step: a Python-backend tokenizer turning TYPE_STRING texts into the model's two inputs
+    (token ids, attention mask), padded per request to the smallest length bucket that fits."""
+
+    kind: Literal["tokenizer"] = "tokenizer"
+    tokenizer_file: str = Field(description="tokenizer.json: a path, or 'module:callable' returning one")
+    text_input: str = "text"
+    max_length: int = Field(128, ge=1)
+    buckets: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
+    max_text_bytes: int = Field(65536, ge=1)
+    pad_id: int = 0
+    sample_texts: str | None = Field(None, description="'module:callable' returning held-out texts (perf input data)")
+
+
+# One variant entry of a spec: the options model of the converter its `kind` names (registered by the builder).
+VariantSpec = Annotated[VariantBase, VARIANT_KINDS]
+
+
+class BuildSpec(_Strict):
+    """A whole build: source model, its signature, data, and how to serve it."""
+
+    # The variants' union is made from the registry when a spec is first validated, after the builder registered.
+    model_config = ConfigDict(defer_build=True)
+
+    name: str
+    description: str = ""
+    source: SourceSpec
+    inputs: list[TensorSpec] = Field(min_length=1)
+    outputs: list[TensorSpec] = Field(min_length=1)
+    max_batch_size: int = Field(ge=1, le=4096)
+    export: ExportSpec = ExportSpec()
+    validation: ValidationSpec
+    calibration: CalibrationSpec | None = None
+    variants: list[VariantSpec] = Field(default_factory=list, description="onnx_fp32 (the reference) is always built")
+    int8_search: Int8SearchSpec = Int8SearchSpec()
+    gate: GateSpec = GateSpec()
+    timing: TimingSpec = TimingSpec()
+    preprocess: TokenizerSpec | None = None
+    serving: ServingSpec = ServingSpec()
+
+    _base_dir: Path = PrivateAttr(default=Path("."))
+    _spec_path: Path | None = PrivateAttr(default=None)
+
+    @field_validator("name")
+    @classmethod
+    def _model_name(cls, v: str) -> str:
+        if not MODEL_NAME.match(v):
+            raise ValueError(f"model name {v!r} must match {MODEL_NAME.pattern}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BuildSpec:
+        names = [t.name for t in self.inputs + self.outputs]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"tensor names must be unique across inputs and outputs: {dup}")
+        for size in self.serving.dynamic_batching.preferred_batch_sizes + self.serving.warmup.batch_sizes:
+            if not 1 <= size <= self.max_batch_size:
+                raise ValueError(f"batch size {size} in serving is outside 1..max_batch_size ({self.max_batch_size})")
+        for size in self.timing.batch_sizes or []:
+            if not 1 <= size <= self.max_batch_size:
+                raise ValueError(f"timing batch size {size} is outside 1..max_batch_size ({self.max_batch_size})")
+        ids = [v.variant_id for v in self.variants]
+        dup = sorted({i for i in ids if ids.count(i) > 1} | ({"onnx_fp32"} & set(ids)) | ({"onnx_int8"} & set(ids) if self.int8_search.enabled else set()))
+        if dup:
+            raise ValueError(f"variant ids must be unique (onnx_fp32 is always built; the INT8 search publishes onnx_int8): {dup}")
+        outputs = {t.name for t in self.outputs}
+        unknown = sorted(set(self.gate.class_score_outputs or []) - outputs)
+        if unknown:
+            raise ValueError(f"gate.class_score_outputs names unknown outputs: {unknown}")
+        unknown = sorted(set(self.gate.outputs) - outputs)
+        if unknown:
+            raise ValueError(f"gate.outputs names unknown outputs: {unknown}")
+        if self.preprocess is not None:
+            if len(self.inputs) != 2 or any(t.dtype != "int64" or t.shape != [-1] for t in self.inputs):
+                raise ValueError("preprocess 'tokenizer' feeds two int64 inputs of shape [-1] (token ids, attention mask)")
+            if not TENSOR_NAME.match(self.preprocess.text_input) or self.preprocess.text_input in names:
+                raise ValueError(f"preprocess.text_input {self.preprocess.text_input!r} must be a new tensor name")
+        needs_calibration = any(v.needs_calibration for v in self.variants) or self.int8_search.enabled
+        if needs_calibration and self.calibration is None:
+            raise ValueError("static INT8 variants and the INT8 search need a 'calibration' section (data other than validation)")
+        return self
+
+    @property
+    def class_score_outputs(self) -> list[str]:
+        """Outputs judged as class scores by the gate (see GateSpec.class_score_outputs and gate.outputs)."""
+        declared = [n for n, g in self.gate.outputs.items() if g.kind == "class_scores"]
+        if self.gate.class_score_outputs is not None:
+            return list(dict.fromkeys([*self.gate.class_score_outputs, *declared]))
+        if self.validation.data.labels is None:
+            return declared
+        first = next((t.name for t in self.outputs if len(t.shape) == 1 and t.dtype.startswith("float")
+                      and self.gate.outputs.get(t.name, OutputGateSpec()).kind in (None, "class_scores")), None)
+        return list(dict.fromkeys(([first] if first else []) + declared))
+
+    @property
+    def output_kinds(self) -> dict[str, str]:
+        """What each output is, for the gate: its declared kind, else class scores, else one value per sample
+        (a regression), else an embedding."""
+        classes = set(self.class_score_outputs)
+        out = {}
+        for t in self.outputs:
+            declared = self.gate.outputs.get(t.name)
+            if declared is not None and declared.kind:
+                out[t.name] = declared.kind
+            elif t.name in classes:
+                out[t.name] = "class_scores"
+            elif all(d == 1 for d in t.shape):
+                out[t.name] = "regression"
+            else:
+                out[t.name] = "embedding"
+        return out
+
+    @property
+    def timing_batch_sizes(self) -> list[int]:
+        return self.timing.batch_sizes or sorted({1, self.max_batch_size})
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory relative paths in the spec resolve against (the spec file's)."""
+        return self._base_dir
+
+    @property
+    def spec_path(self) -> Path | None:
+        return self._spec_path
+
+    def resolve(self, path: Path) -> Path:
+        """A spec path made absolute against the spec's directory."""
+        return path if path.is_absolute() else (self._base_dir / path).resolve()
+
+    def resolve_ref(self, value: str, field: str) -> Path:
+        """A file given as a path (relative to the spec) or as 'module:callable' returning a path."""
+        if CALLABLE_REF.match(value):
+            path = Path(import_callable(value, self._base_dir, field)())
+        else:
+            path = self.resolve(Path(value))
+        if not path.is_file():
+            raise SpecError(f"field '{field}': file not found: {path}")
+        return path
+
+    def canonical_json(self) -> str:
+        """Stable JSON of the spec's content, for hashing."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith(("literal[", "function-")) \
+                or part in VARIANT_KINDS:  # the union's tag: the kind, already in the entry
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def parse_spec(data: Any, *, source: str = "<spec>", base_dir: Path | None = None) -> BuildSpec:
+    """Validate already-parsed YAML/JSON data as a BuildSpec; errors name `source` and each bad field."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        spec = BuildSpec.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            got = ""
+            if err["type"] not in ("missing", "value_error") and "input" in err and not isinstance(err["input"], dict):
+                got = f" (got {err['input']!r})"
+            lines.append(f"  field '{_format_loc(err['loc'])}': {msg}{got}")
+        raise SpecError(f"{source}: invalid build spec\n" + "\n".join(lines)) from None
+    spec._base_dir = (base_dir or Path.cwd()).resolve()
+    return spec
+
+
+def _check_files(spec: BuildSpec, source: str) -> None:
+    files = {
+        "source.state_dict": spec.source.state_dict,
+        "source.path": spec.source.path,
+        "validation.data.npz": spec.validation.data.npz,
+        "calibration.data.npz": spec.calibration.data.npz if spec.calibration else None,
+    }
+    for field, path in files.items():
+        if path is not None and not spec.resolve(path).is_file():
+            raise SpecError(f"{source}: field '{field}': file not found: {spec.resolve(path)}")
+
+
+def load_spec(path: str | Path) -> BuildSpec:
+    """Read, parse and validate a YAML build spec; every file it names must exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read: {e}") from None
+    spec = parse_spec(data, source=str(path), base_dir=path.resolve().parent)
+    spec._spec_path = path.resolve()
+    _check_files(spec, str(path))
+    return spec
