@@ -26,19 +26,28 @@ from rich.table import Table
 from tritonforge.builder.data import load_dataset
 from tritonforge.builder.pipeline import build
 from tritonforge.builder.runtimes import open_runtime
-from tritonforge.spec import TimingSpec, load_spec
 from tritonforge.builder.timing import measure, timing_input
 from tritonforge.cli.render import console
 from tritonforge.repository.reader import Repository
+from tritonforge.spec import TimingSpec, load_spec
 
 MINILM = Path(__file__).resolve().parents[1] / "examples" / "minilm"
 BATCHES = [1, 32]
 # optimum.onnxruntime.AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True): QInt8 weights,
 # QUInt8 activations, no reduce_range, and optimum's default operator list for dynamic quantization
-PRESET = {"kind": "onnx_int8_dynamic", "id": "optimum_avx512_vnni", "per_channel": True,
-          "op_types": ["Conv", "MatMul", "Attention", "LSTM", "Gather", "Transpose", "EmbedLayerNormalization"]}
-GRID = {"enabled": True, "strategy": "grid", "methods": ["dynamic", "minmax"], "per_channel": [False, True],
-        "exclude_top": [0, 2, 4, 8]}
+PRESET = {
+    "kind": "onnx_int8_dynamic",
+    "id": "optimum_avx512_vnni",
+    "per_channel": True,
+    "op_types": ["Conv", "MatMul", "Attention", "LSTM", "Gather", "Transpose", "EmbedLayerNormalization"],
+}
+GRID = {
+    "enabled": True,
+    "strategy": "grid",
+    "methods": ["dynamic", "minmax"],
+    "per_channel": [False, True],
+    "exclude_top": [0, 2, 4, 8],
+}
 SEARCH = {"enabled": True, "strategy": "accuracy_control"}
 
 
@@ -60,18 +69,28 @@ def _strategy(work: Path, name: str, search: dict, variants: list[dict]) -> dict
     s = report["int8_search"]
     by_id = {v["id"]: v for v in report["variants"]}
     winner = by_id.get(s["winner"]) if s["winner"] else None
-    row = {"strategy": name, "build_s": round(seconds, 1), "evaluations": s["evaluations"], "tried": s["tried"],
-           "winner": s["winner"], "path": s["path"], "best_failing": s["best"],
-           "nodes_in_float": len(winner["options"]["exclude_nodes"]) if winner else None,
-           "min_cosine": _cosine(winner) if winner else None,
-           "file": str(Repository(work / name / "repo").file(winner["published_as"])) if winner else None,
-           "fp32": str(Repository(work / name / "repo").file("minilm_onnx_fp32")),
-           "batched_only": [st["id"] for st in (s["path"] or {}).get("steps", []) if st.get("batched_only")]}
+    row = {
+        "strategy": name,
+        "build_s": round(seconds, 1),
+        "evaluations": s["evaluations"],
+        "tried": s["tried"],
+        "winner": s["winner"],
+        "path": s["path"],
+        "best_failing": s["best"],
+        "nodes_in_float": len(winner["options"]["exclude_nodes"]) if winner else None,
+        "min_cosine": _cosine(winner) if winner else None,
+        "file": str(Repository(work / name / "repo").file(winner["published_as"])) if winner else None,
+        "fp32": str(Repository(work / name / "repo").file("minilm_onnx_fp32")),
+        "batched_only": [st["id"] for st in (s["path"] or {}).get("steps", []) if st.get("batched_only")],
+    }
     preset = by_id.get(PRESET["id"])
     if preset:
-        row["preset"] = {"status": preset["status"], "reason": preset["reason"], "min_cosine": _cosine(preset),
-                         "file": str(Repository(work / name / "repo").file(preset["published_as"]))
-                         if preset.get("published_as") else None}
+        row["preset"] = {
+            "status": preset["status"],
+            "reason": preset["reason"],
+            "min_cosine": _cosine(preset),
+            "file": str(Repository(work / name / "repo").file(preset["published_as"])) if preset.get("published_as") else None,
+        }
     return row
 
 
@@ -85,12 +104,14 @@ def _side_by_side(files: dict[str, str], rounds: int) -> dict:
     validation = load_dataset(spec, spec.validation.data, "validation.data")
     inputs = {b: timing_input(validation, b) for b in BATCHES}
     names = [t.name for t in spec.inputs]
-    runners = {k: open_runtime("onnxruntime", Path(f), names, ["embedding"], threads=spec.serving.intra_op_threads).run
-               for k, f in files.items()}
+    runners = {
+        k: open_runtime("onnxruntime", Path(f), names, ["embedding"], threads=spec.serving.intra_op_threads).run
+        for k, f in files.items()
+    }
     settings = TimingSpec(batch_sizes=BATCHES, max_windows=6)
     per_round = []
     for r in range(rounds):
-        order = list(runners)[r % len(runners):] + list(runners)[: r % len(runners)]
+        order = list(runners)[r % len(runners) :] + list(runners)[: r % len(runners)]
         stats = measure({k: runners[k] for k in order}, inputs, settings)
         per_round.append({k: {str(b): s.p50_ms for b, s in v.items()} for k, v in stats.items()})
     return {"rounds": per_round}
@@ -122,11 +143,23 @@ def main() -> int:
     for col in ("strategy", "evaluations", "build s", "winner", "nodes in float", "min cosine"):
         table.add_column(col)
     for row in (grid, search):
-        table.add_row(row["strategy"], str(row["evaluations"]), f"{row['build_s']:.0f}", str(row["winner"]),
-                      str(row["nodes_in_float"]), f"{row['min_cosine']:.4f}" if row["min_cosine"] else "-")
+        table.add_row(
+            row["strategy"],
+            str(row["evaluations"]),
+            f"{row['build_s']:.0f}",
+            str(row["winner"]),
+            str(row["nodes_in_float"]),
+            f"{row['min_cosine']:.4f}" if row["min_cosine"] else "-",
+        )
     p = grid.get("preset") or {}
-    table.add_row("optimum avx512_vnni preset", "1", "-", p.get("status", "-"), "0",
-                  f"{p['min_cosine']:.4f}" if p.get("min_cosine") else "-")
+    table.add_row(
+        "optimum avx512_vnni preset",
+        "1",
+        "-",
+        p.get("status", "-"),
+        "0",
+        f"{p['min_cosine']:.4f}" if p.get("min_cosine") else "-",
+    )
     console.print(table)
 
     rounds = timing["rounds"]
@@ -146,8 +179,7 @@ def main() -> int:
     if search["batched_only"] or grid["batched_only"]:
         console.print(f"passed batched, failed one sample at a time: {search['batched_only'] + grid['batched_only']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"grid": grid, "accuracy_control": search, "timing": timing,
-                                    "speedup": summary}, indent=2))
+    args.out.write_text(json.dumps({"grid": grid, "accuracy_control": search, "timing": timing, "speedup": summary}, indent=2))
     console.print(f"wrote {args.out}")
     return 0
 

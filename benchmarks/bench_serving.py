@@ -56,8 +56,9 @@ class Texts:
     def __init__(self, repo: Path) -> None:
         repository = Repository(repo)
         settings = json.loads(repository.config(MODEL).parameters["tritonforge"].string_value)
-        self.encoder = TextEncoder(repository.file(MODEL, "tokenizer.json"), settings["preprocess"],
-                                   [t["name"] for t in settings["model_inputs"]])
+        self.encoder = TextEncoder(
+            repository.file(MODEL, "tokenizer.json"), settings["preprocess"], [t["name"] for t in settings["model_inputs"]]
+        )
         self.samples = model_samples(repo, MODEL)
         self.text_input = settings["preprocess"]["text_input"]
 
@@ -90,11 +91,28 @@ class PyTritonPeer:
 
     def __init__(self, onnx: Path, threads: int, instances: int, python: str) -> None:
         self.http, self.grpc, self.metrics = free_ports(3)
-        self.log = tempfile.NamedTemporaryFile(prefix="pytriton-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix="pytriton-", suffix=".log", delete=False)  # noqa: SIM115 - open for the process's life
         self.proc = subprocess.Popen(
-            [python, str(BENCH / "pytriton_peer.py"), str(onnx), "--grpc-port", str(self.grpc), "--http-port",
-             str(self.http), "--metrics-port", str(self.metrics), "--threads", str(threads), "--instances",
-             str(instances)], stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True)
+            [
+                python,
+                str(BENCH / "pytriton_peer.py"),
+                str(onnx),
+                "--grpc-port",
+                str(self.grpc),
+                "--http-port",
+                str(self.http),
+                "--metrics-port",
+                str(self.metrics),
+                "--threads",
+                str(threads),
+                "--instances",
+                str(instances),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            start_new_session=True,
+        )
         for line in self.proc.stdout:  # PyTriton writes to stdout too; "ready" is ours
             if line.strip() == "ready":
                 return
@@ -125,8 +143,9 @@ def zero_onnx(path: Path, width: int = 384) -> Path:
         helper.make_node("Shape", ["input_ids"], ["shape"], end=1),
         helper.make_node("Constant", [], ["width"], value=helper.make_tensor("w", TensorProto.INT64, [1], [width])),
         helper.make_node("Concat", ["shape", "width"], ["out_shape"], axis=0),
-        helper.make_node("ConstantOfShape", ["out_shape"], ["embedding"],
-                         value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0])),
+        helper.make_node(
+            "ConstantOfShape", ["out_shape"], ["embedding"], value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0])
+        ),
         helper.make_node("Identity", ["attention_mask"], ["unused"]),
     ]
     graph = helper.make_graph(nodes, "zero", [ids, mask], [out])
@@ -174,8 +193,9 @@ class Bench:
         self.series: dict[str, Series] = {}
         self.k = 0
 
-    def point(self, key: str, label: str, url: str, model: str, concurrency: int, data: Path,
-              metrics_url: str | None = None) -> PerfPoint:
+    def point(
+        self, key: str, label: str, url: str, model: str, concurrency: int, data: Path, metrics_url: str | None = None
+    ) -> PerfPoint:
         from dataclasses import replace
 
         series = self.series.setdefault(key, Series(label))
@@ -216,8 +236,14 @@ def run(repo: Path, rounds: int, serving_python: str, peer_python: str) -> dict:
     spec = repository.report(MODEL)["spec"]["serving"]
     threads, instances = spec["intra_op_threads"], spec["instance_count"]
     settings = MeasureSettings(url="", measurement_interval_ms=1500, max_trials=6, stability_pct=15)
-    out: dict = {"settings": {"intra_op_threads": threads, "instance_count": instances, "rounds": rounds,
-                              "runner_variant": repository.role(runner).variant}}
+    out: dict = {
+        "settings": {
+            "intra_op_threads": threads,
+            "instance_count": instances,
+            "rounds": rounds,
+            "runner_variant": repository.role(runner).variant,
+        }
+    }
     with tempfile.TemporaryDirectory(prefix="tf-bench-") as tmp_name:
         tmp = Path(tmp_name)
         bench = Bench(repo, rounds, tmp, settings)
@@ -232,34 +258,80 @@ def run(repo: Path, rounds: int, serving_python: str, peer_python: str) -> dict:
                 console.rule(f"round {r + 1} of {rounds}")
                 for c in (1, 16):
                     n = 4000 if c == 1 else 15000
-                    bench.point(f"public_c{c}", f"public text entry, miss, c{c}", server.grpc_url, MODEL, c,
-                                bench.file("text", n), server.metrics_url)
-                    bench.point(f"runner_c{c}", f"compute path alone ({runner}), c{c}", server.grpc_url, runner, c,
-                                bench.file("tokens", n))
-                    bench.point(f"pytriton_c{c}", f"PyTriton, same ONNX, token ids, c{c}", peer.url, "minilm_pytriton",
-                                c, bench.file("tokens", n))
-                proc = subprocess.run([serving_python, str(BENCH / "in_process_ort.py"), str(repository.file(runner)),
-                                       str(npz), "--threads", str(threads)], capture_output=True, text=True, check=True)
+                    bench.point(
+                        f"public_c{c}",
+                        f"public text entry, miss, c{c}",
+                        server.grpc_url,
+                        MODEL,
+                        c,
+                        bench.file("text", n),
+                        server.metrics_url,
+                    )
+                    bench.point(
+                        f"runner_c{c}",
+                        f"compute path alone ({runner}), c{c}",
+                        server.grpc_url,
+                        runner,
+                        c,
+                        bench.file("tokens", n),
+                    )
+                    bench.point(
+                        f"pytriton_c{c}",
+                        f"PyTriton, same ONNX, token ids, c{c}",
+                        peer.url,
+                        "minilm_pytriton",
+                        c,
+                        bench.file("tokens", n),
+                    )
+                proc = subprocess.run(
+                    [
+                        serving_python,
+                        str(BENCH / "in_process_ort.py"),
+                        str(repository.file(runner)),
+                        str(npz),
+                        "--threads",
+                        str(threads),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 ceiling = {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
                 ceilings.append(ceiling)
-                console.print(f"  in-process ONNX Runtime, best batch {max(ceiling, key=ceiling.get)}: "
-                              f"{max(ceiling.values()):.1f}/s", markup=False)
+                console.print(
+                    f"  in-process ONNX Runtime, best batch {max(ceiling, key=ceiling.get)}: {max(ceiling.values()):.1f}/s",
+                    markup=False,
+                )
                 # a zero-compute model answers ~2,000 requests a second: enough texts that none repeats in a point
-                bench.point("floor_public", "zero-compute public text entry, miss, c1", floor_server.grpc_url, MODEL, 1,
-                            bench.file("text", 30000), floor_server.metrics_url)
-                bench.point("floor_runner", "zero-compute runner, c1", floor_server.grpc_url, runner, 1,
-                            bench.file("tokens", 30000))
+                bench.point(
+                    "floor_public",
+                    "zero-compute public text entry, miss, c1",
+                    floor_server.grpc_url,
+                    MODEL,
+                    1,
+                    bench.file("text", 30000),
+                    floor_server.metrics_url,
+                )
+                bench.point(
+                    "floor_runner", "zero-compute runner, c1", floor_server.grpc_url, runner, 1, bench.file("tokens", 30000)
+                )
                 repeated = bench.texts.text_file(bench.texts.texts(8), tmp / f"repeated{r}.json")
-                bench.point("hit_c1", "public text entry, cache hit, c1", server.grpc_url, MODEL, 1, repeated,
-                            server.metrics_url)
+                bench.point("hit_c1", "public text entry, cache hit, c1", server.grpc_url, MODEL, 1, repeated, server.metrics_url)
             admin = grpcclient.InferenceServerClient(server.grpc_url)
             for r in range(min(3, rounds)):
                 console.rule(f"batching settings, round {r + 1}")
                 for delay, label in ((None, "no dynamic batching"), (0, "no queue delay"), (1000, "1 ms delay")):
                     _set_batching(admin, repo, delay)
                     for c in (1, 16):
-                        bench.point(f"batching_{delay}_c{c}", f"public, {label}, c{c}", server.grpc_url, MODEL, c,
-                                    bench.file("text", 8000 if c == 1 else 15000), server.metrics_url)
+                        bench.point(
+                            f"batching_{delay}_c{c}",
+                            f"public, {label}, c{c}",
+                            server.grpc_url,
+                            MODEL,
+                            c,
+                            bench.file("text", 8000 if c == 1 else 15000),
+                            server.metrics_url,
+                        )
             admin.load_model(MODEL, config=json_format.MessageToJson(read_config(repo / MODEL / "config.pbtxt")))
             admin.close()
         finally:
@@ -271,7 +343,7 @@ def run(repo: Path, rounds: int, serving_python: str, peer_python: str) -> dict:
 
 
 def _ratios(a: list[float], b: list[float]) -> list[float]:
-    return [x / y for x, y in zip(a, b)]
+    return [x / y for x, y in zip(a, b, strict=True)]
 
 
 def summarise(series: dict[str, Series], ceilings: list[dict[int, float]], out: dict) -> dict:
@@ -280,20 +352,28 @@ def summarise(series: dict[str, Series], ceilings: list[dict[int, float]], out: 
     reachable = [max(v for b, v in c.items() if b <= 16) for c in ceilings]  # c16 can never form a bigger batch
     rows = {
         "public_vs_runner_c16": _ratios(s["public_c16"].throughput(), s["runner_c16"].throughput()),
-        "public_minus_runner_p50_c1_ms": [a - b for a, b in zip(s["public_c1"].p50_ms(), s["runner_c1"].p50_ms())],
+        "public_minus_runner_p50_c1_ms": [a - b for a, b in zip(s["public_c1"].p50_ms(), s["runner_c1"].p50_ms(), strict=True)],
         "public_vs_pytriton_c16": _ratios(s["public_c16"].throughput(), s["pytriton_c16"].throughput()),
         "public_vs_pytriton_c1": _ratios(s["public_c1"].throughput(), s["pytriton_c1"].throughput()),
         "runner_vs_in_process_best_c16": _ratios(s["runner_c16"].throughput(), best),
         "runner_vs_in_process_batch16_c16": _ratios(s["runner_c16"].throughput(), reachable),
         "public_vs_in_process_best_c16": _ratios(s["public_c16"].throughput(), best),
-        "logic_cost_on_a_miss_ms": [a - b for a, b in zip(s["floor_public"].p50_ms(), s["floor_runner"].p50_ms())],
+        "logic_cost_on_a_miss_ms": [a - b for a, b in zip(s["floor_public"].p50_ms(), s["floor_runner"].p50_ms(), strict=True)],
         "hit_over_miss_p50": _ratios(s["hit_c1"].p50_ms(), s["public_c1"].p50_ms()),
     }
     out["rounds"] = rows
     out["medians"] = {k: median(v) for k, v in rows.items()}
-    out["series"] = {k: {"label": v.label, "throughput": v.throughput(), "p50_ms": v.p50_ms(), "cache_hits": v.hits,
-                         "queue_ms": [p.server_queue_us / 1000 for p in v.points],
-                         "compute_ms": [p.server_compute_infer_us / 1000 for p in v.points]} for k, v in s.items()}
+    out["series"] = {
+        k: {
+            "label": v.label,
+            "throughput": v.throughput(),
+            "p50_ms": v.p50_ms(),
+            "cache_hits": v.hits,
+            "queue_ms": [p.server_queue_us / 1000 for p in v.points],
+            "compute_ms": [p.server_compute_infer_us / 1000 for p in v.points],
+        }
+        for k, v in s.items()
+    }
     out["in_process"] = ceilings
     return out
 
@@ -310,23 +390,31 @@ TARGETS = {
 
 
 def render(out: dict) -> None:
-    table = Table(title="serving benchmarks (median of the per-round values; every round in brackets)",
-                  title_justify="left")
+    table = Table(title="serving benchmarks (median of the per-round values; every round in brackets)", title_justify="left")
     for col in ("measure", "median", "rounds", "target", "met"):
         table.add_column(col)
     for key, values in out["rounds"].items():
         target, ok = TARGETS.get(key, ("-", lambda v: None))
         met = ok(out["medians"][key])
-        table.add_row(key, f"{out['medians'][key]:.3f}", ", ".join(f"{v:.3f}" for v in values), target,
-                      "-" if met is None else ("yes" if met else "no"))
+        table.add_row(
+            key,
+            f"{out['medians'][key]:.3f}",
+            ", ".join(f"{v:.3f}" for v in values),
+            target,
+            "-" if met is None else ("yes" if met else "no"),
+        )
     console.print(table)
     detail = Table(title="every point", title_justify="left")
     for col in ("series", "infer/s per round", "p50 ms per round", "queue ms", "cache hits"):
         detail.add_column(col)
     for v in out["series"].values():
-        detail.add_row(v["label"], ", ".join(f"{x:.0f}" for x in v["throughput"]),
-                       ", ".join(f"{x:.2f}" for x in v["p50_ms"]), ", ".join(f"{x:.2f}" for x in v["queue_ms"]),
-                       ", ".join(f"{x:.0f}" for x in v["cache_hits"]) or "-")
+        detail.add_row(
+            v["label"],
+            ", ".join(f"{x:.0f}" for x in v["throughput"]),
+            ", ".join(f"{x:.2f}" for x in v["p50_ms"]),
+            ", ".join(f"{x:.2f}" for x in v["queue_ms"]),
+            ", ".join(f"{x:.0f}" for x in v["cache_hits"]) or "-",
+        )
     console.print(detail)
 
 
@@ -367,8 +455,7 @@ def peer_python() -> str:
         console.print(f"making the PyTriton peer's environment in {home} ({', '.join(PEER_REQUIREMENTS)})")
         shutil.rmtree(home, ignore_errors=True)
         venv.EnvBuilder(with_pip=True).create(home)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PEER_REQUIREMENTS],
-                       check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PEER_REQUIREMENTS], check=True)
         (home / ".complete").write_text("")
     return str(python)
 

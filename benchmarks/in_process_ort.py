@@ -30,7 +30,6 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
 
-
     session = runner_session(args.onnx, args.threads)  # the server's in-process settings
     data = np.load(args.tokens)
     ids, mask = data["input_ids"], data["attention_mask"]

@@ -46,18 +46,28 @@ def main() -> int:
 
         return infer
 
-    config = TritonConfig(grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port,
-                          grpc_address="127.0.0.1", http_address="127.0.0.1", metrics_address="127.0.0.1",
-                          exit_on_error=True)
+    config = TritonConfig(
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        metrics_port=args.metrics_port,
+        grpc_address="127.0.0.1",
+        http_address="127.0.0.1",
+        metrics_address="127.0.0.1",
+        exit_on_error=True,
+    )
     # PyTriton guards the statistics endpoint (which perf_analyzer reads) with a token by default; on loopback,
     # for a benchmark, it is opened as tritonforge's local server has it.
     with Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=[])) as triton:
-        triton.bind("minilm_pytriton", [infer_func() for _ in range(args.instances)],
-                    inputs=[Tensor(name="input_ids", dtype=np.int64, shape=(-1,)),
-                            Tensor(name="attention_mask", dtype=np.int64, shape=(-1,))],
-                    outputs=[Tensor(name="embedding", dtype=np.float32, shape=(384,))],
-                    config=ModelConfig(max_batch_size=args.max_batch,
-                                       batcher=DynamicBatcher(max_queue_delay_microseconds=0)))
+        triton.bind(
+            "minilm_pytriton",
+            [infer_func() for _ in range(args.instances)],
+            inputs=[
+                Tensor(name="input_ids", dtype=np.int64, shape=(-1,)),
+                Tensor(name="attention_mask", dtype=np.int64, shape=(-1,)),
+            ],
+            outputs=[Tensor(name="embedding", dtype=np.float32, shape=(384,))],
+            config=ModelConfig(max_batch_size=args.max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=0)),
+        )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         triton.run()

@@ -66,8 +66,7 @@ def markdown(rows: list[dict], outcomes: dict[str, str], scale: float, seconds: 
     for r in rows:
         verdict = outcomes.get(r["test"], "?")
         notes = r["notes"].replace("|", "/")
-        lines.append(f"| {r['scenario']} | {r['tried']} | {r['requests']} | {r['failed']} | {r['wrong']} | "
-                     f"{verdict} | {notes} |")
+        lines.append(f"| {r['scenario']} | {r['tried']} | {r['requests']} | {r['failed']} | {r['wrong']} | {verdict} | {notes} |")
     lost = sum(r["failed"] + r["wrong"] for r in rows)
     total = sum(r["requests"] for r in rows)
     lines += ["", f"Requests failed or answered wrongly across all scenarios: **{lost}** of {total}.", ""]
@@ -84,16 +83,31 @@ def main() -> int:
         rows_file, junit = Path(tmp) / "rows.jsonl", Path(tmp) / "junit.xml"
         env = {**os.environ, "TRITONFORGE_RELIABILITY_OUT": str(rows_file), "TRITONFORGE_LOAD_SCALE": str(args.scale)}
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-                               *SCENARIO_TESTS, *args.pytest_args], cwd=ROOT, env=env)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={junit}",
+                *SCENARIO_TESTS,
+                *args.pytest_args,
+            ],
+            cwd=ROOT,
+            env=env,
+        )
         seconds = time.monotonic() - started
         rows = [json.loads(line) for line in rows_file.read_text().splitlines()] if rows_file.exists() else []
         outcomes = _outcomes(junit) if junit.exists() else {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(rows, outcomes, args.scale, seconds, "make reliability"))
     for r in rows:
-        print(f"{outcomes.get(r['test'], '?'):7} {r['scenario']}: {r['requests']} requests, {r['failed']} failed, "
-              f"{r['wrong']} wrong")
+        print(
+            f"{outcomes.get(r['test'], '?'):7} {r['scenario']}: {r['requests']} requests, {r['failed']} failed, "
+            f"{r['wrong']} wrong"
+        )
     print(f"wrote {args.out} ({len(rows)} rows)")
     return proc.returncode
 

@@ -21,12 +21,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from tritonforge.builder.pipeline import build
-from tritonforge.cli.render import repository_check_lines, RichReporter, console, model_states_table, variants_table
 from tritonforge.builder.serving_graph import METRICS_LAG_S
 from tritonforge.builder.sources import load_source
-from tritonforge.spec import load_spec
-from tritonforge.server.process import LocalTritonServer
+from tritonforge.cli.render import RichReporter, console, model_states_table, repository_check_lines, variants_table
 from tritonforge.client import Client
+from tritonforge.server.process import LocalTritonServer
+from tritonforge.spec import load_spec
 
 DIGITS = ROOT / "examples" / "digits"
 MINILM = ROOT / "examples" / "minilm"
@@ -48,12 +48,16 @@ def digits_demo(server: LocalTritonServer) -> tuple[int, float, float, float]:
     # One request per 8 images, 8 in flight, so Triton's dynamic batcher has work to merge.
     with Client(server.grpc_url, timeout=30) as client:
         client.wait_until_ready("digits", timeout=60)
-        chunks = [images[i:i + 8] for i in range(0, len(images), 8)]
+        chunks = [images[i : i + 8] for i in range(0, len(images), 8)]
         with ThreadPoolExecutor(8) as pool:
             served = list(pool.map(lambda x: client.infer("digits", {"image": x})["logits"], chunks))
     served_pred = np.concatenate(served).argmax(1)
-    return (len(labels), float((torch_pred == labels).mean()), float((served_pred == labels).mean()),
-            float((torch_pred == served_pred).mean()))
+    return (
+        len(labels),
+        float((torch_pred == labels).mean()),
+        float((served_pred == labels).mean()),
+        float((torch_pred == served_pred).mean()),
+    )
 
 
 def _router_counts(server: LocalTritonServer, model: str) -> dict[str, int]:
@@ -86,8 +90,9 @@ def minilm_demo(server: LocalTritonServer) -> None:
         t0 = time.perf_counter()
         second = embed(text)
         hit_ms = (time.perf_counter() - t0) * 1000
-    console.print(f"same text twice: miss {miss_ms:.1f} ms, hit {hit_ms:.1f} ms, identical bytes: "
-                  f"{first.tobytes() == second.tobytes()}")
+    console.print(
+        f"same text twice: miss {miss_ms:.1f} ms, hit {hit_ms:.1f} ms, identical bytes: {first.tobytes() == second.tobytes()}"
+    )
     console.print(f"router: requests answered per variant: {_router_counts(server, 'minilm')}")
 
 

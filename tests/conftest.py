@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import DIGITS, RELIABILITY_OUT, digits_spec_copy, minilm_spec_copy
 
 
@@ -40,13 +39,22 @@ def reliability(request):
     """`reliability(scenario, tried, requests, failed, wrong=0, notes="")` records a fault scenario's row for
     docs/reliability.md; rows are written only when $TRITONFORGE_RELIABILITY_OUT names a file (`make
     reliability`, benchmarks/reliability.py), and the test's own assertions decide whether it passed."""
+
     def record(scenario: str, tried: str, requests: int, failed: int, wrong: int = 0, notes: str = "") -> None:
         out = os.environ.get(RELIABILITY_OUT)
         if out:
-            row = {"test": request.node.nodeid, "scenario": scenario, "tried": tried, "requests": requests,
-                   "failed": failed, "wrong": wrong, "notes": notes}
+            row = {
+                "test": request.node.nodeid,
+                "scenario": scenario,
+                "tried": tried,
+                "requests": requests,
+                "failed": failed,
+                "wrong": wrong,
+                "notes": notes,
+            }
             with open(out, "a") as f:
                 f.write(json.dumps(row) + "\n")
+
     return record
 
 

@@ -21,6 +21,8 @@ def scaled(requests: int) -> int:
     import os
 
     return int(requests * float(os.environ.get(LOAD_SCALE, "1")))
+
+
 DIGITS = ROOT / "examples" / "digits"
 MINILM = ROOT / "examples" / "minilm"
 
@@ -59,8 +61,11 @@ def outlier_digits_spec(dest: Path, **overrides) -> Path:
     FP32 and FP16 answer as the MLP does; INT8 (dynamic, and static MinMax) collapses on any CPU."""
     path = digits_spec_copy(dest, full=True, **overrides)
     data = yaml.safe_load(path.read_text())
-    data["source"] = {"kind": "pytorch", "factory": "outlier_digits:build_model",
-                      "factory_args": {"state_dict_path": str(DIGITS / "artifacts" / "digits_mlp.pt")}}
+    data["source"] = {
+        "kind": "pytorch",
+        "factory": "outlier_digits:build_model",
+        "factory_args": {"state_dict_path": str(DIGITS / "artifacts" / "digits_mlp.pt")},
+    }
     shutil.copy(ROOT / "tests" / "models" / "outlier_digits.py", dest / "outlier_digits.py")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -139,8 +144,13 @@ def python_stand_in(repo: Path, rung: str, failing: bool = False) -> None:
     if failing:
         files["model.py"] = _FAILING_RUNG.encode()
     config.parameters["tritonforge"].string_value = json.dumps(
-        {"file": role.file, "variant": role.variant, "intra_op_threads": 1,
-         "files": file_hashes({**files, role.file: version_dir / role.file})})
+        {
+            "file": role.file,
+            "variant": role.variant,
+            "intra_op_threads": 1,
+            "files": file_hashes({**files, role.file: version_dir / role.file}),
+        }
+    )
     for rel, content in files.items():
         path = version_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ and the CPU. Everything degrades to a clear 'absent because ...' rather than fai
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -65,10 +66,8 @@ def gpu_info() -> GpuInfo:
     except Exception as e:
         return GpuInfo(absent=f"NVML error: {e}")
     finally:
-        try:
+        with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
-        except Exception:
-            pass
 
 
 def cuda_device_reason() -> str | None:
@@ -90,7 +89,9 @@ def cpu_info() -> dict:
     """CPU model and core count (timings are only comparable on the same machine)."""
     model = platform.machine()  # platform.processor() would run `uname -p`
     try:
-        for line in open("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            lines = f.readlines()
+        for line in lines:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break

@@ -10,8 +10,10 @@ class DigitsMLP(nn.Module):
     def __init__(self, hidden: int = 128) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(64, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden // 2), nn.ReLU(),
+            nn.Linear(64, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden // 2),
+            nn.ReLU(),
             nn.Linear(hidden // 2, 10),
         )
 

@@ -44,7 +44,7 @@ def train(epochs: int = 300) -> tuple[torch.nn.Module, float]:
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), 128):
-            idx = perm[start:start + 128]
+            idx = perm[start : start + 128]
             opt.zero_grad()
             loss_fn(model(x[idx]), y[idx]).backward()
             opt.step()

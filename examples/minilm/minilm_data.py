@@ -12,7 +12,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-
 from minilm_model import model_dir
 
 HERE = Path(__file__).resolve().parent
@@ -38,13 +37,15 @@ def tokenizer(pad_to: int | None = None):
 
 def encode(texts: list[str], pad_to: int | None = None) -> dict[str, np.ndarray]:
     enc = tokenizer(pad_to).encode_batch(texts)
-    return {"input_ids": np.array([e.ids for e in enc], np.int64),
-            "attention_mask": np.array([e.attention_mask for e in enc], np.int64)}
+    return {
+        "input_ids": np.array([e.ids for e in enc], np.int64),
+        "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
+    }
 
 
 def _batches(texts: list[str], size: int, pad_to: int | None = None) -> Iterator[dict[str, np.ndarray]]:
     for i in range(0, len(texts), size):
-        yield encode(texts[i:i + size], pad_to)
+        yield encode(texts[i : i + size], pad_to)
 
 
 def validation_texts() -> list[str]:

@@ -26,10 +26,12 @@ FILES = ("gbm.joblib", "validation.npz", "calibration.npz")
 
 def splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Train / held-out split of a 3-class make_classification set, features as float32."""
-    x, y = make_classification(n_samples=2000, n_features=10, n_informative=6, n_redundant=2, n_classes=3,
-                               class_sep=1.2, random_state=SEED)
-    x_train, x_val, y_train, y_val = train_test_split(x.astype(np.float32), y.astype(np.int64), test_size=0.3,
-                                                      random_state=SEED, stratify=y)
+    x, y = make_classification(
+        n_samples=2000, n_features=10, n_informative=6, n_redundant=2, n_classes=3, class_sep=1.2, random_state=SEED
+    )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x.astype(np.float32), y.astype(np.int64), test_size=0.3, random_state=SEED, stratify=y
+    )
     return {"train": (x_train, y_train), "validation": (x_val, y_val)}
 
 

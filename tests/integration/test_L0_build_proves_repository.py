@@ -17,14 +17,13 @@ import pytest
 import torch
 import tritonclient.grpc as grpcclient
 import yaml
+from helpers import ROOT, digits_spec_copy, metric, tree_hashes
 from tritonclient.utils import InferenceServerException
 
 from tritonforge.builder.pipeline import build
 from tritonforge.builder.serving_check import ServingCheckError
 from tritonforge.repository.config import read_config
 from tritonforge.server.process import LocalTritonServer
-
-from helpers import ROOT, digits_spec_copy, metric, tree_hashes
 
 MODELS = ROOT / "tests" / "models"
 GBM = ROOT / "examples" / "sklearn_gbm"
@@ -91,8 +90,7 @@ def test_every_config_of_the_tree_build_gives_its_scalar_dims_and_a_reshape(gbm)
         label = next(o for o in config.output if o.name == "label")
         assert list(label.dims) == [1] and label.HasField("reshape") and list(label.reshape.shape) == [], model
     checks = {c["model"]: c["how"] for c in outcome.report["repository_check"]["models"]}
-    assert checks == {"sklearn_gbm_onnx_fp32": "config rules", "sklearn_gbm_ort": "tritonserver",
-                      "sklearn_gbm": "tritonserver"}
+    assert checks == {"sklearn_gbm_onnx_fp32": "config rules", "sklearn_gbm_ort": "tritonserver", "sklearn_gbm": "tritonserver"}
 
 
 def test_the_tree_ensemble_answers_plain_tritonclient_as_the_estimator_does(gbm):
@@ -116,21 +114,26 @@ def test_the_tree_ensemble_answers_plain_tritonclient_as_the_estimator_does(gbm)
 def classifier(tmp_path_factory):
     models = _models()
     work = tmp_path_factory.mktemp("masked")
-    np.savez(work / "validation.npz", **{f"b{i}/{k}": v for i, length in enumerate((6, 11))
-                                         for k, v in models.token_batch(16, length, seed=i).items()})
-    spec = _spec(work / "spec", {
-        "name": "masked_clf",
-        "source": {"kind": "pytorch", "factory": "shared_length:build_classifier"},
-        "inputs": [{"name": "input_ids", "dtype": "int64", "shape": [-1], "dim_names": ["sequence"],
-                    "range": [0, models.VOCAB - 1]},
-                   {"name": "attention_mask", "dtype": "int64", "shape": [-1], "dim_names": ["sequence"],
-                    "range": [0, 1]}],
-        "outputs": [{"name": "logits", "dtype": "float32", "shape": [3]}],
-        "max_batch_size": 16,
-        "validation": {"data": {"npz": str(work / "validation.npz")}},
-        "timing": {"enabled": False},
-        "serving": {"router": {"breaker_failures": 2}},
-    })
+    np.savez(
+        work / "validation.npz",
+        **{f"b{i}/{k}": v for i, length in enumerate((6, 11)) for k, v in models.token_batch(16, length, seed=i).items()},
+    )
+    spec = _spec(
+        work / "spec",
+        {
+            "name": "masked_clf",
+            "source": {"kind": "pytorch", "factory": "shared_length:build_classifier"},
+            "inputs": [
+                {"name": "input_ids", "dtype": "int64", "shape": [-1], "dim_names": ["sequence"], "range": [0, models.VOCAB - 1]},
+                {"name": "attention_mask", "dtype": "int64", "shape": [-1], "dim_names": ["sequence"], "range": [0, 1]},
+            ],
+            "outputs": [{"name": "logits", "dtype": "float32", "shape": [3]}],
+            "max_batch_size": 16,
+            "validation": {"data": {"npz": str(work / "validation.npz")}},
+            "timing": {"enabled": False},
+            "serving": {"router": {"breaker_failures": 2}},
+        },
+    )
     repo = work / "model_repository"
     build(spec, repo)
     with LocalTritonServer(repo) as server:
@@ -170,17 +173,22 @@ def test_inputs_disagreeing_on_a_shared_length_are_the_requests_fault(classifier
 # ---- a recurrent model -----------------------------------------------------------------------------------------
 def test_a_recurrent_model_over_any_length_is_served_as_the_module_computes(tmp_path):
     models = _models()
-    np.savez(tmp_path / "validation.npz", **{f"b{i}/series": models.series_batch(12, length, seed=i)["series"]
-                                             for i, length in enumerate((5, 9))})
-    spec = _spec(tmp_path / "spec", {
-        "name": "lstm_reg",
-        "source": {"kind": "pytorch", "factory": "shared_length:build_recurrent"},
-        "inputs": [{"name": "series", "dtype": "float32", "shape": [-1, models.FEATURES], "dim_names": ["time"]}],
-        "outputs": [{"name": "value", "dtype": "float32", "shape": [1]}],
-        "max_batch_size": 8,
-        "validation": {"data": {"npz": str(tmp_path / "validation.npz")}},
-        "timing": {"enabled": False},
-    })
+    np.savez(
+        tmp_path / "validation.npz",
+        **{f"b{i}/series": models.series_batch(12, length, seed=i)["series"] for i, length in enumerate((5, 9))},
+    )
+    spec = _spec(
+        tmp_path / "spec",
+        {
+            "name": "lstm_reg",
+            "source": {"kind": "pytorch", "factory": "shared_length:build_recurrent"},
+            "inputs": [{"name": "series", "dtype": "float32", "shape": [-1, models.FEATURES], "dim_names": ["time"]}],
+            "outputs": [{"name": "value", "dtype": "float32", "shape": [1]}],
+            "max_batch_size": 8,
+            "validation": {"data": {"npz": str(tmp_path / "validation.npz")}},
+            "timing": {"enabled": False},
+        },
+    )
     repo = tmp_path / "model_repository"
     outcome = build(spec, repo)
     assert {c["how"] for c in outcome.report["repository_check"]["models"]} == {"tritonserver", "config rules"}

@@ -13,17 +13,22 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, digits_spec_copy, tree_hashes
 
 from tritonforge.repository.manifest import read_manifest
 from tritonforge.repository.publish import RepositoryLock
 
-from helpers import ROOT, digits_spec_copy, tree_hashes
-
 
 def _build(*args: str, log: Path | None = None) -> subprocess.Popen:
     out = open(log, "w") if log else subprocess.PIPE  # noqa: SIM115 - the child holds it
-    return subprocess.Popen([sys.executable, "-m", "tritonforge", "build", *args, "--no-serving-check"], cwd=ROOT,
-                            stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "tritonforge", "build", *args, "--no-serving-check"],
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def test_two_concurrent_builds_of_two_edits_leave_one_consistent_repository(tmp_path, digits_spec, reliability):
@@ -35,12 +40,12 @@ def test_two_concurrent_builds_of_two_edits_leave_one_consistent_repository(tmp_
     # Hold the repository's lock so both builds are sure to meet it, then let them go.
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     with RepositoryLock(repo):
-        runs = [_build(str(spec), "--repo", str(repo), "--force", log=log) for spec, log in zip((a, b), logs)]
+        runs = [_build(str(spec), "--repo", str(repo), "--force", log=log) for spec, log in zip((a, b), logs, strict=True)]
         deadline = time.monotonic() + 240
         while not all("waiting for another build" in log.read_text() for log in logs):
             assert time.monotonic() < deadline and all(r.poll() is None for r in runs), [x.read_text() for x in logs]
             time.sleep(0.5)
-    for r, log in zip(runs, logs):
+    for r, log in zip(runs, logs, strict=True):
         assert r.wait(300) == 0, log.read_text()
     manifest = read_manifest(repo, "digits")
     assert manifest.version == 3 and manifest.intact(repo)
@@ -48,15 +53,19 @@ def test_two_concurrent_builds_of_two_edits_leave_one_consistent_repository(tmp_
     for spec in (a, b):  # the next build of either succeeds
         again = _build(str(spec), "--repo", str(repo))
         assert again.wait(300) == 0, again.stdout.read()
-    reliability("concurrent builds", "two `build --force` of two edits of one spec into one repository at once",
-                requests=2, failed=0, notes="the second waited for the first; versions 2 and 3; manifest intact")
+    reliability(
+        "concurrent builds",
+        "two `build --force` of two edits of one spec into one repository at once",
+        requests=2,
+        failed=0,
+        notes="the second waited for the first; versions 2 and 3; manifest intact",
+    )
 
 
 @contextlib.contextmanager
 def _small_filesystem(path: Path, size_mb: int):
     path.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)], capture_output=True,
-                          text=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)], capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"needs root to mount a small tmpfs: {proc.stderr.strip()}")
     try:
@@ -85,5 +94,10 @@ def test_a_full_disk_is_one_line_exit_2_and_leaves_the_repository(tmp_path, digi
         manifest = read_manifest(repo, "digits")
         assert manifest.version == 1 and manifest.intact(repo)
         assert not list((fs / ".model_repository.tritonforge").glob("txn-*"))
-        reliability("disk full", "a forced rebuild into a repository whose filesystem has 64 KiB free", requests=1,
-                    failed=0, notes=f"exit 2, one line: {json.dumps(lines[-1][:80])}; repository byte-identical")
+        reliability(
+            "disk full",
+            "a forced rebuild into a repository whose filesystem has 64 KiB free",
+            requests=1,
+            failed=0,
+            notes=f"exit 2, one line: {json.dumps(lines[-1][:80])}; repository byte-identical",
+        )

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from helpers import ROOT, digits_spec_copy, metric, scaled
 
 from tritonforge.builder.ort_runtime import OrtModel
 from tritonforge.builder.pipeline import build
@@ -23,8 +24,6 @@ from tritonforge.server import probe
 from tritonforge.server.process import LocalTritonServer
 from tritonforge.testing.faults import kill, malformed_requests, paused, stub_pids
 from tritonforge.testing.load import SteadyLoad
-
-from helpers import ROOT, digits_spec_copy, metric, scaled
 
 SECRET = {"TRITONFORGE_CACHE_SECRET": "test-replicas-secret"}
 
@@ -43,8 +42,14 @@ def test_every_malformed_request_is_refused_by_name_and_the_server_stays_up(serv
     try:
         with Client(service_server.grpc_url) as client:
             info = client.model_info(model)
-            good = {n: (np.array([["still up"]], dtype=object) if t.datatype == "BYTES"
-                        else np.zeros((1, *[d for d in t.shape[1:]]), np.float32)) for n, t in info.inputs.items()}
+            good = {
+                n: (
+                    np.array([["still up"]], dtype=object)
+                    if t.datatype == "BYTES"
+                    else np.zeros((1, *[d for d in t.shape[1:]]), np.float32)
+                )
+                for n, t in info.inputs.items()
+            }
             for case in cases:
                 try:
                     raw.infer(case.model, case.inputs)
@@ -54,13 +59,20 @@ def test_every_malformed_request_is_refused_by_name_and_the_server_stays_up(serv
                 answered += bool(client.infer(model, good))  # and the next good request is answered
     finally:
         raw.close()
-    wrong = [(name, status) for (name, status, text), case in zip(refused, cases)
-             if case.expect not in text or status != ("StatusCode.NOT_FOUND" if name == "unknown model"
-                                                      else "StatusCode.INVALID_ARGUMENT")]
-    reliability(f"malformed requests ({model})", f"{len(cases)} malformed requests ({', '.join(c.name for c in cases)}), "
-                "each followed by a good one", 2 * len(cases), len(cases) - answered, len(wrong),
-                "each refused with INVALID_ARGUMENT naming the tensor (NOT_FOUND for the unknown model); the server "
-                "stays up")
+    wrong = [
+        (name, status)
+        for (name, status, text), case in zip(refused, cases, strict=True)
+        if case.expect not in text
+        or status != ("StatusCode.NOT_FOUND" if name == "unknown model" else "StatusCode.INVALID_ARGUMENT")
+    ]
+    reliability(
+        f"malformed requests ({model})",
+        f"{len(cases)} malformed requests ({', '.join(c.name for c in cases)}), each followed by a good one",
+        2 * len(cases),
+        len(cases) - answered,
+        len(wrong),
+        "each refused with INVALID_ARGUMENT naming the tensor (NOT_FOUND for the unknown model); the server stays up",
+    )
     assert wrong == [] and answered == len(cases)
 
 
@@ -85,12 +97,16 @@ def two_replicas(redis_digits, redis_server):
 
 def _wrong_answers(record, inputs, repo: Path) -> list[int]:
     reference = OrtModel(Repository(repo).runner_file("digits"), ["logits"])
-    return [a.index for a in record.answers
-            if not np.allclose(a.outputs["logits"], reference.run(inputs[a.index])["logits"], atol=1e-5)]
+    return [
+        a.index
+        for a in record.answers
+        if not np.allclose(a.outputs["logits"], reference.run(inputs[a.index])["logits"], atol=1e-5)
+    ]
 
 
-def test_a_replica_killed_mid_load_loses_nothing_and_the_replicas_share_the_cache(two_replicas, redis_digits,
-                                                                                  redis_server, reliability):
+def test_a_replica_killed_mid_load_loses_nothing_and_the_replicas_share_the_cache(
+    two_replicas, redis_digits, redis_server, reliability
+):
     a, b = two_replicas
     x = _images(1, seed=int(time.time()))[0]
     with Client(a.grpc_url) as ca, Client(b.grpc_url) as cb:
@@ -102,20 +118,33 @@ def test_a_replica_killed_mid_load_loses_nothing_and_the_replicas_share_the_cach
         hits = metric(b.metrics_url, "tritonforge_cache_hits_total")
         same = cb.infer("digits", x)["logits"].tobytes() == first.tobytes()
         hit = metric(b.metrics_url, "tritonforge_cache_hits_total") - hits
-    reliability("cache shared between replicas", "one input answered by replica A, then by replica B (one Redis)", 2,
-                0, int(not same or hit != 1), f"B answered from the cache ({hit:.0f} hit), the same bytes as A")
+    reliability(
+        "cache shared between replicas",
+        "one input answered by replica A, then by replica B (one Redis)",
+        2,
+        0,
+        int(not same or hit != 1),
+        f"B answered from the cache ({hit:.0f} hit), the same bytes as A",
+    )
     assert same and hit == 1
     n = scaled(2000)
     inputs = _images(n, seed=7)
-    with Client([a.grpc_url, b.grpc_url], timeout=30, attempt_timeout=2.0) as client:
-        with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=16, max_requests=n) as load:
-            load.wait_for(n // 3)
-            kill(a)
-            load.wait_for(n)
+    with (
+        Client([a.grpc_url, b.grpc_url], timeout=30, attempt_timeout=2.0) as client,
+        SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=16, max_requests=n) as load,
+    ):
+        load.wait_for(n // 3)
+        kill(a)
+        load.wait_for(n)
     wrong = _wrong_answers(load.record, inputs, redis_digits)
-    reliability("replica killed mid-load", "16 threads through a client holding both replicas; replica A SIGKILLed "
-                "after a third", load.record.requests, len(load.record.errors), len(wrong),
-                "each answer equal to its own input's direct computation")
+    reliability(
+        "replica killed mid-load",
+        "16 threads through a client holding both replicas; replica A SIGKILLed after a third",
+        load.record.requests,
+        len(load.record.errors),
+        len(wrong),
+        "each answer equal to its own input's direct computation",
+    )
     assert load.record.errors == [] and load.record.requests == n and wrong == []
 
 
@@ -129,15 +158,22 @@ def test_a_replica_that_stops_answering_loses_nothing(two_replicas, redis_digits
     inputs = _images(n, seed=8)
     with Client([a.grpc_url, b.grpc_url], timeout=5.0, attempt_timeout=attempt) as client:
         client.infer("digits", inputs[0])
-        with paused(a.process.pid):
-            with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=16, max_requests=n) as load:
-                load.wait_for(n, timeout=300)
+        with (
+            paused(a.process.pid),
+            SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=16, max_requests=n) as load,
+        ):
+            load.wait_for(n, timeout=300)
     record = load.record
     p99 = float(np.percentile(record.latencies(), 99))
     wrong = _wrong_answers(record, inputs, redis_digits)
-    reliability("replica hung (SIGSTOP) under load", f"16 threads through a client holding both replicas, attempt "
-                f"timeout {attempt} s; replica A SIGSTOPped throughout", record.requests, len(record.errors),
-                len(wrong), f"p99 {p99 * 1000:.0f} ms (bound: 2 x the attempt timeout)")
+    reliability(
+        "replica hung (SIGSTOP) under load",
+        f"16 threads through a client holding both replicas, attempt timeout {attempt} s; replica A SIGSTOPped throughout",
+        record.requests,
+        len(record.errors),
+        len(wrong),
+        f"p99 {p99 * 1000:.0f} ms (bound: 2 x the attempt timeout)",
+    )
     assert record.errors == [] and record.requests == n and wrong == []
     assert p99 <= 2 * attempt, f"p99 {p99:.3f} s"
 
@@ -161,8 +197,12 @@ def test_a_build_killed_with_sigkill_leaves_the_previous_repository_serving(tmp_
     build(spec, repo)
     before = sha256_tree(repo)
     marker = tmp_path / "staged"
-    proc = subprocess.Popen([sys.executable, "-c", _PAUSED_BUILD, str(marker), "build", str(spec), "--repo", str(repo),
-                             "--force"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_BUILD, str(marker), "build", str(spec), "--repo", str(repo), "--force"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300
     while proc.poll() is None and not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -174,9 +214,14 @@ def test_a_build_killed_with_sigkill_leaves_the_previous_repository_serving(tmp_
     inputs = _images(200, seed=11)
     with LocalTritonServer(repo, load_models=["digits"]) as server, Client(server.grpc_url) as client:
         answered = sum(client.infer("digits", x)["logits"].shape == (1, 10) for x in inputs)
-    reliability("build killed (kill -9) before it publishes", "`tritonforge build --force` SIGKILLed with its "
-                "models staged; then a server on the repository", len(inputs), len(inputs) - answered,
-                int(not unchanged), "the repository byte-identical to before")
+    reliability(
+        "build killed (kill -9) before it publishes",
+        "`tritonforge build --force` SIGKILLed with its models staged; then a server on the repository",
+        len(inputs),
+        len(inputs) - answered,
+        int(not unchanged),
+        "the repository byte-identical to before",
+    )
     assert unchanged and answered == len(inputs)
 
 
@@ -185,35 +230,51 @@ def _probe(server: LocalTritonServer, timeout: float = 1.0) -> list[str]:
     return probe.check(Path(server.repo), f"http://{server.http_url}", timeout)
 
 
-def test_readiness_ignores_rungs_absent_by_design_and_fails_when_the_serving_stub_does(tmp_path, digits_spec,
-                                                                                        reliability):
+def test_readiness_ignores_rungs_absent_by_design_and_fails_when_the_serving_stub_does(tmp_path, digits_spec, reliability):
     repo = tmp_path / "model_repository"
     build(digits_spec_copy(tmp_path / "spec", variants=[{"kind": "onnx_fp16"}]), repo)
     with LocalTritonServer(repo) as server:
         states = {s.name: s.state for s in server.model_states()}
         assert states["digits_onnx_fp32"] == "UNAVAILABLE" and states["digits"] == "READY"
         assert _probe(server) == []  # a rung this server cannot load does not make it unready
-        proc = subprocess.run([sys.executable, str(ROOT / "tritonforge" / "server" / "probe.py"), "--repo", str(repo),
-                               "--url", f"http://{server.http_url}"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tritonforge" / "server" / "probe.py"),
+                "--repo",
+                str(repo),
+                "--url",
+                f"http://{server.http_url}",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0 and "ready: digits" in proc.stdout  # as the container runs it
         stubs = stub_pids(server, "digits")
         assert stubs, "the public model's stub process"
         for pid in stubs:  # every instance's stub crashed: Triton fails every request and still says READY
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
-        triton_says = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                      f"http://{server.http_url}/v2/models/digits/ready"], capture_output=True, text=True)
+        triton_says = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{server.http_url}/v2/models/digits/ready"],
+            capture_output=True,
+            text=True,
+        )
         assert triton_says.stdout == "200"
         problems = _probe(server, timeout=10.0)
         detected = bool(problems) and "digits: probe inference failed (HTTP 500)" in problems[0]
-        reliability("readiness", "a rung UNAVAILABLE by design (no GPU here), then the public model's stub "
-                    "SIGKILLed (Triton still says READY)", 2, 0, int(not detected),
-                    "ready with the absent rung; not ready once the serving stub died")
+        reliability(
+            "readiness",
+            "a rung UNAVAILABLE by design (no GPU here), then the public model's stub SIGKILLed (Triton still says READY)",
+            2,
+            0,
+            int(not detected),
+            "ready with the absent rung; not ready once the serving stub died",
+        )
         assert detected and "not healthy" in problems[0], problems
 
 
-def test_small_requests_and_probes_under_heavy_legal_requests_stay_within_the_stated_bound(service_server,
-                                                                                          reliability):
+def test_small_requests_and_probes_under_heavy_legal_requests_stay_within_the_stated_bound(service_server, reliability):
     """Two clients each keep one legal heavy request in flight (64 texts x 64 KiB: every limit allows it); a
     third sends one short text at a time, the readiness probe runs throughout. The bound: a small request waits
     for at most the heavy requests queued before it (one per heavy client), each costing one 64 x 128-token batch
@@ -282,8 +343,12 @@ def test_small_requests_and_probes_under_heavy_legal_requests_stay_within_the_st
     assert failures == [] and all(not problems for _, problems in probes), (failures, probes)
     assert p99 <= 2 * heavy_s * 1.5 + 0.5, (p99, heavy_s)  # two heavy batches ahead at most, with slack
     assert slowest_probe <= 2 * heavy_s * 1.5 + 1.0, (slowest_probe, heavy_s)  # as a small request
-    reliability("heavy legal requests beside small ones", "2 clients of 64 texts x 64 KiB (one in flight each), 1 "
-                "client of single short texts, the readiness probe every 0.5 s", requests=len(small) + len(probes),
-                failed=len(failures), notes=f"one heavy request alone {heavy_s:.2f}s; small p50 {p50 * 1000:.0f} ms, "
-                f"p99 {p99 * 1000:.0f} ms (bound: 2 heavy requests); {len(probes)} probes all ready, slowest "
-                f"{slowest_probe:.2f}s")
+    reliability(
+        "heavy legal requests beside small ones",
+        "2 clients of 64 texts x 64 KiB (one in flight each), 1 client of single short texts, the readiness probe every 0.5 s",
+        requests=len(small) + len(probes),
+        failed=len(failures),
+        notes=f"one heavy request alone {heavy_s:.2f}s; small p50 {p50 * 1000:.0f} ms, "
+        f"p99 {p99 * 1000:.0f} ms (bound: 2 heavy requests); {len(probes)} probes all ready, slowest "
+        f"{slowest_probe:.2f}s",
+    )

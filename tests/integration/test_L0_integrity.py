@@ -29,8 +29,9 @@ def flip_exponent_bits(path: Path, count: int = FLIPPED, bit: int = 30) -> None:
     """Flip one exponent bit (bit 27 of float32: each value times or over 2**16) in `count` float weights of an
     ONNX file, spread over its largest float tensors; the file stays a valid ONNX model of the same graph."""
     model = onnx.load(str(path))
-    floats = sorted((t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT),
-                    key=lambda t: -int(np.prod(t.dims)))
+    floats = sorted(
+        (t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT), key=lambda t: -int(np.prod(t.dims))
+    )
     left = count
     for tensor in floats:
         values = numpy_helper.to_array(tensor).copy()
@@ -60,7 +61,7 @@ def _ask_all(server: LocalTritonServer, images: np.ndarray, reference: np.ndarra
     """Each held-out image alone to the public model: (answers refused, answers whose class is not FP32's)."""
     refused = wrong = 0
     with Client(server.grpc_url) as client:
-        for image, ref in zip(images, reference):
+        for image, ref in zip(images, reference, strict=True):
             try:
                 logits = client.infer("digits", {"image": image[None]})["logits"]
             except Exception:  # UNAVAILABLE: Triton refuses every request to a model that did not load
@@ -76,8 +77,7 @@ def _fp32_reference(repo: Path, images: np.ndarray) -> np.ndarray:
     return OrtModel(Repository(repo).find_file("digits_onnx_fp32"), ["logits"]).run({"image": images})["logits"]
 
 
-def test_a_corrupted_runner_file_keeps_the_public_model_from_loading(tmp_path, digits_repo, digits_validation,
-                                                                    reliability):
+def test_a_corrupted_runner_file_keeps_the_public_model_from_loading(tmp_path, digits_repo, digits_validation, reliability):
     repo, runner, before = _corrupted_copy(digits_repo, tmp_path)
     ort_file = Repository(repo).version_dir("digits_ort") / "model.onnx"  # the runner model checks itself too
     ort_before = sha256_file(ort_file)
@@ -89,24 +89,32 @@ def test_a_corrupted_runner_file_keeps_the_public_model_from_loading(tmp_path, d
         state = states["digits"]
         refused, wrong = _ask_all(server, images, reference)
         problems = probe.check(repo, f"http://{server.http_url}", 10.0)
-    named = state.state == "UNAVAILABLE" and f"runner.onnx: expected sha256 {before}, found {sha256_file(runner)}" \
-        in state.reason
+    named = state.state == "UNAVAILABLE" and f"runner.onnx: expected sha256 {before}, found {sha256_file(runner)}" in state.reason
     found = sha256_file(runner)
-    reliability("corrupted weights the models check", f"{FLIPPED} exponent bits flipped in digits/N/runner.onnx "
-                "and in digits_ort/N/model.onnx (each still a valid ONNX file), then a server on the repository and "
-                f"each of {len(images)} held-out images sent", len(images), 0, wrong + int(not named),
-                f"digits UNAVAILABLE, all {refused} refused: 'runner.onnx: expected sha256 {before[:12]}..., found "
-                f"{found[:12]}...'; digits_ort UNAVAILABLE likewise; the probe: not ready")
+    reliability(
+        "corrupted weights the models check",
+        f"{FLIPPED} exponent bits flipped in digits/N/runner.onnx "
+        "and in digits_ort/N/model.onnx (each still a valid ONNX file), then a server on the repository and "
+        f"each of {len(images)} held-out images sent",
+        len(images),
+        0,
+        wrong + int(not named),
+        f"digits UNAVAILABLE, all {refused} refused: 'runner.onnx: expected sha256 {before[:12]}..., found "
+        f"{found[:12]}...'; digits_ort UNAVAILABLE likewise; the probe: not ready",
+    )
     assert named, (state.state, state.reason)
     assert states["digits_ort"].state == "UNAVAILABLE"
-    assert f"digits_ort: 1 file(s) differ from what its build wrote (model.onnx: expected sha256 {ort_before}" \
-        in states["digits_ort"].reason, states["digits_ort"].reason
+    assert (
+        f"digits_ort: 1 file(s) differ from what its build wrote (model.onnx: expected sha256 {ort_before}"
+        in states["digits_ort"].reason
+    ), states["digits_ort"].reason
     assert refused == len(images) and wrong == 0
     assert problems and problems[0].startswith("digits: not ready"), problems
 
 
-def test_a_corruption_no_model_can_check_fails_the_readiness_probe_naming_the_output(tmp_path, digits_repo,
-                                                                                    digits_validation, reliability):
+def test_a_corruption_no_model_can_check_fails_the_readiness_probe_naming_the_output(
+    tmp_path, digits_repo, digits_validation, reliability
+):
     repo, runner, _ = _corrupted_copy(digits_repo, tmp_path)
     # as a native model's file would be (no Python, no hash check): the public model's expected hash rewritten
     config = read_config(repo / "digits" / "config.pbtxt")
@@ -121,12 +129,16 @@ def test_a_corruption_no_model_can_check_fails_the_readiness_probe_naming_the_ou
         refused, wrong = _ask_all(server, images, reference)
         problems = probe.check(repo, f"http://{server.http_url}", 10.0)
         cli = probe.main(["--repo", str(repo), "--url", f"http://{server.http_url}", "--timeout", "10"])
-    detected = cli == 1 and any(p.startswith("digits: output 'logits' disagrees with the build's reference")
-                                for p in problems)
-    reliability("corrupted weights no model checks", f"{FLIPPED} exponent bits flipped in digits/N/runner.onnx and "
-                "its expected hash rewritten (as a native model's file: loaded READY), then the readiness probe",
-                1, 0, int(not detected), f"{wrong} of {len(images)} answers wrong when asked; the probe: "
-                + (problems[0] if problems else "ready"))
+    detected = cli == 1 and any(p.startswith("digits: output 'logits' disagrees with the build's reference") for p in problems)
+    reliability(
+        "corrupted weights no model checks",
+        f"{FLIPPED} exponent bits flipped in digits/N/runner.onnx and "
+        "its expected hash rewritten (as a native model's file: loaded READY), then the readiness probe",
+        1,
+        0,
+        int(not detected),
+        f"{wrong} of {len(images)} answers wrong when asked; the probe: " + (problems[0] if problems else "ready"),
+    )
     assert state.state == "READY" and refused == 0
     assert wrong > len(images) // 2, "the corruption must change the answers for this test to mean anything"
     assert detected, problems

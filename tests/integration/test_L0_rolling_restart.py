@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import scaled
 
 from tritonforge.builder.ort_runtime import OrtModel
 from tritonforge.client import Client, ModelNotFound
@@ -24,8 +25,6 @@ from tritonforge.repository.reader import Repository
 from tritonforge.server.process import LocalTritonServer
 from tritonforge.testing.load import SteadyLoad
 from tritonforge.testing.ports import free_ports
-
-from helpers import scaled
 
 THREADS = 4
 
@@ -38,15 +37,20 @@ def _images(n: int, seed: int) -> list[dict[str, np.ndarray]]:
 def _replica(repo: Path, models: list[str] | None = None) -> LocalTritonServer:
     """A local server on fixed ports, so that it comes back where the client looks for it after a restart."""
     http, grpc, metrics = free_ports(3)
-    return LocalTritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                             load_models=["digits"] if models is None else models)
+    return LocalTritonServer(
+        repo, http_port=http, grpc_port=grpc, metrics_port=metrics, load_models=["digits"] if models is None else models
+    )
 
 
 def _successes(server: LocalTritonServer, model: str = "digits") -> int:
     """Requests for `model` this server answered since it started (Triton's nv_inference_request_success)."""
     text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
-    return int(sum(float(m.group(1)) for m in re.finditer(
-        rf'^nv_inference_request_success{{[^}}]*model="{model}"[^}}]*}} (\S+)$', text, re.M)))
+    return int(
+        sum(
+            float(m.group(1))
+            for m in re.finditer(rf'^nv_inference_request_success{{[^}}]*model="{model}"[^}}]*}} (\S+)$', text, re.M)
+        )
+    )
 
 
 def _wrong(record, inputs, repo: Path) -> int:
@@ -93,11 +97,16 @@ def test_a_rolling_restart_loses_nothing_and_the_restarted_replica_serves_again(
         a_state = (client.pool.is_down(a.grpc_url), client.pool.is_probing(a.grpc_url))
     wrong = _wrong(record, inputs, digits_repo)
     errors = sorted({e for _, _, e in record.errors})[:3]
-    reliability("rolling restart (SIGTERM, drain, start again)",
-                f"{THREADS} threads through a client holding both replicas; replica A sent SIGTERM after {n} requests "
-                "(drains, exits), started again on its ports, load kept on", record.requests, len(record.errors),
-                wrong, f"{during_drain} requests while A drained ({drained_s:.1f} s, exit {code}), A back after "
-                f"{down_s:.1f} s; A answered {a_after} requests after its restart")
+    reliability(
+        "rolling restart (SIGTERM, drain, start again)",
+        f"{THREADS} threads through a client holding both replicas; replica A sent SIGTERM after {n} requests "
+        "(drains, exits), started again on its ports, load kept on",
+        record.requests,
+        len(record.errors),
+        wrong,
+        f"{during_drain} requests while A drained ({drained_s:.1f} s, exit {code}), A back after "
+        f"{down_s:.1f} s; A answered {a_after} requests after its restart",
+    )
     assert record.errors == [], errors
     assert wrong == 0 and code == 0
     assert a_after > 0, "the restarted replica was never used again"
@@ -114,13 +123,20 @@ def test_a_replica_without_the_model_costs_no_request(replicas, digits_repo, rel
         assert time.monotonic() - started < 5
     n = scaled(500)
     inputs = _images(64, seed=22)
-    with Client([empty.grpc_url, full.grpc_url], cooldown=0.25, max_cooldown=2.0) as client:
-        with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=THREADS, max_requests=n) as load:
-            load.wait_for(n)
+    with (
+        Client([empty.grpc_url, full.grpc_url], cooldown=0.25, max_cooldown=2.0) as client,
+        SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=THREADS, max_requests=n) as load,
+    ):
+        load.wait_for(n)
     record = load.record
     wrong = _wrong(record, inputs, digits_repo)
-    reliability("replica without the model", f"{THREADS} threads through a client holding a replica that never "
-                "loaded digits (NOT_FOUND) and one that did", record.requests, len(record.errors), wrong,
-                "NOT_FOUND moved each request to the other replica; ModelNotFound only from a client whose every "
-                "endpoint lacks the model")
+    reliability(
+        "replica without the model",
+        f"{THREADS} threads through a client holding a replica that never loaded digits (NOT_FOUND) and one that did",
+        record.requests,
+        len(record.errors),
+        wrong,
+        "NOT_FOUND moved each request to the other replica; ModelNotFound only from a client whose every "
+        "endpoint lacks the model",
+    )
     assert record.errors == [] and record.requests == n and wrong == 0

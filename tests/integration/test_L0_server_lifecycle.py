@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT
 
+from tritonforge.client import Client
 from tritonforge.errors import ServerError
 from tritonforge.server.process import LocalTritonServer, free_ports
-from tritonforge.client import Client
-
-from helpers import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -96,9 +95,24 @@ def test_L0_triton_close_on_parent_death(private_repo):
 def test_L0_resources_released_after_signals(private_repo, sig):
     http, grpc, metrics = free_ports(3)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tritonforge", "serve", str(private_repo), "--http-port", str(http),
-         "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "tritonforge",
+            "serve",
+            str(private_repo),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     lines = []
     try:
@@ -122,11 +136,13 @@ def test_L0_resources_released_after_signals(private_repo, sig):
 def test_L0_fatal_error_handling_broken_model_does_not_take_the_server_down(private_repo):
     broken = private_repo / "broken" / "1"
     broken.mkdir(parents=True)
-    (broken / "model.py").write_text(textwrap.dedent("""
+    (broken / "model.py").write_text(
+        textwrap.dedent("""
         class TritonPythonModel:
             def initialize(self, args):
                 raise RuntimeError("cannot open weights: disk on fire")
-    """))
+    """)
+    )
     (private_repo / "broken" / "config.pbtxt").write_text(
         'name: "broken"\nbackend: "python"\nmax_batch_size: 1\n'
         'input { name: "x" data_type: TYPE_FP32 dims: [1] }\noutput { name: "y" data_type: TYPE_FP32 dims: [1] }\n'
@@ -152,8 +168,9 @@ def test_L0_port_in_use_is_reported(private_repo):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = LocalTritonServer(private_repo, grpc_port=port, http_port=free_ports(1)[0], metrics_port=free_ports(1)[0],
-                                   startup_timeout=60)
+        server = LocalTritonServer(
+            private_repo, grpc_port=port, http_port=free_ports(1)[0], metrics_port=free_ports(1)[0], startup_timeout=60
+        )
         with pytest.raises(ServerError) as err:
             server.start(attempts=1)
         server.cleanup()
@@ -161,15 +178,37 @@ def test_L0_port_in_use_is_reported(private_repo):
     assert wait_until(lambda: not processes_mentioning(str(private_repo)), 30)
 
 
-def test_L0_a_second_serve_on_an_occupied_port_fails_instead_of_showing_the_other_server(private_repo, digits_server,
-                                                                                         reliability):
+def test_L0_a_second_serve_on_an_occupied_port_fails_instead_of_showing_the_other_server(
+    private_repo, digits_server, reliability
+):
     """The old start polled the port, found the other server ready, and printed its READY table as its own."""
-    proc = subprocess.run([sys.executable, "-m", "tritonforge", "serve", str(private_repo), "--grpc-port",
-                           str(digits_server.grpc_port), "--http-port", str(free_ports(1)[0]), "--metrics-port",
-                           str(free_ports(1)[0])], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    reliability("second serve on an occupied port", "`tritonforge serve` on the gRPC port another server holds", 0,
-                0, int(proc.returncode != 2 or "READY" in proc.stdout), f"exit {proc.returncode}: "
-                f"{proc.stderr.strip().splitlines()[-1][:120] if proc.stderr.strip() else ''}")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tritonforge",
+            "serve",
+            str(private_repo),
+            "--grpc-port",
+            str(digits_server.grpc_port),
+            "--http-port",
+            str(free_ports(1)[0]),
+            "--metrics-port",
+            str(free_ports(1)[0]),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    reliability(
+        "second serve on an occupied port",
+        "`tritonforge serve` on the gRPC port another server holds",
+        0,
+        0,
+        int(proc.returncode != 2 or "READY" in proc.stdout),
+        f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1][:120] if proc.stderr.strip() else ''}",
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"gRPC port {digits_server.grpc_port}" in proc.stderr and "already in use" in proc.stderr
     assert "READY" not in proc.stdout and "serving" not in proc.stdout
@@ -206,26 +245,45 @@ def test_L0_a_killed_server_leaves_no_shared_memory_behind(private_repo, reliabi
         server.stop()
         server.cleanup()
     assert not list(Path("/dev/shm").glob(f"{prefix}*"))
-    reliability("server SIGKILLed", "the server's process group SIGKILLed (no stub unlinks its shared memory), then "
-                "stop()", requests=0, failed=0, notes="no /dev/shm region of its prefix left")
+    reliability(
+        "server SIGKILLed",
+        "the server's process group SIGKILLed (no stub unlinks its shared memory), then stop()",
+        requests=0,
+        failed=0,
+        notes="no /dev/shm region of its prefix left",
+    )
 
 
 def test_L0_a_stop_while_a_model_loads_is_prompt(private_repo, reliability):
     slow = private_repo / "slow" / "1"
     slow.mkdir(parents=True)
-    (slow / "model.py").write_text(textwrap.dedent("""
+    (slow / "model.py").write_text(
+        textwrap.dedent("""
         import time
         class TritonPythonModel:
             def initialize(self, args):
                 time.sleep(120)
-    """))
+    """)
+    )
     (private_repo / "slow" / "config.pbtxt").write_text(
         'name: "slow"\nbackend: "python"\nmax_batch_size: 1\n'
         'input { name: "x" data_type: TYPE_FP32 dims: [1] }\noutput { name: "y" data_type: TYPE_FP32 dims: [1] }\n'
     )
-    proc = subprocess.Popen([sys.executable, "-m", "tritonforge", "serve", str(private_repo), *sum(
-        ([f"--{k}-port", str(p)] for k, p in zip(("http", "grpc", "metrics"), free_ports(3), strict=True)), [])],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tritonforge",
+            "serve",
+            str(private_repo),
+            *sum(([f"--{k}-port", str(p)] for k, p in zip(("http", "grpc", "metrics"), free_ports(3), strict=True)), []),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert wait_until(lambda: len(processes_mentioning(str(private_repo))) >= 3, 60)  # the server and stubs
         time.sleep(2)
@@ -236,18 +294,27 @@ def test_L0_a_stop_while_a_model_loads_is_prompt(private_repo, reliability):
         assert took < 15, out  # not the 120 s the load would take
         assert "stopped while starting" in out
         assert wait_until(lambda: not processes_mentioning(str(private_repo)), 15)
-        reliability("SIGTERM while a model loads", "`tritonforge serve` sent SIGTERM while a model's initialize takes "
-                    "120 s", requests=0, failed=0, notes=f"stopped in {took:.1f}s, no process left")
+        reliability(
+            "SIGTERM while a model loads",
+            "`tritonforge serve` sent SIGTERM while a model's initialize takes 120 s",
+            requests=0,
+            failed=0,
+            notes=f"stopped in {took:.1f}s, no process left",
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
 
 
 def test_L0_serving_writes_no_bytecode_into_the_repository(private_repo, reliability):
-    with LocalTritonServer(private_repo) as server:
-        with Client(server.grpc_url) as client:
-            client.infer("digits", {"image": np.zeros((1, 64), np.float32)})
+    with LocalTritonServer(private_repo) as server, Client(server.grpc_url) as client:
+        client.infer("digits", {"image": np.zeros((1, 64), np.float32)})
     written = [p for p in private_repo.rglob("*") if p.suffix == ".pyc" or (p.name == "__pycache__" and p.is_dir())]
     assert written == []
-    reliability("writable repository", "a writable repository served and called (the stub ignores "
-                "PYTHONDONTWRITEBYTECODE)", requests=1, failed=0, notes="no bytecode written into the repository")
+    reliability(
+        "writable repository",
+        "a writable repository served and called (the stub ignores PYTHONDONTWRITEBYTECODE)",
+        requests=1,
+        failed=0,
+        notes="no bytecode written into the repository",
+    )

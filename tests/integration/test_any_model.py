@@ -9,12 +9,11 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import ROOT
 
 from tritonforge.client import Client, InferenceFailed
 from tritonforge.perf.inputs import model_samples, select
 from tritonforge.server.process import LocalTritonServer
-
-from helpers import ROOT
 
 FAST = ["--measurement-interval", "400", "--max-trials", "6", "--stability", "40"]
 
@@ -33,8 +32,10 @@ def built(tmp_path_factory):
     proc = _cli("init", str(onnx_file), "-o", str(work / "spec.yaml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # the one thing init leaves to the user: the held-out inputs, here two lengths as batches of their own
-    np.savez(work / "validation.npz", **{f"b{i}/{k}": v for i, length in enumerate((5, 11))
-                                          for k, v in two_inputs.samples(24, length, seed=i).items()})
+    np.savez(
+        work / "validation.npz",
+        **{f"b{i}/{k}": v for i, length in enumerate((5, 11)) for k, v in two_inputs.samples(24, length, seed=i).items()},
+    )
     repo = work / "model_repository"
     proc = _cli("build", str(work / "spec.yaml"), "--repo", str(repo))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -66,8 +67,23 @@ def test_served_with_its_range_checked_and_swept_with_unique_in_range_inputs(bui
                 client.infer("two_inputs", x)
             assert e.value.status == "StatusCode.INVALID_ARGUMENT"
         out_dir = tmp_path / "perf"
-        proc = _cli("perf", "two_inputs", "--url", server.grpc_url, "--metrics-url", server.metrics_url, "--repo",
-                    str(repo), "--concurrency", "1,2", "--inputs", "compute", "--output-dir", str(out_dir), *FAST)
+        proc = _cli(
+            "perf",
+            "two_inputs",
+            "--url",
+            server.grpc_url,
+            "--metrics-url",
+            server.metrics_url,
+            "--repo",
+            str(repo),
+            "--concurrency",
+            "1,2",
+            "--inputs",
+            "compute",
+            "--output-dir",
+            str(out_dir),
+            *FAST,
+        )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads((out_dir / "perf_report.json").read_text())
     assert [(p["label"], p["concurrency"]) for p in result["points"]] == [("compute", 1), ("compute", 2)]

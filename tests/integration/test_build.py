@@ -13,13 +13,12 @@ import onnx
 import pytest
 import torch
 import yaml
+from helpers import DIGITS, ROOT, digits_spec_copy, tree_hashes
 
-from tritonforge.errors import ExportError, VerificationError
 from tritonforge.builder.pipeline import build
+from tritonforge.errors import ExportError, VerificationError
 from tritonforge.repository.config import read_config
 from tritonforge.repository.manifest import read_manifest
-
-from helpers import DIGITS, ROOT, digits_spec_copy, tree_hashes
 from tritonforge.repository.reader import Repository
 
 
@@ -36,9 +35,13 @@ def test_build_writes_verified_repository(digits_repo):
     manifest = read_manifest(digits_repo, "digits")
     assert sorted(manifest.models) == names and manifest.models[-1] == "digits"  # the public model published last
     assert {m: r.role.value for m, r in manifest.roles.items()} == {
-        "digits": "public", "digits_ort": "runner", **{m: "rung" for m in published}}
-    assert [Repository(digits_repo).role(m).variant for m in Repository(digits_repo).rungs("digits")] == \
-        [next(v["id"] for v in report["variants"] if v["published_as"] == m) for m in report["serving"]["rungs"]]
+        "digits": "public",
+        "digits_ort": "runner",
+        **{m: "rung" for m in published},
+    }
+    assert [Repository(digits_repo).role(m).variant for m in Repository(digits_repo).rungs("digits")] == [
+        next(v["id"] for v in report["variants"] if v["published_as"] == m) for m in report["serving"]["rungs"]
+    ]
     assert manifest.intact(digits_repo)
     check = manifest.stages["export"]["result"]["check"]
     assert check["within_tolerance"] and check["outputs"]["logits"]["max_abs"] < 1e-4
@@ -57,7 +60,11 @@ def test_every_generated_config_parses_back(digits_repo):
         assert c.name == path.parent.name
         assert c.max_batch_size == 64
     public = read_config(digits_repo / "digits" / "config.pbtxt")
-    assert public.backend == "python" and public.dynamic_batching.max_queue_delay_microseconds == 0 and public.HasField("dynamic_batching")
+    assert (
+        public.backend == "python"
+        and public.dynamic_batching.max_queue_delay_microseconds == 0
+        and public.HasField("dynamic_batching")
+    )
     assert not public.model_warmup  # it warms its in-process rungs itself, past the cache
     runner = read_config(digits_repo / "digits_ort" / "config.pbtxt")
     assert runner.HasField("dynamic_batching") and runner.dynamic_batching.max_queue_delay_microseconds == 0
@@ -187,11 +194,20 @@ def test_other_source_kinds(tmp_path, digits_spec, kind):
         torch.jit.save(torch.jit.trace(module, example), path)
     elif kind == "exported_program":
         path = tmp_path / "digits.pt2"
-        torch.export.save(torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim("batch", max=1024)},)), path)
+        torch.export.save(
+            torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim("batch", max=1024)},)), path
+        )
     else:
         path = tmp_path / "digits.onnx"
-        torch.onnx.export(module, (example,), str(path), input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}},
+            dynamo=False,
+        )
     spec = digits_spec_copy(tmp_path / "spec", source={"kind": kind, "path": str(path)})
     outcome = build(spec, tmp_path / "repo")
     check = outcome.export_check
@@ -203,8 +219,15 @@ def test_other_source_kinds(tmp_path, digits_spec, kind):
 def test_onnx_source_with_wrong_signature_is_rejected(tmp_path, digits_spec):
     module = _digits_module()
     path = tmp_path / "digits.onnx"
-    torch.onnx.export(module, (torch.zeros(4, 64),), str(path), input_names=["pixels"], output_names=["logits"],
-                      dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
+    torch.onnx.export(
+        module,
+        (torch.zeros(4, 64),),
+        str(path),
+        input_names=["pixels"],
+        output_names=["logits"],
+        dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}},
+        dynamo=False,
+    )
     spec = digits_spec_copy(tmp_path / "spec", source={"kind": "onnx", "path": str(path)})
     with pytest.raises(ExportError, match="ONNX graph has no input 'image'"):
         build(spec, tmp_path / "repo")
@@ -221,8 +244,12 @@ def test_corrupt_onnx_source_is_rejected(tmp_path, digits_spec):
 
 def test_export_module_runs_alone(tmp_path, digits_spec):
     out = tmp_path / "alone.onnx"
-    proc = subprocess.run([sys.executable, "-m", "tritonforge.builder.exporters.torch2onnx", str(digits_spec), str(out)],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonforge.builder.exporters.torch2onnx", str(digits_spec), str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "dynamo exporter" in proc.stdout
     onnx.checker.check_model(onnx.load(str(out)))

@@ -28,8 +28,9 @@ def _store(url, states=None, max_value=4 * 2**20, bypass=60.0):
 
 
 def _cache(url, states=None, secret=SECRET, **kw):
-    return ResponseCache(_store(url, states, **kw), Codec(secret, OUTPUTS, 16 * 2**20), "m", "v1", "tf:", 64, Tally(),
-                         {"model": "m"})
+    return ResponseCache(
+        _store(url, states, **kw), Codec(secret, OUTPUTS, 16 * 2**20), "m", "v1", "tf:", 64, Tally(), {"model": "m"}
+    )
 
 
 def _answer(v):
@@ -47,8 +48,14 @@ def test_a_value_replayed_under_another_key_is_a_miss(redis_server, reliability)
     client = redis_server.client()
     client.set("tf:k2", client.get("tf:k1"))  # a valid value, copied to the key of another input
     got = cache.lookup(["tf:k2"], [1])
-    reliability("cache: value replayed under another key", "a replica's valid value copied to another input's key",
-                1, 0, int(got != [None]), "a miss (authentication), the model computes the answer")
+    reliability(
+        "cache: value replayed under another key",
+        "a replica's valid value copied to another input's key",
+        1,
+        0,
+        int(got != [None]),
+        "a miss (authentication), the model computes the answer",
+    )
     assert got == [None]
     assert cache.tally.total("tritonforge_cache_rejected_total", reason="authentication") == 1
     assert cache.lookup(["tf:k1"], [1])[0]["y"][0, 0] == 1.0
@@ -60,8 +67,14 @@ def test_a_value_forged_without_the_secret_is_a_miss(redis_server, reliability):
     redis_server.client().set("tf:forged", forger.encode("tf:forged", _answer(666.0)))
     cache = _cache(redis_server.url)
     got = cache.lookup(["tf:forged"], [1])
-    reliability("cache: forged value", "a well-formed value written by someone without the replicas' secret", 1, 0,
-                int(got != [None]), "a miss (authentication), never decoded")
+    reliability(
+        "cache: forged value",
+        "a well-formed value written by someone without the replicas' secret",
+        1,
+        0,
+        int(got != [None]),
+        "a miss (authentication), never decoded",
+    )
     assert got == [None]
     assert cache.tally.total("tritonforge_cache_rejected_total", reason="authentication") == 1
     cache.close()
@@ -78,9 +91,14 @@ def test_an_oversized_value_is_never_fetched_whole(redis_server, reliability):
     elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    reliability("cache: 64 MiB value", "64 MiB planted under a key (max_value_bytes 1 MiB)", 1, 0,
-                int(peak >= 8 * 2**20 or elapsed >= 1.0), f"a miss in {elapsed * 1000:.0f} ms, peak "
-                f"{peak / 2**20:.1f} MiB allocated")
+    reliability(
+        "cache: 64 MiB value",
+        "64 MiB planted under a key (max_value_bytes 1 MiB)",
+        1,
+        0,
+        int(peak >= 8 * 2**20 or elapsed >= 1.0),
+        f"a miss in {elapsed * 1000:.0f} ms, peak {peak / 2**20:.1f} MiB allocated",
+    )
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
     assert elapsed < 1.0
     assert cache.tally.total("tritonforge_cache_rejected_total") == 1
@@ -96,8 +114,14 @@ def test_a_zlib_bomb_without_the_secret_is_refused_before_it_is_inflated(redis_s
     started = time.perf_counter()
     got = cache.lookup(["tf:bomb"], [1])
     elapsed = time.perf_counter() - started
-    reliability("cache: zlib bomb", f"{len(payload) / 2**20:.1f} MiB of zlib that inflates to 1 GiB", 1, 0,
-                int(got != [None] or elapsed >= 0.5), f"a miss in {elapsed * 1000:.0f} ms, never inflated")
+    reliability(
+        "cache: zlib bomb",
+        f"{len(payload) / 2**20:.1f} MiB of zlib that inflates to 1 GiB",
+        1,
+        0,
+        int(got != [None] or elapsed >= 0.5),
+        f"a miss in {elapsed * 1000:.0f} ms, never inflated",
+    )
     assert got == [None] and elapsed < 0.5
     assert cache.tally.total("tritonforge_cache_rejected_total", reason="authentication") == 1
     cache.close()
@@ -107,8 +131,14 @@ def test_an_authentic_value_of_the_wrong_shape_is_a_miss(redis_server, reliabili
     cache = _cache(redis_server.url)
     _stored(cache, "tf:rows", {"y": np.zeros((3, 384), np.float32)})
     got = cache.lookup(["tf:rows"], [1])
-    reliability("cache: authentic value of the wrong shape", "3 rows stored under the key of a 1-row request", 1,
-                0, int(got != [None]), "a miss (header check)")
+    reliability(
+        "cache: authentic value of the wrong shape",
+        "3 rows stored under the key of a 1-row request",
+        1,
+        0,
+        int(got != [None]),
+        "a miss (header check)",
+    )
     assert got == [None]  # a 1-row request never gets 3 rows back
     assert cache.tally.total("tritonforge_cache_rejected_total") == 1
     cache.close()
@@ -127,9 +157,14 @@ def test_a_full_redis_still_serves_hits_and_logs_once(reliability):
         cache.flush()
         assert ("writes", True) in states and states.count(("writes", True)) == 1  # once per change
         hits = [cache.lookup(["tf:early"], [1])[0] for _ in range(5)]
-        reliability("cache: full Redis (noeviction)", "maxmemory below use: 20 writes refused, then 5 lookups", 5,
-                    sum(h is None for h in hits), 0, f"writes breaker opened {states.count(('writes', True))} time(s) "
-                    "and logged once; reads kept serving hits")
+        reliability(
+            "cache: full Redis (noeviction)",
+            "maxmemory below use: 20 writes refused, then 5 lookups",
+            5,
+            sum(h is None for h in hits),
+            0,
+            f"writes breaker opened {states.count(('writes', True))} time(s) and logged once; reads kept serving hits",
+        )
         for hit in hits:
             assert hit["y"][0, 0] == 7.0
         assert ("reads", True) not in states

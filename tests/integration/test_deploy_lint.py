@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from tritonforge.server import probe
-
-from helpers import ROOT
 
 DOCKER = ROOT / "docker"
 BIN = Path(sys.executable).parent
@@ -59,10 +58,20 @@ def test_the_serving_entrypoint_drains_then_stops_triton_and_exits_with_its_stat
     fake.write_text(_FAKE_TRITONSERVER)
     fake.chmod(0o755)
     drain.touch()  # left from a previous container: removed at start
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OUT": str(out),
-           "TRITONFORGE_DRAIN_FILE": str(drain), "TRITONFORGE_DRAIN_SECONDS": "1.5"}
-    proc = subprocess.Popen([str(DOCKER / "serve-entrypoint.sh"), "--model-repository=/models", "--exit-timeout-secs=30"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "OUT": str(out),
+        "TRITONFORGE_DRAIN_FILE": str(drain),
+        "TRITONFORGE_DRAIN_SECONDS": "1.5",
+    }
+    proc = subprocess.Popen(
+        [str(DOCKER / "serve-entrypoint.sh"), "--model-repository=/models", "--exit-timeout-secs=30"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 10
         while not (out / "started").exists() and time.monotonic() < deadline:

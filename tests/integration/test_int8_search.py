@@ -4,18 +4,21 @@ input outlier (tests/models/outlier_digits.py), whose first Gemm INT8 cannot qua
 from __future__ import annotations
 
 import pytest
+from helpers import outlier_digits_spec
 
 from tritonforge.builder.pipeline import build
-
-from helpers import outlier_digits_spec
 
 LENIENT = {"min_cosine": 0.9, "min_top1_agreement": 0.95, "max_accuracy_drop": 0.05}
 
 
 def _search(tmp_path, **search):
-    spec = outlier_digits_spec(tmp_path / "spec", variants=[], gate=LENIENT, timing={"enabled": False},
-                               int8_search={"enabled": True, "starts": [{"method": "dynamic", "per_channel": True}],
-                                            **search})
+    spec = outlier_digits_spec(
+        tmp_path / "spec",
+        variants=[],
+        gate=LENIENT,
+        timing={"enabled": False},
+        int8_search={"enabled": True, "starts": [{"method": "dynamic", "per_channel": True}], **search},
+    )
     report = build(spec, tmp_path / "repo").report
     return report, report["int8_search"]
 
@@ -64,11 +67,18 @@ def test_a_revert_that_does_not_help_is_undone(tmp_path):
         excluded = set(v.exclude_nodes)
         return Outcome(v, 0.1 if "bad" in excluded else -0.5)
 
-    spec = parse_spec({"name": "m", "source": {"kind": "onnx", "path": "m.onnx"}, "max_batch_size": 4,
-                       "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
-                       "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
-                       "validation": {"data": {"npz": "v.npz"}}, "calibration": {"data": {"npz": "c.npz"}},
-                       "int8_search": {"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5}})
+    spec = parse_spec(
+        {
+            "name": "m",
+            "source": {"kind": "onnx", "path": "m.onnx"},
+            "max_batch_size": 4,
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
+            "validation": {"data": {"npz": "v.npz"}},
+            "calibration": {"data": {"npz": "c.npz"}},
+            "int8_search": {"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5},
+        }
+    )
     outcomes, path = AccuracyControlSearch(spec, evaluate, lambda excluded: ["harmless", "bad", "other"]).run()
     kept = [(s.excluded, s.kept, s.passed) for s in path.steps]
     assert kept == [([], True, False), (["harmless"], False, False), (["bad"], True, True)]
@@ -86,19 +96,30 @@ def test_evaluations_never_exceed_the_budget(tmp_path, budget):
         def __init__(self, v):
             self.id = v.variant_id
 
-    spec = parse_spec({"name": "m", "source": {"kind": "onnx", "path": "m.onnx"}, "max_batch_size": 4,
-                       "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
-                       "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
-                       "validation": {"data": {"npz": "v.npz"}}, "calibration": {"data": {"npz": "c.npz"}},
-                       "int8_search": {"enabled": True, "max_evaluations": budget}})
+    spec = parse_spec(
+        {
+            "name": "m",
+            "source": {"kind": "onnx", "path": "m.onnx"},
+            "max_batch_size": 4,
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
+            "validation": {"data": {"npz": "v.npz"}},
+            "calibration": {"data": {"npz": "c.npz"}},
+            "int8_search": {"enabled": True, "max_evaluations": budget},
+        }
+    )
     outcomes, path = AccuracyControlSearch(spec, Failing, lambda excluded: ["a", "b", "c", "d"]).run()
     assert len(outcomes) == budget == len(path.steps)
 
 
 def test_the_grid_keeps_the_most_sensitive_nodes_in_float(tmp_path):
-    spec = outlier_digits_spec(tmp_path / "spec", variants=[], gate=LENIENT, timing={"enabled": False},
-                               int8_search={"enabled": True, "strategy": "grid", "methods": ["dynamic"],
-                                            "per_channel": [True], "exclude_top": [0, 1]})
+    spec = outlier_digits_spec(
+        tmp_path / "spec",
+        variants=[],
+        gate=LENIENT,
+        timing={"enabled": False},
+        int8_search={"enabled": True, "strategy": "grid", "methods": ["dynamic"], "per_channel": [True], "exclude_top": [0, 1]},
+    )
     report = build(spec, tmp_path / "repo").report
     search = report["int8_search"]
     assert search["strategy"] == "grid" and search["tried"] == ["int8_dyn_pc_x0", "int8_dyn_pc_x1"]
@@ -121,13 +142,24 @@ def test_only_nodes_the_start_really_quantizes_are_reverted(tmp_path):
             self.gate = {"checks": [{"margin": margin}]}
             self.passed = margin >= 0
 
-    spec = parse_spec({"name": "m", "source": {"kind": "onnx", "path": "m.onnx"}, "max_batch_size": 4,
-                       "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
-                       "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
-                       "validation": {"data": {"npz": "v.npz"}}, "calibration": {"data": {"npz": "c.npz"}},
-                       "int8_search": {"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5}})
-    search = AccuracyControlSearch(spec, lambda v: Outcome(v, 0.1 if "bad" in v.exclude_nodes else -0.5),
-                                   lambda excluded: ["attention", "bad", "other"], lambda outcome: {"bad", "other"})
+    spec = parse_spec(
+        {
+            "name": "m",
+            "source": {"kind": "onnx", "path": "m.onnx"},
+            "max_batch_size": 4,
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
+            "validation": {"data": {"npz": "v.npz"}},
+            "calibration": {"data": {"npz": "c.npz"}},
+            "int8_search": {"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5},
+        }
+    )
+    search = AccuracyControlSearch(
+        spec,
+        lambda v: Outcome(v, 0.1 if "bad" in v.exclude_nodes else -0.5),
+        lambda excluded: ["attention", "bad", "other"],
+        lambda outcome: {"bad", "other"},
+    )
     outcomes, path = search.run()
     assert [s.excluded for s in path.steps] == [[], ["bad"]] and path.steps[-1].passed
     assert path.rankings == [["bad", "other"]]
@@ -144,10 +176,12 @@ def test_quantized_nodes_tells_what_each_quantizer_really_quantized(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 8])
     w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32), "w")
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"),  # a weight: both quantize it
-             helper.make_node("Transpose", ["h"], ["ht"], name="t"),
-             helper.make_node("MatMul", ["ht", "h"], ["hh"], name="activations"),  # two activations: only Q/DQ
-             helper.make_node("MatMul", ["x", "hh"], ["y"], name="out")]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"),  # a weight: both quantize it
+        helper.make_node("Transpose", ["h"], ["ht"], name="t"),
+        helper.make_node("MatMul", ["ht", "h"], ["hh"], name="activations"),  # two activations: only Q/DQ
+        helper.make_node("MatMul", ["x", "hh"], ["y"], name="out"),
+    ]
     model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "f.onnx"))
@@ -167,6 +201,11 @@ def test_quantized_nodes_tells_what_each_quantizer_really_quantized(tmp_path):
         def get_next(self):
             return next(self.it, None)
 
-    quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "qdq.onnx"), Reader(), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=["MatMul"])
+    quantize_static(
+        str(tmp_path / "f.onnx"),
+        str(tmp_path / "qdq.onnx"),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+    )
     assert {"dense", "activations", "out"} <= quantized_nodes(tmp_path / "qdq.onnx")

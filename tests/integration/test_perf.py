@@ -9,38 +9,61 @@ import shutil
 import subprocess
 import sys
 
-
 import pytest
 import tritonclient.grpc as grpcclient
 import yaml
+from helpers import ROOT, digits_spec_copy
 
 from tritonforge.builder.pipeline import build
-from tritonforge.repository.config import read_config
-from tritonforge.spec import load_spec
 from tritonforge.perf.analyzer import MeasureSettings, PerfAnalyzerError, check_binary, measure
-from tritonforge.perf.config_search import (MAX_AUTO_CONCURRENCY, TRITON_DEFAULT, Candidate, apply, default_candidate,
-                                            restore, search, tuned_models, write_back)
+from tritonforge.perf.config_search import (
+    MAX_AUTO_CONCURRENCY,
+    TRITON_DEFAULT,
+    Candidate,
+    apply,
+    default_candidate,
+    restore,
+    search,
+    tuned_models,
+    write_back,
+)
 from tritonforge.perf.inputs import model_samples, select, write_input_json
 from tritonforge.perf.report import load_result
 from tritonforge.perf.sweep import SweepPlan, run_sweep
-
-from helpers import ROOT, digits_spec_copy
+from tritonforge.repository.config import read_config
+from tritonforge.spec import load_spec
 
 pytestmark = pytest.mark.integration
 FAST = ["--measurement-interval", "500", "--max-trials", "8", "--stability", "30"]
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tritonforge", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "tritonforge", *args], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.fixture(scope="module")
 def sweep(digits_repo, digits_server, tmp_path_factory):
     out = tmp_path_factory.mktemp("perf")
-    proc = _cli("perf", "digits", "digits_ort", "--repo", str(digits_repo), "--url", digits_server.grpc_url,
-                "--metrics-url", digits_server.metrics_url, "--concurrency", "1,4",
-                "--baseline-model", "digits_ort", "--output-dir", str(out), *FAST)
+    proc = _cli(
+        "perf",
+        "digits",
+        "digits_ort",
+        "--repo",
+        str(digits_repo),
+        "--url",
+        digits_server.grpc_url,
+        "--metrics-url",
+        digits_server.metrics_url,
+        "--concurrency",
+        "1,4",
+        "--baseline-model",
+        "digits_ort",
+        "--output-dir",
+        str(out),
+        *FAST,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc
 
@@ -50,8 +73,13 @@ def test_sweep_writes_report_json_and_readable_plots(sweep):
     result = load_result(out / "perf_report.json")
     # by default a model with a response cache is measured twice, labelled: compute (unique inputs) and cache
     assert [(p.model, p.label, p.concurrency) for p in result.points] == [
-        ("digits", "compute", 1), ("digits", "compute", 4), ("digits", "cache", 1), ("digits", "cache", 4),
-        ("digits_ort", "compute", 1), ("digits_ort", "compute", 4)]
+        ("digits", "compute", 1),
+        ("digits", "compute", 4),
+        ("digits", "cache", 1),
+        ("digits", "cache", 4),
+        ("digits_ort", "compute", 1),
+        ("digits_ort", "compute", 4),
+    ]
     for p in result.points:
         assert p.throughput > 0 and 0 < p.p50_us <= p.p95_us <= p.p99_us
     rates = {(p.label, p.concurrency): p.cache_hit_rate for p in result.points if p.model == "digits"}
@@ -75,8 +103,21 @@ def test_regression_gate_passes_on_itself_and_fails_on_a_faster_baseline(sweep, 
     for p in report["points"]:
         p["throughput"] *= 0.5  # a slower past: this run is no regression
     (tmp_path / "slow.json").write_text(json.dumps(report))
-    args = ["perf", "digits", "--repo", str(digits_repo), "--url", digits_server.grpc_url, "--concurrency", "1",
-            "--inputs", "compute", "--output-dir", str(tmp_path / "o"), *FAST]
+    args = [
+        "perf",
+        "digits",
+        "--repo",
+        str(digits_repo),
+        "--url",
+        digits_server.grpc_url,
+        "--concurrency",
+        "1",
+        "--inputs",
+        "compute",
+        "--output-dir",
+        str(tmp_path / "o"),
+        *FAST,
+    ]
     ok = _cli(*args, "--baseline", str(tmp_path / "slow.json"), "--max-p95-rise", "10")
     assert ok.returncode == 0 and "gate passed" in ok.stdout, ok.stdout + ok.stderr
     for p in report["points"]:
@@ -85,9 +126,23 @@ def test_regression_gate_passes_on_itself_and_fails_on_a_faster_baseline(sweep, 
     bad = _cli(*args, "--baseline", str(tmp_path / "fast.json"), "--max-p95-rise", "10")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "regression" in bad.stdout and "digits compute b1 c1: throughput" in bad.stdout and "gate failed" in bad.stdout
-    unrelated = _cli("perf", "digits", "--repo", str(digits_repo), "--url", digits_server.grpc_url, "--concurrency",
-                     "2", "--inputs", "compute", "--output-dir", str(tmp_path / "u"), "--baseline",
-                     str(tmp_path / "fast.json"), *FAST)
+    unrelated = _cli(
+        "perf",
+        "digits",
+        "--repo",
+        str(digits_repo),
+        "--url",
+        digits_server.grpc_url,
+        "--concurrency",
+        "2",
+        "--inputs",
+        "compute",
+        "--output-dir",
+        str(tmp_path / "u"),
+        "--baseline",
+        str(tmp_path / "fast.json"),
+        *FAST,
+    )
     assert unrelated.returncode == 2 and "no point in common" in unrelated.stderr
 
 
@@ -134,8 +189,7 @@ def test_an_unstable_point_is_measured_again_with_inputs_never_sent(digits_serve
         asked.append(attempt)
         return fresh(attempt)
 
-    settings = MeasureSettings(url=digits_server.grpc_url, measurement_interval_ms=100, max_trials=3,
-                               stability_pct=0.001)
+    settings = MeasureSettings(url=digits_server.grpc_url, measurement_interval_ms=100, max_trials=3, stability_pct=0.001)
     with pytest.raises(PerfAnalyzerError, match="stable measurement"):
         measure("digits", settings, 1, 2, None, data)
     assert asked == [0, 1, 2]
@@ -158,8 +212,7 @@ def test_perf_inputs_writes_what_raw_perf_analyzer_reads(digits_server, digits_r
     """The raw tool path a user already knows: perf-inputs writes --input-data and prints the command;
     perf-analyzer runs the bundled binary with its library path, as printed."""
     data = tmp_path / "data.json"
-    proc = _cli("perf-inputs", "digits", "--repo", str(digits_repo), "-o", str(data), "--inputs", "compute",
-                "--count", "300")
+    proc = _cli("perf-inputs", "digits", "--repo", str(digits_repo), "-o", str(data), "--inputs", "compute", "--count", "300")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"wrote 300 requests (compute) to {data}" in proc.stdout
     assert len({json.dumps(d["image"]["content"]) for d in json.loads(data.read_text())["data"]}) == 300
@@ -173,9 +226,18 @@ def test_perf_inputs_writes_what_raw_perf_analyzer_reads(digits_server, digits_r
 
 
 def test_missing_or_failing_perf_analyzer_is_explained(digits_server, digits_repo, tmp_path):
-    proc = _cli("perf", "digits", "--url", digits_server.grpc_url, "--repo", str(digits_repo),
-                env={"TRITONFORGE_PERF_ANALYZER": str(tmp_path / "nope")})
-    assert proc.returncode == 2 and "tritonforge serving-env makes it" in proc.stderr and "TRITONFORGE_PERF_ANALYZER" in proc.stderr
+    proc = _cli(
+        "perf",
+        "digits",
+        "--url",
+        digits_server.grpc_url,
+        "--repo",
+        str(digits_repo),
+        env={"TRITONFORGE_PERF_ANALYZER": str(tmp_path / "nope")},
+    )
+    assert (
+        proc.returncode == 2 and "tritonforge serving-env makes it" in proc.stderr and "TRITONFORGE_PERF_ANALYZER" in proc.stderr
+    )
     fake = tmp_path / "perf_analyzer"
     fake.write_text("#!/bin/sh\necho 'error while loading shared libraries: libb64.so.0d' >&2\nexit 127\n")
     fake.chmod(0o755)
@@ -204,8 +266,16 @@ def test_config_search_probes_the_load_picks_within_budget_and_writes_back(tmp_p
     candidates = [TRITON_DEFAULT, Candidate(0, (4, 8), 2, 1)]
     with LocalTritonServer(repo) as server:
         settings = MeasureSettings(url=server.grpc_url, measurement_interval_ms=300, max_trials=3, stability_pct=50)
-        result = search(spec, repo, server.grpc_url, concurrency=None, budget_ms=budget, candidates=candidates,
-                        settings=settings, metrics_url=server.metrics_url)
+        result = search(
+            spec,
+            repo,
+            server.grpc_url,
+            concurrency=None,
+            budget_ms=budget,
+            candidates=candidates,
+            settings=settings,
+            metrics_url=server.metrics_url,
+        )
         # the candidates' settings really reach the server, and come back afterwards
         admin = grpcclient.InferenceServerClient(server.grpc_url)
         count = lambda: admin.get_model_config("digits").config.instance_group[0].count  # noqa: E731
@@ -216,7 +286,7 @@ def test_config_search_probes_the_load_picks_within_budget_and_writes_back(tmp_p
         admin.close()
     default = default_candidate(load_spec(spec))
     load = result.concurrency
-    assert [t.concurrency for t in result.probes] == [2 ** k for k in range(len(result.probes))]
+    assert [t.concurrency for t in result.probes] == [2**k for k in range(len(result.probes))]
     assert all(t.candidate == default for t in result.probes)
     if result.probes[-1].concurrency < MAX_AUTO_CONCURRENCY:
         assert not result.probes[-1].fits(budget) and all(t.fits(budget) for t in result.probes[:-1])

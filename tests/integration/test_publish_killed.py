@@ -8,10 +8,9 @@ import sys
 import textwrap
 
 import pytest
+from helpers import ROOT, tree_hashes
 
 from tritonforge.repository.publish import Publication, work_area
-
-from helpers import ROOT, tree_hashes
 
 
 def _seed(repo):
@@ -73,7 +72,12 @@ def test_killed_publication_is_undone_by_the_next_build(tmp_path, when, reliabil
     with Publication(repo, order=["a"]):
         pass  # ... until the next build starts
     restored = tree_hashes(repo) == before
-    reliability(f"publication killed ({when.replace('_', ' ')})", "kill -9 of the publishing process, then the "
-                "next build", 0, 0, int(not restored), "the previous build back, byte for byte, work area swept"
-                if restored and not _leftovers(repo) else "NOT restored")
+    reliability(
+        f"publication killed ({when.replace('_', ' ')})",
+        "kill -9 of the publishing process, then the next build",
+        0,
+        0,
+        int(not restored),
+        "the previous build back, byte for byte, work area swept" if restored and not _leftovers(repo) else "NOT restored",
+    )
     assert restored and not _leftovers(repo)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import DIGITS, ROOT, digits_spec_copy, scaled
 
 from tritonforge.builder.ort_runtime import OrtModel
 from tritonforge.builder.pipeline import build
@@ -23,8 +24,6 @@ from tritonforge.server.process import LocalTritonServer
 from tritonforge.server.reload import reload_build
 from tritonforge.testing.load import SteadyLoad
 
-from helpers import DIGITS, ROOT, digits_spec_copy, scaled
-
 pytestmark = pytest.mark.integration
 
 SERVING = {"dynamic_batching": {"max_queue_delay_us": 200}, "warmup": {"batch_sizes": [1]}}
@@ -32,14 +31,17 @@ SERVING = {"dynamic_batching": {"max_queue_delay_us": 200}, "warmup": {"batch_si
 
 def _images() -> list[dict[str, np.ndarray]]:
     images = np.load(DIGITS / "artifacts" / "validation.npz")["image"]
-    return [{"image": images[i:i + 1]} for i in range(len(images))]
+    return [{"image": images[i : i + 1]} for i in range(len(images))]
 
 
 def _specs(tmp: Path) -> tuple[Path, Path]:
     """Build A (FP32) and build B of the same model, whose in-process runner serves FP16: answers tell them apart."""
     a = digits_spec_copy(tmp / "a", serving=SERVING)
-    b = digits_spec_copy(tmp / "b", variants=[{"kind": "onnx_fp16"}],
-                         serving=SERVING | {"router": {"cpu_variant": "onnx_fp16"}, "instance_count": 2})
+    b = digits_spec_copy(
+        tmp / "b",
+        variants=[{"kind": "onnx_fp16"}],
+        serving=SERVING | {"router": {"cpu_variant": "onnx_fp16"}, "instance_count": 2},
+    )
     return a, b
 
 
@@ -63,8 +65,7 @@ def _which_build(record, old: np.ndarray, new: np.ndarray) -> list[str]:
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tritonforge", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=env)
+    return subprocess.run([sys.executable, "-m", "tritonforge", *args], cwd=ROOT, capture_output=True, text=True, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +95,16 @@ def test_rebuild_and_reload_under_load_fails_no_request(tmp_path, two_builds, re
             load.wait_for(load.record.requests + scaled(200))
         record = load.record
     builds = _which_build(record, old, new)
-    reliability("rebuild + reload under load", "4 threads on digits; `tritonforge build` of a changed spec, then "
-                "reload (explicit model control)", record.requests, len(record.errors), builds.count("neither"),
-                f"{builds.count('old')} answers from the old build, {builds.count('new')} from the new")
+    reliability(
+        "rebuild + reload under load",
+        "4 threads on digits; `tritonforge build` of a changed spec, then reload (explicit model control)",
+        record.requests,
+        len(record.errors),
+        builds.count("neither"),
+        f"{builds.count('old')} answers from the old build, {builds.count('new')} from the new",
+    )
     assert record.errors == [] and "neither" not in builds
-    after = [w for w, ans in zip(builds, record.answers) if ans.sent_at > reloaded_at]
+    after = [w for w, ans in zip(builds, record.answers, strict=True) if ans.sent_at > reloaded_at]
     assert after and set(after) == {"new"}, "after the reload the server serves the new build"
     assert "old" in builds
 
@@ -108,8 +114,7 @@ def test_rebuild_under_a_polling_server_fails_no_request(tmp_path, two_builds, r
     repo = tmp_path / "repo"
     build(a, repo)
     old = _direct(repo, inputs)
-    with LocalTritonServer(repo, model_control="poll", poll_seconds=1) as server, \
-            Client(server.grpc_url, timeout=30) as client:
+    with LocalTritonServer(repo, model_control="poll", poll_seconds=1) as server, Client(server.grpc_url, timeout=30) as client:
         with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=4) as load:
             load.wait_for(100)
             proc = _cli("build", str(b), "--repo", str(repo))
@@ -123,9 +128,14 @@ def test_rebuild_under_a_polling_server_fails_no_request(tmp_path, two_builds, r
             load.wait_for(load.record.requests + scaled(200))
         record = load.record
     builds = _which_build(record, old, new)
-    reliability("rebuild under a polling server", "4 threads on digits; `tritonforge build` of a changed spec into "
-                "a server in poll mode (1 s)", record.requests, len(record.errors), builds.count("neither"),
-                f"{builds.count('old')} answers from the old build, {builds.count('new')} from the new")
+    reliability(
+        "rebuild under a polling server",
+        "4 threads on digits; `tritonforge build` of a changed spec into a server in poll mode (1 s)",
+        record.requests,
+        len(record.errors),
+        builds.count("neither"),
+        f"{builds.count('old')} answers from the old build, {builds.count('new')} from the new",
+    )
     assert record.errors == [] and "neither" not in builds
     assert builds[-50:] == ["new"] * 50, "the polling server picked the new build up"
 
@@ -160,9 +170,13 @@ def test_models_reloaded_half_way_through_a_publication_serve_one_build_each(tmp
     with LocalTritonServer(repo) as server, Client(server.grpc_url, timeout=30) as client:
         with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=4) as load:
             load.wait_for(50)
-            proc = subprocess.Popen([sys.executable, "-c", _PAUSED_PUBLICATION, str(marker), str(go), "build", str(b),
-                                     "--repo", str(repo)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _PAUSED_PUBLICATION, str(marker), str(go), "build", str(b), "--repo", str(repo)],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             deadline = time.monotonic() + 300
             while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -176,9 +190,15 @@ def test_models_reloaded_half_way_through_a_publication_serve_one_build_each(tmp
             load.wait_for(load.record.requests + scaled(100))
         record = load.record
     builds = _which_build(record, old, new)
-    reliability("reload half way through a publication", "4 threads on digits; every model reloaded while the "
-                "build had exchanged one model directory of three, then again after it", record.requests,
-                len(record.errors), builds.count("neither"), "every answer is one build's, whole")
+    reliability(
+        "reload half way through a publication",
+        "4 threads on digits; every model reloaded while the "
+        "build had exchanged one model directory of three, then again after it",
+        record.requests,
+        len(record.errors),
+        builds.count("neither"),
+        "every answer is one build's, whole",
+    )
     assert record.errors == [] and "neither" not in builds
 
 
@@ -206,9 +226,28 @@ def mount_scenario(tmp_path_factory, two_builds):
     tmp = tmp_path_factory.mktemp("mounts")
     repo, vol, view, out = tmp / "repo", tmp / "vol", tmp / "view", tmp / "out"
     out.mkdir()
-    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", _MOUNTS, "mounts",
-                           str(repo), str(vol), str(view), str(a), str(b), str(out)],
-                          env={**os.environ, "PY": sys.executable}, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "bash",
+            "-c",
+            _MOUNTS,
+            "mounts",
+            str(repo),
+            str(vol),
+            str(view),
+            str(a),
+            str(b),
+            str(out),
+        ],
+        env={**os.environ, "PY": sys.executable},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     logs = "".join(p.read_text() for p in sorted(out.glob("*.log")))
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs
     return vol, out
@@ -217,8 +256,14 @@ def mount_scenario(tmp_path_factory, two_builds):
 def test_a_bind_mount_inside_the_repository_survives_a_rebuild(mount_scenario, reliability):
     vol, out = mount_scenario
     kept = sorted(p.name for p in vol.rglob("*"))
-    reliability("bind mount inside the repository", "a volume bind-mounted at REPO/shared, then two builds", 0, 0,
-                int(kept != ["also.txt", "keep.txt", "sub"]), f"the volume after both builds: {', '.join(kept)}")
+    reliability(
+        "bind mount inside the repository",
+        "a volume bind-mounted at REPO/shared, then two builds",
+        0,
+        0,
+        int(kept != ["also.txt", "keep.txt", "sub"]),
+        f"the volume after both builds: {', '.join(kept)}",
+    )
     assert (vol / "keep.txt").read_text() == "operator data\n" and (vol / "sub" / "also.txt").read_text() == "more\n"
     assert (out / "shared_after.txt").read_text().split() == ["keep.txt", "sub"]
     assert (out / "still_mounted.txt").read_text().strip() == "mounted"
@@ -227,8 +272,14 @@ def test_a_bind_mount_inside_the_repository_survives_a_rebuild(mount_scenario, r
 def test_a_bind_mount_of_the_repository_sees_the_new_build(mount_scenario, reliability):
     _vol, out = mount_scenario
     manifest = json.loads((out / "view_manifest.json").read_text())
-    reliability("bind mount of the repository", "the repository bind-mounted elsewhere (as a container sees it), "
-                "then rebuilt", 0, 0, int(manifest["version"] != 2), f"the mount reads build {manifest['version']}")
+    reliability(
+        "bind mount of the repository",
+        "the repository bind-mounted elsewhere (as a container sees it), then rebuilt",
+        0,
+        0,
+        int(manifest["version"] != 2),
+        f"the mount reads build {manifest['version']}",
+    )
     assert manifest["version"] == 2 and "digits_onnx_fp16" in manifest["roles"]
 
 
@@ -240,8 +291,14 @@ def test_repo_given_as_a_file_or_a_symlink_exits_2(tmp_path, digits_spec, kind, 
     repo.write_text("x") if kind == "file" else repo.symlink_to(target)
     proc = _cli("build", str(digits_spec_copy(tmp_path / "spec")), "--repo", str(repo))
     untouched = sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "repo", "spec"] and not list(target.iterdir())
-    reliability(f"--repo at a {kind}", f"`tritonforge build --repo` naming a {kind}", 0, 0,
-                int(proc.returncode != 2 or not untouched), f"exit {proc.returncode}, nothing renamed or written")
+    reliability(
+        f"--repo at a {kind}",
+        f"`tritonforge build --repo` naming a {kind}",
+        0,
+        0,
+        int(proc.returncode != 2 or not untouched),
+        f"exit {proc.returncode}, nothing renamed or written",
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert ("is a file" if kind == "file" else "is a symbolic link") in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "repo", "spec"] and not list(target.iterdir())

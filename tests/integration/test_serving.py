@@ -11,10 +11,10 @@ import tritonclient.grpc as grpcclient
 
 from tritonforge.builder.ort_runtime import OrtModel
 from tritonforge.builder.sources import load_source
-from tritonforge.spec import load_spec
 from tritonforge.client import AsyncClient, Client, InputError, ModelNotFound
 from tritonforge.perf.triton_stats import model_stats
 from tritonforge.repository.reader import Repository
+from tritonforge.spec import load_spec
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +23,15 @@ def test_served_predictions_equal_pytorch(digits_server, digits_repo, digits_spe
     images, labels = digits_validation
     reference = load_source(load_spec(digits_spec)).run({"image": images})["logits"]
     with Client(digits_server.grpc_url) as client:
-        served = np.concatenate([client.infer("digits", {"image": images[i:i + 64]})["logits"]
-                                 for i in range(0, len(images), 64)])
+        served = np.concatenate(
+            [client.infer("digits", {"image": images[i : i + 64]})["logits"] for i in range(0, len(images), 64)]
+        )
     assert served.shape == reference.shape
     assert (served.argmax(1) == reference.argmax(1)).mean() >= 0.995
     # Exactly what the in-process runner's ONNX file computes (whichever variant the build chose for it) on the
     # same batches: a dynamic INT8 variant's answers depend on their batch neighbours.
     runner = OrtModel(Repository(digits_repo).file("digits_ort"), ["logits"])
-    direct = np.concatenate([runner.run({"image": images[i:i + 64]})["logits"] for i in range(0, len(images), 64)])
+    direct = np.concatenate([runner.run({"image": images[i : i + 64]})["logits"] for i in range(0, len(images), 64)])
     np.testing.assert_allclose(served, direct, atol=1e-5, rtol=1e-5)
 
 
@@ -51,7 +52,7 @@ def test_concurrent_requests_are_batched_and_answered_in_order(digits_server, di
     with Client(digits_server.grpc_url) as client:
         client.infer("digits", {"image": images[:1]})
         with ThreadPoolExecutor(32) as pool:
-            results = list(pool.map(lambda i: client.infer("digits", {"image": images[i:i + 1]})["logits"], range(256)))
+            results = list(pool.map(lambda i: client.infer("digits", {"image": images[i : i + 1]})["logits"], range(256)))
         direct = client.infer("digits", {"image": images[:64]})["logits"]
     counted = model_stats(admin, "digits") - before
     admin.close()
@@ -64,8 +65,7 @@ def test_concurrent_requests_are_batched_and_answered_in_order(digits_server, di
     assert (distances.argmin(1) == np.arange(64)).all()
     # FP32 too differs in the last bits between batch compositions (ONNX Runtime's GEMM blocks by batch size):
     # 1e-4 on logits of magnitude ~10, far below the 3.9 that separates the nearest two images' answers here.
-    np.testing.assert_allclose(served, direct, atol=0.5 if _runner_is_batch_dependent(digits_repo) else 1e-4,
-                               rtol=1e-4)
+    np.testing.assert_allclose(served, direct, atol=0.5 if _runner_is_batch_dependent(digits_repo) else 1e-4, rtol=1e-4)
 
 
 def test_async_client(digits_server, digits_validation):
@@ -74,7 +74,7 @@ def test_async_client(digits_server, digits_validation):
     async def main():
         async with AsyncClient(digits_server.grpc_url) as client:
             await client.wait_until_ready("digits", timeout=30)
-            return await asyncio.gather(*(client.infer("digits", {"image": images[i:i + 4]}) for i in range(0, 40, 4)))
+            return await asyncio.gather(*(client.infer("digits", {"image": images[i : i + 4]}) for i in range(0, 40, 4)))
 
     outs = asyncio.run(main())
     assert len(outs) == 10 and all(o["logits"].shape == (4, 10) for o in outs)
@@ -116,13 +116,14 @@ def test_model_states_name_why_a_model_is_unavailable(digits_server):
 
 
 def test_timeout_is_reported(digits_server, digits_validation):
-    with Client(digits_server.grpc_url, timeout=1e-6, retries=0) as client:
-        with pytest.raises(Exception) as err:
-            client.infer("digits", {"image": digits_validation[0][:1]})
+    with Client(digits_server.grpc_url, timeout=1e-6, retries=0) as client, pytest.raises(Exception) as err:
+        client.infer("digits", {"image": digits_validation[0][:1]})
     assert type(err.value).__name__ in ("DeadlineExceeded", "EndpointsUnavailable")
 
 
 def test_unavailable_model_is_named(digits_server):
-    with Client(digits_server.grpc_url) as client:
-        with pytest.raises(ModelNotFound, match="'digits_onnx_fp32' has no available versions"):
-            client.infer("digits_onnx_fp32", {"image": np.zeros((1, 64), np.float32)}, timeout=5)
+    with (
+        Client(digits_server.grpc_url) as client,
+        pytest.raises(ModelNotFound, match="'digits_onnx_fp32' has no available versions"),
+    ):
+        client.infer("digits_onnx_fp32", {"image": np.zeros((1, 64), np.float32)}, timeout=5)

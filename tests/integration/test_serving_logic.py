@@ -12,18 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from helpers import MINILM, digits_spec_copy, metric, python_stand_in, scaled
 
 from tritonforge.builder.ort_runtime import OrtModel
 from tritonforge.builder.pipeline import build
 from tritonforge.client import Client, InferenceFailed
 from tritonforge.perf.triton_stats import model_stats
 from tritonforge.repository.reader import Repository
-from tritonforge.serving.codec import cache_key
 from tritonforge.server.process import LocalTritonServer
+from tritonforge.serving.codec import cache_key
 from tritonforge.testing.load import SteadyLoad
 from tritonforge.testing.redis import RedisServer
-
-from helpers import MINILM, digits_spec_copy, metric, python_stand_in, scaled
 
 SECRET = {"TRITONFORGE_CACHE_SECRET": "test-replicas-secret"}
 IMAGE = {"name": "image", "dtype": "float32", "shape": [64], "range": [0.0, 1.0]}
@@ -33,8 +32,9 @@ LOGITS = {"name": "logits", "dtype": "float32", "shape": [10]}
 def _digits(tmp_path_factory, name: str, **serving) -> Path:
     tmp = tmp_path_factory.mktemp(name)
     base = {"dynamic_batching": {"max_queue_delay_us": 200}, "warmup": {"batch_sizes": [1]}}
-    spec = digits_spec_copy(tmp / "spec", variants=[{"kind": "onnx_fp16"}], serving=base | serving,
-                            inputs=[IMAGE], outputs=[LOGITS])
+    spec = digits_spec_copy(
+        tmp / "spec", variants=[{"kind": "onnx_fp16"}], serving=base | serving, inputs=[IMAGE], outputs=[LOGITS]
+    )
     repo = tmp / "model_repository"
     build(spec, repo)
     return repo
@@ -51,8 +51,13 @@ def _settings(repo: Path) -> dict:
 @pytest.fixture(scope="module")
 def redis_repo(tmp_path_factory, digits_spec):
     """digits with a Redis cache, and the in-process runner pinned to FP16 so FP32 is the last rung."""
-    return _digits(tmp_path_factory, "redis_repo", cache={"kind": "redis", "ttl_s": 300},
-                   router={"cpu_variant": "onnx_fp16", "breaker_seconds": 1.0}, max_request_bytes=8192)
+    return _digits(
+        tmp_path_factory,
+        "redis_repo",
+        cache={"kind": "redis", "ttl_s": 300},
+        router={"cpu_variant": "onnx_fp16", "breaker_seconds": 1.0},
+        max_request_bytes=8192,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +99,17 @@ def _wait_loaded(server: LocalTritonServer, rung: str, timeout: float = 10.0) ->
 def test_a_rung_unloaded_mid_run_fails_no_request(tmp_path_factory, digits_spec, reliability):
     """The first rung (a Python-backend stand-in for the onnxruntime backend, which the local server lacks)
     serves, is unloaded under load, and comes back."""
-    repo = _digits(tmp_path_factory, "unload", router={"cpu_variant": "onnx_fp16", "breaker_seconds": 1.0},
-                   cache={"kind": "none"})
+    repo = _digits(
+        tmp_path_factory, "unload", router={"cpu_variant": "onnx_fp16", "breaker_seconds": 1.0}, cache={"kind": "none"}
+    )
     first = _settings(repo)["rungs"][0]["model"]
     python_stand_in(repo, first)
     with LocalTritonServer(repo) as server, Client(server.grpc_url) as client:
         _wait_loaded(server, first)
         admin = grpcclient.InferenceServerClient(server.grpc_url)
-        with SteadyLoad(lambda x: client.infer("digits", x), [{"image": _image(10_000 + i)} for i in range(300)],
-                        threads=4) as load:
+        with SteadyLoad(
+            lambda x: client.infer("digits", x), [{"image": _image(10_000 + i)} for i in range(300)], threads=4
+        ) as load:
             load.wait_for(50)
             assert metric(server.metrics_url, "tritonforge_router_requests_total", variant=first) > 0
             admin.unload_model(first)
@@ -114,16 +121,20 @@ def test_a_rung_unloaded_mid_run_fails_no_request(tmp_path_factory, digits_spec,
             load.wait_for(load.record.requests + 100)
             back = metric(server.metrics_url, "tritonforge_router_requests_total", variant=first)
         admin.close()
-        reliability("fallback: first rung unloaded and loaded again under load", "4 threads on digits; the first "
-                    "rung unloaded, then loaded", load.record.requests, len(load.record.errors), 0,
-                    "the next rung answered meanwhile; the rung served again once loaded; no failure counted")
+        reliability(
+            "fallback: first rung unloaded and loaded again under load",
+            "4 threads on digits; the first rung unloaded, then loaded",
+            load.record.requests,
+            len(load.record.errors),
+            0,
+            "the next rung answered meanwhile; the rung served again once loaded; no failure counted",
+        )
         assert load.record.errors == []
         assert back > before, "the rung serves again once it is loaded"
         assert metric(server.metrics_url, "tritonforge_router_failures_total", variant=first) == 0
 
 
-def test_a_rung_that_fails_while_loaded_opens_its_breaker_and_the_gauge_reads_zero_after(tmp_path_factory,
-                                                                                         digits_spec):
+def test_a_rung_that_fails_while_loaded_opens_its_breaker_and_the_gauge_reads_zero_after(tmp_path_factory, digits_spec):
     repo = _digits(tmp_path_factory, "failing", router={"breaker_failures": 2, "breaker_seconds": 1.0})
     first = _settings(repo)["rungs"][0]["model"]
     python_stand_in(repo, first, failing=True)
@@ -152,11 +163,16 @@ def test_bad_requests_fail_alone_as_invalid_argument_and_never_open_a_breaker(re
         bad = [pool.submit(client.infer, "digits", {"image": x}) for x in (nan, out_of_range) * 3]
         futures += [pool.submit(client.infer, "digits", {"image": x}) for x in good[12:]]
         answered = sum(f.result()["logits"].shape == (1, 10) for f in futures)
-        reliability("bad requests among good ones", "6 bad requests (NaN, out of range) among 24 good ones, 12 in "
-                    "flight", 30, len(good) - answered, 0, "each bad one INVALID_ARGUMENT alone; no rung failure "
-                    "counted, no breaker opened")
+        reliability(
+            "bad requests among good ones",
+            "6 bad requests (NaN, out of range) among 24 good ones, 12 in flight",
+            30,
+            len(good) - answered,
+            0,
+            "each bad one INVALID_ARGUMENT alone; no rung failure counted, no breaker opened",
+        )
         assert answered == len(good)
-        for f, expect in zip(bad, ["input 'image' holds 1 NaN or Inf", "outside its range [0, 1]"] * 3):
+        for f, expect in zip(bad, ["input 'image' holds 1 NaN or Inf", "outside its range [0, 1]"] * 3, strict=True):
             with pytest.raises(InferenceFailed, match=expect.replace("[", r"\[").replace("]", r"\]")) as err:
                 f.result()
             assert err.value.status == "StatusCode.INVALID_ARGUMENT"
@@ -211,8 +227,7 @@ def test_cache_entries_are_shared_between_servers(redis_triton, redis_repo, redi
     assert first.tobytes() == second.tobytes()
 
 
-def test_a_value_replayed_under_another_input_s_key_is_a_miss_and_the_model_answers(redis_triton, redis_repo,
-                                                                                    redis_server):
+def test_a_value_replayed_under_another_input_s_key_is_a_miss_and_the_model_answers(redis_triton, redis_repo, redis_server):
     """Keys are computable from the model config (model version, key prefix): an attacker who can write to the
     Redis copies a stored answer to the key of another input. It is refused, and that input gets its own answer."""
     s = _settings(redis_repo)
@@ -235,8 +250,9 @@ def test_a_value_replayed_under_another_input_s_key_is_a_miss_and_the_model_answ
 
 
 def test_a_redis_cache_without_the_replicas_secret_refuses_to_load(redis_repo, redis_server):
-    with LocalTritonServer(redis_repo, load_models=["digits"], env={"TRITONFORGE_REDIS_URL": redis_server.url,
-                                                                   "TRITONFORGE_CACHE_SECRET": ""}) as server:
+    with LocalTritonServer(
+        redis_repo, load_models=["digits"], env={"TRITONFORGE_REDIS_URL": redis_server.url, "TRITONFORGE_CACHE_SECRET": ""}
+    ) as server:
         state = {s.name: s for s in server.model_states()}["digits"]
     assert state.state == "UNAVAILABLE"
     assert "needs the replicas' shared secret in $TRITONFORGE_CACHE_SECRET" in state.reason
@@ -245,8 +261,10 @@ def test_a_redis_cache_without_the_replicas_secret_refuses_to_load(redis_repo, r
 def test_ttl_expiry(tmp_path_factory, redis_server):
     repo = _digits(tmp_path_factory, "ttl", cache={"kind": "redis", "ttl_s": 1.0, "key_prefix": "ttl-test:"})
     x = _image(60_000)
-    with LocalTritonServer(repo, env={"TRITONFORGE_REDIS_URL": redis_server.url, **SECRET}) as server, \
-            Client(server.grpc_url) as client:
+    with (
+        LocalTritonServer(repo, env={"TRITONFORGE_REDIS_URL": redis_server.url, **SECRET}) as server,
+        Client(server.grpc_url) as client,
+    ):
         stored = redis_server.client().dbsize()
         client.infer("digits", {"image": x})
         assert _wait_stored(redis_server, stored)
@@ -261,18 +279,25 @@ def test_ttl_expiry(tmp_path_factory, redis_server):
 
 
 def test_redis_killed_mid_load_fails_no_request(redis_repo, reliability):
-    with RedisServer() as redis, \
-            LocalTritonServer(redis_repo, env={"TRITONFORGE_REDIS_URL": redis.url, **SECRET}) as server, \
-            Client(server.grpc_url) as client:
+    with (
+        RedisServer() as redis,
+        LocalTritonServer(redis_repo, env={"TRITONFORGE_REDIS_URL": redis.url, **SECRET}) as server,
+        Client(server.grpc_url) as client,
+    ):
         n = scaled(400)
         inputs = [{"image": _image(70_000 + i % 50)} for i in range(n)]  # repeats: hits and misses
         with SteadyLoad(lambda x: client.infer("digits", x), inputs, threads=8, max_requests=n) as load:
             load.wait_for(n // 3)
             redis.kill()
             load.wait_for(n)
-        reliability("Redis killed mid-load", "8 threads, repeated inputs through the Redis cache; redis-server "
-                    "SIGKILLed after a third", load.record.requests, len(load.record.errors), 0,
-                    "reads bypassed, logged once")
+        reliability(
+            "Redis killed mid-load",
+            "8 threads, repeated inputs through the Redis cache; redis-server SIGKILLed after a third",
+            load.record.requests,
+            len(load.record.errors),
+            0,
+            "reads bypassed, logged once",
+        )
         assert load.record.errors == [] and load.record.requests == n
         assert metric(server.metrics_url, "tritonforge_cache_errors_total") >= 1
         assert metric(server.metrics_url, "tritonforge_cache_hits_total") >= 1
@@ -314,7 +339,7 @@ def _direct(repo: Path, texts: list[str]) -> np.ndarray:
     out = np.zeros((len(texts), 384), np.float32)
     for rows in by_length.values():
         for start in range(0, len(rows), 64):
-            chunk = rows[start:start + 64]
+            chunk = rows[start : start + 64]
             out[chunk] = model.run(minilm_data.encode([texts[i] for i in chunk]))["embedding"]
     return out
 
@@ -358,15 +383,19 @@ def test_correctness_under_load_no_cross_request_mixups(service_repo, service_se
     texts = _distinct_texts(n)
     assert len(set(texts)) == n
     with Client(service_server.grpc_url, timeout=120) as client, ThreadPoolExecutor(32) as pool:
-        served = list(pool.map(lambda t: client.infer("minilm", {"text": np.array([[t]], dtype=object)})["embedding"][0],
-                               texts))
+        served = list(pool.map(lambda t: client.infer("minilm", {"text": np.array([[t]], dtype=object)})["embedding"][0], texts))
     served = np.stack(served)
     direct = _direct(service_repo, texts)
     diff = np.abs(served - direct).max(axis=1)
     nearest = (served @ direct.T).argmax(axis=1)  # each answer is closest to its own input's embedding
-    reliability("text service under load", f"{n} distinct texts through the public text entry (tokenizer, cache "
-                "miss, router, FP32 runner), 32 in flight", n, 0, int(((diff >= 1e-4) | (nearest != np.arange(n))).sum()),
-                f"each answer its own text's embedding: largest difference {diff.max():.2g}")
+    reliability(
+        "text service under load",
+        f"{n} distinct texts through the public text entry (tokenizer, cache miss, router, FP32 runner), 32 in flight",
+        n,
+        0,
+        int(((diff >= 1e-4) | (nearest != np.arange(n))).sum()),
+        f"each answer its own text's embedding: largest difference {diff.max():.2g}",
+    )
     assert diff.max() < 1e-4, f"largest difference {diff.max():.3g} at text {int(diff.argmax())}"
     assert (nearest == np.arange(len(texts))).all()
     admin = grpcclient.InferenceServerClient(service_server.grpc_url)
@@ -383,8 +412,7 @@ def test_repository_shares_no_file_with_the_package_or_the_spec(service_repo):
 
     files = [p for p in service_repo.rglob("*") if p.is_file() and not p.is_symlink()]
     inodes = Counter((p.stat().st_dev, p.stat().st_ino) for p in files)
-    shared = [str(p.relative_to(service_repo)) for p in files
-              if p.stat().st_nlink > inodes[(p.stat().st_dev, p.stat().st_ino)]]
+    shared = [str(p.relative_to(service_repo)) for p in files if p.stat().st_nlink > inodes[(p.stat().st_dev, p.stat().st_ino)]]
     assert shared == []
     assert any(p.name == "tokenizer.json" for p in files) and any(p.name == "metrics.py" for p in files)
 
@@ -403,13 +431,18 @@ def test_replicas_with_different_secrets_say_so_once_in_the_log(redis_triton, re
                 b.infer("digits", {"image": x})
         rejected = metric(other.metrics_url, "tritonforge_cache_rejected_total", reason="authentication")
         time.sleep(1.0)  # the log line is written off the request path
-        lines = [line for line in other.log_path.read_text(errors="replace").splitlines()
-                 if "cache values fail authentication" in line]
+        lines = [
+            line for line in other.log_path.read_text(errors="replace").splitlines() if "cache values fail authentication" in line
+        ]
     assert rejected == len(images)
     assert len(lines) == 1 and "do the replicas share TRITONFORGE_CACHE_SECRET?" in lines[0], lines
-    reliability("replicas with different secrets", "two replicas sharing a Redis with different cache secrets; each "
-                "value one writes read by the other", requests=2 * len(images), failed=0,
-                notes=f"{rejected:.0f} values refused as misses (each answer computed); one log line says why")
+    reliability(
+        "replicas with different secrets",
+        "two replicas sharing a Redis with different cache secrets; each value one writes read by the other",
+        requests=2 * len(images),
+        failed=0,
+        notes=f"{rejected:.0f} values refused as misses (each answer computed); one log line says why",
+    )
 
 
 def _rss_mb(pid: int) -> float:
@@ -441,6 +474,11 @@ def test_the_memory_cache_bound_is_the_memory_it_uses(tmp_path_factory, digits_s
         stored = metric(server.metrics_url, "tritonforge_cache_stored_bytes_total")
     assert load.record.errors == []
     assert grown <= 1.5 * bound / 2**20 + 1.0, f"resident memory grew {grown:.1f} MiB for a {bound / 2**20:.0f} MiB bound"
-    reliability("memory cache bound", f"26,000 distinct digits requests into a {bound // 2**20} MiB memory cache",
-                requests=26_000, failed=0, notes=f"the serving stub grew {grown:.1f} MiB after warm-up "
-                f"({stored / 2**20:.1f} MiB of values stored in all, evicted to the bound)")
+    reliability(
+        "memory cache bound",
+        f"26,000 distinct digits requests into a {bound // 2**20} MiB memory cache",
+        requests=26_000,
+        failed=0,
+        notes=f"the serving stub grew {grown:.1f} MiB after warm-up "
+        f"({stored / 2**20:.1f} MiB of values stored in all, evicted to the bound)",
+    )

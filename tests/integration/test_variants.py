@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import shlex
 import json
+import shlex
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import yaml
-
-from tritonforge.errors import DataError, SpecError
-from tritonforge.builder.pipeline import build
-from tritonforge.repository.config import read_config
-from tritonforge.spec import load_spec
-
 from helpers import DIGITS, ROOT, digits_spec_copy, outlier_digits_spec
+
+from tritonforge.builder.pipeline import build
+from tritonforge.errors import DataError, SpecError
+from tritonforge.repository.config import read_config
 from tritonforge.repository.reader import Repository
+from tritonforge.spec import load_spec
 
 
 class Recorder:
@@ -115,8 +114,13 @@ def test_report_files_and_recheck_reproduce_every_decision(full_digits, tmp_path
     """Each reproduce command works as printed, from any directory."""
     _, repo, report = full_digits
     base = repo / "digits"
-    for name in ("build_report.json", "build_report.md", "validation_inputs.npz", "reference_outputs.npz",
-                 "calibration_inputs.npz"):
+    for name in (
+        "build_report.json",
+        "build_report.md",
+        "validation_inputs.npz",
+        "reference_outputs.npz",
+        "calibration_inputs.npz",
+    ):
         assert (base / name).is_file(), name
     for v in report["variants"]:
         cmd = shlex.split(report["reproduce"][v["id"]])
@@ -124,8 +128,12 @@ def test_report_files_and_recheck_reproduce_every_decision(full_digits, tmp_path
         proc = subprocess.run([sys.executable, *cmd[1:]], cwd=tmp_path, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "decision reproduced" in proc.stdout
-    gone = subprocess.run([sys.executable, "-m", "tritonforge.builder.recheck", "my_repo", "digits", "onnx_fp32"],
-                          cwd=tmp_path, capture_output=True, text=True)
+    gone = subprocess.run(
+        [sys.executable, "-m", "tritonforge.builder.recheck", "my_repo", "digits", "onnx_fp32"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert gone.returncode == 2 and "no build report for model 'digits' in my_repo" in gone.stderr
     assert "Traceback" not in gone.stderr
 
@@ -151,15 +159,21 @@ def test_recheck_runs_a_recorded_error_again(full_digits, tmp_path):
 
 def test_report_command_prints_the_report(full_digits):
     _, repo, _ = full_digits
-    proc = subprocess.run([sys.executable, "-m", "tritonforge", "report", "digits", "--repo", str(repo)], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonforge", "report", "digits", "--repo", str(repo)], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert "onnx_int8_dynamic" in proc.stdout and "primary:" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "tritonforge", "report", "digits", "--repo", str(repo), "--markdown"],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonforge", "report", "digits", "--repo", str(repo), "--markdown"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.stdout.startswith("# Build report: digits") and "Primary variant" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "tritonforge", "report", "nope", "--repo", str(repo)], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonforge", "report", "nope", "--repo", str(repo)], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "no build report for model 'nope'" in proc.stderr
 
 
@@ -176,14 +190,17 @@ def test_incremental_rebuild_reuses_unchanged_stages(full_digits, tmp_path):
     assert any("FP32 ONNX reused" in m for m in rec.messages)
     assert not any(s.startswith("time ") for s in rec.stages)
     assert outcome.report["timing"]["reused_from_previous_build"]
-    for old, new in zip(report["variants"], outcome.report["variants"]):
+    for old, new in zip(report["variants"], outcome.report["variants"], strict=True):
         assert old["status"] == new["status"] and old.get("timing") == new.get("timing")
     assert read_config(repo / "digits_ort" / "config.pbtxt").instance_group[0].count == 2
 
 
 def test_gate_thresholds_come_from_the_spec(tmp_path, digits_spec):
-    spec = digits_spec_copy(tmp_path / "spec", variants=[{"kind": "onnx_fp16"}],
-                            gate={"min_top1_agreement": 1.0, "max_accuracy_drop": 0.0, "max_abs": 1e-9})
+    spec = digits_spec_copy(
+        tmp_path / "spec",
+        variants=[{"kind": "onnx_fp16"}],
+        gate={"min_top1_agreement": 1.0, "max_accuracy_drop": 0.0, "max_abs": 1e-9},
+    )
     report = build(spec, tmp_path / "repo").report
     fp16 = _variant(report, "onnx_fp16")
     assert fp16["status"] == "rejected" and "max abs" in fp16["reason"]
@@ -194,22 +211,25 @@ def test_missing_or_overlapping_calibration_data(tmp_path, digits_spec):
     spec = digits_spec_copy(tmp_path / "a", variants=[{"kind": "onnx_int8_qdq"}])
     with pytest.raises(SpecError, match="need a 'calibration' section"):
         load_spec(spec)
-    spec = digits_spec_copy(tmp_path / "b", variants=[{"kind": "onnx_int8_qdq"}],
-                            calibration={"data": {"npz": str(tmp_path / "absent.npz")}})
+    spec = digits_spec_copy(
+        tmp_path / "b", variants=[{"kind": "onnx_int8_qdq"}], calibration={"data": {"npz": str(tmp_path / "absent.npz")}}
+    )
     with pytest.raises(SpecError, match="field 'calibration.data.npz': file not found"):
         load_spec(spec)
     val = np.load(DIGITS / "artifacts" / "validation.npz")
     np.savez(tmp_path / "leaky.npz", image=val["image"][:20])
-    spec = digits_spec_copy(tmp_path / "c", variants=[{"kind": "onnx_int8_qdq"}],
-                            calibration={"data": {"npz": str(tmp_path / "leaky.npz")}})
+    spec = digits_spec_copy(
+        tmp_path / "c", variants=[{"kind": "onnx_int8_qdq"}], calibration={"data": {"npz": str(tmp_path / "leaky.npz")}}
+    )
     with pytest.raises(DataError, match="shares 20 sample"):
         build(spec, tmp_path / "repo")
     assert not (tmp_path / "repo").exists()
 
 
 def test_broken_variant_conversion_is_reported_not_fatal(tmp_path, digits_spec):
-    spec = digits_spec_copy(tmp_path / "spec", variants=[{"kind": "onnx_int8_dynamic", "op_types": ["NoSuchOp"]},
-                                                         {"kind": "onnx_fp16", "id": "half"}])
+    spec = digits_spec_copy(
+        tmp_path / "spec", variants=[{"kind": "onnx_int8_dynamic", "op_types": ["NoSuchOp"]}, {"kind": "onnx_fp16", "id": "half"}]
+    )
     report = build(spec, tmp_path / "repo").report
     assert _variant(report, "half")["status"] == "passed"
     assert {v["id"] for v in report["variants"]} == {"onnx_fp32", "onnx_int8_dynamic", "half"}
@@ -219,16 +239,17 @@ def test_broken_variant_conversion_is_reported_not_fatal(tmp_path, digits_spec):
 @pytest.mark.gpu
 def test_tensorrt_plans_build_and_pass_on_gpu(tmp_path, digits_spec):
     """Real TensorRT FP16/INT8 plans for the digits model; skipped with the reason where there is no GPU."""
+    from helpers import digits_spec_copy
+
     from tritonforge.builder.converters.onnx2trt import tensorrt_unavailable
     from tritonforge.builder.pipeline import build
-
-    from helpers import digits_spec_copy
 
     reason = tensorrt_unavailable()
     if reason:
         pytest.skip(f"skipped: {reason}")
-    spec = digits_spec_copy(tmp_path / "spec", full=True,
-                            variants=[{"kind": "trt_fp16"}, {"kind": "trt_int8", "calibration_method": "minmax"}])
+    spec = digits_spec_copy(
+        tmp_path / "spec", full=True, variants=[{"kind": "trt_fp16"}, {"kind": "trt_int8", "calibration_method": "minmax"}]
+    )
     report = build(spec, tmp_path / "repo").report
     for vid in ("trt_fp16", "trt_int8"):
         v = next(x for x in report["variants"] if x["id"] == vid)

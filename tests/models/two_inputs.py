@@ -29,15 +29,24 @@ class TwoInputs(nn.Module):
 
 def samples(n: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {"ids": rng.integers(0, VOCAB, size=(n, length), dtype=np.int64),
-            "features": rng.standard_normal((n, FEATURES)).astype(np.float32)}
+    return {
+        "ids": rng.integers(0, VOCAB, size=(n, length), dtype=np.int64),
+        "features": rng.standard_normal((n, FEATURES)).astype(np.float32),
+    }
 
 
 def export(path: Path) -> Path:
     """The model as an ONNX file with dynamic batch and length (names: ids, features -> scores, value)."""
     batch, length = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("length", min=2, max=512)
     example = samples(2, 7)
-    torch.onnx.export(TwoInputs().eval(), (torch.from_numpy(example["ids"]), torch.from_numpy(example["features"])),
-                      str(path), input_names=["ids", "features"], output_names=["scores", "value"], dynamo=True,
-                      dynamic_shapes=({0: batch, 1: length}, {0: batch}), external_data=False)
+    torch.onnx.export(
+        TwoInputs().eval(),
+        (torch.from_numpy(example["ids"]), torch.from_numpy(example["features"])),
+        str(path),
+        input_names=["ids", "features"],
+        output_names=["scores", "value"],
+        dynamo=True,
+        dynamic_shapes=({0: batch, 1: length}, {0: batch}),
+        external_data=False,
+    )
     return path

@@ -64,7 +64,7 @@ def token_batches(lengths: list[int], n: int = 3, high: int = VOCAB - 10, seed: 
     out = {}
     for i, length in enumerate(lengths):
         mask = np.ones((n, length), np.int64)
-        mask[0, length // 2:] = 0
+        mask[0, length // 2 :] = 0
         out[f"b{i}/attention_mask"] = mask
         out[f"b{i}/input_ids"] = rng.integers(0, high, size=(n, length), dtype=np.int64)
     return out

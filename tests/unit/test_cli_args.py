@@ -30,7 +30,9 @@ BAD_PERF_ARGS = [
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("args,option", BAD_PERF_ARGS)
 def test_perf_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
-    result = CliRunner().invoke(app, ["perf", "digits", "--repo", str(tmp_path), "--output-dir", str(tmp_path / "o"), *args], env=WIDE)
+    result = CliRunner().invoke(
+        app, ["perf", "digits", "--repo", str(tmp_path), "--output-dir", str(tmp_path / "o"), *args], env=WIDE
+    )
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}'" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -38,11 +40,18 @@ def test_perf_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("args,option", [(["--delays", "0:4000"], "--delays"), (["--delays", "-5"], "--delays"),
-                                         (["--instances", "0"], "--instances"), (["--concurrency", "0"], "--concurrency"),
-                                         (["--concurrency", "4,8"], "--concurrency"),
-                                         (["--concurrency", "fast"], "--concurrency"),
-                                         (["--latency-budget-ms", "0"], "--latency-budget-ms")])
+@pytest.mark.parametrize(
+    "args,option",
+    [
+        (["--delays", "0:4000"], "--delays"),
+        (["--delays", "-5"], "--delays"),
+        (["--instances", "0"], "--instances"),
+        (["--concurrency", "0"], "--concurrency"),
+        (["--concurrency", "4,8"], "--concurrency"),
+        (["--concurrency", "fast"], "--concurrency"),
+        (["--latency-budget-ms", "0"], "--latency-budget-ms"),
+    ],
+)
 def test_perf_search_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: x\n")  # never read: the options are checked first
@@ -59,8 +68,10 @@ def test_ints_reads_lists_and_doubling_ranges():
     assert _ints("0,1000", "--delays", minimum=0) == [0, 1000]
 
 
-@pytest.mark.parametrize("args,option", [(["--grpc-port", "0"], "--grpc-port"), (["--http-port", "70000"], "--http-port"),
-                                         (["--cache-size", "-1"], "--cache-size")])
+@pytest.mark.parametrize(
+    "args,option",
+    [(["--grpc-port", "0"], "--grpc-port"), (["--http-port", "70000"], "--http-port"), (["--cache-size", "-1"], "--cache-size")],
+)
 def test_serve_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
     result = CliRunner().invoke(app, ["serve", str(tmp_path), *args], env=WIDE)
     assert result.exit_code == 2, result.output

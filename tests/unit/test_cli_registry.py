@@ -10,8 +10,14 @@ from tritonforge.cli.registry import Command, MissingCommand, register_all
 
 
 def test_a_command_whose_import_fails_is_listed_and_explains_itself(monkeypatch):
-    monkeypatch.setattr(registry, "COMMANDS", [Command("ghost", "tritonforge_no_such_module:run"),
-                                               Command("serving-env", "tritonforge.cli.serve_commands:serving_env")])
+    monkeypatch.setattr(
+        registry,
+        "COMMANDS",
+        [
+            Command("ghost", "tritonforge_no_such_module:run"),
+            Command("serving-env", "tritonforge.cli.serve_commands:serving_env"),
+        ],
+    )
     app = typer.Typer(pretty_exceptions_enable=False)
     register_all(app)
     runner = CliRunner()

@@ -21,19 +21,28 @@ from tritonforge.client.endpoints import (
 from tritonforge.client.errors import DeadlineExceeded, EndpointsUnavailable, InferenceFailed, InputError, ModelNotFound
 from tritonforge.client.model_info import ModelInfo
 
-META = {"name": "enc", "versions": ["1"], "inputs": [
-    {"name": "ids", "datatype": "INT64", "shape": [-1, -1]},
-    {"name": "mask", "datatype": "INT64", "shape": [-1, -1]},
-    {"name": "scale", "datatype": "FP32", "shape": [-1, 2]},
-], "outputs": [{"name": "emb", "datatype": "FP32", "shape": [-1, 384]}]}
+META = {
+    "name": "enc",
+    "versions": ["1"],
+    "inputs": [
+        {"name": "ids", "datatype": "INT64", "shape": [-1, -1]},
+        {"name": "mask", "datatype": "INT64", "shape": [-1, -1]},
+        {"name": "scale", "datatype": "FP32", "shape": [-1, 2]},
+    ],
+    "outputs": [{"name": "emb", "datatype": "FP32", "shape": [-1, 384]}],
+}
 INFO = ModelInfo.from_json(META, {"max_batch_size": 8})
-TEXT = ModelInfo.from_json({"name": "t", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1, 1]}],
-                            "outputs": []}, {"max_batch_size": 4})
+TEXT = ModelInfo.from_json(
+    {"name": "t", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1, 1]}], "outputs": []}, {"max_batch_size": 4}
+)
 
 
 def good(batch=2, seq=5):
-    return {"ids": np.ones((batch, seq), np.int64), "mask": np.ones((batch, seq), np.int64),
-            "scale": np.ones((batch, 2), np.float32)}
+    return {
+        "ids": np.ones((batch, seq), np.int64),
+        "mask": np.ones((batch, seq), np.int64),
+        "scale": np.ones((batch, 2), np.float32),
+    }
 
 
 def test_good_inputs_pass():
@@ -147,8 +156,9 @@ def test_attempt_plan_moves_to_next_endpoint_then_gives_up():
 
 
 def test_each_attempt_gets_a_share_of_the_deadline():
-    pool, policy = pool_and_policy(["a", "b"], timeout=3.0, retries=3, backoff=0.0, max_backoff=0.0,
-                                   attempt_timeout=None, cooldown=1.0)
+    pool, policy = pool_and_policy(
+        ["a", "b"], timeout=3.0, retries=3, backoff=0.0, max_backoff=0.0, attempt_timeout=None, cooldown=1.0
+    )
     assert policy.attempt_timeout == pytest.approx(1.0)  # two endpoints and one retry share 3 s
     plan = AttemptPlan(pool, policy, timeout=3.0, model="m")
     first = next(iter(plan))
@@ -202,6 +212,7 @@ def _answers(script):
         if isinstance(outcome, BaseException):
             raise outcome
         return c.url
+
     return fn, calls
 
 
@@ -232,7 +243,9 @@ def test_model_not_found_only_when_every_endpoint_says_so():
         assert "not served by any endpoint" in str(err.value) and all(u in str(err.value) for u in "abc")
     with FakeClient(["a", "b"], timeout=5.0, retries=1, backoff=0.0, cooldown=60) as client:
         # one endpoint lacks the model, the other is unreachable: not "no such model", the endpoints are down
-        fn, _ = _answers({"a": _exc("StatusCode.NOT_FOUND", NOT_LOADED), "b": _exc("StatusCode.UNAVAILABLE", "failed to connect")})
+        fn, _ = _answers(
+            {"a": _exc("StatusCode.NOT_FOUND", NOT_LOADED), "b": _exc("StatusCode.UNAVAILABLE", "failed to connect")}
+        )
         with pytest.raises(EndpointsUnavailable):
             client._call("m", fn, None)
     with FakeClient("a", timeout=5.0) as client:  # one endpoint: as before, at once
@@ -246,8 +259,9 @@ def test_request_errors_stay_final_and_are_never_tried_elsewhere():
     assert is_retryable(_exc("StatusCode.NOT_FOUND", NOT_LOADED)) and is_retryable(_exc("StatusCode.NOT_FOUND", DRAINING))
     for status in ("StatusCode.INVALID_ARGUMENT", "StatusCode.INTERNAL", "StatusCode.RESOURCE_EXHAUSTED"):
         with FakeClient(["a", "b"], timeout=5.0) as client:
-            fn, calls = _answers({"a": _exc(status, "unexpected shape for input 'image'"),
-                                  "b": _exc(status, "unexpected shape for input 'image'")})
+            fn, calls = _answers(
+                {"a": _exc(status, "unexpected shape for input 'image'"), "b": _exc(status, "unexpected shape for input 'image'")}
+            )
             with pytest.raises(InferenceFailed):
                 client._call("m", fn, None)
             assert len(calls) == 1 and not client.pool.is_down(calls[0][0])
@@ -261,11 +275,14 @@ def _clock(monkeypatch):
     return now
 
 
-@pytest.mark.parametrize("probe_error", [
-    _exc("StatusCode.NOT_FOUND", DRAINING),  # the rolling restart: draining, then gone, then back
-    _exc("StatusCode.UNAVAILABLE", "failed to connect to all addresses"),
-    _exc("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"),
-])
+@pytest.mark.parametrize(
+    "probe_error",
+    [
+        _exc("StatusCode.NOT_FOUND", DRAINING),  # the rolling restart: draining, then gone, then back
+        _exc("StatusCode.UNAVAILABLE", "failed to connect to all addresses"),
+        _exc("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"),
+    ],
+)
 def test_a_probe_that_fails_sends_the_endpoint_back_to_its_back_off_never_stuck_probing(monkeypatch, probe_error):
     now = _clock(monkeypatch)
     with FakeClient(["a", "b"], timeout=5.0, cooldown=1.0, max_cooldown=4.0) as client:
@@ -289,8 +306,10 @@ def test_a_probe_that_fails_sends_the_endpoint_back_to_its_back_off_never_stuck_
 def test_a_probe_ended_by_a_request_error_or_an_unexpected_one_is_handed_back(monkeypatch):
     now = _clock(monkeypatch)
     with FakeClient(["a", "b"], timeout=5.0, cooldown=1.0) as client:
-        for error, raised in ((_exc("StatusCode.INVALID_ARGUMENT", "bad shape"), InferenceFailed),
-                              (RuntimeError("a bug in the caller's code"), RuntimeError)):
+        for error, raised in (
+            (_exc("StatusCode.INVALID_ARGUMENT", "bad shape"), InferenceFailed),
+            (RuntimeError("a bug in the caller's code"), RuntimeError),
+        ):
             client.pool.mark_down("a")
             now[0] += 1.01
             fn, calls = _answers({"a": error})

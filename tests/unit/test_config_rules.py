@@ -7,26 +7,28 @@ import onnx
 from onnx import TensorProto, helper
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonforge.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
 from tritonforge.repository import config as cfg
 from tritonforge.repository.config_rules import config_problems, onnx_config_problems
+from tritonforge.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
 
 X = TensorSpec(name="x", dtype="float32", shape=[4])
 LABEL = TensorSpec(name="label", dtype="int64", shape=[])
 
 
 def _config(inputs=(X,), outputs=(LABEL,), preferred=(), warmup=(1,)) -> mc.ModelConfig:
-    scheduling = cfg.Scheduling(8, DynamicBatchingSpec(preferred_batch_sizes=list(preferred)), 1, "auto",
-                                WarmupSpec(batch_sizes=list(warmup)))
+    scheduling = cfg.Scheduling(
+        8, DynamicBatchingSpec(preferred_batch_sizes=list(preferred)), 1, "auto", WarmupSpec(batch_sizes=list(warmup))
+    )
     return cfg.onnxruntime_model("m", list(inputs), list(outputs), scheduling)
 
 
 def _graph(path, label_type=TensorProto.INT64, batch="n", x_dims=4):
     graph = helper.make_graph(
-        [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
-         helper.make_node("Cast", ["s"], ["label"], to=label_type)], "g",
+        [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0), helper.make_node("Cast", ["s"], ["label"], to=label_type)],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, x_dims])],
-        [helper.make_tensor_value_info("label", label_type, [batch])])
+        [helper.make_tensor_value_info("label", label_type, [batch])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.save(model, str(path))
     return path
@@ -55,12 +57,14 @@ def test_warmup_and_preferred_sizes_must_fit_the_config():
 
 
 def test_config_and_graph_must_agree_on_names_types_dims_and_the_batch_dim(tmp_path):
-    assert any("TYPE_INT64 in the config, TYPE_INT32 in the graph" in p
-               for p in onnx_config_problems(_config(), _graph(tmp_path / "a.onnx", TensorProto.INT32)))
-    assert any("needs a dynamic first dim" in p
-               for p in onnx_config_problems(_config(), _graph(tmp_path / "b.onnx", batch=1)))
-    assert any("do not match the graph's [3]" in p
-               for p in onnx_config_problems(_config(), _graph(tmp_path / "c.onnx", x_dims=3)))
+    assert any(
+        "TYPE_INT64 in the config, TYPE_INT32 in the graph" in p
+        for p in onnx_config_problems(_config(), _graph(tmp_path / "a.onnx", TensorProto.INT32))
+    )
+    assert any("needs a dynamic first dim" in p for p in onnx_config_problems(_config(), _graph(tmp_path / "b.onnx", batch=1)))
+    assert any(
+        "do not match the graph's [3]" in p for p in onnx_config_problems(_config(), _graph(tmp_path / "c.onnx", x_dims=3))
+    )
     renamed = _config(inputs=(TensorSpec(name="y", dtype="float32", shape=[4]),))
     problems = onnx_config_problems(renamed, _graph(tmp_path / "d.onnx"))
     assert any("input 'y' is not an input of d.onnx" in p for p in problems)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import digits_spec_copy
 
 from tritonforge.builder.data import load_dataset
 from tritonforge.errors import DataError
 from tritonforge.spec import DataSpec, load_spec
-
-from helpers import digits_spec_copy
 
 
 @pytest.fixture
@@ -67,10 +66,7 @@ def test_unreadable_file(spec, tmp_path):
 
 def test_callable_batches(spec, tmp_path):
     (tmp_path / "my_batches.py").write_text(
-        "import numpy as np\n"
-        "def batches():\n"
-        "    for i in range(3):\n"
-        "        yield {'image': np.full((4, 64), i, np.float32)}\n"
+        "import numpy as np\ndef batches():\n    for i in range(3):\n        yield {'image': np.full((4, 64), i, np.float32)}\n"
     )
     ds = _load(spec, callable="my_batches:batches")
     assert len(ds) == 12 and len(ds.batches) == 3
@@ -80,23 +76,35 @@ def test_callable_batches(spec, tmp_path):
 def _tokens_spec():
     from tritonforge.spec import parse_spec
 
-    return parse_spec({"name": "t", "source": {"kind": "onnx", "path": "m.onnx"}, "max_batch_size": 8,
-                       "inputs": [{"name": "ids", "dtype": "int64", "shape": [-1], "dim_names": ["sequence"]}],
-                       "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
-                       "validation": {"data": {"npz": "v.npz", "labels": "label"}}})
+    return parse_spec(
+        {
+            "name": "t",
+            "source": {"kind": "onnx", "path": "m.onnx"},
+            "max_batch_size": 8,
+            "inputs": [{"name": "ids", "dtype": "int64", "shape": [-1], "dim_names": ["sequence"]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
+            "validation": {"data": {"npz": "v.npz", "labels": "label"}},
+        }
+    )
 
 
 def test_npz_batches_of_their_own_lengths(tmp_path):
     """PREFIX/NAME keys: one batch per prefix, each at its own sequence length, labels per batch."""
-    np.savez(tmp_path / "v.npz", **{"short/ids": np.ones((3, 5), np.int64), "short/label": np.arange(3),
-                                    "long/ids": np.ones((2, 40), np.int64), "long/label": np.arange(2)})
+    np.savez(
+        tmp_path / "v.npz",
+        **{
+            "short/ids": np.ones((3, 5), np.int64),
+            "short/label": np.arange(3),
+            "long/ids": np.ones((2, 40), np.int64),
+            "long/label": np.arange(2),
+        },
+    )
     ds = load_dataset(_tokens_spec(), DataSpec(npz=tmp_path / "v.npz", labels="label"), "validation.data")
     assert sorted(b["ids"].shape for b in ds.batches) == [(2, 40), (3, 5)]
     assert len(ds) == 5 and sorted(ds.all_labels.tolist()) == [0, 0, 1, 1, 2]
 
 
 def test_an_npz_batch_missing_an_input_is_named(tmp_path):
-    np.savez(tmp_path / "v.npz", **{"a/ids": np.ones((3, 5), np.int64), "a/label": np.arange(3),
-                                    "b/label": np.arange(2)})
+    np.savez(tmp_path / "v.npz", **{"a/ids": np.ones((3, 5), np.int64), "a/label": np.arange(3), "b/label": np.arange(2)})
     with pytest.raises(DataError, match=r"batch 'b'.*ids"):
         load_dataset(_tokens_spec(), DataSpec(npz=tmp_path / "v.npz", labels="label"), "validation.data")

@@ -9,17 +9,16 @@ import os
 import re
 import shlex
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
+from helpers import ROOT
 from packaging.requirements import Requirement
 from packaging.version import Version
 
 from tritonforge.spec import CacheSpec
-
-from helpers import ROOT
 
 DOCKER = ROOT / "docker"
 PORTS = {8000, 8001, 8002}
@@ -91,8 +90,9 @@ def serve_pins() -> dict[str, Version]:
     return pins
 
 
-@pytest.mark.parametrize("name, base", [("Dockerfile.serve", "nvcr.io/nvidia/tritonserver"),
-                                        ("Dockerfile.builder", "nvcr.io/nvidia/tensorrt")])
+@pytest.mark.parametrize(
+    "name, base", [("Dockerfile.serve", "nvcr.io/nvidia/tritonserver"), ("Dockerfile.builder", "nvcr.io/nvidia/tensorrt")]
+)
 def test_dockerfiles_use_the_pinned_tag(name, base):
     tag = versions()["TRITON_TAG"]
     instructions = dockerfile(name)
@@ -119,7 +119,7 @@ def test_serving_image_runs_as_non_root_with_health_check_ports_and_repository()
     cmd = next(a for i, a in instructions if i == "CMD")
     assert f"--model-repository={REPO_PATH}" in cmd and "--model-control-mode=explicit" in cmd
     assert "--strict-readiness=false" in cmd  # a rung that cannot load on this GPU must not keep it unready
-    for port, flag in zip(sorted(PORTS), ("--http-port", "--grpc-port", "--metrics-port")):
+    for port, flag in zip(sorted(PORTS), ("--http-port", "--grpc-port", "--metrics-port"), strict=True):
         assert f"{flag}={port}" in cmd
     env = dict(kv.split("=", 1) for i, a in instructions if i == "ENV" for kv in shlex.split(a))
     assert CacheSpec().redis_url_env in env
@@ -135,20 +135,22 @@ def test_the_entrypoint_drains_and_the_readiness_probe_reads_its_file(tmp_path):
 
     text = ENTRYPOINT.read_text()
     assert text.startswith("#!/bin/sh\n") and os.access(ENTRYPOINT, os.X_OK)  # COPY keeps it; --chmod too
-    assert f'TRITONFORGE_DRAIN_FILE:-{DRAIN_FILE}' in text and probe.DRAIN_FILE == DRAIN_FILE
+    assert f"TRITONFORGE_DRAIN_FILE:-{DRAIN_FILE}" in text and probe.DRAIN_FILE == DRAIN_FILE
     assert 'tritonserver "$@" &' in text and 'kill -TERM "$server"' in text and "trap drain TERM" in text
     drain = tmp_path / "draining"
     # the file alone answers "not ready": no server is asked (none here; the URL would refuse)
     assert probe.check(tmp_path, "http://127.0.0.1:9", drain_file=drain) == [f"no tritonforge build in {tmp_path}"]
     drain.touch()
-    assert probe.check(tmp_path, "http://127.0.0.1:9", drain_file=drain) == [f"draining: {drain} exists (this replica is stopping)"]
+    assert probe.check(tmp_path, "http://127.0.0.1:9", drain_file=drain) == [
+        f"draining: {drain} exists (this replica is stopping)"
+    ]
     assert probe.main(["--repo", str(tmp_path), "--drain-file", str(drain)]) == 1
 
 
 def test_builder_image_keeps_the_containers_tensorrt():
     text = (DOCKER / "Dockerfile.builder").read_text()
     assert "[gpu]" not in text and "pip install tensorrt" not in text  # the container's TensorRT must stay
-    assert 'import tensorrt' in text
+    assert "import tensorrt" in text
 
 
 def test_compose_services_ports_env_and_gpu():

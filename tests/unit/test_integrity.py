@@ -7,13 +7,12 @@ import hashlib
 import json
 
 import yaml
+from helpers import MINILM
 
 from tritonforge.builder.serving_graph import ServingPlan, file_hashes, plan_models
-from tritonforge.spec import parse_spec
 from tritonforge.builder.variants import VariantOutcome
 from tritonforge.serving.integrity import mismatches, refusal
-
-from helpers import MINILM
+from tritonforge.spec import parse_spec
 
 
 def _sha(data: bytes) -> str:
@@ -51,8 +50,18 @@ def _models(tmp_path):
     outcomes = []
     for vid in ("onnx_fp16", "onnx_fp32"):
         (tmp_path / f"{vid}.onnx").write_bytes(vid.encode())
-        outcomes.append(VariantOutcome(vid, vid, "onnxruntime", vid[5:], {}, status="passed",
-                                       published_as=f"minilm_{vid}", file=str(tmp_path / f"{vid}.onnx")))
+        outcomes.append(
+            VariantOutcome(
+                vid,
+                vid,
+                "onnxruntime",
+                vid[5:],
+                {},
+                status="passed",
+                published_as=f"minilm_{vid}",
+                file=str(tmp_path / f"{vid}.onnx"),
+            )
+        )
     (tmp_path / "tokenizer.json").write_text("{}")
     plan = ServingPlan(outcomes, outcomes[0], outcomes[1], "v1", tmp_path / "tokenizer.json", {})
     return {m.name: m for m in plan_models(spec, plan, version=3)}

@@ -7,8 +7,13 @@ import numpy as np
 
 from tritonforge.perf.inputs import select, text_words
 
-TEXTS = ["The cat sat on the warm mat today.", "Rain fell over the quiet hills all night long.",
-         "Markets rose after the bank cut rates.", "She read the letter twice and smiled.", "Hi there"]
+TEXTS = [
+    "The cat sat on the warm mat today.",
+    "Rain fell over the quiet hills all night long.",
+    "Markets rose after the bank cut rates.",
+    "She read the letter twice and smiled.",
+    "Hi there",
+]
 
 
 def _samples() -> list[dict]:
@@ -24,7 +29,7 @@ def test_unique_texts_are_distinct_and_keep_their_word_count():
     assert all(len(t.split()) == len(orig.split()) for t, orig in long_ones)
     assert all(t.split()[0] == orig.split()[0] for t, orig in long_ones)  # only the last words change
     vocabulary = set(text_words(samples))
-    assert all(w in vocabulary for t, orig in long_ones for w, o in zip(t.split(), orig.split()) if w != o)
+    assert all(w in vocabulary for t, orig in long_ones for w, o in zip(t.split(), orig.split(), strict=True) if w != o)
     assert texts[4].startswith("Hi there ")  # too few words to swap: a number is appended instead
 
 
@@ -69,18 +74,21 @@ def _point(**given):
 
     from tritonforge.perf.analyzer import PerfPoint
 
-    required = [f.name for f in dataclasses.fields(PerfPoint)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    required = [
+        f.name
+        for f in dataclasses.fields(PerfPoint)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     return PerfPoint(**{**{name: 1.0 for name in required}, **given})
 
 
 def test_a_search_trial_the_cache_answered_is_never_picked():
     from tritonforge.perf.config_search import Candidate, Trial, _best
 
-    fast_but_cached = Trial(Candidate(0, (), 2, 1), _point(model="m", throughput=4169.0, p95_us=5_500.0),
-                            requests=8000, computed=400)
-    computed = Trial(Candidate(0, (), 1, 0), _point(model="m", throughput=301.0, p95_us=80_000.0),
-                     requests=2000, computed=2000)
+    fast_but_cached = Trial(
+        Candidate(0, (), 2, 1), _point(model="m", throughput=4169.0, p95_us=5_500.0), requests=8000, computed=400
+    )
+    computed = Trial(Candidate(0, (), 1, 0), _point(model="m", throughput=301.0, p95_us=80_000.0), requests=2000, computed=2000)
     assert fast_but_cached.hit_rate == 0.95 and not fast_but_cached.fits(150)
     assert computed.hit_rate == 0.0 and computed.fits(150)
     assert _best([fast_but_cached, computed], 150) is computed
@@ -96,8 +104,14 @@ def _search_result(grid_pick: float, pairs: list[tuple]):
 
     def trial(c, rate, confirmation, p95_ms=80.0):
         point = None if rate is None else _point(model="m", throughput=abs(rate), p95_us=p95_ms * 1000)
-        return Trial(c, point, default=c == default, confirmation=confirmation, requests=1000,
-                     computed=1000 if rate is None or rate > 0 else 100)
+        return Trial(
+            c,
+            point,
+            default=c == default,
+            confirmation=confirmation,
+            requests=1000,
+            computed=1000 if rate is None or rate > 0 else 100,
+        )
 
     result = SearchResult("m", 16, 150.0, [trial(default, 289.0, False), trial(pick, grid_pick, False)])
     for k, (p, d, *p95) in enumerate(pairs):  # measured in the order p d, d p, p d
@@ -135,7 +149,6 @@ def test_a_per_sample_scalar_is_written_with_the_dims_its_config_declares(tmp_pa
 
     from tritonforge.perf.inputs import write_input_json
 
-    path = write_input_json([{"x": np.array([1.0, 2.0], np.float32), "flag": np.array(3, np.int64)}],
-                            tmp_path / "data.json")
+    path = write_input_json([{"x": np.array([1.0, 2.0], np.float32), "flag": np.array(3, np.int64)}], tmp_path / "data.json")
     entry = json.loads(path.read_text())["data"][0]
     assert entry["flag"] == {"content": [3], "shape": [1]} and entry["x"]["shape"] == [2]

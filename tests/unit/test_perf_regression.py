@@ -14,10 +14,25 @@ def _point(label, conc, throughput, p95_us=1000.0, error=""):
     if error:
         p = PerfPoint.failed("m", 1, conc, None, error)
     else:
-        p = PerfPoint(model="m", batch_size=1, concurrency=conc, request_rate=None, throughput=throughput,
-                      p50_us=p95_us / 2, p90_us=p95_us, p95_us=p95_us, p99_us=p95_us, avg_us=p95_us / 2,
-                      client_send_us=0, client_recv_us=0, network_server_us=0, server_queue_us=0,
-                      server_compute_input_us=0, server_compute_infer_us=0, server_compute_output_us=0)
+        p = PerfPoint(
+            model="m",
+            batch_size=1,
+            concurrency=conc,
+            request_rate=None,
+            throughput=throughput,
+            p50_us=p95_us / 2,
+            p90_us=p95_us,
+            p95_us=p95_us,
+            p99_us=p95_us,
+            avg_us=p95_us / 2,
+            client_send_us=0,
+            client_recv_us=0,
+            network_server_us=0,
+            server_queue_us=0,
+            server_compute_input_us=0,
+            server_compute_infer_us=0,
+            server_compute_output_us=0,
+        )
     p.label = label
     return p
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import DIGITS
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonforge.builder.compare import OutputMetrics
@@ -11,11 +12,9 @@ from tritonforge.builder.converters import CONVERTERS
 from tritonforge.builder.data import Dataset
 from tritonforge.builder.gate import evaluate
 from tritonforge.builder.int8_search import candidates
-from tritonforge.spec import GateSpec, Int8SearchSpec, TimingSpec, load_spec
 from tritonforge.builder.timing import measure, timing_input
 from tritonforge.builder.verify import Comparison
-
-from helpers import DIGITS
+from tritonforge.spec import GateSpec, Int8SearchSpec, TimingSpec, load_spec
 
 
 def _metrics(name, cosine=1.0, top1=None, nonfinite=0, max_abs=0.0, mean_rel=0.0):
@@ -50,8 +49,15 @@ def test_each_output_is_gated_by_what_it_is_with_its_own_thresholds():
     cosine and top-1 alone (the old global gate) it passed; the regression's own check now fails it."""
     from tritonforge.spec import OutputGateSpec
 
-    comp = Comparison({"logits": _metrics("logits", cosine=0.999, top1=1.0, max_abs=3.62),
-                       "price": _metrics("price", cosine=1.0, max_abs=3.62, mean_rel=0.31)}, None, 1e-4, 1e-3)
+    comp = Comparison(
+        {
+            "logits": _metrics("logits", cosine=0.999, top1=1.0, max_abs=3.62),
+            "price": _metrics("price", cosine=1.0, max_abs=3.62, mean_rel=0.31),
+        },
+        None,
+        1e-4,
+        1e-3,
+    )
     kinds = {"logits": "class_scores", "price": "regression"}
     result = evaluate(comp, GateSpec(), kinds)
     assert result.failures == ["price: mean rel error 0.3100 (needs <= 0.05): FAILS by 0.26"]
@@ -62,12 +68,18 @@ def test_each_output_is_gated_by_what_it_is_with_its_own_thresholds():
 def test_output_kinds_default_by_what_the_output_is():
     from tritonforge.spec import parse_spec
 
-    data = {"name": "m", "source": {"kind": "onnx", "path": "m.onnx"}, "max_batch_size": 4,
-            "inputs": [{"name": "x", "dtype": "float32", "shape": [8]}],
-            "outputs": [{"name": "logits", "dtype": "float32", "shape": [10]},
-                        {"name": "emb", "dtype": "float32", "shape": [64]},
-                        {"name": "score", "dtype": "float32", "shape": [1]}],
-            "validation": {"data": {"npz": "v.npz", "labels": "y"}}}
+    data = {
+        "name": "m",
+        "source": {"kind": "onnx", "path": "m.onnx"},
+        "max_batch_size": 4,
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [8]}],
+        "outputs": [
+            {"name": "logits", "dtype": "float32", "shape": [10]},
+            {"name": "emb", "dtype": "float32", "shape": [64]},
+            {"name": "score", "dtype": "float32", "shape": [1]},
+        ],
+        "validation": {"data": {"npz": "v.npz", "labels": "y"}},
+    }
     assert parse_spec(data).output_kinds == {"logits": "class_scores", "emb": "embedding", "score": "regression"}
     data["gate"] = {"outputs": {"emb": {"kind": "regression"}}}
     assert parse_spec(data).output_kinds["emb"] == "regression"
@@ -80,10 +92,10 @@ def test_timing_windows_until_stable_and_interleaved():
         def run(batch):
             calls.append(name)
             return sum(range(2000))
+
         return run
 
-    settings = TimingSpec(warmup_runs=1, window_s=0.01, min_runs_per_window=2, stable_pct=1000, stable_windows=2,
-                          max_windows=5)
+    settings = TimingSpec(warmup_runs=1, window_s=0.01, min_runs_per_window=2, stable_pct=1000, stable_windows=2, max_windows=5)
     inputs = {1: {"x": np.zeros((1, 4))}, 8: {"x": np.zeros((8, 4))}}
     stats = measure({"a": runner("a"), "b": runner("b")}, inputs, settings)
     for rid in ("a", "b"):
@@ -106,8 +118,10 @@ def test_timing_input_has_exact_batch_size(digits_spec):
 
 
 def test_int8_search_grid():
-    grid = candidates(Int8SearchSpec(enabled=True, methods=["dynamic", "entropy"], per_channel=[False, True],
-                                     exclude_top=[0, 2, 4]), ranked=["n1", "n2", "n3"])
+    grid = candidates(
+        Int8SearchSpec(enabled=True, methods=["dynamic", "entropy"], per_channel=[False, True], exclude_top=[0, 2, 4]),
+        ranked=["n1", "n2", "n3"],
+    )
     ids = [v.variant_id for v in grid]
     assert ids[:3] == ["int8_dyn_pt_x0", "int8_dyn_pt_x2", "int8_dyn_pt_x3"]  # only 3 nodes to exclude
     assert len(ids) == len(set(ids)) == 12
@@ -115,7 +129,8 @@ def test_int8_search_grid():
     assert entropy.kind == "onnx_int8_qdq" and entropy.calibration_method == "entropy"
     assert entropy.exclude_nodes == ["n1", "n2"] and entropy.per_channel
     assert candidates(Int8SearchSpec(enabled=True, exclude_top=[0, 4]), ranked=[]) == candidates(
-        Int8SearchSpec(enabled=True, exclude_top=[0]), ranked=[])
+        Int8SearchSpec(enabled=True, exclude_top=[0]), ranked=[]
+    )
 
 
 def test_the_spec_s_variant_entries_are_the_converters_options():
@@ -138,15 +153,22 @@ def test_the_spec_s_variant_entries_are_the_converters_options():
 
 def test_tensorrt_model_config_on_cpu(tmp_path, digits_spec):
     """The config a TensorRT plan is served with, generated and parsed back without a GPU."""
-    from tritonforge.repository.config import read_config
     from tritonforge.builder.serving_graph import variant_model
     from tritonforge.builder.variants import VariantOutcome
+    from tritonforge.repository.config import read_config
 
     spec = load_spec(digits_spec)
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"plan bytes")
-    outcome = VariantOutcome(id="trt_fp16", kind="trt_fp16", runtime="tensorrt", precision="fp16", options={},
-                             published_as="digits_trt_fp16", file=str(plan))
+    outcome = VariantOutcome(
+        id="trt_fp16",
+        kind="trt_fp16",
+        runtime="tensorrt",
+        precision="fp16",
+        options={},
+        published_as="digits_trt_fp16",
+        file=str(plan),
+    )
     model = variant_model(spec, outcome, 0)
     model.write(tmp_path / "digits_trt_fp16", 3)
     cfg = read_config(tmp_path / "digits_trt_fp16" / "config.pbtxt")
@@ -171,13 +193,17 @@ def test_fp16_variant_without_io_casts_declares_half_io(tmp_path, digits_spec):
 
 
 def test_profile_shapes_cover_batch_and_dynamic_dims():
-    from tritonforge.builder.converters.onnx2trt import observed_dims, profile_shapes
     from tritonforge.builder.converters import variant_spec
+    from tritonforge.builder.converters.onnx2trt import observed_dims, profile_shapes
     from tritonforge.spec import load_spec
 
     spec = load_spec(DIGITS.parent / "minilm" / "spec.yaml")
-    data = Dataset([{"input_ids": np.ones((4, 12), np.int64), "attention_mask": np.ones((4, 12), np.int64)},
-                    {"input_ids": np.ones((2, 30), np.int64), "attention_mask": np.ones((2, 30), np.int64)}])
+    data = Dataset(
+        [
+            {"input_ids": np.ones((4, 12), np.int64), "attention_mask": np.ones((4, 12), np.int64)},
+            {"input_ids": np.ones((2, 30), np.int64), "attention_mask": np.ones((2, 30), np.int64)},
+        ]
+    )
     validation = Dataset([{"input_ids": np.ones((3, 40), np.int64), "attention_mask": np.ones((3, 40), np.int64)}])
     shapes = profile_shapes(spec, variant_spec("trt_fp16", opt_batch_size=16), observed_dims([validation, data]))
     # tuned for the longest input seen; accepts up to the tokenizer's max_length (its 128 bucket), so a long
@@ -193,8 +219,14 @@ def test_build_fingerprint_sees_the_gpu_model_not_its_free_memory():
     """On the lent H100 every second build rebuilt: free GPU memory had gone into the fingerprint."""
     from tritonforge.hardware import GpuInfo
 
-    a = GpuInfo(name="NVIDIA H100 80GB HBM3", compute_capability="9.0", memory_total_mb=81559, memory_free_mb=81079,
-                driver="580.159.04", count=1)
+    a = GpuInfo(
+        name="NVIDIA H100 80GB HBM3",
+        compute_capability="9.0",
+        memory_total_mb=81559,
+        memory_free_mb=81079,
+        driver="580.159.04",
+        count=1,
+    )
     b = GpuInfo(**{**a.to_dict(), "memory_free_mb": 79811})
     assert a.identity() == b.identity()
     assert a.identity() != GpuInfo(**{**a.to_dict(), "compute_capability": "8.0"}).identity()
@@ -211,10 +243,13 @@ def test_int8_preprocessing_drops_value_info_of_weights(tmp_path):
 
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((128, 64)).astype(np.float32), "w")
     graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], "g",
+        [helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 128])], [w],
-        value_info=[helper.make_tensor_value_info("w", TensorProto.FLOAT, [128, 64])])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 128])],
+        [w],
+        value_info=[helper.make_tensor_value_info("w", TensorProto.FLOAT, [128, 64])],
+    )
     src = tmp_path / "fp32.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
     out = preprocessed(src, tmp_path, [])

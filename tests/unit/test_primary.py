@@ -6,8 +6,7 @@ from tritonforge.builder.variants import PRIMARY_MARGIN, VariantOutcome, choose_
 
 
 def _v(vid, speedup, status="passed", kind=None, search=False):
-    o = VariantOutcome(id=vid, kind=kind or vid, runtime="onnxruntime", precision="x", options={}, search=search,
-                       status=status)
+    o = VariantOutcome(id=vid, kind=kind or vid, runtime="onnxruntime", precision="x", options={}, search=search, status=status)
     o.speedup = speedup
     return o
 
@@ -16,8 +15,9 @@ FP32 = _v("onnx_fp32", {"1": 1.0, "32": 1.0})
 
 
 def test_the_fastest_by_the_shown_p50_is_primary_with_the_figures_in_the_note():
-    primary, why = choose_primary([FP32, _v("onnx_fp16", {"1": 1.3, "32": 1.4}),
-                                   _v("onnx_int8_dynamic", {"1": 1.1, "32": 1.2})], None, True)
+    primary, why = choose_primary(
+        [FP32, _v("onnx_fp16", {"1": 1.3, "32": 1.4}), _v("onnx_int8_dynamic", {"1": 1.1, "32": 1.2})], None, True
+    )
     assert primary == "onnx_fp16"
     assert why == "primary: onnx_fp16, the fastest passing variant: p50 1.30x/1.40x at batch 1/32 of FP32's"
 
@@ -36,9 +36,14 @@ def test_within_the_margin_fp32_stays_and_beyond_it_the_variant_wins():
 
 
 def test_rejected_variants_and_search_points_that_did_not_win_are_not_candidates():
-    outcomes = [FP32, _v("onnx_fp16", {"1": 3.0}, status="rejected"),
-                _v("int8_dyn_pc_x0", {"1": 2.5}, kind="onnx_int8_dynamic", search=True),
-                _v("int8_dyn_pc_x1", {"1": 2.0}, kind="onnx_int8_dynamic", search=True)]
+    outcomes = [
+        FP32,
+        _v("onnx_fp16", {"1": 3.0}, status="rejected"),
+        _v("int8_dyn_pc_x0", {"1": 2.5}, kind="onnx_int8_dynamic", search=True),
+        _v("int8_dyn_pc_x1", {"1": 2.0}, kind="onnx_int8_dynamic", search=True),
+    ]
     assert choose_primary(outcomes, "int8_dyn_pc_x1", True)[0] == "int8_dyn_pc_x1"
     assert choose_primary(outcomes, None, False) == (
-        "onnx_fp32", "primary: onnx_fp32 (timing is off, so no variant has shown it is faster)")
+        "onnx_fp32",
+        "primary: onnx_fp32 (timing is off, so no variant has shown it is faster)",
+    )

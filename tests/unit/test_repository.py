@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from helpers import tree_hashes
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonforge.errors import RepositoryError
@@ -14,12 +15,15 @@ from tritonforge.repository import config as cfg
 from tritonforge.repository.publish import Publication, remove_tree, work_area
 from tritonforge.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
 
-from helpers import tree_hashes
-
 IN = [TensorSpec(name="ids", dtype="int64", shape=[-1]), TensorSpec(name="text", dtype="string", shape=[1])]
 OUT = [TensorSpec(name="emb", dtype="float32", shape=[384])]
-SCHED = cfg.Scheduling(32, DynamicBatchingSpec(preferred_batch_sizes=[8, 32], max_queue_delay_us=100), 2, "cpu",
-                       WarmupSpec(batch_sizes=[1, 8], dynamic_dim=16))
+SCHED = cfg.Scheduling(
+    32,
+    DynamicBatchingSpec(preferred_batch_sizes=[8, 32], max_queue_delay_us=100),
+    2,
+    "cpu",
+    WarmupSpec(batch_sizes=[1, 8], dynamic_dim=16),
+)
 
 
 def test_python_model_config_round_trip(tmp_path):
@@ -37,8 +41,9 @@ def test_python_model_config_round_trip(tmp_path):
 
 
 def test_ensemble_and_tensorrt_configs():
-    e = cfg.ensemble_model("m", IN, OUT, 32, [cfg.EnsembleStep("m_ort", {"ids": "ids", "text": "text"}, {"emb": "emb"})],
-                           response_cache=True)
+    e = cfg.ensemble_model(
+        "m", IN, OUT, 32, [cfg.EnsembleStep("m_ort", {"ids": "ids", "text": "text"}, {"emb": "emb"})], response_cache=True
+    )
     assert e.platform == "ensemble" and e.response_cache.enable
     assert not e.HasField("dynamic_batching") and not e.instance_group and not e.model_warmup
     step = e.ensemble_scheduling.step[0]
@@ -118,20 +123,21 @@ def test_failure_before_commit_leaves_repo_untouched(tmp_path):
     repo = tmp_path / "repo"
     _seed(repo)
     before = tree_hashes(repo)
-    with pytest.raises(RuntimeError):
-        with Publication(repo, order=["a"]) as pub:
-            _stage(pub, "a", "half")
-            raise RuntimeError("build failed half way")
+    with pytest.raises(RuntimeError), Publication(repo, order=["a"]) as pub:
+        _stage(pub, "a", "half")
+        raise RuntimeError("build failed half way")
     assert tree_hashes(repo) == before and not _leftovers(repo)
 
 
 def test_second_writer_is_refused(tmp_path):
     repo = tmp_path / "repo"
     _seed(repo)
-    with Publication(repo, order=["a"]):
-        with pytest.raises(RepositoryError, match="another build is writing"):
-            with Publication(repo, order=["a"]):
-                pass
+    with (
+        Publication(repo, order=["a"]),
+        pytest.raises(RepositoryError, match="another build is writing"),
+        Publication(repo, order=["a"]),
+    ):
+        pass
 
 
 @pytest.mark.parametrize("kind", ["file", "symlink"])
@@ -159,8 +165,6 @@ def test_remove_tree_never_follows_a_symlink(tmp_path):
     (doomed / "file").write_text("x")
     assert remove_tree(doomed) == []
     assert not doomed.exists() and (outside / "keep.txt").read_text() == "keep"
-
-
 
 
 def test_a_commit_record_that_cannot_be_written_leaves_a_complete_publication(tmp_path, monkeypatch):
@@ -199,16 +203,16 @@ def test_recovery_keeps_a_complete_publication_and_rolls_back_a_partial_one(tmp_
         def apply(self, steps, journal, can_exchange):
             real_apply(self, steps[:n], journal, can_exchange)
             raise KeyboardInterrupt  # killed here; its own rollback is skipped below, as after a kill -9
+
         return apply
 
     monkeypatch.setattr(publish, "_undo", lambda *a: None)
     monkeypatch.setattr(Publication, "_apply", stop_after(1))
     monkeypatch.setattr(publish, "remove_tree", lambda p: [])  # a killed build cleans nothing up
-    with pytest.raises(KeyboardInterrupt):
-        with Publication(repo, order=["a", "c"]) as pub:
-            _stage(pub, "a", "new a")
-            _stage(pub, "c", "new c")
-            pub.commit()
+    with pytest.raises(KeyboardInterrupt), Publication(repo, order=["a", "c"]) as pub:
+        _stage(pub, "a", "new a")
+        _stage(pub, "c", "new c")
+        pub.commit()
     monkeypatch.undo()
     assert (repo / "a" / "config.pbtxt").read_text() == "new a"  # half published
     publish.recover(work_area(repo), repo)
@@ -217,11 +221,10 @@ def test_recovery_keeps_a_complete_publication_and_rolls_back_a_partial_one(tmp_
     monkeypatch.setattr(publish, "_undo", lambda *a: None)
     monkeypatch.setattr(Publication, "_apply", stop_after(2))
     monkeypatch.setattr(publish, "remove_tree", lambda p: [])
-    with pytest.raises(KeyboardInterrupt):
-        with Publication(repo, order=["a", "c"]) as pub:
-            _stage(pub, "a", "new a")
-            _stage(pub, "c", "new c")
-            pub.commit()
+    with pytest.raises(KeyboardInterrupt), Publication(repo, order=["a", "c"]) as pub:
+        _stage(pub, "a", "new a")
+        _stage(pub, "c", "new c")
+        pub.commit()
     monkeypatch.undo()
     done = publish.recover(work_area(repo), repo)
     assert "had completed; kept" in done[0]
@@ -240,11 +243,10 @@ def test_a_failure_in_the_middle_of_a_commit_rolls_the_repository_back(tmp_path,
         real_rename(src, dst)
 
     monkeypatch.setattr(os, "rename", rename)
-    with pytest.raises(OSError):
-        with Publication(repo, order=["a", "c"]) as pub:
-            _stage(pub, "a", "new a")
-            _stage(pub, "c", "new c")
-            pub.commit()
+    with pytest.raises(OSError), Publication(repo, order=["a", "c"]) as pub:
+        _stage(pub, "a", "new a")
+        _stage(pub, "c", "new c")
+        pub.commit()
     monkeypatch.undo()
     assert tree_hashes(repo) == before and not _leftovers(repo)
 
@@ -269,7 +271,5 @@ def test_builds_of_one_repository_take_turns_and_a_waiting_one_says_so(tmp_path)
     first.__exit__(None, None, None)
     t.join(5)
     assert order == ["first", "second"] and len(said) == 1 and "waiting for another build" in said[0]
-    with RepositoryLock(repo):
-        with pytest.raises(RepositoryError, match="for over 0s"):
-            with RepositoryLock(repo, wait_s=0.0):
-                pass
+    with RepositoryLock(repo), pytest.raises(RepositoryError, match="for over 0s"), RepositoryLock(repo, wait_s=0.0):
+        pass

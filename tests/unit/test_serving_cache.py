@@ -81,8 +81,12 @@ def test_the_memory_store_uses_no_more_memory_than_its_bound(value_bytes):
         peak_accounted = 0
         for batch in range(3 * bound // (value_bytes + 200) // 50):
             # fresh key and value objects the store alone keeps, as the cache's writer hands them over
-            store.set_many([("tritonforge:" + hashlib.sha256(f"{batch}/{i}".encode()).hexdigest(), os.urandom(value_bytes))
-                            for i in range(50)])
+            store.set_many(
+                [
+                    ("tritonforge:" + hashlib.sha256(f"{batch}/{i}".encode()).hexdigest(), os.urandom(value_bytes))
+                    for i in range(50)
+                ]
+            )
             peak_accounted = max(peak_accounted, store.bytes)
             assert store.bytes <= bound
         used = tracemalloc.get_traced_memory()[0] - base
@@ -133,8 +137,9 @@ def test_values_failing_authentication_are_reported_once_per_change_of_state():
     from tritonforge.serving.cache import authentication_message
 
     store, changes = MemoryStore(2**20, 300), []
-    ours = ResponseCache(store, Codec(b"k" * 32, OUTPUTS, 2**20), "m", "v1", "p:", 16, Tally(), {"model": "m"},
-                         on_authentication=changes.append)
+    ours = ResponseCache(
+        store, Codec(b"k" * 32, OUTPUTS, 2**20), "m", "v1", "p:", 16, Tally(), {"model": "m"}, on_authentication=changes.append
+    )
     other = Codec(b"another secret", OUTPUTS, 2**20)
     keys = [f"p:{i}" for i in range(6)]
     store.set_many([(k, other.encode(k, _answer())) for k in keys])

@@ -103,8 +103,12 @@ def test_malformed_values_are_refused(bad):
 
 def test_object_dtypes_smuggled_into_an_authentic_header_are_refused():
     codec = _codec()
-    head = json.dumps([{"name": "emb", "dtype": "|O", "shape": [1, 384], "nbytes": 8},
-                       {"name": "label", "dtype": "<i8", "shape": [1, 1], "nbytes": 8}]).encode()
+    head = json.dumps(
+        [
+            {"name": "emb", "dtype": "|O", "shape": [1, 384], "nbytes": 8},
+            {"name": "label", "dtype": "<i8", "shape": [1, 1], "nbytes": 8},
+        ]
+    ).encode()
     payload = zlib.compress(struct.pack("<I", len(head)) + head + b"\0" * 16)
     with pytest.raises(InvalidValue):
         codec.decode("k", MAGIC + codec._tag("k", payload) + payload, 1)

@@ -7,13 +7,12 @@ import json
 
 import pytest
 import yaml
+from helpers import MINILM
 
 from tritonforge.builder.serving_graph import ServingPlan, plan_models
-from tritonforge.spec import CacheSpec, RouterSpec, parse_spec
 from tritonforge.builder.variants import VariantOutcome
 from tritonforge.repository.manifest import Role
-
-from helpers import MINILM
+from tritonforge.spec import CacheSpec, RouterSpec, parse_spec
 
 
 def _models(tmp_path, **serving):
@@ -23,8 +22,18 @@ def _models(tmp_path, **serving):
     outcomes = []
     for vid in ("onnx_fp16", "onnx_fp32"):
         (tmp_path / f"{vid}.onnx").write_bytes(b"onnx")
-        outcomes.append(VariantOutcome(vid, vid, "onnxruntime", vid[5:], {}, status="passed",
-                                       published_as=f"minilm_{vid}", file=str(tmp_path / f"{vid}.onnx")))
+        outcomes.append(
+            VariantOutcome(
+                vid,
+                vid,
+                "onnxruntime",
+                vid[5:],
+                {},
+                status="passed",
+                published_as=f"minilm_{vid}",
+                file=str(tmp_path / f"{vid}.onnx"),
+            )
+        )
     tokenizer = tmp_path / "tokenizer.json"
     tokenizer.write_text("{}")
     plan = ServingPlan(outcomes, outcomes[0], outcomes[1], "v1", tokenizer, {})
@@ -42,17 +51,27 @@ def test_one_public_model_compute_models_first(tmp_path):
     public = models["minilm"]
     assert public.config.backend == "python" and not public.config.ensemble_scheduling.step
     assert [i.name for i in public.config.input] == ["text"]
-    assert {"model.py", "runner.onnx", "runner_fp32.onnx", "tokenizer.json", "tritonforge_serving/router.py",
-            "tritonforge_serving/cache.py"} <= set(public.files)
+    assert {
+        "model.py",
+        "runner.onnx",
+        "runner_fp32.onnx",
+        "tokenizer.json",
+        "tritonforge_serving/router.py",
+        "tritonforge_serving/cache.py",
+    } <= set(public.files)
 
 
 def test_rungs_are_called_at_this_build_s_version_then_run_in_process(tmp_path):
     _, models = _models(tmp_path)
     rungs = _settings(models["minilm"])["rungs"]
     assert [(r["kind"], r.get("model"), r.get("version")) for r in rungs[:2]] == [
-        ("bls", "minilm_onnx_fp16", 7), ("bls", "minilm_onnx_fp32", 7)]
-    assert [(r["name"], r["file"]) for r in rungs[2:]] == [("in_process:minilm_onnx_fp16", "runner.onnx"),
-                                                          ("in_process:minilm_onnx_fp32", "runner_fp32.onnx")]
+        ("bls", "minilm_onnx_fp16", 7),
+        ("bls", "minilm_onnx_fp32", 7),
+    ]
+    assert [(r["name"], r["file"]) for r in rungs[2:]] == [
+        ("in_process:minilm_onnx_fp16", "runner.onnx"),
+        ("in_process:minilm_onnx_fp32", "runner_fp32.onnx"),
+    ]
     assert rungs[0]["inputs"] == {"input_ids": "TYPE_INT64", "attention_mask": "TYPE_INT64"}
 
 
@@ -65,8 +84,13 @@ def test_settings_come_from_the_spec_with_its_defaults(tmp_path):
     assert s["preprocess"]["buckets"] == [16, 32, 64, 128] and s["preprocess"]["file"] == "tokenizer.json"
     assert s["max_request_bytes"] == spec.serving.max_request_bytes
     # the example declares input_ids' range (the vocabulary); the checks the public model runs take it from there
-    assert s["model_inputs"][0] == {"name": "input_ids", "dtype": "int64", "dims": [-1], "dim_names": ["sequence"],
-                                    "range": [0.0, 30521.0]}
+    assert s["model_inputs"][0] == {
+        "name": "input_ids",
+        "dtype": "int64",
+        "dims": [-1],
+        "dim_names": ["sequence"],
+        "range": [0.0, 30521.0],
+    }
     assert spec.inputs[0].range == (0, 30521)
 
 

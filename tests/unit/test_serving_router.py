@@ -45,8 +45,9 @@ class Rung:
 
 def _router(*rungs, failures=2, seconds=10.0, clock=None):
     states = []
-    router = Router(rungs, failures, seconds, Tally(), {"model": "m"}, on_state=lambda *a: states.append(a),
-                    clock=clock or Clock())
+    router = Router(
+        rungs, failures, seconds, Tally(), {"model": "m"}, on_state=lambda *a: states.append(a), clock=clock or Clock()
+    )
     return router, states
 
 
@@ -101,7 +102,7 @@ def test_failing_rung_opens_its_breaker_and_the_gauge_reads_zero_once_it_has_pas
 def test_every_breaker_open_tries_every_rung_anyway():
     a, b = Rung("a", mode="fail"), Rung("b", mode="fail")
     router, _ = _router(a, b, failures=1)
-    with pytest.raises(Exception):
+    with pytest.raises(NoRungAnswered):
         raise router.route_requests(_requests(1), [0])[0]
     b.mode = "ok"
     assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 1.0
@@ -162,8 +163,9 @@ def test_a_rung_that_fails_every_request_of_a_batch_alone_is_at_fault_once_per_b
         results = router.route_requests(_requests(1, 2, 3), [0, 1, 2])
         assert [float(results[i]["y"][0, 0]) for i in range(3)] == [3.0, 6.0, 9.0]  # the next rung answered
         assert router.tally.total("tritonforge_router_failures_total", variant="a") == n  # one per batch
-    assert router.breakers["a"].opened == 1 and states == [("a", "breaker open", "CUDA error: an illegal memory "
-                                                                                "access was encountered")]
+    assert router.breakers["a"].opened == 1 and states == [
+        ("a", "breaker open", "CUDA error: an illegal memory access was encountered")
+    ]
     calls = a.calls
     router.route_requests(_requests(1, 2, 3), [0, 1, 2])
     assert a.calls == calls  # skipped while open
@@ -178,9 +180,11 @@ def test_a_lone_request_every_healthy_rung_fails_is_its_own_fault():
     for _ in range(6):
         result = router.route_requests(_requests(13), [0])[0]
         assert isinstance(result, RequestError)
-        assert str(result) == ("the model could not compute this request: a: RUNTIME_EXCEPTION: Attempting to "
-                               "broadcast an axis by a dimension other than 1. 10 by 12 | b: RUNTIME_EXCEPTION: "
-                               "Attempting to broadcast an axis by a dimension other than 1. 10 by 12")
+        assert str(result) == (
+            "the model could not compute this request: a: RUNTIME_EXCEPTION: Attempting to "
+            "broadcast an axis by a dimension other than 1. 10 by 12 | b: RUNTIME_EXCEPTION: "
+            "Attempting to broadcast an axis by a dimension other than 1. 10 by 12"
+        )
     assert router.tally.total("tritonforge_router_failures_total") == 0
     assert router.breakers["a"].consecutive == 0 and router.breakers["b"].consecutive == 0 and not states
     assert router.route_requests(_requests(2), [0])[0]["y"][0, 0] == 4.0

@@ -23,8 +23,11 @@ def minilm_tokenizer():
 
 def _encoder(path, max_length=128):
     buckets = [b for b in (16, 32, 64, 128) if b <= max_length]
-    return TextEncoder(path, {"max_length": max_length, "buckets": buckets, "max_text_bytes": 1 << 20, "pad_id": 0,
-                              "text_input": "text"}, ["input_ids", "attention_mask"])
+    return TextEncoder(
+        path,
+        {"max_length": max_length, "buckets": buckets, "max_text_bytes": 1 << 20, "pad_id": 0, "text_input": "text"},
+        ["input_ids", "attention_mask"],
+    )
 
 
 def _whole(path, texts, max_length):
@@ -41,13 +44,13 @@ def _assert_same_as_whole(path, texts, max_length):
     encoder = _encoder(path, max_length)
     expected = _whole(path, texts, max_length)
     got = encoder._encode_texts(texts)
-    for text, want, have in zip(texts, expected, got):
+    for text, want, have in zip(texts, expected, got, strict=True):
         assert have == want, f"text of {len(text)} characters starting {text[:40]!r}"
     # and the tensors the model receives, request by request: ids, mask and bucket
     out = encoder.encode([[t] for t in texts])
-    for want, tensors in zip(expected, out):
+    for want, tensors in zip(expected, out, strict=True):
         ids, mask = tensors["input_ids"][0], tensors["attention_mask"][0]
-        assert ids[:len(want)].tolist() == want and not ids[len(want):].any()
+        assert ids[: len(want)].tolist() == want and not ids[len(want) :].any()
         assert mask.tolist() == [1] * len(want) + [0] * (len(mask) - len(want))
 
 
@@ -83,8 +86,8 @@ def _pathological():
         "chinese, no space": "\u4eca\u5929\u5929\u6c14\u5f88\u597d\uff0c\u6211\u4eec\u53bb\u516c\u56ed\u3002" * 1500,
         "japanese kana, no space": "\u3072\u3089\u304c\u306a\u30ab\u30bf\u30ab\u30ca" * 2500,
         "korean": "\ud55c\uad6d\uc5b4 \ubb38\uc7a5\uc785\ub2c8\ub2e4. " * 3000,
-        "emoji and zwj": "\U0001F44D\U0001F3FD \U0001F469\u200d\U0001F469\u200d\U0001F467 ok\U0001F600! " * 2500,
-        "4-byte letters": "\U00010400\U00010401 \U0001D400\U0001D401 " * 4000,
+        "emoji and zwj": "\U0001f44d\U0001f3fd \U0001f469\u200d\U0001f469\u200d\U0001f467 ok\U0001f600! " * 2500,
+        "4-byte letters": "\U00010400\U00010401 \U0001d400\U0001d401 " * 4000,
         "special tokens written out": "[MASK] [SEP]x[CLS] [PAD][UNK] " * 3000,
         "replacement characters": "\ufffd\ufffd abc " * 5000,
         "empty": "",
@@ -94,7 +97,7 @@ def _pathological():
     # a word across the first budget (128 * 8 characters), at every offset around it
     for shift in range(-3, 4):
         texts[f"word across the budget {shift}"] = "y" * (1024 + shift) + " " + english[:5000]
-        texts[f"sentence across the budget {shift}"] = english[:1024 + shift] + word + " " + english[:5000]
+        texts[f"sentence across the budget {shift}"] = english[: 1024 + shift] + word + " " + english[:5000]
     return texts
 
 
@@ -111,9 +114,42 @@ def test_cut_texts_give_the_whole_texts_answer_with_a_small_budget(minilm_tokeni
 
 
 def test_random_texts_of_awkward_characters_give_the_whole_texts_answer(minilm_tokenizer):
-    alphabet = [" ", " ", "\t", "\n", "\r", "\x0c", "\x85", "\u00a0", "\u3000", ".", ",", "[", "]", "MASK", "[SEP]",
-                "ab", "cde", "x" * 40, "\u0301", "\u0334", "\u4e2d", "\u6587", "\u3072", "\u0627\u0644", "\u05e9",
-                "\u200f", "\U0001F600", "\u00e9", "e\u0301", "1", "2024", "\x00", "\ufffd", "\uff0c"]
+    alphabet = [
+        " ",
+        " ",
+        "\t",
+        "\n",
+        "\r",
+        "\x0c",
+        "\x85",
+        "\u00a0",
+        "\u3000",
+        ".",
+        ",",
+        "[",
+        "]",
+        "MASK",
+        "[SEP]",
+        "ab",
+        "cde",
+        "x" * 40,
+        "\u0301",
+        "\u0334",
+        "\u4e2d",
+        "\u6587",
+        "\u3072",
+        "\u0627\u0644",
+        "\u05e9",
+        "\u200f",
+        "\U0001f600",
+        "\u00e9",
+        "e\u0301",
+        "1",
+        "2024",
+        "\x00",
+        "\ufffd",
+        "\uff0c",
+    ]
     rng = random.Random(23)
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(50, 900))) for _ in range(400)]
     _assert_same_as_whole(minilm_tokenizer, texts, 8)
@@ -164,14 +200,15 @@ def _word_level_tokenizer(tmp_path, pre_tokenizer, normalizer=None):
     return path
 
 
-@pytest.mark.parametrize("pre_tokenizer, normalizer, cut", [("WhitespaceSplit", False, True), ("ByteLevel", False, False),
-                                                            ("WhitespaceSplit", True, False)])
+@pytest.mark.parametrize(
+    "pre_tokenizer, normalizer, cut",
+    [("WhitespaceSplit", False, True), ("ByteLevel", False, False), ("WhitespaceSplit", True, False)],
+)
 def test_other_tokenizers_are_cut_only_where_that_is_shown_to_be_safe(tmp_path, pre_tokenizer, normalizer, cut):
     path = _word_level_tokenizer(tmp_path, pre_tokenizer, normalizer)
     assert bool(cut_characters(json.loads(path.read_text()))) is cut
     rng = random.Random(5)
-    texts = ["".join(rng.choice(["a", "b", " ", "  ", "ab", "\t"]) for _ in range(rng.randint(100, 3000)))
-             for _ in range(50)]
+    texts = ["".join(rng.choice(["a", "b", " ", "  ", "ab", "\t"]) for _ in range(rng.randint(100, 3000))) for _ in range(50)]
     _assert_same_as_whole(path, texts, 8)
 
 

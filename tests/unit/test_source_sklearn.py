@@ -24,9 +24,9 @@ from sklearn.preprocessing import StandardScaler
 
 from tritonforge.builder.exporters import sklearn2onnx
 from tritonforge.builder.sources import LoadedSource, load_source, source_files, source_tools
-from tritonforge.spec import parse_spec
 from tritonforge.cli.main import main
 from tritonforge.errors import ExportError, SourceModelError, SpecError
+from tritonforge.spec import parse_spec
 
 X, Y = load_iris(return_X_y=True)
 X = X.astype(np.float32)
@@ -35,18 +35,25 @@ XR = XR.astype(np.float32)
 
 
 def _classifier_spec(source: dict, base_dir: Path, names=("label", "probabilities")) -> dict:
-    return {"name": "iris", "source": source,
-            "inputs": [{"name": "input", "dtype": "float32", "shape": [4]}],
-            "outputs": [{"name": names[0], "dtype": "int64", "shape": []},
-                        {"name": names[1], "dtype": "float32", "shape": [3]}],
-            "max_batch_size": 16, "validation": {"data": {"npz": "validation.npz"}}}
+    return {
+        "name": "iris",
+        "source": source,
+        "inputs": [{"name": "input", "dtype": "float32", "shape": [4]}],
+        "outputs": [{"name": names[0], "dtype": "int64", "shape": []}, {"name": names[1], "dtype": "float32", "shape": [3]}],
+        "max_batch_size": 16,
+        "validation": {"data": {"npz": "validation.npz"}},
+    }
 
 
 def _regressor_spec(source: dict) -> dict:
-    return {"name": "reg", "source": source,
-            "inputs": [{"name": "x", "dtype": "float32", "shape": [5]}],
-            "outputs": [{"name": "variable", "dtype": "float32", "shape": [1]}],
-            "max_batch_size": 16, "validation": {"data": {"npz": "validation.npz"}}}
+    return {
+        "name": "reg",
+        "source": source,
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [5]}],
+        "outputs": [{"name": "variable", "dtype": "float32", "shape": [1]}],
+        "max_batch_size": 16,
+        "validation": {"data": {"npz": "validation.npz"}},
+    }
 
 
 def _spec(data: dict, base_dir: Path):
@@ -71,22 +78,27 @@ def gbm_file(tmp_path, gbm) -> Path:
 
 # --- the spec ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("source", [{"kind": "sklearn", "path": "model.joblib"},
-                                    {"kind": "sklearn", "factory": "mod:make", "factory_args": {"n": 3}}])
+
+@pytest.mark.parametrize(
+    "source", [{"kind": "sklearn", "path": "model.joblib"}, {"kind": "sklearn", "factory": "mod:make", "factory_args": {"n": 3}}]
+)
 def test_spec_takes_a_path_or_a_factory(tmp_path, source):
     spec = _spec(_classifier_spec(source, tmp_path), tmp_path)
     assert spec.source.kind == "sklearn"
     assert (spec.source.path is None) != (spec.source.factory is None)
 
 
-@pytest.mark.parametrize("source, fragment", [
-    ({"kind": "sklearn"}, "exactly one of 'path'"),
-    ({"kind": "sklearn", "path": "m.joblib", "factory": "mod:make"}, "exactly one of 'path'"),
-    ({"kind": "sklearn", "path": "m.joblib", "state_dict": "w.pt"}, "no 'state_dict'"),
-    ({"kind": "sklearn", "factory": "mod:make", "state_dict": "w.pt"}, "no 'state_dict'"),
-    ({"kind": "sklearn", "factory": "not a ref"}, "must be 'module:callable'"),
-    ({"kind": "sklearn", "path": "m.joblib", "factory_args": {"n": 1}}, "'factory_args' only with 'factory'"),
-])
+@pytest.mark.parametrize(
+    "source, fragment",
+    [
+        ({"kind": "sklearn"}, "exactly one of 'path'"),
+        ({"kind": "sklearn", "path": "m.joblib", "factory": "mod:make"}, "exactly one of 'path'"),
+        ({"kind": "sklearn", "path": "m.joblib", "state_dict": "w.pt"}, "no 'state_dict'"),
+        ({"kind": "sklearn", "factory": "mod:make", "state_dict": "w.pt"}, "no 'state_dict'"),
+        ({"kind": "sklearn", "factory": "not a ref"}, "must be 'module:callable'"),
+        ({"kind": "sklearn", "path": "m.joblib", "factory_args": {"n": 1}}, "'factory_args' only with 'factory'"),
+    ],
+)
 def test_spec_refuses_a_bad_sklearn_source_naming_the_field(tmp_path, source, fragment):
     with pytest.raises(SpecError) as err:
         _spec(_classifier_spec(source, tmp_path), tmp_path)
@@ -104,6 +116,7 @@ def test_load_spec_names_a_missing_file(tmp_path):
 
 
 # --- loading and the reference run -------------------------------------------------------------------------------
+
 
 def test_joblib_classifier_runs_predict_and_predict_proba(tmp_path, gbm, gbm_file):
     spec = _spec(_classifier_spec({"kind": "sklearn", "path": "model.joblib"}, tmp_path), tmp_path)
@@ -128,7 +141,8 @@ def test_plain_pickle_file_loads(tmp_path, gbm):
 
 
 def test_factory_regressor_runs_predict_one_value_per_sample(tmp_path):
-    (tmp_path / "skl_factory_mod.py").write_text(textwrap.dedent("""
+    (tmp_path / "skl_factory_mod.py").write_text(
+        textwrap.dedent("""
         import numpy as np
         from sklearn.datasets import make_regression
         from sklearn.linear_model import LinearRegression
@@ -136,9 +150,11 @@ def test_factory_regressor_runs_predict_one_value_per_sample(tmp_path):
         def make(noise=0.1):
             x, y = make_regression(n_samples=120, n_features=5, noise=noise, random_state=0)
             return LinearRegression().fit(x.astype(np.float32), y)
-    """))
-    spec = _spec(_regressor_spec({"kind": "sklearn", "factory": "skl_factory_mod:make",
-                                  "factory_args": {"noise": 0.2}}), tmp_path)
+    """)
+    )
+    spec = _spec(
+        _regressor_spec({"kind": "sklearn", "factory": "skl_factory_mod:make", "factory_args": {"noise": 0.2}}), tmp_path
+    )
     try:
         source = load_source(spec)
         assert isinstance(source.obj, LinearRegression)
@@ -152,15 +168,20 @@ def test_factory_regressor_runs_predict_one_value_per_sample(tmp_path):
 
 # --- the skl2onnx export -------------------------------------------------------------------------------------------
 
+
 def _ort(path: Path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 @pytest.mark.parametrize("names", [("label", "probabilities"), ("cls", "scores")])
-@pytest.mark.parametrize("make", [
-    lambda: GradientBoostingClassifier(n_estimators=15, max_depth=2, random_state=0),
-    lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)),
-], ids=["gbm", "pipeline"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GradientBoostingClassifier(n_estimators=15, max_depth=2, random_state=0),
+        lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)),
+    ],
+    ids=["gbm", "pipeline"],
+)
 def test_export_reproduces_predict_and_predict_proba(tmp_path, names, make):
     est = make().fit(X, Y)
     spec = _spec(_classifier_spec({"kind": "sklearn", "path": "model.joblib"}, tmp_path, names), tmp_path)
@@ -190,6 +211,7 @@ def test_export_reproduces_a_regressor(tmp_path, regressor):
 
 
 # --- clear errors -------------------------------------------------------------------------------------------------
+
 
 class _Unconvertible(ClassifierMixin, BaseEstimator):
     """A fitted classifier skl2onnx has no converter for."""
@@ -228,12 +250,15 @@ def test_garbage_file_names_source_path(tmp_path):
         load_source(spec)
 
 
-@pytest.mark.parametrize("obj, fragment", [
-    ({"weights": [1, 2]}, "gave a dict, not a scikit-learn estimator"),
-    (StandardScaler().fit(X), "not a scikit-learn estimator with predict()"),
-    (KMeans(n_clusters=3, n_init=1, random_state=0).fit(X), "neither a classifier nor a regressor"),
-    (GradientBoostingClassifier(), "not fitted"),
-])
+@pytest.mark.parametrize(
+    "obj, fragment",
+    [
+        ({"weights": [1, 2]}, "gave a dict, not a scikit-learn estimator"),
+        (StandardScaler().fit(X), "not a scikit-learn estimator with predict()"),
+        (KMeans(n_clusters=3, n_init=1, random_state=0).fit(X), "neither a classifier nor a regressor"),
+        (GradientBoostingClassifier(), "not fitted"),
+    ],
+)
 def test_not_a_fitted_estimator_names_source_path(tmp_path, obj, fragment):
     text = _load_error(tmp_path, obj)
     assert text.startswith("field 'source.path':") and fragment in text
@@ -277,10 +302,12 @@ def test_missing_skl2onnx_names_the_extra(tmp_path, gbm, monkeypatch):
 def test_cli_build_reports_a_non_estimator_in_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys):
     joblib.dump({"not": "a model"}, tmp_path / "model.joblib")
     np.savez(tmp_path / "validation.npz", input=X[:10])
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(
-        _classifier_spec({"kind": "sklearn", "path": "model.joblib"}, tmp_path) | {"timing": {"enabled": False}}))
-    monkeypatch.setattr(sys, "argv", ["tritonforge", "build", str(tmp_path / "spec.yaml"), "--repo", str(tmp_path / "repo"),
-                                      "--no-serving-check"])
+    (tmp_path / "spec.yaml").write_text(
+        yaml.safe_dump(_classifier_spec({"kind": "sklearn", "path": "model.joblib"}, tmp_path) | {"timing": {"enabled": False}})
+    )
+    monkeypatch.setattr(
+        sys, "argv", ["tritonforge", "build", str(tmp_path / "spec.yaml"), "--repo", str(tmp_path / "repo"), "--no-serving-check"]
+    )
     monkeypatch.setenv("COLUMNS", "250")
     with pytest.raises(SystemExit) as exc:
         main()

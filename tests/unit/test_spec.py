@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from helpers import DIGITS
 
 from tritonforge.errors import SpecError
 from tritonforge.spec import load_spec, parse_spec
-
-from helpers import DIGITS
 
 
 def _base() -> dict:
@@ -34,7 +33,11 @@ def test_example_spec_loads(digits_spec):
         (lambda d: d.pop("validation"), "validation", "Field required"),
         (lambda d: d["source"].pop("factory"), "source", "needs 'factory"),
         (lambda d: d.update(surprise=1), "surprise", "Extra inputs"),
-        (lambda d: d["serving"]["dynamic_batching"].update(preferred_batch_sizes=[128]), "(top level)", "outside 1..max_batch_size"),
+        (
+            lambda d: d["serving"]["dynamic_batching"].update(preferred_batch_sizes=[128]),
+            "(top level)",
+            "outside 1..max_batch_size",
+        ),
         (lambda d: d["outputs"][0].update(name="image"), "(top level)", "unique"),
     ],
 )

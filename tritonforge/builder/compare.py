@@ -59,8 +59,9 @@ class Comparator:
         self._correct: dict[str, int] = {"reference": 0, "candidate": 0}
         self._labelled = 0
 
-    def add(self, reference: Batch, candidate: Batch, labels: np.ndarray | None = None,
-            classifier_output: str | None = None) -> None:
+    def add(
+        self, reference: Batch, candidate: Batch, labels: np.ndarray | None = None, classifier_output: str | None = None
+    ) -> None:
         """Add one batch of outputs (same samples, same order)."""
         for name, acc in self._acc.items():
             ref = np.asarray(reference[name])

@@ -12,8 +12,8 @@ import numpy as np
 
 from tritonforge import dtypes
 from tritonforge.errors import DataError
-from tritonforge.spec.refs import import_callable
 from tritonforge.spec import BuildSpec, DataSpec, TensorSpec
+from tritonforge.spec.refs import import_callable
 
 Batch = dict[str, np.ndarray]
 
@@ -130,17 +130,16 @@ def _coerce(arr: np.ndarray, tensor: TensorSpec, where: str) -> np.ndarray:
             raise DataError(f"{where}: tensor '{tensor.name}' has dtype {arr.dtype}, the spec says {tensor.dtype}")
         arr = arr.astype(want.numpy)
     item_shape = arr.shape[1:]
-    if arr.ndim != len(tensor.shape) + 1 or any(
-        s != -1 and s != a for s, a in zip(tensor.shape, item_shape)
-    ):
+    if arr.ndim != len(tensor.shape) + 1 or any(s != -1 and s != a for s, a in zip(tensor.shape, item_shape, strict=True)):
         raise DataError(
-            f"{where}: tensor '{tensor.name}' has shape {list(arr.shape)}; the spec says "
-            f"[batch] + {tensor.shape} (-1 = any)"
+            f"{where}: tensor '{tensor.name}' has shape {list(arr.shape)}; the spec says [batch] + {tensor.shape} (-1 = any)"
         )
     return arr
 
 
-def _check_batch(raw: dict[str, np.ndarray], spec: BuildSpec, labels_key: str | None, where: str) -> tuple[Batch, np.ndarray | None]:
+def _check_batch(
+    raw: dict[str, np.ndarray], spec: BuildSpec, labels_key: str | None, where: str
+) -> tuple[Batch, np.ndarray | None]:
     batch: Batch = {}
     for tensor in spec.inputs:
         if tensor.name not in raw:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from tritonforge.spec import GateSpec
 from tritonforge.builder.verify import Comparison
+from tritonforge.spec import GateSpec
 
 
 @dataclass
@@ -59,8 +59,7 @@ def evaluate(comparison: Comparison, gate: GateSpec, kinds: dict[str, str]) -> G
         if kind == "embedding":
             checks.append(_at_least(f"{label}min cosine", m.min_cosine, gate.threshold(m.name, "min_cosine")))
         elif kind == "class_scores" and m.top1_agreement is not None:
-            checks.append(_at_least(f"{label}top-1 agreement", m.top1_agreement,
-                                    gate.threshold(m.name, "min_top1_agreement")))
+            checks.append(_at_least(f"{label}top-1 agreement", m.top1_agreement, gate.threshold(m.name, "min_top1_agreement")))
         elif kind == "regression":
             checks.append(_at_most(f"{label}mean rel error", m.mean_rel, gate.threshold(m.name, "max_mean_rel")))
         limit = gate.threshold(m.name, "max_abs")
@@ -69,6 +68,9 @@ def evaluate(comparison: Comparison, gate: GateSpec, kinds: dict[str, str]) -> G
     if comparison.accuracy is not None:
         drop = comparison.accuracy["reference"] - comparison.accuracy["candidate"]
         classes = [n for n, k in kinds.items() if k == "class_scores"]
-        checks.append(_at_most("accuracy drop", drop, gate.threshold(classes[0], "max_accuracy_drop") if classes
-                               else gate.max_accuracy_drop))
+        checks.append(
+            _at_most(
+                "accuracy drop", drop, gate.threshold(classes[0], "max_accuracy_drop") if classes else gate.max_accuracy_drop
+            )
+        )
     return GateResult(all(c.passed for c in checks), checks)

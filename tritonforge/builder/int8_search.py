@@ -18,16 +18,23 @@ from pathlib import Path
 
 import onnx
 
+from tritonforge.builder.converters import VariantSpec, variant_spec
 from tritonforge.builder.converters.int8_common import DatasetReader, preprocessed, quiet
 from tritonforge.builder.converters.onnx2int8_qdq import quantize_qdq
 from tritonforge.builder.data import Dataset
-from tritonforge.builder.converters import VariantSpec, variant_spec
 from tritonforge.spec import BuildSpec, Int8SearchSpec
 
 
-def rank_sensitive_nodes(fp32_onnx: Path, calibration: Dataset, input_names: list[str], op_types: list[str],
-                         work_dir: Path, notes: list[str], max_samples: int = 64,
-                         excluded: list[str] | None = None) -> list[str]:
+def rank_sensitive_nodes(
+    fp32_onnx: Path,
+    calibration: Dataset,
+    input_names: list[str],
+    op_types: list[str],
+    work_dir: Path,
+    notes: list[str],
+    max_samples: int = 64,
+    excluded: list[str] | None = None,
+) -> list[str]:
     """Quantizable node names, most sensitive to quantization first, `excluded` ones kept in float and left out
     (empty, with a note, if analysis fails)."""
     from onnxruntime.quantization.qdq_loss_debug import (
@@ -65,6 +72,7 @@ def rank_sensitive_nodes(fp32_onnx: Path, calibration: Dataset, input_names: lis
 def sqnr_loss(node: onnx.NodeProto, errors: dict[str, dict]) -> float:
     """The dB of signal-to-noise (quantized graph against float) a node loses from its inputs to its output; an
     input the analysis has no figure for (a weight, a graph input) counts as exact."""
+
     def sqnr(name: str) -> float:
         return errors.get(name, {}).get("xmodel_err", float("inf"))
 
@@ -75,6 +83,7 @@ def sqnr_loss(node: onnx.NodeProto, errors: dict[str, dict]) -> float:
     if inputs == float("inf"):
         return float("inf") if outputs != float("inf") else 0.0
     return inputs - outputs
+
 
 def candidates(search: Int8SearchSpec, ranked: list[str]) -> list[VariantSpec]:
     """The grid: method x per-channel x number of most-sensitive nodes kept in float."""
@@ -90,25 +99,39 @@ def candidates(search: Int8SearchSpec, ranked: list[str]) -> list[VariantSpec]:
                 tag = "dyn" if method == "dynamic" else method
                 vid = f"int8_{tag}_{'pc' if per_channel else 'pt'}_x{len(excluded)}"
                 if method == "dynamic":
-                    out.append(variant_spec("onnx_int8_dynamic", id=vid, per_channel=per_channel,
-                                           op_types=search.op_types, exclude_nodes=list(excluded)))
+                    out.append(
+                        variant_spec(
+                            "onnx_int8_dynamic",
+                            id=vid,
+                            per_channel=per_channel,
+                            op_types=search.op_types,
+                            exclude_nodes=list(excluded),
+                        )
+                    )
                 else:
-                    out.append(variant_spec("onnx_int8_qdq", id=vid, per_channel=per_channel,
-                                           calibration_method=method, op_types=search.op_types,
-                                           exclude_nodes=list(excluded)))
+                    out.append(
+                        variant_spec(
+                            "onnx_int8_qdq",
+                            id=vid,
+                            per_channel=per_channel,
+                            calibration_method=method,
+                            op_types=search.op_types,
+                            exclude_nodes=list(excluded),
+                        )
+                    )
     return out
 
 
-def search_variants(spec: BuildSpec, fp32_onnx: Path, calibration: Dataset, work_dir: Path,
-                    notes: list[str]) -> list[VariantSpec]:
+def search_variants(
+    spec: BuildSpec, fp32_onnx: Path, calibration: Dataset, work_dir: Path, notes: list[str]
+) -> list[VariantSpec]:
     """The search grid for this spec (sensitivity analysis only when some point excludes nodes)."""
     s = spec.int8_search
     ranked: list[str] = []
     if any(k > 0 for k in s.exclude_top):
-        ranked = rank_sensitive_nodes(fp32_onnx, calibration, [t.name for t in spec.inputs], s.op_types,
-                                      work_dir, notes)
+        ranked = rank_sensitive_nodes(fp32_onnx, calibration, [t.name for t in spec.inputs], s.op_types, work_dir, notes)
         if ranked:
-            notes.append(f"INT8 search: most sensitive nodes: {', '.join(ranked[:max(s.exclude_top)])}")
+            notes.append(f"INT8 search: most sensitive nodes: {', '.join(ranked[: max(s.exclude_top)])}")
     return candidates(s, ranked)
 
 
@@ -120,17 +143,23 @@ def _tag(method: str, per_channel: bool) -> str:
 def point(method: str, per_channel: bool, op_types: list[str], excluded: list[str], vid: str) -> VariantSpec:
     """One INT8 configuration as a variant entry."""
     if method == "dynamic":
-        return variant_spec("onnx_int8_dynamic", id=vid, per_channel=per_channel, op_types=op_types,
-                            exclude_nodes=list(excluded))
-    return variant_spec("onnx_int8_qdq", id=vid, per_channel=per_channel, calibration_method=method, op_types=op_types,
-                        exclude_nodes=list(excluded))
+        return variant_spec("onnx_int8_dynamic", id=vid, per_channel=per_channel, op_types=op_types, exclude_nodes=list(excluded))
+    return variant_spec(
+        "onnx_int8_qdq",
+        id=vid,
+        per_channel=per_channel,
+        calibration_method=method,
+        op_types=op_types,
+        exclude_nodes=list(excluded),
+    )
 
 
 def worst_margin(outcome) -> float:
     """How far inside (+) or outside (-) the gate the outcome's worst check is; -inf when it was not gated."""
     checks = (outcome.gate or {}).get("checks") or []
-    return min((c["margin"] for c in checks), default=float("-inf")) if outcome.status in ("passed", "rejected") \
-        else float("-inf")
+    return (
+        min((c["margin"] for c in checks), default=float("-inf")) if outcome.status in ("passed", "rejected") else float("-inf")
+    )
 
 
 @dataclass
@@ -170,8 +199,13 @@ class AccuracyControlSearch:
     `quantized(outcome) -> {node} | None` names the nodes the start really runs in INT8 (dynamic quantization
     leaves a MatMul of two activations in float, which the Q/DQ ranking quantizes): only those are reverted."""
 
-    def __init__(self, spec: BuildSpec, evaluate: Callable, rank: Callable[[list[str]], list[str]],
-                 quantized: Callable[[object], set[str] | None] = lambda outcome: None) -> None:
+    def __init__(
+        self,
+        spec: BuildSpec,
+        evaluate: Callable,
+        rank: Callable[[list[str]], list[str]],
+        quantized: Callable[[object], set[str] | None] = lambda outcome: None,
+    ) -> None:
         self.s = spec.int8_search
         self.evaluate, self.rank, self.quantized = evaluate, rank, quantized
         self.outcomes: list = []
@@ -184,8 +218,15 @@ class AccuracyControlSearch:
         outcome = self.evaluate(point(method, per_channel, self.s.op_types, excluded, vid))
         self.outcomes.append(outcome)
         margin = worst_margin(outcome)
-        step = SearchStep(vid, _tag(method, per_channel), list(excluded), None if margin == float("-inf") else margin,
-                          outcome.passed, True, any("failed one sample at a time" in n for n in outcome.notes))
+        step = SearchStep(
+            vid,
+            _tag(method, per_channel),
+            list(excluded),
+            None if margin == float("-inf") else margin,
+            outcome.passed,
+            True,
+            any("failed one sample at a time" in n for n in outcome.notes),
+        )
         self.path.steps.append(step)
         return outcome, step
 

@@ -49,7 +49,7 @@ def rename_io(model: onnx.ModelProto, inputs: list[str], outputs: list[str]) -> 
     if len(graph.output) != len(outputs):
         got = [o.name for o in graph.output]
         raise ExportError(f"exported graph has {len(got)} outputs {got}; the spec names {len(outputs)}: {outputs}")
-    mapping = dict(zip(feeds, inputs)) | dict(zip([o.name for o in graph.output], outputs))
+    mapping = dict(zip(feeds, inputs, strict=True)) | dict(zip([o.name for o in graph.output], outputs, strict=True))
     used = _all_value_names(graph)
     for old, new in mapping.items():
         if old == new:
@@ -159,7 +159,7 @@ def _check_tensor(v: onnx.ValueInfoProto, t: TensorSpec, where: str) -> None:
             raise ExportError(f"{where} '{t.name}': ONNX rank {len(dims)}, the spec says [batch] + {t.shape}")
         if dims[0].HasField("dim_value") and dims[0].dim_value != 0:
             raise ExportError(f"{where} '{t.name}': batch dim is fixed at {dims[0].dim_value}; it must be dynamic")
-        for i, (d, s) in enumerate(zip(dims[1:], t.shape)):
+        for i, (d, s) in enumerate(zip(dims[1:], t.shape, strict=True)):
             if s == -1 and d.HasField("dim_value"):
                 raise ExportError(f"{where} '{t.name}': dim {i + 1} was fixed at {d.dim_value} by the export; the spec says -1")
             if s != -1 and d.HasField("dim_value") and d.dim_value != s:

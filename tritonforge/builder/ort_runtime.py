@@ -22,15 +22,15 @@ def session_options(threads: int = 0) -> ort.SessionOptions:
 class OrtModel:
     """An ONNX Runtime session over one file; `run` maps input names to arrays and back."""
 
-    def __init__(self, path: Path, output_names: list[str] | None = None, threads: int = 0,
-                 providers: list[str] | None = None) -> None:
+    def __init__(
+        self, path: Path, output_names: list[str] | None = None, threads: int = 0, providers: list[str] | None = None
+    ) -> None:
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), session_options(threads),
-                                            providers=providers or ["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers or ["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = output_names or [o.name for o in self.session.get_outputs()]
 
     def run(self, batch: Batch) -> Batch:
         feed = {name: batch[name] for name in self.input_names}
         values = self.session.run(self.output_names, feed)
-        return dict(zip(self.output_names, values))
+        return dict(zip(self.output_names, values, strict=True))

@@ -18,18 +18,12 @@ import numpy as np
 import onnx
 
 from tritonforge import __version__
+from tritonforge.builder import probe_sample
 from tritonforge.builder.converters import CONVERTERS
 from tritonforge.builder.data import Dataset, load_dataset, save_batches
-from tritonforge.errors import DataError, ExportError, RepositoryError, VerificationError
 from tritonforge.builder.exporters import sklearn2onnx, torch2onnx
 from tritonforge.builder.int8_search import worst_margin
-from tritonforge.hardware import cpu_info, gpu_info
-from tritonforge.hashing import combine, sha256_bytes, sha256_file
 from tritonforge.builder.onnx_graph import finalize, load_checked, subnormal_initializers
-from tritonforge.builder import probe_sample
-from tritonforge.builder.runtimes import open_runtime
-from tritonforge.builder.serving_check import Probe, ServingCheck
-from tritonforge.builder.serving_ort import ServingOrt
 from tritonforge.builder.report import (
     CALIBRATION_NPZ,
     PROBE_EXPECTED,
@@ -42,15 +36,21 @@ from tritonforge.builder.report import (
     recheck_command,
     to_markdown,
 )
+from tritonforge.builder.runtimes import open_runtime
+from tritonforge.builder.serving_check import Probe, ServingCheck
+from tritonforge.builder.serving_graph import Names, ServingPlan, plan_models, serving_sources
+from tritonforge.builder.serving_ort import ServingOrt
+from tritonforge.builder.sources import load_source, source_files, source_tools
+from tritonforge.builder.stages import StageCache
+from tritonforge.builder.variants import SEARCH_WINNER_ID, VariantBuilder, VariantOutcome, VariantsResult, conversion_code
+from tritonforge.builder.verify import Outputs, compare, run_over
+from tritonforge.errors import DataError, ExportError, RepositoryError, VerificationError
+from tritonforge.hardware import cpu_info, gpu_info
+from tritonforge.hashing import combine, sha256_bytes, sha256_file
 from tritonforge.repository.manifest import Manifest, read_manifest, tool_versions
 from tritonforge.repository.publish import Publication, RepositoryLock, check_root
 from tritonforge.repository.reader import Repository
-from tritonforge.builder.serving_graph import Names, ServingPlan, plan_models, serving_sources
-from tritonforge.builder.sources import load_source, source_files, source_tools
-from tritonforge.builder.stages import StageCache
 from tritonforge.spec import BuildSpec, load_spec
-from tritonforge.builder.variants import SEARCH_WINNER_ID, VariantBuilder, VariantOutcome, VariantsResult, conversion_code
-from tritonforge.builder.verify import Outputs, compare, run_over
 
 
 class Reporter(Protocol):
@@ -103,8 +103,10 @@ def _read_inputs(spec_path: str | Path, ort: ServingOrt | None) -> _Inputs:
         calibration = load_dataset(spec, spec.calibration.data, "calibration.data").rebatch(spec.max_batch_size)
         shared = len(calibration.sample_hashes() & validation.sample_hashes())
         if shared:
-            raise DataError(f"calibration.data shares {shared} sample(s) with validation.data; calibrate on other "
-                            "samples (the gate needs held-out data)")
+            raise DataError(
+                f"calibration.data shares {shared} sample(s) with validation.data; calibrate on other "
+                "samples (the gate needs held-out data)"
+            )
     hashes = {"spec": spec.content_hash(), "validation.data": validation.fingerprint()}
     if calibration is not None:
         hashes["calibration.data"] = calibration.fingerprint()
@@ -129,14 +131,20 @@ def _read_inputs(spec_path: str | Path, ort: ServingOrt | None) -> _Inputs:
 def _export_key(inp: _Inputs) -> str:
     spec = inp.spec
     section = {k: spec.model_dump(mode="json")[k] for k in ("source", "inputs", "outputs", "max_batch_size", "export")}
-    return combine({"spec": json.dumps(section, sort_keys=True), "validation": inp.validation.fingerprint(),
-                    "tolerance": json.dumps(spec.validation.tolerance.model_dump(), sort_keys=True),
-                    "tools": json.dumps(inp.tools, sort_keys=True),
-                    **{k: v for k, v in inp.hashes.items() if k.startswith("source")}})
+    return combine(
+        {
+            "spec": json.dumps(section, sort_keys=True),
+            "validation": inp.validation.fingerprint(),
+            "tolerance": json.dumps(spec.validation.tolerance.model_dump(), sort_keys=True),
+            "tools": json.dumps(inp.tools, sort_keys=True),
+            **{k: v for k, v in inp.hashes.items() if k.startswith("source")},
+        }
+    )
 
 
-def _export_stage(inp: _Inputs, work: Path, stages: StageCache, repo: Path, rep: Reporter,
-                  ort: ServingOrt | None) -> tuple[Path, dict]:
+def _export_stage(
+    inp: _Inputs, work: Path, stages: StageCache, repo: Path, rep: Reporter, ort: ServingOrt | None
+) -> tuple[Path, dict]:
     """The verified FP32 ONNX file: reused from the repository when its inputs did not change."""
     spec, validation = inp.spec, inp.validation
     key = _export_key(inp)
@@ -176,14 +184,21 @@ def _export_stage(inp: _Inputs, work: Path, stages: StageCache, repo: Path, rep:
     subnormals = subnormal_initializers(onnx.load(str(out), load_external_data=False))
     if subnormals:
         total, worst = sum(subnormals.values()), max(subnormals, key=subnormals.get)
-        notes = [*notes, f"the FP32 graph holds {total} subnormal weight(s) (|w| < 1.18e-38) in {len(subnormals)} "
-                         f"tensor(s), most in '{worst}' ({subnormals[worst]}): a CPU that handles them in microcode runs "
-                         "FP32 slowly, and any variant that drops them (FP16, INT8) looks faster for that reason; the "
-                         "onnx_fp32_ftz variant (FP32 with them set to zero) shows how much"]
-    result = {"exporter": exporter, "notes": notes, "check": check.to_dict(), "samples": len(validation),
-              "subnormal_weights": subnormals}
+        notes = [
+            *notes,
+            f"the FP32 graph holds {total} subnormal weight(s) (|w| < 1.18e-38) in {len(subnormals)} "
+            f"tensor(s), most in '{worst}' ({subnormals[worst]}): a CPU that handles them in microcode runs "
+            "FP32 slowly, and any variant that drops them (FP16, INT8) looks faster for that reason; the "
+            "onnx_fp32_ftz variant (FP32 with them set to zero) shows how much",
+        ]
+    result = {
+        "exporter": exporter,
+        "notes": notes,
+        "check": check.to_dict(),
+        "samples": len(validation),
+        "subnormal_weights": subnormals,
+    }
     return out, stages.store("export", key, sha256=sha256_file(out), result=result)
-
 
 
 def _report(inp: _Inputs, repo: Path, export: dict, result: VariantsResult) -> dict:
@@ -193,11 +208,16 @@ def _report(inp: _Inputs, repo: Path, export: dict, result: VariantsResult) -> d
         tried = [o for o in result.outcomes if o.search]
         failed = [o for o in tried if o.status == "rejected"]
         best = max(failed, key=worst_margin, default=None)
-        search = {"enabled": True, "strategy": spec.int8_search.strategy, "tried": [o.id for o in tried],
-                  "evaluations": len(tried), "winner": result.search_winner,
-                  "published_as": Names(spec.name).variant(SEARCH_WINNER_ID) if result.search_winner else None,
-                  "best": {"id": best.id, "reason": best.reason} if best and not result.search_winner else None,
-                  "path": result.search_path}
+        search = {
+            "enabled": True,
+            "strategy": spec.int8_search.strategy,
+            "tried": [o.id for o in tried],
+            "evaluations": len(tried),
+            "winner": result.search_winner,
+            "published_as": Names(spec.name).variant(SEARCH_WINNER_ID) if result.search_winner else None,
+            "best": {"id": best.id, "reason": best.reason} if best and not result.search_winner else None,
+            "path": result.search_path,
+        }
     return {
         "model": spec.name,
         "tritonforge_version": __version__,
@@ -209,8 +229,11 @@ def _report(inp: _Inputs, repo: Path, export: dict, result: VariantsResult) -> d
         "gate": spec.gate.model_dump(mode="json"),
         "class_score_outputs": spec.class_score_outputs,
         "output_kinds": spec.output_kinds,
-        "timing": {**spec.timing.model_dump(mode="json"), "batch_sizes": spec.timing_batch_sizes,
-                   "reused_from_previous_build": result.timing_reused},
+        "timing": {
+            **spec.timing.model_dump(mode="json"),
+            "batch_sizes": spec.timing_batch_sizes,
+            "reused_from_previous_build": result.timing_reused,
+        },
         "variants": [o.to_dict() for o in result.outcomes],
         "primary": result.primary,
         "int8_search": search,
@@ -243,19 +266,30 @@ def _serving_plan(inp: _Inputs, published: list[VariantOutcome], files: dict, no
         if pinned:
             cpu = pinned[0]
         else:
-            notes.append(f"serving.router.cpu_variant '{pin}' is not a published ONNX variant; "
-                         f"the in-process runner serves {cpu.id}")
+            notes.append(
+                f"serving.router.cpu_variant '{pin}' is not a published ONNX variant; the in-process runner serves {cpu.id}"
+            )
     fp32 = next(o for o in published if o.kind == "onnx_fp32")
     parts = {o.published_as: o.file_sha256 for o in published}
     if spec.preprocess is not None:  # a cache keyed on texts answers for the tokenizer too
-        parts["preprocess"] = combine({"file": inp.hashes["preprocess.tokenizer_file"],
-                                       "settings": sha256_bytes(spec.preprocess.model_dump_json().encode())})
+        parts["preprocess"] = combine(
+            {
+                "file": inp.hashes["preprocess.tokenizer_file"],
+                "settings": sha256_bytes(spec.preprocess.model_dump_json().encode()),
+            }
+        )
     version = combine(parts)[:16]
     return ServingPlan(published, cpu, fp32, version, inp.tokenizer_file, files)
 
 
-def build(spec_path: str | Path, repo: str | Path, *, force: bool = False, reporter: Reporter | None = None,
-          check: ServingCheck | None = None) -> BuildOutcome:
+def build(
+    spec_path: str | Path,
+    repo: str | Path,
+    *,
+    force: bool = False,
+    reporter: Reporter | None = None,
+    check: ServingCheck | None = None,
+) -> BuildOutcome:
     """Build one spec into `repo`. Unchanged inputs -> no work and no file touched. Errors leave `repo` as it was.
 
     `check` proves the staged repository in the local tritonserver and gates in the serving runtime (one per
@@ -281,9 +315,11 @@ def _disk_full_is_said(repo: Path) -> Iterator[None]:
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise RepositoryError(f"no space left on a device while building into {repo}: {_free_space(repo)}; free "
-                              "space (a build needs room for its work files and one new copy of each model it "
-                              "publishes) and build again; the repository is unchanged") from None
+        raise RepositoryError(
+            f"no space left on a device while building into {repo}: {_free_space(repo)}; free "
+            "space (a build needs room for its work files and one new copy of each model it "
+            "publishes) and build again; the repository is unchanged"
+        ) from None
 
 
 def _free_space(repo: Path) -> str:
@@ -296,8 +332,9 @@ def _free_space(repo: Path) -> str:
     return ", ".join(out)
 
 
-def _build_locked(inp: _Inputs, repo: Path, force: bool, rep: Reporter, check: ServingCheck,
-                  lock: RepositoryLock) -> BuildOutcome:
+def _build_locked(
+    inp: _Inputs, repo: Path, force: bool, rep: Reporter, check: ServingCheck, lock: RepositoryLock
+) -> BuildOutcome:
     spec = inp.spec
     old = read_manifest(repo, spec.name)
     if old is not None and not force and old.fingerprint == inp.fingerprint and old.intact(repo):
@@ -311,8 +348,9 @@ def _build_locked(inp: _Inputs, repo: Path, force: bool, rep: Reporter, check: S
         export = export["result"]
         with rep.stage("FP32 reference outputs on the validation data"):
             reference = run_over(_onnx_runner(spec, fp32, check.ort), inp.validation)
-        result = VariantBuilder(spec, fp32, inp.validation, reference, inp.calibration, work, stages, repo,
-                                inp.tools, rep, check.ort).run()
+        result = VariantBuilder(
+            spec, fp32, inp.validation, reference, inp.calibration, work, stages, repo, inp.tools, rep, check.ort
+        ).run()
         published = _published(spec, result)
         plan = _serving_plan(inp, published, {}, result.notes)
         version = (old.version + 1) if old else 1
@@ -320,45 +358,62 @@ def _build_locked(inp: _Inputs, repo: Path, force: bool, rep: Reporter, check: S
         owned = {m.name for m in models}
         _refuse_foreign_overwrite(repo, owned, old)
         texts = _sample_texts(spec)
-        with rep.stage("load the staged models in tritonserver and ask the public model" if check.enabled
-                       else "check the staged configs"):
+        with rep.stage(
+            "load the staged models in tritonserver and ask the public model" if check.enabled else "check the staged configs"
+        ):
             started = time.perf_counter()
             checked = check.check(spec, models, version, Path(plan.cpu_variant.file), _probe(inp, texts))
             check_seconds = time.perf_counter() - started
         with rep.stage("choose the readiness probe's sample"):
-            probe = probe_sample.choose(spec, probe_sample.candidates(spec, inp.validation, texts, inp.tokenizer_file),
-                                        published, plan.fp32, check.ort)
+            probe = probe_sample.choose(
+                spec, probe_sample.candidates(spec, inp.validation, texts, inp.tokenizer_file), published, plan.fp32, check.ort
+            )
         result.notes.extend(probe.notes)
         report = _report(inp, repo, export, result)
-        report["serving"] = {"rungs": [o.published_as for o in published], "in_process_runner": plan.cpu_variant.id,
-                             "cache": spec.serving.cache.kind, "cache_version": plan.cache_version,
-                             "probe": probe.to_dict()}
-        report["repository_check"] = {"models": [c.to_dict() for c in checked], "seconds": round(check_seconds, 2),
-                                      "runtime": check.ort.label if check.ort else "onnxruntime (build environment)"}
+        report["serving"] = {
+            "rungs": [o.published_as for o in published],
+            "in_process_runner": plan.cpu_variant.id,
+            "cache": spec.serving.cache.kind,
+            "cache_version": plan.cache_version,
+            "probe": probe.to_dict(),
+        }
+        report["repository_check"] = {
+            "models": [c.to_dict() for c in checked],
+            "seconds": round(check_seconds, 2),
+            "runtime": check.ort.label if check.ort else "onnxruntime (build environment)",
+        }
         plan.report_files.update(_report_files(work, inp, reference, report, texts, probe))
         manifest = Manifest(
-            name=spec.name, tritonforge_version=__version__, fingerprint=inp.fingerprint, spec_hash=spec.content_hash(),
-            inputs=inp.hashes, tools=inp.tools, version=version,
-            roles={m.name: m.role for m in models}, dropped=sorted(set(old.models if old else []) - owned),
-            stages=result.stage_records(), hardware=report["hardware"],
+            name=spec.name,
+            tritonforge_version=__version__,
+            fingerprint=inp.fingerprint,
+            spec_hash=spec.content_hash(),
+            inputs=inp.hashes,
+            tools=inp.tools,
+            version=version,
+            roles={m.name: m.role for m in models},
+            dropped=sorted(set(old.models if old else []) - owned),
+            stages=result.stage_records(),
+            hardware=report["hardware"],
         )
         with rep.stage("write Triton repository"):
-            with Publication(repo, order=[m.name for m in models], remove=set(old.models if old else []),
-                             lock=lock) as pub:
+            with Publication(repo, order=[m.name for m in models], remove=set(old.models if old else []), lock=lock) as pub:
                 dirs = {m.name: m.write(pub.stage(m.name), manifest.version) for m in models}
                 manifest.hash_artifacts(dirs)
                 manifest.write(dirs[spec.name])
                 pub.commit()
             for mount in pub.kept_mounts:
                 result.notes.append(f"{mount} is a mount point inside a replaced model directory; left in place")
-        return BuildOutcome(spec, repo, False, manifest, report, export["check"], export["exporter"],
-                            list(export["notes"]) + result.notes)
+        return BuildOutcome(
+            spec, repo, False, manifest, report, export["check"], export["exporter"], list(export["notes"]) + result.notes
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _report_files(work: Path, inp: _Inputs, reference: Outputs, report: dict, texts: list[str] | None,
-                  probe: probe_sample.ProbeSample) -> dict[str, Path | bytes]:
+def _report_files(
+    work: Path, inp: _Inputs, reference: Outputs, report: dict, texts: list[str] | None, probe: probe_sample.ProbeSample
+) -> dict[str, Path | bytes]:
     """Files beside the report in the public model's directory."""
     inp.validation.save_npz(work / VALIDATION_NPZ)
     save_batches(work / REFERENCE_NPZ, reference.batches)
@@ -380,8 +435,14 @@ def _report_files(work: Path, inp: _Inputs, reference: Outputs, report: dict, te
 
 def _onnx_runner(spec: BuildSpec, path: Path, ort: ServingOrt | None):
     """Run an ONNX file where its figures must come from: the serving runtime, else this process's."""
-    return open_runtime("onnxruntime", path, [t.name for t in spec.inputs], [t.name for t in spec.outputs],
-                        threads=spec.serving.intra_op_threads, ort=ort).run
+    return open_runtime(
+        "onnxruntime",
+        path,
+        [t.name for t in spec.inputs],
+        [t.name for t in spec.outputs],
+        threads=spec.serving.intra_op_threads,
+        ort=ort,
+    ).run
 
 
 PROBE_SAMPLES = 8  # held-out samples the public model answers in the build's check (one alone, then a batch)
@@ -394,12 +455,10 @@ def _probe(inp: _Inputs, texts: list[str] | None) -> Probe:
         from tritonforge.serving.tokenize import TextEncoder
 
         chosen = texts or [probe_sample.FALLBACK_TEXT]
-        groups = [g for g in (chosen[:1], chosen[1:1 + PROBE_SAMPLES]) if g]
-        encoder = TextEncoder(inp.tokenizer_file, spec.preprocess.model_dump(mode="json"),
-                              [t.name for t in spec.inputs])
+        groups = [g for g in (chosen[:1], chosen[1 : 1 + PROBE_SAMPLES]) if g]
+        encoder = TextEncoder(inp.tokenizer_file, spec.preprocess.model_dump(mode="json"), [t.name for t in spec.inputs])
         name = spec.preprocess.text_input
-        return Probe([{name: np.array([[t] for t in g], dtype=object)} for g in groups],
-                     [encoder.encode([g])[0] for g in groups])
+        return Probe([{name: np.array([[t] for t in g], dtype=object)} for g in groups], [encoder.encode([g])[0] for g in groups])
     first = inp.validation.batches[0]
     n = len(next(iter(first.values())))
     cuts = [c for c in ((0, 1), (1, min(n, 1 + PROBE_SAMPLES))) if c[1] > c[0]]

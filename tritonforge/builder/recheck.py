@@ -13,16 +13,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tritonforge.builder.converters import CONVERTERS, ConversionJob
+from tritonforge.builder.converters import CONVERTERS, ConversionJob, variant_spec
 from tritonforge.builder.data import Dataset, load_batches
 from tritonforge.builder.report import CALIBRATION_NPZ, REFERENCE_NPZ, VALIDATION_NPZ, read_report
 from tritonforge.builder.runtimes import open_runtime
-from tritonforge.builder.converters import variant_spec
-from tritonforge.spec import parse_spec
 from tritonforge.builder.variants import check_variant
 from tritonforge.builder.verify import Outputs
 from tritonforge.errors import RepositoryError, TritonforgeError
 from tritonforge.repository.reader import Repository
+from tritonforge.spec import parse_spec
 
 
 def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
@@ -37,8 +36,9 @@ def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
     unavailable = converter.unavailable()
     if entry["status"] == "skipped" or unavailable:
         now = f"skipped ({unavailable})" if unavailable else "available"
-        return (entry["status"] == "skipped" and unavailable is not None), \
-            f"{variant_id}: {entry['status']} ({entry['reason']}); now: {now}"
+        return (
+            entry["status"] == "skipped" and unavailable is not None
+        ), f"{variant_id}: {entry['status']} ({entry['reason']}); now: {now}"
     base = Path(repo) / model
     validation = Dataset.load_npz(base / VALIDATION_NPZ)
     reference = Outputs(load_batches(base / REFERENCE_NPZ)[0])
@@ -52,14 +52,14 @@ def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
             calibration = Dataset.load_npz(base / CALIBRATION_NPZ) if (base / CALIBRATION_NPZ).exists() else None
             fp32 = published.file(next(m for m in published.rungs(model) if published.role(m).variant == "onnx_fp32"))
             options = {k: v for k, v in entry["options"].items() if k != "kind"}
-            job = ConversionJob(spec, variant_spec(entry["kind"], **options), fp32, path, Path(tmp), calibration,
-                                validation=validation)
+            job = ConversionJob(
+                spec, variant_spec(entry["kind"], **options), fp32, path, Path(tmp), calibration, validation=validation
+            )
         try:  # a recorded error is reproduced by failing again where the build failed: conversion or run
             if job is not None:
                 converter.convert(job)
             runtime = open_runtime(converter.runtime, path, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
-            _comparison, result, _notes = check_variant(spec, validation, reference, runtime.run,
-                                                        converter.batch_dependent)
+            _comparison, result, _notes = check_variant(spec, validation, reference, runtime.run, converter.batch_dependent)
         except Exception as e:
             if entry["status"] != "error":
                 raise

@@ -56,16 +56,24 @@ def to_markdown(report: dict) -> str:
     regressions = [n for n, k in kinds.items() if k == "regression"]
     criteria = []
     if embeddings is None or embeddings:
-        criteria.append(f"min cosine >= {gate['min_cosine']} on "
-                        + (", ".join(embeddings) if embeddings else "outputs other than class scores"))
+        criteria.append(
+            f"min cosine >= {gate['min_cosine']} on "
+            + (", ".join(embeddings) if embeddings else "outputs other than class scores")
+        )
     if regressions:
         criteria.append(f"mean relative error <= {gate.get('max_mean_rel')} on {', '.join(regressions)}")
     if gate.get("outputs"):
-        criteria.append("per-output thresholds: " + "; ".join(
-            f"{n}: " + ", ".join(f"{k} {v}" for k, v in o.items() if v is not None) for n, o in gate["outputs"].items()))
+        criteria.append(
+            "per-output thresholds: "
+            + "; ".join(
+                f"{n}: " + ", ".join(f"{k} {v}" for k, v in o.items() if v is not None) for n, o in gate["outputs"].items()
+            )
+        )
     if classes:
-        criteria.append(f"top-1 agreement >= {gate['min_top1_agreement']} and accuracy drop <= "
-                        f"{gate['max_accuracy_drop']} on class scores ({', '.join(classes)})")
+        criteria.append(
+            f"top-1 agreement >= {gate['min_top1_agreement']} and accuracy drop <= "
+            f"{gate['max_accuracy_drop']} on class scores ({', '.join(classes)})"
+        )
     if gate.get("max_abs") is not None:
         criteria.append(f"max abs <= {gate['max_abs']}")
     lines = [
@@ -90,27 +98,42 @@ def to_markdown(report: dict) -> str:
         acc = (v.get("comparison") or {}).get("accuracy")
         gate = {"passed": "pass", "rejected": "FAIL", "skipped": "skipped", "error": "error"}[v["status"]]
         row = [
-            v["id"] + (" (search)" if v.get("search") else ""), v["runtime"],
+            v["id"] + (" (search)" if v.get("search") else ""),
+            v["runtime"],
             _fmt(v["size_bytes"] / 2**20 if v["size_bytes"] else None, ".2f"),
-            _fmt(_metric(v, "max_abs")), _fmt(_metric(v, "mean_rel")), _fmt(_metric(v, "min_cosine"), ".5f"),
-            _fmt(_metric(v, "top1"), ".4f"), _fmt(acc["candidate"] if acc else None, ".4f"), gate,
+            _fmt(_metric(v, "max_abs")),
+            _fmt(_metric(v, "mean_rel")),
+            _fmt(_metric(v, "min_cosine"), ".5f"),
+            _fmt(_metric(v, "top1"), ".4f"),
+            _fmt(acc["candidate"] if acc else None, ".4f"),
+            gate,
         ]
         for b in batches:
             t = v.get("timing", {}).get(b)
-            row += [_fmt(t["p50_ms"] if t else None, ".3f"), _fmt(t["p95_ms"] if t else None, ".3f"),
-                    _fmt(t["throughput"] if t else None, ".0f"), _fmt(v.get("speedup", {}).get(b), ".2f") + ("x" if v.get("speedup", {}).get(b) else "")]
+            row += [
+                _fmt(t["p50_ms"] if t else None, ".3f"),
+                _fmt(t["p95_ms"] if t else None, ".3f"),
+                _fmt(t["throughput"] if t else None, ".0f"),
+                _fmt(v.get("speedup", {}).get(b), ".2f") + ("x" if v.get("speedup", {}).get(b) else ""),
+            ]
         row += [_fmt(v.get("memory_mb"), ".1f"), v.get("published_as") or "-"]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     kinds = report.get("output_kinds") or {}
     if len(kinds) > 1:  # each output's own numbers: the gate judges each by what it is
-        lines += ["## Per output", "", "| variant | output | kind | max abs | mean rel | min cosine | top-1 |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Per output",
+            "",
+            "| variant | output | kind | max abs | mean rel | min cosine | top-1 |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for v in report["variants"]:
             for name, o in ((v.get("comparison") or {}).get("outputs") or {}).items():
-                lines.append(f"| {v['id']} | {name} | {kinds.get(name, '-')} | {_fmt(o['max_abs'])} | "
-                             f"{_fmt(o['mean_rel'])} | {_fmt(o['min_cosine'], '.5f')} | "
-                             f"{_fmt(o.get('top1_agreement'), '.4f')} |")
+                lines.append(
+                    f"| {v['id']} | {name} | {kinds.get(name, '-')} | {_fmt(o['max_abs'])} | "
+                    f"{_fmt(o['mean_rel'])} | {_fmt(o['min_cosine'], '.5f')} | "
+                    f"{_fmt(o.get('top1_agreement'), '.4f')} |"
+                )
         lines.append("")
     not_passed = [v for v in report["variants"] if v["status"] != "passed"]
     if not_passed:
@@ -119,37 +142,56 @@ def to_markdown(report: dict) -> str:
         lines.append("")
     search = report.get("int8_search")
     if search and search.get("enabled"):
-        lines += ["## INT8 search", "", f"Strategy: {search.get('strategy', 'grid')}, {search.get('evaluations', len(search['tried']))} "
-                  "gate evaluations."]
+        lines += [
+            "## INT8 search",
+            "",
+            f"Strategy: {search.get('strategy', 'grid')}, {search.get('evaluations', len(search['tried']))} gate evaluations.",
+        ]
         if search["winner"]:
             lines.append(f"Fastest passing point: **{search['winner']}**, published as `{search['published_as']}`.")
         else:
             best = search.get("best")
-            lines.append("No INT8 point passed the gate." + (
-                f" Closest: **{best['id']}** ({best['reason']})." if best else ""))
+            lines.append("No INT8 point passed the gate." + (f" Closest: **{best['id']}** ({best['reason']})." if best else ""))
         steps = (search.get("path") or {}).get("steps") or []
         if steps:
-            lines += ["", "| step | point | start | nodes in float | worst gate margin | passed | kept |", "|---|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                "| step | point | start | nodes in float | worst gate margin | passed | kept |",
+                "|---|---|---|---|---|---|---|",
+            ]
             for i, st in enumerate(steps, 1):
                 floats = ", ".join(st["excluded"][-3:]) + (" ..." if len(st["excluded"]) > 3 else "")
                 note = " (failed alone only)" if st.get("batched_only") else ""
-                lines.append(f"| {i} | {st['id']} | {st['start']} | {len(st['excluded'])}{': ' + floats if floats else ''} | "
-                             f"{'-' if st['margin'] is None else format(st['margin'], '+.4f')} | {'yes' if st['passed'] else 'no'}{note} | {'yes' if st['kept'] else 'undone'} |")
+                lines.append(
+                    f"| {i} | {st['id']} | {st['start']} | {len(st['excluded'])}{': ' + floats if floats else ''} | "
+                    f"{'-' if st['margin'] is None else format(st['margin'], '+.4f')} | {'yes' if st['passed'] else 'no'}{note} | {'yes' if st['kept'] else 'undone'} |"
+                )
         lines.append("")
     check = report.get("repository_check")
     if check:
-        lines += ["## Repository check", "",
-                  f"Before publication ({check['seconds']:.1f}s). Every ONNX variant's gate figures and timings come "
-                  f"from {check['runtime']}.", "", "| model | checked by | result |", "|---|---|---|"]
+        lines += [
+            "## Repository check",
+            "",
+            f"Before publication ({check['seconds']:.1f}s). Every ONNX variant's gate figures and timings come "
+            f"from {check['runtime']}.",
+            "",
+            "| model | checked by | result |",
+            "|---|---|---|",
+        ]
         lines += [f"| {c['model']} | {c['how']} | {c['detail']} |" for c in check["models"]]
         lines.append("")
     notes = report.get("notes") or []
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    lines += ["## Reproduce a gate decision", "",
-              f"Validation inputs, FP32 reference outputs and calibration inputs are stored beside this report "
-              f"(`{VALIDATION_NPZ}`, `{REFERENCE_NPZ}`, `{CALIBRATION_NPZ}`). Each command re-runs one check and "
-              "exits 0 when it reaches the recorded decision:", "", "```"]
+    lines += [
+        "## Reproduce a gate decision",
+        "",
+        f"Validation inputs, FP32 reference outputs and calibration inputs are stored beside this report "
+        f"(`{VALIDATION_NPZ}`, `{REFERENCE_NPZ}`, `{CALIBRATION_NPZ}`). Each command re-runs one check and "
+        "exits 0 when it reaches the recorded decision:",
+        "",
+        "```",
+    ]
     lines += [report["reproduce"][v["id"]] for v in report["variants"]]
     lines += ["```", ""]
     return "\n".join(lines)

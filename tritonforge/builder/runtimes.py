@@ -72,8 +72,15 @@ class OpenedRuntime:
     runtime_label: str
 
 
-def open_runtime(runtime: str, path: Path, input_names: list[str], output_names: list[str],
-                 warm_batch: Batch | None = None, threads: int = 0, ort: ServingOrt | None = None) -> OpenedRuntime:
+def open_runtime(
+    runtime: str,
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    warm_batch: Batch | None = None,
+    threads: int = 0,
+    ort: ServingOrt | None = None,
+) -> OpenedRuntime:
     """Load `path` in `runtime` ('onnxruntime', 'tensorrt' or 'pytorch'). ONNX files open in `ort` (the serving
     environment's ONNX Runtime) when given, else in this process's."""
     if runtime == "onnxruntime" and ort is not None and ort_providers() == ["CPUExecutionProvider"]:
@@ -119,6 +126,6 @@ def _torchscript_cuda(path: Path, input_names: list[str], output_names: list[str
             out = module(*[torch.from_numpy(np.ascontiguousarray(batch[n])).cuda() for n in input_names])
         if isinstance(out, torch.Tensor):
             out = (out,)
-        return {n: v.float().cpu().numpy() for n, v in zip(output_names, out)}
+        return {n: v.float().cpu().numpy() for n, v in zip(output_names, out, strict=True)}
 
     return run

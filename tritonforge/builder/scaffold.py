@@ -59,8 +59,10 @@ def _per_item(name: str, dims: list[int | str], where: str) -> tuple[list[int], 
     if not dims:
         raise SpecError(f"{where}: tensor '{name}' is a scalar; Triton batches along a first dimension")
     if isinstance(dims[0], int) and dims[0] > 0:
-        raise SpecError(f"{where}: tensor '{name}' has a fixed first dimension ({dims[0]}), so no batch axis; "
-                        "export it with a dynamic batch dimension (dynamic_axes / dynamic_shapes on axis 0)")
+        raise SpecError(
+            f"{where}: tensor '{name}' has a fixed first dimension ({dims[0]}), so no batch axis; "
+            "export it with a dynamic batch dimension (dynamic_axes / dynamic_shapes on axis 0)"
+        )
     shape = [d if isinstance(d, int) and d > 0 else -1 for d in dims[1:]]
     names = [d for d in dims[1:] if isinstance(d, str) and d != "?" and not re.fullmatch(r"s\d+|unk__\d+", d)]
     return shape, names
@@ -109,8 +111,8 @@ def read_signature(model: str, base: Path, batches: list[Batch], output_names: l
     from tritonforge.spec import CALLABLE_REF
 
     if CALLABLE_REF.match(model) and not (base / model).exists():
-        from tritonforge.spec.refs import import_callable
         from tritonforge.builder.scaffold_torch import from_module
+        from tritonforge.spec.refs import import_callable
 
         factory = import_callable(model, base, "MODEL")
         try:
@@ -131,9 +133,8 @@ def read_signature(model: str, base: Path, batches: list[Batch], output_names: l
         sig = scaffold_torch.from_exported_program(path)
         if output_names is not None:
             if len(output_names) != len(sig.outputs):
-                raise SpecError(f"--output-names gives {len(output_names)} name(s) for the model's "
-                                f"{len(sig.outputs)} output(s)")
-            for t, name in zip(sig.outputs, output_names):
+                raise SpecError(f"--output-names gives {len(output_names)} name(s) for the model's {len(sig.outputs)} output(s)")
+            for t, name in zip(sig.outputs, output_names, strict=True):
                 t.name = name
         return sig
     import torch
@@ -142,8 +143,7 @@ def read_signature(model: str, base: Path, batches: list[Batch], output_names: l
         module = torch.jit.load(str(path), map_location="cpu").eval()  # TorchScript is trusted code
     except Exception as e:
         raise SpecError(f"{path}: not an ONNX file (.onnx), an ExportedProgram (.pt2) or a TorchScript file: {e}") from None
-    return scaffold_torch.from_module(module, {"kind": "torchscript", "path": str(path)}, batches, str(path),
-                                      output_names)
+    return scaffold_torch.from_module(module, {"kind": "torchscript", "path": str(path)}, batches, str(path), output_names)
 
 
 # ---- the spec ----------------------------------------------------------------------------------------
@@ -176,9 +176,12 @@ def _tensor_lines(t: Tensor) -> list[str]:
     if t.suggested_range is None:
         return [f"  - {_flow(d)}{comment}"]
     first, *rest = [f"{k}: {_value(v)}" for k, v in d.items()]
-    return [f"  - {first}", *[f"    {line}" for line in rest],
-            f"    # range: {_value(_numbers(t.suggested_range))}   # seen in the samples; uncomment to refuse values "
-            "outside it (widen it to every value the model accepts)"]
+    return [
+        f"  - {first}",
+        *[f"    {line}" for line in rest],
+        f"    # range: {_value(_numbers(t.suggested_range))}   # seen in the samples; uncomment to refuse values "
+        "outside it (widen it to every value the model accepts)",
+    ]
 
 
 def suggest_ranges(sig: Signature, batches: list[Batch]) -> None:
@@ -189,8 +192,10 @@ def suggest_ranges(sig: Signature, batches: list[Batch]) -> None:
             t.suggested_range = (min(int(a.min()) for a in arrays), max(int(a.max()) for a in arrays))
     suggested = [t.name for t in sig.inputs if t.suggested_range is not None]
     if suggested:
-        sig.notes.append(f"the ranges of {', '.join(suggested)} were seen only in the samples: the spec has them "
-                         "as comments; uncomment those that hold for every value the model accepts")
+        sig.notes.append(
+            f"the ranges of {', '.join(suggested)} were seen only in the samples: the spec has them "
+            "as comments; uncomment those that hold for every value the model accepts"
+        )
 
 
 def spec_text(sig: Signature, name: str, spec_dir: Path, validation: str, samples_given: bool, is_text: bool = False) -> str:
@@ -209,8 +214,8 @@ def spec_text(sig: Signature, name: str, spec_dir: Path, validation: str, sample
         *[line for t in sig.outputs for line in _tensor_lines(t)],
         f"max_batch_size: {DEFAULT_MAX_BATCH}",
         "validation:                         # held out: verifies the export and gates every variant",
-        f"  data: {{npz: {validation}}}" + ("" if samples_given else
-                                           "   # supply it: one array per input name, batch first (never training data)"),
+        f"  data: {{npz: {validation}}}"
+        + ("" if samples_given else "   # supply it: one array per input name, batch first (never training data)"),
         "  tolerance: {atol: 1.0e-4, rtol: 1.0e-3}",
         "variants:                           # onnx_fp32 (the reference) is always built",
         "  - {kind: onnx_fp16}",
@@ -249,15 +254,15 @@ def load_samples(samples: Path) -> list[Batch]:
     order = list(dict.fromkeys(k.partition("/")[2] for k in raw)) if all("/" in k for k in raw) else list(raw)
     grouped = _npz_batches(raw)
     batches = [{n: b[n] for n in order if n in b} for _, b in grouped]
-    for (prefix, _), b in zip(grouped, batches):
+    for (prefix, _), b in zip(grouped, batches, strict=True):
         if list(b) != list(batches[0]):
-            raise SpecError(f"--samples {samples}: batch '{prefix}' has arrays {sorted(b)}, the first batch "
-                            f"{sorted(batches[0])}")
+            raise SpecError(f"--samples {samples}: batch '{prefix}' has arrays {sorted(b)}, the first batch {sorted(batches[0])}")
     return batches
 
 
-def write_spec(model: str, out: Path, samples: Path | None = None, base: Path | None = None,
-               output_names: list[str] | None = None) -> tuple[Path, Signature]:
+def write_spec(
+    model: str, out: Path, samples: Path | None = None, base: Path | None = None, output_names: list[str] | None = None
+) -> tuple[Path, Signature]:
     """Write the spec for MODEL to `out` (never over an existing file); with samples, check them against it."""
     out = Path(out)
     if out.exists():
@@ -272,9 +277,9 @@ def write_spec(model: str, out: Path, samples: Path | None = None, base: Path | 
     name = _spec_name(Path(model).stem if ":" not in model else model.split(":")[0])
     validation = _relative(samples, out.parent) if samples is not None else "validation.npz"
     text = spec_text(sig, name, out.parent, validation, samples is not None)
-    from tritonforge.spec import parse_spec
-
     import yaml
+
+    from tritonforge.spec import parse_spec
 
     spec = parse_spec(yaml.safe_load(text), source=str(out), base_dir=out.parent)
     from tritonforge.builder.data import _check_batch

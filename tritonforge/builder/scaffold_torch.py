@@ -51,8 +51,10 @@ def _input_order(module, names: list[str], where: str) -> list[str]:
         return names
     ordered = sorted(names, key=positional.index)
     if ordered != positional[: len(names)]:
-        raise SpecError(f"{where}: the build passes the inputs positionally, so the samples' arrays {ordered} must "
-                        f"be forward's first arguments, in order (forward takes {positional})")
+        raise SpecError(
+            f"{where}: the build passes the inputs positionally, so the samples' arrays {ordered} must "
+            f"be forward's first arguments, in order (forward takes {positional})"
+        )
     return ordered
 
 
@@ -67,12 +69,14 @@ def _flatten(result, prefix: str = "") -> list[tuple[str, object]]:
     if isinstance(result, dict):  # transformers' ModelOutput is an OrderedDict without its None fields
         items = [(str(k), v) for k, v in result.items()]
     elif isinstance(result, tuple) and hasattr(result, "_fields"):  # a namedtuple
-        items = list(zip(result._fields, result))
+        items = list(zip(result._fields, result, strict=True))
     elif isinstance(result, (tuple, list)):
         items = [(str(i) if prefix else f"output{i}", v) for i, v in enumerate(result)]
     else:
-        raise SpecError(f"the model returns a {type(result).__name__}{f' as {prefix!r}' if prefix else ''}: only "
-                        "tensors (alone or in dicts, namedtuples, tuples) can be served")
+        raise SpecError(
+            f"the model returns a {type(result).__name__}{f' as {prefix!r}' if prefix else ''}: only "
+            "tensors (alone or in dicts, namedtuples, tuples) can be served"
+        )
     return [pair for key, value in items for pair in _flatten(value, f"{prefix}_{key}" if prefix else key)]
 
 
@@ -102,10 +106,12 @@ def _run(module, names: list[str], batches: list[Batch], where: str):
                 with torch.no_grad():
                     out = module(*args)
             except Exception as e:
-                raise SpecError(f"{where}: the model raised {type(e).__name__} on sample batch {i} "
-                                f"({', '.join(f'{n}{list(a.shape)}' for n, a in zip(names, args))}): {e}") from None
+                raise SpecError(
+                    f"{where}: the model raised {type(e).__name__} on sample batch {i} "
+                    f"({', '.join(f'{n}{list(a.shape)}' for n, a in zip(names, args, strict=True))}): {e}"
+                ) from None
             results.append(_flatten(out))
-            for n, a in zip(names, args):
+            for n, a in zip(names, args, strict=True):
                 if id(a) in seen:
                     rows[n] = min(rows.get(n, seen[id(a)]), seen[id(a)])
             seen.clear()
@@ -132,14 +138,24 @@ def _export(module, names: list[str], out_names: list[str], batch: Batch) -> _Gr
     dynamic = tuple({axis: auto for axis in range(a.dim())} for a in args)
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         path = Path(tmp) / "model.onnx"
-        program = torch.onnx.export(module, tuple(args), str(path), dynamo=True, external_data=False, verbose=False,
-                                    input_names=names, output_names=out_names, dynamic_shapes=dynamic)
+        program = torch.onnx.export(
+            module,
+            tuple(args),
+            str(path),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+            input_names=names,
+            output_names=out_names,
+            dynamic_shapes=dynamic,
+        )
         model = onnx.load(str(path))
     inputs = {vi.name: _onnx_dims(vi)[0] for vi in model.graph.input}
     outputs = [_onnx_dims(vi)[0] for vi in model.graph.output]
     if [n for n in names if n not in inputs] or len(outputs) != len(out_names):
-        raise SpecError(f"the exported graph has inputs {list(inputs)} and {len(outputs)} output(s), "
-                        f"not {names} and {len(out_names)}")
+        raise SpecError(
+            f"the exported graph has inputs {list(inputs)} and {len(outputs)} output(s), not {names} and {len(out_names)}"
+        )
     fixed = _fixed_symbols(program)  # symbols the exporter bounded to one size are that size
     inputs = {n: [fixed.get(d, d) if isinstance(d, str) else d for d in dims] for n, dims in inputs.items()}
     outputs = [[fixed.get(d, d) if isinstance(d, str) else d for d in dims] for dims in outputs]
@@ -173,8 +189,9 @@ def _shape(where: str, name: str, arrays: list) -> tuple[list[int], list[tuple[i
     """Per-item shape over the batches (-1 where they differ) and each dim's sizes batch by batch."""
     ranks = {a.ndim for a in arrays}
     if len(ranks) != 1 or 0 in ranks:
-        raise SpecError(f"{where}: '{name}' must have one rank in every batch, batch first; got shapes "
-                        f"{[list(a.shape) for a in arrays]}")
+        raise SpecError(
+            f"{where}: '{name}' must have one rank in every batch, batch first; got shapes {[list(a.shape) for a in arrays]}"
+        )
     sizes = [tuple(int(a.shape[axis]) for a in arrays) for axis in range(1, arrays[0].ndim)]
     return [s[0] if len(set(s)) == 1 else -1 for s in sizes], sizes
 
@@ -210,26 +227,33 @@ def _try_export(module, names: list[str], out_names: list[str], batches: list[Ba
     try:
         graph = _export(module, names, out_names, max(batches, key=lambda b: len(b[names[0]])))
     except Exception as e:
-        return None, (f"the module did not export to ONNX here ({_root_cause(e)}): dims and ranges come from the "
-                      "samples and the module's nn.Embedding layers alone")
-    return graph, ("dims, dim names and ranges come from the module exported to ONNX (as the build exports it) and "
-                   f"from the samples' {len(batches)} batch(es)")
+        return None, (
+            f"the module did not export to ONNX here ({_root_cause(e)}): dims and ranges come from the "
+            "samples and the module's nn.Embedding layers alone"
+        )
+    return graph, (
+        "dims, dim names and ranges come from the module exported to ONNX (as the build exports it) and "
+        f"from the samples' {len(batches)} batch(es)"
+    )
 
 
-def from_module(module, source: dict, batches: list[Batch], where: str,
-                output_names: list[str] | None = None) -> Signature:
+def from_module(module, source: dict, batches: list[Batch], where: str, output_names: list[str] | None = None) -> Signature:
     """The signature of a torch module, from running it on the sample batches and exporting it to ONNX."""
     if not batches:
-        raise SpecError(f"{where}: a TorchScript file or a factory carries no signature: give --samples FILE.npz "
-                        "with one array per input (named as forward's arguments, batch first; batches of several "
-                        "lengths as keys PREFIX/NAME: b0/input_ids, b0/attention_mask, b1/input_ids, ...)")
+        raise SpecError(
+            f"{where}: a TorchScript file or a factory carries no signature: give --samples FILE.npz "
+            "with one array per input (named as forward's arguments, batch first; batches of several "
+            "lengths as keys PREFIX/NAME: b0/input_ids, b0/attention_mask, b1/input_ids, ...)"
+        )
     names = _input_order(module, list(batches[0]), where)
     results, hook_rows = _run(module, names, batches, where)
     out_names = [n for n, _ in results[0]]
     if output_names is not None:
         if len(output_names) != len(out_names):
-            raise SpecError(f"--output-names gives {len(output_names)} name(s) for the model's {len(out_names)} "
-                            f"output(s) ({', '.join(out_names)})")
+            raise SpecError(
+                f"--output-names gives {len(output_names)} name(s) for the model's {len(out_names)} "
+                f"output(s) ({', '.join(out_names)})"
+            )
         out_names = list(output_names)
     graph, note = _try_export(module, names, out_names, batches)
     notes = [note]
@@ -239,11 +263,14 @@ def from_module(module, source: dict, batches: list[Batch], where: str,
         shape, sizes = _shape(where, n, [b[n] for b in batches])
         exported = graph.inputs[n] if graph else []
         fixed = [(axis, d) for axis, d in enumerate(exported, start=1) if isinstance(d, int) and shape[axis - 1] == -1]
-        notes += [f"'{n}' varies along axis {axis} in the samples, but the export fixed it at {d}: the build's "
-                  "export may too" for axis, d in fixed]
+        notes += [
+            f"'{n}' varies along axis {axis} in the samples, but the export fixed it at {d}: the build's export may too"
+            for axis, d in fixed
+        ]
         dims = [dim_names.name(key, n, axis) for axis, key in _dynamic_dims(shape, sizes, exported)]
         ranges = ([graph.ranges[n]] if graph and n in graph.ranges else []) + (
-            [((0, hook_rows[n] - 1), f"indexes the {hook_rows[n]} rows of an nn.Embedding")] if n in hook_rows else [])
+            [((0, hook_rows[n] - 1), f"indexes the {hook_rows[n]} rows of an nn.Embedding")] if n in hook_rows else []
+        )
         bounds, range_note = min(ranges, key=lambda r: r[0][1]) if ranges else (None, "")
         inputs.append(Tensor(n, dtypes.from_numpy(batches[0][n].dtype).name, shape, bounds, range_note, dims))
     outputs = []
@@ -255,8 +282,10 @@ def from_module(module, source: dict, batches: list[Batch], where: str,
         # an output's dims of an input's length take its name; dim_names stop at the first dim without one
         outputs.append(Tensor(name, _torch_dtype(arrays[0]), shape, dim_names=[dim_names.names[k] for k in keys[:named]]))
     if graph is None and len({tuple(b[n].shape[1:] for n in names) for b in batches}) == 1:
-        notes.append("the samples have one shape: mark the dims that vary (sequence lengths) as -1, or give "
-                     "batches of several lengths (keys PREFIX/NAME)")
+        notes.append(
+            "the samples have one shape: mark the dims that vary (sequence lengths) as -1, or give "
+            "batches of several lengths (keys PREFIX/NAME)"
+        )
     return Signature(source, inputs, outputs, notes)
 
 
@@ -273,8 +302,10 @@ def from_exported_program(path: Path) -> Signature:
     def tensor(name: str, val) -> Tensor:
         dims = [int(d) if isinstance(d, int) or str(d).isdigit() else -1 for d in val.shape]
         if dims and dims[0] > 1:
-            raise SpecError(f"{path}: tensor '{name}' has a fixed first dimension ({dims[0]}): export with a "
-                            "dynamic batch dimension (dynamic_shapes with torch.export.Dim on axis 0)")
+            raise SpecError(
+                f"{path}: tensor '{name}' has a fixed first dimension ({dims[0]}): export with a "
+                "dynamic batch dimension (dynamic_shapes with torch.export.Dim on axis 0)"
+            )
         return Tensor(name, dtypes.from_numpy(np.dtype(str(val.dtype).removeprefix("torch."))).name, dims[1:])
 
     inputs = [tensor(n, placeholders[n].meta["val"]) for n in names]

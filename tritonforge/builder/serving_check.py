@@ -17,6 +17,7 @@ The report says which way each model was checked. Nothing here touches the live 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -28,11 +29,11 @@ import numpy as np
 
 from tritonforge import dtypes
 from tritonforge.builder.serving_ort import ServingOrt
-from tritonforge.spec import BuildSpec, TensorSpec
 from tritonforge.errors import TritonforgeError
 from tritonforge.repository.config_rules import config_problems, onnx_config_problems
 from tritonforge.repository.layout import ModelDir
 from tritonforge.repository.manifest import Role
+from tritonforge.spec import BuildSpec, TensorSpec
 
 Batch = dict[str, np.ndarray]
 SKIPPED = "not checked: the build ran with --no-serving-check"
@@ -108,8 +109,7 @@ class ServingCheck:
         self.close()
 
     # ---- one build -----------------------------------------------------------------------------------
-    def check(self, spec: BuildSpec, models: list[ModelDir], version: int, served_file: Path,
-              probe: Probe) -> list[ModelCheck]:
+    def check(self, spec: BuildSpec, models: list[ModelDir], version: int, served_file: Path, probe: Probe) -> list[ModelCheck]:
         """Check a build's staged models; raises ServingCheckError naming the model and Triton's reason."""
         if not self.enabled:
             return [ModelCheck(m.name, "skipped", SKIPPED) for m in models]
@@ -140,19 +140,21 @@ class ServingCheck:
                 worst = 0.0
                 for request, model_inputs in zip(requests, inputs, strict=True):
                     answer = _infer(client, m, request)
-                    worst = max(worst, _agree(m.name, spec.outputs, answer, session.run(model_inputs),
-                                              tol.atol, tol.rtol))
+                    worst = max(worst, _agree(m.name, spec.outputs, answer, session.run(model_inputs), tol.atol, tol.rtol))
                 samples = sum(len(next(iter(r.values()))) for r in requests)
-                results.append(ModelCheck(m.name, "tritonserver",
-                                          f"loaded by tritonserver {_server_version(client)} and answered {samples} "
-                                          f"held-out sample(s) in {len(requests)} request(s) as the gate measured "
-                                          f"(largest difference {worst:.3g}; atol {tol.atol:g}, rtol {tol.rtol:g})"))
+                results.append(
+                    ModelCheck(
+                        m.name,
+                        "tritonserver",
+                        f"loaded by tritonserver {_server_version(client)} and answered {samples} "
+                        f"held-out sample(s) in {len(requests)} request(s) as the gate measured "
+                        f"(largest difference {worst:.3g}; atol {tol.atol:g}, rtol {tol.rtol:g})",
+                    )
+                )
         finally:
             for name in loaded:
-                try:
+                with contextlib.suppress(Exception):  # the scratch server goes away with the command anyway
                     client.unload_model(name)
-                except Exception:  # noqa: S110 - the scratch server goes away with the command anyway
-                    pass
             for m in python:
                 shutil.rmtree(self._root / m.name, ignore_errors=True)
             client.close()
@@ -168,8 +170,9 @@ class ServingCheck:
         if problems:
             raise ServingCheckError(f"model '{m.name}' ({backend}) would be refused by Triton: " + "; ".join(problems))
         against = " and its graph" if m.config.backend == "onnxruntime" else ""
-        return ModelCheck(m.name, "config rules", f"the local server has no {backend} backend: config checked "
-                                                  f"against Triton's rules{against}")
+        return ModelCheck(
+            m.name, "config rules", f"the local server has no {backend} backend: config checked against Triton's rules{against}"
+        )
 
     @staticmethod
     def _load(client, server, name: str) -> None:
@@ -220,15 +223,18 @@ def _agree(model: str, outputs: list[TensorSpec], answer: Batch, expected: Batch
         got, want = answer[t.name], expected[t.name]
         if got is None or got.size != want.size:
             shape = None if got is None else got.shape
-            raise ServingCheckError(f"model '{model}' answered output '{t.name}' with shape {shape}; the served "
-                                    f"variant computes {want.shape}")
+            raise ServingCheckError(
+                f"model '{model}' answered output '{t.name}' with shape {shape}; the served variant computes {want.shape}"
+            )
         got = got.reshape(want.shape)
         diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
         bad = diff > atol + rtol * np.abs(want.astype(np.float64))
         if bad.any():
-            raise ServingCheckError(f"model '{model}' answered output '{t.name}' differently from the variant the "
-                                    f"gate measured: {int(bad.sum())} of {want.size} value(s) beyond atol {atol:g}, "
-                                    f"rtol {rtol:g} (largest difference {float(diff.max()):.3g})")
+            raise ServingCheckError(
+                f"model '{model}' answered output '{t.name}' differently from the variant the "
+                f"gate measured: {int(bad.sum())} of {want.size} value(s) beyond atol {atol:g}, "
+                f"rtol {rtol:g} (largest difference {float(diff.max()):.3g})"
+            )
         worst = max(worst, float(diff.max()) if diff.size else 0.0)
     return worst
 

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritonforge import dtypes, serving
-from tritonforge.spec import PYTHON_CACHE_KINDS, BuildSpec, TensorSpec
 from tritonforge.builder.variants import VariantOutcome
 from tritonforge.hashing import sha256_bytes, sha256_file
 from tritonforge.repository import config as cfg
 from tritonforge.repository.layout import ModelDir
 from tritonforge.repository.manifest import ModelRole, Role
+from tritonforge.spec import PYTHON_CACHE_KINDS, BuildSpec, TensorSpec
 
 SERVING_PACKAGE = "tritonforge_serving"  # the name serving/ is copied under, beside model.py
 RUNNER_FILE, FP32_FILE, TOKENIZER_FILE = "runner.onnx", "runner_fp32.onnx", "tokenizer.json"
@@ -53,15 +53,22 @@ class Names:
 
 def scheduling(spec: BuildSpec, kind: str, warmup: bool = True) -> cfg.Scheduling:
     s = spec.serving
-    return cfg.Scheduling(max_batch_size=spec.max_batch_size, dynamic_batching=s.dynamic_batching,
-                          instance_count=s.instance_count, instance_kind=kind, warmup=s.warmup if warmup else None)
+    return cfg.Scheduling(
+        max_batch_size=spec.max_batch_size,
+        dynamic_batching=s.dynamic_batching,
+        instance_count=s.instance_count,
+        instance_kind=kind,
+        warmup=s.warmup if warmup else None,
+    )
 
 
 def variant_io(spec: BuildSpec, outcome: VariantOutcome) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The variant's tensor signature: FP16 variants built without keep_io_types take and give float16."""
     if outcome.precision == "fp16" and outcome.options.get("keep_io_types") is False:
+
         def half(t: TensorSpec) -> TensorSpec:
             return t.model_copy(update={"dtype": "float16"}) if t.dtype == "float32" else t
+
         return [half(t) for t in spec.inputs], [half(t) for t in spec.outputs]
     return list(spec.inputs), list(spec.outputs)
 
@@ -89,9 +96,13 @@ def serving_sources() -> list[Path]:
     from tritonforge.server import probe
 
     here = Path(serving.__file__).parent
-    return (sorted(here.glob("*.py")) + sorted((here / "triton_models").glob("*.py")) + [Path(__file__)]
-            + sorted(Path(repository.__file__).parent.glob("*.py"))
-            + [Path(probe_sample.__file__), Path(probe.__file__)])  # the probe's sample and rule
+    return (
+        sorted(here.glob("*.py"))
+        + sorted((here / "triton_models").glob("*.py"))
+        + [Path(__file__)]
+        + sorted(Path(repository.__file__).parent.glob("*.py"))
+        + [Path(probe_sample.__file__), Path(probe.__file__)]
+    )  # the probe's sample and rule
 
 
 def file_hashes(files: dict[str, Path | bytes]) -> dict[str, str]:
@@ -110,8 +121,15 @@ def runner_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
     name = Names(spec.name).runner
     config = cfg.python_model(name, spec.inputs, spec.outputs, scheduling(spec, "cpu"))
     files = serving_files("runner", **{"model.onnx": Path(outcome.file)})
-    _settings(config, {"file": "model.onnx", "variant": outcome.id, "intra_op_threads": spec.serving.intra_op_threads,
-                       "files": file_hashes(files)})
+    _settings(
+        config,
+        {
+            "file": "model.onnx",
+            "variant": outcome.id,
+            "intra_op_threads": spec.serving.intra_op_threads,
+            "files": file_hashes(files),
+        },
+    )
     role = ModelRole(Role.RUNNER, outcome.id, "onnxruntime", "model.onnx")
     return ModelDir(name, config, role, files)
 
@@ -152,8 +170,13 @@ def public_inputs(spec: BuildSpec) -> list[TensorSpec]:
 def _tensor(t: TensorSpec) -> dict:
     """A tensor as the serving logic reads it: `dims` per item (-1: dynamic), `dim_names` naming its -1 dims in
     order (inputs sharing a name must agree on that length), `range` [low, high] or None."""
-    return {"name": t.name, "dtype": t.dtype, "dims": list(t.shape), "dim_names": list(t.dim_names),
-            "range": list(t.range) if t.range else None}
+    return {
+        "name": t.name,
+        "dtype": t.dtype,
+        "dims": list(t.shape),
+        "dim_names": list(t.dim_names),
+        "range": list(t.range) if t.range else None,
+    }
 
 
 @dataclass
@@ -172,9 +195,14 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
     """The model clients call, with every serving setting dumped from the spec."""
     s = spec.serving
     rung_settings: list[dict] = [
-        {"kind": "bls", "model": o.published_as, "version": version,
-         "inputs": {t.name: dtypes.by_name(t.dtype).triton for t in variant_io(spec, o)[0]}}
-        for o in plan.published]
+        {
+            "kind": "bls",
+            "model": o.published_as,
+            "version": version,
+            "inputs": {t.name: dtypes.by_name(t.dtype).triton for t in variant_io(spec, o)[0]},
+        }
+        for o in plan.published
+    ]
     files: dict[str, Path | bytes] = {RUNNER_FILE: Path(plan.cpu_variant.file)}
     rung_settings.append({"kind": "onnxruntime", "name": f"in_process:{plan.cpu_variant.published_as}", "file": RUNNER_FILE})
     if plan.cpu_variant.id != plan.fp32.id and s.router.fp32_last_rung:
@@ -188,14 +216,21 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
     cache = s.cache.model_dump(mode="json") if s.cache.kind in PYTHON_CACHE_KINDS else None
     files = serving_files("public", **files)
     settings = {
-        "public": spec.name, "cache_version": plan.cache_version,
-        "inputs": [_tensor(t) for t in public_inputs(spec)], "model_inputs": [_tensor(t) for t in spec.inputs],
+        "public": spec.name,
+        "cache_version": plan.cache_version,
+        "inputs": [_tensor(t) for t in public_inputs(spec)],
+        "model_inputs": [_tensor(t) for t in spec.inputs],
         "outputs": [_tensor(t) for t in spec.outputs],
-        "max_request_bytes": s.max_request_bytes, "reject_nonfinite": s.router.reject_nonfinite,
-        "intra_op_threads": s.intra_op_threads, "preprocess": preprocess, "cache": cache,
+        "max_request_bytes": s.max_request_bytes,
+        "reject_nonfinite": s.router.reject_nonfinite,
+        "intra_op_threads": s.intra_op_threads,
+        "preprocess": preprocess,
+        "cache": cache,
         "router": s.router.model_dump(mode="json", include={"breaker_failures", "breaker_seconds", "rung_timeout_ms"}),
-        "rungs": rung_settings, "metrics_interval_ms": METRICS_INTERVAL_MS,
-        "warmup": s.warmup.model_dump(mode="json"), "files": file_hashes(files),
+        "rungs": rung_settings,
+        "metrics_interval_ms": METRICS_INTERVAL_MS,
+        "warmup": s.warmup.model_dump(mode="json"),
+        "files": file_hashes(files),
     }
     # The public model warms its in-process rungs itself: Triton's warm-up requests would go through the cache
     # (a shared Redis answers them, and the compute is never warmed) and reach no BLS rung before the server is up.

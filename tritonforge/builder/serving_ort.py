@@ -47,10 +47,13 @@ class ServingOrt:
             return self._process
         env = (self._environment or ServingEnvironment.default()).ensure()
         package_parent = Path(serving.__file__).resolve().parent.parent
-        code = (f"import sys; sys.path.insert(0, {str(package_parent)!r}); "
-                "from serving.ort_worker import main; main()")
-        self._process = subprocess.Popen([str(env.python), "-I", "-c", code], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+        code = f"import sys; sys.path.insert(0, {str(package_parent)!r}); from serving.ort_worker import main; main()"
+        self._process = subprocess.Popen(
+            [str(env.python), "-I", "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        )
         self.versions = self.call({"op": "version"})[0]
         return self._process
 
@@ -80,8 +83,7 @@ class ServingOrt:
     def open(self, path: Path, output_names: list[str], threads: int) -> RemoteSession:
         self._next_id += 1
         sid = str(self._next_id)
-        reply, _ = self.call({"op": "open", "id": sid, "path": str(path), "outputs": output_names,
-                              "threads": int(threads)})
+        reply, _ = self.call({"op": "open", "id": sid, "path": str(path), "outputs": output_names, "threads": int(threads)})
         return RemoteSession(self, sid, float(reply["memory_mb"]))
 
     def close(self) -> None:
@@ -124,6 +126,5 @@ class RemoteSession:
     def window(self, key: str, min_runs: int, window_s: float) -> list[float]:
         """Run the batch kept under `key` back to back (at least `min_runs` times and `window_s` seconds), each
         run timed inside the worker, in seconds."""
-        reply, _ = self.ort.call({"op": "window", "id": self.id, "key": key, "min_runs": min_runs,
-                                  "window_s": window_s})
+        reply, _ = self.ort.call({"op": "window", "id": self.id, "key": key, "min_runs": min_runs, "window_s": window_s})
         return [float(s) for s in reply["samples"]]

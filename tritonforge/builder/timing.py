@@ -58,8 +58,12 @@ class _Series:
         return (max(medians) - min(medians)) / max(min(medians), 1e-12) * 100 <= pct
 
 
-def measure(timers: Mapping[str, Timer | Callable[[Batch], object]], inputs: dict[int, Batch], settings: TimingSpec,
-            on_window: Callable[[], None] | None = None) -> dict[str, dict[int, LatencyStats]]:
+def measure(
+    timers: Mapping[str, Timer | Callable[[Batch], object]],
+    inputs: dict[int, Batch],
+    settings: TimingSpec,
+    on_window: Callable[[], None] | None = None,
+) -> dict[str, dict[int, LatencyStats]]:
     """Time every runtime at every batch size; returns stats per runtime id and batch size. A plain callable is
     timed in this process; a Timer times its own runs (the serving environment's worker does, so the pipe to it
     is not in the figures)."""
@@ -74,7 +78,7 @@ def measure(timers: Mapping[str, Timer | Callable[[Batch], object]], inputs: dic
                 timed[rid].window(key, settings.warmup_runs, 0.0)
         series = {rid: _Series() for rid in ids}
         for w in range(settings.max_windows):
-            order = ids[w % len(ids):] + ids[: w % len(ids)]
+            order = ids[w % len(ids) :] + ids[: w % len(ids)]
             for rid in order:
                 if series[rid].stable(settings.stable_windows, settings.stable_pct):
                     continue
@@ -84,7 +88,7 @@ def measure(timers: Mapping[str, Timer | Callable[[Batch], object]], inputs: dic
             if all(s.stable(settings.stable_windows, settings.stable_pct) for s in series.values()):
                 break
         for rid, s in series.items():
-            steady = np.array([x for win in s.windows[-settings.stable_windows:] for x in win]) * 1000
+            steady = np.array([x for win in s.windows[-settings.stable_windows :] for x in win]) * 1000
             results[rid][batch_size] = LatencyStats(
                 batch_size=batch_size,
                 runs=sum(len(win) for win in s.windows),

@@ -14,17 +14,17 @@ from tritonforge.builder.converters import CONVERTERS, ConversionJob, VariantSpe
 from tritonforge.builder.converters.int8_common import quantized_nodes
 from tritonforge.builder.data import Dataset
 from tritonforge.builder.gate import GateResult, evaluate
-from tritonforge.hardware import cpu_info
-from tritonforge.hashing import combine, sha256_file
 from tritonforge.builder.int8_search import AccuracyControlSearch, rank_sensitive_nodes, search_variants
 from tritonforge.builder.onnx_graph import finalize_variant
 from tritonforge.builder.runtimes import open_runtime
 from tritonforge.builder.serving_ort import ServingOrt
-from tritonforge.spec import BuildSpec
 from tritonforge.builder.stages import StageCache
 from tritonforge.builder.timing import measure, timing_input
-from tritonforge.repository.reader import Repository
 from tritonforge.builder.verify import Comparison, Outputs, compare, rebatch_outputs, run_over
+from tritonforge.hardware import cpu_info
+from tritonforge.hashing import combine, sha256_file
+from tritonforge.repository.reader import Repository
+from tritonforge.spec import BuildSpec
 
 SEARCH_WINNER_ID = "onnx_int8"
 # How much faster than FP32 (geometric mean of the p50 speed-ups) a variant must be to be served instead: the
@@ -91,6 +91,7 @@ class VariantsResult:
     notes: list[str]
     stages: StageCache
     search_path: dict | None = None
+
     def stage_records(self) -> dict[str, dict]:
         """Stage keys and results for the manifest (call after publishing, so published_as is recorded)."""
         for o in self.outcomes:
@@ -104,13 +105,13 @@ def conversion_code() -> str:
     replays a result it recorded before."""
     from tritonforge.builder import converters, gate, int8_search, verify
 
-    files = sorted(Path(converters.__file__).parent.glob("*.py")) + [
-        Path(m.__file__) for m in (gate, int8_search, verify)]  # type: ignore[arg-type]
+    files = sorted(Path(converters.__file__).parent.glob("*.py")) + [Path(m.__file__) for m in (gate, int8_search, verify)]  # type: ignore[arg-type]
     return combine({p.name: sha256_file(p) for p in files})
 
 
-def _variant_key(spec: BuildSpec, v: VariantSpec, fp32_sha: str, validation: Dataset, calibration: Dataset | None,
-                 tools: dict[str, str]) -> str:
+def _variant_key(
+    spec: BuildSpec, v: VariantSpec, fp32_sha: str, validation: Dataset, calibration: Dataset | None, tools: dict[str, str]
+) -> str:
     parts = {
         "code": conversion_code(),
         "fp32": fp32_sha,
@@ -126,15 +127,28 @@ def _variant_key(spec: BuildSpec, v: VariantSpec, fp32_sha: str, validation: Dat
 class VariantBuilder:
     """Runs the variant stages of one build."""
 
-    def __init__(self, spec: BuildSpec, fp32: Path, validation: Dataset, reference: Outputs,
-                 calibration: Dataset | None, work: Path, stages: StageCache, repo: Path,
-                 tools: dict[str, str], reporter, ort: ServingOrt | None = None) -> None:
+    def __init__(
+        self,
+        spec: BuildSpec,
+        fp32: Path,
+        validation: Dataset,
+        reference: Outputs,
+        calibration: Dataset | None,
+        work: Path,
+        stages: StageCache,
+        repo: Path,
+        tools: dict[str, str],
+        reporter,
+        ort: ServingOrt | None = None,
+    ) -> None:
         self.spec, self.fp32, self.validation, self.reference = spec, fp32, validation, reference
         self.calibration, self.work, self.stages, self.repo = calibration, work, stages, repo
         self.tools, self.rep, self.ort = tools, reporter, ort
         self.fp32_sha = sha256_file(fp32)
         self.notes: list[str] = []
-        self.built: dict[str, str] = {self.fp32_sha: FP32.variant_id}  # sha256 of each variant file built so far -> the first variant id
+        self.built: dict[str, str] = {
+            self.fp32_sha: FP32.variant_id
+        }  # sha256 of each variant file built so far -> the first variant id
         self.search_path: dict | None = None  # the accuracy-control search's steps, for the report
         self.inputs = [t.name for t in spec.inputs]
         self.outputs = [t.name for t in spec.outputs]
@@ -169,9 +183,15 @@ class VariantBuilder:
         if reused is not None:
             reused.search = search
             return reused
-        outcome = VariantOutcome(id=v.variant_id, kind=v.kind, runtime=converter.runtime,
-                                 precision=converter.precision, options=v.model_dump(mode="json", exclude_defaults=True),
-                                 search=search, key=key)
+        outcome = VariantOutcome(
+            id=v.variant_id,
+            kind=v.kind,
+            runtime=converter.runtime,
+            precision=converter.precision,
+            options=v.model_dump(mode="json", exclude_defaults=True),
+            search=search,
+            key=key,
+        )
         reason = converter.unavailable()
         if reason:
             outcome.status, outcome.reason = "skipped", reason
@@ -182,9 +202,15 @@ class VariantBuilder:
             if same:
                 outcome.status, outcome.reason = "skipped", same
                 return outcome
-            runtime = open_runtime(converter.runtime, path, self.inputs, self.outputs,
-                                   timing_input(self.validation, self.spec.max_batch_size),
-                                   self.spec.serving.intra_op_threads, ort=self.ort)
+            runtime = open_runtime(
+                converter.runtime,
+                path,
+                self.inputs,
+                self.outputs,
+                timing_input(self.validation, self.spec.max_batch_size),
+                self.spec.serving.intra_op_threads,
+                ort=self.ort,
+            )
             candidate = run_over(runtime.run, self.validation)
         except Exception as e:  # a failed conversion or run rejects this variant, not the build
             outcome.status, outcome.reason = "error", f"{type(e).__name__}: {str(e).strip()[:600]}"
@@ -192,8 +218,9 @@ class VariantBuilder:
         outcome.file, outcome.file_sha256, outcome.size_bytes = str(path), sha256_file(path), path.stat().st_size
         outcome.device, outcome.memory_mb = runtime.device, round(runtime.memory_mb, 1)
         outcome.measured_in = runtime.runtime_label
-        comparison, gate, notes = check_variant(self.spec, self.validation, self.reference, runtime.run,
-                                                converter.batch_dependent, candidate)
+        comparison, gate, notes = check_variant(
+            self.spec, self.validation, self.reference, runtime.run, converter.batch_dependent, candidate
+        )
         outcome.notes.extend(notes)
         outcome.comparison = comparison.to_dict()
         outcome.gate = gate.to_dict()
@@ -218,10 +245,15 @@ class VariantBuilder:
     # ---- all of them -------------------------------------------------------------------------
     def _sensitivity_cached_search(self) -> list[VariantSpec]:
         s = self.spec.int8_search
-        key = combine({"code": conversion_code(), "fp32": self.fp32_sha,
-                       "calibration": self.calibration.fingerprint() if self.calibration else "",
-                       "search": json.dumps(s.model_dump(mode="json"), sort_keys=True),
-                       "tools": json.dumps(self.tools, sort_keys=True)})
+        key = combine(
+            {
+                "code": conversion_code(),
+                "fp32": self.fp32_sha,
+                "calibration": self.calibration.fingerprint() if self.calibration else "",
+                "search": json.dumps(s.model_dump(mode="json"), sort_keys=True),
+                "tools": json.dumps(self.tools, sort_keys=True),
+            }
+        )
         old = self.stages.lookup("int8_search", key)
         if old is not None:
             grid = [variant_spec(**d) for d in old["result"]]
@@ -251,8 +283,9 @@ class VariantBuilder:
 
             def rank(excluded: list[str]) -> list[str]:
                 with self.rep.stage(f"INT8 search: sensitivity with {len(excluded)} node(s) in float"):
-                    return rank_sensitive_nodes(self.fp32, self.calibration, self.inputs, s.op_types, self.work,
-                                                self.notes, excluded=excluded)
+                    return rank_sensitive_nodes(
+                        self.fp32, self.calibration, self.inputs, s.op_types, self.work, self.notes, excluded=excluded
+                    )
 
             def quantized(outcome: VariantOutcome) -> set[str] | None:
                 if outcome.status not in ("passed", "rejected"):
@@ -264,18 +297,22 @@ class VariantBuilder:
             outcomes, path = search.run()
             specs = [_spec_for(o, []) for o in outcomes]
             self.search_path = path.to_dict()
-        self.stages.store("int8_search", key, result=[v.model_dump(mode="json") for v in specs],
-                          path=self.search_path)
+        self.stages.store("int8_search", key, result=[v.model_dump(mode="json") for v in specs], path=self.search_path)
         return outcomes, specs
 
     def _search_key(self) -> str:
         s = self.spec.int8_search
-        return combine({"code": conversion_code(), "fp32": self.fp32_sha,
-                        "calibration": self.calibration.fingerprint() if self.calibration else "",
-                        "validation": self.validation.fingerprint(),
-                        "gate": json.dumps(self.spec.gate.model_dump(mode="json"), sort_keys=True),
-                        "search": json.dumps(s.model_dump(mode="json"), sort_keys=True),
-                        "tools": json.dumps(self.tools, sort_keys=True)})
+        return combine(
+            {
+                "code": conversion_code(),
+                "fp32": self.fp32_sha,
+                "calibration": self.calibration.fingerprint() if self.calibration else "",
+                "validation": self.validation.fingerprint(),
+                "gate": json.dumps(self.spec.gate.model_dump(mode="json"), sort_keys=True),
+                "search": json.dumps(s.model_dump(mode="json"), sort_keys=True),
+                "tools": json.dumps(self.tools, sort_keys=True),
+            }
+        )
 
     def run(self) -> VariantsResult:
         specs = [(FP32, False)] + [(v, False) for v in self.spec.variants]
@@ -304,10 +341,15 @@ class VariantBuilder:
         if not self.spec.timing.enabled:
             return False
         timed = [o for o in outcomes if o.passed or (o.status == "rejected" and not o.search)]
-        key = combine({"files": json.dumps(sorted((o.id, o.file_sha256) for o in timed)),
-                       "settings": json.dumps(self.spec.timing.model_dump(mode="json"), sort_keys=True),
-                       "batches": str(self.spec.timing_batch_sizes), "cpu": json.dumps(cpu_info(), sort_keys=True),
-                       "threads": str(self.spec.serving.intra_op_threads)})
+        key = combine(
+            {
+                "files": json.dumps(sorted((o.id, o.file_sha256) for o in timed)),
+                "settings": json.dumps(self.spec.timing.model_dump(mode="json"), sort_keys=True),
+                "batches": str(self.spec.timing_batch_sizes),
+                "cpu": json.dumps(cpu_info(), sort_keys=True),
+                "threads": str(self.spec.serving.intra_op_threads),
+            }
+        )
         old = self.stages.lookup("timing", key)
         if old is not None:
             for o in timed:
@@ -320,8 +362,9 @@ class VariantBuilder:
             for o in timed:
                 if not o.file:  # reused result whose file is not in the repository: convert again
                     o.file = str(self.fp32 if o.kind == "onnx_fp32" else self._convert(_spec_for(o, specs), o))
-                runners[o.id] = open_runtime(o.runtime, Path(o.file), self.inputs, self.outputs,
-                                             threads=self.spec.serving.intra_op_threads, ort=self.ort).timer
+                runners[o.id] = open_runtime(
+                    o.runtime, Path(o.file), self.inputs, self.outputs, threads=self.spec.serving.intra_op_threads, ort=self.ort
+                ).timer
             inputs = {b: timing_input(self.validation, b) for b in self.spec.timing_batch_sizes}
             stats = measure(runners, inputs, self.spec.timing)
         for o in timed:
@@ -350,9 +393,9 @@ class VariantBuilder:
         return primary
 
 
-
-def check_variant(spec: BuildSpec, validation: Dataset, reference: Outputs, run, batch_dependent: bool,
-                  candidate: Outputs | None = None) -> tuple[Comparison, GateResult, list[str]]:
+def check_variant(
+    spec: BuildSpec, validation: Dataset, reference: Outputs, run, batch_dependent: bool, candidate: Outputs | None = None
+) -> tuple[Comparison, GateResult, list[str]]:
     """Compare a variant with the FP32 reference on the validation data and apply the gate. A batch-dependent
     variant must pass one sample at a time too (served batches are not the validation batches); the worse of
     the two comparisons is the one reported."""
@@ -400,13 +443,15 @@ def choose_primary(outcomes: list[VariantOutcome], winner: str | None, timed: bo
     best = max((o for o in publishable if o.kind != "onnx_fp32"), key=VariantOutcome.speed, default=None)
 
     def shown(o: VariantOutcome) -> str:
-        return "/".join(f"{o.speedup[b]:.2f}x" for b in sorted(o.speedup, key=int)) + \
-            f" at batch {'/'.join(sorted(o.speedup, key=int))}"
+        return (
+            "/".join(f"{o.speedup[b]:.2f}x" for b in sorted(o.speedup, key=int))
+            + f" at batch {'/'.join(sorted(o.speedup, key=int))}"
+        )
+
     if best is not None and best.speed() >= PRIMARY_MARGIN:
         return best.id, f"primary: {best.id}, the fastest passing variant: p50 {shown(best)} of FP32's"
     why = f"the fastest passing variant, {best.id}, is {shown(best)} of FP32's p50" if best else "no other variant passed"
-    return "onnx_fp32", (f"primary: onnx_fp32: {why}; a variant must be {PRIMARY_MARGIN:.2f}x faster to be served "
-                         "in its place")
+    return "onnx_fp32", (f"primary: onnx_fp32: {why}; a variant must be {PRIMARY_MARGIN:.2f}x faster to be served in its place")
 
 
 def subnormal_speedup_notes(outcomes: list[VariantOutcome]) -> list[str]:
@@ -418,8 +463,11 @@ def subnormal_speedup_notes(outcomes: list[VariantOutcome]) -> list[str]:
     notes = []
     for b in sorted(ftz.speedup, key=int):
         base = ftz.speedup[b]
-        others = [f"{o.id} {o.speedup[b] / base:.2f}x" for o in outcomes
-                  if o.speedup.get(b) and o.kind not in ("onnx_fp32", "onnx_fp32_ftz")]
+        others = [
+            f"{o.id} {o.speedup[b] / base:.2f}x"
+            for o in outcomes
+            if o.speedup.get(b) and o.kind not in ("onnx_fp32", "onnx_fp32_ftz")
+        ]
         line = f"batch {b}: {ftz.id} (FP32, subnormal weights set to zero) runs {base:.2f}x FP32's p50"
         if base >= PRIMARY_MARGIN:
             line += ": that part of every variant's speed-up is the subnormals', not the precision"

@@ -30,7 +30,7 @@ def rebatch_outputs(outputs: Outputs, size: int) -> Outputs:
     out = []
     for batch in outputs.batches:
         n = len(next(iter(batch.values())))
-        out += [{k: v[i:i + size] for k, v in batch.items()} for i in range(0, n, size)]
+        out += [{k: v[i : i + size] for k, v in batch.items()} for i in range(0, n, size)]
     return Outputs(out)
 
 
@@ -48,8 +48,10 @@ class Comparison:
         return all(m.violation <= 1.0 and m.nonfinite == 0 for m in self.outputs.values())
 
     def summary(self) -> str:
-        parts = [f"'{m.name}': max abs {m.max_abs:.3g}, max rel {m.max_rel:.3g}, min cosine {m.min_cosine:.6f}"
-                 for m in self.outputs.values()]
+        parts = [
+            f"'{m.name}': max abs {m.max_abs:.3g}, max rel {m.max_rel:.3g}, min cosine {m.min_cosine:.6f}"
+            for m in self.outputs.values()
+        ]
         return "; ".join(parts)
 
     def to_dict(self) -> dict:
@@ -67,6 +69,6 @@ def compare(spec: BuildSpec, data: Dataset, reference: Outputs, candidate: Outpu
     class_outputs = spec.class_score_outputs
     comp = Comparator([t.name for t in spec.outputs], atol, rtol, class_outputs)
     cls = class_outputs[0] if class_outputs and data.labels is not None else None
-    for i, (ref, cand) in enumerate(zip(reference.batches, candidate.batches)):
+    for i, (ref, cand) in enumerate(zip(reference.batches, candidate.batches, strict=True)):
         comp.add(ref, cand, data.labels[i] if data.labels is not None else None, cls)
     return Comparison(comp.results(), comp.accuracy(), atol, rtol)

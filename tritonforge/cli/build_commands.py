@@ -9,19 +9,29 @@ import typer
 from rich.markup import escape
 
 from tritonforge.cli.options import RepoOption
-from tritonforge.cli.render import (RichReporter, console, export_check_table, not_published_lines,
-                                    repository_check_lines, variants_table)
+from tritonforge.cli.render import (
+    RichReporter,
+    console,
+    export_check_table,
+    not_published_lines,
+    repository_check_lines,
+    variants_table,
+)
 
 
 def build(
     specs: Annotated[list[Path], typer.Argument(help="build spec YAML files (or directories of them)")],
     repo: RepoOption = Path("model_repository"),
     force: Annotated[bool, typer.Option(help="rebuild even if nothing changed")] = False,
-    serving_check: Annotated[bool, typer.Option(
-        "--serving-check/--no-serving-check",
-        help="load the staged models in the local tritonserver, ask the public model held-out samples, and gate "
-             "and time ONNX variants in the serving environment's ONNX Runtime before publishing; turn off only "
-             "where no local server can run (the report then says the repository was not checked)")] = True,
+    serving_check: Annotated[
+        bool,
+        typer.Option(
+            "--serving-check/--no-serving-check",
+            help="load the staged models in the local tritonserver, ask the public model held-out samples, and gate "
+            "and time ONNX variants in the serving environment's ONNX Runtime before publishing; turn off only "
+            "where no local server can run (the report then says the repository was not checked)",
+        ),
+    ] = True,
 ) -> None:
     """Export, verify and publish each spec's model into the repository (atomically; a no-op if unchanged)."""
     from tritonforge.builder.pipeline import build as run_build
@@ -50,8 +60,10 @@ def _build_one(run_build, spec_path: Path, repo: Path, force: bool, check) -> No
     for note in outcome.notes:
         console.print(f"[yellow]note[/]: {escape(note)}")
     console.print(f"[green]{outcome.spec.name}[/]: wrote {', '.join(outcome.manifest.models)} to {outcome.repo}")
-    console.print(f"call: model '{outcome.spec.name}' (gRPC, e.g. tritonforge.client.Client); "
-                  f"next: tritonforge serve {outcome.repo}", markup=False)
+    console.print(
+        f"call: model '{outcome.spec.name}' (gRPC, e.g. tritonforge.client.Client); next: tritonforge serve {outcome.repo}",
+        markup=False,
+    )
 
 
 def report(
@@ -75,5 +87,3 @@ def report(
         for line in not_published_lines(data):
             console.print(f"  {line}", markup=False)
         console.print(f"full report: {repo / model / 'build_report.md'}")
-
-

@@ -12,8 +12,12 @@ from tritonforge.cli.registry import register_all
 from tritonforge.cli.render import err_console
 from tritonforge.errors import TritonforgeError
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                  help="Take a trained model to a fast, verified Triton Inference Server deployment.")
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Take a trained model to a fast, verified Triton Inference Server deployment.",
+)
 register_all(app)
 
 
@@ -29,8 +33,11 @@ def main() -> None:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         err_console.print("[red]error:[/]", end=" ")
-        err_console.print(f"no space left on the device{f' ({e.filename})' if e.filename else ''}: free space and "
-                          "run the command again", markup=False, soft_wrap=True)
+        err_console.print(
+            f"no space left on the device{f' ({e.filename})' if e.filename else ''}: free space and run the command again",
+            markup=False,
+            soft_wrap=True,
+        )
         sys.exit(2)
 
 

@@ -41,8 +41,11 @@ class MissingCommand(TritonforgeError):
 
 def _missing(command: Command, error: Exception):
     def run() -> None:
-        raise MissingCommand(f"`tritonforge {command.name}` is not available here: {type(error).__name__}: {error} "
-                             "(pip install 'tritonforge[examples]' installs every optional dependency)")
+        raise MissingCommand(
+            f"`tritonforge {command.name}` is not available here: {type(error).__name__}: {error} "
+            "(pip install 'tritonforge[examples]' installs every optional dependency)"
+        )
+
     run.__doc__ = f"(unavailable: {error})"
     return run
 

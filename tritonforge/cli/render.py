@@ -56,8 +56,14 @@ def export_check_table(check: dict) -> Table:
         table.add_column(col)
     for name, m in check["outputs"].items():
         ok = m["violation"] <= 1 and m["nonfinite"] == 0
-        table.add_row(name, str(m["samples"]), f"{m['max_abs']:.3g}", f"{m['max_rel']:.3g}", f"{m['min_cosine']:.6f}",
-                      "[green]yes[/]" if ok else "[red]no[/]")
+        table.add_row(
+            name,
+            str(m["samples"]),
+            f"{m['max_abs']:.3g}",
+            f"{m['max_rel']:.3g}",
+            f"{m['min_cosine']:.6f}",
+            "[green]yes[/]" if ok else "[red]no[/]",
+        )
     return table
 
 
@@ -66,8 +72,12 @@ def variants_table(report: dict) -> Table:
     batches = [str(b) for b in report["timing"]["batch_sizes"]]
     runner = (report.get("serving") or {}).get("in_process_runner")
     caption = f"in-process runner (what the local server and the last rungs serve): {runner}" if runner else None
-    table = Table(title=f"{report['model']}: variants (primary: {report['primary']})", title_justify="left",
-                  caption=caption, caption_justify="left")
+    table = Table(
+        title=f"{report['model']}: variants (primary: {report['primary']})",
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+    )
     table.add_column("variant", no_wrap=True)
     table.add_column("gate", no_wrap=True)
     table.add_column("min cos")
@@ -83,9 +93,13 @@ def variants_table(report: dict) -> Table:
         cos = min((o["min_cosine"] for o in outputs), default=None)
         top1 = min((o["top1_agreement"] for o in outputs if o.get("top1_agreement") is not None), default=None)
         acc = ((v.get("comparison") or {}).get("accuracy") or {}).get("candidate")
-        row = [v["id"] + (" (in-process)" if v["id"] == runner else ""), f"[{colors[v['status']]}]{v['status']}[/]",
-               "-" if cos is None else f"{cos:.4f}", "-" if top1 is None else f"{top1:.4f}",
-               "-" if acc is None else f"{acc:.4f}"]
+        row = [
+            v["id"] + (" (in-process)" if v["id"] == runner else ""),
+            f"[{colors[v['status']]}]{v['status']}[/]",
+            "-" if cos is None else f"{cos:.4f}",
+            "-" if top1 is None else f"{top1:.4f}",
+            "-" if acc is None else f"{acc:.4f}",
+        ]
         for b in batches:
             t = v.get("timing", {}).get(b)
             s = v.get("speedup", {}).get(b)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,25 +13,41 @@ from tritonforge.cli.options import RepoOption
 from tritonforge.cli.render import console, err_console, model_states_table
 from tritonforge.errors import TritonforgeError
 
+
 def serve(
     repo: Annotated[Path, typer.Argument(help="model repository")] = Path("model_repository"),
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     http_port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     grpc_port: Annotated[int, typer.Option(min=1, max=65535)] = 8001,
     metrics_port: Annotated[int, typer.Option(min=1, max=65535)] = 8002,
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="load only these models")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="load only these models")] = None,
     cache_size: Annotated[int, typer.Option(min=0, help="bytes for Triton's local response cache (0: off)")] = 0,
-    log_file: Annotated[Optional[Path], typer.Option(help="write the server log here")] = None,
-    poll: Annotated[int, typer.Option(min=0, help="poll the repository every N seconds and load rebuilds by "
-                                                  "itself (0: explicit model control; `tritonforge reload` after "
-                                                  "a rebuild)")] = 0,
+    log_file: Annotated[Path | None, typer.Option(help="write the server log here")] = None,
+    poll: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="poll the repository every N seconds and load rebuilds by "
+            "itself (0: explicit model control; `tritonforge reload` after "
+            "a rebuild)",
+        ),
+    ] = 0,
 ) -> None:
     """Run the local tritonserver (CPU, Python backend) on REPO until Ctrl-C or SIGTERM."""
     from tritonforge.server.process import LocalTritonServer
 
     control = {"model_control": "poll", "poll_seconds": poll} if poll else {}
-    server = LocalTritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
-                               load_models=model, cache_size=cache_size, log_path=log_file, **control)
+    server = LocalTritonServer(
+        repo,
+        host=host,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        load_models=model,
+        cache_size=cache_size,
+        log_path=log_file,
+        **control,
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -73,14 +89,14 @@ def reload(
 
     for public in models:
         result = reload_build(url, repo, public)
-        console.print(f"[green]{public}[/]: loaded {', '.join(result.loaded) or 'nothing'}"
-                      + (f"; unloaded {', '.join(result.unloaded)}" if result.unloaded else ""))
+        console.print(
+            f"[green]{public}[/]: loaded {', '.join(result.loaded) or 'nothing'}"
+            + (f"; unloaded {', '.join(result.unloaded)}" if result.unloaded else "")
+        )
         for model, reason in result.failed.items():
             console.print(f"  not loaded: {model}: {reason}", markup=False)
         if public in result.failed:
             raise TritonforgeError(f"the public model '{public}' did not load; the server keeps its previous version")
-
-
 
 
 def probe(
@@ -114,5 +130,8 @@ def serving_env(
         return
     env.ensure(say=lambda message: console.print(message, markup=False))
     numpy = env.package_version("numpy")
-    console.print(f"{env.root}: Python {env.python_version}, numpy {numpy}, onnxruntime "
-                  f"{env.package_version('onnxruntime')} (from {REQUIREMENTS}), server {env.server_dist}", markup=False)
+    console.print(
+        f"{env.root}: Python {env.python_version}, numpy {numpy}, onnxruntime "
+        f"{env.package_version('onnxruntime')} (from {REQUIREMENTS}), server {env.server_dist}",
+        markup=False,
+    )

@@ -13,6 +13,14 @@ from tritonforge.client.model_info import ModelInfo, TensorInfo
 from tritonforge.client.sync import Client
 
 __all__ = [
-    "AsyncClient", "Client", "ClientError", "DeadlineExceeded", "EndpointsUnavailable", "InferenceFailed",
-    "InputError", "ModelInfo", "ModelNotFound", "TensorInfo",
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "DeadlineExceeded",
+    "EndpointsUnavailable",
+    "InferenceFailed",
+    "InputError",
+    "ModelInfo",
+    "ModelNotFound",
+    "TensorInfo",
 ]

@@ -28,8 +28,9 @@ class AsyncClient(ClientBase):
 
     transport = aioclient
 
-    async def _call(self, model: str, fn: Callable[[aioclient.InferenceServerClient, float | None], Awaitable[T]],
-                    timeout: float | None) -> T:
+    async def _call(
+        self, model: str, fn: Callable[[aioclient.InferenceServerClient, float | None], Awaitable[T]], timeout: float | None
+    ) -> T:
         plan = AttemptPlan(self.pool, self.policy, self.timeout if timeout is None else timeout, model)
         try:
             for step in plan:
@@ -50,15 +51,24 @@ class AsyncClient(ClientBase):
     async def model_info(self, model: str, version: str = "", timeout: float | None = None) -> ModelInfo:
         key = (model, version)
         if key not in self._info:
+
             async def fetch(c: aioclient.InferenceServerClient, left: float | None) -> ModelInfo:
                 meta = await c.get_model_metadata(model, version, headers=self.headers, as_json=True, client_timeout=left)
                 config = await c.get_model_config(model, version, headers=self.headers, as_json=True, client_timeout=left)
                 return ModelInfo.from_json(meta, config.get("config", {}))
+
             self._info[key] = await self._call(model, fetch, timeout)
         return self._info[key]
 
-    async def infer(self, model: str, inputs: Mapping[str, object], outputs: Sequence[str] | None = None, *,
-                    version: str = "", timeout: float | None = None) -> dict[str, np.ndarray]:
+    async def infer(
+        self,
+        model: str,
+        inputs: Mapping[str, object],
+        outputs: Sequence[str] | None = None,
+        *,
+        version: str = "",
+        timeout: float | None = None,
+    ) -> dict[str, np.ndarray]:
         info = await self.model_info(model, version, timeout)
         arrays = info.prepare(inputs, reject_nonfinite=self.reject_nonfinite)
         names = list(outputs) if outputs is not None else list(info.outputs)
@@ -67,9 +77,14 @@ class AsyncClient(ClientBase):
             raise InputError(f"model '{model}' has no output {unknown[0]!r}; its outputs are: {', '.join(info.outputs)}")
 
         async def run(c: aioclient.InferenceServerClient, left: float | None) -> dict[str, np.ndarray]:
-            result = await c.infer(model, build_inputs(arrays, info), model_version=version,
-                                   outputs=[grpcclient.InferRequestedOutput(n) for n in names],
-                                   headers=self.headers, client_timeout=left)
+            result = await c.infer(
+                model,
+                build_inputs(arrays, info),
+                model_version=version,
+                outputs=[grpcclient.InferRequestedOutput(n) for n in names],
+                headers=self.headers,
+                client_timeout=left,
+            )
             return {n: info.as_model_gives(n, result.as_numpy(n)) for n in names}
 
         return await self._call(model, run, timeout)

@@ -114,7 +114,7 @@ class RetryPolicy:
     attempt_timeout: float | None = None
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_backoff, self.backoff * (2 ** attempt))
+        return min(self.max_backoff, self.backoff * (2**attempt))
 
 
 def attempt_share(timeout: float | None, endpoints: int, retries: int) -> float:
@@ -123,9 +123,16 @@ def attempt_share(timeout: float | None, endpoints: int, retries: int) -> float:
     return resolve_timeout(timeout) / (max(1, endpoints) + min(1, retries))
 
 
-def pool_and_policy(urls: Sequence[str], timeout: float | None, retries: int, backoff: float, max_backoff: float,
-                    attempt_timeout: float | None, cooldown: float,
-                    max_cooldown: float = 30.0) -> tuple[EndpointPool, RetryPolicy]:
+def pool_and_policy(
+    urls: Sequence[str],
+    timeout: float | None,
+    retries: int,
+    backoff: float,
+    max_backoff: float,
+    attempt_timeout: float | None,
+    cooldown: float,
+    max_cooldown: float = 30.0,
+) -> tuple[EndpointPool, RetryPolicy]:
     """What both clients are built from; `attempt_timeout` None means each attempt's share (attempt_share)."""
     share = attempt_timeout if attempt_timeout is not None else attempt_share(timeout, len(urls), retries)
     return EndpointPool(urls, cooldown, max_cooldown), RetryPolicy(retries, backoff, max_backoff, share)

@@ -11,10 +11,19 @@ from tritonforge.client.errors import InputError
 
 # KServe datatype -> numpy dtype. BYTES takes str/bytes (object, 'U' or 'S' arrays).
 WIRE_TO_NUMPY: dict[str, np.dtype] = {
-    "FP32": np.dtype(np.float32), "FP16": np.dtype(np.float16), "FP64": np.dtype(np.float64),
-    "INT8": np.dtype(np.int8), "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
-    "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16), "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64), "BOOL": np.dtype(np.bool_), "BYTES": np.dtype(np.object_),
+    "FP32": np.dtype(np.float32),
+    "FP16": np.dtype(np.float16),
+    "FP64": np.dtype(np.float64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "BOOL": np.dtype(np.bool_),
+    "BYTES": np.dtype(np.object_),
 }
 
 
@@ -43,8 +52,7 @@ class ModelInfo:
     @classmethod
     def from_json(cls, metadata: Mapping, config: Mapping) -> ModelInfo:
         def tensors(items) -> dict[str, TensorInfo]:
-            return {t["name"]: TensorInfo(t["name"], t["datatype"], tuple(int(d) for d in t.get("shape", [])))
-                    for t in items}
+            return {t["name"]: TensorInfo(t["name"], t["datatype"], tuple(int(d) for d in t.get("shape", []))) for t in items}
 
         versions = metadata.get("versions") or [""]
         return cls(
@@ -53,8 +61,11 @@ class ModelInfo:
             inputs=tensors(metadata.get("inputs", [])),
             outputs=tensors(metadata.get("outputs", [])),
             max_batch_size=int(config.get("max_batch_size", 0) or 0),
-            reshapes={t["name"]: tuple(int(d) for d in t["reshape"].get("shape", []))
-                      for t in [*config.get("input", []), *config.get("output", [])] if "reshape" in t},
+            reshapes={
+                t["name"]: tuple(int(d) for d in t["reshape"].get("shape", []))
+                for t in [*config.get("input", []), *config.get("output", [])]
+                if "reshape" in t
+            },
         )
 
     def as_model_gives(self, name: str, arr: np.ndarray) -> np.ndarray:
@@ -91,7 +102,6 @@ class ModelInfo:
         if len(set(batch_sizes.values())) > 1:
             raise InputError(f"model '{self.name}': inputs disagree on batch size: {batch_sizes}")
         return arrays
-
 
     def _as_sent(self, arr: np.ndarray, info: TensorInfo) -> np.ndarray:
         """A reshaped input given in the model's own shape ([batch] for a per-sample scalar) gets its wire dims."""
@@ -133,7 +143,7 @@ def _check_shape(arr: np.ndarray, info: TensorInfo, model: ModelInfo) -> None:
             f"model '{model.name}' input {info.name!r}: shape {list(arr.shape)} has rank {arr.ndim}; "
             f"the model expects {list(expected)} (-1 = any)"
         )
-    for axis, (got, want) in enumerate(zip(arr.shape, expected)):
+    for axis, (got, want) in enumerate(zip(arr.shape, expected, strict=True)):
         if want != -1 and got != want:
             raise InputError(
                 f"model '{model.name}' input {info.name!r}: dim {axis} is {got}, the model expects {want} "

@@ -52,8 +52,7 @@ class Client(ClientBase):
     transport = grpcclient
 
     # ---- plumbing -----------------------------------------------------------------------------
-    def _call(self, model: str, fn: Callable[[grpcclient.InferenceServerClient, float | None], T],
-              timeout: float | None) -> T:
+    def _call(self, model: str, fn: Callable[[grpcclient.InferenceServerClient, float | None], T], timeout: float | None) -> T:
         plan = AttemptPlan(self.pool, self.policy, self.timeout if timeout is None else timeout, model)
         try:
             for step in plan:
@@ -76,15 +75,24 @@ class Client(ClientBase):
         """Inputs, outputs and max batch size of a model (cached)."""
         key = (model, version)
         if key not in self._info:
+
             def fetch(c: grpcclient.InferenceServerClient, left: float | None) -> ModelInfo:
                 meta = c.get_model_metadata(model, version, headers=self.headers, as_json=True, client_timeout=left)
                 config = c.get_model_config(model, version, headers=self.headers, as_json=True, client_timeout=left)
                 return ModelInfo.from_json(meta, config.get("config", {}))
+
             self._info[key] = self._call(model, fetch, timeout)
         return self._info[key]
 
-    def infer(self, model: str, inputs: Mapping[str, object], outputs: Sequence[str] | None = None, *,
-              version: str = "", timeout: float | None = None) -> dict[str, np.ndarray]:
+    def infer(
+        self,
+        model: str,
+        inputs: Mapping[str, object],
+        outputs: Sequence[str] | None = None,
+        *,
+        version: str = "",
+        timeout: float | None = None,
+    ) -> dict[str, np.ndarray]:
         """Run one request. Inputs are checked against the model's metadata before sending (InputError)."""
         info = self.model_info(model, version, timeout)
         arrays = info.prepare(inputs, reject_nonfinite=self.reject_nonfinite)
@@ -94,9 +102,14 @@ class Client(ClientBase):
             raise InputError(f"model '{model}' has no output {unknown[0]!r}; its outputs are: {', '.join(info.outputs)}")
 
         def run(c: grpcclient.InferenceServerClient, left: float | None) -> dict[str, np.ndarray]:
-            result = c.infer(model, build_inputs(arrays, info), model_version=version,
-                             outputs=[grpcclient.InferRequestedOutput(n) for n in names],
-                             headers=self.headers, client_timeout=left)
+            result = c.infer(
+                model,
+                build_inputs(arrays, info),
+                model_version=version,
+                outputs=[grpcclient.InferRequestedOutput(n) for n in names],
+                headers=self.headers,
+                client_timeout=left,
+            )
             return {n: info.as_model_gives(n, result.as_numpy(n)) for n in names}
 
         return self._call(model, run, timeout)

@@ -12,9 +12,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Union
 
 from tritonforge.errors import TritonforgeError
 
@@ -65,8 +65,11 @@ def check_binary() -> str:
     proc = subprocess.run([str(binary), "--version"], capture_output=True, text=True, env=analyzer_env())
     if proc.returncode != 0:
         out = (proc.stderr or proc.stdout).strip()
-        hint = "apt-get install libb64-0d" if "libb64" in out else (
-            "pip install nvidia-cuda-runtime-cu12" if "libcudart" in out else INSTALL_HINT)
+        hint = (
+            "apt-get install libb64-0d"
+            if "libb64" in out
+            else ("pip install nvidia-cuda-runtime-cu12" if "libcudart" in out else INSTALL_HINT)
+        )
         raise PerfAnalyzerError(f"{binary} cannot start: {out[-400:]}\n{hint}")
     return proc.stdout.strip()
 
@@ -127,22 +130,51 @@ class PerfPoint:
         return not self.error
 
     @classmethod
-    def failed(cls, model: str, batch_size: int, concurrency: int | None, request_rate: float | None,
-               error: str) -> PerfPoint:
-        zeros = {k: 0.0 for k in ("throughput", "p50_us", "p90_us", "p95_us", "p99_us", "avg_us", "client_send_us",
-                                  "client_recv_us", "network_server_us", "server_queue_us", "server_compute_input_us",
-                                  "server_compute_infer_us", "server_compute_output_us")}
-        return cls(model=model, batch_size=batch_size, concurrency=concurrency, request_rate=request_rate,
-                   error=error.strip()[-1500:], **zeros)
+    def failed(cls, model: str, batch_size: int, concurrency: int | None, request_rate: float | None, error: str) -> PerfPoint:
+        zeros = {
+            k: 0.0
+            for k in (
+                "throughput",
+                "p50_us",
+                "p90_us",
+                "p95_us",
+                "p99_us",
+                "avg_us",
+                "client_send_us",
+                "client_recv_us",
+                "network_server_us",
+                "server_queue_us",
+                "server_compute_input_us",
+                "server_compute_infer_us",
+                "server_compute_output_us",
+            )
+        }
+        return cls(
+            model=model,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            request_rate=request_rate,
+            error=error.strip()[-1500:],
+            **zeros,
+        )
 
 
 _COLUMNS = {
-    "Inferences/Second": "throughput", "Client Send": "client_send_us", "Client Recv": "client_recv_us",
-    "Network+Server Send/Recv": "network_server_us", "Server Queue": "server_queue_us",
-    "Server Compute Input": "server_compute_input_us", "Server Compute Infer": "server_compute_infer_us",
-    "Server Compute Output": "server_compute_output_us", "p50 latency": "p50_us", "p90 latency": "p90_us",
-    "p95 latency": "p95_us", "p99 latency": "p99_us", "Avg latency": "avg_us",
-    "Server Cache Hit": "cache_hit_us", "Server Cache Miss": "cache_miss_us",
+    "Inferences/Second": "throughput",
+    "Client Send": "client_send_us",
+    "Client Recv": "client_recv_us",
+    "Network+Server Send/Recv": "network_server_us",
+    "Server Queue": "server_queue_us",
+    "Server Compute Input": "server_compute_input_us",
+    "Server Compute Infer": "server_compute_infer_us",
+    "Server Compute Output": "server_compute_output_us",
+    "p50 latency": "p50_us",
+    "p90 latency": "p90_us",
+    "p95 latency": "p95_us",
+    "p99 latency": "p99_us",
+    "Avg latency": "avg_us",
+    "Server Cache Hit": "cache_hit_us",
+    "Server Cache Miss": "cache_miss_us",
 }
 
 
@@ -153,29 +185,63 @@ def parse_csv(path: Path, model: str, batch_size: int) -> list[PerfPoint]:
         for row in csv.DictReader(f):
             values = {attr: float(row[col]) for col, attr in _COLUMNS.items() if row.get(col) not in (None, "")}
             if "avg_us" not in values:  # no average column: its seven disjoint components add up to it
-                values["avg_us"] = sum(values.get(k, 0.0) for k in (
-                    "client_send_us", "network_server_us", "server_queue_us", "server_compute_input_us",
-                    "server_compute_infer_us", "server_compute_output_us", "client_recv_us"))
-            points.append(PerfPoint(
-                model=model, batch_size=batch_size,
-                concurrency=int(row["Concurrency"]) if row.get("Concurrency") else None,
-                request_rate=float(row["Request Rate"]) if row.get("Request Rate") else None,
-                **{k: values.get(k, 0.0) for k in (
-                    "throughput", "p50_us", "p90_us", "p95_us", "p99_us", "avg_us", "client_send_us",
-                    "client_recv_us", "network_server_us", "server_queue_us", "server_compute_input_us",
-                    "server_compute_infer_us", "server_compute_output_us")},
-                cache_hit_us=values.get("cache_hit_us"), cache_miss_us=values.get("cache_miss_us"),
-            ))
+                values["avg_us"] = sum(
+                    values.get(k, 0.0)
+                    for k in (
+                        "client_send_us",
+                        "network_server_us",
+                        "server_queue_us",
+                        "server_compute_input_us",
+                        "server_compute_infer_us",
+                        "server_compute_output_us",
+                        "client_recv_us",
+                    )
+                )
+            points.append(
+                PerfPoint(
+                    model=model,
+                    batch_size=batch_size,
+                    concurrency=int(row["Concurrency"]) if row.get("Concurrency") else None,
+                    request_rate=float(row["Request Rate"]) if row.get("Request Rate") else None,
+                    **{
+                        k: values.get(k, 0.0)
+                        for k in (
+                            "throughput",
+                            "p50_us",
+                            "p90_us",
+                            "p95_us",
+                            "p99_us",
+                            "avg_us",
+                            "client_send_us",
+                            "client_recv_us",
+                            "network_server_us",
+                            "server_queue_us",
+                            "server_compute_input_us",
+                            "server_compute_infer_us",
+                            "server_compute_output_us",
+                        )
+                    },
+                    cache_hit_us=values.get("cache_hit_us"),
+                    cache_miss_us=values.get("cache_miss_us"),
+                )
+            )
     return points
 
 
-InputData = Union[Path, Callable[[int], Path]]
+InputData = Path | Callable[[int], Path]
 
 
-def measure(model: str, settings: MeasureSettings, batch_size: int = 1, concurrency: int | None = None,
-            request_rate: float | None = None, input_data: InputData | None = None,
-            shapes: dict[str, list[int]] | None = None, bls_models: list[str] | None = None,
-            retries: int = 2) -> PerfPoint:
+def measure(
+    model: str,
+    settings: MeasureSettings,
+    batch_size: int = 1,
+    concurrency: int | None = None,
+    request_rate: float | None = None,
+    input_data: InputData | None = None,
+    shapes: dict[str, list[int]] | None = None,
+    bls_models: list[str] | None = None,
+    retries: int = 2,
+) -> PerfPoint:
     """One measured point. perf_analyzer refuses points whose windows never agree (common on shared
     machines): such a point is measured again with windows twice as long and twice the allowed variation,
     up to `retries` times, and says so in its `note`. `input_data` is perf_analyzer's --input-data file, or a
@@ -189,28 +255,56 @@ def measure(model: str, settings: MeasureSettings, batch_size: int = 1, concurre
         except PerfAnalyzerError as e:
             if "stable measurement" not in str(e) or attempt == retries:
                 raise
-            current = replace(current, measurement_interval_ms=current.measurement_interval_ms * 2,
-                              stability_pct=current.stability_pct * 2)
+            current = replace(
+                current, measurement_interval_ms=current.measurement_interval_ms * 2, stability_pct=current.stability_pct * 2
+            )
             continue
         if attempt:
-            point.note = (f"not stable at first; measured with {current.measurement_interval_ms} ms windows within "
-                          f"{current.stability_pct:g}%")
+            point.note = (
+                f"not stable at first; measured with {current.measurement_interval_ms} ms windows within "
+                f"{current.stability_pct:g}%"
+            )
         return point
     raise AssertionError("unreachable")
 
 
-def _measure_once(model: str, settings: MeasureSettings, batch_size: int, concurrency: int | None,
-                  request_rate: float | None, input_data: Path | None, shapes: dict[str, list[int]] | None,
-                  bls_models: list[str] | None) -> PerfPoint:
+def _measure_once(
+    model: str,
+    settings: MeasureSettings,
+    batch_size: int,
+    concurrency: int | None,
+    request_rate: float | None,
+    input_data: Path | None,
+    shapes: dict[str, list[int]] | None,
+    bls_models: list[str] | None,
+) -> PerfPoint:
     if (concurrency is None) == (request_rate is None):
         raise ValueError("give exactly one of concurrency or request_rate")
     with tempfile.TemporaryDirectory(prefix="tf-perf-") as tmp:
         out = Path(tmp) / "point.csv"
-        args = [str(find_binary()), "-m", model, "-u", settings.url, "-i", settings.protocol, "-b", str(batch_size),
-                "-f", str(out), "--measurement-mode", settings.measurement_mode,
-                "-p", str(settings.measurement_interval_ms),
-                "--measurement-request-count", str(settings.measurement_request_count),
-                "-s", str(settings.stability_pct), "-r", str(settings.max_trials)]
+        args = [
+            str(find_binary()),
+            "-m",
+            model,
+            "-u",
+            settings.url,
+            "-i",
+            settings.protocol,
+            "-b",
+            str(batch_size),
+            "-f",
+            str(out),
+            "--measurement-mode",
+            settings.measurement_mode,
+            "-p",
+            str(settings.measurement_interval_ms),
+            "--measurement-request-count",
+            str(settings.measurement_request_count),
+            "-s",
+            str(settings.stability_pct),
+            "-r",
+            str(settings.max_trials),
+        ]
         if concurrency is not None:
             args += ["--concurrency-range", f"{concurrency}:{concurrency}"]
         else:

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from tritonforge.repository.config import read_config
-from tritonforge.spec import BuildSpec, load_spec
 from tritonforge.perf.analyzer import InputData, MeasureSettings, PerfPoint, measure
 from tritonforge.perf.inputs import model_ranges, model_samples, unique_inputs
 from tritonforge.perf.triton_stats import stats_of
+from tritonforge.repository.config import read_config
 from tritonforge.repository.reader import Repository
+from tritonforge.spec import BuildSpec, load_spec
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,7 @@ class Trial:
     def fits(self, budget_ms: float) -> bool:
         """Measured, within the budget, and a measurement of compute: a trial the cache answered (more than
         MAX_HIT_RATE of its requests) says nothing about the settings and can never be picked."""
-        return (self.point is not None and self.point.p95_us / 1000 <= budget_ms
-                and self.hit_rate <= MAX_HIT_RATE)
+        return self.point is not None and self.point.p95_us / 1000 <= budget_ms and self.hit_rate <= MAX_HIT_RATE
 
 
 @dataclass
@@ -116,13 +115,12 @@ class SearchResult:
         return [t for t in self.trials if t.probe]
 
     def throughputs(self, candidate: Candidate) -> list[float]:
-        return [t.point.throughput for t in self.trials
-                if t.candidate == candidate and t.point is not None and not t.probe]
+        return [t.point.throughput for t in self.trials if t.candidate == candidate and t.point is not None and not t.probe]
 
     def pairs(self) -> list[tuple[Trial, Trial]]:
         """(pick, default) in each confirmation pair."""
         confirmations = [t for t in self.trials if t.confirmation]
-        pairs = [confirmations[k:k + 2] for k in range(0, len(confirmations) - 1, 2)]
+        pairs = [confirmations[k : k + 2] for k in range(0, len(confirmations) - 1, 2)]
         return [(next(t for t in pair if not t.default), next(t for t in pair if t.default)) for pair in pairs]
 
     def pair_ratios(self) -> list[float | None]:
@@ -147,12 +145,29 @@ class SearchResult:
 
     def to_dict(self) -> dict:
         def trial(t: Trial) -> dict:
-            return {"candidate": asdict(t.candidate), "describe": t.candidate.describe(), "default": t.default,
-                    "confirmation": t.confirmation, "probe": t.probe, "concurrency": t.concurrency, "error": t.error, "requests": t.requests, "computed": t.computed,
-                    "hit_rate": t.hit_rate, "point": t.point.to_dict() if t.point else None}
-        return {"model": self.model, "concurrency": self.concurrency, "budget_ms": self.budget_ms,
-                "trials": [trial(t) for t in self.trials], "best": trial(self.best) if self.best else None,
-                "pair_ratios": self.pair_ratios(), "confirmed": self.confirmed}
+            return {
+                "candidate": asdict(t.candidate),
+                "describe": t.candidate.describe(),
+                "default": t.default,
+                "confirmation": t.confirmation,
+                "probe": t.probe,
+                "concurrency": t.concurrency,
+                "error": t.error,
+                "requests": t.requests,
+                "computed": t.computed,
+                "hit_rate": t.hit_rate,
+                "point": t.point.to_dict() if t.point else None,
+            }
+
+        return {
+            "model": self.model,
+            "concurrency": self.concurrency,
+            "budget_ms": self.budget_ms,
+            "trials": [trial(t) for t in self.trials],
+            "best": trial(self.best) if self.best else None,
+            "pair_ratios": self.pair_ratios(),
+            "confirmed": self.confirmed,
+        }
 
 
 def default_candidate(spec: BuildSpec) -> Candidate:
@@ -160,12 +175,17 @@ def default_candidate(spec: BuildSpec) -> Candidate:
     s = spec.serving
     if not s.dynamic_batching.enabled:
         return Candidate(None, (), s.instance_count, s.intra_op_threads)
-    return Candidate(s.dynamic_batching.max_queue_delay_us, tuple(s.dynamic_batching.preferred_batch_sizes),
-                     s.instance_count, s.intra_op_threads)
+    return Candidate(
+        s.dynamic_batching.max_queue_delay_us,
+        tuple(s.dynamic_batching.preferred_batch_sizes),
+        s.instance_count,
+        s.intra_op_threads,
+    )
 
 
-def grid(max_batch: int, delays=(0, 1000, 4000), instances=(1, 2), with_preferred: bool = True,
-         cores: int | None = None) -> list[Candidate]:
+def grid(
+    max_batch: int, delays=(0, 1000, 4000), instances=(1, 2), with_preferred: bool = True, cores: int | None = None
+) -> list[Candidate]:
     """The candidates: queue delay x (no preferred sizes | powers of two up to max batch) x instances, each
     instance count paired with cores / instances ONNX Runtime threads (so instances do not oversubscribe)."""
     import os
@@ -218,9 +238,17 @@ def restore(admin, repo: Path, models: list[str]) -> None:
         _load(admin, name, json_format.MessageToJson(read_config(repo / name / "config.pbtxt")))
 
 
-def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, budget_ms: float = 50.0,
-           candidates: list[Candidate] | None = None, settings: MeasureSettings | None = None,
-           on_trial=None, metrics_url: str | None = None) -> SearchResult:
+def search(
+    spec_path: Path,
+    repo: Path,
+    url: str,
+    concurrency: int | None = 16,
+    budget_ms: float = 50.0,
+    candidates: list[Candidate] | None = None,
+    settings: MeasureSettings | None = None,
+    on_trial=None,
+    metrics_url: str | None = None,
+) -> SearchResult:
     """Measure the default and every candidate in one run; `best` is the fastest within the budget. concurrency
     None: the grid runs at the highest of 1, 2, 4, ... MAX_AUTO_CONCURRENCY at which the default keeps p95 within
     the budget (1 if none does), and its HIGHER_LOAD_TOP best (within the budget) run again at the next load.
@@ -238,11 +266,11 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, 
     samples, ranges = model_samples(repo, spec.name), model_ranges(repo, spec.name)
     total = len(todo)
     with tempfile.TemporaryDirectory(prefix="tf-search-") as tmp:
-
         pool_size = MIN_UNIQUE_INPUTS
 
-        def run(candidate: Candidate, is_default: bool = False, confirmation: bool = False, load: int = 0,
-                probe: bool = False) -> Trial:
+        def run(
+            candidate: Candidate, is_default: bool = False, confirmation: bool = False, load: int = 0, probe: bool = False
+        ) -> Trial:
             nonlocal pool_size
             k = len(result.trials)
             if on_trial:
@@ -251,8 +279,19 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, 
                 # Unique inputs of its own per trial: no trial may hit what an earlier one cached.
                 size = pool_size
                 data = unique_inputs(samples, size, Path(tmp) / f"trial{k}.{attempt}.json", ranges)
-                trial = _trial(candidate, is_default, confirmation, repo, models, admin, spec.name, settings,
-                               load or result.concurrency, data, metrics_url)
+                trial = _trial(
+                    candidate,
+                    is_default,
+                    confirmation,
+                    repo,
+                    models,
+                    admin,
+                    spec.name,
+                    settings,
+                    load or result.concurrency,
+                    data,
+                    metrics_url,
+                )
                 # Twice the most requests any trial sent, so the next one, even at twice the load, stays unique.
                 pool_size = max(size, 2 * trial.requests)
                 if trial.requests <= size:
@@ -276,8 +315,11 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, 
             for i, candidate in enumerate(todo):
                 run(candidate, i == 0)
             if higher:
-                ranked = sorted((t for t in result.trials if not t.probe and t.candidate != default
-                                 and t.fits(budget_ms)), key=lambda t: t.point.throughput, reverse=True)  # type: ignore[union-attr]
+                ranked = sorted(
+                    (t for t in result.trials if not t.probe and t.candidate != default and t.fits(budget_ms)),
+                    key=lambda t: t.point.throughput,
+                    reverse=True,
+                )  # type: ignore[union-attr]
                 for trial in ranked[:HIGHER_LOAD_TOP]:
                     run(trial.candidate, load=higher)
             best = _best([t for t in result.trials if not t.probe], budget_ms)
@@ -297,8 +339,19 @@ def search(spec_path: Path, repo: Path, url: str, concurrency: int | None = 16, 
     return result
 
 
-def _trial(candidate: Candidate, default: bool, confirmation: bool, repo: Path, models: list[str], admin,
-           public: str, settings: MeasureSettings, concurrency: int, data: InputData, metrics_url: str | None) -> Trial:
+def _trial(
+    candidate: Candidate,
+    default: bool,
+    confirmation: bool,
+    repo: Path,
+    models: list[str],
+    admin,
+    public: str,
+    settings: MeasureSettings,
+    concurrency: int,
+    data: InputData,
+    metrics_url: str | None,
+) -> Trial:
     from tritonforge.perf.sweep import cache_counts
 
     try:
@@ -308,11 +361,24 @@ def _trial(candidate: Candidate, default: bool, confirmation: bool, repo: Path, 
         requests = (stats_of(admin, [public])[public] - before).inference_count
         hits_after = cache_counts(metrics_url)
         hits = hits_after[0] - hits_before[0] if hits_before and hits_after else 0
-        return Trial(candidate, point, default=default, confirmation=confirmation, requests=requests,
-                     computed=requests - int(hits), concurrency=concurrency)
+        return Trial(
+            candidate,
+            point,
+            default=default,
+            confirmation=confirmation,
+            requests=requests,
+            computed=requests - int(hits),
+            concurrency=concurrency,
+        )
     except Exception as e:
-        return Trial(candidate, None, f"{type(e).__name__}: {str(e)[-300:]}", default=default, confirmation=confirmation,
-                     concurrency=concurrency)
+        return Trial(
+            candidate,
+            None,
+            f"{type(e).__name__}: {str(e)[-300:]}",
+            default=default,
+            confirmation=confirmation,
+            concurrency=concurrency,
+        )
 
 
 def _best(trials: list[Trial], budget_ms: float) -> Trial | None:

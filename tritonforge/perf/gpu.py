@@ -49,5 +49,8 @@ class GpuSampler:
         if not self.samples:
             return {"absent": "no samples"}
         utils = [u for u, _ in self.samples]
-        return {"util_mean_pct": sum(utils) / len(utils), "util_peak_pct": max(utils),
-                "memory_peak_mb": max(m for _, m in self.samples)}
+        return {
+            "util_mean_pct": sum(utils) / len(utils),
+            "util_peak_pct": max(utils),
+            "memory_peak_mb": max(m for _, m in self.samples),
+        }

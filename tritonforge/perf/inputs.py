@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from tritonforge.builder.data import load_batches
-from tritonforge.errors import TritonforgeError
 from tritonforge.builder.report import PUBLIC_INPUTS_NPZ, VALIDATION_NPZ
+from tritonforge.errors import TritonforgeError
 from tritonforge.repository.reader import Repository
 
 Sample = dict[str, np.ndarray]  # one request's tensors without the batch dim
@@ -97,8 +97,14 @@ def _vary_text(text: str, k: int, words: list[str]) -> str:
     return " ".join(parts)
 
 
-def _vary(sample: Sample, k: int, words: list[str] = (), ranges: dict | None = None,
-          pools: dict[str, np.ndarray] | None = None, slots: int = 2) -> Sample:
+def _vary(
+    sample: Sample,
+    k: int,
+    words: list[str] = (),
+    ranges: dict | None = None,
+    pools: dict[str, np.ndarray] | None = None,
+    slots: int = 2,
+) -> Sample:
     """A copy of `sample` whose bytes differ for each k: texts with three words swapped (see `_vary_text`), floats
     nudged by a few ULPs within their range, and in the first integer input with more than three values `slots`
     of them (neither the first nor the last, which are often special tokens) set from its pool (range or observed
@@ -107,8 +113,9 @@ def _vary(sample: Sample, k: int, words: list[str] = (), ranges: dict | None = N
     out, varied_int = {}, False
     for name, arr in sample.items():
         if arr.dtype == object:
-            out[name] = np.array([_vary_text(x.decode() if isinstance(x, bytes) else str(x), k, words)
-                                  for x in arr.ravel()], dtype=object).reshape(arr.shape)
+            out[name] = np.array(
+                [_vary_text(x.decode() if isinstance(x, bytes) else str(x), k, words) for x in arr.ravel()], dtype=object
+            ).reshape(arr.shape)
         elif arr.dtype.kind == "f":
             out[name] = _nudge(arr, k, ranges.get(name))
         elif arr.dtype.kind in "iu" and arr.size > 3 and not varied_int and name in pools:
@@ -128,13 +135,22 @@ def _sample_hash(sample: Sample) -> bytes:
     for name in sorted(sample):
         arr = sample[name]
         h.update(name.encode() + b"\0" + str(arr.shape).encode())
-        h.update(b"\0".join(x if isinstance(x, bytes) else str(x).encode() for x in arr.ravel())
-                 if arr.dtype == object else np.ascontiguousarray(arr).tobytes())
+        h.update(
+            b"\0".join(x if isinstance(x, bytes) else str(x).encode() for x in arr.ravel())
+            if arr.dtype == object
+            else np.ascontiguousarray(arr).tobytes()
+        )
     return h.digest()
 
 
-def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: int | None = None,
-           ranges: dict[str, tuple[float, float]] | None = None) -> list[Sample]:
+def select(
+    samples: list[Sample],
+    mode: str,
+    count: int,
+    start: int = 0,
+    salt: int | None = None,
+    ranges: dict[str, tuple[float, float]] | None = None,
+) -> list[Sample]:
     """The samples perf_analyzer cycles through for `mode`. 'unique' varies every entry with a per-run salt and
     `start` offset (the salt is drawn once per process, so calls with disjoint start ranges never repeat each
     other), keeps every value within `ranges` (an input's declared range; an integer input without one keeps to
@@ -167,8 +183,10 @@ def select(samples: list[Sample], mode: str, count: int, start: int = 0, salt: i
             if retry == 8:
                 slots += 1  # a small pool: vary one more value
         else:
-            raise TritonforgeError(f"cannot make {count} distinct inputs from {n} samples: the values they may take "
-                                   f"(ranges, observed token ids) allow too few variations; give more samples")
+            raise TritonforgeError(
+                f"cannot make {count} distinct inputs from {n} samples: the values they may take "
+                f"(ranges, observed token ids) allow too few variations; give more samples"
+            )
         seen.add(digest)
         out.append(sample)
     return out
@@ -203,8 +221,9 @@ def fresh_start(count: int) -> int:
     return start
 
 
-def unique_inputs(samples: list[Sample], count: int, path: Path,
-                  ranges: dict[str, tuple[float, float]] | None = None) -> Callable[[int], Path]:
+def unique_inputs(
+    samples: list[Sample], count: int, path: Path, ranges: dict[str, tuple[float, float]] | None = None
+) -> Callable[[int], Path]:
     """`count` unique samples per perf_analyzer attempt, each attempt's never sent before in this process."""
     return per_attempt(lambda attempt: select(samples, "unique", count, fresh_start(count), ranges=ranges), path)
 

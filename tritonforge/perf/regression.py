@@ -32,8 +32,7 @@ class Change:
             return f"{where}: measured in the baseline, failed now"
         unit = "infer/s" if self.metric == "throughput" else "ms"
         scale = 1.0 if self.metric == "throughput" else 1e-3
-        return (f"{where}: {self.metric} {self.baseline * scale:.2f} -> "
-                f"{self.current * scale:.2f} {unit} ({self.relative:+.1%})")
+        return f"{where}: {self.metric} {self.baseline * scale:.2f} -> {self.current * scale:.2f} {unit} ({self.relative:+.1%})"
 
 
 @dataclass
@@ -47,10 +46,12 @@ class GateResult:
         return not self.regressions
 
 
-def compare(current: SweepResult, baseline: SweepResult, max_throughput_drop: float = 0.10,
-            max_p95_rise: float = 0.20) -> GateResult:
+def compare(
+    current: SweepResult, baseline: SweepResult, max_throughput_drop: float = 0.10, max_p95_rise: float = 0.20
+) -> GateResult:
     """Points measured in both (same model, series, batch size and load level) are compared; a point the
     baseline measured that failed now is a regression."""
+
     def key(p):
         return (p.model, p.label, p.batch_size, p.concurrency, p.request_rate)
 
@@ -73,6 +74,8 @@ def compare(current: SweepResult, baseline: SweepResult, max_throughput_drop: fl
         if p95.relative > max_p95_rise:
             regressions.append(p95)
     if compared == 0:
-        raise TritonforgeError("the baseline has no point in common with this run (model, series, batch size and load "
-                               "must match); record a new baseline with --save-baseline")
+        raise TritonforgeError(
+            "the baseline has no point in common with this run (model, series, batch size and load "
+            "must match); record a new baseline with --save-baseline"
+        )
     return GateResult(compared, regressions, changes)

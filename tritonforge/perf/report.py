@@ -50,14 +50,31 @@ def markdown(result: SweepResult, baseline: str | None = None) -> str:
         f"model's compute), cache = a few repeated inputs (the cache answers), validation = the build's held-out "
         f"samples. "
         f"Machine: {cpu['model']} ({cpu['cores']} cores); GPU: {gpu.get('name') or gpu.get('absent')}. "
-        f"{len(result.points)} points in {result.duration_s:.0f} s" + (" (interrupted: partial)" if result.interrupted else "") + ".",
+        f"{len(result.points)} points in {result.duration_s:.0f} s"
+        + (" (interrupted: partial)" if result.interrupted else "")
+        + ".",
         "",
         "Latencies in ms. Server times are averages per request: queue, compute input/infer/output.",
         "",
     ]
     rel = ratios(result, baseline) if baseline else {}
-    header = ["model", "series", "batch", "load", "infer/s", "p50", "p90", "p95", "p99", "queue", "compute in",
-              "compute infer", "compute out", "client send+recv", "cache hits"]
+    header = [
+        "model",
+        "series",
+        "batch",
+        "load",
+        "infer/s",
+        "p50",
+        "p90",
+        "p95",
+        "p99",
+        "queue",
+        "compute in",
+        "compute infer",
+        "compute out",
+        "client send+recv",
+        "cache hits",
+    ]
     if rel:
         header += [f"infer/s vs {baseline}", f"p50 vs {baseline}"]
     gpu_cols = any("util_mean_pct" in p.gpu for p in result.points)
@@ -67,12 +84,24 @@ def markdown(result: SweepResult, baseline: str | None = None) -> str:
     failed = [p for p in result.points if not p.ok]
     for p in result.points:
         if not p.ok:
-            lines.append("| " + " | ".join([p.model, p.label, str(p.batch_size), _load(p), "FAILED"] + ["-"] * (len(header) - 5)) + " |")
+            lines.append(
+                "| " + " | ".join([p.model, p.label, str(p.batch_size), _load(p), "FAILED"] + ["-"] * (len(header) - 5)) + " |"
+            )
             continue
         row = [p.model, p.label, str(p.batch_size), _load(p), f"{p.throughput:.1f}"] + [
-            f"{v / 1000:.2f}" for v in (p.p50_us, p.p90_us, p.p95_us, p.p99_us, p.server_queue_us,
-                                        p.server_compute_input_us, p.server_compute_infer_us,
-                                        p.server_compute_output_us, p.client_send_us + p.client_recv_us)]
+            f"{v / 1000:.2f}"
+            for v in (
+                p.p50_us,
+                p.p90_us,
+                p.p95_us,
+                p.p99_us,
+                p.server_queue_us,
+                p.server_compute_input_us,
+                p.server_compute_infer_us,
+                p.server_compute_output_us,
+                p.client_send_us + p.client_recv_us,
+            )
+        ]
         row.append("-" if p.cache_hit_rate is None else f"{p.cache_hit_rate:.0%}")
         if rel:
             r = rel.get((p.model, _key(p)))
@@ -82,8 +111,9 @@ def markdown(result: SweepResult, baseline: str | None = None) -> str:
         lines.append("| " + " | ".join(row) + " |")
     if failed:
         lines += ["", "## Points that could not be measured", ""]
-        lines += [f"- {p.model} {p.label} b{p.batch_size} {_load(p)}: {p.error.splitlines()[-1] if p.error else ''}"
-                  for p in failed]
+        lines += [
+            f"- {p.model} {p.label} b{p.batch_size} {_load(p)}: {p.error.splitlines()[-1] if p.error else ''}" for p in failed
+        ]
     lines += ["", "Plots: " + ", ".join(f"[{name}]({name})" for name in PLOTS), ""]
     return "\n".join(lines)
 
@@ -115,21 +145,49 @@ def plots(result: SweepResult, out_dir: Path) -> list[Path]:
         ax.plot(x, [p.p95_us / 1000 for p in pts], "s--", color=color, alpha=0.7, label=f"{model} {label} b{batch} p95")
         for p in pts:
             ax.annotate(_load(p), (p.throughput, p.p50_us / 1000), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    paths.append(_finish(plt, fig, ax, "throughput (inferences/s)", "latency (ms)",
-                         "Latency against throughput (labels: concurrency)", out_dir / PLOTS[0], legend_size=7))
+    paths.append(
+        _finish(
+            plt,
+            fig,
+            ax,
+            "throughput (inferences/s)",
+            "latency (ms)",
+            "Latency against throughput (labels: concurrency)",
+            out_dir / PLOTS[0],
+            legend_size=7,
+        )
+    )
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, ((model, label, batch), pts) in enumerate(sorted(series.items())):
         pts = [p for p in pts if p.concurrency is not None]
         if pts:
-            ax.plot([p.concurrency for p in pts], [p.throughput for p in pts], "o-", color=f"C{i % 10}",
-                    label=f"{model} {label} b{batch}")
+            ax.plot(
+                [p.concurrency for p in pts],
+                [p.throughput for p in pts],
+                "o-",
+                color=f"C{i % 10}",
+                label=f"{model} {label} b{batch}",
+            )
     ax.set_xscale("log", base=2)
-    paths.append(_finish(plt, fig, ax, "concurrency (requests in flight)", "throughput (inferences/s)",
-                         "Throughput against concurrency", out_dir / PLOTS[1]))
+    paths.append(
+        _finish(
+            plt,
+            fig,
+            ax,
+            "concurrency (requests in flight)",
+            "throughput (inferences/s)",
+            "Throughput against concurrency",
+            out_dir / PLOTS[1],
+        )
+    )
 
-    parts = [("queue", "server_queue_us"), ("compute input", "server_compute_input_us"),
-             ("compute infer", "server_compute_infer_us"), ("compute output", "server_compute_output_us")]
+    parts = [
+        ("queue", "server_queue_us"),
+        ("compute input", "server_compute_input_us"),
+        ("compute infer", "server_compute_infer_us"),
+        ("compute output", "server_compute_output_us"),
+    ]
     measured = [p for p in result.points if p.ok]
     labels = [f"{p.model} {p.label}\nb{p.batch_size} {_load(p)}" for p in measured]
     fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(labels)), 5))
@@ -137,18 +195,27 @@ def plots(result: SweepResult, out_dir: Path) -> list[Path]:
     for j, (name, attr) in enumerate(parts):
         values = [getattr(p, attr) / 1000 for p in measured]
         ax.bar(range(len(labels)), values, bottom=bottom, label=name, color=f"C{j}")
-        bottom = [b + v for b, v in zip(bottom, values)]
-    other = [max(0.0, p.avg_us / 1000 - b) for p, b in zip(measured, bottom)]
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    other = [max(0.0, p.avg_us / 1000 - b) for p, b in zip(measured, bottom, strict=True)]
     ax.bar(range(len(labels)), other, bottom=bottom, label="network + client + other", color="0.75")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, fontsize=6, rotation=90)
-    paths.append(_finish(plt, fig, ax, "", "average latency (ms)", "Where the time goes (server averages per request)",
-                         out_dir / PLOTS[2], grid=False))
+    paths.append(
+        _finish(
+            plt,
+            fig,
+            ax,
+            "",
+            "average latency (ms)",
+            "Where the time goes (server averages per request)",
+            out_dir / PLOTS[2],
+            grid=False,
+        )
+    )
     return paths
 
 
-def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path, legend_size: int = 8,
-            grid: bool = True) -> Path:
+def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path, legend_size: int = 8, grid: bool = True) -> Path:
     """Labels, legend, layout, save as PNG, close."""
     if xlabel:
         ax.set_xlabel(xlabel)
@@ -170,8 +237,10 @@ def write_report(result: SweepResult, out_dir: Path, baseline: str | None = None
     data = result.to_dict()
     if baseline:
         data["baseline_model"] = baseline
-        data["ratios"] = [{"model": m, "series": k[0], "batch_size": k[1], "concurrency": k[2], "request_rate": k[3], **r}
-                          for (m, k), r in ratios(result, baseline).items()]
+        data["ratios"] = [
+            {"model": m, "series": k[0], "batch_size": k[1], "concurrency": k[2], "request_rate": k[3], **r}
+            for (m, k), r in ratios(result, baseline).items()
+        ]
     (out_dir / REPORT_JSON).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     (out_dir / REPORT_MD).write_text(markdown(result, baseline))
     written = {"markdown": out_dir / REPORT_MD, "json": out_dir / REPORT_JSON}

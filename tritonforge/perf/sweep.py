@@ -39,10 +39,15 @@ class SweepPlan:
     input_count: int = 20000  # distinct samples per point (unique: more than one point sends)
 
     def points(self) -> list[tuple[str, str, int, int | None, float | None]]:
-        loads: Sequence = [(c, None) for c in self.concurrency] if not self.request_rates else [
-            (None, r) for r in self.request_rates]
-        return [(m, label, b, c, r) for m in self.models for label in self.series.get(m, ["compute"])
-                for b, (c, r) in itertools.product(self.batch_sizes, loads)]
+        loads: Sequence = (
+            [(c, None) for c in self.concurrency] if not self.request_rates else [(None, r) for r in self.request_rates]
+        )
+        return [
+            (m, label, b, c, r)
+            for m in self.models
+            for label in self.series.get(m, ["compute"])
+            for b, (c, r) in itertools.product(self.batch_sizes, loads)
+        ]
 
 
 def plan_series(repo: Path, models: list[str], chosen: str = AUTO) -> dict[str, list[str]]:
@@ -68,14 +73,27 @@ class SweepResult:
     duration_s: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"points": [p.to_dict() for p in self.points], "settings": self.settings, "plan": self.plan,
-                "machine": self.machine, "interrupted": self.interrupted, "started": self.started,
-                "duration_s": self.duration_s}
+        return {
+            "points": [p.to_dict() for p in self.points],
+            "settings": self.settings,
+            "plan": self.plan,
+            "machine": self.machine,
+            "interrupted": self.interrupted,
+            "started": self.started,
+            "duration_s": self.duration_s,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> SweepResult:
-        return cls([PerfPoint(**p) for p in d["points"]], d["settings"], d["plan"], d["machine"],
-                   d.get("interrupted", False), d.get("started", 0.0), d.get("duration_s", 0.0))
+        return cls(
+            [PerfPoint(**p) for p in d["points"]],
+            d["settings"],
+            d["plan"],
+            d["machine"],
+            d.get("interrupted", False),
+            d.get("started", 0.0),
+            d.get("duration_s", 0.0),
+        )
 
 
 def machine_info() -> dict:
@@ -106,8 +124,9 @@ def cache_counts(metrics_url: str | None) -> tuple[float, float] | None:
     return hits, misses
 
 
-def _measure_point(model: str, settings: MeasureSettings, batch: int, conc: int | None, rate: float | None, data,
-                   metrics_url: str | None) -> PerfPoint:
+def _measure_point(
+    model: str, settings: MeasureSettings, batch: int, conc: int | None, rate: float | None, data, metrics_url: str | None
+) -> PerfPoint:
     """One point; a failure is measured once more with windows twice as long, then kept as a failed point."""
     from dataclasses import replace
 
@@ -130,9 +149,13 @@ def _measure_point(model: str, settings: MeasureSettings, batch: int, conc: int 
     return PerfPoint.failed(model, batch, conc, rate, error)
 
 
-def run_sweep(plan: SweepPlan, settings: MeasureSettings, repo: Path,
-              on_point: Callable[[int, int, PerfPoint | None, str], None] | None = None,
-              metrics_url: str | None = None) -> SweepResult:
+def run_sweep(
+    plan: SweepPlan,
+    settings: MeasureSettings,
+    repo: Path,
+    on_point: Callable[[int, int, PerfPoint | None, str], None] | None = None,
+    metrics_url: str | None = None,
+) -> SweepResult:
     """Measure every point of `plan`; `on_point(done, total, point, label)` reports progress; with
     `metrics_url`, each point also gets the response cache's hit rate during it."""
     started = time.time()
@@ -161,5 +184,4 @@ def run_sweep(plan: SweepPlan, settings: MeasureSettings, repo: Path,
                     on_point(i + 1, len(todo), point, label)
         except KeyboardInterrupt:
             interrupted = True
-    return SweepResult(points, asdict(settings), asdict(plan), machine_info(), interrupted, started,
-                       time.time() - started)
+    return SweepResult(points, asdict(settings), asdict(plan), machine_info(), interrupted, started, time.time() - started)

@@ -24,7 +24,7 @@ class ModelStats:
     server_ms: float  # queue + compute time of the successful requests, summed
 
     def __sub__(self, before: ModelStats) -> ModelStats:
-        return ModelStats(*(a - b for a, b in zip(astuple(self), astuple(before))))
+        return ModelStats(*(a - b for a, b in zip(astuple(self), astuple(before), strict=True)))
 
 
 def model_stats(admin, model: str) -> ModelStats:

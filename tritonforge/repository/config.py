@@ -105,8 +105,13 @@ def _parameters(cfg: mc.ModelConfig, params: Mapping[str, str]) -> None:
         cfg.parameters[key].string_value = str(params[key])
 
 
-def python_model(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], scheduling: Scheduling,
-                 parameters: Mapping[str, str] | None = None) -> mc.ModelConfig:
+def python_model(
+    name: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    scheduling: Scheduling,
+    parameters: Mapping[str, str] | None = None,
+) -> mc.ModelConfig:
     """A Python-backend model (model.py in the version directory)."""
     cfg = mc.ModelConfig(name=name, backend="python")
     _io(cfg, inputs, outputs)
@@ -115,8 +120,14 @@ def python_model(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[Tens
     return cfg
 
 
-def onnxruntime_model(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], scheduling: Scheduling,
-                      filename: str = "model.onnx", parameters: Mapping[str, str] | None = None) -> mc.ModelConfig:
+def onnxruntime_model(
+    name: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    scheduling: Scheduling,
+    filename: str = "model.onnx",
+    parameters: Mapping[str, str] | None = None,
+) -> mc.ModelConfig:
     """A model for Triton's ONNX Runtime backend (not present in the local CPU server; present in NGC containers)."""
     cfg = mc.ModelConfig(name=name, backend="onnxruntime", default_model_filename=filename)
     _io(cfg, inputs, outputs)
@@ -125,8 +136,13 @@ def onnxruntime_model(name: str, inputs: Sequence[TensorSpec], outputs: Sequence
     return cfg
 
 
-def tensorrt_model(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], scheduling: Scheduling,
-                   cc_filenames: Mapping[str, str]) -> mc.ModelConfig:
+def tensorrt_model(
+    name: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    scheduling: Scheduling,
+    cc_filenames: Mapping[str, str],
+) -> mc.ModelConfig:
     """A TensorRT plan model; one plan per GPU compute capability (plans are not portable)."""
     cfg = mc.ModelConfig(name=name, platform="tensorrt_plan")
     for cc in sorted(cc_filenames):
@@ -136,8 +152,9 @@ def tensorrt_model(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[Te
     return cfg
 
 
-def pytorch_model(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
-                  scheduling: Scheduling) -> mc.ModelConfig:
+def pytorch_model(
+    name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], scheduling: Scheduling
+) -> mc.ModelConfig:
     """A TorchScript model (torch-tensorrt compiled) for Triton's PyTorch backend."""
     cfg = mc.ModelConfig(name=name, platform="pytorch_libtorch", default_model_filename="model.pt")
     _io(cfg, inputs, outputs)
@@ -154,15 +171,22 @@ class EnsembleStep:
     outputs: Mapping[str, str]
 
 
-def ensemble_model(name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], max_batch_size: int,
-                   steps: Sequence[EnsembleStep], response_cache: bool = False) -> mc.ModelConfig:
+def ensemble_model(
+    name: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    max_batch_size: int,
+    steps: Sequence[EnsembleStep],
+    response_cache: bool = False,
+) -> mc.ModelConfig:
     """An ensemble: no batching, instances or warm-up of its own (its composing models have them)."""
     cfg = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size)
     _io(cfg, inputs, outputs)
     for step in steps:
         cfg.ensemble_scheduling.step.append(
-            mc.ModelEnsembling.Step(model_name=step.model, model_version=-1,
-                                    input_map=dict(step.inputs), output_map=dict(step.outputs))
+            mc.ModelEnsembling.Step(
+                model_name=step.model, model_version=-1, input_map=dict(step.inputs), output_map=dict(step.outputs)
+            )
         )
     if response_cache:
         cfg.response_cache.enable = True

@@ -27,8 +27,9 @@ def config_problems(config: mc.ModelConfig) -> list[str]:
     tensors = [("input", t) for t in config.input] + [("output", t) for t in config.output]
     for kind, t in tensors:
         if not t.dims:
-            problems.append(f"{kind} '{t.name}' must specify 'dims' (a per-sample scalar is dims: [1] with "
-                            "reshape: {{ shape: [] }})")
+            problems.append(
+                f"{kind} '{t.name}' must specify 'dims' (a per-sample scalar is dims: [1] with reshape: {{{{ shape: [] }}}})"
+            )
         if any(d == 0 or d < -1 for d in t.dims):
             problems.append(f"{kind} '{t.name}' has dims {list(t.dims)}: each must be positive or -1")
         if t.data_type == mc.TYPE_INVALID:
@@ -36,8 +37,10 @@ def config_problems(config: mc.ModelConfig) -> list[str]:
         if t.HasField("reshape") and -1 not in t.dims and -1 not in t.reshape.shape:
             size = _product(t.dims)
             if size != _product(t.reshape.shape):
-                problems.append(f"{kind} '{t.name}': reshape {list(t.reshape.shape)} does not hold the "
-                                f"{size} element(s) of dims {list(t.dims)}")
+                problems.append(
+                    f"{kind} '{t.name}': reshape {list(t.reshape.shape)} does not hold the "
+                    f"{size} element(s) of dims {list(t.dims)}"
+                )
     names = [t.name for _, t in tensors]
     problems += [f"tensor name '{n}' is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
     if config.max_batch_size < 0:
@@ -59,11 +62,12 @@ def config_problems(config: mc.ModelConfig) -> list[str]:
                 problems.append(f"{where}: input '{name}' is not an input of the model")
                 continue
             if sample.data_type != declared.data_type:
-                problems.append(f"{where}: input '{name}' is {mc.DataType.Name(sample.data_type)}, the model "
-                                f"takes {mc.DataType.Name(declared.data_type)}")
+                problems.append(
+                    f"{where}: input '{name}' is {mc.DataType.Name(sample.data_type)}, the model "
+                    f"takes {mc.DataType.Name(declared.data_type)}"
+                )
             if not _fits(list(sample.dims), list(declared.dims)):
-                problems.append(f"{where}: input '{name}' has dims {list(sample.dims)}, the model takes "
-                                f"{list(declared.dims)}")
+                problems.append(f"{where}: input '{name}' has dims {list(sample.dims)}, the model takes {list(declared.dims)}")
         missing = sorted(set(inputs) - set(warmup.inputs))
         if missing:
             problems.append(f"{where}: no data for input(s) {missing}")
@@ -78,8 +82,10 @@ def onnx_config_problems(config: mc.ModelConfig, onnx_path: Path) -> list[str]:
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     initializers = {i.name for i in graph.initializer}
     problems = []
-    for kind, declared, actual in (("input", config.input, [v for v in graph.input if v.name not in initializers]),
-                                   ("output", config.output, list(graph.output))):
+    for kind, declared, actual in (
+        ("input", config.input, [v for v in graph.input if v.name not in initializers]),
+        ("output", config.output, list(graph.output)),
+    ):
         found = {v.name: v for v in actual}
         for t in declared:
             v = found.get(t.name)
@@ -89,19 +95,25 @@ def onnx_config_problems(config: mc.ModelConfig, onnx_path: Path) -> list[str]:
             tensor_type = v.type.tensor_type
             graph_type = dtypes.BY_ONNX.get(tensor_type.elem_type)
             if graph_type is None or mc.DataType.Value(graph_type.triton) != t.data_type:
-                problems.append(f"{kind} '{t.name}' is {mc.DataType.Name(t.data_type)} in the config, "
-                                f"{graph_type.triton if graph_type else tensor_type.elem_type} in the graph")
+                problems.append(
+                    f"{kind} '{t.name}' is {mc.DataType.Name(t.data_type)} in the config, "
+                    f"{graph_type.triton if graph_type else tensor_type.elem_type} in the graph"
+                )
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim]
             expected = _model_dims(t)
             if config.max_batch_size > 0:
                 if not dims or dims[0] not in (-1,):
-                    problems.append(f"{kind} '{t.name}': max_batch_size {config.max_batch_size} needs a dynamic "
-                                    f"first dim in the graph, which has {dims}")
+                    problems.append(
+                        f"{kind} '{t.name}': max_batch_size {config.max_batch_size} needs a dynamic "
+                        f"first dim in the graph, which has {dims}"
+                    )
                     continue
                 dims = dims[1:]
             if len(dims) != len(expected) or not _fits(dims, expected, either_dynamic=True):
-                problems.append(f"{kind} '{t.name}': the config's dims {expected} (after reshape, without the "
-                                f"batch dim) do not match the graph's {dims}")
+                problems.append(
+                    f"{kind} '{t.name}': the config's dims {expected} (after reshape, without the "
+                    f"batch dim) do not match the graph's {dims}"
+                )
         missing = sorted(set(found) - {t.name for t in declared}) if kind == "input" else []
         if missing:
             problems.append(f"the graph's input(s) {missing} are not in the config")

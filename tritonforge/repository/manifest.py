@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 from dataclasses import asdict, dataclass, field
@@ -18,18 +19,15 @@ _TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "numpy", "tritonclient",
 
 def _owned_files(model_dir: Path) -> list[Path]:
     """Files of a model directory that the build wrote (Python's bytecode caches excluded)."""
-    return sorted(p for p in model_dir.rglob("*")
-                  if p.is_file() and p.name != MANIFEST_NAME and "__pycache__" not in p.parts)
+    return sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name != MANIFEST_NAME and "__pycache__" not in p.parts)
 
 
 def tool_versions() -> dict[str, str]:
     """Versions of the tools whose behaviour shapes the artifacts."""
     out = {"python": platform.python_version()}
     for dist in _TOOLS:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 

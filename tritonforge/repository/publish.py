@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-
 import errno
 import fcntl
 import json
@@ -103,8 +102,10 @@ def check_root(repo: Path) -> Path:
     """`repo` as an absolute path that is a directory or does not exist yet; a file or a symlink is an error."""
     repo = Path(os.path.abspath(repo))
     if repo.is_symlink():
-        raise RepositoryError(f"--repo {repo} is a symbolic link; give the directory itself "
-                              f"({os.path.realpath(repo)}), so a build never writes through a link")
+        raise RepositoryError(
+            f"--repo {repo} is a symbolic link; give the directory itself "
+            f"({os.path.realpath(repo)}), so a build never writes through a link"
+        )
     if repo.exists() and not repo.is_dir():
         raise RepositoryError(f"--repo {repo} is a file, not a directory")
     return repo
@@ -162,11 +163,14 @@ class RepositoryLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     lock.close()
-                    raise RepositoryError(f"another build has been writing {self.repo} for over {self.wait_s:.0f}s "
-                                          f"(lock {area / 'lock'}); try again when it has finished") from None
+                    raise RepositoryError(
+                        f"another build has been writing {self.repo} for over {self.wait_s:.0f}s "
+                        f"(lock {area / 'lock'}); try again when it has finished"
+                    ) from None
                 if not told and self.on_wait is not None:
-                    self.on_wait(f"waiting for another build of {self.repo} to finish (lock {area / 'lock'}, up to "
-                                 f"{self.wait_s:.0f}s)")
+                    self.on_wait(
+                        f"waiting for another build of {self.repo} to finish (lock {area / 'lock'}, up to {self.wait_s:.0f}s)"
+                    )
                     told = True
                 time.sleep(self.poll_s)
         self._file = lock
@@ -217,8 +221,7 @@ class Publication:
     directories of the last build that this build no longer owns.
     """
 
-    def __init__(self, repo: Path, order: Sequence[str], remove: Iterable[str] = (),
-                 lock: RepositoryLock | None = None) -> None:
+    def __init__(self, repo: Path, order: Sequence[str], remove: Iterable[str] = (), lock: RepositoryLock | None = None) -> None:
         self.repo = check_root(repo)
         self.held = lock  # the build's own lock, already held: this publication takes no other
         self.order = list(order)
@@ -288,8 +291,10 @@ class Publication:
     def _refuse_mounts(live: Path) -> None:
         mounts = mount_points(live)
         if mounts:
-            raise RepositoryError(f"{mounts[0]} is a mount point inside {live}, a model directory this build replaces; "
-                                  "mount it outside the build's model directories (the repository is unchanged)")
+            raise RepositoryError(
+                f"{mounts[0]} is a mount point inside {live}, a model directory this build replaces; "
+                "mount it outside the build's model directories (the repository is unchanged)"
+            )
 
     # ---- publishing ---------------------------------------------------------------------------------
     def commit(self) -> None:
@@ -340,8 +345,10 @@ class Publication:
                 can_exchange = False
             if step.op == "exchange":  # no RENAME_EXCHANGE here: move the old one out, then the new one in
                 old = self.txn / "removed" / step.model
-                journal["steps"][i:i + 1] = [asdict(Step(step.model, "remove", os.lstat(live).st_ino)),
-                                             asdict(Step(step.model, "create", step.inode))]
+                journal["steps"][i : i + 1] = [
+                    asdict(Step(step.model, "remove", os.lstat(live).st_ino)),
+                    asdict(Step(step.model, "create", step.inode)),
+                ]
                 _write_json(self.txn / JOURNAL, journal)
                 os.rename(live, old)
                 os.rename(staged, live)
@@ -356,8 +363,7 @@ def _complete(txn: Path, repo: Path, journal: dict) -> bool:
     for step in (Step(**s) for s in journal["steps"]):
         if step.op in ("exchange", "create") and _inode(repo / step.model) != step.inode:
             return False
-        if step.op == "remove" and (_inode(repo / step.model) is not None
-                                    or _inode(txn / "removed" / step.model) != step.inode):
+        if step.op == "remove" and (_inode(repo / step.model) is not None or _inode(txn / "removed" / step.model) != step.inode):
             return False
     return True
 

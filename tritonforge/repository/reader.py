@@ -41,8 +41,10 @@ class Repository:
         try:
             return self._manifests[public]
         except KeyError:
-            raise RepositoryError(f"no tritonforge build named '{public}' in {self.root} "
-                                  f"(builds: {', '.join(self.builds()) or 'none'}); build it first") from None
+            raise RepositoryError(
+                f"no tritonforge build named '{public}' in {self.root} "
+                f"(builds: {', '.join(self.builds()) or 'none'}); build it first"
+            ) from None
 
     def owner(self, model: str) -> str:
         """The public model whose build wrote `model`."""
@@ -122,8 +124,7 @@ class Repository:
         public = self.settings(owner)
         if model == owner and public.get("inputs"):
             return public["inputs"]
-        return [{"name": t["name"], "dtype": t["dtype"], "dims": t["shape"], "range": t.get("range")}
-                for t in spec["inputs"]]
+        return [{"name": t["name"], "dtype": t["dtype"], "dims": t["shape"], "range": t.get("range")} for t in spec["inputs"]]
 
     def report(self, public: str) -> dict:
         from tritonforge.builder.report import read_report

@@ -44,9 +44,11 @@ def cache_root() -> Path:
 def _python() -> str:
     chosen = os.environ.get("TRITONFORGE_SERVING_PYTHON") or DEFAULT_PYTHON
     if not Path(chosen).is_file():
-        raise ServerError(f"the local server's environment needs {chosen} (Debian's python3.11, whose libpython the "
-                          "Python-backend stub embeds): apt-get install python3.11 python3.11-venv libpython3.11, "
-                          "or set TRITONFORGE_SERVING_PYTHON")
+        raise ServerError(
+            f"the local server's environment needs {chosen} (Debian's python3.11, whose libpython the "
+            "Python-backend stub embeds): apt-get install python3.11 python3.11-venv libpython3.11, "
+            "or set TRITONFORGE_SERVING_PYTHON"
+        )
     return chosen
 
 
@@ -130,8 +132,10 @@ class ServingEnvironment:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.ready():
                 return self
-            say(f"making the local server's environment in {self.root} (once; about a minute): "
-                f"{REQUIREMENTS.name} for the Python-backend models, then the server and perf_analyzer")
+            say(
+                f"making the local server's environment in {self.root} (once; about a minute): "
+                f"{REQUIREMENTS.name} for the Python-backend models, then the server and perf_analyzer"
+            )
             staging = Path(tempfile.mkdtemp(prefix=f"{self.root.name}.staging-", dir=self.root.parent))
             try:
                 self._make(staging, say)
@@ -146,8 +150,18 @@ class ServingEnvironment:
         return self
 
     def _make(self, root: Path, say: Callable[[str], None]) -> None:
-        venv, pip = root / "venv", [str(root / "venv" / "bin" / "python"), "-m", "pip", "install", "-q",
-                                    "--disable-pip-version-check", "--no-warn-script-location"]
+        venv, pip = (
+            root / "venv",
+            [
+                str(root / "venv" / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-warn-script-location",
+            ],
+        )
         say(f"  venv from {self.base_python}")
         self._run([self.base_python, "-m", "venv", str(venv)], "creating the venv")
         say(f"  pip install -r {REQUIREMENTS}")
@@ -155,11 +169,17 @@ class ServingEnvironment:
         say(f"  pip install --target tools --no-deps {' '.join(TOOLS)}")
         self._run([*pip, "--no-deps", "--target", str(root / "tools"), *TOOLS], "installing the server and perf_analyzer")
         stubs = root / "tools" / "pytriton" / "tritonserver" / "python_backend_stubs"
-        version = subprocess.run([self.base_python, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        version = subprocess.run(
+            [self.base_python, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         if not (stubs / version / "triton_python_backend_stub").is_file():
-            raise ServerError(f"the nvidia-pytriton wheel has no Python-backend stub for Python {version} "
-                              f"(it has {sorted(p.name for p in stubs.iterdir())}); set TRITONFORGE_SERVING_PYTHON")
+            raise ServerError(
+                f"the nvidia-pytriton wheel has no Python-backend stub for Python {version} "
+                f"(it has {sorted(p.name for p in stubs.iterdir())}); set TRITONFORGE_SERVING_PYTHON"
+            )
 
     @staticmethod
     def _run(cmd: list[str], what: str) -> None:
@@ -170,6 +190,10 @@ class ServingEnvironment:
     def package_version(self, name: str) -> str:
         """The version of a package installed in the venv (what the stub imports)."""
         with contextlib.suppress(subprocess.CalledProcessError):
-            return subprocess.run([str(self.python), "-c", f"import importlib.metadata as m; print(m.version({name!r}))"],
-                                  capture_output=True, text=True, check=True).stdout.strip()
+            return subprocess.run(
+                [str(self.python), "-c", f"import importlib.metadata as m; print(m.version({name!r}))"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
         return ""

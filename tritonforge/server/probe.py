@@ -64,25 +64,28 @@ def output_margin(expected: dict, data: list) -> tuple[float, str]:
         n = expected["shape"][-1] if expected["shape"] else 1
         worst, detail = math.inf, ""
         for start in range(0, len(ref), max(n, 1)):
-            r, a = ref[start:start + n], data[start:start + n]
+            r, a = ref[start : start + n], data[start : start + n]
             want, got = r.index(max(r)), a.index(max(a))
             others = [v for j, v in enumerate(a) if j != want]
             gap = (a[want] - max(others)) / (max(abs(v) for v in a) or 1.0) if others else 1.0
             margin = gap if got == want else min(gap, -1e-12)
             if margin < worst:
                 worst = margin
-                detail = (f"class {got} where the reference has class {want}" if got != want
-                          else f"class {want} as the reference (margin {gap:.3g})")
+                detail = (
+                    f"class {got} where the reference has class {want}"
+                    if got != want
+                    else f"class {want} as the reference (margin {gap:.3g})"
+                )
         return worst, detail
     if kind == "embedding":
-        dot = sum(x * y for x, y in zip(ref, data))
+        dot = sum(x * y for x, y in zip(ref, data, strict=True))
         norms = math.sqrt(sum(x * x for x in ref)) * math.sqrt(sum(y * y for y in data))
         cos = dot / norms if norms > 0 else float(not any(ref) and not any(data))
         need = expected["min_cosine"]
         return (cos - need) / max(1.0 - need, 1e-12), f"cosine {cos:.6f} (needs >= {need:g})"
     # regression: each value within the export tolerance or the gate's relative error
     worst, detail = math.inf, ""
-    for x, y in zip(ref, data):
+    for x, y in zip(ref, data, strict=True):
         limit = max(expected["atol"] + expected["rtol"] * abs(x), expected["max_mean_rel"] * abs(x), 1e-30)
         margin = (limit - abs(y - x)) / limit
         if margin < worst:
@@ -141,8 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=Path("/models"))
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="Triton's HTTP endpoint")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per call")
-    parser.add_argument("--drain-file", type=Path, default=None,
-                        help=f"not ready while this file exists (the replica is draining; e.g. {DRAIN_FILE})")
+    parser.add_argument(
+        "--drain-file",
+        type=Path,
+        default=None,
+        help=f"not ready while this file exists (the replica is draining; e.g. {DRAIN_FILE})",
+    )
     args = parser.parse_args(argv)
     problems = check(args.repo, args.url, args.timeout, args.drain_file)
     for p in problems:

@@ -33,10 +33,6 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)  # resolved here: the child runs _die_with_parent between fork and exec
 
 
-
-
-
-
 def _die_with_parent() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -66,12 +62,25 @@ class LocalTritonServer:
         server.grpc_url  # "127.0.0.1:PORT"
     """
 
-    def __init__(self, repo: Path, *, host: str = "127.0.0.1", http_port: int | None = None,
-                 grpc_port: int | None = None, metrics_port: int | None = None, load_models: list[str] | None = None,
-                 cache_size: int = 0, log_path: Path | None = None, log_verbose: int = 0,
-                 startup_timeout: float = 180.0, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, model_control: str = "explicit", poll_seconds: int = 1,
-                 environment: ServingEnvironment | None = None) -> None:
+    def __init__(
+        self,
+        repo: Path,
+        *,
+        host: str = "127.0.0.1",
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        load_models: list[str] | None = None,
+        cache_size: int = 0,
+        log_path: Path | None = None,
+        log_verbose: int = 0,
+        startup_timeout: float = 180.0,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        model_control: str = "explicit",
+        poll_seconds: int = 1,
+        environment: ServingEnvironment | None = None,
+    ) -> None:
         if model_control not in ("explicit", "poll"):
             raise ValueError(f"model_control must be 'explicit' or 'poll', got {model_control!r}")
         self.repo = Path(repo).absolute()
@@ -149,9 +158,12 @@ class LocalTritonServer:
             f"--model-repository={self.repo}",
             f"--backend-directory={tree / 'backends'}",
             f"--cache-directory={tree / 'caches'}",
-            f"--http-address={self.host}", f"--http-port={self.http_port}",
-            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
-            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
             f"--id={self.server_id}",
             f"--model-control-mode={self.model_control}",
             "--exit-on-error=false",
@@ -201,7 +213,7 @@ class LocalTritonServer:
         for _ in range(attempts):
             ports = free_ports(3, self.client_host)
             self.http_port, self.grpc_port, self.metrics_port = (
-                fixed or free for fixed, free in zip(self._fixed_ports, ports)
+                fixed or free for fixed, free in zip(self._fixed_ports, ports, strict=True)
             )
             try:
                 self._refuse_taken_ports()
@@ -227,8 +239,10 @@ class LocalTritonServer:
                 try:
                     s.bind((self.host or "0.0.0.0", port))
                 except OSError as e:
-                    raise PortInUse(f"{label} port {port} on {self.host} is already in use ({e.strerror}); "
-                                    "stop what holds it or choose another port") from None
+                    raise PortInUse(
+                        f"{label} port {port} on {self.host} is already in use ({e.strerror}); "
+                        "stop what holds it or choose another port"
+                    ) from None
 
     def _launch(self) -> None:
         self._scratch = self._prepare_tree()
@@ -236,11 +250,16 @@ class LocalTritonServer:
             fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
             os.close(fd)
             self._log_path = Path(name)
-        log = open(self._log_path, "ab")
+        log = open(self._log_path, "ab")  # noqa: SIM115 - the server writes to it until stop() closes it
         try:
             self.process = subprocess.Popen(
-                self._args(self._scratch), env=self._env(), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+                self._args(self._scratch),
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()
@@ -280,8 +299,10 @@ class LocalTritonServer:
                     self._was_ready = True
                     return
                 if name is not None:
-                    raise PortInUse(f"gRPC port {self.grpc_port} is answered by another server ('{name}'), not the one "
-                                    f"started here; stop it or choose other ports")
+                    raise PortInUse(
+                        f"gRPC port {self.grpc_port} is answered by another server ('{name}'), not the one "
+                        f"started here; stop it or choose other ports"
+                    )
                 time.sleep(0.2)
         finally:
             client.close()
@@ -296,8 +317,10 @@ class LocalTritonServer:
             index = client.get_model_repository_index(as_json=True).get("models", [])
         finally:
             client.close()
-        return [ModelState(m["name"], m.get("version", ""), m.get("state", "UNKNOWN"), m.get("reason", ""))
-                for m in sorted(index, key=lambda m: m["name"])]
+        return [
+            ModelState(m["name"], m.get("version", ""), m.get("state", "UNKNOWN"), m.get("reason", ""))
+            for m in sorted(index, key=lambda m: m["name"])
+        ]
 
     def is_alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

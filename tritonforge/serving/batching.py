@@ -35,6 +35,6 @@ def split(outputs, sizes):
     """Per-request slices of a batch of outputs."""
     parts, start = [], 0
     for size in sizes:
-        parts.append({n: v[start:start + size] for n, v in outputs.items()})
+        parts.append({n: v[start : start + size] for n, v in outputs.items()})
         start += size
     return parts

@@ -23,14 +23,15 @@ from .store import StoreUnavailable
 def authentication_message(model, failing, secret_env):
     """The log line for a change of `on_authentication` state."""
     if failing:
-        return (f"{model}: cache values fail authentication and are served as misses: values written with another "
-                f"secret: do the replicas share {secret_env}?")
+        return (
+            f"{model}: cache values fail authentication and are served as misses: values written with another "
+            f"secret: do the replicas share {secret_env}?"
+        )
     return f"{model}: cache values authenticate again"
 
 
 class ResponseCache:
-    def __init__(self, store, codec, public, version, prefix, max_pending_writes, tally, labels,
-                 on_authentication=None):
+    def __init__(self, store, codec, public, version, prefix, max_pending_writes, tally, labels, on_authentication=None):
         self.store, self.codec, self.public, self.version, self.prefix = store, codec, public, version, prefix
         self.tally, self.labels = tally, dict(labels)
         # on_authentication(failing): called when stored values start failing authentication (failing=True) and
@@ -59,7 +60,7 @@ class ResponseCache:
                 self.tally.add("tritonforge_cache_errors_total", **self.labels)
                 stored = [None] * len(todo)
             authenticated = unauthenticated = 0
-            for i, value in zip(todo, stored):
+            for i, value in zip(todo, stored, strict=True):
                 if value is None:
                     continue
                 try:

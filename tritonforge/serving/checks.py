@@ -44,8 +44,9 @@ class InputChecks:
     def check_size(self, arrays):
         size = request_bytes(arrays)
         if size > self.max_request_bytes:
-            raise RequestError(f"request of {size} bytes exceeds the limit of {self.max_request_bytes} bytes "
-                               "(serving.max_request_bytes)")
+            raise RequestError(
+                f"request of {size} bytes exceeds the limit of {self.max_request_bytes} bytes (serving.max_request_bytes)"
+            )
 
     def check_shapes(self, arrays):
         """Rank and fixed dims per tensor; batch size and every named dynamic dim's length across tensors."""
@@ -57,14 +58,17 @@ class InputChecks:
             dims, dim_names = spec
             shape = list(arr.shape)
             if len(shape) != len(dims) + 1:
-                raise RequestError(f"input '{name}' has shape {shape} ({len(shape)} dims); it takes "
-                                   f"{_layout(dims, dim_names)} ({len(dims) + 1} dims)")
+                raise RequestError(
+                    f"input '{name}' has shape {shape} ({len(shape)} dims); it takes "
+                    f"{_layout(dims, dim_names)} ({len(dims) + 1} dims)"
+                )
             named = iter(dim_names)
             for axis, (want, got) in enumerate(zip([-1, *dims], shape, strict=True)):
                 if axis and want != -1:
                     if got != want:
-                        raise RequestError(f"input '{name}' has shape {shape}; dim {axis} must be {want} "
-                                           f"(it takes {_layout(dims, dim_names)})")
+                        raise RequestError(
+                            f"input '{name}' has shape {shape}; dim {axis} must be {want} (it takes {_layout(dims, dim_names)})"
+                        )
                     continue
                 key = next(named, None) if axis else None
                 if axis and key is None:
@@ -74,10 +78,13 @@ class InputChecks:
                     if key is None:
                         raise RequestError(f"inputs '{other[0]}' and '{name}' have batch sizes {other[1]} and {got}")
                     if other[0] == name:
-                        raise RequestError(f"input '{name}' has shape {shape}: its dims named '{key}' must have "
-                                           f"one length, not {other[1]} and {got}")
-                    raise RequestError(f"inputs '{other[0]}' and '{name}' share dim '{key}' but have lengths "
-                                       f"{other[1]} and {got}")
+                        raise RequestError(
+                            f"input '{name}' has shape {shape}: its dims named '{key}' must have "
+                            f"one length, not {other[1]} and {got}"
+                        )
+                    raise RequestError(
+                        f"inputs '{other[0]}' and '{name}' share dim '{key}' but have lengths {other[1]} and {got}"
+                    )
 
     def check_values(self, arrays):
         """Non-finite floats and values outside a tensor's declared range."""
@@ -94,8 +101,10 @@ class InputChecks:
                 lo, hi = arr.min(), arr.max()
                 if lo < low or hi > high:
                     bad = int(((arr < low) | (arr > high)).sum())
-                    raise RequestError(f"input '{name}' holds {bad} value(s) outside its range [{low:g}, {high:g}] "
-                                       f"(smallest {lo:g}, largest {hi:g})")
+                    raise RequestError(
+                        f"input '{name}' holds {bad} value(s) outside its range [{low:g}, {high:g}] "
+                        f"(smallest {lo:g}, largest {hi:g})"
+                    )
 
     def check(self, arrays):
         self.check_size(arrays)

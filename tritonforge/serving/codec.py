@@ -96,10 +96,9 @@ class Codec:
 
     def decode(self, key, value, batch):
         """The outputs stored for `key`, answering `batch` rows; InvalidValue for anything else."""
-        if not isinstance(value, (bytes, bytearray)) or len(value) < len(MAGIC) + TAG_BYTES or \
-                not value.startswith(MAGIC):
+        if not isinstance(value, (bytes, bytearray)) or len(value) < len(MAGIC) + TAG_BYTES or not value.startswith(MAGIC):
             raise InvalidValue("format", "not a tritonforge cache value")
-        tag, payload = value[len(MAGIC):len(MAGIC) + TAG_BYTES], value[len(MAGIC) + TAG_BYTES:]
+        tag, payload = value[len(MAGIC) : len(MAGIC) + TAG_BYTES], value[len(MAGIC) + TAG_BYTES :]
         if not hmac.compare_digest(tag, self._tag(key, bytes(payload))):
             raise InvalidValue("authentication", "tag does not match this key under the replicas' secret")
         limit = self._inflated_limit(batch)
@@ -119,26 +118,28 @@ class Codec:
         if head_len > MAX_HEADER_BYTES or 4 + head_len > len(raw):
             raise InvalidValue("format", "bad header length")
         try:
-            header = json.loads(raw[4:4 + head_len])
+            header = json.loads(raw[4 : 4 + head_len])
         except ValueError as e:
             raise InvalidValue("format", f"header is not JSON: {e}") from None
         expected = {name: (dtype, dims) for name, dtype, dims in self.outputs}
-        if not isinstance(header, list) or sorted(e.get("name", "") for e in header if isinstance(e, dict)) \
-                != sorted(expected):
+        if not isinstance(header, list) or sorted(e.get("name", "") for e in header if isinstance(e, dict)) != sorted(expected):
             raise InvalidValue("shape", "outputs differ from the model's")
         offset, out = 4 + head_len, {}
         for entry in header:
             name = entry["name"]
             dtype, dims = expected[name]
             shape = entry.get("shape")
-            if not isinstance(shape, list) or len(shape) != len(dims) + 1 or shape[0] != batch or not all(
-                    isinstance(s, int) and s >= 0 and (d < 0 or s == d) for s, d in zip(shape[1:], dims)):
-                raise InvalidValue("shape", f"output '{name}' has shape {shape}; a batch of {batch} takes "
-                                            f"{[batch, *dims]}")
+            if (
+                not isinstance(shape, list)
+                or len(shape) != len(dims) + 1
+                or shape[0] != batch
+                or not all(isinstance(s, int) and s >= 0 and (d < 0 or s == d) for s, d in zip(shape[1:], dims, strict=True))
+            ):
+                raise InvalidValue("shape", f"output '{name}' has shape {shape}; a batch of {batch} takes {[batch, *dims]}")
             nbytes = entry.get("nbytes")
             if not isinstance(nbytes, int) or nbytes < 0 or offset + nbytes > len(raw):
                 raise InvalidValue("format", f"output '{name}': bad length")
-            data = raw[offset:offset + nbytes]
+            data = raw[offset : offset + nbytes]
             offset += nbytes
             out[name] = self._array(name, entry.get("dtype"), dtype, shape, data)
         if offset != len(raw):
@@ -155,7 +156,7 @@ class Codec:
                 if pos + 4 > len(data):
                     raise InvalidValue("format", f"output '{name}': truncated string")
                 (n,) = struct.unpack_from("<I", data, pos)
-                items.append(data[pos + 4:pos + 4 + n])
+                items.append(data[pos + 4 : pos + 4 + n])
                 pos += 4 + n
             if len(items) != int(np.prod(shape)):
                 raise InvalidValue("shape", f"output '{name}': {len(items)} strings for shape {shape}")

@@ -40,5 +40,7 @@ def refusal(model, bad):
     if not bad:
         return ""
     files = "; ".join(f"{rel}: expected sha256 {want}, found {found}" for rel, want, found in bad)
-    return (f"{model}: {len(bad)} file(s) differ from what its build wrote ({files}); the repository was corrupted "
-            "or changed after the build: restore it or rebuild")
+    return (
+        f"{model}: {len(bad)} file(s) differ from what its build wrote ({files}); the repository was corrupted "
+        "or changed after the build: restore it or rebuild"
+    )

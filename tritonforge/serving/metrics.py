@@ -36,8 +36,11 @@ class MetricsPublisher:
         self.tally, self.interval_s, self.labels = tally, interval_s, dict(labels)
         self.gauges, self.periodic, self.period_s = gauges, list(periodic), period_s
         # The stub attaches MetricFamily to pb_utils when the model initializes, not when it is imported.
-        kinds = {"counter": pb_utils.MetricFamily.COUNTER, "gauge": pb_utils.MetricFamily.GAUGE,
-                 "histogram": pb_utils.MetricFamily.HISTOGRAM}
+        kinds = {
+            "counter": pb_utils.MetricFamily.COUNTER,
+            "gauge": pb_utils.MetricFamily.GAUGE,
+            "histogram": pb_utils.MetricFamily.HISTOGRAM,
+        }
         self._families = {n: pb_utils.MetricFamily(n, desc, kinds[kind]) for n, (desc, kind) in FAMILIES.items()}
         self._metrics = {}
         self._shown = {}

@@ -44,7 +44,7 @@ class InProcessRung:
             raise RequestError(f"{self.name}: {str(e).strip()[:400]}") from None
         except Exception as e:
             raise RungFailure(f"{type(e).__name__}: {str(e).strip()[:400]}") from None
-        return dict(zip(self.output_names, values))
+        return dict(zip(self.output_names, values, strict=True))
 
     def ready(self):
         return True

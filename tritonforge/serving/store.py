@@ -93,8 +93,20 @@ def secret_from_environment(variable):
 class RedisStore:
     kind = "redis"
 
-    def __init__(self, url, ttl_s, max_value_bytes, socket_timeout_ms, max_connections, bypass_seconds,
-                 password=b"", ssl_ca_certs="", ssl_certfile="", ssl_keyfile="", on_state=None):
+    def __init__(
+        self,
+        url,
+        ttl_s,
+        max_value_bytes,
+        socket_timeout_ms,
+        max_connections,
+        bypass_seconds,
+        password=b"",
+        ssl_ca_certs="",
+        ssl_certfile="",
+        ssl_keyfile="",
+        on_state=None,
+    ):
         import redis
 
         kwargs = {
@@ -106,8 +118,7 @@ class RedisStore:
         if password:
             kwargs["password"] = password.decode()
         if url.startswith("rediss://"):
-            for option, value in (("ssl_ca_certs", ssl_ca_certs), ("ssl_certfile", ssl_certfile),
-                                  ("ssl_keyfile", ssl_keyfile)):
+            for option, value in (("ssl_ca_certs", ssl_ca_certs), ("ssl_certfile", ssl_certfile), ("ssl_keyfile", ssl_keyfile)):
                 if value:
                     kwargs[option] = value
         self.url = url
@@ -148,6 +159,7 @@ class RedisStore:
                 pipe.getrange(key, 0, self.max_value_bytes)  # inclusive: one byte more than a value may have
             # A key holding another type (WRONGTYPE) is a miss for that key, not a broken store.
             return [v if isinstance(v, bytes) and v else None for v in pipe.execute(raise_on_error=False)]
+
         return self._guard("reads", self.read_breaker, read)
 
     def set_many(self, items):
@@ -156,4 +168,5 @@ class RedisStore:
             for key, value in items:
                 pipe.set(key, value, px=self.ttl_ms)
             pipe.execute()
+
         return self._guard("writes", self.write_breaker, write)

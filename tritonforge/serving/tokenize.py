@@ -53,9 +53,12 @@ def cut_characters(config):
     """
     normalizers = _steps(config.get("normalizer"))
     pre_tokenizers = _steps(config.get("pre_tokenizer"))
-    if not pre_tokenizers or any(s.get("type") not in _LOCAL_NORMALIZERS for s in normalizers) or \
-            any(s.get("type") not in _WORD_SPLITTERS for s in pre_tokenizers) or \
-            not any(s.get("type") in _WHITESPACE_SPLITTERS for s in pre_tokenizers):
+    if (
+        not pre_tokenizers
+        or any(s.get("type") not in _LOCAL_NORMALIZERS for s in normalizers)
+        or any(s.get("type") not in _WORD_SPLITTERS for s in pre_tokenizers)
+        or not any(s.get("type") in _WHITESPACE_SPLITTERS for s in pre_tokenizers)
+    ):
         return ""
     cuts = set(_WHITESPACE)
     if any(s.get("type") == "BertPreTokenizer" for s in pre_tokenizers):
@@ -113,7 +116,7 @@ class TextEncoder:
         if len(text) <= budget or self._last_cut is None:
             return text
         m = self._last_cut.match(text, 0, budget + 1)  # the character just after the budget may be the cut
-        return text[:m.end() - 1] if m else ""
+        return text[: m.end() - 1] if m else ""
 
     def _encode_texts(self, texts):
         """The token ids of each text, truncated to max_length: the same as encoding the whole texts."""
@@ -127,7 +130,7 @@ class TextEncoder:
             # it saves when the cores are busy with inference anyway.
             batch = [p for _, p in parts]
             encoded = self.tokenizer.encode_batch(batch) if len(batch) >= 8 else [self.tokenizer.encode(p) for p in batch]
-            for (i, _), enc in zip(parts, encoded):
+            for (i, _), enc in zip(parts, encoded, strict=True):
                 if i in whole or len(enc.ids) >= self.max_length:
                     ids[i] = enc.ids
             todo = [i for i in todo if ids[i] is None]
@@ -145,7 +148,7 @@ class TextEncoder:
             ids = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(seqs), width), dtype=np.int64)
             for row, seq in enumerate(seqs):
-                ids[row, :len(seq)] = seq
-                mask[row, :len(seq)] = 1
+                ids[row, : len(seq)] = seq
+                mask[row, : len(seq)] = 1
             out.append({self.ids_name: ids, self.mask_name: mask})
         return out

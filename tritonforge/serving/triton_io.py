@@ -23,7 +23,8 @@ def error_response(message, invalid_argument=False):
 def tensors_response(outputs, dtypes):
     """A response with the named outputs cast to the config's dtypes."""
     return pb_utils.InferenceResponse(
-        [pb_utils.Tensor(name, np.ascontiguousarray(outputs[name], dtype=dt)) for name, dt in dtypes])
+        [pb_utils.Tensor(name, np.ascontiguousarray(outputs[name], dtype=dt)) for name, dt in dtypes]
+    )
 
 
 def output_dtypes(model_config):
@@ -44,8 +45,13 @@ class BlsRung:
 
     def call(self, batch):
         tensors = [pb_utils.Tensor(n, np.ascontiguousarray(batch[n], dtype=dt)) for n, dt in self.inputs]
-        response = pb_utils.InferenceRequest(model_name=self.model, model_version=self.version, inputs=tensors,
-                                             requested_output_names=self.output_names, timeout=self.timeout_us).exec()
+        response = pb_utils.InferenceRequest(
+            model_name=self.model,
+            model_version=self.version,
+            inputs=tensors,
+            requested_output_names=self.output_names,
+            timeout=self.timeout_us,
+        ).exec()
         if response.has_error():
             error = response.error()
             message, code = error.message(), error.code()

@@ -29,17 +29,21 @@ class TensorSpec(_Strict):
     dtype: Literal[dtypes.NAMES]  # type: ignore[valid-type]
     shape: list[int] = Field(min_length=0)
     range: tuple[float, float] | None = Field(
-        None, description="[low, high]: every value must lie within (token ids: [0, vocabulary size - 1]); the "
-                          "served model refuses others with INVALID_ARGUMENT, perf generates inputs within it")
-    dim_names: list[str] = Field(default_factory=list, description="names of the -1 dims, in order (the exported "
-                                                                   "ONNX graph's dim params, e.g. 'sequence'); inputs "
-                                                                   "that share a name share that length")
+        None,
+        description="[low, high]: every value must lie within (token ids: [0, vocabulary size - 1]); the "
+        "served model refuses others with INVALID_ARGUMENT, perf generates inputs within it",
+    )
+    dim_names: list[str] = Field(
+        default_factory=list,
+        description="names of the -1 dims, in order (the exported "
+        "ONNX graph's dim params, e.g. 'sequence'); inputs "
+        "that share a name share that length",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> TensorSpec:
         if len(self.dim_names) > self.shape.count(-1):
-            raise ValueError(f"tensor '{self.name}': {len(self.dim_names)} dim_names for {self.shape.count(-1)} "
-                             "dynamic dims")
+            raise ValueError(f"tensor '{self.name}': {len(self.dim_names)} dim_names for {self.shape.count(-1)} dynamic dims")
         bad = [n for n in self.dim_names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)]
         if bad:
             raise ValueError(f"tensor '{self.name}': dim names must be identifiers, got {bad}")
@@ -70,19 +74,26 @@ class SourceSpec(_Strict):
     """Where the trained model comes from."""
 
     kind: Literal["pytorch", "torchscript", "exported_program", "onnx", "sklearn"]
-    factory: str | None = Field(None, description="pytorch: 'module:callable' returning an nn.Module; sklearn: "
-                                                  "one returning a fitted estimator (instead of 'path')")
+    factory: str | None = Field(
+        None,
+        description="pytorch: 'module:callable' returning an nn.Module; sklearn: "
+        "one returning a fitted estimator (instead of 'path')",
+    )
     factory_args: dict[str, Any] = Field(default_factory=dict)
     state_dict: Path | None = Field(None, description="pytorch: optional state_dict file (loaded weights_only)")
-    path: Path | None = Field(None, description="torchscript / exported_program / onnx file; sklearn: a joblib or "
-                                                "pickle file of a fitted estimator (trusted code: unpickling runs it)")
+    path: Path | None = Field(
+        None,
+        description="torchscript / exported_program / onnx file; sklearn: a joblib or "
+        "pickle file of a fitted estimator (trusted code: unpickling runs it)",
+    )
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> SourceSpec:
         if self.kind == "sklearn":
             if (self.path is None) == (self.factory is None):
-                raise ValueError("kind 'sklearn' takes exactly one of 'path' (a joblib/pickle file) or "
-                                 "'factory: module:callable'")
+                raise ValueError(
+                    "kind 'sklearn' takes exactly one of 'path' (a joblib/pickle file) or 'factory: module:callable'"
+                )
             if self.factory is not None and not CALLABLE_REF.match(self.factory):
                 raise ValueError(f"factory {self.factory!r} must be 'module:callable'")
             if self.state_dict is not None:
@@ -157,9 +168,11 @@ class OutputGateSpec(_Strict):
     """One output's gate: what it is (which checks apply) and thresholds that differ from the gate's own."""
 
     kind: Literal[OUTPUT_KINDS] | None = Field(  # type: ignore[valid-type]
-        None, description="embedding: worst-sample cosine; class_scores: top-1 agreement (and accuracy with "
-                          "labels); regression: mean relative error (and max abs if set). Default: class_scores "
-                          "for gate.class_score_outputs, regression for one value per sample, else embedding")
+        None,
+        description="embedding: worst-sample cosine; class_scores: top-1 agreement (and accuracy with "
+        "labels); regression: mean relative error (and max abs if set). Default: class_scores "
+        "for gate.class_score_outputs, regression for one value per sample, else embedding",
+    )
     min_cosine: float | None = Field(None, ge=-1, le=1)
     min_top1_agreement: float | None = Field(None, ge=0, le=1)
     max_accuracy_drop: float | None = Field(None, ge=0, le=1)
@@ -178,8 +191,10 @@ class GateSpec(_Strict):
     max_mean_rel: float = Field(0.05, ge=0, description="regressions: mean |variant - FP32| / mean |FP32|")
     max_abs: float | None = Field(None, ge=0, description="optional bound on the largest absolute difference, every output")
     class_score_outputs: list[str] | None = Field(
-        None, description="outputs holding class scores (top-1 and accuracy checks, no cosine check); "
-                          "default: with labels, the first 1-D float output; without labels, none")
+        None,
+        description="outputs holding class scores (top-1 and accuracy checks, no cosine check); "
+        "default: with labels, the first 1-D float output; without labels, none",
+    )
     outputs: dict[str, OutputGateSpec] = Field(default_factory=dict, description="per output: kind and thresholds")
 
     def threshold(self, output: str, name: str):
@@ -207,12 +222,14 @@ class Int8SearchSpec(_Strict):
 
     enabled: bool = False
     strategy: Literal["accuracy_control", "grid"] = "accuracy_control"
-    starts: list[Int8StartSpec] = Field(default_factory=lambda: [Int8StartSpec(method="dynamic"),
-                                                                 Int8StartSpec(method="entropy")])
+    starts: list[Int8StartSpec] = Field(
+        default_factory=lambda: [Int8StartSpec(method="dynamic"), Int8StartSpec(method="entropy")]
+    )
     max_evaluations: int = Field(8, ge=1, description="accuracy_control: gate evaluations at most, starts included")
     group_size: int = Field(1, ge=1, description="accuracy_control: nodes reverted per step")
     methods: list[Literal[("dynamic",) + CALIBRATION_METHODS]] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: ["dynamic", "minmax"], description="grid only")
+        default_factory=lambda: ["dynamic", "minmax"], description="grid only"
+    )
     per_channel: list[bool] = Field(default_factory=lambda: [False, True], description="grid only")
     exclude_top: list[int] = Field(default_factory=lambda: [0, 2, 4], description="grid only: most sensitive nodes kept in float")
     op_types: list[str] = Field(default_factory=lambda: ["MatMul", "Gemm", "Conv"])
@@ -267,31 +284,43 @@ class CacheSpec(_Strict):
     placement: Literal["before_preprocess", "after_preprocess"] = Field(
         "before_preprocess",
         description="with a pre-processing step: key on the request as sent (a hit skips pre-processing) or on "
-                    "the pre-processed model inputs (requests that pre-process alike share one entry)")
+        "the pre-processed model inputs (requests that pre-process alike share one entry)",
+    )
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_url_env: str = "TRITONFORGE_REDIS_URL"
-    password_env: str = Field("TRITONFORGE_REDIS_PASSWORD",
-                              description="environment variable holding the Redis password, or naming a file "
-                                          "holding it as <password_env>_FILE (never in configs)")
-    secret_env: str = Field("TRITONFORGE_CACHE_SECRET",
-                            description="environment variable holding the secret the replicas authenticate values "
-                                        "with (HMAC-SHA256), or naming a file as <secret_env>_FILE")
-    redis_private: bool = Field(False, description="serve a Redis cache without a secret: only when nothing but "
-                                                   "these replicas can write to that Redis (values are then "
-                                                   "unauthenticated); without a secret and without this, the "
-                                                   "public model refuses to load")
+    password_env: str = Field(
+        "TRITONFORGE_REDIS_PASSWORD",
+        description="environment variable holding the Redis password, or naming a file "
+        "holding it as <password_env>_FILE (never in configs)",
+    )
+    secret_env: str = Field(
+        "TRITONFORGE_CACHE_SECRET",
+        description="environment variable holding the secret the replicas authenticate values "
+        "with (HMAC-SHA256), or naming a file as <secret_env>_FILE",
+    )
+    redis_private: bool = Field(
+        False,
+        description="serve a Redis cache without a secret: only when nothing but "
+        "these replicas can write to that Redis (values are then "
+        "unauthenticated); without a secret and without this, the "
+        "public model refuses to load",
+    )
     ssl_ca_certs: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
     ttl_s: float = Field(300.0, gt=0)
     key_prefix: str = "tritonforge:"
     compression_level: int = Field(6, ge=0, le=9)
-    max_value_bytes: int = Field(4 * 2**20, ge=1, description="largest stored (compressed) value; a bigger "
-                                                               "one read back is a miss, and is never fetched whole")
+    max_value_bytes: int = Field(
+        4 * 2**20,
+        ge=1,
+        description="largest stored (compressed) value; a bigger one read back is a miss, and is never fetched whole",
+    )
     max_entry_bytes: int = Field(16 * 2**20, ge=1, description="largest answer (uncompressed) the cache stores")
     memory_max_bytes: int = Field(256 * 2**20, ge=1)
-    max_pending_writes: int = Field(256, ge=1, description="batches of answers waiting for the writer; more are "
-                                                           "dropped and counted")
+    max_pending_writes: int = Field(
+        256, ge=1, description="batches of answers waiting for the writer; more are dropped and counted"
+    )
     socket_timeout_ms: float = Field(50.0, gt=0)
     bypass_seconds: float = Field(5.0, ge=0)
     max_connections: int = Field(16, ge=1)
@@ -312,10 +341,12 @@ class ServingSpec(_Strict):
     """How the models are served."""
 
     dynamic_batching: DynamicBatchingSpec = DynamicBatchingSpec()
-    instance_count: int = Field(1, ge=1, le=64, description="instances of the public model and of each compute "
-                                                            "model (each runs one batch at a time)")
-    max_request_bytes: int = Field(16 * 2**20, ge=1, description="a request carrying more is refused with "
-                                                                 "INVALID_ARGUMENT before any compute")
+    instance_count: int = Field(
+        1, ge=1, le=64, description="instances of the public model and of each compute model (each runs one batch at a time)"
+    )
+    max_request_bytes: int = Field(
+        16 * 2**20, ge=1, description="a request carrying more is refused with INVALID_ARGUMENT before any compute"
+    )
     warmup: WarmupSpec = WarmupSpec()
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per instance (0: runtime default)")
     cache: CacheSpec = CacheSpec()
@@ -385,9 +416,15 @@ class BuildSpec(_Strict):
             if not 1 <= size <= self.max_batch_size:
                 raise ValueError(f"timing batch size {size} is outside 1..max_batch_size ({self.max_batch_size})")
         ids = [v.variant_id for v in self.variants]
-        dup = sorted({i for i in ids if ids.count(i) > 1} | ({"onnx_fp32"} & set(ids)) | ({"onnx_int8"} & set(ids) if self.int8_search.enabled else set()))
+        dup = sorted(
+            {i for i in ids if ids.count(i) > 1}
+            | ({"onnx_fp32"} & set(ids))
+            | ({"onnx_int8"} & set(ids) if self.int8_search.enabled else set())
+        )
         if dup:
-            raise ValueError(f"variant ids must be unique (onnx_fp32 is always built; the INT8 search publishes onnx_int8): {dup}")
+            raise ValueError(
+                f"variant ids must be unique (onnx_fp32 is always built; the INT8 search publishes onnx_int8): {dup}"
+            )
         outputs = {t.name for t in self.outputs}
         unknown = sorted(set(self.gate.class_score_outputs or []) - outputs)
         if unknown:
@@ -413,8 +450,16 @@ class BuildSpec(_Strict):
             return list(dict.fromkeys([*self.gate.class_score_outputs, *declared]))
         if self.validation.data.labels is None:
             return declared
-        first = next((t.name for t in self.outputs if len(t.shape) == 1 and t.dtype.startswith("float")
-                      and self.gate.outputs.get(t.name, OutputGateSpec()).kind in (None, "class_scores")), None)
+        first = next(
+            (
+                t.name
+                for t in self.outputs
+                if len(t.shape) == 1
+                and t.dtype.startswith("float")
+                and self.gate.outputs.get(t.name, OutputGateSpec()).kind in (None, "class_scores")
+            ),
+            None,
+        )
         return list(dict.fromkeys(([first] if first else []) + declared))
 
     @property
@@ -454,10 +499,7 @@ class BuildSpec(_Strict):
 
     def resolve_ref(self, value: str, field: str) -> Path:
         """A file given as a path (relative to the spec) or as 'module:callable' returning a path."""
-        if CALLABLE_REF.match(value):
-            path = Path(import_callable(value, self._base_dir, field)())
-        else:
-            path = self.resolve(Path(value))
+        path = Path(import_callable(value, self._base_dir, field)()) if CALLABLE_REF.match(value) else self.resolve(Path(value))
         if not path.is_file():
             raise SpecError(f"field '{field}': file not found: {path}")
         return path
@@ -475,8 +517,11 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after", "function-before") or str(part).startswith(("literal[", "function-")) \
-                or part in VARIANT_KINDS:  # the union's tag: the kind, already in the entry
+        elif (
+            part in ("function-after", "function-before")
+            or str(part).startswith(("literal[", "function-"))
+            or part in VARIANT_KINDS
+        ):  # the union's tag: the kind, already in the entry
             continue
         else:
             out += f".{part}" if out else str(part)

@@ -28,8 +28,9 @@ class KindRegistry(Generic[Model]):
         if not isinstance(kind, str):
             raise TypeError(f"{model.__name__}: a {self.section} options model needs a default `kind`")
         if kind in self._models and self._models[kind] is not model:
-            raise ValueError(f"{self.section} kind {kind!r} is registered twice: {self._models[kind].__name__} and "
-                             f"{model.__name__}")
+            raise ValueError(
+                f"{self.section} kind {kind!r} is registered twice: {self._models[kind].__name__} and {model.__name__}"
+            )
         self._models[kind] = model
         return model
 
@@ -47,8 +48,9 @@ class KindRegistry(Generic[Model]):
         """Used as `Annotated[Base, REGISTRY]`: a union of the registered models, told apart by `kind`. Built when
         the spec is first validated (BuildSpec defers its schema), after the builder registered its kinds."""
         if not self._models:
-            raise RuntimeError(f"no {self.section} kinds are registered: import tritonforge.builder before "
-                               "validating a build spec")
+            raise RuntimeError(
+                f"no {self.section} kinds are registered: import tritonforge.builder before validating a build spec"
+            )
         choices: dict[Any, core_schema.CoreSchema] = {k: handler.generate_schema(m) for k, m in self._models.items()}
         return core_schema.tagged_union_schema(choices, discriminator="kind")
 

@@ -42,9 +42,14 @@ class SteadyLoad:
     assert not load.record.errors
     """
 
-    def __init__(self, infer: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]],
-                 inputs: Sequence[Mapping[str, np.ndarray]], threads: int = 4, max_requests: int | None = None,
-                 pause_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        infer: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]],
+        inputs: Sequence[Mapping[str, np.ndarray]],
+        threads: int = 4,
+        max_requests: int | None = None,
+        pause_s: float = 0.0,
+    ) -> None:
         self.infer, self.inputs, self.threads = infer, list(inputs), threads
         self.max_requests, self.pause_s = max_requests, pause_s
         self.record = LoadRecord()

@@ -4,16 +4,46 @@ converter only wraps it in casts)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-QUANTIZED_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv",
-                 "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QAttention", "QGemm",
-                 "MatMulIntegerToFloat", "MatMulNBits"}
+QUANTIZED_OPS = {
+    "MatMulInteger",
+    "ConvInteger",
+    "DynamicQuantizeMatMul",
+    "QLinearMatMul",
+    "QLinearConv",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "QAttention",
+    "QGemm",
+    "MatMulIntegerToFloat",
+    "MatMulNBits",
+}
 
 
 # Ops that move or relabel data without arithmetic: float16 passing through them converts nothing.
-DATA_MOVEMENT = {"Cast", "CastLike", "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Concat",
-                 "Split", "Slice", "Gather", "Shape", "Expand", "Tile", "Pad", "Constant", "ConstantOfShape"}
+DATA_MOVEMENT = {
+    "Cast",
+    "CastLike",
+    "Identity",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Concat",
+    "Split",
+    "Slice",
+    "Gather",
+    "Shape",
+    "Expand",
+    "Tile",
+    "Pad",
+    "Constant",
+    "ConstantOfShape",
+}
 
 
 def _load(path: Path):
@@ -34,13 +64,14 @@ def has_fp16_compute(path: Path) -> bool:
     model = _load(path)
     if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
         return True
-    try:
+    with contextlib.suppress(Exception):  # types stay unknown where inference fails; unknown is not float16
         model = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: S110 - types stay unknown where inference fails; unknown is not float16
-        pass
     graph = model.graph
-    half = {v.name for v in [*graph.input, *graph.output, *graph.value_info]
-            if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    half = {
+        v.name
+        for v in [*graph.input, *graph.output, *graph.value_info]
+        if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    }
     return any(n.op_type not in DATA_MOVEMENT and half & {*n.input, *n.output} for n in graph.node)
 
 

@@ -8,9 +8,8 @@ import io
 import logging
 import shutil
 import warnings
-from pathlib import Path
-
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -135,7 +134,7 @@ def equal_batches(data: Dataset) -> list[dict[str, np.ndarray]]:
     batches = list(data)
     if len({len(next(iter(b.values()))) for b in batches}) <= 1:
         return batches
-    return [{k: v[i:i + 1] for k, v in b.items()} for b in batches for i in range(len(next(iter(b.values()))))]
+    return [{k: v[i : i + 1] for k, v in b.items()} for b in batches for i in range(len(next(iter(b.values()))))]
 
 
 def same_shapes(data: Dataset) -> bool:

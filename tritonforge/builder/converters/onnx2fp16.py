@@ -1,6 +1,6 @@
 """FP32 ONNX -> FP16 ONNX with onnxruntime's float16 converter (FP32 inputs/outputs kept by default).
 
-    python -m tritonforge.builder.converters.onnx2fp16 SPEC FP32.onnx OUT.onnx [--options '{"keep_io_types": false}']
+python -m tritonforge.builder.converters.onnx2fp16 SPEC FP32.onnx OUT.onnx [--options '{"keep_io_types": false}']
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pydantic import Field
 
 from tritonforge.builder.converters.base import ConversionJob, Converter, run_alone
 from tritonforge.builder.converters.changed import has_fp16_compute
-from tritonforge.spec.base import VariantBase
 from tritonforge.errors import ExportError
+from tritonforge.spec.base import VariantBase
 
 
 def to_fp16(src, dst, keep_io_types: bool = True, op_block_list: list[str] | None = None, ir_version: int = 8) -> None:
@@ -58,8 +58,7 @@ class OnnxFp16(Converter):
         return not has_fp16_compute(out)
 
     def convert(self, job: ConversionJob) -> None:
-        to_fp16(job.fp32_onnx, job.out_path, job.variant.keep_io_types, job.variant.op_block_list,
-                job.spec.export.ir_version)
+        to_fp16(job.fp32_onnx, job.out_path, job.variant.keep_io_types, job.variant.op_block_list, job.spec.export.ir_version)
         if not job.variant.keep_io_types:
             job.notes.append("FP16 inputs/outputs: the router casts FP32 requests for this variant")
 

@@ -36,8 +36,11 @@ class OnnxFp32Ftz(Converter):
         flushed = flush_subnormal_initializers(model)
         onnx.save(model, str(job.out_path))
         total = sum(flushed.values())
-        job.notes.append(f"{total} subnormal weight(s) in {len(flushed)} tensor(s) set to zero" if total
-                         else "no subnormal weights: the same graph as FP32")
+        job.notes.append(
+            f"{total} subnormal weight(s) in {len(flushed)} tensor(s) set to zero"
+            if total
+            else "no subnormal weights: the same graph as FP32"
+        )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from pydantic import Field
 from tritonforge.builder.converters.base import ConversionJob, Converter, run_alone
 from tritonforge.builder.converters.changed import has_int8
 from tritonforge.builder.converters.int8_common import DEFAULT_OP_TYPES, preprocessed, quantized_nodes, quiet
-from tritonforge.spec.base import VariantBase
 from tritonforge.errors import ExportError
+from tritonforge.spec.base import VariantBase
 
 
 class Int8Options(VariantBase):
@@ -49,9 +49,14 @@ class OnnxInt8Dynamic(Int8Converter):
         v = job.variant
         src = preprocessed(job.fp32_onnx, job.work_dir, job.notes)
         with quiet():
-            quantize_dynamic(str(src), str(job.out_path), per_channel=v.per_channel, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=v.op_types or DEFAULT_OP_TYPES,
-                             nodes_to_exclude=excluded_names(v.exclude_nodes) or None)
+            quantize_dynamic(
+                str(src),
+                str(job.out_path),
+                per_channel=v.per_channel,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=v.op_types or DEFAULT_OP_TYPES,
+                nodes_to_exclude=excluded_names(v.exclude_nodes) or None,
+            )
         quantized = quantized_nodes(job.out_path)
         kept_quantized = [name for name in v.exclude_nodes if name in quantized]
         if kept_quantized:
@@ -62,6 +67,7 @@ def excluded_names(nodes: list[str]) -> list[str]:
     """The names dynamic quantization must be told to skip: it turns a Gemm into a MatMul named `<gemm>_MatMul`
     before it decides what to quantize, so a Gemm is excluded under both names."""
     return [n for name in nodes for n in (name, f"{name}_MatMul")]
+
 
 if __name__ == "__main__":
     raise SystemExit(run_alone(OnnxInt8Dynamic()))

@@ -9,16 +9,22 @@ on CPU too. Calibration data comes from the spec's `calibration` section, never 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
 from tritonforge.builder.converters.base import ConversionJob, run_alone
-from tritonforge.builder.converters.int8_common import (DEFAULT_OP_TYPES, DatasetReader, equal_batches, preprocessed,
-                                                      quiet, same_shapes)
+from tritonforge.builder.converters.int8_common import (
+    DEFAULT_OP_TYPES,
+    DatasetReader,
+    equal_batches,
+    preprocessed,
+    quiet,
+    same_shapes,
+)
 from tritonforge.builder.converters.onnx2int8_dynamic import Int8Converter, Int8Options
-from tritonforge.spec.base import CALIBRATION_METHODS
 from tritonforge.errors import DataError
+from tritonforge.spec.base import CALIBRATION_METHODS
 
 if TYPE_CHECKING:
     from tritonforge.builder.data import Dataset
@@ -33,24 +39,43 @@ class CalibratedOptions(Int8Options):
     percentile: float = Field(99.999, gt=90, le=100)
 
 
-def quantize_qdq(src: Path, dst: Path, calibration: Dataset, input_names: list[str], method: str = "minmax",
-                 per_channel: bool = True, op_types: list[str] | None = None, exclude_nodes: list[str] | None = None,
-                 percentile: float = 99.999) -> None:
+def quantize_qdq(
+    src: Path,
+    dst: Path,
+    calibration: Dataset,
+    input_names: list[str],
+    method: str = "minmax",
+    per_channel: bool = True,
+    op_types: list[str] | None = None,
+    exclude_nodes: list[str] | None = None,
+    percentile: float = 99.999,
+) -> None:
     """Static QDQ quantization of `src` into `dst`."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     if method != "minmax" and not same_shapes(calibration):
-        raise DataError(f"{method} calibration needs calibration batches of one shape; pad the calibration data "
-                        "to one length (MinMax accepts varying shapes)")
+        raise DataError(
+            f"{method} calibration needs calibration batches of one shape; pad the calibration data "
+            "to one length (MinMax accepts varying shapes)"
+        )
     if method != "minmax":
         calibration = equal_batches(calibration)
     with quiet():
         quantize_static(
-            str(src), str(dst), DatasetReader(calibration, input_names), quant_format=QuantFormat.QDQ,
-            per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=op_types or DEFAULT_OP_TYPES, nodes_to_exclude=exclude_nodes or None,
+            str(src),
+            str(dst),
+            DatasetReader(calibration, input_names),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=op_types or DEFAULT_OP_TYPES,
+            nodes_to_exclude=exclude_nodes or None,
             calibrate_method=methods[method],
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": percentile},
         )
@@ -62,9 +87,17 @@ def quantize_job(job: ConversionJob, out: Path, per_channel: bool | None = None)
         raise DataError(f"{job.variant.kind} needs the spec's 'calibration' data")
     v = job.variant
     src = preprocessed(job.fp32_onnx, job.work_dir, job.notes)
-    quantize_qdq(src, out, job.calibration, [t.name for t in job.spec.inputs], v.calibration_method,
-                 v.per_channel if per_channel is None else per_channel, v.op_types, list(v.exclude_nodes),
-                 v.percentile)
+    quantize_qdq(
+        src,
+        out,
+        job.calibration,
+        [t.name for t in job.spec.inputs],
+        v.calibration_method,
+        v.per_channel if per_channel is None else per_channel,
+        v.op_types,
+        list(v.exclude_nodes),
+        v.percentile,
+    )
     return out
 
 

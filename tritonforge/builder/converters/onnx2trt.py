@@ -27,9 +27,9 @@ from pydantic import Field
 from tritonforge.builder.converters.base import ConversionJob, Converter, run_alone
 from tritonforge.builder.converters.onnx2fp16 import to_fp16
 from tritonforge.builder.converters.onnx2int8_qdq import CalibratedOptions, quantize_job
-from tritonforge.spec.base import VariantBase
 from tritonforge.errors import ExportError
 from tritonforge.hardware import cuda_device_reason, gpu_info, workspace_bytes
+from tritonforge.spec.base import VariantBase
 
 if TYPE_CHECKING:
     from tritonforge.builder.data import Dataset
@@ -41,6 +41,7 @@ class PlanOptions(VariantBase):
 
     workspace_mb: int | None = Field(None, ge=16, description="workspace (default: half the free GPU memory, at most 4096)")
     opt_batch_size: int | None = Field(None, ge=1, description="batch size the optimization profile tunes for")
+
 
 Batch = dict[str, np.ndarray]
 
@@ -146,9 +147,14 @@ def build_plan(onnx_path: Path, plan_path: Path, shapes: dict, workspace: int) -
     plan_path.write_bytes(bytes(engine))
     caches.save(cache, trt.__version__)
     gpu = gpu_info()
-    return {"tensorrt": trt.__version__, "gpu": gpu.name, "compute_capability": gpu.compute_capability,
-            "workspace_bytes": workspace, "profile": {k: [list(s) for s in v] for k, v in shapes.items()},
-            "strongly_typed": bool(network_flags(trt))}
+    return {
+        "tensorrt": trt.__version__,
+        "gpu": gpu.name,
+        "compute_capability": gpu.compute_capability,
+        "workspace_bytes": workspace,
+        "profile": {k: [list(s) for s in v] for k, v in shapes.items()},
+        "strongly_typed": bool(network_flags(trt)),
+    }
 
 
 class TrtRunner:
@@ -211,8 +217,9 @@ class _TrtConverter(Converter):
     def convert(self, job: ConversionJob) -> None:
         graph = self._graph(job)
         dims = observed_dims([job.validation, job.calibration])
-        facts = build_plan(graph, job.out_path, profile_shapes(job.spec, job.variant, dims),
-                           workspace_bytes(job.variant.workspace_mb))
+        facts = build_plan(
+            graph, job.out_path, profile_shapes(job.spec, job.variant, dims), workspace_bytes(job.variant.workspace_mb)
+        )
         job.notes.append(f"TensorRT {facts['tensorrt']} on {facts['gpu']} (sm {facts['compute_capability']})")
 
 
@@ -227,8 +234,9 @@ class TrtFp16(_TrtConverter):
 
     def _graph(self, job: ConversionJob) -> Path:
         out = job.work_dir / f"{job.variant.variant_id}_fp16_graph.onnx"
-        to_fp16(job.fp32_onnx, out, keep_io_types=True, op_block_list=job.variant.op_block_list,
-                ir_version=job.spec.export.ir_version)
+        to_fp16(
+            job.fp32_onnx, out, keep_io_types=True, op_block_list=job.variant.op_block_list, ir_version=job.spec.export.ir_version
+        )
         return out
 
 

@@ -51,8 +51,12 @@ class TorchTrtFp16(Converter):
             raise SourceModelError("torch_trt_fp16 needs a PyTorch or TorchScript source model")
         shapes = profile_shapes(job.spec, job.variant, observed_dims([job.validation, job.calibration]))
         inputs = [
-            torch_tensorrt.Input(min_shape=lo, opt_shape=opt, max_shape=hi,
-                                 dtype=torch.from_numpy(np.empty(0, dtypes.by_name(t.dtype).numpy)).dtype)
+            torch_tensorrt.Input(
+                min_shape=lo,
+                opt_shape=opt,
+                max_shape=hi,
+                dtype=torch.from_numpy(np.empty(0, dtypes.by_name(t.dtype).numpy)).dtype,
+            )
             for t, (lo, opt, hi) in ((t, shapes[t.name]) for t in job.spec.inputs)
         ]
         module = source.obj.cuda().eval()

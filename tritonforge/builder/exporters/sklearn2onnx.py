@@ -22,8 +22,8 @@ from tritonforge.builder.exporters.torch2onnx import ExportResult
 from tritonforge.builder.onnx_graph import finalize, name_dims, rename_io
 from tritonforge.builder.sources.base import LoadedSource
 from tritonforge.builder.sources.sklearn_estimator import EXTRA, is_classifier, one_line, source_field
-from tritonforge.spec import BuildSpec
 from tritonforge.errors import ExportError
+from tritonforge.spec import BuildSpec
 
 ML_OPSET = 3  # ai.onnx.ml: TreeEnsemble* v3; ONNX Runtime 1.19 does not run v5
 
@@ -50,8 +50,9 @@ def convert(est: object, spec: BuildSpec) -> onnx.ModelProto:
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            return convert_sklearn(est, initial_types=initial, options=options,
-                                   target_opset={"": spec.export.opset, "ai.onnx.ml": ML_OPSET})
+            return convert_sklearn(
+                est, initial_types=initial, options=options, target_opset={"": spec.export.opset, "ai.onnx.ml": ML_OPSET}
+            )
     except Exception as e:
         raise ExportError(f"field '{field}': skl2onnx cannot convert the {type(est).__name__}: {one_line(e)}") from None
 
@@ -65,8 +66,7 @@ def export(source: LoadedSource, spec: BuildSpec, out_path: Path) -> ExportResul
     got = [o.name for o in model.graph.output]
     want = [t.name for t in spec.outputs]
     if len(got) != len(want):
-        raise ExportError(f"field 'outputs': skl2onnx gives {len(got)} output(s) {got}; the spec names "
-                          f"{len(want)}: {want}")
+        raise ExportError(f"field 'outputs': skl2onnx gives {len(got)} output(s) {got}; the spec names {len(want)}: {want}")
     notes = []
     if got != want:
         notes.append(f"skl2onnx's outputs {got} renamed to the spec's {want}, in order")

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from tritonforge.errors import ExportError
 from tritonforge.builder.onnx_graph import check_against_spec, finalize, name_dims, rename_io
 from tritonforge.builder.sources.base import LoadedSource
+from tritonforge.errors import ExportError
 from tritonforge.spec import BuildSpec
 
 Batch = dict[str, np.ndarray]
@@ -47,8 +47,17 @@ def _export_dynamo(obj, spec: BuildSpec, args: tuple, path: Path) -> None:
 
     auto = torch.export.Dim.AUTO
     dynamic = tuple({0: auto} | {i + 1: auto for i, d in enumerate(t.shape) if d == -1} for t in spec.inputs)
-    torch.onnx.export(obj, args, str(path), dynamo=True, external_data=False, dynamic_shapes=dynamic,
-                      opset_version=spec.export.opset, optimize=True, verbose=False)
+    torch.onnx.export(
+        obj,
+        args,
+        str(path),
+        dynamo=True,
+        external_data=False,
+        dynamic_shapes=dynamic,
+        opset_version=spec.export.opset,
+        optimize=True,
+        verbose=False,
+    )
 
 
 def _export_torchscript(obj, spec: BuildSpec, args: tuple, path: Path) -> None:
@@ -56,12 +65,25 @@ def _export_torchscript(obj, spec: BuildSpec, args: tuple, path: Path) -> None:
 
     in_names = [f"in_{i}" for i in range(len(spec.inputs))]
     out_names = [f"out_{i}" for i in range(len(spec.outputs))]
-    axes = {n: {0: "batch"} | {i + 1: f"{n}_d{i + 1}" for i, d in enumerate(t.shape) if d == -1}
-            for n, t in zip(in_names, spec.inputs)}
-    axes |= {n: {0: "batch"} | {i + 1: f"{n}_d{i + 1}" for i, d in enumerate(t.shape) if d == -1}
-             for n, t in zip(out_names, spec.outputs)}
-    torch.onnx.export(obj, args, str(path), dynamo=False, input_names=in_names, output_names=out_names,
-                      dynamic_axes=axes, opset_version=min(spec.export.opset, 20), do_constant_folding=True)
+    axes = {
+        n: {0: "batch"} | {i + 1: f"{n}_d{i + 1}" for i, d in enumerate(t.shape) if d == -1}
+        for n, t in zip(in_names, spec.inputs, strict=True)
+    }
+    axes |= {
+        n: {0: "batch"} | {i + 1: f"{n}_d{i + 1}" for i, d in enumerate(t.shape) if d == -1}
+        for n, t in zip(out_names, spec.outputs, strict=True)
+    }
+    torch.onnx.export(
+        obj,
+        args,
+        str(path),
+        dynamo=False,
+        input_names=in_names,
+        output_names=out_names,
+        dynamic_axes=axes,
+        opset_version=min(spec.export.opset, 20),
+        do_constant_folding=True,
+    )
 
 
 @contextlib.contextmanager

@@ -58,4 +58,4 @@ def map_outputs(spec: BuildSpec, out: Any) -> Batch:
         if len(names) != 1:
             raise SourceModelError(f"source model returned one tensor; the spec names {len(names)} outputs: {names}")
         values = [out]
-    return {n: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for n, v in zip(names, values)}
+    return {n: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for n, v in zip(names, values, strict=True)}

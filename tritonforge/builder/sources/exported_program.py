@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tritonforge.errors import SourceModelError
 from tritonforge.builder.sources.base import LoadedSource, torch_runner
+from tritonforge.errors import SourceModelError
 from tritonforge.spec import BuildSpec
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tritonforge.errors import SourceModelError
-from tritonforge.spec.refs import import_callable, module_file
 from tritonforge.builder.sources.base import LoadedSource, torch_runner
+from tritonforge.errors import SourceModelError
 from tritonforge.spec import BuildSpec
+from tritonforge.spec.refs import import_callable, module_file
 
 
 def files(spec: BuildSpec) -> dict[str, Path]:
@@ -30,7 +30,9 @@ def load(spec: BuildSpec) -> LoadedSource:
     except Exception as e:
         raise SourceModelError(f"field 'source.factory': {spec.source.factory} raised {type(e).__name__}: {e}") from None
     if not isinstance(module, torch.nn.Module):
-        raise SourceModelError(f"field 'source.factory': {spec.source.factory} returned {type(module).__name__}, not an nn.Module")
+        raise SourceModelError(
+            f"field 'source.factory': {spec.source.factory} returned {type(module).__name__}, not an nn.Module"
+        )
     if spec.source.state_dict is not None:
         path = spec.resolve(spec.source.state_dict)
         try:

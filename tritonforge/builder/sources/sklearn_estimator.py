@@ -12,16 +12,17 @@ a classifier gives [label (predict, one per sample), probabilities (predict_prob
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tritonforge import dtypes
-from tritonforge.spec.refs import import_callable, module_file
 from tritonforge.builder.sources.base import Batch, LoadedSource
-from tritonforge.spec import BuildSpec, TensorSpec
 from tritonforge.errors import SourceModelError
+from tritonforge.spec import BuildSpec, TensorSpec
+from tritonforge.spec.refs import import_callable, module_file
 
 EXTRA = "pip install 'tritonforge[sklearn]'"
 
@@ -53,10 +54,8 @@ def tools() -> dict[str, str]:
 
     out = {}
     for dist in ("scikit-learn", "skl2onnx", "joblib"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 
@@ -132,15 +131,19 @@ def check_estimator(est: Any, field: str, origin: str) -> None:
     except Exception as e:
         raise SourceModelError(f"field '{field}': cannot tell whether the {what} is fitted: {one_line(e)}") from None
     if is_classifier(est) and not hasattr(est, "predict_proba"):
-        raise SourceModelError(f"field '{field}': the {what} classifier has no predict_proba() (for SVC: "
-                               "probability=True); the probabilities output needs it")
+        raise SourceModelError(
+            f"field '{field}': the {what} classifier has no predict_proba() (for SVC: "
+            "probability=True); the probabilities output needs it"
+        )
 
 
 def _check_signature(spec: BuildSpec, est: Any, field: str) -> None:
     """One input of features per sample; as many outputs as the estimator gives."""
     if len(spec.inputs) != 1 or len(spec.inputs[0].shape) != 1:
-        raise SourceModelError(f"field 'inputs': a scikit-learn estimator takes one input of shape [n_features]; "
-                               f"the spec gives {[(t.name, t.shape) for t in spec.inputs]}")
+        raise SourceModelError(
+            f"field 'inputs': a scikit-learn estimator takes one input of shape [n_features]; "
+            f"the spec gives {[(t.name, t.shape) for t in spec.inputs]}"
+        )
     if spec.inputs[0].dtype == "string":
         raise SourceModelError("field 'inputs[0].dtype': string features are not supported for kind 'sklearn'")
     n = getattr(est, "n_features_in_", None)
@@ -151,8 +154,10 @@ def _check_signature(spec: BuildSpec, est: Any, field: str) -> None:
     want = ["label", "probabilities"] if is_classifier(est) else ["variable"]
     if len(names) != len(want):
         kind = "classifier" if is_classifier(est) else "regressor"
-        raise SourceModelError(f"field 'outputs': a scikit-learn {kind} gives {len(want)} output(s) {want}; the "
-                               f"spec names {len(names)}: {names} (from {field})")
+        raise SourceModelError(
+            f"field 'outputs': a scikit-learn {kind} gives {len(want)} output(s) {want}; the "
+            f"spec names {len(names)}: {names} (from {field})"
+        )
 
 
 def _as_spec_dtype(arr: Any, tensor: TensorSpec) -> np.ndarray:
@@ -173,12 +178,9 @@ def runner(spec: BuildSpec, est: Any):
     def run(batch: Batch) -> Batch:
         x = np.ascontiguousarray(batch[name])
         try:
-            if classifier:
-                out = [est.predict(x), est.predict_proba(x)]
-            else:
-                out = [np.asarray(est.predict(x)).reshape(len(x), -1)]
+            out = [est.predict(x), est.predict_proba(x)] if classifier else [np.asarray(est.predict(x)).reshape(len(x), -1)]
         except Exception as e:
             raise SourceModelError(f"source model raised {one_line(e)} on a validation batch") from None
-        return {t.name: _as_spec_dtype(v, t) for t, v in zip(spec.outputs, out)}
+        return {t.name: _as_spec_dtype(v, t) for t, v in zip(spec.outputs, out, strict=True)}
 
     return run

@@ -56,30 +56,46 @@ class TritonPythonModel:
             from tritonforge_serving.tokenize import TextEncoder
 
             p = s["preprocess"]
-            self.encoder = TextEncoder(os.path.join(version_dir, p["file"]), p,
-                                       [t["name"] for t in s["model_inputs"]])
+            self.encoder = TextEncoder(os.path.join(version_dir, p["file"]), p, [t["name"] for t in s["model_inputs"]])
         rungs = []
         for r in s["rungs"]:
             if r["kind"] == "bls":
                 rungs.append(BlsRung(r["model"], r["version"], r["inputs"], self.output_names, s["router"]["rung_timeout_ms"]))
             else:
-                rungs.append(InProcessRung(r["name"], os.path.join(version_dir, r["file"]),
-                                           [t["name"] for t in s["model_inputs"]], self.output_names,
-                                           s["intra_op_threads"]))
+                rungs.append(
+                    InProcessRung(
+                        r["name"],
+                        os.path.join(version_dir, r["file"]),
+                        [t["name"] for t in s["model_inputs"]],
+                        self.output_names,
+                        s["intra_op_threads"],
+                    )
+                )
         warmup = s["warmup"]
         for rung in rungs:
             if isinstance(rung, InProcessRung):
                 rung.warm(s["model_inputs"], warmup["batch_sizes"], warmup["dynamic_dim"])
         router = s["router"]
-        self.router = Router(rungs, router["breaker_failures"], router["breaker_seconds"], self.tally, self.labels,
-                             on_state=self._rung_state)
-        self.publisher = MetricsPublisher(self.tally, s["metrics_interval_ms"] / 1000, self.name, self.labels,
-                                          gauges=self.router.gauges, periodic=[self.router.probe_absent],
-                                          period_s=max(1.0, router["breaker_seconds"]))
+        self.router = Router(
+            rungs, router["breaker_failures"], router["breaker_seconds"], self.tally, self.labels, on_state=self._rung_state
+        )
+        self.publisher = MetricsPublisher(
+            self.tally,
+            s["metrics_interval_ms"] / 1000,
+            self.name,
+            self.labels,
+            gauges=self.router.gauges,
+            periodic=[self.router.probe_absent],
+            period_s=max(1.0, router["breaker_seconds"]),
+        )
         self.cache, self.cache_on_texts = self._cache(s)
         for rung in rungs:
-            for name in ("tritonforge_router_requests_total", "tritonforge_router_failures_total",
-                         "tritonforge_router_breaker_open", "tritonforge_router_rung_absent"):
+            for name in (
+                "tritonforge_router_requests_total",
+                "tritonforge_router_failures_total",
+                "tritonforge_router_breaker_open",
+                "tritonforge_router_rung_absent",
+            ):
                 self.publisher.prepare(name, variant=rung.name)
         for name in ("tritonforge_router_fallbacks_total", "tritonforge_router_rejected_total"):
             self.publisher.prepare(name)
@@ -91,16 +107,20 @@ class TritonPythonModel:
                 self.publisher.prepare("tritonforge_cache_rejected_total", reason=reason, **store)
             self.publisher.prepare("tritonforge_cache_hit_latency_us")
         self.publisher.start()
-        pb_utils.Logger.log_info(f"{self.name}: rungs {[r.name for r in rungs]}"
-                                 + (f"; cache {self.cache.store.kind}" if self.cache else "; no cache"))
+        pb_utils.Logger.log_info(
+            f"{self.name}: rungs {[r.name for r in rungs]}" + (f"; cache {self.cache.store.kind}" if self.cache else "; no cache")
+        )
 
     def _rung_state(self, rung, state, reason):
-        self.publisher.log("warn" if state != "loaded" else "info", f"{self.name}: rung {rung} {state}" +
-                  (f": {reason[:300]}" if reason else ""))
+        self.publisher.log(
+            "warn" if state != "loaded" else "info", f"{self.name}: rung {rung} {state}" + (f": {reason[:300]}" if reason else "")
+        )
 
     def _store_state(self, operation, bypassed, reason):
-        self.publisher.log("warn" if bypassed else "info", f"{self.name}: cache {operation} " +
-                  (f"bypassed: {reason[:300]}" if bypassed else "resumed"))
+        self.publisher.log(
+            "warn" if bypassed else "info",
+            f"{self.name}: cache {operation} " + (f"bypassed: {reason[:300]}" if bypassed else "resumed"),
+        )
 
     def _cache(self, s):
         c = s["cache"]
@@ -112,20 +132,41 @@ class TritonPythonModel:
                 raise pb_utils.TritonModelException(
                     f"{self.name}: the Redis cache needs the replicas' shared secret in ${c['secret_env']} (or a file "
                     f"named by ${c['secret_env']}_FILE): without it anyone who can write to the Redis chooses the "
-                    "answers. Set cache.redis_private: true only if nothing else can reach that Redis.")
+                    "answers. Set cache.redis_private: true only if nothing else can reach that Redis."
+                )
             url = os.environ.get(c["redis_url_env"], "") or c["redis_url"]
-            store = RedisStore(url, c["ttl_s"], c["max_value_bytes"], c["socket_timeout_ms"], c["max_connections"],
-                               c["bypass_seconds"], secret_from_environment(c["password_env"]), c["ssl_ca_certs"],
-                               c["ssl_certfile"], c["ssl_keyfile"], on_state=self._store_state)
+            store = RedisStore(
+                url,
+                c["ttl_s"],
+                c["max_value_bytes"],
+                c["socket_timeout_ms"],
+                c["max_connections"],
+                c["bypass_seconds"],
+                secret_from_environment(c["password_env"]),
+                c["ssl_ca_certs"],
+                c["ssl_certfile"],
+                c["ssl_keyfile"],
+                on_state=self._store_state,
+            )
             secret = secret or b"tritonforge: private redis, unauthenticated"
         else:
             store, secret = MemoryStore(c["memory_max_bytes"], c["ttl_s"]), secrets.token_bytes(32)
         dims = {o["name"]: o["dims"] for o in s["outputs"]}
         codec = Codec(secret, [(n, dt, dims[n]) for n, dt in self.outputs], c["max_entry_bytes"], c["compression_level"])
         labels = {**self.labels, "store": store.kind}
-        cache = ResponseCache(store, codec, s["public"], s["cache_version"], c["key_prefix"], c["max_pending_writes"],
-                              self.tally, labels, on_authentication=lambda failing: self.publisher.log(
-                                  "warn" if failing else "info", authentication_message(self.name, failing, c["secret_env"])))
+        cache = ResponseCache(
+            store,
+            codec,
+            s["public"],
+            s["cache_version"],
+            c["key_prefix"],
+            c["max_pending_writes"],
+            self.tally,
+            labels,
+            on_authentication=lambda failing: self.publisher.log(
+                "warn" if failing else "info", authentication_message(self.name, failing, c["secret_env"])
+            ),
+        )
         return cache, c["placement"] == "before_preprocess" or self.encoder is None
 
     # ---- requests ---------------------------------------------------------------------------------
@@ -156,13 +197,12 @@ class TritonPythonModel:
                     owners.append(i)
                 except RequestError as e:
                     responses[i] = self._refused(e)
-            for i, encoded in zip(owners, self.encoder.encode(texts)):
+            for i, encoded in zip(owners, self.encoder.encode(texts), strict=True):
                 model_inputs[i] = encoded
             todo = owners
             if self.cache is not None and not self.cache_on_texts:
                 probed = [i for i in todo if i in probes]
-                todo = self._lookup([i for i in todo if i not in probes], arrays, model_inputs, keys, responses,
-                                    start) + probed
+                todo = self._lookup([i for i in todo if i not in probes], arrays, model_inputs, keys, responses, start) + probed
         if not todo:
             return responses
         results = self.router.route_requests(model_inputs, todo)
@@ -195,7 +235,7 @@ class TritonPythonModel:
             keys[i] = self.cache.key(keyed[i])
         found = self.cache.lookup([keys[i] for i in todo], [batch_size(arrays[i]) for i in todo])
         misses = []
-        for i, outputs in zip(todo, found):
+        for i, outputs in zip(todo, found, strict=True):
             if outputs is None:
                 misses.append(i)
             else:

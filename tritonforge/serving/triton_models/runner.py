@@ -34,12 +34,14 @@ class TritonPythonModel:
         path = os.path.join(version_dir, s["file"])
         rung = InProcessRung(s["variant"], path, self.input_names, [n for n, _ in self.outputs], s["intra_op_threads"])
         self.router = Router([rung], 1, 0.0, Tally(), {"model": args["model_name"]})
-        pb_utils.Logger.log_info(f"{args['model_name']}: {s['file']} ({s['variant']}) on "
-                                 f"{rung.session.get_providers()[0]}")
+        pb_utils.Logger.log_info(f"{args['model_name']}: {s['file']} ({s['variant']}) on {rung.session.get_providers()[0]}")
 
     def execute(self, requests):
         arrays = [request_inputs(r, self.input_names) for r in requests]
         results = self.router.route_requests(arrays, range(len(requests)))
-        return [tensors_response(results[i], self.outputs) if isinstance(results[i], dict)
-                else error_response(str(results[i]), invalid_argument=isinstance(results[i], RequestError))
-                for i in range(len(requests))]
+        return [
+            tensors_response(results[i], self.outputs)
+            if isinstance(results[i], dict)
+            else error_response(str(results[i]), invalid_argument=isinstance(results[i], RequestError))
+            for i in range(len(requests))
+        ]
