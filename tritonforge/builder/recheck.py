@@ -14,12 +14,13 @@ import tempfile
 from pathlib import Path
 
 from tritonforge.builder.converters import CONVERTERS, ConversionJob, variant_spec
-from tritonforge.builder.data import Dataset, load_batches
+from tritonforge.builder.data import Dataset
 from tritonforge.builder.report import CALIBRATION_NPZ, REFERENCE_NPZ, VALIDATION_NPZ, read_report
 from tritonforge.builder.runtimes import open_runtime
 from tritonforge.builder.variants import check_variant
 from tritonforge.builder.verify import Outputs
 from tritonforge.errors import RepositoryError, TritonforgeError
+from tritonforge.repository.batches import load_batches
 from tritonforge.repository.reader import Repository
 from tritonforge.spec import parse_spec
 

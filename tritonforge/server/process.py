@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tritonforge.errors import ServerError
 from tritonforge.server.environment import ServingEnvironment
-from tritonforge.testing.ports import free_ports
+from tritonforge.server.ports import free_ports
 
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)  # resolved here: the child runs _die_with_parent between fork and exec

@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from tritonforge.testing.ports import free_ports
+from tritonforge.server.ports import free_ports
 
 
 class RedisServer:
