@@ -33,9 +33,7 @@ _TABLE = [
 ]
 
 BY_NAME = {d.name: d for d in _TABLE}
-BY_WIRE = {d.wire: d for d in _TABLE}
 BY_ONNX = {d.onnx: d for d in _TABLE}
-BY_TRITON = {d.triton: d for d in _TABLE}
 NAMES = tuple(BY_NAME)
 
 

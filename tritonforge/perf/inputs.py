@@ -192,9 +192,6 @@ def select(
     return out
 
 
-# How far each further perf_analyzer attempt moves the numbering of texts drawn from the stored samples
-# (benchmarks.bench_serving's short texts; unique_inputs draws each attempt's start from fresh_start instead).
-RETRY_OFFSET = 10_000_000
 _next_start = 0  # see fresh_start
 
 

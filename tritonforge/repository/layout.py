@@ -9,7 +9,6 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonforge import serving
 from tritonforge.repository.config import pin_version, write_config
 from tritonforge.repository.manifest import ModelRole
 
@@ -49,12 +48,3 @@ class ModelDir:
             else:
                 link_or_copy(Path(content), dst)
         return model_dir
-
-
-def python_model_files(kind: str, **data: Path | bytes) -> dict[str, Path | bytes]:
-    """model.py for a Python-model kind, its helper modules, and any data files. The sources are copied as
-    bytes, never hard-linked: editing a deployed repository must not edit the installed package, or back."""
-    files: dict[str, Path | bytes] = {"model.py": serving.model_source(kind).read_bytes()}
-    files.update({p.name: p.read_bytes() for p in serving.helper_sources()})
-    files.update(data)
-    return files
