@@ -23,10 +23,6 @@ def _search(tmp_path, **search):
     return report, report["int8_search"]
 
 
-def _first_gemm(report) -> str:
-    return report["int8_search"]["path"]["rankings"][0][0]
-
-
 def test_the_search_reverts_the_sensitive_node_and_passes(tmp_path):
     report, search = _search(tmp_path, max_evaluations=4)
     steps = search["path"]["steps"]

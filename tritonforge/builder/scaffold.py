@@ -198,7 +198,7 @@ def suggest_ranges(sig: Signature, batches: list[Batch]) -> None:
         )
 
 
-def spec_text(sig: Signature, name: str, spec_dir: Path, validation: str, samples_given: bool, is_text: bool = False) -> str:
+def spec_text(sig: Signature, name: str, spec_dir: Path, validation: str, samples_given: bool) -> str:
     source = dict(sig.source)
     if "path" in source:
         source["path"] = _relative(Path(source["path"]), spec_dir)

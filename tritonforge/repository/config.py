@@ -162,37 +162,6 @@ def pytorch_model(
     return cfg
 
 
-@dataclass(frozen=True)
-class EnsembleStep:
-    """One step: model, and maps from the step model's tensor names to ensemble tensor names."""
-
-    model: str
-    inputs: Mapping[str, str]
-    outputs: Mapping[str, str]
-
-
-def ensemble_model(
-    name: str,
-    inputs: Sequence[TensorSpec],
-    outputs: Sequence[TensorSpec],
-    max_batch_size: int,
-    steps: Sequence[EnsembleStep],
-    response_cache: bool = False,
-) -> mc.ModelConfig:
-    """An ensemble: no batching, instances or warm-up of its own (its composing models have them)."""
-    cfg = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size)
-    _io(cfg, inputs, outputs)
-    for step in steps:
-        cfg.ensemble_scheduling.step.append(
-            mc.ModelEnsembling.Step(
-                model_name=step.model, model_version=-1, input_map=dict(step.inputs), output_map=dict(step.outputs)
-            )
-        )
-    if response_cache:
-        cfg.response_cache.enable = True
-    return cfg
-
-
 def pin_version(cfg: mc.ModelConfig, version: int) -> None:
     """Serve exactly `version`: a config and a version directory of different builds then never load together (a
     load that meets a half-published model fails and the loaded version keeps serving)."""
