@@ -9,6 +9,7 @@ graph agree, names and data types are the graph's, warm-up samples and batch siz
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
@@ -23,26 +24,39 @@ def _model_dims(t: mc.ModelInput | mc.ModelOutput) -> list[int]:
 
 def config_problems(config: mc.ModelConfig) -> list[str]:
     """What Triton would refuse in `config` on its own (no model file needed)."""
-    problems = []
     tensors = [("input", t) for t in config.input] + [("output", t) for t in config.output]
-    for kind, t in tensors:
-        if not t.dims:
-            problems.append(
-                f"{kind} '{t.name}' must specify 'dims' (a per-sample scalar is dims: [1] with reshape: {{{{ shape: [] }}}})"
-            )
-        if any(d == 0 or d < -1 for d in t.dims):
-            problems.append(f"{kind} '{t.name}' has dims {list(t.dims)}: each must be positive or -1")
-        if t.data_type == mc.TYPE_INVALID:
-            problems.append(f"{kind} '{t.name}' has no data_type")
-        if t.HasField("reshape") and -1 not in t.dims and -1 not in t.reshape.shape:
-            size = _product(t.dims)
-            if size != _product(t.reshape.shape):
-                problems.append(
-                    f"{kind} '{t.name}': reshape {list(t.reshape.shape)} does not hold the "
-                    f"{size} element(s) of dims {list(t.dims)}"
-                )
+    problems = [p for kind, t in tensors for p in _tensor_problems(kind, t)]
     names = [t.name for _, t in tensors]
     problems += [f"tensor name '{n}' is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
+    problems += _batching_problems(config)
+    for warmup in config.model_warmup:
+        problems += _warmup_problems(config, warmup)
+    return problems
+
+
+def _tensor_problems(kind: str, t: mc.ModelInput | mc.ModelOutput) -> list[str]:
+    """One input's or output's own dims, data type and reshape."""
+    problems = []
+    if not t.dims:
+        problems.append(
+            f"{kind} '{t.name}' must specify 'dims' (a per-sample scalar is dims: [1] with reshape: {{{{ shape: [] }}}})"
+        )
+    if any(d == 0 or d < -1 for d in t.dims):
+        problems.append(f"{kind} '{t.name}' has dims {list(t.dims)}: each must be positive or -1")
+    if t.data_type == mc.TYPE_INVALID:
+        problems.append(f"{kind} '{t.name}' has no data_type")
+    if t.HasField("reshape") and -1 not in t.dims and -1 not in t.reshape.shape:
+        size = _product(t.dims)
+        if size != _product(t.reshape.shape):
+            problems.append(
+                f"{kind} '{t.name}': reshape {list(t.reshape.shape)} does not hold the {size} element(s) of dims {list(t.dims)}"
+            )
+    return problems
+
+
+def _batching_problems(config: mc.ModelConfig) -> list[str]:
+    """max_batch_size, and the dynamic batcher against it."""
+    problems = []
     if config.max_batch_size < 0:
         problems.append(f"max_batch_size {config.max_batch_size} is negative")
     if config.HasField("dynamic_batching"):
@@ -51,26 +65,31 @@ def config_problems(config: mc.ModelConfig) -> list[str]:
         big = [b for b in config.dynamic_batching.preferred_batch_size if b > config.max_batch_size]
         if big:
             problems.append(f"preferred_batch_size {big} exceeds max_batch_size {config.max_batch_size}")
+    return problems
+
+
+def _warmup_problems(config: mc.ModelConfig, warmup: mc.ModelWarmup) -> list[str]:
+    """One warm-up sample set: its batch size, and a sample of the declared type and dims for every input."""
+    problems = []
+    where = f"model_warmup '{warmup.name}'"
+    if config.max_batch_size and not 1 <= warmup.batch_size <= config.max_batch_size:
+        problems.append(f"{where}: batch_size {warmup.batch_size} is outside 1..{config.max_batch_size}")
     inputs = {t.name: t for t in config.input}
-    for warmup in config.model_warmup:
-        where = f"model_warmup '{warmup.name}'"
-        if config.max_batch_size and not 1 <= warmup.batch_size <= config.max_batch_size:
-            problems.append(f"{where}: batch_size {warmup.batch_size} is outside 1..{config.max_batch_size}")
-        for name, sample in warmup.inputs.items():
-            declared = inputs.get(name)
-            if declared is None:
-                problems.append(f"{where}: input '{name}' is not an input of the model")
-                continue
-            if sample.data_type != declared.data_type:
-                problems.append(
-                    f"{where}: input '{name}' is {mc.DataType.Name(sample.data_type)}, the model "
-                    f"takes {mc.DataType.Name(declared.data_type)}"
-                )
-            if not _fits(list(sample.dims), list(declared.dims)):
-                problems.append(f"{where}: input '{name}' has dims {list(sample.dims)}, the model takes {list(declared.dims)}")
-        missing = sorted(set(inputs) - set(warmup.inputs))
-        if missing:
-            problems.append(f"{where}: no data for input(s) {missing}")
+    for name, sample in warmup.inputs.items():
+        declared = inputs.get(name)
+        if declared is None:
+            problems.append(f"{where}: input '{name}' is not an input of the model")
+            continue
+        if sample.data_type != declared.data_type:
+            problems.append(
+                f"{where}: input '{name}' is {mc.DataType.Name(sample.data_type)}, the model "
+                f"takes {mc.DataType.Name(declared.data_type)}"
+            )
+        if not _fits(list(sample.dims), list(declared.dims)):
+            problems.append(f"{where}: input '{name}' has dims {list(sample.dims)}, the model takes {list(declared.dims)}")
+    missing = sorted(set(inputs) - set(warmup.inputs))
+    if missing:
+        problems.append(f"{where}: no data for input(s) {missing}")
     return problems
 
 
@@ -126,8 +145,8 @@ def _fits(dims: list[int], declared: list[int], either_dynamic: bool = False) ->
     return all(d == e or e == -1 or (either_dynamic and d == -1) for d, e in zip(dims, declared, strict=True))
 
 
-def _product(dims: object) -> int:
+def _product(dims: Iterable[int]) -> int:
     out = 1
-    for d in dims:  # type: ignore[attr-defined]
+    for d in dims:
         out *= int(d)
     return out
