@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from tritonforge.client.errors import ClientError, DeadlineExceeded, EndpointsUnavailable, InferenceFailed, ModelNotFound
@@ -222,7 +222,7 @@ class AttemptPlan:
         share = self.policy.attempt_timeout
         return left if share is None else min(left, share)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Step]:
         for attempt in range(self.policy.retries + 1):
             if attempt:
                 left = self._left()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, metadata: Mapping, config: Mapping) -> ModelInfo:
-        def tensors(items) -> dict[str, TensorInfo]:
+        def tensors(items: Iterable[Mapping[str, Any]]) -> dict[str, TensorInfo]:
             return {t["name"]: TensorInfo(t["name"], t["datatype"], tuple(int(d) for d in t.get("shape", []))) for t in items}
 
         versions = metadata.get("versions") or [""]

@@ -21,7 +21,7 @@ def save_batches(path: Path, batches: list[Batch], labels: list[np.ndarray] | No
         if labels is not None:
             arrays[f"b{i:05d}/{LABELS_KEY}"] = labels[i]
     with open(path, "wb") as f:  # a file object: np.savez_compressed would append '.npz' to a bare name
-        np.savez_compressed(f, **arrays)
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays might bind allow_pickle
 
 
 def load_batches(path: Path) -> tuple[list[Batch], list[np.ndarray] | None]:

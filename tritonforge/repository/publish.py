@@ -21,9 +21,10 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO
 
 from tritonforge.errors import RepositoryError
 
@@ -129,9 +130,11 @@ class RepositoryLock:
     not exist yet it is the work area it will have beside it (a build that fails leaves no repository); only
     where that parent is not writable is the repository created to hold it."""
 
-    def __init__(self, repo: Path, wait_s: float = 900.0, on_wait=None, poll_s: float = 0.2) -> None:
+    def __init__(
+        self, repo: Path, wait_s: float = 900.0, on_wait: Callable[[str], object] | None = None, poll_s: float = 0.2
+    ) -> None:
         self.repo, self.wait_s, self.on_wait, self.poll_s = check_root(repo), wait_s, on_wait, poll_s
-        self._file = None
+        self._file: IO[str] | None = None
 
     def _area(self) -> Path:
         if not self.repo.exists():
@@ -228,7 +231,7 @@ class Publication:
         self.remove = sorted(set(remove) - set(order))
         self.area: Path | None = None
         self.txn: Path | None = None
-        self._lock = None
+        self._lock: IO[str] | None = None
         self.committed = False
         self.kept_mounts: list[Path] = []
 
@@ -255,7 +258,7 @@ class Publication:
         (self.txn / "new").mkdir()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if not self.committed and self.txn is not None:
             remove_tree(self.txn)
         if self._lock is not None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 import yaml
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -26,6 +26,7 @@ class TensorSpec(_Strict):
     """One input or output. `shape` is per item, without the batch dimension; -1 marks a dynamic dim."""
 
     name: str
+    # a Literal over a tuple built at import: pydantic reads it, mypy cannot
     dtype: Literal[dtypes.NAMES]  # type: ignore[valid-type]
     shape: list[int] = Field(min_length=0)
     range: tuple[float, float] | None = Field(
@@ -167,6 +168,7 @@ OUTPUT_KINDS = ("embedding", "class_scores", "regression")
 class OutputGateSpec(_Strict):
     """One output's gate: what it is (which checks apply) and thresholds that differ from the gate's own."""
 
+    # a Literal over a tuple built at import: pydantic reads it, mypy cannot
     kind: Literal[OUTPUT_KINDS] | None = Field(  # type: ignore[valid-type]
         None,
         description="embedding: worst-sample cosine; class_scores: top-1 agreement (and accuracy with "
@@ -197,7 +199,14 @@ class GateSpec(_Strict):
     )
     outputs: dict[str, OutputGateSpec] = Field(default_factory=dict, description="per output: kind and thresholds")
 
-    def threshold(self, output: str, name: str):
+    @overload
+    def threshold(self, output: str, name: Literal["max_abs"]) -> float | None: ...
+    @overload
+    def threshold(
+        self, output: str, name: Literal["min_cosine", "min_top1_agreement", "max_accuracy_drop", "max_mean_rel"]
+    ) -> float: ...
+    def threshold(self, output: str, name: str) -> float | None:
+        """`output`'s own threshold `name` (gate.outputs), else the gate's (only max_abs may be None)."""
         own = self.outputs.get(output)
         value = getattr(own, name) if own is not None else None
         return getattr(self, name) if value is None else value
@@ -206,6 +215,7 @@ class GateSpec(_Strict):
 class Int8StartSpec(_Strict):
     """One INT8 configuration the accuracy-control search starts from."""
 
+    # a Literal over a tuple built at import: pydantic reads it, mypy cannot
     method: Literal[("dynamic",) + CALIBRATION_METHODS] = "dynamic"  # type: ignore[valid-type]
     per_channel: bool = True
 
@@ -227,6 +237,7 @@ class Int8SearchSpec(_Strict):
     )
     max_evaluations: int = Field(8, ge=1, description="accuracy_control: gate evaluations at most, starts included")
     group_size: int = Field(1, ge=1, description="accuracy_control: nodes reverted per step")
+    # a Literal over a tuple built at import: pydantic reads it, mypy cannot
     methods: list[Literal[("dynamic",) + CALIBRATION_METHODS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["dynamic", "minmax"], description="grid only"
     )
