@@ -13,8 +13,11 @@ PYTEST_ARGS ?=
 # module fixtures stay in one process; session fixtures are made once per worker). Most tests wait on real
 # servers, so two workers on two cores halve the wall time; 0 runs it in one process.
 TEST_WORKERS ?= 2
+CHECK_PATHS := tritonforge tests benchmarks examples
+# vulture reports unused functions, methods and fields from 60 on; what it cannot see used is in the whitelist
+VULTURE_CONFIDENCE ?= 60
 
-.PHONY: venv serving-env system-deps demo test test-unit lint bench reliability clean
+.PHONY: venv serving-env system-deps demo check test test-unit lint bench reliability clean
 
 # The project's environment: tritonforge, torch, current numpy/protobuf/onnx, the client, the linters.
 $(STAMP): pyproject.toml | system-deps
@@ -38,7 +41,18 @@ system-deps:
 demo: venv
 	$(PY) examples/demo.py
 
-test: venv
+# Static checks, all run, failing if any failed: lint, formatting, types (config in pyproject.toml), dead code.
+check: $(STAMP)
+	@status=0; \
+	echo "ruff check"; $(PY) -m ruff check $(CHECK_PATHS) || status=1; \
+	echo "ruff format --check"; $(PY) -m ruff format --check $(CHECK_PATHS) || status=1; \
+	echo "mypy"; $(PY) -m mypy || status=1; \
+	echo "vulture"; $(PY) -m vulture $(CHECK_PATHS) vulture_whitelist.py --min-confidence $(VULTURE_CONFIDENCE) || status=1; \
+	exit $$status
+
+lint: check
+
+test: check venv
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
@@ -51,9 +65,6 @@ bench: venv
 
 reliability: venv
 	$(PY) -m benchmarks.reliability
-
-lint: venv
-	$(PY) -m ruff check tritonforge benchmarks tests examples
 
 clean:
 	rm -rf $(VENV) model_repository/*/ examples/*/artifacts perf_results
