@@ -40,14 +40,7 @@ def test_python_model_config_round_trip(tmp_path):
     assert back.parameters["onnx_file"].string_value == "model.onnx"
 
 
-def test_ensemble_and_tensorrt_configs():
-    e = cfg.ensemble_model(
-        "m", IN, OUT, 32, [cfg.EnsembleStep("m_ort", {"ids": "ids", "text": "text"}, {"emb": "emb"})], response_cache=True
-    )
-    assert e.platform == "ensemble" and e.response_cache.enable
-    assert not e.HasField("dynamic_batching") and not e.instance_group and not e.model_warmup
-    step = e.ensemble_scheduling.step[0]
-    assert step.model_name == "m_ort" and step.model_version == -1 and dict(step.output_map) == {"emb": "emb"}
+def test_tensorrt_config():
     t = cfg.tensorrt_model("m_trt", IN[:1], OUT, SCHED, {"9.0": "h100.plan", "8.0": "a100.plan"})
     assert t.platform == "tensorrt_plan" and dict(t.cc_model_filenames) == {"8.0": "a100.plan", "9.0": "h100.plan"}
     assert cfg.to_text(t).endswith("\n")
