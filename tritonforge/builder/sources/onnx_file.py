@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tritonforge.builder.ort_runtime import OrtModel
+from tritonforge.builder.runtimes.onnxruntime import OrtModel
 from tritonforge.builder.sources.base import LoadedSource
 from tritonforge.errors import SourceModelError
 from tritonforge.spec import BuildSpec
