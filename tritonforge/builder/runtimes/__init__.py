@@ -103,4 +103,14 @@ def open_runtime(
     return OpenedRuntime(opened.run, LocalTimer(opened.run), opened.device, max(0.0, _rss_mb() - before), opened.label)
 
 
-__all__ = ["RUNTIMES", "Layout", "LocalTimer", "Opened", "OpenedRuntime", "Runtime", "Timer", "open_runtime"]
+__all__ = [
+    "RUNTIMES",
+    "Layout",
+    "LocalTimer",
+    "Opened",
+    "OpenedRuntime",
+    "Runtime",
+    "RuntimeRegistry",
+    "Timer",
+    "open_runtime",
+]
