@@ -15,8 +15,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from helpers import ROOT, digits_spec_copy, metric, scaled
 
-from tritonforge.builder.ort_runtime import OrtModel
 from tritonforge.builder.pipeline import build
+from tritonforge.builder.runtimes.onnxruntime import OrtModel
 from tritonforge.client import Client
 from tritonforge.hashing import sha256_tree
 from tritonforge.repository.reader import Repository

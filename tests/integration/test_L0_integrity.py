@@ -72,7 +72,7 @@ def _ask_all(server: LocalTritonServer, images: np.ndarray, reference: np.ndarra
 
 
 def _fp32_reference(repo: Path, images: np.ndarray) -> np.ndarray:
-    from tritonforge.builder.ort_runtime import OrtModel
+    from tritonforge.builder.runtimes.onnxruntime import OrtModel
 
     return OrtModel(Repository(repo).find_file("digits_onnx_fp32"), ["logits"]).run({"image": images})["logits"]
 

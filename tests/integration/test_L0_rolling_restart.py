@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from helpers import scaled
 
-from tritonforge.builder.ort_runtime import OrtModel
+from tritonforge.builder.runtimes.onnxruntime import OrtModel
 from tritonforge.client import Client, ModelNotFound
 from tritonforge.repository.reader import Repository
 from tritonforge.server.process import LocalTritonServer

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from helpers import DIGITS, ROOT, digits_spec_copy, scaled
 
-from tritonforge.builder.ort_runtime import OrtModel
 from tritonforge.builder.pipeline import build
+from tritonforge.builder.runtimes.onnxruntime import OrtModel
 from tritonforge.client import Client
 from tritonforge.repository.reader import Repository
 from tritonforge.server.process import LocalTritonServer

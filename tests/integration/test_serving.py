@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from tritonforge.builder.ort_runtime import OrtModel
+from tritonforge.builder.runtimes.onnxruntime import OrtModel
 from tritonforge.builder.sources import load_source
 from tritonforge.client import AsyncClient, Client, InputError, ModelNotFound
 from tritonforge.perf.triton_stats import model_stats

@@ -14,8 +14,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from helpers import MINILM, digits_spec_copy, metric, python_stand_in, scaled
 
-from tritonforge.builder.ort_runtime import OrtModel
 from tritonforge.builder.pipeline import build
+from tritonforge.builder.runtimes.onnxruntime import OrtModel
 from tritonforge.client import Client, InferenceFailed
 from tritonforge.perf.triton_stats import model_stats
 from tritonforge.repository.reader import Repository

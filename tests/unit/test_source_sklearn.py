@@ -89,20 +89,21 @@ def test_spec_takes_a_path_or_a_factory(tmp_path, source):
 
 
 @pytest.mark.parametrize(
-    "source, fragment",
+    "source, field, fragment",
     [
-        ({"kind": "sklearn"}, "exactly one of 'path'"),
-        ({"kind": "sklearn", "path": "m.joblib", "factory": "mod:make"}, "exactly one of 'path'"),
-        ({"kind": "sklearn", "path": "m.joblib", "state_dict": "w.pt"}, "no 'state_dict'"),
-        ({"kind": "sklearn", "factory": "mod:make", "state_dict": "w.pt"}, "no 'state_dict'"),
-        ({"kind": "sklearn", "factory": "not a ref"}, "must be 'module:callable'"),
-        ({"kind": "sklearn", "path": "m.joblib", "factory_args": {"n": 1}}, "'factory_args' only with 'factory'"),
+        ({"kind": "sklearn"}, "source", "exactly one of 'path'"),
+        ({"kind": "sklearn", "path": "m.joblib", "factory": "mod:make"}, "source", "exactly one of 'path'"),
+        # a field the kind does not take (the estimator is fitted: no state_dict) is an error naming that field
+        ({"kind": "sklearn", "path": "m.joblib", "state_dict": "w.pt"}, "source.state_dict", "kind 'sklearn' takes"),
+        ({"kind": "sklearn", "factory": "mod:make", "state_dict": "w.pt"}, "source.state_dict", "kind 'sklearn' takes"),
+        ({"kind": "sklearn", "factory": "not a ref"}, "source", "must be 'module:callable'"),
+        ({"kind": "sklearn", "path": "m.joblib", "factory_args": {"n": 1}}, "source", "'factory_args' only with 'factory'"),
     ],
 )
-def test_spec_refuses_a_bad_sklearn_source_naming_the_field(tmp_path, source, fragment):
+def test_spec_refuses_a_bad_sklearn_source_naming_the_field(tmp_path, source, field, fragment):
     with pytest.raises(SpecError) as err:
         _spec(_classifier_spec(source, tmp_path), tmp_path)
-    assert "field 'source'" in str(err.value) and fragment in str(err.value)
+    assert f"field '{field}'" in str(err.value) and fragment in str(err.value)
 
 
 def test_load_spec_names_a_missing_file(tmp_path):

@@ -21,9 +21,8 @@ from tritonforge import __version__
 from tritonforge.builder import probe_sample
 from tritonforge.builder.converters import CONVERTERS
 from tritonforge.builder.data import Dataset, load_dataset, save_batches
-from tritonforge.builder.exporters import sklearn2onnx, torch2onnx
 from tritonforge.builder.int8_search import worst_margin
-from tritonforge.builder.onnx_graph import finalize, load_checked, subnormal_initializers
+from tritonforge.builder.onnx_graph import subnormal_initializers
 from tritonforge.builder.report import (
     CALIBRATION_NPZ,
     PROBE_EXPECTED,
@@ -40,11 +39,11 @@ from tritonforge.builder.runtimes import open_runtime
 from tritonforge.builder.serving_check import Probe, ServingCheck
 from tritonforge.builder.serving_graph import Names, ServingPlan, plan_models, serving_sources
 from tritonforge.builder.serving_ort import ServingOrt
-from tritonforge.builder.sources import load_source, source_files, source_tools
+from tritonforge.builder.sources import export_source, load_source, source_files, source_tools
 from tritonforge.builder.stages import StageCache
 from tritonforge.builder.variants import SEARCH_WINNER_ID, VariantBuilder, VariantOutcome, VariantsResult, conversion_code
 from tritonforge.builder.verify import Outputs, compare, run_over
-from tritonforge.errors import DataError, ExportError, RepositoryError, VerificationError
+from tritonforge.errors import DataError, RepositoryError, VerificationError
 from tritonforge.hardware import cpu_info, gpu_info
 from tritonforge.hashing import combine, sha256_bytes, sha256_file
 from tritonforge.repository.manifest import Manifest, read_manifest, tool_versions
@@ -150,25 +149,15 @@ def _export_stage(
     key = _export_key(inp)
     published = Repository(repo).find_file(Names(spec.name).variant("onnx_fp32"))
     prev = stages.lookup("export", key, lambda r: published is not None and sha256_file(published) == r.get("sha256"))
-    if prev is not None:
+    if prev is not None and published is not None:  # lookup checked the published file's hash
         rep.info("export: inputs unchanged, FP32 ONNX reused")
         return published, stages.store("export", key, sha256=prev["sha256"], result=prev["result"])
     out = work / "model_fp32.onnx"
     with rep.stage("load source model"):
         source = load_source(spec)
     with rep.stage("export to ONNX"):
-        if spec.source.kind == "onnx":
-            finalize(load_checked(spec.resolve(spec.source.path)), spec, out)  # type: ignore[arg-type]
-            exporter, notes = "none (ONNX source)", []
-        elif spec.source.kind == "sklearn":
-            result = sklearn2onnx.export(source, spec, out)
-            exporter, notes = result.exporter, result.notes
-        else:
-            example = validation.rebatch(2).batches[0]
-            if len(next(iter(example.values()))) < 2:
-                raise ExportError("validation data must hold at least 2 samples (an export example batch)")
-            result = torch2onnx.export(source, spec, example, out)
-            exporter, notes = result.exporter, result.notes
+        exported = export_source(source, spec, validation, out)
+        exporter, notes = exported.exporter, exported.notes
     with rep.stage("verify ONNX against the source model"):
         reference = run_over(source.run, validation)
         candidate = run_over(_onnx_runner(spec, out, ort), validation)
@@ -183,11 +172,11 @@ def _export_stage(
         )
     subnormals = subnormal_initializers(onnx.load(str(out), load_external_data=False))
     if subnormals:
-        total, worst = sum(subnormals.values()), max(subnormals, key=subnormals.get)
+        total, most = sum(subnormals.values()), max(subnormals, key=lambda n: subnormals[n])
         notes = [
             *notes,
             f"the FP32 graph holds {total} subnormal weight(s) (|w| < 1.18e-38) in {len(subnormals)} "
-            f"tensor(s), most in '{worst}' ({subnormals[worst]}): a CPU that handles them in microcode runs "
+            f"tensor(s), most in '{most}' ({subnormals[most]}): a CPU that handles them in microcode runs "
             "FP32 slowly, and any variant that drops them (FP16, INT8) looks faster for that reason; the "
             "onnx_fp32_ftz variant (FP32 with them set to zero) shows how much",
         ]

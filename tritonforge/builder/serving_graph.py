@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritonforge import dtypes, serving
+from tritonforge.builder.runtimes import RUNTIMES
 from tritonforge.builder.variants import VariantOutcome
 from tritonforge.hashing import sha256_bytes, sha256_file
 from tritonforge.repository import config as cfg
@@ -92,7 +93,7 @@ def serving_sources() -> list[Path]:
     repository and the code that lays the repository out (hashed into the build fingerprint, so a new
     tritonforge rewrites the repository; its stages are still reused)."""
     from tritonforge import repository
-    from tritonforge.builder import probe_sample
+    from tritonforge.builder import probe_sample, runtimes
     from tritonforge.server import probe
 
     here = Path(serving.__file__).parent
@@ -100,6 +101,7 @@ def serving_sources() -> list[Path]:
         sorted(here.glob("*.py"))
         + sorted((here / "triton_models").glob("*.py"))
         + [Path(__file__)]
+        + sorted(Path(runtimes.__file__).parent.glob("*.py"))  # each runtime's Triton model layout
         + sorted(Path(repository.__file__).parent.glob("*.py"))
         + [Path(probe_sample.__file__), Path(probe.__file__)]
     )  # the probe's sample and rule
@@ -135,29 +137,16 @@ def runner_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
 
 
 def variant_model(spec: BuildSpec, outcome: VariantOutcome, order: int) -> ModelDir:
-    """The Triton model serving one published variant in its native backend (`order`: its place in the router)."""
+    """The Triton model serving one published variant in its native backend (`order`: its place in the router):
+    its runtime's layout (tritonforge/builder/runtimes/)."""
     name = outcome.published_as
     inputs, outputs = variant_io(spec, outcome)
     path = Path(outcome.file)
 
-    def role(file: str) -> ModelRole:
-        return ModelRole(Role.RUNG, outcome.id, outcome.runtime, file, order)
-
-    if outcome.runtime == "onnxruntime":
-        config = cfg.onnxruntime_model(name, inputs, outputs, scheduling(spec, "auto"))
-        return ModelDir(name, config, role("model.onnx"), {"model.onnx": path})
-    if outcome.runtime == "tensorrt":
-        # One plan per compute capability: on another GPU Triton finds no plan and the model stays UNAVAILABLE.
-        from tritonforge.hardware import gpu_info
-
-        cc = gpu_info().compute_capability or "0.0"
-        filename = f"model_sm{cc.replace('.', '')}.plan"
-        config = cfg.tensorrt_model(name, inputs, outputs, scheduling(spec, "gpu"), {cc: filename})
-        return ModelDir(name, config, role(filename), {filename: path})
-    if outcome.runtime == "pytorch":
-        config = cfg.pytorch_model(name, inputs, outputs, scheduling(spec, "gpu"))
-        return ModelDir(name, config, role("model.pt"), {"model.pt": path})
-    raise ValueError(f"no Triton model layout for runtime {outcome.runtime!r}")
+    runtime = RUNTIMES[outcome.runtime]
+    layout = runtime.layout(name, inputs, outputs, scheduling(spec, runtime.instance_kind), path)
+    role = ModelRole(Role.RUNG, outcome.id, outcome.runtime, layout.file, order)
+    return ModelDir(name, layout.config, role, dict(layout.files))
 
 
 def public_inputs(spec: BuildSpec) -> list[TensorSpec]:

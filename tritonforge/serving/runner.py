@@ -12,15 +12,12 @@ from .errors import RequestError, RungFailure
 def session(path, intra_op_threads, gpu_device=None):
     import onnxruntime as ort
 
+    from .ort_options import session_options
+
     providers = ["CPUExecutionProvider"]
     if gpu_device is not None and "CUDAExecutionProvider" in ort.get_available_providers():
         providers = [("CUDAExecutionProvider", {"device_id": int(gpu_device)}), "CPUExecutionProvider"]
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = int(intra_op_threads)
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=providers)
+    return ort.InferenceSession(str(path), session_options(intra_op_threads), providers=providers)
 
 
 class InProcessRung:

@@ -1,7 +1,8 @@
 """The build spec: one YAML file per model, validated with errors that name the file and the field.
 
-Imports only dtypes and errors from tritonforge. Sections whose `kind` picks an implementation (a variant's
-converter) validate against registries the builder fills on import (`tritonforge.spec.registry`).
+Imports only dtypes and errors from tritonforge. Sections whose `kind` picks an implementation (the source's
+loader and exporter, a variant's converter) validate against registries the builder fills on import
+(`tritonforge.spec.registry`).
 """
 
 from tritonforge.spec.model import (
@@ -14,6 +15,7 @@ from tritonforge.spec.model import (
     Int8SearchSpec,
     OutputGateSpec,
     RouterSpec,
+    SourceSpec,
     TensorSpec,
     TimingSpec,
     VariantSpec,
@@ -34,6 +36,7 @@ __all__ = [
     "Int8SearchSpec",
     "OutputGateSpec",
     "RouterSpec",
+    "SourceSpec",
     "TensorSpec",
     "TimingSpec",
     "VariantSpec",

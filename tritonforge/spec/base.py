@@ -1,9 +1,11 @@
-"""What every section of the build spec is made of, and what every variant entry has (each converter adds its
-own options on top and registers them: tritonforge.builder.converters)."""
+"""What every section of the build spec is made of, what every variant entry has (each converter adds its own
+options on top and registers them: tritonforge.builder.converters), and what every source has (each source kind
+adds its fields and their rules and registers them: tritonforge.builder.sources)."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,6 +17,18 @@ class Strict(BaseModel):
     """Unknown fields are errors, and a parsed section never changes."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceBase(Strict):
+    """Where the trained model comes from: `kind` picks the loader and exporter, whose Options add the fields
+    that kind takes (a field it does not take is an error naming it). Every `Path` field names a file that must
+    exist (checked when a spec file is loaded)."""
+
+    kind: str
+
+    def file_fields(self) -> dict[str, Path]:
+        """{field name: path} of the files this source names (its `Path` fields that are set)."""
+        return {name: value for name in type(self).model_fields if isinstance(value := getattr(self, name), Path)}
 
 
 class VariantBase(Strict):

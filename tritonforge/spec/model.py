@@ -13,10 +13,10 @@ from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_vali
 
 from tritonforge import dtypes
 from tritonforge.errors import SpecError
-from tritonforge.spec.base import CALIBRATION_METHODS, VariantBase
+from tritonforge.spec.base import CALIBRATION_METHODS, SourceBase, VariantBase
 from tritonforge.spec.base import Strict as _Strict
 from tritonforge.spec.refs import CALLABLE_REF, import_callable
-from tritonforge.spec.registry import VARIANT_KINDS
+from tritonforge.spec.registry import SOURCE_KINDS, VARIANT_KINDS, KindRegistry
 
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 TENSOR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
@@ -69,51 +69,6 @@ class TensorSpec(_Strict):
         if bad:
             raise ValueError(f"dims must be positive or -1 (dynamic), got {v}")
         return v
-
-
-class SourceSpec(_Strict):
-    """Where the trained model comes from."""
-
-    kind: Literal["pytorch", "torchscript", "exported_program", "onnx", "sklearn"]
-    factory: str | None = Field(
-        None,
-        description="pytorch: 'module:callable' returning an nn.Module; sklearn: "
-        "one returning a fitted estimator (instead of 'path')",
-    )
-    factory_args: dict[str, Any] = Field(default_factory=dict)
-    state_dict: Path | None = Field(None, description="pytorch: optional state_dict file (loaded weights_only)")
-    path: Path | None = Field(
-        None,
-        description="torchscript / exported_program / onnx file; sklearn: a joblib or "
-        "pickle file of a fitted estimator (trusted code: unpickling runs it)",
-    )
-
-    @model_validator(mode="after")
-    def _fields_for_kind(self) -> SourceSpec:
-        if self.kind == "sklearn":
-            if (self.path is None) == (self.factory is None):
-                raise ValueError(
-                    "kind 'sklearn' takes exactly one of 'path' (a joblib/pickle file) or 'factory: module:callable'"
-                )
-            if self.factory is not None and not CALLABLE_REF.match(self.factory):
-                raise ValueError(f"factory {self.factory!r} must be 'module:callable'")
-            if self.state_dict is not None:
-                raise ValueError("kind 'sklearn' takes no 'state_dict' (the estimator is fitted)")
-            if self.factory_args and self.factory is None:
-                raise ValueError("kind 'sklearn' takes 'factory_args' only with 'factory'")
-        elif self.kind == "pytorch":
-            if not self.factory:
-                raise ValueError("kind 'pytorch' needs 'factory: module:callable'")
-            if not CALLABLE_REF.match(self.factory):
-                raise ValueError(f"factory {self.factory!r} must be 'module:callable'")
-            if self.path is not None:
-                raise ValueError("kind 'pytorch' takes 'factory' (and 'state_dict'), not 'path'")
-        else:
-            if self.path is None:
-                raise ValueError(f"kind {self.kind!r} needs 'path'")
-            if self.factory or self.state_dict:
-                raise ValueError(f"kind {self.kind!r} takes 'path' only, not 'factory'/'state_dict'")
-        return self
 
 
 class DataSpec(_Strict):
@@ -380,12 +335,15 @@ class TokenizerSpec(_Strict):
 
 # One variant entry of a spec: the options model of the converter its `kind` names (registered by the builder).
 VariantSpec = Annotated[VariantBase, VARIANT_KINDS]
+# The spec's source: the options model of the source kind its `kind` names (registered by the builder's sources).
+SourceSpec = Annotated[SourceBase, SOURCE_KINDS]
 
 
 class BuildSpec(_Strict):
     """A whole build: source model, its signature, data, and how to serve it."""
 
-    # The variants' union is made from the registry when a spec is first validated, after the builder registered.
+    # The source's and the variants' unions are made from the registries when a spec is first validated, after
+    # the builder registered.
     model_config = ConfigDict(defer_build=True)
 
     name: str
@@ -523,20 +481,45 @@ class BuildSpec(_Strict):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
+_KIND_REGISTRIES: tuple[KindRegistry[Any], ...] = (SOURCE_KINDS, VARIANT_KINDS)
+
+
+def _is_kind_tag(part: Any) -> bool:
+    return isinstance(part, str) and any(part in registry for registry in _KIND_REGISTRIES)
+
+
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         elif (
-            part in ("function-after", "function-before")
-            or str(part).startswith(("literal[", "function-"))
-            or part in VARIANT_KINDS
+            part in ("function-after", "function-before") or str(part).startswith(("literal[", "function-")) or _is_kind_tag(part)
         ):  # the union's tag: the kind, already in the entry
             continue
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
+
+
+def _error_loc(err: Any) -> tuple[Any, ...]:
+    """Where an error is: a section whose `kind` is missing or unknown is wrong in its `kind` field."""
+    loc = tuple(err["loc"])
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return (*loc, str(err.get("ctx", {}).get("discriminator", "kind")).strip("'"))
+    return loc
+
+
+def _error_message(err: Any) -> str:
+    """Pydantic's message; a field a kind does not take also says which fields that kind takes."""
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        for part in err["loc"]:
+            registry = next((r for r in _KIND_REGISTRIES if isinstance(part, str) and part in r), None)
+            if registry is not None:
+                fields = [f for f in registry[part].model_fields if f != "kind"]
+                return f"{msg}: {registry.section} kind {part!r} takes {', '.join(fields) or 'no other field'}"
+    return msg
 
 
 def parse_spec(data: Any, *, source: str = "<spec>", base_dir: Path | None = None) -> BuildSpec:
@@ -548,20 +531,19 @@ def parse_spec(data: Any, *, source: str = "<spec>", base_dir: Path | None = Non
     except ValidationError as e:
         lines = []
         for err in e.errors():
-            msg = err["msg"].removeprefix("Value error, ")
+            msg = _error_message(err)
             got = ""
             if err["type"] not in ("missing", "value_error") and "input" in err and not isinstance(err["input"], dict):
                 got = f" (got {err['input']!r})"
-            lines.append(f"  field '{_format_loc(err['loc'])}': {msg}{got}")
+            lines.append(f"  field '{_format_loc(_error_loc(err))}': {msg}{got}")
         raise SpecError(f"{source}: invalid build spec\n" + "\n".join(lines)) from None
     spec._base_dir = (base_dir or Path.cwd()).resolve()
     return spec
 
 
 def _check_files(spec: BuildSpec, source: str) -> None:
-    files = {
-        "source.state_dict": spec.source.state_dict,
-        "source.path": spec.source.path,
+    files: dict[str, Path | None] = {
+        **{f"source.{name}": path for name, path in spec.source.file_fields().items()},
         "validation.data.npz": spec.validation.data.npz,
         "calibration.data.npz": spec.calibration.data.npz if spec.calibration else None,
     }

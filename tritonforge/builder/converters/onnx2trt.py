@@ -52,7 +52,7 @@ def tensorrt_unavailable() -> str | None:
     if reason:
         return reason
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt  # type: ignore[import-not-found]  # noqa: F401
     except ImportError as e:
         return f"tensorrt is not installed ({e}); pip install 'tritonforge[gpu]'"
     return None
@@ -106,7 +106,7 @@ def observed_dims(datasets: list[Dataset | None]) -> dict[str, tuple[np.ndarray,
     return {n: (lo[n], hi[n]) for n in lo}
 
 
-def profile_shapes(spec: BuildSpec, variant: VariantBase, dims: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+def profile_shapes(spec: BuildSpec, variant: PlanOptions, dims: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
     """min/opt/max full shapes per input: batch 1 / opt / max_batch_size. Dynamic dims: 1 / largest seen /
     what serving can send. With a tokenizer in front that is its max_length (its length buckets can send any
     length up to it), never just the longest text in the data; otherwise the largest seen."""
@@ -124,7 +124,7 @@ def profile_shapes(spec: BuildSpec, variant: VariantBase, dims: dict[str, tuple[
 
 def build_plan(onnx_path: Path, plan_path: Path, shapes: dict, workspace: int) -> dict:
     """Parse ONNX, build a serialized engine with one optimization profile, write it. Returns build facts."""
-    import tensorrt as trt
+    import tensorrt as trt  # type: ignore[import-not-found]
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -157,45 +157,6 @@ def build_plan(onnx_path: Path, plan_path: Path, shapes: dict, workspace: int) -
     }
 
 
-class TrtRunner:
-    """Runs a plan on GPU 0 with numpy in and out (device buffers through torch.cuda)."""
-
-    def __init__(self, plan_path: Path) -> None:
-        import tensorrt as trt
-        import torch
-
-        self._torch = torch
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(Path(plan_path).read_bytes())
-        if self.engine is None:
-            raise ExportError(f"{plan_path}: TensorRT cannot deserialize this plan (other GPU or TensorRT version?)")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
-        self.stream = torch.cuda.Stream()
-
-    def run(self, batch: Batch) -> Batch:
-        torch = self._torch
-        keep = []
-        for name in self.inputs:
-            t = torch.from_numpy(np.ascontiguousarray(batch[name], dtype=self.dtypes[name])).cuda()
-            self.context.set_input_shape(name, tuple(t.shape))
-            self.context.set_tensor_address(name, t.data_ptr())
-            keep.append(t)
-        outs = {}
-        for name in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
-            dtype = torch.from_numpy(np.empty(0, self.dtypes[name])).dtype
-            outs[name] = torch.empty(shape, dtype=dtype, device="cuda")
-            self.context.set_tensor_address(name, outs[name].data_ptr())
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise RuntimeError("TensorRT execution failed")
-        self.stream.synchronize()
-        return {n: v.cpu().numpy() for n, v in outs.items()}
-
-
 class _TrtConverter(Converter):
     runtime = "tensorrt"
     suffix = ".plan"
@@ -215,11 +176,11 @@ class _TrtConverter(Converter):
         raise NotImplementedError
 
     def convert(self, job: ConversionJob) -> None:
+        variant = job.variant
+        assert isinstance(variant, PlanOptions)
         graph = self._graph(job)
         dims = observed_dims([job.validation, job.calibration])
-        facts = build_plan(
-            graph, job.out_path, profile_shapes(job.spec, job.variant, dims), workspace_bytes(job.variant.workspace_mb)
-        )
+        facts = build_plan(graph, job.out_path, profile_shapes(job.spec, variant, dims), workspace_bytes(variant.workspace_mb))
         job.notes.append(f"TensorRT {facts['tensorrt']} on {facts['gpu']} (sm {facts['compute_capability']})")
 
 
@@ -233,9 +194,11 @@ class TrtFp16(_TrtConverter):
     precision = "fp16"
 
     def _graph(self, job: ConversionJob) -> Path:
-        out = job.work_dir / f"{job.variant.variant_id}_fp16_graph.onnx"
+        variant = job.variant
+        assert isinstance(variant, TrtFp16.Options)
+        out = job.work_dir / f"{variant.variant_id}_fp16_graph.onnx"
         to_fp16(
-            job.fp32_onnx, out, keep_io_types=True, op_block_list=job.variant.op_block_list, ir_version=job.spec.export.ir_version
+            job.fp32_onnx, out, keep_io_types=True, op_block_list=variant.op_block_list, ir_version=job.spec.export.ir_version
         )
         return out
 

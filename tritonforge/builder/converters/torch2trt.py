@@ -35,20 +35,21 @@ class TorchTrtFp16(Converter):
         if reason:
             return reason
         try:
-            import torch_tensorrt  # noqa: F401
+            import torch_tensorrt  # type: ignore[import-not-found]  # noqa: F401
         except Exception as e:
             return f"torch-tensorrt is not usable ({type(e).__name__}: {e}); pip install 'tritonforge[gpu]'"
         return None
 
     def convert(self, job: ConversionJob) -> None:
         import torch
-        import torch_tensorrt
+        import torch_tensorrt  # type: ignore[import-not-found]
 
         from tritonforge.builder.sources import load_source
 
         source = load_source(job.spec)
         if not isinstance(source.obj, torch.nn.Module):
             raise SourceModelError("torch_trt_fp16 needs a PyTorch or TorchScript source model")
+        assert isinstance(job.variant, PlanOptions)
         shapes = profile_shapes(job.spec, job.variant, observed_dims([job.validation, job.calibration]))
         inputs = [
             torch_tensorrt.Input(

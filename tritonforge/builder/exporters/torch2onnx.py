@@ -13,27 +13,18 @@ import io
 import logging
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from tritonforge.builder.exporters import ExportResult
 from tritonforge.builder.onnx_graph import check_against_spec, finalize, name_dims, rename_io
 from tritonforge.builder.sources.base import LoadedSource
 from tritonforge.errors import ExportError
 from tritonforge.spec import BuildSpec
 
 Batch = dict[str, np.ndarray]
-
-
-@dataclass
-class ExportResult:
-    """Where the ONNX file went and how it was made."""
-
-    path: Path
-    exporter: str  # "dynamo" or "torchscript"
-    notes: list[str]
 
 
 def _example_args(spec: BuildSpec, example: Batch) -> tuple:

@@ -1,38 +1,69 @@
-"""Source-model loaders, one module per `source.kind`. Adding a kind = one module + one line in LOADERS."""
+"""Source kinds, one module per `source.kind`, in one table: each owns its spec options (the fields it takes and
+their rules), its loader, the files and tools that define it, and its exporter to the FP32 ONNX reference.
+
+Adding a kind: write a module with a Source subclass (tritonforge.builder.sources.base) and add one line to _ALL.
+The build spec's `source` is the union of every kind's Options, told apart by `kind`, so a field the kind does not
+take is an error naming it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
+from typing import TYPE_CHECKING
 
-from tritonforge.builder.sources import exported_program, onnx_file, pytorch, sklearn_estimator, torchscript
-from tritonforge.builder.sources.base import LoadedSource
+from tritonforge.builder.sources.base import LoadedSource, Source
+from tritonforge.builder.sources.exported_program import ExportedProgramSource
+from tritonforge.builder.sources.onnx_file import OnnxSource
+from tritonforge.builder.sources.pytorch import PytorchSource
+from tritonforge.builder.sources.sklearn_estimator import SklearnSource
+from tritonforge.builder.sources.torchscript import TorchScriptSource
 from tritonforge.spec import BuildSpec
+from tritonforge.spec.registry import SOURCE_KINDS
 
-LOADERS: dict[str, ModuleType] = {
-    "pytorch": pytorch,
-    "torchscript": torchscript,
-    "exported_program": exported_program,
-    "onnx": onnx_file,
-    "sklearn": sklearn_estimator,
-}
+if TYPE_CHECKING:
+    from tritonforge.builder.data import Dataset
+    from tritonforge.builder.exporters import ExportResult
+
+_ALL: list[Source] = [PytorchSource(), TorchScriptSource(), ExportedProgramSource(), OnnxSource(), SklearnSource()]
+SOURCES: dict[str, Source] = {s.kind: s for s in _ALL}  # kind -> source
+
+for _source in _ALL:
+    SOURCE_KINDS.register(_source.Options)
+
+
+def source_of(spec: BuildSpec) -> Source:
+    """The Source the spec's `source.kind` names."""
+    return SOURCES[spec.source.kind]
 
 
 def load_source(spec: BuildSpec) -> LoadedSource:
     """Load the spec's source model, ready to run as the reference."""
-    return LOADERS[spec.source.kind].load(spec)
+    return source_of(spec).load(spec)
 
 
 def source_files(spec: BuildSpec) -> dict[str, Path]:
     """Files whose bytes define the source model (hashed into the build fingerprint)."""
-    return LOADERS[spec.source.kind].files(spec)
+    return source_of(spec).files(spec)
 
 
 def source_tools(spec: BuildSpec) -> dict[str, str]:
-    """Versions of the packages a kind loads and exports with, beyond tritonforge's own (hashed into the
-    build fingerprint): a loader module may define `tools()`."""
-    tools = getattr(LOADERS[spec.source.kind], "tools", None)
-    return tools() if tools is not None else {}
+    """Versions of the packages a kind loads and exports with, beyond tritonforge's own (hashed into the build
+    fingerprint)."""
+    return source_of(spec).tools()
 
 
-__all__ = ["LOADERS", "LoadedSource", "load_source", "source_files", "source_tools"]
+def export_source(source: LoadedSource, spec: BuildSpec, validation: Dataset, out_path: Path) -> ExportResult:
+    """The loaded source model as the FP32 ONNX reference at `out_path`, by its kind's exporter."""
+    return source_of(spec).export(source, spec, validation, out_path)
+
+
+__all__ = [
+    "SOURCES",
+    "LoadedSource",
+    "Source",
+    "export_source",
+    "load_source",
+    "source_files",
+    "source_of",
+    "source_tools",
+]

@@ -1,17 +1,26 @@
-"""What every loader returns: the loaded object and a way to run it as the FP32 reference."""
+"""What every source kind provides (its spec options, loader, files, tools and exporter), and what every loader
+returns: the loaded object and a way to run it as the FP32 reference."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from tritonforge.errors import SourceModelError
+from tritonforge.errors import ExportError, SourceModelError
 from tritonforge.spec import BuildSpec
+from tritonforge.spec.base import SourceBase
+
+if TYPE_CHECKING:
+    from tritonforge.builder.data import Dataset
+    from tritonforge.builder.exporters import ExportResult
 
 Batch = dict[str, np.ndarray]
+Run = Callable[[Batch], Batch]
 
 
 @dataclass
@@ -20,10 +29,59 @@ class LoadedSource:
 
     kind: str
     obj: Any
-    run: Callable[[Batch], Batch]
+    run: Run
 
 
-def torch_runner(spec: BuildSpec, fn: Callable[..., Any]) -> Callable[[Batch], Batch]:
+Options = TypeVar("Options", bound=SourceBase)
+
+
+def options_of(spec: BuildSpec, model: type[Options]) -> Options:
+    """The spec's source options, as the kind's own model (a kind's code is only called for its own kind)."""
+    if not isinstance(spec.source, model):
+        raise TypeError(f"source kind {spec.source.kind!r} is not {model.model_fields['kind'].default!r}")
+    return spec.source
+
+
+class Source(ABC):
+    """One `source.kind`. Adding a kind = one module with a Source (its Options: the spec fields it takes, with
+    `kind` a Literal of it, and their rules) + one line in tritonforge/builder/sources/__init__.py."""
+
+    Options: ClassVar[type[SourceBase]]
+
+    @property
+    def kind(self) -> str:
+        return str(self.Options.model_fields["kind"].default)
+
+    @abstractmethod
+    def files(self, spec: BuildSpec) -> dict[str, Path]:
+        """Files whose bytes define the source model (hashed into the build fingerprint), by spec field."""
+
+    @abstractmethod
+    def load(self, spec: BuildSpec) -> LoadedSource:
+        """The source model, ready to run as the reference."""
+
+    def tools(self) -> dict[str, str]:
+        """Versions of the packages this kind loads and exports with, beyond tritonforge's own (hashed into the
+        build fingerprint)."""
+        return {}
+
+    @abstractmethod
+    def export(self, source: LoadedSource, spec: BuildSpec, validation: Dataset, out_path: Path) -> ExportResult:
+        """Write the FP32 ONNX reference of `source` to `out_path` (the spec's tensor names, dynamic batch,
+        checked and shape-inferred); `validation` gives example inputs where the exporter traces."""
+
+
+def export_torch(source: LoadedSource, spec: BuildSpec, validation: Dataset, out_path: Path) -> ExportResult:
+    """The PyTorch kinds' exporter (torch2onnx), traced on the first 2 validation samples."""
+    from tritonforge.builder.exporters import torch2onnx
+
+    example = validation.rebatch(2).batches[0]
+    if len(next(iter(example.values()))) < 2:
+        raise ExportError("validation data must hold at least 2 samples (an export example batch)")
+    return torch2onnx.export(source, spec, example, out_path)
+
+
+def torch_runner(spec: BuildSpec, fn: Callable[..., Any]) -> Run:
     """Run a torch callable on a numpy batch (inputs in spec order), outputs keyed by spec output names."""
     import torch
 

@@ -14,22 +14,47 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from tritonforge import dtypes
-from tritonforge.builder.sources.base import Batch, LoadedSource
+from tritonforge.builder.sources.base import Batch, LoadedSource, Run, Source, options_of
 from tritonforge.errors import SourceModelError
 from tritonforge.spec import BuildSpec, TensorSpec
-from tritonforge.spec.refs import import_callable, module_file
+from tritonforge.spec.base import SourceBase
+from tritonforge.spec.refs import CALLABLE_REF, import_callable, module_file
+
+if TYPE_CHECKING:
+    from tritonforge.builder.data import Dataset
+    from tritonforge.builder.exporters import ExportResult
 
 EXTRA = "pip install 'tritonforge[sklearn]'"
 
 
+class SklearnOptions(SourceBase):
+    kind: Literal["sklearn"] = "sklearn"
+    path: Path | None = Field(
+        None, description="a joblib or pickle file of a fitted estimator (trusted code: unpickling runs it)"
+    )
+    factory: str | None = Field(None, description="'module:callable' returning a fitted estimator (instead of 'path')")
+    factory_args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
+
+    @model_validator(mode="after")
+    def _path_or_factory(self) -> SklearnOptions:
+        if (self.path is None) == (self.factory is None):
+            raise ValueError("kind 'sklearn' takes exactly one of 'path' (a joblib/pickle file) or 'factory: module:callable'")
+        if self.factory is not None and not CALLABLE_REF.match(self.factory):
+            raise ValueError(f"factory {self.factory!r} must be 'module:callable'")
+        if self.factory_args and self.factory is None:
+            raise ValueError("kind 'sklearn' takes 'factory_args' only with 'factory'")
+        return self
+
+
 def source_field(spec: BuildSpec) -> str:
     """The spec field the estimator comes from, for error messages."""
-    return "source.path" if spec.source.path is not None else "source.factory"
+    return "source.path" if options_of(spec, SklearnOptions).path is not None else "source.factory"
 
 
 def one_line(e: BaseException) -> str:
@@ -40,7 +65,7 @@ def one_line(e: BaseException) -> str:
 
 def is_classifier(est: Any) -> bool:
     """Whether a (checked) estimator is a classifier; a Pipeline counts as its last step."""
-    from sklearn.base import is_classifier as _is_classifier
+    from sklearn.base import is_classifier as _is_classifier  # type: ignore[import-untyped]
 
     try:
         return bool(_is_classifier(est))
@@ -48,45 +73,53 @@ def is_classifier(est: Any) -> bool:
         return False
 
 
-def tools() -> dict[str, str]:
-    """Versions of the packages that load and export the estimator (part of the build fingerprint)."""
-    from importlib import metadata
+class SklearnSource(Source):
+    Options = SklearnOptions
 
-    out = {}
-    for dist in ("scikit-learn", "skl2onnx", "joblib"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
+    def tools(self) -> dict[str, str]:
+        """Versions of the packages that load and export the estimator (part of the build fingerprint)."""
+        from importlib import metadata
 
+        out = {}
+        for dist in ("scikit-learn", "skl2onnx", "joblib"):
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                out[dist] = metadata.version(dist)
+        return out
 
-def files(spec: BuildSpec) -> dict[str, Path]:
-    if spec.source.path is not None:
-        return {"source.path": spec.resolve(spec.source.path)}
-    import_callable(spec.source.factory or "", spec.base_dir, "source.factory")
-    src = module_file(spec.source.factory or "")
-    return {"source.factory": src} if src is not None else {}
+    def files(self, spec: BuildSpec) -> dict[str, Path]:
+        opts = options_of(spec, SklearnOptions)
+        if opts.path is not None:
+            return {"source.path": spec.resolve(opts.path)}
+        import_callable(opts.factory or "", spec.base_dir, "source.factory")
+        src = module_file(opts.factory or "")
+        return {"source.factory": src} if src is not None else {}
 
+    def load(self, spec: BuildSpec) -> LoadedSource:
+        opts = options_of(spec, SklearnOptions)
+        field = source_field(spec)
+        try:
+            import sklearn  # type: ignore[import-untyped]  # noqa: F401
+        except ImportError:
+            raise SourceModelError(f"field '{field}': kind 'sklearn' needs scikit-learn: {EXTRA}") from None
+        if opts.path is not None:
+            est, origin = _from_file(spec.resolve(opts.path)), str(spec.resolve(opts.path))
+        else:
+            est, origin = _from_factory(spec, opts), f"{opts.factory}()"
+        check_estimator(est, field, origin)
+        _check_signature(spec, est, field)
+        return LoadedSource("sklearn", est, runner(spec, est))
 
-def load(spec: BuildSpec) -> LoadedSource:
-    field = source_field(spec)
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        raise SourceModelError(f"field '{field}': kind 'sklearn' needs scikit-learn: {EXTRA}") from None
-    if spec.source.path is not None:
-        est, origin = _from_file(spec.resolve(spec.source.path)), str(spec.resolve(spec.source.path))
-    else:
-        est, origin = _from_factory(spec), f"{spec.source.factory}()"
-    check_estimator(est, field, origin)
-    _check_signature(spec, est, field)
-    return LoadedSource("sklearn", est, runner(spec, est))
+    def export(self, source: LoadedSource, spec: BuildSpec, validation: Dataset, out_path: Path) -> ExportResult:
+        from tritonforge.builder.exporters import sklearn2onnx
+
+        return sklearn2onnx.export(source, spec, out_path)
 
 
 def _from_file(path: Path) -> Any:
     if not path.is_file():
         raise SourceModelError(f"field 'source.path': file not found: {path}")
     try:
-        import joblib
+        import joblib  # type: ignore[import-untyped]
     except ImportError:  # a plain pickle file still loads
         import pickle
 
@@ -101,19 +134,19 @@ def _from_file(path: Path) -> Any:
         raise SourceModelError(f"field 'source.path': {path} is not a loadable joblib/pickle file: {one_line(e)}") from None
 
 
-def _from_factory(spec: BuildSpec) -> Any:
-    factory = import_callable(spec.source.factory or "", spec.base_dir, "source.factory")
+def _from_factory(spec: BuildSpec, opts: SklearnOptions) -> Any:
+    factory = import_callable(opts.factory or "", spec.base_dir, "source.factory")
     try:
-        return factory(**spec.source.factory_args)
+        return factory(**opts.factory_args)
     except Exception as e:
-        raise SourceModelError(f"field 'source.factory': {spec.source.factory} raised {one_line(e)}") from None
+        raise SourceModelError(f"field 'source.factory': {opts.factory} raised {one_line(e)}") from None
 
 
 def check_estimator(est: Any, field: str, origin: str) -> None:
     """A fitted scikit-learn classifier or regressor (a Pipeline ending in one counts), else SourceModelError."""
-    from sklearn.base import BaseEstimator, is_regressor
-    from sklearn.exceptions import NotFittedError
-    from sklearn.utils.validation import check_is_fitted
+    from sklearn.base import BaseEstimator, is_regressor  # type: ignore[import-untyped]
+    from sklearn.exceptions import NotFittedError  # type: ignore[import-untyped]
+    from sklearn.utils.validation import check_is_fitted  # type: ignore[import-untyped]
 
     what = type(est).__name__
     if not isinstance(est, BaseEstimator) or not hasattr(est, "predict"):
@@ -170,7 +203,7 @@ def _as_spec_dtype(arr: Any, tensor: TensorSpec) -> np.ndarray:
     return arr
 
 
-def runner(spec: BuildSpec, est: Any):
+def runner(spec: BuildSpec, est: Any) -> Run:
     """The estimator's own predict (and predict_proba for classifiers) on a numpy batch, keyed by spec outputs."""
     name = spec.inputs[0].name
     classifier = is_classifier(est)

@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from tritonforge.builder.sources.base import LoadedSource, torch_runner
+from pydantic import Field
+
+from tritonforge.builder.sources.base import LoadedSource, Source, export_torch, options_of, torch_runner
 from tritonforge.errors import SourceModelError
 from tritonforge.spec import BuildSpec
+from tritonforge.spec.base import SourceBase
+
+if TYPE_CHECKING:
+    from tritonforge.builder.data import Dataset
+    from tritonforge.builder.exporters import ExportResult
 
 
-def files(spec: BuildSpec) -> dict[str, Path]:
-    return {"source.path": spec.resolve(spec.source.path)}  # type: ignore[arg-type]
+class TorchScriptOptions(SourceBase):
+    kind: Literal["torchscript"] = "torchscript"
+    path: Path = Field(description="a TorchScript file (torch.jit.save; trusted code: loading runs it)")
 
 
-def load(spec: BuildSpec) -> LoadedSource:
-    import torch
+class TorchScriptSource(Source):
+    Options = TorchScriptOptions
 
-    path = spec.resolve(spec.source.path)  # type: ignore[arg-type]
-    try:
-        module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as e:
-        raise SourceModelError(f"field 'source.path': {path} is not a loadable TorchScript file: {e}") from None
-    module.eval()
-    return LoadedSource("torchscript", module, torch_runner(spec, module))
+    def files(self, spec: BuildSpec) -> dict[str, Path]:
+        return {"source.path": spec.resolve(options_of(spec, TorchScriptOptions).path)}
+
+    def load(self, spec: BuildSpec) -> LoadedSource:
+        import torch
+
+        path = spec.resolve(options_of(spec, TorchScriptOptions).path)
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as e:
+            raise SourceModelError(f"field 'source.path': {path} is not a loadable TorchScript file: {e}") from None
+        module.eval()
+        return LoadedSource("torchscript", module, torch_runner(spec, module))
+
+    def export(self, source: LoadedSource, spec: BuildSpec, validation: Dataset, out_path: Path) -> ExportResult:
+        return export_torch(source, spec, validation, out_path)
