@@ -12,10 +12,9 @@ import numpy as np
 
 from tritonforge import dtypes
 from tritonforge.errors import DataError
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec, DataSpec, TensorSpec
 from tritonforge.spec.refs import import_callable
-
-Batch = dict[str, np.ndarray]
 
 
 @dataclass

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 
-Batch = dict[str, np.ndarray]
+from tritonforge.serving.batching import Batch
 
 
 def session_options(threads: int = 0) -> ort.SessionOptions:

@@ -24,9 +24,9 @@ from tritonforge.builder.serving_graph import variant_io
 from tritonforge.builder.serving_ort import ServingOrt
 from tritonforge.builder.variants import VariantOutcome
 from tritonforge.server.probe import output_margin
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec
 
-Batch = dict[str, np.ndarray]
 CANDIDATES = 16  # held-out samples the probe's sample is chosen from
 FALLBACK_TEXT = "tritonforge checks the served model with this text"  # a text model without sample_texts
 

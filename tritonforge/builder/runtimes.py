@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from tritonforge.serving.batching import Batch
+
 if TYPE_CHECKING:
     from tritonforge.builder.serving_ort import ServingOrt
-
-Batch = dict[str, np.ndarray]
 
 
 def _rss_mb() -> float:

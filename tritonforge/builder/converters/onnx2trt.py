@@ -29,6 +29,7 @@ from tritonforge.builder.converters.onnx2fp16 import to_fp16
 from tritonforge.builder.converters.onnx2int8_qdq import CalibratedOptions, quantize_job
 from tritonforge.errors import ExportError
 from tritonforge.hardware import cuda_device_reason, gpu_info, workspace_bytes
+from tritonforge.serving.batching import Batch
 from tritonforge.spec.base import VariantBase
 
 if TYPE_CHECKING:
@@ -41,9 +42,6 @@ class PlanOptions(VariantBase):
 
     workspace_mb: int | None = Field(None, ge=16, description="workspace (default: half the free GPU memory, at most 4096)")
     opt_batch_size: int | None = Field(None, ge=1, description="batch size the optimization profile tunes for")
-
-
-Batch = dict[str, np.ndarray]
 
 
 def tensorrt_unavailable() -> str | None:

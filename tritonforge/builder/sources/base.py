@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 
 from tritonforge.errors import SourceModelError
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec
-
-Batch = dict[str, np.ndarray]
 
 
 @dataclass

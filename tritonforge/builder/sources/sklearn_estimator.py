@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from tritonforge import dtypes
-from tritonforge.builder.sources.base import Batch, LoadedSource
+from tritonforge.builder.sources.base import LoadedSource
 from tritonforge.errors import SourceModelError
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec, TensorSpec
 from tritonforge.spec.refs import import_callable, module_file
 
