@@ -66,13 +66,13 @@ class TritonPythonModel:
             if isinstance(r, BlsRungSettings):
                 rungs.append(BlsRung(r.model, r.version, r.inputs, self.output_names, s.router.rung_timeout_ms))
             else:
-                rung = InProcessRung(
+                local = InProcessRung(
                     r.name, os.path.join(version_dir, r.file), model_input_names, self.output_names, s.intra_op_threads
                 )
-                rungs.append(rung)
-                in_process.append(rung)
-        for rung in in_process:
-            rung.warm(s.model_inputs, s.warmup.batch_sizes, s.warmup.dynamic_dim)
+                rungs.append(local)
+                in_process.append(local)
+        for local in in_process:
+            local.warm(s.model_inputs, s.warmup.batch_sizes, s.warmup.dynamic_dim)
         self.router = Router(
             rungs, s.router.breaker_failures, s.router.breaker_seconds, self.tally, self.labels, on_state=self._rung_state
         )
@@ -86,9 +86,9 @@ class TritonPythonModel:
             period_s=max(1.0, s.router.breaker_seconds),
         )
         self.cache, self.cache_on_texts = self._cache(s)
-        for r in rungs:
+        for rung in rungs:
             for name in m.ROUTER_PER_RUNG:
-                self.publisher.prepare(name, variant=r.name)
+                self.publisher.prepare(name, variant=rung.name)
         for name in m.ROUTER_PER_MODEL:
             self.publisher.prepare(name)
         if self.cache is not None:

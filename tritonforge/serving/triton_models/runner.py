@@ -41,9 +41,10 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         arrays = [request_inputs(r, self.input_names) for r in requests]
         results = self.router.route_requests(arrays, range(len(requests)))
+        ordered = [results[i] for i in range(len(requests))]
         return [
-            tensors_response(results[i], self.outputs)
-            if isinstance(results[i], dict)
-            else error_response(str(results[i]), invalid_argument=isinstance(results[i], RequestError))
-            for i in range(len(requests))
+            tensors_response(r, self.outputs)
+            if isinstance(r, dict)
+            else error_response(str(r), invalid_argument=isinstance(r, RequestError))
+            for r in ordered
         ]
