@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol, Union
+from typing import Protocol
 
 from . import metric_names as m
 from .batching import Batch, concat, group_by_shape, split
@@ -53,9 +53,9 @@ class NoRungAnswered(Exception):
 
 
 # What one request gets from the router: its outputs, or the error it is answered with.
-Result = Union[Batch, RequestError, NoRungAnswered]  # noqa: UP007 (a runtime alias, Python 3.10 too)
+Result = Batch | RequestError | NoRungAnswered
 # What one request met on one rung.
-Outcome = Union[Batch, RequestError, RungAbsent, RungFailure]  # noqa: UP007
+Outcome = Batch | RequestError | RungAbsent | RungFailure
 
 
 def _could_not_compute(errors: Iterable[str]) -> RequestError:

@@ -14,7 +14,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar
 
 PARAMETER = "tritonforge"  # the model config parameter that carries the settings, as JSON
 
@@ -82,8 +82,10 @@ class TensorSignature:
         d = _object(data, cls, model, path)
         bounds = d["range"]
         if bounds is not None:
-            low, high = _list(bounds, model, f"{path}.range")
-            bounds = (low, high)
+            pair = _list(bounds, model, f"{path}.range")
+            if len(pair) != 2:
+                raise SettingsError(f"{_where(model, path + '.range')}: expected [low, high], got {pair}")
+            bounds = (pair[0], pair[1])
         return cls(
             name=d["name"],
             dtype=d["dtype"],
@@ -131,7 +133,7 @@ class InProcessRungSettings:
         return cls(name=d["name"], file=d["file"])
 
 
-RungSettings = Union[BlsRungSettings, InProcessRungSettings]  # noqa: UP007 (a runtime alias, Python 3.10 too)
+RungSettings = BlsRungSettings | InProcessRungSettings
 RUNG_KINDS: dict[str, type[BlsRungSettings] | type[InProcessRungSettings]] = {
     "bls": BlsRungSettings,
     "onnxruntime": InProcessRungSettings,
@@ -310,7 +312,7 @@ class RunnerSettings:
         return cls(file=d["file"], variant=d["variant"], intra_op_threads=d["intra_op_threads"], files=_files(d["files"], model))
 
 
-Settings = Union[PublicSettings, RunnerSettings]  # noqa: UP007
+Settings = PublicSettings | RunnerSettings
 S = TypeVar("S", PublicSettings, RunnerSettings)
 
 
