@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
@@ -132,6 +131,7 @@ def python_stand_in(repo: Path, rung: str, failing: bool = False) -> None:
     from tritonforge.builder.serving_graph import file_hashes, serving_files
     from tritonforge.repository.config import write_config
     from tritonforge.repository.reader import Repository
+    from tritonforge.serving.settings import PARAMETER, RunnerSettings, dumps
 
     repository = Repository(repo)
     role, version_dir = repository.role(rung), repository.version_dir(rung)
@@ -143,14 +143,13 @@ def python_stand_in(repo: Path, rung: str, failing: bool = False) -> None:
     files = serving_files("runner")
     if failing:
         files["model.py"] = _FAILING_RUNG.encode()
-    config.parameters["tritonforge"].string_value = json.dumps(
-        {
-            "file": role.file,
-            "variant": role.variant,
-            "intra_op_threads": 1,
-            "files": file_hashes({**files, role.file: version_dir / role.file}),
-        }
+    settings = RunnerSettings(
+        file=role.file,
+        variant=role.variant,
+        intra_op_threads=1,
+        files=file_hashes({**files, role.file: version_dir / role.file}),
     )
+    config.parameters[PARAMETER].string_value = dumps(settings)
     for rel, content in files.items():
         path = version_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from tritonforge.builder.pipeline import build
 from tritonforge.builder.serving_check import ServingCheckError
 from tritonforge.repository.config import read_config
 from tritonforge.server.process import LocalTritonServer
+from tritonforge.serving import metric_names as m
 
 MODELS = ROOT / "tests" / "models"
 GBM = ROOT / "examples" / "sklearn_gbm"
@@ -165,9 +166,9 @@ def test_inputs_disagreeing_on_a_shared_length_are_the_requests_fault(classifier
         assert "'input_ids' and 'attention_mask' share dim 'sequence' but have lengths 10 and 12" in err.value.message()
     assert _infer(client, "masked_clf", good, ["logits"])["logits"].shape == (1, 3)
     client.close()
-    assert metric(server.metrics_url, "tritonforge_router_failures_total", model="masked_clf") == 0
-    assert metric(server.metrics_url, "tritonforge_router_breaker_open", model="masked_clf") == 0
-    assert metric(server.metrics_url, "tritonforge_router_rejected_total", model="masked_clf") >= 4
+    assert metric(server.metrics_url, m.ROUTER_FAILURES, model="masked_clf") == 0
+    assert metric(server.metrics_url, m.ROUTER_BREAKER_OPEN, model="masked_clf") == 0
+    assert metric(server.metrics_url, m.ROUTER_REJECTED, model="masked_clf") >= 4
 
 
 # ---- a recurrent model -----------------------------------------------------------------------------------------

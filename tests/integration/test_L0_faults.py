@@ -22,6 +22,7 @@ from tritonforge.hashing import sha256_tree
 from tritonforge.repository.reader import Repository
 from tritonforge.server import probe
 from tritonforge.server.process import LocalTritonServer
+from tritonforge.serving import metric_names as m
 from tritonforge.testing.faults import kill, malformed_requests, paused, stub_pids
 from tritonforge.testing.load import SteadyLoad
 
@@ -115,9 +116,9 @@ def test_a_replica_killed_mid_load_loses_nothing_and_the_replicas_share_the_cach
         deadline = time.monotonic() + 5
         while redis_server.client().dbsize() <= stored and time.monotonic() < deadline:
             time.sleep(0.01)
-        hits = metric(b.metrics_url, "tritonforge_cache_hits_total")
+        hits = metric(b.metrics_url, m.CACHE_HITS)
         same = cb.infer("digits", x)["logits"].tobytes() == first.tobytes()
-        hit = metric(b.metrics_url, "tritonforge_cache_hits_total") - hits
+        hit = metric(b.metrics_url, m.CACHE_HITS) - hits
     reliability(
         "cache shared between replicas",
         "one input answered by replica A, then by replica B (one Redis)",

@@ -9,6 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from tritonforge.serving import metric_names as m
 from tritonforge.serving.cache import ResponseCache
 from tritonforge.serving.codec import Codec
 from tritonforge.serving.store import RedisStore
@@ -24,7 +25,15 @@ SECRET = b"replicas-share-this-secret-00000"
 
 def _store(url, states=None, max_value=4 * 2**20, bypass=60.0):
     on_state = (lambda *a: states.append(a[:2])) if states is not None else None
-    return RedisStore(url, 300, max_value, 50.0, 4, bypass, on_state=on_state)
+    return RedisStore(
+        url,
+        ttl_s=300,
+        max_value_bytes=max_value,
+        socket_timeout_ms=50.0,
+        max_connections=4,
+        bypass_seconds=bypass,
+        on_state=on_state,
+    )
 
 
 def _cache(url, states=None, secret=SECRET, **kw):
@@ -57,7 +66,7 @@ def test_a_value_replayed_under_another_key_is_a_miss(redis_server, reliability)
         "a miss (authentication), the model computes the answer",
     )
     assert got == [None]
-    assert cache.tally.total("tritonforge_cache_rejected_total", reason="authentication") == 1
+    assert cache.tally.total(m.CACHE_REJECTED, reason="authentication") == 1
     assert cache.lookup(["tf:k1"], [1])[0]["y"][0, 0] == 1.0
     cache.close()
 
@@ -76,7 +85,7 @@ def test_a_value_forged_without_the_secret_is_a_miss(redis_server, reliability):
         "a miss (authentication), never decoded",
     )
     assert got == [None]
-    assert cache.tally.total("tritonforge_cache_rejected_total", reason="authentication") == 1
+    assert cache.tally.total(m.CACHE_REJECTED, reason="authentication") == 1
     cache.close()
 
 
@@ -101,7 +110,7 @@ def test_an_oversized_value_is_never_fetched_whole(redis_server, reliability):
     )
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
     assert elapsed < 1.0
-    assert cache.tally.total("tritonforge_cache_rejected_total") == 1
+    assert cache.tally.total(m.CACHE_REJECTED) == 1
     cache.close()
 
 
@@ -123,7 +132,7 @@ def test_a_zlib_bomb_without_the_secret_is_refused_before_it_is_inflated(redis_s
         f"a miss in {elapsed * 1000:.0f} ms, never inflated",
     )
     assert got == [None] and elapsed < 0.5
-    assert cache.tally.total("tritonforge_cache_rejected_total", reason="authentication") == 1
+    assert cache.tally.total(m.CACHE_REJECTED, reason="authentication") == 1
     cache.close()
 
 
@@ -140,7 +149,7 @@ def test_an_authentic_value_of_the_wrong_shape_is_a_miss(redis_server, reliabili
         "a miss (header check)",
     )
     assert got == [None]  # a 1-row request never gets 3 rows back
-    assert cache.tally.total("tritonforge_cache_rejected_total") == 1
+    assert cache.tally.total(m.CACHE_REJECTED) == 1
     cache.close()
 
 
@@ -168,7 +177,7 @@ def test_a_full_redis_still_serves_hits_and_logs_once(reliability):
         for hit in hits:
             assert hit["y"][0, 0] == 7.0
         assert ("reads", True) not in states
-        assert cache.tally.total("tritonforge_cache_hits_total") == 5
+        assert cache.tally.total(m.CACHE_HITS) == 5
         cache.close()
 
 
@@ -202,5 +211,5 @@ def test_an_unreachable_redis_costs_a_timeout_then_is_bypassed():
     assert cache.lookup(["tf:x"], [1]) == [None]
     assert cache.lookup(["tf:x"], [1]) == [None]
     assert time.perf_counter() - started < 1.0
-    assert cache.tally.total("tritonforge_cache_errors_total") == 2
+    assert cache.tally.total(m.CACHE_ERRORS) == 2
     cache.close()

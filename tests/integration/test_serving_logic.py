@@ -4,7 +4,6 @@ authenticated, expiring, bypassed), and the MiniLM text service."""
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +19,9 @@ from tritonforge.client import Client, InferenceFailed
 from tritonforge.perf.triton_stats import model_stats
 from tritonforge.repository.reader import Repository
 from tritonforge.server.process import LocalTritonServer
+from tritonforge.serving import metric_names as m
 from tritonforge.serving.codec import cache_key
+from tritonforge.serving.settings import BlsRungSettings, PublicSettings
 from tritonforge.testing.load import SteadyLoad
 from tritonforge.testing.redis import RedisServer
 
@@ -44,8 +45,16 @@ def _image(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random((1, 64), dtype=np.float32)
 
 
-def _settings(repo: Path) -> dict:
-    return json.loads(Repository(repo).config("digits").parameters["tritonforge"].string_value)
+def _settings(repo: Path) -> PublicSettings:
+    settings = Repository(repo).settings("digits")
+    assert isinstance(settings, PublicSettings)
+    return settings
+
+
+def _first_rung(repo: Path) -> str:
+    first = _settings(repo).rungs[0]
+    assert isinstance(first, BlsRungSettings)
+    return first.model
 
 
 @pytest.fixture(scope="module")
@@ -70,20 +79,20 @@ def redis_triton(redis_repo, redis_server):
 
 # ---- the router ---------------------------------------------------------------------------------------
 def test_native_rungs_not_loaded_here_are_skipped_not_failed(redis_triton, redis_repo):
-    rungs = [r.get("model") or r["name"] for r in _settings(redis_repo)["rungs"]]
+    rungs = [r.model if isinstance(r, BlsRungSettings) else r.name for r in _settings(redis_repo).rungs]
     assert rungs[-2:] == ["in_process:digits_onnx_fp16", "in_process:digits_onnx_fp32"]
     assert set(rungs[:-2]) == {"digits_onnx_fp32", "digits_onnx_fp16"}
     url = redis_triton.metrics_url
-    before = metric(url, "tritonforge_router_requests_total", variant="in_process:digits_onnx_fp16")  # warm-up counts
+    before = metric(url, m.ROUTER_REQUESTS, variant="in_process:digits_onnx_fp16")  # warm-up counts
     with Client(redis_triton.grpc_url) as client:
         for i in range(5):
             client.infer("digits", {"image": _image(i)})
-    assert metric(url, "tritonforge_router_requests_total", variant="in_process:digits_onnx_fp16") == before + 5
+    assert metric(url, m.ROUTER_REQUESTS, variant="in_process:digits_onnx_fp16") == before + 5
     for native in rungs[:-2]:
-        assert metric(url, "tritonforge_router_rung_absent", variant=native) == 1
-        assert metric(url, "tritonforge_router_breaker_open", variant=native) == 0
-        assert metric(url, "tritonforge_router_failures_total", variant=native) == 0
-    assert metric(url, "tritonforge_router_fallbacks_total") == 0
+        assert metric(url, m.ROUTER_RUNG_ABSENT, variant=native) == 1
+        assert metric(url, m.ROUTER_BREAKER_OPEN, variant=native) == 0
+        assert metric(url, m.ROUTER_FAILURES, variant=native) == 0
+    assert metric(url, m.ROUTER_FALLBACKS) == 0
     log = redis_triton.log_path.read_text()
     assert log.count("rung digits_onnx_fp16 not loaded") == 1  # once, not per request
 
@@ -92,7 +101,7 @@ def _wait_loaded(server: LocalTritonServer, rung: str, timeout: float = 10.0) ->
     """The public model's warm-up runs before the server is ready, when no rung answers BLS yet; it probes
     them again a second after it starts."""
     deadline = time.monotonic() + timeout
-    while metric(server.metrics_url, "tritonforge_router_rung_absent", variant=rung) != 0:
+    while metric(server.metrics_url, m.ROUTER_RUNG_ABSENT, variant=rung) != 0:
         assert time.monotonic() < deadline, f"{rung} never seen loaded"
 
 
@@ -102,7 +111,7 @@ def test_a_rung_unloaded_mid_run_fails_no_request(tmp_path_factory, digits_spec,
     repo = _digits(
         tmp_path_factory, "unload", router={"cpu_variant": "onnx_fp16", "breaker_seconds": 1.0}, cache={"kind": "none"}
     )
-    first = _settings(repo)["rungs"][0]["model"]
+    first = _first_rung(repo)
     python_stand_in(repo, first)
     with LocalTritonServer(repo) as server, Client(server.grpc_url) as client:
         _wait_loaded(server, first)
@@ -111,15 +120,15 @@ def test_a_rung_unloaded_mid_run_fails_no_request(tmp_path_factory, digits_spec,
             lambda x: client.infer("digits", x), [{"image": _image(10_000 + i)} for i in range(300)], threads=4
         ) as load:
             load.wait_for(50)
-            assert metric(server.metrics_url, "tritonforge_router_requests_total", variant=first) > 0
+            assert metric(server.metrics_url, m.ROUTER_REQUESTS, variant=first) > 0
             admin.unload_model(first)
             load.wait_for(load.record.requests + scaled(150))
-            assert metric(server.metrics_url, "tritonforge_router_rung_absent", variant=first) == 1
-            before = metric(server.metrics_url, "tritonforge_router_requests_total", variant=first)
+            assert metric(server.metrics_url, m.ROUTER_RUNG_ABSENT, variant=first) == 1
+            before = metric(server.metrics_url, m.ROUTER_REQUESTS, variant=first)
             admin.load_model(first)
             time.sleep(1.5)  # the public model probes absent rungs every breaker_seconds, off the request path
             load.wait_for(load.record.requests + 100)
-            back = metric(server.metrics_url, "tritonforge_router_requests_total", variant=first)
+            back = metric(server.metrics_url, m.ROUTER_REQUESTS, variant=first)
         admin.close()
         reliability(
             "fallback: first rung unloaded and loaded again under load",
@@ -131,23 +140,23 @@ def test_a_rung_unloaded_mid_run_fails_no_request(tmp_path_factory, digits_spec,
         )
         assert load.record.errors == []
         assert back > before, "the rung serves again once it is loaded"
-        assert metric(server.metrics_url, "tritonforge_router_failures_total", variant=first) == 0
+        assert metric(server.metrics_url, m.ROUTER_FAILURES, variant=first) == 0
 
 
 def test_a_rung_that_fails_while_loaded_opens_its_breaker_and_the_gauge_reads_zero_after(tmp_path_factory, digits_spec):
     repo = _digits(tmp_path_factory, "failing", router={"breaker_failures": 2, "breaker_seconds": 1.0})
-    first = _settings(repo)["rungs"][0]["model"]
+    first = _first_rung(repo)
     python_stand_in(repo, first, failing=True)
     with LocalTritonServer(repo) as server, Client(server.grpc_url) as client:
         _wait_loaded(server, first)
         for i in range(6):
             client.infer("digits", {"image": _image(20_000 + i)})  # answered by the next rung
         url = server.metrics_url
-        assert metric(url, "tritonforge_router_failures_total", variant=first) == 2  # then skipped
-        assert metric(url, "tritonforge_router_breaker_open", variant=first) == 1
-        assert metric(url, "tritonforge_router_fallbacks_total") == 6
+        assert metric(url, m.ROUTER_FAILURES, variant=first) == 2  # then skipped
+        assert metric(url, m.ROUTER_BREAKER_OPEN, variant=first) == 1
+        assert metric(url, m.ROUTER_FALLBACKS) == 6
         time.sleep(1.3)
-        assert metric(url, "tritonforge_router_breaker_open", variant=first) == 0  # with no request since
+        assert metric(url, m.ROUTER_BREAKER_OPEN, variant=first) == 0  # with no request since
         assert server.log_path.read_text().count(f"rung {first} breaker open") == 1
 
 
@@ -157,7 +166,7 @@ def test_bad_requests_fail_alone_as_invalid_argument_and_never_open_a_breaker(re
     nan[0, 3] = np.nan
     out_of_range[0, 5] = 7.0
     url = redis_triton.metrics_url
-    failures = metric(url, "tritonforge_router_failures_total")
+    failures = metric(url, m.ROUTER_FAILURES)
     with Client(redis_triton.grpc_url, reject_nonfinite=False) as client, ThreadPoolExecutor(12) as pool:
         futures = [pool.submit(client.infer, "digits", {"image": x}) for x in good[:12]]
         bad = [pool.submit(client.infer, "digits", {"image": x}) for x in (nan, out_of_range) * 3]
@@ -176,20 +185,20 @@ def test_bad_requests_fail_alone_as_invalid_argument_and_never_open_a_breaker(re
             with pytest.raises(InferenceFailed, match=expect.replace("[", r"\[").replace("]", r"\]")) as err:
                 f.result()
             assert err.value.status == "StatusCode.INVALID_ARGUMENT"
-    assert metric(url, "tritonforge_router_failures_total") == failures
-    assert metric(url, "tritonforge_router_rejected_total") >= 6
+    assert metric(url, m.ROUTER_FAILURES) == failures
+    assert metric(url, m.ROUTER_REJECTED) >= 6
 
 
 def test_a_request_over_the_size_limit_is_refused_before_any_compute(redis_triton):
     """64 images (16 KiB) are within max_batch_size but over this build's serving.max_request_bytes (8 KiB)."""
     url = redis_triton.metrics_url
-    computed = metric(url, "tritonforge_router_requests_total")
+    computed = metric(url, m.ROUTER_REQUESTS)
     with Client(redis_triton.grpc_url) as client:
         with pytest.raises(InferenceFailed, match=r"request of 16384 bytes exceeds the limit of 8192 bytes") as err:
             client.infer("digits", {"image": np.zeros((64, 64), np.float32)})
         assert err.value.status == "StatusCode.INVALID_ARGUMENT"
         assert client.infer("digits", {"image": np.zeros((32, 64), np.float32)})["logits"].shape == (32, 10)
-    assert metric(url, "tritonforge_router_requests_total") == computed + 1
+    assert metric(url, m.ROUTER_REQUESTS) == computed + 1
 
 
 # ---- the response cache -------------------------------------------------------------------------------
@@ -197,11 +206,11 @@ def test_second_identical_request_is_a_hit_with_identical_bytes(redis_triton):
     x = _image(40_000)
     url = redis_triton.metrics_url
     with Client(redis_triton.grpc_url) as client:
-        hits = metric(url, "tritonforge_cache_hits_total")
+        hits = metric(url, m.CACHE_HITS)
         first = client.infer("digits", {"image": x})["logits"]
-        assert metric(url, "tritonforge_cache_hits_total") == hits
+        assert metric(url, m.CACHE_HITS) == hits
         second = client.infer("digits", {"image": x})["logits"]
-    assert metric(url, "tritonforge_cache_hits_total") == hits + 1
+    assert metric(url, m.CACHE_HITS) == hits + 1
     assert first.tobytes() == second.tobytes()
 
 
@@ -222,8 +231,8 @@ def test_cache_entries_are_shared_between_servers(redis_triton, redis_repo, redi
             first = a.infer("digits", {"image": x})["logits"]
             assert _wait_stored(redis_server, stored)
             second = b.infer("digits", {"image": x})["logits"]
-        assert metric(other.metrics_url, "tritonforge_cache_hits_total") == 1
-        assert metric(other.metrics_url, "tritonforge_cache_misses_total") == 0
+        assert metric(other.metrics_url, m.CACHE_HITS) == 1
+        assert metric(other.metrics_url, m.CACHE_MISSES) == 0
     assert first.tobytes() == second.tobytes()
 
 
@@ -236,17 +245,17 @@ def test_a_value_replayed_under_another_input_s_key_is_a_miss_and_the_model_answ
         stored = redis_server.client().dbsize()
         answer_x = client.infer("digits", {"image": x})["logits"]
         assert _wait_stored(redis_server, stored)
-        key_x = cache_key("digits", s["cache_version"], {"image": x}, s["cache"]["key_prefix"])
-        key_y = cache_key("digits", s["cache_version"], {"image": y}, s["cache"]["key_prefix"])
+        key_x = cache_key("digits", s.cache_version, {"image": x}, s.cache.key_prefix)
+        key_y = cache_key("digits", s.cache_version, {"image": y}, s.cache.key_prefix)
         r = redis_server.client()
         assert r.get(key_x) is not None
         r.set(key_y, r.get(key_x))
-        rejected = metric(redis_triton.metrics_url, "tritonforge_cache_rejected_total", reason="authentication")
+        rejected = metric(redis_triton.metrics_url, m.CACHE_REJECTED, reason="authentication")
         answer_y = client.infer("digits", {"image": y})["logits"]
     direct = OrtModel(Repository(redis_repo).runner_file("digits"), ["logits"]).run({"image": y})["logits"]
     np.testing.assert_allclose(answer_y, direct, atol=1e-5)
     assert not np.allclose(answer_y, answer_x)
-    assert metric(redis_triton.metrics_url, "tritonforge_cache_rejected_total", reason="authentication") == rejected + 1
+    assert metric(redis_triton.metrics_url, m.CACHE_REJECTED, reason="authentication") == rejected + 1
 
 
 def test_a_redis_cache_without_the_replicas_secret_refuses_to_load(redis_repo, redis_server):
@@ -271,11 +280,11 @@ def test_ttl_expiry(tmp_path_factory, redis_server):
         keys = redis_server.client().keys("ttl-test:*")
         assert len(keys) == 1 and 0 < redis_server.client().pttl(keys[0]) <= 1000
         client.infer("digits", {"image": x})
-        assert metric(server.metrics_url, "tritonforge_cache_hits_total") == 1
+        assert metric(server.metrics_url, m.CACHE_HITS) == 1
         time.sleep(1.3)
         client.infer("digits", {"image": x})
-        assert metric(server.metrics_url, "tritonforge_cache_hits_total") == 1
-        assert metric(server.metrics_url, "tritonforge_cache_misses_total") == 2
+        assert metric(server.metrics_url, m.CACHE_HITS) == 1
+        assert metric(server.metrics_url, m.CACHE_MISSES) == 2
 
 
 def test_redis_killed_mid_load_fails_no_request(redis_repo, reliability):
@@ -299,8 +308,8 @@ def test_redis_killed_mid_load_fails_no_request(redis_repo, reliability):
             "reads bypassed, logged once",
         )
         assert load.record.errors == [] and load.record.requests == n
-        assert metric(server.metrics_url, "tritonforge_cache_errors_total") >= 1
-        assert metric(server.metrics_url, "tritonforge_cache_hits_total") >= 1
+        assert metric(server.metrics_url, m.CACHE_ERRORS) >= 1
+        assert metric(server.metrics_url, m.CACHE_HITS) >= 1
         assert server.log_path.read_text().count("cache reads bypassed") == 1
 
 
@@ -312,7 +321,7 @@ def test_tritons_own_response_cache(tmp_path_factory):
         b = client.infer("digits", {"image": x})["logits"]
         assert a.tobytes() == b.tobytes()
         assert metric(server.metrics_url, "nv_cache_num_hits_per_model", model="digits") == 1
-        assert _settings(repo)["cache"] is None
+        assert _settings(repo).cache is None
 
 
 # ---- the MiniLM text-embedding service ----------------------------------------------------------------
@@ -360,10 +369,10 @@ def test_repeated_text_is_answered_from_the_cache_without_compute(service_server
     url = service_server.metrics_url
     with Client(service_server.grpc_url) as client:
         first = client.infer("minilm", {"text": text})["embedding"]
-        computed = metric(url, "tritonforge_router_requests_total", model="minilm")
+        computed = metric(url, m.ROUTER_REQUESTS, model="minilm")
         again = client.infer("minilm", {"text": text})["embedding"]
     assert again.tobytes() == first.tobytes()
-    assert metric(url, "tritonforge_router_requests_total", model="minilm") == computed
+    assert metric(url, m.ROUTER_REQUESTS, model="minilm") == computed
 
 
 def test_text_errors_are_named_and_invalid_argument(service_server):
@@ -429,7 +438,7 @@ def test_replicas_with_different_secrets_say_so_once_in_the_log(redis_triton, re
                 a.infer("digits", {"image": x})
                 assert _wait_stored(redis_server, stored)
                 b.infer("digits", {"image": x})
-        rejected = metric(other.metrics_url, "tritonforge_cache_rejected_total", reason="authentication")
+        rejected = metric(other.metrics_url, m.CACHE_REJECTED, reason="authentication")
         time.sleep(1.0)  # the log line is written off the request path
         lines = [
             line for line in other.log_path.read_text(errors="replace").splitlines() if "cache values fail authentication" in line
@@ -471,7 +480,7 @@ def test_the_memory_cache_bound_is_the_memory_it_uses(tmp_path_factory, digits_s
         with SteadyLoad(lambda x: client.infer("digits", x), inputs[2_000:], threads=4, max_requests=24_000) as load:
             load.wait_for(24_000)
         grown = _rss_mb(stub) - before
-        stored = metric(server.metrics_url, "tritonforge_cache_stored_bytes_total")
+        stored = metric(server.metrics_url, m.CACHE_STORED_BYTES)
     assert load.record.errors == []
     assert grown <= 1.5 * bound / 2**20 + 1.0, f"resident memory grew {grown:.1f} MiB for a {bound / 2**20:.0f} MiB bound"
     reliability(

@@ -4,7 +4,6 @@ check at load (tritonforge/serving/integrity.py), and the hashes the build write
 from __future__ import annotations
 
 import hashlib
-import json
 
 import yaml
 from helpers import MINILM
@@ -12,6 +11,7 @@ from helpers import MINILM
 from tritonforge.builder.serving_graph import ServingPlan, file_hashes, plan_models
 from tritonforge.builder.variants import VariantOutcome
 from tritonforge.serving.integrity import mismatches, refusal
+from tritonforge.serving.settings import PARAMETER, loads
 from tritonforge.spec import parse_spec
 
 
@@ -70,11 +70,11 @@ def _models(tmp_path):
 def test_the_build_writes_the_hash_of_every_file_its_python_models_place(tmp_path):
     models = _models(tmp_path)
     for name in ("minilm", "minilm_ort"):
-        settings = json.loads(models[name].config.parameters["tritonforge"].string_value)
-        assert settings["files"] == file_hashes(models[name].files)
-        assert set(settings["files"]) == set(models[name].files)
+        settings = loads(models[name].config.parameters[PARAMETER].string_value, name)
+        assert settings.files == file_hashes(models[name].files)
+        assert set(settings.files) == set(models[name].files)
         written = models[name].write(tmp_path / "repo" / name, 3) / "3"
-        assert mismatches(written, settings["files"]) == []  # what the model checks at load, on what was written
-    public = json.loads(models["minilm"].config.parameters["tritonforge"].string_value)["files"]
+        assert mismatches(written, settings.files) == []  # what the model checks at load, on what was written
+    public = loads(models["minilm"].config.parameters[PARAMETER].string_value, "minilm").files
     assert public["runner.onnx"] == _sha(b"onnx_fp16") and public["runner_fp32.onnx"] == _sha(b"onnx_fp32")
     assert public["tokenizer.json"] == _sha(b"{}") and "model.py" in public and "tritonforge_serving/integrity.py" in public

@@ -10,6 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from tritonforge.serving import metric_names as m
 from tritonforge.serving.cache import ResponseCache
 from tritonforge.serving.codec import Codec
 from tritonforge.serving.store import MemoryStore, entry_cost
@@ -42,7 +43,7 @@ def test_a_miss_is_a_hit_at_once_and_after_it_is_stored():
     assert cache.flush()
     assert cache.store.get_many([key])[0] is not None
     assert cache.lookup([key], [1])[0]["y"][0, 0] == 2.0
-    assert cache.tally.total("tritonforge_cache_hits_total") == 2 and cache.tally.total("tritonforge_cache_misses_total") == 1
+    assert cache.tally.total(m.CACHE_HITS) == 2 and cache.tally.total(m.CACHE_MISSES) == 1
     cache.close()
 
 
@@ -102,7 +103,7 @@ def test_a_value_that_fails_its_check_is_a_miss_and_is_counted():
     cache = _cache(store)
     store.set_many([("p:a", b"TFC2" + b"\0" * 64)])
     assert cache.lookup(["p:a"], [1]) == [None]
-    assert cache.tally.total("tritonforge_cache_rejected_total", reason="authentication") == 1
+    assert cache.tally.total(m.CACHE_REJECTED, reason="authentication") == 1
     cache.close()
 
 
@@ -123,7 +124,7 @@ def test_the_write_queue_is_bounded_and_drops_are_counted():
     cache = _cache(store, max_pending=2)
     for i in range(10):
         cache.put([(f"p:{i}", _answer(i))])
-    dropped = cache.tally.total("tritonforge_cache_dropped_writes_total")
+    dropped = cache.tally.total(m.CACHE_DROPPED_WRITES)
     assert 6 <= dropped <= 8  # one held by the writer, two queued
     assert len(cache._pending) <= 3
     store.release.set()
@@ -145,7 +146,7 @@ def test_values_failing_authentication_are_reported_once_per_change_of_state():
     store.set_many([(k, other.encode(k, _answer())) for k in keys])
     for _ in range(3):
         assert ours.lookup(keys[:3], [1] * 3) == [None] * 3
-    assert changes == [True] and ours.tally.total("tritonforge_cache_rejected_total", reason="authentication") == 9
+    assert changes == [True] and ours.tally.total(m.CACHE_REJECTED, reason="authentication") == 9
     ours.lookup(["p:absent"], [1])  # a miss says nothing about the secret
     store.set_many([(k, ours.codec.encode(k, _answer())) for k in keys[3:]])
     ours.lookup(keys[3:], [1] * 3)

@@ -7,8 +7,20 @@ import pytest
 
 from tritonforge.serving.checks import InputChecks, request_bytes, texts_of
 from tritonforge.serving.errors import RequestError
+from tritonforge.serving.settings import TensorSignature
 
-TENSORS = [{"name": "ids", "dtype": "int64", "range": [0, 99]}, {"name": "x", "dtype": "float32", "range": None}]
+
+def _signatures(tensors):
+    """The tensors as the public model reads them from its settings."""
+    return [TensorSignature.from_json(t, "m") for t in tensors]
+
+
+TENSORS = _signatures(
+    [
+        {"name": "ids", "dtype": "int64", "dims": [-1], "dim_names": [], "range": [0, 99]},
+        {"name": "x", "dtype": "float32", "dims": [-1], "dim_names": [], "range": None},
+    ]
+)
 
 
 def test_values_outside_the_declared_range_are_refused_with_the_range():
@@ -46,11 +58,13 @@ def test_texts_must_be_utf8_and_within_their_limit():
         texts_of(np.array([[b"ok"], [b"\xff\xfe"]], dtype=object), "text", 10)
 
 
-BERT = [
-    {"name": "input_ids", "dtype": "int64", "dims": [-1], "dim_names": ["sequence"], "range": [0, 30521]},
-    {"name": "attention_mask", "dtype": "int64", "dims": [-1], "dim_names": ["sequence"], "range": [0, 1]},
-    {"name": "pixels", "dtype": "float32", "dims": [3, -1, -1], "dim_names": ["height"], "range": None},
-]
+BERT = _signatures(
+    [
+        {"name": "input_ids", "dtype": "int64", "dims": [-1], "dim_names": ["sequence"], "range": [0, 30521]},
+        {"name": "attention_mask", "dtype": "int64", "dims": [-1], "dim_names": ["sequence"], "range": [0, 1]},
+        {"name": "pixels", "dtype": "float32", "dims": [3, -1, -1], "dim_names": ["height"], "range": None},
+    ]
+)
 
 
 def _ids(batch, length):
@@ -88,7 +102,8 @@ def test_a_wrong_rank_or_fixed_dim_is_refused_naming_the_shape_it_takes():
 
 def test_only_what_the_request_carries_is_checked():
     """With a tokenizer the request carries texts; the model inputs the tokenizer makes are not the client's."""
-    checks = InputChecks([{"name": "text", "dtype": "string", "dims": [1], "dim_names": [], "range": None}] + BERT, 1 << 20, True)
+    text = _signatures([{"name": "text", "dtype": "string", "dims": [1], "dim_names": [], "range": None}])
+    checks = InputChecks(text + BERT, 1 << 20, True)
     checks.check({"text": np.array([[b"hello"], [b"hi"]], dtype=object)})
     with pytest.raises(RequestError, match=r"input 'text' has shape \[2, 2\]; dim 1 must be 1"):
         checks.check({"text": np.array([[b"a", b"b"], [b"c", b"d"]], dtype=object)})

@@ -12,6 +12,18 @@ from helpers import MINILM
 from tritonforge.builder.serving_graph import ServingPlan, plan_models
 from tritonforge.builder.variants import VariantOutcome
 from tritonforge.repository.manifest import Role
+from tritonforge.serving.settings import (
+    PARAMETER,
+    BlsRungSettings,
+    InProcessRungSettings,
+    PublicSettings,
+    RunnerSettings,
+    SettingsError,
+    TensorSignature,
+    dumps,
+    from_model_config,
+    loads,
+)
 from tritonforge.spec import CacheSpec, RouterSpec, parse_spec
 
 
@@ -110,3 +122,77 @@ def test_every_config_pins_the_build_s_version(tmp_path):
         model.write(tmp_path / "repo" / name, 7)
         assert list(read_config(tmp_path / "repo" / name / "config.pbtxt").version_policy.specific.versions) == [7]
         assert (tmp_path / "repo" / name / "7").is_dir()
+
+
+def _text(model) -> str:
+    return model.config.parameters[PARAMETER].string_value
+
+
+@pytest.mark.parametrize("cache", ["memory", "redis", "none"])
+def test_the_settings_the_build_writes_are_what_the_models_load(tmp_path, cache):
+    """The builder's settings round-trip through the parameter's JSON into the objects the serving models use."""
+    spec, models = _models(tmp_path, cache={"kind": cache})
+    public, runner = loads(_text(models["minilm"]), "minilm"), loads(_text(models["minilm_ort"]), "minilm_ort")
+    assert isinstance(public, PublicSettings) and isinstance(runner, RunnerSettings)
+    for model, settings in (("minilm", public), ("minilm_ort", runner)):
+        assert dumps(settings) == _text(models[model])  # nothing dropped, added or changed on the way
+        assert type(settings).from_json(json.loads(_text(models[model])), model) == settings
+    assert [type(r) for r in public.rungs] == [BlsRungSettings] * 2 + [InProcessRungSettings] * 2
+    assert public.rungs[0] == BlsRungSettings("minilm_onnx_fp16", 7, {"input_ids": "TYPE_INT64", "attention_mask": "TYPE_INT64"})
+    assert public.model_inputs[0] == TensorSignature("input_ids", "int64", (-1,), ("sequence",), (0.0, 30521.0))
+    assert public.inputs == (TensorSignature("text", "string", (1,), (), None),)
+    assert public.preprocess is not None and public.preprocess.buckets == (16, 32, 64, 128)
+    assert public.warmup.batch_sizes == tuple(spec.serving.warmup.batch_sizes)
+    assert (public.cache is None) == (cache == "none")
+    if public.cache is not None:
+        assert public.cache.kind == cache and public.cache.to_json() == spec.serving.cache.model_dump(mode="json")
+    assert runner == RunnerSettings("model.onnx", "onnx_fp16", spec.serving.intra_op_threads, runner.files)
+
+
+def test_triton_s_model_config_gives_each_model_its_own_kind_of_settings(tmp_path):
+    """What the Python models read: the config as Triton hands it to initialize (JSON), one parameter."""
+    from google.protobuf import json_format
+
+    _, models = _models(tmp_path)
+
+    def triton_config(name):
+        return json.loads(json_format.MessageToJson(models[name].config, preserving_proto_field_name=True))
+
+    assert from_model_config(triton_config("minilm"), "minilm", PublicSettings).public == "minilm"
+    assert from_model_config(triton_config("minilm_ort"), "minilm_ort", RunnerSettings).variant == "onnx_fp16"
+    with pytest.raises(SettingsError, match="minilm_ort: serving settings: these are RunnerSettings, not PublicSettings"):
+        from_model_config(triton_config("minilm_ort"), "minilm_ort", PublicSettings)
+    with pytest.raises(SettingsError, match="minilm_onnx_fp16: its config has no 'tritonforge' parameter"):
+        from_model_config(triton_config("minilm_onnx_fp16"), "minilm_onnx_fp16", PublicSettings)
+
+
+def _edited(tmp_path, edit) -> str:
+    _, models = _models(tmp_path)
+    data = json.loads(_text(models["minilm"]))
+    edit(data)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(colour="red"), "minilm: serving settings: unknown key 'colour'"),
+        (lambda d: d.pop("warmup"), "minilm: serving settings: missing key 'warmup'"),
+        (lambda d: d["cache"].update(ttl=5), "minilm: serving settings 'cache': unknown key 'ttl'"),
+        (lambda d: d["router"].pop("rung_timeout_ms"), "minilm: serving settings 'router': missing key 'rung_timeout_ms'"),
+        (lambda d: d["rungs"][1].pop("version"), r"minilm: serving settings 'rungs\[1\]': missing key 'version'"),
+        (lambda d: d["rungs"][2].update(kind="tensorrt"), r"'rungs\[2\]': unknown rung kind 'tensorrt'"),
+        (lambda d: d["model_inputs"][1].update(shape=[1]), r"'model_inputs\[1\]': unknown key 'shape'"),
+        (lambda d: d.update(inputs={}), "'inputs': expected a JSON list, got dict"),
+    ],
+)
+def test_settings_with_a_key_unknown_or_missing_are_refused_naming_it_and_the_model(tmp_path, edit, message):
+    with pytest.raises(SettingsError, match=message):
+        loads(_edited(tmp_path, edit), "minilm")
+
+
+def test_runner_settings_are_strict_too():
+    with pytest.raises(SettingsError, match="m_ort: serving settings: missing key 'files'"):
+        loads('{"file": "model.onnx", "variant": "v", "intra_op_threads": 0}', "m_ort")
+    with pytest.raises(SettingsError, match="m_ort: serving settings: not JSON"):
+        loads("{", "m_ort")

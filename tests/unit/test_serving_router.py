@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tritonforge.serving import metric_names as m
 from tritonforge.serving.errors import RequestError, RungAbsent, RungFailure
 from tritonforge.serving.router import NoRungAnswered, Router
 from tritonforge.serving.tally import Tally
@@ -69,16 +70,16 @@ def test_absent_rung_is_skipped_without_a_failure_and_logged_once():
     for _ in range(5):
         router.route_requests(_requests(1), [0])
     assert a.calls == 1  # found absent once, never called again on the request path
-    assert router.tally.total("tritonforge_router_failures_total") == 0
+    assert router.tally.total(m.ROUTER_FAILURES) == 0
     assert router.breakers["a"].opened == 0
     assert states == [("a", "not loaded", "Model 'a' is not ready")]
-    assert router.gauges()[("tritonforge_router_rung_absent", "a")] == 1
-    assert router.gauges()[("tritonforge_router_breaker_open", "a")] == 0
+    assert router.gauges()[(m.ROUTER_RUNG_ABSENT, "a")] == 1
+    assert router.gauges()[(m.ROUTER_BREAKER_OPEN, "a")] == 0
     a.mode = "ok"
     router.probe_absent()  # off the request path: loaded now
     assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 1.0 and a.calls == 2
     assert states[-1] == ("a", "loaded", "")
-    assert router.tally.total("tritonforge_router_fallbacks_total") == 0  # fallbacks count from the first loaded rung
+    assert router.tally.total(m.ROUTER_FALLBACKS) == 0  # fallbacks count from the first loaded rung
 
 
 def test_failing_rung_opens_its_breaker_and_the_gauge_reads_zero_once_it_has_passed():
@@ -88,11 +89,11 @@ def test_failing_rung_opens_its_breaker_and_the_gauge_reads_zero_once_it_has_pas
     for _ in range(4):
         assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 3.0
     assert a.calls == 2 and router.breakers["a"].opened == 1  # skipped while open
-    assert router.gauges()[("tritonforge_router_breaker_open", "a")] == 1
-    assert router.tally.total("tritonforge_router_failures_total", variant="a") == 2
-    assert router.tally.total("tritonforge_router_fallbacks_total") == 4
+    assert router.gauges()[(m.ROUTER_BREAKER_OPEN, "a")] == 1
+    assert router.tally.total(m.ROUTER_FAILURES, variant="a") == 2
+    assert router.tally.total(m.ROUTER_FALLBACKS) == 4
     clock.t = 10.5
-    assert router.gauges()[("tritonforge_router_breaker_open", "a")] == 0  # open period over: not skipped
+    assert router.gauges()[(m.ROUTER_BREAKER_OPEN, "a")] == 0  # open period over: not skipped
     a.mode = "ok"
     router.route_requests(_requests(1), [0])  # the probe succeeds and closes it
     assert a.calls == 3 and router.breakers["a"].open_until == 0.0
@@ -117,7 +118,7 @@ def test_a_bad_request_fails_alone_and_never_counts_against_a_rung():
         results = router.route_requests(_requests(1, -1, 2), [0, 1, 2])
         assert isinstance(results[1], RequestError)
         assert results[0]["y"][0, 0] == 2.0 and results[2]["y"][0, 0] == 4.0
-    assert router.tally.total("tritonforge_router_failures_total") == 0
+    assert router.tally.total(m.ROUTER_FAILURES) == 0
     assert router.breakers["a"].consecutive == 0 and router.breakers["b"].consecutive == 0
     a.mode = "fail"
     results = router.route_requests(_requests(*range(1, 9)), list(range(8)))
@@ -151,8 +152,8 @@ def test_a_request_the_rung_fails_alone_among_answered_ones_is_its_own_fault():
         assert str(results[1]).startswith("the model could not compute this request: a: RUNTIME_EXCEPTION")
         assert results[0]["y"][0, 0] == 2.0 and results[2]["y"][0, 0] == 4.0  # a answered them: factor 2
     assert b.calls == 0 and a.calls == 10 * 4  # the batch, then each request alone
-    assert router.tally.total("tritonforge_router_failures_total") == 0
-    assert router.tally.total("tritonforge_router_requests_total", variant="a") == 20
+    assert router.tally.total(m.ROUTER_FAILURES) == 0
+    assert router.tally.total(m.ROUTER_REQUESTS, variant="a") == 20
     assert router.breakers["a"].consecutive == 0 and router.breakers["a"].opened == 0 and not states
 
 
@@ -162,14 +163,14 @@ def test_a_rung_that_fails_every_request_of_a_batch_alone_is_at_fault_once_per_b
     for n in range(1, 4):
         results = router.route_requests(_requests(1, 2, 3), [0, 1, 2])
         assert [float(results[i]["y"][0, 0]) for i in range(3)] == [3.0, 6.0, 9.0]  # the next rung answered
-        assert router.tally.total("tritonforge_router_failures_total", variant="a") == n  # one per batch
+        assert router.tally.total(m.ROUTER_FAILURES, variant="a") == n  # one per batch
     assert router.breakers["a"].opened == 1 and states == [
         ("a", "breaker open", "CUDA error: an illegal memory access was encountered")
     ]
     calls = a.calls
     router.route_requests(_requests(1, 2, 3), [0, 1, 2])
     assert a.calls == calls  # skipped while open
-    assert router.tally.total("tritonforge_router_fallbacks_total") == 12
+    assert router.tally.total(m.ROUTER_FALLBACKS) == 12
 
 
 def test_a_lone_request_every_healthy_rung_fails_is_its_own_fault():
@@ -185,7 +186,7 @@ def test_a_lone_request_every_healthy_rung_fails_is_its_own_fault():
             "broadcast an axis by a dimension other than 1. 10 by 12 | b: RUNTIME_EXCEPTION: "
             "Attempting to broadcast an axis by a dimension other than 1. 10 by 12"
         )
-    assert router.tally.total("tritonforge_router_failures_total") == 0
+    assert router.tally.total(m.ROUTER_FAILURES) == 0
     assert router.breakers["a"].consecutive == 0 and router.breakers["b"].consecutive == 0 and not states
     assert router.route_requests(_requests(2), [0])[0]["y"][0, 0] == 4.0
 
@@ -196,8 +197,8 @@ def test_a_lone_request_failed_by_a_rung_not_known_to_work_is_a_server_fault():
     assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 2.0
     result = router.route_requests(_requests(13), [0])[0]
     assert isinstance(result, NoRungAnswered) and str(result).startswith("no variant could answer: a: RUNTIME")
-    assert router.tally.total("tritonforge_router_failures_total", variant="a") == 1
-    assert router.tally.total("tritonforge_router_failures_total", variant="b") == 1
+    assert router.tally.total(m.ROUTER_FAILURES, variant="a") == 1
+    assert router.tally.total(m.ROUTER_FAILURES, variant="b") == 1
 
     c = Rung("c", poison=[13])  # one rung, as in the runner model
     router, _ = _router(c, failures=3)
@@ -207,12 +208,12 @@ def test_a_lone_request_failed_by_a_rung_not_known_to_work_is_a_server_fault():
     results = router.route_requests(_requests(13, 13), [0, 1])  # it fails every request of a batch: counted
     assert all(isinstance(results[i], NoRungAnswered) for i in (0, 1))
     assert isinstance(router.route_requests(_requests(13), [0])[0], NoRungAnswered)  # not answered since then
-    assert router.tally.total("tritonforge_router_failures_total", variant="c") == 3
+    assert router.tally.total(m.ROUTER_FAILURES, variant="c") == 3
 
 
 def test_a_lone_request_failed_alone_counts_only_once_a_later_rung_answers_it():
     a, b = Rung("a", 2.0, poison=[13], warmed=True), Rung("b", 3.0)
     router, _ = _router(a, b, failures=3)
     assert router.route_requests(_requests(13), [0])[0]["y"][0, 0] == 39.0  # b answered what a failed
-    assert router.tally.total("tritonforge_router_failures_total", variant="a") == 1
+    assert router.tally.total(m.ROUTER_FAILURES, variant="a") == 1
     assert router.breakers["a"].consecutive == 1 and router.answered["a"] is False

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tritonforge.serving.settings import PreprocessSettings
 from tritonforge.serving.tokenize import TextEncoder, cut_characters
 
 SENTENCES = Path(__file__).resolve().parents[2] / "examples" / "minilm" / "sentences.txt"
@@ -23,11 +24,18 @@ def minilm_tokenizer():
 
 def _encoder(path, max_length=128):
     buckets = [b for b in (16, 32, 64, 128) if b <= max_length]
-    return TextEncoder(
-        path,
-        {"max_length": max_length, "buckets": buckets, "max_text_bytes": 1 << 20, "pad_id": 0, "text_input": "text"},
-        ["input_ids", "attention_mask"],
+    settings = PreprocessSettings(
+        kind="tokenizer",
+        tokenizer_file=str(path),
+        text_input="text",
+        max_length=max_length,
+        buckets=tuple(buckets),
+        max_text_bytes=1 << 20,
+        pad_id=0,
+        sample_texts=None,
+        file="tokenizer.json",
     )
+    return TextEncoder(path, settings, ["input_ids", "attention_mask"])
 
 
 def _whole(path, texts, max_length):

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-Batch = dict[str, np.ndarray]
+from tritonforge.serving.batching import Batch
 
 
 @dataclass

@@ -12,7 +12,8 @@ import numpy as np
 
 from tritonforge import dtypes
 from tritonforge.errors import DataError
-from tritonforge.repository.batches import Batch, load_batches, save_batches  # the .npz format perf reads too
+from tritonforge.repository.batches import load_batches, save_batches  # the .npz format perf reads too
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec, DataSpec, TensorSpec
 from tritonforge.spec.refs import import_callable
 

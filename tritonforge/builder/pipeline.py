@@ -37,7 +37,7 @@ from tritonforge.builder.report import (
 )
 from tritonforge.builder.runtimes import open_runtime
 from tritonforge.builder.serving_check import Probe, ServingCheck
-from tritonforge.builder.serving_graph import Names, ServingPlan, plan_models, serving_sources
+from tritonforge.builder.serving_graph import Names, ServingPlan, plan_models, preprocess_settings, serving_sources
 from tritonforge.builder.serving_ort import ServingOrt
 from tritonforge.builder.sources import export_source, load_source, source_files, source_tools
 from tritonforge.builder.stages import StageCache
@@ -445,7 +445,9 @@ def _probe(inp: _Inputs, texts: list[str] | None) -> Probe:
 
         chosen = texts or [probe_sample.FALLBACK_TEXT]
         groups = [g for g in (chosen[:1], chosen[1 : 1 + PROBE_SAMPLES]) if g]
-        encoder = TextEncoder(inp.tokenizer_file, spec.preprocess.model_dump(mode="json"), [t.name for t in spec.inputs])
+        settings = preprocess_settings(spec)
+        assert settings is not None and inp.tokenizer_file is not None
+        encoder = TextEncoder(inp.tokenizer_file, settings, [t.name for t in spec.inputs])
         name = spec.preprocess.text_input
         return Probe([{name: np.array([[t] for t in g], dtype=object)} for g in groups], [encoder.encode([g])[0] for g in groups])
     first = inp.validation.batches[0]

@@ -24,9 +24,9 @@ from tritonforge.builder.serving_graph import variant_io
 from tritonforge.builder.serving_ort import ServingOrt
 from tritonforge.builder.variants import VariantOutcome
 from tritonforge.server.probe import output_margin
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec
 
-Batch = dict[str, np.ndarray]
 CANDIDATES = 16  # held-out samples the probe's sample is chosen from
 FALLBACK_TEXT = "tritonforge checks the served model with this text"  # a text model without sample_texts
 
@@ -61,9 +61,12 @@ class ProbeSample:
 def candidates(spec: BuildSpec, validation: Dataset, texts: list[str] | None, tokenizer_file: Path | None) -> list[Candidate]:
     """The first held-out samples, one request each: texts for a tokenizer-fronted model, else tensors."""
     if spec.preprocess is not None:
+        from tritonforge.builder.serving_graph import preprocess_settings
         from tritonforge.serving.tokenize import TextEncoder
 
-        encoder = TextEncoder(tokenizer_file, spec.preprocess.model_dump(mode="json"), [t.name for t in spec.inputs])
+        settings = preprocess_settings(spec)
+        assert settings is not None and tokenizer_file is not None
+        encoder = TextEncoder(tokenizer_file, settings, [t.name for t in spec.inputs])
         name = spec.preprocess.text_input
         return [
             Candidate([{"name": name, "shape": [1, 1], "datatype": "BYTES", "data": [t]}], encoder.encode([[t]])[0])

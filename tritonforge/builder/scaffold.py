@@ -18,9 +18,9 @@ import numpy as np
 
 from tritonforge import dtypes
 from tritonforge.errors import SpecError
+from tritonforge.serving.batching import Batch
 
 DEFAULT_MAX_BATCH = 64
-Batch = dict[str, np.ndarray]
 
 
 @dataclass

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from tritonforge import dtypes
-from tritonforge.builder.scaffold import Batch, Signature, Tensor, _embedding_ranges, _onnx_dims
+from tritonforge.builder.scaffold import Signature, Tensor, _embedding_ranges, _onnx_dims
 from tritonforge.errors import SpecError
+from tritonforge.serving.batching import Batch
 
 SEQUENCE = "sequence"  # the name of the first dynamic dim found at axis 1 (token ids, time steps)
 

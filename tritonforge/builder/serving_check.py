@@ -33,9 +33,9 @@ from tritonforge.errors import TritonforgeError
 from tritonforge.repository.config_rules import config_problems, onnx_config_problems
 from tritonforge.repository.layout import ModelDir
 from tritonforge.repository.manifest import Role
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec, TensorSpec
 
-Batch = dict[str, np.ndarray]
 SKIPPED = "not checked: the build ran with --no-serving-check"
 
 

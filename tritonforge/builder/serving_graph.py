@@ -16,7 +16,6 @@ Models are listed compute first, the public model last: the order they are publi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,21 @@ from tritonforge.hashing import sha256_bytes, sha256_file
 from tritonforge.repository import config as cfg
 from tritonforge.repository.layout import ModelDir
 from tritonforge.repository.manifest import ModelRole, Role
+from tritonforge.serving.settings import (
+    PARAMETER,
+    BlsRungSettings,
+    CacheSettings,
+    InProcessRungSettings,
+    PreprocessSettings,
+    PublicSettings,
+    RouterSettings,
+    RungSettings,
+    RunnerSettings,
+    Settings,
+    TensorSignature,
+    WarmupSettings,
+    dumps,
+)
 from tritonforge.spec import PYTHON_CACHE_KINDS, BuildSpec, TensorSpec
 
 SERVING_PACKAGE = "tritonforge_serving"  # the name serving/ is copied under, beside model.py
@@ -114,8 +128,8 @@ def file_hashes(files: dict[str, Path | bytes]) -> dict[str, str]:
     return {rel: sha256_bytes(c) if isinstance(c, bytes) else sha256_file(c) for rel, c in sorted(files.items())}
 
 
-def _settings(config: cfg.ModelConfig, settings: dict) -> None:
-    config.parameters["tritonforge"].string_value = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+def _settings(config: cfg.ModelConfig, settings: Settings) -> None:
+    config.parameters[PARAMETER].string_value = dumps(settings)
 
 
 def runner_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
@@ -125,12 +139,9 @@ def runner_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
     files = serving_files("runner", **{"model.onnx": Path(outcome.file)})
     _settings(
         config,
-        {
-            "file": "model.onnx",
-            "variant": outcome.id,
-            "intra_op_threads": spec.serving.intra_op_threads,
-            "files": file_hashes(files),
-        },
+        RunnerSettings(
+            file="model.onnx", variant=outcome.id, intra_op_threads=spec.serving.intra_op_threads, files=file_hashes(files)
+        ),
     )
     role = ModelRole(Role.RUNNER, outcome.id, "onnxruntime", "model.onnx")
     return ModelDir(name, config, role, files)
@@ -156,16 +167,17 @@ def public_inputs(spec: BuildSpec) -> list[TensorSpec]:
     return [TensorSpec(name=spec.preprocess.text_input, dtype="string", shape=[1])]
 
 
-def _tensor(t: TensorSpec) -> dict:
-    """A tensor as the serving logic reads it: `dims` per item (-1: dynamic), `dim_names` naming its -1 dims in
-    order (inputs sharing a name must agree on that length), `range` [low, high] or None."""
-    return {
-        "name": t.name,
-        "dtype": t.dtype,
-        "dims": list(t.shape),
-        "dim_names": list(t.dim_names),
-        "range": list(t.range) if t.range else None,
-    }
+def tensor_signature(t: TensorSpec) -> TensorSignature:
+    """A tensor as the serving logic reads it (settings.TensorSignature)."""
+    return TensorSignature(name=t.name, dtype=t.dtype, dims=tuple(t.shape), dim_names=tuple(t.dim_names), range=t.range)
+
+
+def preprocess_settings(spec: BuildSpec) -> PreprocessSettings | None:
+    """The spec's preprocess section as the serving logic reads it, the tokenizer as TOKENIZER_FILE."""
+    if spec.preprocess is None:
+        return None
+    p = spec.preprocess.model_dump(mode="json")
+    return PreprocessSettings(**{**p, "buckets": tuple(p["buckets"]), "file": TOKENIZER_FILE})
 
 
 @dataclass
@@ -183,44 +195,45 @@ class ServingPlan:
 def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
     """The model clients call, with every serving setting dumped from the spec."""
     s = spec.serving
-    rung_settings: list[dict] = [
-        {
-            "kind": "bls",
-            "model": o.published_as,
-            "version": version,
-            "inputs": {t.name: dtypes.by_name(t.dtype).triton for t in variant_io(spec, o)[0]},
-        }
+    rungs: list[RungSettings] = [
+        BlsRungSettings(
+            model=o.published_as,
+            version=version,
+            inputs={t.name: dtypes.by_name(t.dtype).triton for t in variant_io(spec, o)[0]},
+        )
         for o in plan.published
     ]
     files: dict[str, Path | bytes] = {RUNNER_FILE: Path(plan.cpu_variant.file)}
-    rung_settings.append({"kind": "onnxruntime", "name": f"in_process:{plan.cpu_variant.published_as}", "file": RUNNER_FILE})
+    rungs.append(InProcessRungSettings(name=f"in_process:{plan.cpu_variant.published_as}", file=RUNNER_FILE))
     if plan.cpu_variant.id != plan.fp32.id and s.router.fp32_last_rung:
         files[FP32_FILE] = Path(plan.fp32.file)
-        rung_settings.append({"kind": "onnxruntime", "name": f"in_process:{plan.fp32.published_as}", "file": FP32_FILE})
-    preprocess = None
+        rungs.append(InProcessRungSettings(name=f"in_process:{plan.fp32.published_as}", file=FP32_FILE))
     if spec.preprocess is not None:
         assert plan.tokenizer_file is not None
         files[TOKENIZER_FILE] = plan.tokenizer_file.read_bytes()
-        preprocess = spec.preprocess.model_dump(mode="json") | {"file": TOKENIZER_FILE}
-    cache = s.cache.model_dump(mode="json") if s.cache.kind in PYTHON_CACHE_KINDS else None
+    cache = CacheSettings(**s.cache.model_dump(mode="json")) if s.cache.kind in PYTHON_CACHE_KINDS else None
     files = serving_files("public", **files)
-    settings = {
-        "public": spec.name,
-        "cache_version": plan.cache_version,
-        "inputs": [_tensor(t) for t in public_inputs(spec)],
-        "model_inputs": [_tensor(t) for t in spec.inputs],
-        "outputs": [_tensor(t) for t in spec.outputs],
-        "max_request_bytes": s.max_request_bytes,
-        "reject_nonfinite": s.router.reject_nonfinite,
-        "intra_op_threads": s.intra_op_threads,
-        "preprocess": preprocess,
-        "cache": cache,
-        "router": s.router.model_dump(mode="json", include={"breaker_failures", "breaker_seconds", "rung_timeout_ms"}),
-        "rungs": rung_settings,
-        "metrics_interval_ms": METRICS_INTERVAL_MS,
-        "warmup": s.warmup.model_dump(mode="json"),
-        "files": file_hashes(files),
-    }
+    settings = PublicSettings(
+        public=spec.name,
+        cache_version=plan.cache_version,
+        inputs=tuple(tensor_signature(t) for t in public_inputs(spec)),
+        model_inputs=tuple(tensor_signature(t) for t in spec.inputs),
+        outputs=tuple(tensor_signature(t) for t in spec.outputs),
+        max_request_bytes=s.max_request_bytes,
+        reject_nonfinite=s.router.reject_nonfinite,
+        intra_op_threads=s.intra_op_threads,
+        preprocess=preprocess_settings(spec),
+        cache=cache,
+        router=RouterSettings(
+            breaker_failures=s.router.breaker_failures,
+            breaker_seconds=s.router.breaker_seconds,
+            rung_timeout_ms=s.router.rung_timeout_ms,
+        ),
+        rungs=tuple(rungs),
+        metrics_interval_ms=METRICS_INTERVAL_MS,
+        warmup=WarmupSettings(batch_sizes=tuple(s.warmup.batch_sizes), dynamic_dim=s.warmup.dynamic_dim),
+        files=file_hashes(files),
+    )
     # The public model warms its in-process rungs itself: Triton's warm-up requests would go through the cache
     # (a shared Redis answers them, and the compute is never warmed) and reach no BLS rung before the server is up.
     config = cfg.python_model(spec.name, public_inputs(spec), spec.outputs, scheduling(spec, "cpu", warmup=False))

@@ -13,13 +13,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from tritonforge import serving
 from tritonforge.errors import ServerError
 from tritonforge.server.environment import ServingEnvironment
-
-Batch = dict[str, np.ndarray]
+from tritonforge.serving.batching import Batch
 
 
 class ServingOrt:

@@ -15,9 +15,8 @@ import numpy as np
 
 from tritonforge.builder.data import Dataset
 from tritonforge.builder.runtimes import LocalTimer, Timer
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import TimingSpec
-
-Batch = dict[str, np.ndarray]
 
 
 @dataclass

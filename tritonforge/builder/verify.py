@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from tritonforge.builder.compare import Comparator, OutputMetrics
 from tritonforge.builder.data import Dataset
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec
-
-Batch = dict[str, np.ndarray]
 
 
 @dataclass

@@ -19,9 +19,8 @@ configs come from the spec and nowhere else.
 
 from __future__ import annotations
 
-import json
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -31,6 +30,7 @@ from tritonforge.perf.inputs import model_ranges, model_samples, unique_inputs
 from tritonforge.perf.triton_stats import stats_of
 from tritonforge.repository.config import read_config
 from tritonforge.repository.reader import Repository
+from tritonforge.serving.settings import PARAMETER, dumps, loads
 from tritonforge.spec import BuildSpec, load_spec
 
 
@@ -215,10 +215,9 @@ def apply(candidate: Candidate, repo: Path, models: list[str], admin) -> None:
             cfg.dynamic_batching.preferred_batch_size.extend(candidate.preferred_batch_sizes)
         for group in cfg.instance_group:
             group.count = candidate.instance_count
-        if "tritonforge" in cfg.parameters:
-            settings = json.loads(cfg.parameters["tritonforge"].string_value)
-            settings["intra_op_threads"] = candidate.threads
-            cfg.parameters["tritonforge"].string_value = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+        if PARAMETER in cfg.parameters:
+            settings = loads(cfg.parameters[PARAMETER].string_value, name)
+            cfg.parameters[PARAMETER].string_value = dumps(replace(settings, intra_op_threads=candidate.threads))
         _load(admin, name, json_format.MessageToJson(cfg))
 
 

@@ -22,6 +22,7 @@ from tritonforge.hardware import cpu_info, gpu_info
 from tritonforge.perf.analyzer import MeasureSettings, PerfAnalyzerError, PerfPoint, measure
 from tritonforge.perf.gpu import GpuSampler
 from tritonforge.perf.inputs import model_ranges, model_samples, select, unique_inputs, write_input_json
+from tritonforge.serving.metric_names import CACHE_HITS, CACHE_MISSES
 
 SERIES = {"compute": "unique", "cache": "repeated", "validation": "validation"}  # series -> inputs mode
 AUTO = "auto"  # compute for every model, cache too for models with a response cache
@@ -117,9 +118,9 @@ def cache_counts(metrics_url: str | None) -> tuple[float, float] | None:
         return None
     hits = misses = 0.0
     for line in text.splitlines():
-        if line.startswith("tritonforge_cache_hits_total"):
+        if line.startswith(CACHE_HITS):
             hits += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("tritonforge_cache_misses_total"):
+        elif line.startswith(CACHE_MISSES):
             misses += float(line.rsplit(" ", 1)[1])
     return hits, misses
 

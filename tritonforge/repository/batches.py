@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-Batch = dict[str, np.ndarray]
+from tritonforge.serving.batching import Batch
 
 LABELS_KEY = "__labels__"
 

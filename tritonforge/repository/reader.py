@@ -15,6 +15,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonforge.errors import RepositoryError
 from tritonforge.repository.config import read_config
 from tritonforge.repository.manifest import MANIFEST_NAME, Manifest, ModelRole, Role, read_manifest
+from tritonforge.serving.settings import PARAMETER, PublicSettings, Settings, loads
 
 
 class Repository:
@@ -108,22 +109,23 @@ class Repository:
     def input_names(self, model: str) -> list[str]:
         return [i.name for i in self.config(model).input]
 
-    def settings(self, model: str) -> dict:
-        """The serving settings a tritonforge Python-backend model carries (empty for other models)."""
-        parameter = self.config(model).parameters.get("tritonforge")
-        return json.loads(parameter.string_value) if parameter is not None else {}
+    def settings(self, model: str) -> Settings | None:
+        """The serving settings a tritonforge Python-backend model carries (None for other models)."""
+        parameter = self.config(model).parameters.get(PARAMETER)
+        return loads(parameter.string_value, model) if parameter is not None else None
 
     def caches(self, model: str) -> bool:
         """True if requests to `model` can be answered by a response cache (tritonforge's or Triton's)."""
-        return bool(self.config(model).response_cache.enable or self.settings(model).get("cache"))
+        settings = self.settings(model)
+        return bool(self.config(model).response_cache.enable or (isinstance(settings, PublicSettings) and settings.cache))
 
     def tensors(self, model: str) -> list[dict]:
         """The inputs `model` takes, as its build declared them: name, dtype, dims and value range (or None)."""
         owner = self.owner(model)
         spec = self.report(owner)["spec"]
         public = self.settings(owner)
-        if model == owner and public.get("inputs"):
-            return public["inputs"]
+        if model == owner and isinstance(public, PublicSettings) and public.inputs:
+            return [t.to_json() for t in public.inputs]
         return [{"name": t["name"], "dtype": t["dtype"], "dims": t["shape"], "range": t.get("range")} for t in spec["inputs"]]
 
     def report(self, public: str) -> dict:

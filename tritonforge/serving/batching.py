@@ -4,16 +4,23 @@ Requests whose inputs agree in per-item shape and dtype are concatenated into on
 slice of the answer, so one bad request can be isolated from the others.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 
+# One request's (or one batch's) tensors by name: what every stage of the serving logic passes on.
+Batch = dict[str, np.ndarray]
 
-def batch_size(arrays):
+
+def batch_size(arrays: Batch) -> int:
     return len(next(iter(arrays.values())))
 
 
-def group_by_shape(arrays_per_request, indices=None):
+def group_by_shape(arrays_per_request: Sequence[Batch], indices: Iterable[int] | None = None) -> list[list[int]]:
     """Lists of request indices (from `indices`, default all) with equal per-item shapes and dtypes."""
-    groups = {}
+    groups: dict[tuple[tuple[str, tuple[int, ...], str], ...], list[int]] = {}
     for i in range(len(arrays_per_request)) if indices is None else indices:
         arrays = arrays_per_request[i]
         key = tuple((name, a.shape[1:], a.dtype.str) for name, a in sorted(arrays.items()))
@@ -21,7 +28,7 @@ def group_by_shape(arrays_per_request, indices=None):
     return list(groups.values())
 
 
-def concat(arrays_per_request, indices):
+def concat(arrays_per_request: Sequence[Batch], indices: Sequence[int]) -> tuple[Batch, list[int]]:
     """One batch from the requests at `indices`, and each request's batch size."""
     if len(indices) == 1:
         arrays = arrays_per_request[indices[0]]
@@ -31,9 +38,10 @@ def concat(arrays_per_request, indices):
     return {n: np.concatenate([arrays_per_request[i][n] for i in indices]) for n in names}, sizes
 
 
-def split(outputs, sizes):
+def split(outputs: Batch, sizes: Sequence[int]) -> list[Batch]:
     """Per-request slices of a batch of outputs."""
-    parts, start = [], 0
+    parts: list[Batch] = []
+    start = 0
     for size in sizes:
         parts.append({n: v[start : start + size] for n, v in outputs.items()})
         start += size

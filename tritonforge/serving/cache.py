@@ -11,16 +11,25 @@ Counts (in `tally`): tritonforge_cache_{hits,misses,errors,stored_bytes,rejected
 tritonforge_cache_hit_latency_us observations.
 """
 
+from __future__ import annotations
+
 import queue
 import threading
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .codec import InvalidValue, cache_key
-from .store import StoreUnavailable
+from . import metric_names as m
+from .batching import Batch
+from .codec import Codec, InvalidValue, cache_key
+from .store import Store, StoreUnavailable
+from .tally import Tally
+
+# What the writer thread takes: computed answers, a flush marker, or None to stop.
+_Job = list[tuple[str, Batch]] | threading.Event | None
 
 
-def authentication_message(model, failing, secret_env):
+def authentication_message(model: str, failing: bool, secret_env: str) -> str:
     """The log line for a change of `on_authentication` state."""
     if failing:
         return (
@@ -31,33 +40,44 @@ def authentication_message(model, failing, secret_env):
 
 
 class ResponseCache:
-    def __init__(self, store, codec, public, version, prefix, max_pending_writes, tally, labels, on_authentication=None):
+    def __init__(
+        self,
+        store: Store,
+        codec: Codec,
+        public: str,
+        version: str,
+        prefix: str,
+        max_pending_writes: int,
+        tally: Tally,
+        labels: Mapping[str, str],
+        on_authentication: Callable[[bool], None] | None = None,
+    ) -> None:
         self.store, self.codec, self.public, self.version, self.prefix = store, codec, public, version, prefix
         self.tally, self.labels = tally, dict(labels)
         # on_authentication(failing): called when stored values start failing authentication (failing=True) and
         # when a lookup next authenticates values with none failing (False); not once per value.
-        self.on_authentication = on_authentication or (lambda failing: None)
+        self.on_authentication: Callable[[bool], None] = on_authentication or (lambda failing: None)
         self._authentication_failing = False
-        self._pending = {}  # key -> outputs computed but not yet in the store
+        self._pending: dict[str, Batch] = {}  # key -> outputs computed but not yet in the store
         self._lock = threading.Lock()
-        self._queue = queue.Queue(maxsize=max(1, int(max_pending_writes)))
-        self.write_errors = []  # the last few, for the model to log off the request path
+        self._queue: queue.Queue[_Job] = queue.Queue(maxsize=max(1, int(max_pending_writes)))
+        self.write_errors: list[str] = []  # the last few, for the model to log off the request path
         self._writer = threading.Thread(target=self._write_loop, name="cache-writer", daemon=True)
         self._writer.start()
 
-    def key(self, arrays):
+    def key(self, arrays: Batch) -> str:
         return cache_key(self.public, self.version, arrays, self.prefix)
 
-    def lookup(self, keys, batches):
+    def lookup(self, keys: Sequence[str], batches: Sequence[int]) -> list[Batch | None]:
         """Outputs for each key (None for a miss); `batches[i]` is the number of rows key i must answer."""
         with self._lock:
             found = [self._pending.get(k) for k in keys]
         todo = [i for i, f in enumerate(found) if f is None]
         if todo:
             try:
-                stored = self.store.get_many([keys[i] for i in todo])
+                stored: list[bytes | None] = self.store.get_many([keys[i] for i in todo])
             except StoreUnavailable:
-                self.tally.add("tritonforge_cache_errors_total", **self.labels)
+                self.tally.add(m.CACHE_ERRORS, **self.labels)
                 stored = [None] * len(todo)
             authenticated = unauthenticated = 0
             for i, value in zip(todo, stored, strict=True):
@@ -67,26 +87,26 @@ class ResponseCache:
                     found[i] = self.codec.decode(keys[i], value, batches[i])
                     authenticated += 1
                 except InvalidValue as e:
-                    self.tally.add("tritonforge_cache_rejected_total", reason=e.reason, **self.labels)
+                    self.tally.add(m.CACHE_REJECTED, reason=e.reason, **self.labels)
                     unauthenticated += e.reason == "authentication"
                     authenticated += e.reason in ("size", "shape")  # checked after the tag: that matched
             if authenticated or unauthenticated:
                 self._report_authentication(unauthenticated > 0)
         hits = sum(f is not None for f in found)
-        self.tally.add("tritonforge_cache_hits_total", hits, **self.labels)
-        self.tally.add("tritonforge_cache_misses_total", len(keys) - hits, **self.labels)
+        self.tally.add(m.CACHE_HITS, hits, **self.labels)
+        self.tally.add(m.CACHE_MISSES, len(keys) - hits, **self.labels)
         return found
 
-    def _report_authentication(self, failing):
+    def _report_authentication(self, failing: bool) -> None:
         with self._lock:
             changed = self._authentication_failing != failing
             self._authentication_failing = failing
         if changed:
             self.on_authentication(failing)
 
-    def put(self, items):
+    def put(self, computed: Sequence[tuple[str, Batch]]) -> None:
         """Remember computed outputs [(key, outputs)] and queue them for the store; drop them if the queue is full."""
-        items = [(k, {n: np.array(v, copy=True) for n, v in out.items()}) for k, out in items]
+        items = [(k, {n: np.array(v, copy=True) for n, v in out.items()}) for k, out in computed]
         if not items:
             return
         with self._lock:
@@ -97,9 +117,9 @@ class ResponseCache:
             with self._lock:
                 for k, _ in items:
                     self._pending.pop(k, None)
-            self.tally.add("tritonforge_cache_dropped_writes_total", len(items), **self.labels)
+            self.tally.add(m.CACHE_DROPPED_WRITES, len(items), **self.labels)
 
-    def _write_loop(self):
+    def _write_loop(self) -> None:
         while True:
             items = self._queue.get()
             if items is None:
@@ -108,13 +128,13 @@ class ResponseCache:
                 items.set()
                 continue
             try:
-                values = [(k, self.codec.encode(k, out)) for k, out in items]
-                values = [(k, v) for k, v in values if v is not None and len(v) <= self.store_limit]
+                encoded = [(k, self.codec.encode(k, out)) for k, out in items]
+                values = [(k, v) for k, v in encoded if v is not None and len(v) <= self.store_limit]
                 if values:
                     self.store.set_many(values)
-                self.tally.add("tritonforge_cache_stored_bytes_total", sum(len(v) for _, v in values), **self.labels)
+                self.tally.add(m.CACHE_STORED_BYTES, sum(len(v) for _, v in values), **self.labels)
             except Exception as e:  # StoreUnavailable, or anything else: the writer must never die
-                self.tally.add("tritonforge_cache_errors_total", **self.labels)
+                self.tally.add(m.CACHE_ERRORS, **self.labels)
                 self.write_errors = (self.write_errors + [f"{type(e).__name__}: {e}"])[-5:]
             finally:
                 with self._lock:
@@ -122,10 +142,11 @@ class ResponseCache:
                         self._pending.pop(k, None)
 
     @property
-    def store_limit(self):
-        return getattr(self.store, "max_value_bytes", None) or getattr(self.store, "max_bytes", 1 << 62)
+    def store_limit(self) -> int:
+        """The largest value the store keeps."""
+        return self.store.max_value_bytes
 
-    def flush(self, timeout=5.0):
+    def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every write queued so far is done (tests, shutdown). False if that took too long."""
         reached = threading.Event()
         try:
@@ -134,6 +155,6 @@ class ResponseCache:
             return False
         return reached.wait(timeout)
 
-    def close(self):
+    def close(self) -> None:
         self._queue.put(None)
         self._writer.join(timeout=5)

@@ -5,12 +5,18 @@ rank and fixed dims (batch dim first), one batch size across the request's tenso
 dynamic dim that shares a name (`dim_names`), so a shape a rung would refuse is refused before any rung runs.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 
+from .batching import Batch
 from .errors import RequestError
+from .settings import TensorSignature
 
 
-def request_bytes(arrays):
+def request_bytes(arrays: Batch) -> int:
     """Bytes a request carries (texts: their UTF-8 lengths)."""
     total = 0
     for arr in arrays.values():
@@ -21,36 +27,35 @@ def request_bytes(arrays):
     return total
 
 
-def _layout(dims, names):
+def _layout(dims: Sequence[int], names: Iterable[str]) -> str:
     """[batch, sequence, 3]: the shape a tensor takes, its dynamic dims by name (-1 where unnamed)."""
-    names = iter(names)
-    return "[" + ", ".join(["batch"] + [next(names, "-1") if d == -1 else str(d) for d in dims]) + "]"
+    named = iter(names)
+    return "[" + ", ".join(["batch"] + [next(named, "-1") if d == -1 else str(d) for d in dims]) + "]"
 
 
 class InputChecks:
-    """`tensors`: [{"name", "dtype", "dims", "dim_names", "range": [low, high] or None}] as the build wrote them
-    (`dims` per item, without the batch dim; -1: dynamic, named in order by `dim_names`). A tensor listed twice
-    keeps its first shape. Only the tensors a request carries are checked."""
+    """`tensors` as the build wrote them (`dims` per item, without the batch dim; -1: dynamic, named in order by
+    `dim_names`). A tensor listed twice keeps its first shape. Only the tensors a request carries are checked."""
 
-    def __init__(self, tensors, max_request_bytes, reject_nonfinite):
-        self.ranges = {t["name"]: t["range"] for t in tensors if t.get("range") is not None}
-        self.shapes = {}  # name -> (dims, dim_names)
+    def __init__(self, tensors: Sequence[TensorSignature], max_request_bytes: int, reject_nonfinite: bool) -> None:
+        self.ranges = {t.name: t.range for t in tensors if t.range is not None}
+        self.shapes: dict[str, tuple[list[int], list[str]]] = {}  # name -> (dims, dim_names)
         for t in tensors:
-            if t.get("dims") is not None and t["name"] not in self.shapes:
-                self.shapes[t["name"]] = (list(t["dims"]), list(t.get("dim_names") or []))
+            if t.name not in self.shapes:
+                self.shapes[t.name] = (list(t.dims), list(t.dim_names))
         self.max_request_bytes = int(max_request_bytes)
         self.reject_nonfinite = bool(reject_nonfinite)
 
-    def check_size(self, arrays):
+    def check_size(self, arrays: Batch) -> None:
         size = request_bytes(arrays)
         if size > self.max_request_bytes:
             raise RequestError(
                 f"request of {size} bytes exceeds the limit of {self.max_request_bytes} bytes (serving.max_request_bytes)"
             )
 
-    def check_shapes(self, arrays):
+    def check_shapes(self, arrays: Batch) -> None:
         """Rank and fixed dims per tensor; batch size and every named dynamic dim's length across tensors."""
-        seen = {}  # None (the batch dim) or a dim name -> (tensor, length)
+        seen: dict[str | None, tuple[str, int]] = {}  # None (the batch dim) or a dim name -> (tensor, length)
         for name, arr in arrays.items():
             spec = self.shapes.get(name)
             if spec is None:
@@ -86,7 +91,7 @@ class InputChecks:
                         f"inputs '{other[0]}' and '{name}' share dim '{key}' but have lengths {other[1]} and {got}"
                     )
 
-    def check_values(self, arrays):
+    def check_values(self, arrays: Batch) -> None:
         """Non-finite floats and values outside a tensor's declared range."""
         for name, arr in arrays.items():
             if arr.dtype == object:
@@ -106,15 +111,15 @@ class InputChecks:
                         f"(smallest {lo:g}, largest {hi:g})"
                     )
 
-    def check(self, arrays):
+    def check(self, arrays: Batch) -> None:
         self.check_size(arrays)
         self.check_shapes(arrays)
         self.check_values(arrays)
 
 
-def texts_of(arr, name, max_text_bytes):
+def texts_of(arr: np.ndarray, name: str, max_text_bytes: int) -> list[str]:
     """The UTF-8 texts of a BYTES tensor; a text over `max_text_bytes` or not UTF-8 is a RequestError."""
-    out = []
+    out: list[str] = []
     for i, item in enumerate(arr.reshape(-1)):
         b = item if isinstance(item, bytes) else str(item).encode()
         if len(b) > max_text_bytes:

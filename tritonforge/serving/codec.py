@@ -9,29 +9,39 @@ from another key, is refused), the inflated size (zlib inflates to at most what 
 batch size take), then every header entry against the model config. Nothing is ever unpickled.
 """
 
+from __future__ import annotations
+
 import hashlib
 import hmac
 import json
 import struct
 import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+from .batching import Batch
 
 MAGIC = b"TFC2"
 TAG_BYTES = 32
 MAX_HEADER_BYTES = 4096
 _NUMERIC_KINDS = "biuf"
 
+Reason = Literal["format", "authentication", "size", "shape"]
+REASONS: tuple[Reason, ...] = ("format", "authentication", "size", "shape")
+
 
 class InvalidValue(ValueError):
     """A stored value that must not be served; `reason` is one of format, authentication, size, shape."""
 
-    def __init__(self, reason, detail):
+    def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
 
 
-def cache_key(model, version, inputs, prefix=""):
+def cache_key(model: str, version: str, inputs: Mapping[str, np.ndarray], prefix: str = "") -> str:
     """Hex key for one request's inputs (a dict name -> numpy array)."""
     h = hashlib.sha256()
     h.update(f"{model}\0{version}\0".encode())
@@ -42,7 +52,7 @@ def cache_key(model, version, inputs, prefix=""):
     return f"{prefix}{h.hexdigest()}"
 
 
-def _tensor_bytes(arr):
+def _tensor_bytes(arr: np.ndarray) -> bytes:
     if arr.dtype == object or arr.dtype.kind in "SU":
         parts = []
         for item in arr.ravel():
@@ -58,7 +68,9 @@ class Codec:
     outputs: [(name, numpy dtype, dims without the batch dim, -1 for any)] from the model config.
     """
 
-    def __init__(self, secret, outputs, max_entry_bytes, level=6):
+    def __init__(
+        self, secret: bytes, outputs: Sequence[tuple[str, DTypeLike, Sequence[int]]], max_entry_bytes: int, level: int = 6
+    ) -> None:
         if not secret:
             raise ValueError("a cache codec needs a secret")
         self.secret = secret
@@ -66,12 +78,13 @@ class Codec:
         self.max_entry_bytes = int(max_entry_bytes)
         self.level = int(level)
 
-    def _tag(self, key, payload):
+    def _tag(self, key: str, payload: bytes) -> bytes:
         return hmac.new(self.secret, key.encode() + b"\0" + payload, hashlib.sha256).digest()
 
-    def encode(self, key, outputs):
+    def encode(self, key: str, outputs: Mapping[str, Any]) -> bytes | None:
         """One value for `key`; None if it would inflate beyond max_entry_bytes (then it is not stored)."""
-        header, blobs = [], []
+        header: list[dict[str, Any]] = []
+        blobs: list[bytes] = []
         for name, _dtype, _dims in sorted(self.outputs):
             arr = np.asarray(outputs[name])
             data = _tensor_bytes(arr)
@@ -85,7 +98,7 @@ class Codec:
         payload = zlib.compress(raw, self.level)
         return MAGIC + self._tag(key, payload) + payload
 
-    def _inflated_limit(self, batch):
+    def _inflated_limit(self, batch: int) -> int:
         """The most bytes a genuine value for `batch` rows can inflate to."""
         total = 4 + MAX_HEADER_BYTES
         for _name, dtype, dims in self.outputs:
@@ -94,7 +107,7 @@ class Codec:
             total += batch * int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
         return min(total, self.max_entry_bytes)
 
-    def decode(self, key, value, batch):
+    def decode(self, key: str, value: object, batch: int) -> Batch:
         """The outputs stored for `key`, answering `batch` rows; InvalidValue for anything else."""
         if not isinstance(value, (bytes, bytearray)) or len(value) < len(MAGIC) + TAG_BYTES or not value.startswith(MAGIC):
             raise InvalidValue("format", "not a tritonforge cache value")
@@ -111,7 +124,7 @@ class Codec:
             raise InvalidValue("size", f"inflates beyond {limit} bytes for a batch of {batch}")
         return self._parse(raw, batch)
 
-    def _parse(self, raw, batch):
+    def _parse(self, raw: bytes, batch: int) -> Batch:
         if len(raw) < 4:
             raise InvalidValue("format", "truncated")
         (head_len,) = struct.unpack_from("<I", raw, 0)
@@ -124,7 +137,8 @@ class Codec:
         expected = {name: (dtype, dims) for name, dtype, dims in self.outputs}
         if not isinstance(header, list) or sorted(e.get("name", "") for e in header if isinstance(e, dict)) != sorted(expected):
             raise InvalidValue("shape", "outputs differ from the model's")
-        offset, out = 4 + head_len, {}
+        offset = 4 + head_len
+        out: Batch = {}
         for entry in header:
             name = entry["name"]
             dtype, dims = expected[name]
@@ -147,11 +161,12 @@ class Codec:
         return out
 
     @staticmethod
-    def _array(name, stored, dtype, shape, data):
+    def _array(name: str, stored: object, dtype: np.dtype, shape: list[int], data: bytes) -> np.ndarray:
         if dtype == object:
             if stored != "bytes":
                 raise InvalidValue("shape", f"output '{name}' is stored as {stored}, the model gives BYTES")
-            items, pos = [], 0
+            items: list[bytes] = []
+            pos = 0
             while pos < len(data):
                 if pos + 4 > len(data):
                     raise InvalidValue("format", f"output '{name}': truncated string")

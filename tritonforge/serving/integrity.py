@@ -6,13 +6,16 @@ a partial copy, an edit) makes the model refuse to load, naming the file: Triton
 with that reason instead of serving wrong answers as READY.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
+from collections.abc import Mapping, Sequence
 
 CHUNK = 1 << 20
 
 
-def sha256_file(path):
+def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -22,7 +25,7 @@ def sha256_file(path):
             h.update(block)
 
 
-def mismatches(version_dir, expected):
+def mismatches(version_dir: str | os.PathLike[str], expected: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """(file, expected sha256, what was found) for each file of `expected` that differs or cannot be read."""
     out = []
     for rel in sorted(expected):
@@ -35,7 +38,7 @@ def mismatches(version_dir, expected):
     return out
 
 
-def refusal(model, bad):
+def refusal(model: str, bad: Sequence[tuple[str, str, str]]) -> str:
     """Why `model` must not load, given `mismatches`' result ('' when nothing differs)."""
     if not bad:
         return ""

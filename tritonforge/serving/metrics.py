@@ -7,32 +7,32 @@ current state, writes the log lines queued by state changes, and runs periodic c
 /metrics then lags by at most `interval_s`.
 """
 
+from __future__ import annotations
+
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
-HIT_BUCKETS = [50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000]
+from .metric_names import FAMILIES
+from .tally import Labels, Tally
 
-FAMILIES = {
-    "tritonforge_router_requests_total": ("Requests answered, per variant", "counter"),
-    "tritonforge_router_failures_total": ("Failed calls of a loaded variant, per variant", "counter"),
-    "tritonforge_router_fallbacks_total": ("Requests answered by a variant other than the first loaded one", "counter"),
-    "tritonforge_router_rejected_total": ("Requests refused for their own bad input (INVALID_ARG)", "counter"),
-    "tritonforge_router_breaker_open": ("1 while a variant's circuit breaker makes the router skip it", "gauge"),
-    "tritonforge_router_rung_absent": ("1 while a variant is not loaded on this server", "gauge"),
-    "tritonforge_cache_hits_total": ("Requests answered from the cache", "counter"),
-    "tritonforge_cache_misses_total": ("Requests computed by the model", "counter"),
-    "tritonforge_cache_errors_total": ("Store errors (requests served without the cache)", "counter"),
-    "tritonforge_cache_stored_bytes_total": ("Compressed bytes written", "counter"),
-    "tritonforge_cache_rejected_total": ("Stored values refused (failed authentication, size or shape checks)", "counter"),
-    "tritonforge_cache_dropped_writes_total": ("Computed answers not stored because the writer was behind", "counter"),
-    "tritonforge_cache_hit_latency_us": ("Lookup and decode time of hits (us)", "histogram"),
-}
+HIT_BUCKETS = [50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000]
 
 
 class MetricsPublisher:
-    def __init__(self, tally, interval_s, name, labels, gauges=lambda: {}, periodic=(), period_s=30.0):
+    def __init__(
+        self,
+        tally: Tally,
+        interval_s: float,
+        name: str,
+        labels: Mapping[str, str],
+        gauges: Callable[[], Mapping[tuple[str, str], float]] = lambda: {},
+        periodic: Iterable[Callable[[], None]] = (),
+        period_s: float = 30.0,
+    ) -> None:
         self.tally, self.interval_s, self.labels = tally, interval_s, dict(labels)
         self.gauges, self.periodic, self.period_s = gauges, list(periodic), period_s
         # The stub attaches MetricFamily to pb_utils when the model initializes, not when it is imported.
@@ -42,30 +42,30 @@ class MetricsPublisher:
             "histogram": pb_utils.MetricFamily.HISTOGRAM,
         }
         self._families = {n: pb_utils.MetricFamily(n, desc, kinds[kind]) for n, (desc, kind) in FAMILIES.items()}
-        self._metrics = {}
-        self._shown = {}
-        self._logs = []
+        self._metrics: dict[tuple[str, Labels], Any] = {}
+        self._shown: dict[tuple[str, Labels], float] = {}
+        self._logs: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._last_error = ""
         self._last_periodic = time.monotonic() - period_s + 1.0  # the first check a second after start
         self._thread = threading.Thread(target=self._run, name=f"{name}-metrics", daemon=True)
 
-    def prepare(self, name, **labels):
+    def prepare(self, name: str, **labels: str) -> None:
         """Create a metric now, on the model's own thread (call from initialize for every label set known then)."""
         self._metric(name, tuple(sorted({**self.labels, **labels}.items())))
 
-    def start(self):
+    def start(self) -> None:
         """Start sending; call as the last step of initialize, so a model that fails to load leaves no thread
         talking to the server."""
         self._thread.start()
 
-    def log(self, level, message):
+    def log(self, level: str, message: str) -> None:
         """Queue a log line for the background thread (state changes: once each, never per request)."""
         with self._lock:
             self._logs.append((level, message))
 
-    def _metric(self, name, labels):
+    def _metric(self, name: str, labels: Labels) -> Any:
         key = (name, labels)
         if key not in self._metrics:
             family = self._families[name]
@@ -73,7 +73,7 @@ class MetricsPublisher:
             self._metrics[key] = family.Metric(dict(labels), **kwargs)
         return self._metrics[key]
 
-    def flush(self):
+    def flush(self) -> None:
         counts, observed = self.tally.take()
         for (name, labels), value in counts.items():
             self._metric(name, labels).increment(value)
@@ -92,7 +92,7 @@ class MetricsPublisher:
         for level, message in logs:
             (pb_utils.Logger.log_warn if level == "warn" else pb_utils.Logger.log_info)(message)
 
-    def _run(self):
+    def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
                 if time.monotonic() - self._last_periodic >= self.period_s:
@@ -106,7 +106,7 @@ class MetricsPublisher:
                     self._last_error = message
                     pb_utils.Logger.log_warn(message)
 
-    def close(self):
+    def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)

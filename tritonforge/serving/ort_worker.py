@@ -11,23 +11,29 @@ inputs (kept for timing); window {id, key, min_runs, window_s} -> {samples}: the
 both bounds are met, each run timed here; close {id}; version -> {onnxruntime}.
 """
 
+from __future__ import annotations
+
 import io
 import json
 import struct
 import sys
 import time
+from typing import IO, Any
 
 import numpy as np
 
+from .batching import Batch
 from .runner import session
 
+Header = dict[str, Any]
 
-def _rss_mb():
+
+def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
 
 
-def read_frame(stream):
+def read_frame(stream: IO[bytes]) -> tuple[Header, Batch | None] | None:
     """(header dict, arrays dict or None) from `stream`; None at end of stream."""
     head = stream.read(8)
     if len(head) < 8:
@@ -41,11 +47,12 @@ def read_frame(stream):
     return header, arrays
 
 
-def write_frame(stream, header, arrays=None):
+def write_frame(stream: IO[bytes], header: Header, arrays: Batch | None = None) -> None:
     payload = b""
     if arrays is not None:
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        named: dict[str, Any] = dict(arrays)  # numpy types savez(**kwds) as its own keyword arguments
+        np.savez(buf, **named)
         payload = buf.getvalue()
     body = json.dumps(header).encode()
     stream.write(struct.pack("<II", len(body), len(payload)) + body + payload)
@@ -55,11 +62,11 @@ def write_frame(stream, header, arrays=None):
 class Worker:
     """The sessions and timing inputs of one build."""
 
-    def __init__(self):
-        self.sessions = {}
-        self.inputs = {}
+    def __init__(self) -> None:
+        self.sessions: dict[str, tuple[Any, list[str], list[str]]] = {}  # id -> (session, outputs, inputs)
+        self.inputs: dict[str, Batch] = {}
 
-    def handle(self, header, arrays):
+    def handle(self, header: Header, arrays: Batch | None) -> tuple[Header, Batch | None]:
         op = header["op"]
         if op == "version":
             import onnxruntime
@@ -74,15 +81,19 @@ class Worker:
             self.sessions.pop(header["id"], None)
             return {}, None
         if op == "input":
+            if arrays is None:
+                raise ValueError("operation 'input' carries no tensors")
             self.inputs[header["key"]] = arrays
             return {}, None
         sess, outputs, inputs = self.sessions[header["id"]]
         if op == "run":
+            if arrays is None:
+                raise ValueError("operation 'run' carries no tensors")
             feed = {n: np.ascontiguousarray(arrays[n]) for n in inputs}
             return {}, dict(zip(outputs, sess.run(outputs, feed), strict=True))
         if op == "window":
             feed = {n: self.inputs[header["key"]][n] for n in inputs}
-            samples = []
+            samples: list[float] = []
             start = time.perf_counter()
             while len(samples) < header["min_runs"] or time.perf_counter() - start < header["window_s"]:
                 t0 = time.perf_counter()
@@ -92,7 +103,7 @@ class Worker:
         raise ValueError(f"unknown operation {op!r}")
 
 
-def main():
+def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but frames on the pipe
     worker = Worker()

@@ -20,11 +20,31 @@ Counts (in `tally`): tritonforge_router_{requests,failures,fallbacks}_total; gau
 tritonforge_router_breaker_open and tritonforge_router_rung_absent per rung.
 """
 
-import time
+from __future__ import annotations
 
-from .batching import concat, group_by_shape, split
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
+
+from . import metric_names as m
+from .batching import Batch, concat, group_by_shape, split
 from .breaker import CircuitBreaker
 from .errors import RequestError, RungAbsent, RungFailure
+from .tally import Tally
+
+# on_state(rung, state, reason): a rung found not loaded, loaded again, or its breaker opened.
+OnRungState = Callable[[str, str, str], None]
+
+
+class Rung(Protocol):
+    """What the router calls (BlsRung, InProcessRung; fakes in tests)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def call(self, batch: Batch) -> Batch: ...
+
+    def ready(self) -> bool: ...
 
 
 class NoRungAnswered(Exception):
@@ -32,7 +52,13 @@ class NoRungAnswered(Exception):
     INTERNAL)."""
 
 
-def _could_not_compute(errors):
+# What one request gets from the router: its outputs, or the error it is answered with.
+Result = Batch | RequestError | NoRungAnswered
+# What one request met on one rung.
+Outcome = Batch | RequestError | RungAbsent | RungFailure
+
+
+def _could_not_compute(errors: Iterable[str]) -> RequestError:
     return RequestError("the model could not compute this request: " + " | ".join(errors))
 
 
@@ -41,33 +67,45 @@ class Router:
     `ready() -> bool` (for probing an absent rung) and optionally `warmed` (True once it answered a warm-up at
     load), in the order to try them."""
 
-    def __init__(self, rungs, breaker_failures, breaker_seconds, tally, labels, on_state=None, clock=time.monotonic):
+    def __init__(
+        self,
+        rungs: Iterable[Rung],
+        breaker_failures: int,
+        breaker_seconds: float,
+        tally: Tally,
+        labels: Mapping[str, str],
+        on_state: OnRungState | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rungs = list(rungs)
         self.breakers = {r.name: CircuitBreaker(breaker_failures, breaker_seconds, clock) for r in self.rungs}
         self.absent = {r.name: False for r in self.rungs}
         # whether each rung has answered a request since its last counted failure (its warm-up counts)
         self.answered = {r.name: bool(getattr(r, "warmed", False)) for r in self.rungs}
         self.tally, self.labels = tally, dict(labels)
-        self.on_state = on_state or (lambda rung, state, reason: None)
+        self.on_state: OnRungState = on_state or (lambda rung, state, reason: None)
 
-    def _candidates(self):
+    def _candidates(self) -> list[Rung]:
         present = [r for r in self.rungs if not self.absent[r.name]] or self.rungs
         return [r for r in present if self.breakers[r.name].allow()] or present
 
     # ---- the requests of one execute ---------------------------------------------------------------
-    def route_requests(self, arrays_per_request, indices):
+    def route_requests(self, arrays_per_request: Sequence[Batch], indices: Iterable[int]) -> dict[int, Result]:
         """{request index: outputs or the exception that request gets} for the requests at `indices`; requests
         of one shape go as one batch."""
-        results = {}
+        results: dict[int, Result] = {}
         for group in group_by_shape(arrays_per_request, indices):
             results.update(self._route_group(arrays_per_request, group))
         return results
 
-    def _route_group(self, arrays, group):
-        results, todo = {}, list(group)
-        errors = {i: [] for i in group}  # "rung: what it said", per request
-        failed_by = {i: [] for i in group}  # the rungs that failed each request, counted or not
-        uncounted = {i: [] for i in group}  # (rung, error) that failed it alone, not counted yet
+    def _route_group(self, arrays: Sequence[Batch], group: Sequence[int]) -> dict[int, Result]:
+        results: dict[int, Result] = {}
+        todo = list(group)
+        errors: dict[int, list[str]] = {i: [] for i in group}  # "rung: what it said", per request
+        failed_by: dict[int, list[Rung]] = {i: [] for i in group}  # the rungs that failed each request, counted or not
+        uncounted: dict[int, list[tuple[Rung, str]]] = {
+            i: [] for i in group
+        }  # (rung, error) that failed it alone, not counted yet
         for rung in self._candidates():
             if not todo:
                 break
@@ -98,7 +136,7 @@ class Router:
                 else:
                     uncounted[failed[0]].append((rung, str(outcomes[failed[0]])))
             todo = [i for i in todo if i not in results]
-        at_fault = {}
+        at_fault: dict[str, tuple[Rung, str]] = {}
         for i in todo:  # no rung answered these
             if failed_by[i] and all(self.answered[r.name] for r in failed_by[i]):
                 results[i] = _could_not_compute(errors[i])
@@ -109,7 +147,7 @@ class Router:
             self._failure(r, e)
         return results
 
-    def _on_rung(self, rung, arrays, todo):
+    def _on_rung(self, rung: Rung, arrays: Sequence[Batch], todo: list[int]) -> dict[int, Outcome]:
         """{request: its outputs, or the RequestError, RungAbsent or RungFailure it met} on `rung`: `todo` as one
         batch, and if that fails, each request alone (not after the rung is found absent)."""
         try:
@@ -117,7 +155,7 @@ class Router:
         except (RequestError, RungAbsent, RungFailure) as e:
             if len(todo) == 1 or isinstance(e, RungAbsent):
                 return dict.fromkeys(todo, e)
-        outcomes = {}
+        outcomes: dict[int, Outcome] = {}
         for k, i in enumerate(todo):
             try:
                 outcomes[i] = self._call(rung, arrays, [i])[0]
@@ -129,36 +167,32 @@ class Router:
         return outcomes
 
     @staticmethod
-    def _call(rung, arrays, indices):
+    def _call(rung: Rung, arrays: Sequence[Batch], indices: Sequence[int]) -> list[Batch]:
         batch, sizes = concat(arrays, indices)
         return split(rung.call(batch), sizes)
 
-    def _answered(self, rung, requests):
+    def _answered(self, rung: Rung, requests: int) -> None:
         self.breakers[rung.name].success()
         self.answered[rung.name] = True
         self._set_absent(rung, False)
-        self.tally.add("tritonforge_router_requests_total", requests, variant=rung.name, **self.labels)
+        self.tally.add(m.ROUTER_REQUESTS, requests, variant=rung.name, **self.labels)
         if rung.name != next(r.name for r in self.rungs if not self.absent[r.name]):
-            self.tally.add("tritonforge_router_fallbacks_total", requests, **self.labels)
+            self.tally.add(m.ROUTER_FALLBACKS, requests, **self.labels)
 
-    def _failure(self, rung, reason):
+    def _failure(self, rung: Rung, reason: str) -> None:
         self.answered[rung.name] = False
         if self.breakers[rung.name].failure():
             self.on_state(rung.name, "breaker open", reason)
-        self.tally.add("tritonforge_router_failures_total", variant=rung.name, **self.labels)
+        self.tally.add(m.ROUTER_FAILURES, variant=rung.name, **self.labels)
 
     # ---- rungs not loaded --------------------------------------------------------------------------
-    def set_absent(self, name, reason):
-        """Mark a rung absent from the start (the model found it not loaded when it initialized)."""
-        self._set_absent(next(r for r in self.rungs if r.name == name), True, reason)
-
-    def _set_absent(self, rung, absent, reason=""):
+    def _set_absent(self, rung: Rung, absent: bool, reason: str = "") -> None:
         if self.absent[rung.name] != absent:
             self.absent[rung.name] = absent
             self.on_state(rung.name, "not loaded" if absent else "loaded", reason)
 
     # ---- off the request path ----------------------------------------------------------------------
-    def probe_absent(self):
+    def probe_absent(self) -> None:
         """Ask every absent rung whether it is loaded now."""
         for rung in self.rungs:
             if self.absent[rung.name]:
@@ -169,10 +203,10 @@ class Router:
                 if ready:
                     self._set_absent(rung, False)
 
-    def gauges(self):
+    def gauges(self) -> dict[tuple[str, str], int]:
         """{(metric, rung): value} as they stand now: a breaker reads 0 once its open period has passed."""
         out = {}
         for rung in self.rungs:
-            out[("tritonforge_router_breaker_open", rung.name)] = 1 if self.breakers[rung.name].skipping else 0
-            out[("tritonforge_router_rung_absent", rung.name)] = 1 if self.absent[rung.name] else 0
+            out[(m.ROUTER_BREAKER_OPEN, rung.name)] = 1 if self.breakers[rung.name].skipping else 0
+            out[(m.ROUTER_RUNG_ABSENT, rung.name)] = 1 if self.absent[rung.name] else 0
         return out

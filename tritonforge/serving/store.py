@@ -9,13 +9,39 @@ MemoryStore: an in-process LRU bounded in bytes, with the same TTL, when no Redi
 memory its entries take: key and value objects and the bookkeeping of each entry, not just the values' lengths.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol, TypeVar
 
 from .breaker import CircuitBreaker
+from .settings import CacheSettings
+
+T = TypeVar("T")
+Operation = Literal["reads", "writes"]
+# on_state(operation, bypassed, reason): a store's reads or writes were bypassed after an error, or resumed.
+OnState = Callable[[Operation, bool, str], None]
+
+
+class Store(Protocol):
+    """What the response cache keeps its values in."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def max_value_bytes(self) -> int:
+        """The largest value it keeps."""
+        ...
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None: ...
 
 
 class StoreUnavailable(Exception):
@@ -29,7 +55,7 @@ class StoreUnavailable(Exception):
 ENTRY_OVERHEAD_BYTES = 160
 
 
-def entry_cost(key, value):
+def entry_cost(key: str, value: bytes) -> int:
     """The bytes one entry takes in a MemoryStore."""
     return sys.getsizeof(key) + sys.getsizeof(value) + ENTRY_OVERHEAD_BYTES
 
@@ -37,16 +63,21 @@ def entry_cost(key, value):
 class MemoryStore:
     kind = "memory"
 
-    def __init__(self, max_bytes, ttl_s, clock=time.monotonic):
+    def __init__(self, max_bytes: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_bytes = int(max_bytes)
         self.ttl_s = float(ttl_s)
         self.clock = clock
         self.bytes = 0  # entry_cost of every entry held: never above max_bytes
-        self._data = OrderedDict()  # key -> (expires, value)
+        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()  # key -> (expires, value)
         self._lock = threading.Lock()
 
-    def get_many(self, keys):
-        now, out = self.clock(), []
+    @property
+    def max_value_bytes(self) -> int:
+        return self.max_bytes
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        now = self.clock()
+        out: list[bytes | None] = []
         with self._lock:
             for key in keys:
                 item = self._data.get(key)
@@ -59,7 +90,7 @@ class MemoryStore:
                     out.append(item[1])
         return out
 
-    def set_many(self, items):
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         expires = self.clock() + self.ttl_s
         with self._lock:
             for key, value in items:
@@ -73,12 +104,12 @@ class MemoryStore:
                 self._data[key] = (expires, value)
                 self.bytes += cost
 
-    def _drop(self, key):
+    def _drop(self, key: str) -> None:
         _, value = self._data.pop(key)
         self.bytes -= entry_cost(key, value)
 
 
-def secret_from_environment(variable):
+def secret_from_environment(variable: str) -> bytes:
     """The value of `variable`, or the contents of the file named by `variable`_FILE (a mounted Secret)."""
     value = os.environ.get(variable, "")
     if value:
@@ -95,21 +126,22 @@ class RedisStore:
 
     def __init__(
         self,
-        url,
-        ttl_s,
-        max_value_bytes,
-        socket_timeout_ms,
-        max_connections,
-        bypass_seconds,
-        password=b"",
-        ssl_ca_certs="",
-        ssl_certfile="",
-        ssl_keyfile="",
-        on_state=None,
-    ):
+        url: str,
+        *,
+        ttl_s: float,
+        max_value_bytes: int,
+        socket_timeout_ms: float,
+        max_connections: int,
+        bypass_seconds: float,
+        password: bytes = b"",
+        ssl_ca_certs: str = "",
+        ssl_certfile: str = "",
+        ssl_keyfile: str = "",
+        on_state: OnState | None = None,
+    ) -> None:
         import redis
 
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "socket_timeout": socket_timeout_ms / 1000.0,
             "socket_connect_timeout": socket_timeout_ms / 1000.0,
             "max_connections": int(max_connections),
@@ -127,18 +159,35 @@ class RedisStore:
         self.client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(url, **kwargs))
         self.read_breaker = CircuitBreaker(failures=1, seconds=bypass_seconds)
         self.write_breaker = CircuitBreaker(failures=1, seconds=bypass_seconds)
-        self.on_state = on_state or (lambda operation, bypassed, reason: None)
+        self.on_state: OnState = on_state or (lambda operation, bypassed, reason: None)
         self._state = {"reads": False, "writes": False}  # bypassed?
         self._lock = threading.Lock()
 
-    def _report(self, operation, bypassed, reason=""):
+    @classmethod
+    def from_settings(cls, settings: CacheSettings, url: str, password: bytes, on_state: OnState | None = None) -> RedisStore:
+        """The store of a public model's cache settings, at `url` (its URL variable's value, or the settings')."""
+        return cls(
+            url,
+            ttl_s=settings.ttl_s,
+            max_value_bytes=settings.max_value_bytes,
+            socket_timeout_ms=settings.socket_timeout_ms,
+            max_connections=settings.max_connections,
+            bypass_seconds=settings.bypass_seconds,
+            password=password,
+            ssl_ca_certs=settings.ssl_ca_certs,
+            ssl_certfile=settings.ssl_certfile,
+            ssl_keyfile=settings.ssl_keyfile,
+            on_state=on_state,
+        )
+
+    def _report(self, operation: Operation, bypassed: bool, reason: str = "") -> None:
         with self._lock:
             changed = self._state[operation] != bypassed
             self._state[operation] = bypassed
         if changed:
             self.on_state(operation, bypassed, reason)
 
-    def _guard(self, operation, breaker, fn):
+    def _guard(self, operation: Operation, breaker: CircuitBreaker, fn: Callable[[], T]) -> T:
         if not breaker.allow():
             raise StoreUnavailable(f"redis {operation} at {self.url} bypassed after an error")
         try:
@@ -152,8 +201,8 @@ class RedisStore:
         self._report(operation, False)
         return result
 
-    def get_many(self, keys):
-        def read():
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        def read() -> list[bytes | None]:
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.getrange(key, 0, self.max_value_bytes)  # inclusive: one byte more than a value may have
@@ -162,8 +211,8 @@ class RedisStore:
 
         return self._guard("reads", self.read_breaker, read)
 
-    def set_many(self, items):
-        def write():
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        def write() -> None:
             pipe = self.client.pipeline(transaction=False)
             for key, value in items:
                 pipe.set(key, value, px=self.ttl_ms)

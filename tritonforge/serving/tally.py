@@ -2,17 +2,21 @@
 from a background thread (each metric update is a blocking round trip to the server process, so requests never
 pay for one). Without Triton, tests read them directly."""
 
+from __future__ import annotations
+
 import threading
+
+Labels = tuple[tuple[str, str], ...]  # sorted (label, value) pairs
 
 
 class Tally:
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts = {}  # (name, labels tuple) -> pending increment
-        self._totals = {}  # same key -> total since start (what tests read)
-        self._observed = {}  # name -> [values]
+        self._counts: dict[tuple[str, Labels], float] = {}  # (name, labels tuple) -> pending increment
+        self._totals: dict[tuple[str, Labels], float] = {}  # same key -> total since start (what tests read)
+        self._observed: dict[str, list[float]] = {}  # name -> [values]
 
-    def add(self, name, value=1, **labels):
+    def add(self, name: str, value: float = 1, /, **labels: str) -> None:
         if not value:
             return
         key = (name, tuple(sorted(labels.items())))
@@ -20,18 +24,18 @@ class Tally:
             self._counts[key] = self._counts.get(key, 0) + value
             self._totals[key] = self._totals.get(key, 0) + value
 
-    def observe(self, name, value):
+    def observe(self, name: str, value: float) -> None:
         with self._lock:
             self._observed.setdefault(name, []).append(value)
 
-    def take(self):
+    def take(self) -> tuple[dict[tuple[str, Labels], float], dict[str, list[float]]]:
         """(counts, observations) recorded since the last take."""
         with self._lock:
             counts, observed = self._counts, self._observed
             self._counts, self._observed = {}, {}
         return counts, observed
 
-    def total(self, name, **labels):
+    def total(self, name: str, **labels: str) -> float:
         """Everything added under `name` whose labels include `labels`, since start."""
         with self._lock:
             return sum(v for (n, lab), v in self._totals.items() if n == name and set(labels.items()) <= set(lab))

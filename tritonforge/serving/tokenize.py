@@ -11,13 +11,20 @@ fills `max_length` the answer is the full text's, ids and mask. A prefix that fa
 8 times larger, up to the whole text; a tokenizer outside that family is always given whole texts.
 """
 
+from __future__ import annotations
+
 import json
+import os
 import re
 import string
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from .batching import Batch
 from .checks import texts_of
+from .settings import PreprocessSettings
 
 # Normalizers that map each character on its own (Unicode normal forms reorder or compose only around combining
 # marks, and no cut character below composes with what precedes it): the normalized prefix is a prefix of the
@@ -35,7 +42,7 @@ PREFIX_BUDGET_CHARS_PER_TOKEN = 8  # the first prefix: max_length * 8 characters
 PREFIX_GROWTH = 8
 
 
-def _steps(section):
+def _steps(section: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not section:
         return []
     if section.get("type") == "Sequence":
@@ -43,7 +50,7 @@ def _steps(section):
     return [section]
 
 
-def cut_characters(config):
+def cut_characters(config: dict[str, Any]) -> str:
     """The characters a text can be cut before without changing the tokens before the cut, for the tokenizer
     whose tokenizer.json is `config` (a dict); "" when that cannot be shown for this kind of tokenizer.
 
@@ -70,9 +77,10 @@ def cut_characters(config):
     return "".join(sorted(cuts))
 
 
-def _char_class(chars):
+def _char_class(chars: str) -> str:
     """A regex character class of `chars` (sorted), as ranges."""
-    parts, codes, i = [], [ord(c) for c in chars], 0
+    parts: list[str] = []
+    codes, i = [ord(c) for c in chars], 0
     while i < len(codes):
         j = i
         while j + 1 < len(codes) and codes[j + 1] == codes[j] + 1:
@@ -84,32 +92,32 @@ def _char_class(chars):
 
 
 class TextEncoder:
-    """`settings`: the spec's preprocess section, with tokenizer_file as a path."""
+    """`settings`: the spec's preprocess section; the tokenizer is read from `tokenizer_path`."""
 
-    def __init__(self, tokenizer_path, settings, output_names):
+    def __init__(self, tokenizer_path: str | os.PathLike[str], settings: PreprocessSettings, output_names: Sequence[str]) -> None:
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        self.max_length = int(settings["max_length"])
+        self.max_length = int(settings.max_length)
         self.tokenizer.enable_truncation(self.max_length)
         self.tokenizer.no_padding()
-        self.buckets = sorted(b for b in settings["buckets"] if b <= self.max_length)
+        self.buckets = sorted(b for b in settings.buckets if b <= self.max_length)
         if not self.buckets or self.buckets[-1] < self.max_length:
             self.buckets.append(self.max_length)
-        self.max_text_bytes = int(settings["max_text_bytes"])
-        self.pad_id = int(settings["pad_id"])
-        self.text_input = settings["text_input"]
+        self.max_text_bytes = int(settings.max_text_bytes)
+        self.pad_id = int(settings.pad_id)
+        self.text_input = settings.text_input
         self.ids_name, self.mask_name = output_names
         cuts = cut_characters(json.loads(self.tokenizer.to_str()))
         # Greedy: matches up to the last cut character of the string it is given.
         self._last_cut = re.compile(r"(?s).*" + _char_class(cuts)) if cuts else None
         self.prefix_budget = self.max_length * PREFIX_BUDGET_CHARS_PER_TOKEN
 
-    def texts(self, arrays):
+    def texts(self, arrays: Batch) -> list[str]:
         """The request's texts (RequestError for one too long or not UTF-8)."""
         return texts_of(arrays[self.text_input], self.text_input, self.max_text_bytes)
 
-    def _prefix(self, text, budget):
+    def _prefix(self, text: str, budget: int) -> str:
         """`text` if it is within `budget` characters, else its longest prefix within the budget that ends before
         a cut character (so no word is cut), "" if there is none. A str is cut between characters, never inside
         one's UTF-8 bytes."""
@@ -118,9 +126,9 @@ class TextEncoder:
         m = self._last_cut.match(text, 0, budget + 1)  # the character just after the budget may be the cut
         return text[: m.end() - 1] if m else ""
 
-    def _encode_texts(self, texts):
+    def _encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
         """The token ids of each text, truncated to max_length: the same as encoding the whole texts."""
-        ids = [None] * len(texts)
+        ids: list[list[int] | None] = [None] * len(texts)
         todo, budget = list(range(len(texts))), self.prefix_budget
         while todo:
             parts = [(i, self._prefix(texts[i], budget)) for i in todo]
@@ -135,9 +143,9 @@ class TextEncoder:
                     ids[i] = enc.ids
             todo = [i for i in todo if ids[i] is None]
             budget *= PREFIX_GROWTH
-        return ids
+        return [i for i in ids if i is not None]  # every one found: the loop ends only then
 
-    def encode(self, texts_per_request):
+    def encode(self, texts_per_request: Sequence[Sequence[str]]) -> list[Batch]:
         """One {ids, mask} per request, each padded to its own bucket."""
         flat = [t for texts in texts_per_request for t in texts]
         encodings = iter(self._encode_texts(flat))

@@ -43,9 +43,6 @@ class PlanOptions(VariantBase):
     opt_batch_size: int | None = Field(None, ge=1, description="batch size the optimization profile tunes for")
 
 
-Batch = dict[str, np.ndarray]
-
-
 def tensorrt_unavailable() -> str | None:
     """Why TensorRT plans cannot be built here ('no CUDA device', 'tensorrt is not installed'), or None."""
     reason = cuda_device_reason()

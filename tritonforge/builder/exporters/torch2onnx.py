@@ -22,9 +22,8 @@ from tritonforge.builder.exporters import ExportResult
 from tritonforge.builder.onnx_graph import check_against_spec, finalize, name_dims, rename_io
 from tritonforge.builder.sources.base import LoadedSource
 from tritonforge.errors import ExportError
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec
-
-Batch = dict[str, np.ndarray]
 
 
 def _example_args(spec: BuildSpec, example: Batch) -> tuple:

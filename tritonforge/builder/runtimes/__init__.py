@@ -20,11 +20,11 @@ from tritonforge.builder.runtimes.base import Layout, Opened, Runtime, RuntimeRe
 from tritonforge.builder.runtimes.onnxruntime import OnnxRuntime
 from tritonforge.builder.runtimes.tensorrt import TensorRt
 from tritonforge.builder.runtimes.torchscript import TorchScript
+from tritonforge.serving.batching import Batch
 
 if TYPE_CHECKING:
     from tritonforge.builder.serving_ort import ServingOrt
 
-Batch = dict[str, np.ndarray]
 
 RUNTIMES = RuntimeRegistry()
 RUNTIMES.register(OnnxRuntime())

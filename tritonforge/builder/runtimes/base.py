@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
+from tritonforge.serving.batching import Batch
 
 if TYPE_CHECKING:
     from tritonforge.builder.serving_ort import RemoteSession, ServingOrt
     from tritonforge.repository import config as cfg
     from tritonforge.spec import TensorSpec
 
-Batch = dict[str, np.ndarray]
+
 Run = Callable[[Batch], Batch]
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 
 from tritonforge.errors import ExportError, SourceModelError
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec
 from tritonforge.spec.base import SourceBase
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from tritonforge.builder.data import Dataset
     from tritonforge.builder.exporters import ExportResult
 
-Batch = dict[str, np.ndarray]
 Run = Callable[[Batch], Batch]
 
 

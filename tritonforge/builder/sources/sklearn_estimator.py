@@ -20,8 +20,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from tritonforge import dtypes
-from tritonforge.builder.sources.base import Batch, LoadedSource, Run, Source, options_of
+from tritonforge.builder.sources.base import LoadedSource, Run, Source, options_of
 from tritonforge.errors import SourceModelError
+from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec, TensorSpec
 from tritonforge.spec.base import SourceBase
 from tritonforge.spec.refs import CALLABLE_REF, import_callable, module_file

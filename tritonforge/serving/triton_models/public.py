@@ -6,7 +6,8 @@ over the rungs (native variant models through BLS at this build's version, then 
 the answers, and the cache write off the request path. Every request's error is its own: INVALID_ARG for its
 bad input, INTERNAL only when no rung could answer it.
 
-Settings come from one JSON parameter, `tritonforge`, that the build dumps from the spec: no defaults here.
+Settings come from one JSON parameter, `tritonforge`, that the build dumps from the spec (settings.py reads it,
+strictly): no defaults here.
 Among them `files`, the sha256 of every file the build placed in the version directory: a file that differs
 makes initialize raise, and the model is UNAVAILABLE with the file named (integrity.py).
 """
@@ -19,163 +20,145 @@ import json
 import os
 import secrets
 import time
+from typing import Any
 
 import triton_python_backend_utils as pb_utils
-from tritonforge_serving.batching import batch_size
+from tritonforge_serving import metric_names as m
+from tritonforge_serving.batching import Batch, batch_size
 from tritonforge_serving.cache import ResponseCache, authentication_message
 from tritonforge_serving.checks import InputChecks
-from tritonforge_serving.codec import Codec
+from tritonforge_serving.codec import REASONS, Codec
 from tritonforge_serving.errors import RequestError
 from tritonforge_serving.integrity import mismatches, refusal
 from tritonforge_serving.metrics import MetricsPublisher
-from tritonforge_serving.router import NoRungAnswered, Router
+from tritonforge_serving.router import NoRungAnswered, Router, Rung
 from tritonforge_serving.runner import InProcessRung
-from tritonforge_serving.store import MemoryStore, RedisStore, secret_from_environment
+from tritonforge_serving.settings import BlsRungSettings, PublicSettings, from_model_config
+from tritonforge_serving.store import MemoryStore, RedisStore, Store, secret_from_environment
 from tritonforge_serving.tally import Tally
+from tritonforge_serving.tokenize import TextEncoder
 from tritonforge_serving.triton_io import BlsRung, error_response, output_dtypes, request_inputs, tensors_response
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
-        s = json.loads(config["parameters"]["tritonforge"]["string_value"])
         self.name = args["model_name"]
+        s = from_model_config(config, self.name, PublicSettings)
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         # Its own files and its in-process rungs' against the build's sha256, before anything reads them.
-        reason = refusal(self.name, mismatches(version_dir, s["files"]))
+        reason = refusal(self.name, mismatches(version_dir, s.files))
         if reason:
             raise pb_utils.TritonModelException(reason)
         self.labels = {"model": self.name}
         self.tally = Tally()
         self.outputs = output_dtypes(config)
         self.output_names = [n for n, _ in self.outputs]
-        self.public_inputs = [t["name"] for t in s["inputs"]]
-        self.checks = InputChecks(s["inputs"] + s["model_inputs"], s["max_request_bytes"], s["reject_nonfinite"])
-        self.encoder = None
-        if s["preprocess"] is not None:
-            from tritonforge_serving.tokenize import TextEncoder
-
-            p = s["preprocess"]
-            self.encoder = TextEncoder(os.path.join(version_dir, p["file"]), p, [t["name"] for t in s["model_inputs"]])
-        rungs = []
-        for r in s["rungs"]:
-            if r["kind"] == "bls":
-                rungs.append(BlsRung(r["model"], r["version"], r["inputs"], self.output_names, s["router"]["rung_timeout_ms"]))
+        self.public_inputs = [t.name for t in s.inputs]
+        self.checks = InputChecks(s.inputs + s.model_inputs, s.max_request_bytes, s.reject_nonfinite)
+        model_input_names = [t.name for t in s.model_inputs]
+        self.encoder: TextEncoder | None = None
+        if s.preprocess is not None:
+            self.encoder = TextEncoder(os.path.join(version_dir, s.preprocess.file), s.preprocess, model_input_names)
+        rungs: list[Rung] = []
+        in_process: list[InProcessRung] = []
+        for r in s.rungs:
+            if isinstance(r, BlsRungSettings):
+                rungs.append(BlsRung(r.model, r.version, r.inputs, self.output_names, s.router.rung_timeout_ms))
             else:
-                rungs.append(
-                    InProcessRung(
-                        r["name"],
-                        os.path.join(version_dir, r["file"]),
-                        [t["name"] for t in s["model_inputs"]],
-                        self.output_names,
-                        s["intra_op_threads"],
-                    )
+                local = InProcessRung(
+                    r.name, os.path.join(version_dir, r.file), model_input_names, self.output_names, s.intra_op_threads
                 )
-        warmup = s["warmup"]
-        for rung in rungs:
-            if isinstance(rung, InProcessRung):
-                rung.warm(s["model_inputs"], warmup["batch_sizes"], warmup["dynamic_dim"])
-        router = s["router"]
+                rungs.append(local)
+                in_process.append(local)
+        for local in in_process:
+            local.warm(s.model_inputs, s.warmup.batch_sizes, s.warmup.dynamic_dim)
         self.router = Router(
-            rungs, router["breaker_failures"], router["breaker_seconds"], self.tally, self.labels, on_state=self._rung_state
+            rungs, s.router.breaker_failures, s.router.breaker_seconds, self.tally, self.labels, on_state=self._rung_state
         )
         self.publisher = MetricsPublisher(
             self.tally,
-            s["metrics_interval_ms"] / 1000,
+            s.metrics_interval_ms / 1000,
             self.name,
             self.labels,
             gauges=self.router.gauges,
             periodic=[self.router.probe_absent],
-            period_s=max(1.0, router["breaker_seconds"]),
+            period_s=max(1.0, s.router.breaker_seconds),
         )
         self.cache, self.cache_on_texts = self._cache(s)
         for rung in rungs:
-            for name in (
-                "tritonforge_router_requests_total",
-                "tritonforge_router_failures_total",
-                "tritonforge_router_breaker_open",
-                "tritonforge_router_rung_absent",
-            ):
+            for name in m.ROUTER_PER_RUNG:
                 self.publisher.prepare(name, variant=rung.name)
-        for name in ("tritonforge_router_fallbacks_total", "tritonforge_router_rejected_total"):
+        for name in m.ROUTER_PER_MODEL:
             self.publisher.prepare(name)
         if self.cache is not None:
             store = {"store": self.cache.store.kind}
-            for name in ("hits", "misses", "errors", "stored_bytes", "dropped_writes"):
-                self.publisher.prepare(f"tritonforge_cache_{name}_total", **store)
-            for reason in ("format", "authentication", "size", "shape"):
-                self.publisher.prepare("tritonforge_cache_rejected_total", reason=reason, **store)
-            self.publisher.prepare("tritonforge_cache_hit_latency_us")
+            for name in m.CACHE_COUNTERS:
+                self.publisher.prepare(name, **store)
+            for reason in REASONS:
+                self.publisher.prepare(m.CACHE_REJECTED, reason=reason, **store)
+            self.publisher.prepare(m.CACHE_HIT_LATENCY_US)
         self.publisher.start()
         pb_utils.Logger.log_info(
             f"{self.name}: rungs {[r.name for r in rungs]}" + (f"; cache {self.cache.store.kind}" if self.cache else "; no cache")
         )
 
-    def _rung_state(self, rung, state, reason):
+    def _rung_state(self, rung: str, state: str, reason: str) -> None:
         self.publisher.log(
             "warn" if state != "loaded" else "info", f"{self.name}: rung {rung} {state}" + (f": {reason[:300]}" if reason else "")
         )
 
-    def _store_state(self, operation, bypassed, reason):
+    def _store_state(self, operation: str, bypassed: bool, reason: str) -> None:
         self.publisher.log(
             "warn" if bypassed else "info",
             f"{self.name}: cache {operation} " + (f"bypassed: {reason[:300]}" if bypassed else "resumed"),
         )
 
-    def _cache(self, s):
-        c = s["cache"]
+    def _cache(self, s: PublicSettings) -> tuple[ResponseCache | None, bool]:
+        c = s.cache
         if c is None:
             return None, False
-        if c["kind"] == "redis":
-            secret = secret_from_environment(c["secret_env"])
-            if not secret and not c["redis_private"]:
+        store: Store
+        if c.kind == "redis":
+            secret = secret_from_environment(c.secret_env)
+            if not secret and not c.redis_private:
                 raise pb_utils.TritonModelException(
-                    f"{self.name}: the Redis cache needs the replicas' shared secret in ${c['secret_env']} (or a file "
-                    f"named by ${c['secret_env']}_FILE): without it anyone who can write to the Redis chooses the "
+                    f"{self.name}: the Redis cache needs the replicas' shared secret in ${c.secret_env} (or a file "
+                    f"named by ${c.secret_env}_FILE): without it anyone who can write to the Redis chooses the "
                     "answers. Set cache.redis_private: true only if nothing else can reach that Redis."
                 )
-            url = os.environ.get(c["redis_url_env"], "") or c["redis_url"]
-            store = RedisStore(
-                url,
-                c["ttl_s"],
-                c["max_value_bytes"],
-                c["socket_timeout_ms"],
-                c["max_connections"],
-                c["bypass_seconds"],
-                secret_from_environment(c["password_env"]),
-                c["ssl_ca_certs"],
-                c["ssl_certfile"],
-                c["ssl_keyfile"],
-                on_state=self._store_state,
-            )
+            url = os.environ.get(c.redis_url_env, "") or c.redis_url
+            store = RedisStore.from_settings(c, url, secret_from_environment(c.password_env), on_state=self._store_state)
             secret = secret or b"tritonforge: private redis, unauthenticated"
         else:
-            store, secret = MemoryStore(c["memory_max_bytes"], c["ttl_s"]), secrets.token_bytes(32)
-        dims = {o["name"]: o["dims"] for o in s["outputs"]}
-        codec = Codec(secret, [(n, dt, dims[n]) for n, dt in self.outputs], c["max_entry_bytes"], c["compression_level"])
+            store, secret = MemoryStore(c.memory_max_bytes, c.ttl_s), secrets.token_bytes(32)
+        dims = {o.name: o.dims for o in s.outputs}
+        codec = Codec(secret, [(n, dt, dims[n]) for n, dt in self.outputs], c.max_entry_bytes, c.compression_level)
         labels = {**self.labels, "store": store.kind}
+        secret_env = c.secret_env
         cache = ResponseCache(
             store,
             codec,
-            s["public"],
-            s["cache_version"],
-            c["key_prefix"],
-            c["max_pending_writes"],
+            s.public,
+            s.cache_version,
+            c.key_prefix,
+            c.max_pending_writes,
             self.tally,
             labels,
             on_authentication=lambda failing: self.publisher.log(
-                "warn" if failing else "info", authentication_message(self.name, failing, c["secret_env"])
+                "warn" if failing else "info", authentication_message(self.name, failing, secret_env)
             ),
         )
-        return cache, c["placement"] == "before_preprocess" or self.encoder is None
+        return cache, c.placement == "before_preprocess" or self.encoder is None
 
     # ---- requests ---------------------------------------------------------------------------------
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         start = time.perf_counter()
         n = len(requests)
-        responses = [None] * n
+        responses: list[Any] = [None] * n
         arrays = [request_inputs(r, self.public_inputs) for r in requests]
-        todo, probes = [], []
+        todo: list[int] = []
+        probes: list[int] = []
         for i, a in enumerate(arrays):
             try:
                 self.checks.check(a)
@@ -183,14 +166,15 @@ class TritonPythonModel:
                 responses[i] = self._refused(e)
                 continue
             (probes if self._is_probe(requests[i]) else todo).append(i)
-        keys = {}
+        keys: dict[int, str] = {}
         if self.cache is not None and self.cache_on_texts:
             todo = self._lookup(todo, arrays, arrays, keys, responses, start)
         todo += probes  # readiness probes bypass the cache: they must exercise the compute path
         model_inputs = arrays
         if self.encoder is not None:
-            model_inputs = [None] * n
-            texts, owners = [], []
+            model_inputs = [{} for _ in range(n)]  # filled for the requests that go on
+            texts: list[list[str]] = []
+            owners: list[int] = []
             for i in todo:
                 try:
                     texts.append(self.encoder.texts(arrays[i]))
@@ -206,7 +190,7 @@ class TritonPythonModel:
         if not todo:
             return responses
         results = self.router.route_requests(model_inputs, todo)
-        computed = []
+        computed: list[tuple[str, Batch]] = []
         for i, result in results.items():
             if isinstance(result, RequestError):
                 responses[i] = self._refused(result)
@@ -216,34 +200,43 @@ class TritonPythonModel:
                 responses[i] = tensors_response(result, self.outputs)
                 if i in keys:
                     computed.append((keys[i], result))
-        if computed:
+        if computed and self.cache is not None:
             self.cache.put(computed)
         return responses
 
     @staticmethod
-    def _is_probe(request):
+    def _is_probe(request: Any) -> bool:
         parameters = request.parameters()
         return "tritonforge_probe" in parameters and json.loads(parameters).get("tritonforge_probe") is True
 
-    def _refused(self, error):
-        self.tally.add("tritonforge_router_rejected_total", **self.labels)
+    def _refused(self, error: RequestError) -> Any:
+        self.tally.add(m.ROUTER_REJECTED, **self.labels)
         return error_response(str(error), invalid_argument=True)
 
-    def _lookup(self, todo, arrays, keyed, keys, responses, start):
+    def _lookup(
+        self,
+        todo: list[int],
+        arrays: list[Batch],
+        keyed: list[Batch],
+        keys: dict[int, str],
+        responses: list[Any],
+        start: float,
+    ) -> list[int]:
         """Answer the hits among `todo` (keyed on `keyed[i]`), remember the misses' keys; returns the misses."""
+        assert self.cache is not None
         for i in todo:
             keys[i] = self.cache.key(keyed[i])
         found = self.cache.lookup([keys[i] for i in todo], [batch_size(arrays[i]) for i in todo])
-        misses = []
+        misses: list[int] = []
         for i, outputs in zip(todo, found, strict=True):
             if outputs is None:
                 misses.append(i)
             else:
                 responses[i] = tensors_response(outputs, self.outputs)
-                self.tally.observe("tritonforge_cache_hit_latency_us", (time.perf_counter() - start) * 1e6)
+                self.tally.observe(m.CACHE_HIT_LATENCY_US, (time.perf_counter() - start) * 1e6)
         return misses
 
-    def finalize(self):
+    def finalize(self) -> None:
         if self.cache is not None:
             self.cache.close()
         self.publisher.close()
