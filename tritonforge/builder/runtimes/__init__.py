@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 from tritonforge.builder.runtimes.base import Layout, Opened, Runtime, RuntimeRegistry
 from tritonforge.builder.runtimes.onnxruntime import OnnxRuntime
 from tritonforge.builder.runtimes.tensorrt import TensorRt
