@@ -107,8 +107,8 @@ def main() -> int:
 
     console.rule("[bold]2. build: PyTorch -> verified ONNX -> precision variants, gated and timed -> Triton repository")
     specs = [DIGITS / "spec.yaml"] + ([] if args.skip_minilm else [MINILM / "spec.yaml"])
-    from tritonforge.builder.report import read_report
     from tritonforge.builder.serving_check import ServingCheck
+    from tritonforge.repository.build_report import read_report
 
     with ServingCheck() as check:  # one local server proves every spec's staged repository, as `tritonforge build`
         for spec in specs:
