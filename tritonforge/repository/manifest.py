@@ -114,7 +114,7 @@ class Manifest:
 
     def intact(self, repo: Path) -> bool:
         """Every recorded artifact is present with its recorded hash, and no owned directory holds extra files."""
-        seen = set()
+        seen: set[str] = set()
         for model in self.models:
             if not (repo / model).is_dir():
                 return False

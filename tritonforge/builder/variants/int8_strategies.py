@@ -96,7 +96,8 @@ class AccuracyControl:
                         ctx.fp32, calibration, ctx.inputs, s.op_types, ctx.work, host.notes, excluded=excluded
                     )
 
-            def quantized(outcome: VariantOutcome) -> set[str] | None:
+            def quantized(outcome: object) -> set[str] | None:
+                assert isinstance(outcome, VariantOutcome)
                 if outcome.status not in ("passed", "rejected"):
                     return None
                 path = Path(outcome.file) if outcome.file else host.convert(spec_for(outcome, []), outcome)
