@@ -202,8 +202,8 @@ def test_gate_thresholds_come_from_the_spec(tmp_path, digits_spec):
         gate={"min_top1_agreement": 1.0, "max_accuracy_drop": 0.0, "max_abs": 1e-9},
     )
     report = build(spec, tmp_path / "repo").report
-    fp16 = _variant(report, "onnx_fp16")
-    assert fp16["status"] == "rejected" and "max abs" in fp16["reason"]
+    fp16 = report.variant("onnx_fp16")
+    assert fp16 is not None and fp16.status == "rejected" and "max abs" in fp16.reason
     assert not (tmp_path / "repo" / "digits_onnx_fp16").exists()
 
 
