@@ -64,7 +64,7 @@ def _spec(dest: Path, search: dict, variants: list[dict]) -> Path:
 def _strategy(work: Path, name: str, search: dict, variants: list[dict]) -> dict:
     spec = _spec(work / name, search, variants)
     start = time.perf_counter()
-    report = build(spec, work / name / "repo").report
+    report = build(spec, work / name / "repo").report.to_dict()
     seconds = time.perf_counter() - start
     s = report["int8_search"]
     by_id = {v["id"]: v for v in report["variants"]}

@@ -233,7 +233,7 @@ def run(repo: Path, rounds: int, serving_python: str, peer_python: str) -> dict:
     check_binary()
     repository = Repository(repo)
     runner = repository.runner(MODEL)
-    spec = repository.report(MODEL)["spec"]["serving"]
+    spec = repository.report(MODEL).spec["serving"]
     threads, instances = spec["intra_op_threads"], spec["instance_count"]
     settings = MeasureSettings(url="", measurement_interval_ms=1500, max_trials=6, stability_pct=15)
     out: dict = {

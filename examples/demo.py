@@ -21,11 +21,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from tritonforge.builder.pipeline import build
-from tritonforge.builder.serving_graph import METRICS_LAG_S
 from tritonforge.builder.sources import load_source
 from tritonforge.cli.render import RichReporter, console, model_states_table, repository_check_lines, variants_table
 from tritonforge.client import Client
 from tritonforge.server.process import LocalTritonServer
+from tritonforge.serving.metric_names import METRICS_LAG_S
 from tritonforge.spec import load_spec
 
 DIGITS = ROOT / "examples" / "digits"
@@ -107,8 +107,8 @@ def main() -> int:
 
     console.rule("[bold]2. build: PyTorch -> verified ONNX -> precision variants, gated and timed -> Triton repository")
     specs = [DIGITS / "spec.yaml"] + ([] if args.skip_minilm else [MINILM / "spec.yaml"])
-    from tritonforge.builder.report import read_report
     from tritonforge.builder.serving_check import ServingCheck
+    from tritonforge.repository.build_report import read_report
 
     with ServingCheck() as check:  # one local server proves every spec's staged repository, as `tritonforge build`
         for spec in specs:

@@ -88,7 +88,7 @@ def minilm_spec_copy(dest: Path, **overrides) -> Path:
 def metrics(metrics_url: str) -> dict[str, float]:
     """tritonforge_* and nv_cache_* samples from /metrics, keyed by the full sample name with labels, read once
     the public models' deferred counters have been sent."""
-    from tritonforge.builder.serving_graph import METRICS_LAG_S
+    from tritonforge.serving.metric_names import METRICS_LAG_S
 
     time.sleep(METRICS_LAG_S)
     text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()

@@ -77,7 +77,7 @@ def gbm(tmp_path_factory):
 
 def test_a_tree_ensemble_builds_without_variants_that_converted_nothing(gbm):
     outcome, repo, _data = gbm
-    status = {v["id"]: (v["status"], v["reason"]) for v in outcome.report["variants"]}
+    status = {v.id: (v.status, v.reason) for v in outcome.report.variants}
     assert status["onnx_fp32"][0] == "passed"
     for vid in ("onnx_fp16", "onnx_int8_dynamic"):
         assert status[vid] == ("skipped", "nothing to convert (TreeEnsembleClassifier)"), status[vid]
@@ -90,7 +90,7 @@ def test_every_config_of_the_tree_build_gives_its_scalar_dims_and_a_reshape(gbm)
         config = read_config(repo / model / "config.pbtxt")
         label = next(o for o in config.output if o.name == "label")
         assert list(label.dims) == [1] and label.HasField("reshape") and list(label.reshape.shape) == [], model
-    checks = {c["model"]: c["how"] for c in outcome.report["repository_check"]["models"]}
+    checks = {c.model: c.how for c in outcome.report.repository_check.models}
     assert checks == {"sklearn_gbm_onnx_fp32": "config rules", "sklearn_gbm_ort": "tritonserver", "sklearn_gbm": "tritonserver"}
 
 
@@ -192,7 +192,7 @@ def test_a_recurrent_model_over_any_length_is_served_as_the_module_computes(tmp_
     )
     repo = tmp_path / "model_repository"
     outcome = build(spec, repo)
-    assert {c["how"] for c in outcome.report["repository_check"]["models"]} == {"tritonserver", "config rules"}
+    assert {c.how for c in outcome.report.repository_check.models} == {"tritonserver", "config rules"}
     module = models.build_recurrent()
     with LocalTritonServer(repo) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
@@ -227,4 +227,4 @@ def test_the_report_names_the_runtime_every_onnx_figure_came_from(gbm):
     assert runtime.startswith("onnxruntime ") and runtime.endswith("(serving environment)")
     fp32 = next(v for v in report["variants"] if v["id"] == "onnx_fp32")
     assert fp32["measured_in"] == runtime
-    assert report["spec"]["name"] == "sklearn_gbm" and outcome.report["repository_check"]["seconds"] > 0
+    assert report["spec"]["name"] == "sklearn_gbm" and outcome.report.repository_check.seconds > 0

@@ -19,7 +19,7 @@ def _search(tmp_path, **search):
         timing={"enabled": False},
         int8_search={"enabled": True, "starts": [{"method": "dynamic", "per_channel": True}], **search},
     )
-    report = build(spec, tmp_path / "repo").report
+    report = build(spec, tmp_path / "repo").report.to_dict()  # as build_report.json holds it
     return report, report["int8_search"]
 
 
@@ -116,7 +116,7 @@ def test_the_grid_keeps_the_most_sensitive_nodes_in_float(tmp_path):
         timing={"enabled": False},
         int8_search={"enabled": True, "strategy": "grid", "methods": ["dynamic"], "per_channel": [True], "exclude_top": [0, 1]},
     )
-    report = build(spec, tmp_path / "repo").report
+    report = build(spec, tmp_path / "repo").report.to_dict()
     search = report["int8_search"]
     assert search["strategy"] == "grid" and search["tried"] == ["int8_dyn_pc_x0", "int8_dyn_pc_x1"]
     outcome = {v["id"]: v for v in report["variants"]}

@@ -37,10 +37,10 @@ def test_served_predictions_equal_pytorch(digits_server, digits_repo, digits_spe
 
 def _runner_is_batch_dependent(repo) -> bool:
     from tritonforge.builder.converters import CONVERTERS
-    from tritonforge.builder.report import read_report
+    from tritonforge.repository.build_report import read_report
 
     report = read_report(repo, "digits")
-    kind = next(v["kind"] for v in report["variants"] if v["id"] == report["serving"]["in_process_runner"])
+    kind = next(v.kind for v in report.variants if v.id == report.serving.in_process_runner)
     return CONVERTERS[kind].batch_dependent
 
 

@@ -54,7 +54,7 @@ def _spec(tmp_path):
 
 
 def test_subnormal_weights_are_counted_flushed_and_explained(tmp_path):
-    report = build(_spec(tmp_path), tmp_path / "repo").report
+    report = build(_spec(tmp_path), tmp_path / "repo").report.to_dict()
     assert report["export"]["subnormal_weights"] == {"w1": 128}
     assert any("holds 128 subnormal weight(s)" in n and "onnx_fp32_ftz" in n for n in report["export"]["notes"])
     ftz = next(v for v in report["variants"] if v["kind"] == "onnx_fp32_ftz")

@@ -44,7 +44,7 @@ def full_digits(tmp_path_factory, digits_spec):
     spec = outlier_digits_spec(tmp / "spec")
     repo = tmp / "model_repository"
     outcome = build(spec, repo)
-    return spec, repo, outcome.report
+    return spec, repo, outcome.report.to_dict()  # as build_report.json holds it
 
 
 def _variant(report: dict, vid: str) -> dict:
@@ -189,9 +189,9 @@ def test_incremental_rebuild_reuses_unchanged_stages(full_digits, tmp_path):
     assert "export to ONNX" not in rec.stages and "load source model" not in rec.stages
     assert any("FP32 ONNX reused" in m for m in rec.messages)
     assert not any(s.startswith("time ") for s in rec.stages)
-    assert outcome.report["timing"]["reused_from_previous_build"]
-    for old, new in zip(report["variants"], outcome.report["variants"], strict=True):
-        assert old["status"] == new["status"] and old.get("timing") == new.get("timing")
+    assert outcome.report.timing.reused_from_previous_build
+    for old, new in zip(report["variants"], outcome.report.variants, strict=True):
+        assert old["status"] == new.status and old["timing"] == new.timing
     assert read_config(repo / "digits_ort" / "config.pbtxt").instance_group[0].count == 2
 
 
@@ -202,8 +202,8 @@ def test_gate_thresholds_come_from_the_spec(tmp_path, digits_spec):
         gate={"min_top1_agreement": 1.0, "max_accuracy_drop": 0.0, "max_abs": 1e-9},
     )
     report = build(spec, tmp_path / "repo").report
-    fp16 = _variant(report, "onnx_fp16")
-    assert fp16["status"] == "rejected" and "max abs" in fp16["reason"]
+    fp16 = report.variant("onnx_fp16")
+    assert fp16 is not None and fp16.status == "rejected" and "max abs" in fp16.reason
     assert not (tmp_path / "repo" / "digits_onnx_fp16").exists()
 
 
@@ -230,7 +230,7 @@ def test_broken_variant_conversion_is_reported_not_fatal(tmp_path, digits_spec):
     spec = digits_spec_copy(
         tmp_path / "spec", variants=[{"kind": "onnx_int8_dynamic", "op_types": ["NoSuchOp"]}, {"kind": "onnx_fp16", "id": "half"}]
     )
-    report = build(spec, tmp_path / "repo").report
+    report = build(spec, tmp_path / "repo").report.to_dict()
     assert _variant(report, "half")["status"] == "passed"
     assert {v["id"] for v in report["variants"]} == {"onnx_fp32", "onnx_int8_dynamic", "half"}
     assert Repository(tmp_path / "repo").file("digits_half").is_file()
@@ -250,7 +250,7 @@ def test_tensorrt_plans_build_and_pass_on_gpu(tmp_path, digits_spec):
     spec = digits_spec_copy(
         tmp_path / "spec", full=True, variants=[{"kind": "trt_fp16"}, {"kind": "trt_int8", "calibration_method": "minmax"}]
     )
-    report = build(spec, tmp_path / "repo").report
+    report = build(spec, tmp_path / "repo").report.to_dict()
     for vid in ("trt_fp16", "trt_int8"):
         v = next(x for x in report["variants"] if x["id"] == vid)
         assert v["status"] in ("passed", "rejected"), v

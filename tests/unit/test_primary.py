@@ -1,8 +1,10 @@
-"""The primary (served) variant follows the p50 speed-ups the report shows, with a margin over FP32."""
+"""The primary (served) variant follows the p50 speed-ups the report shows, with a margin over FP32; the published
+variants, their order and names are decided as a value."""
 
 from __future__ import annotations
 
-from tritonforge.builder.variants import PRIMARY_MARGIN, VariantOutcome, choose_primary
+from tritonforge.builder.variants import VariantOutcome
+from tritonforge.builder.variants.primary import PRIMARY_MARGIN, choose_primary, publish_order, search_winner
 
 
 def _v(vid, speedup, status="passed", kind=None, search=False):
@@ -47,3 +49,31 @@ def test_rejected_variants_and_search_points_that_did_not_win_are_not_candidates
         "onnx_fp32",
         "primary: onnx_fp32 (timing is off, so no variant has shown it is faster)",
     )
+
+
+def _search_points():
+    return [
+        FP32,
+        _v("onnx_fp16", {"1": 1.3, "32": 1.4}),
+        _v("onnx_int8_qdq", {"1": 3.0}, status="rejected"),
+        _v("int8_dyn_pc_x0", {"1": 2.5}, kind="onnx_int8_dynamic", search=True, status="rejected"),
+        _v("int8_dyn_pc_x1", {"1": 2.0}, kind="onnx_int8_dynamic", search=True),
+        _v("int8_dyn_pc_x2", {"1": 1.8}, kind="onnx_int8_dynamic", search=True),
+    ]
+
+
+def test_the_search_winner_is_its_fastest_passing_point():
+    outcomes = _search_points()
+    assert search_winner(outcomes) == "int8_dyn_pc_x1"
+    assert search_winner([FP32, _v("onnx_fp16", {"1": 2.0})]) is None
+
+
+def test_the_publish_order_is_primary_first_then_by_speed_and_changes_no_outcome():
+    outcomes = _search_points()
+    order = publish_order(outcomes, "onnx_fp16", "int8_dyn_pc_x1", lambda vid: f"m_{vid}")
+    assert [o.id for o in order.published] == ["onnx_fp16", "int8_dyn_pc_x1", "onnx_fp32"]
+    assert order.names == {"onnx_fp16": "m_onnx_fp16", "int8_dyn_pc_x1": "m_onnx_int8", "onnx_fp32": "m_onnx_fp32"}
+    assert [o.published_as for o in order.published] == ["m_onnx_fp16", "m_onnx_int8", "m_onnx_fp32"]
+    assert all(o.published_as == "" for o in outcomes)  # the order is a value: the outcomes are untouched
+    fp32_first = publish_order(outcomes, "onnx_fp32", None, lambda vid: f"m_{vid}")
+    assert [o.id for o in fp32_first.published] == ["onnx_fp32", "onnx_fp16"]  # no winner: no search point

@@ -10,9 +10,8 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import onnx
@@ -20,44 +19,35 @@ import onnx
 from tritonforge import __version__
 from tritonforge.builder import probe_sample
 from tritonforge.builder.converters import CONVERTERS
-from tritonforge.builder.data import Dataset, load_dataset, save_batches
-from tritonforge.builder.int8_search import worst_margin
+from tritonforge.builder.data import Dataset, load_dataset
 from tritonforge.builder.onnx_graph import subnormal_initializers
-from tritonforge.builder.report import (
-    CALIBRATION_NPZ,
-    PROBE_EXPECTED,
-    PROBE_REQUEST,
-    PUBLIC_INPUTS_NPZ,
-    REFERENCE_NPZ,
-    REPORT_JSON,
-    REPORT_MD,
-    VALIDATION_NPZ,
-    recheck_command,
-    to_markdown,
-)
+from tritonforge.builder.report import assemble, report_files
 from tritonforge.builder.runtimes import open_runtime
 from tritonforge.builder.serving_check import Probe, ServingCheck
 from tritonforge.builder.serving_graph import Names, ServingPlan, plan_models, preprocess_settings, serving_sources
 from tritonforge.builder.serving_ort import ServingOrt
 from tritonforge.builder.sources import export_source, load_source, source_files, source_tools
 from tritonforge.builder.stages import StageCache
-from tritonforge.builder.variants import SEARCH_WINNER_ID, VariantBuilder, VariantOutcome, VariantsResult, conversion_code
-from tritonforge.builder.verify import Outputs, compare, run_over
+from tritonforge.builder.variants import (
+    BuildContext,
+    PublishOrder,
+    Reporter,
+    VariantBuilder,
+    VariantOutcome,
+    conversion_code,
+    publish_order,
+)
+from tritonforge.builder.verify import compare, run_over
 from tritonforge.errors import DataError, RepositoryError, VerificationError
-from tritonforge.hardware import cpu_info, gpu_info
+from tritonforge.hardware import gpu_info
 from tritonforge.hashing import combine, sha256_bytes, sha256_file
+from tritonforge.repository.build_report import BuildReport, RepositoryCheckSection, ServingSection
 from tritonforge.repository.manifest import Manifest, read_manifest, tool_versions
 from tritonforge.repository.publish import Publication, RepositoryLock, check_root
 from tritonforge.repository.reader import Repository
 from tritonforge.spec import BuildSpec, load_spec
 
-
-class Reporter(Protocol):
-    """Receives progress; the CLI renders it with rich, the library default is silent."""
-
-    def stage(self, name: str) -> contextlib.AbstractContextManager: ...
-
-    def info(self, message: str) -> None: ...
+__all__ = ["BuildOutcome", "Reporter", "SilentReporter", "build", "iter_specs"]
 
 
 class SilentReporter:
@@ -76,7 +66,7 @@ class BuildOutcome:
     repo: Path
     noop: bool
     manifest: Manifest
-    report: dict | None = None
+    report: BuildReport | None = None
     export_check: dict | None = None
     exporter: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -190,59 +180,14 @@ def _export_stage(
     return out, stages.store("export", key, sha256=sha256_file(out), result=result)
 
 
-def _report(inp: _Inputs, repo: Path, export: dict, result: VariantsResult) -> dict:
-    spec = inp.spec
-    search = None
-    if spec.int8_search.enabled:
-        tried = [o for o in result.outcomes if o.search]
-        failed = [o for o in tried if o.status == "rejected"]
-        best = max(failed, key=worst_margin, default=None)
-        search = {
-            "enabled": True,
-            "strategy": spec.int8_search.strategy,
-            "tried": [o.id for o in tried],
-            "evaluations": len(tried),
-            "winner": result.search_winner,
-            "published_as": Names(spec.name).variant(SEARCH_WINNER_ID) if result.search_winner else None,
-            "best": {"id": best.id, "reason": best.reason} if best and not result.search_winner else None,
-            "path": result.search_path,
-        }
-    return {
-        "model": spec.name,
-        "tritonforge_version": __version__,
-        "spec": spec.model_dump(mode="json"),
-        "spec_hash": spec.content_hash(),
-        "hardware": {"cpu": cpu_info(), "gpu": gpu_info().to_dict()},
-        "export": export,
-        "validation": {"samples": len(inp.validation), "origin": inp.validation.origin},
-        "gate": spec.gate.model_dump(mode="json"),
-        "class_score_outputs": spec.class_score_outputs,
-        "output_kinds": spec.output_kinds,
-        "timing": {
-            **spec.timing.model_dump(mode="json"),
-            "batch_sizes": spec.timing_batch_sizes,
-            "reused_from_previous_build": result.timing_reused,
-        },
-        "variants": [o.to_dict() for o in result.outcomes],
-        "primary": result.primary,
-        "int8_search": search,
-        "notes": result.notes,
-        "reproduce": {o.id: recheck_command(repo, spec.name, o.id) for o in result.outcomes},
-    }
-
-
-def _published(spec: BuildSpec, result: VariantsResult) -> list[VariantOutcome]:
-    """Variants that passed the gate and go into the repository (INT8 search: only its fastest point),
-    fastest first: the router's order."""
-    names = Names(spec.name)
-    out = []
-    for o in result.outcomes:
-        if not o.passed or (o.search and o.id != result.search_winner):
-            continue
-        o.published_as = names.variant(SEARCH_WINNER_ID if o.search else o.id)
-        out.append(o)
-    # the router's order: the primary first, then by the report's p50 speed-ups (FP32 ranks as 1.0)
-    return sorted(out, key=lambda o: (o.id != result.primary, -(1.0 if o.kind == "onnx_fp32" else o.speed())))
+def _serving_section(spec: BuildSpec, order: PublishOrder, plan: ServingPlan, probe: probe_sample.ProbeSample) -> ServingSection:
+    return ServingSection(
+        rungs=[o.published_as for o in order.published],
+        in_process_runner=plan.cpu_variant.id,
+        cache=spec.serving.cache.kind,
+        cache_version=plan.cache_version,
+        probe=probe.to_dict(),
+    )
 
 
 def _serving_plan(inp: _Inputs, published: list[VariantOutcome], files: dict, notes: list[str]) -> ServingPlan:
@@ -337,13 +282,13 @@ def _build_locked(
         export = export["result"]
         with rep.stage("FP32 reference outputs on the validation data"):
             reference = run_over(_onnx_runner(spec, fp32, check.ort), inp.validation)
-        result = VariantBuilder(
-            spec, fp32, inp.validation, reference, inp.calibration, work, stages, repo, inp.tools, rep, check.ort
-        ).run()
-        published = _published(spec, result)
+        ctx = BuildContext(spec, fp32, inp.validation, reference, inp.calibration, work, stages, repo, inp.tools, rep, check.ort)
+        result = VariantBuilder(ctx).run()
+        order = publish_order(result.outcomes, result.primary, result.search_winner, Names(spec.name).variant)
+        published = order.published
         plan = _serving_plan(inp, published, {}, result.notes)
         version = (old.version + 1) if old else 1
-        models = plan_models(spec, plan, version)  # the public model's report files are added below
+        models = plan_models(spec, plan, version)  # checked without the report files, published with them
         owned = {m.name for m in models}
         _refuse_foreign_overwrite(repo, owned, old)
         texts = _sample_texts(spec)
@@ -358,20 +303,25 @@ def _build_locked(
                 spec, probe_sample.candidates(spec, inp.validation, texts, inp.tokenizer_file), published, plan.fp32, check.ort
             )
         result.notes.extend(probe.notes)
-        report = _report(inp, repo, export, result)
-        report["serving"] = {
-            "rungs": [o.published_as for o in published],
-            "in_process_runner": plan.cpu_variant.id,
-            "cache": spec.serving.cache.kind,
-            "cache_version": plan.cache_version,
-            "probe": probe.to_dict(),
-        }
-        report["repository_check"] = {
-            "models": [c.to_dict() for c in checked],
-            "seconds": round(check_seconds, 2),
-            "runtime": check.ort.label if check.ort else "onnxruntime (build environment)",
-        }
-        plan.report_files.update(_report_files(work, inp, reference, report, texts, probe))
+        report = assemble(
+            spec=spec,
+            repo=repo,
+            export=export,
+            validation=inp.validation,
+            result=result,
+            order=order,
+            serving=_serving_section(spec, order, plan, probe),
+            repository_check=RepositoryCheckSection.model_validate(
+                {
+                    "models": [c.to_dict() for c in checked],
+                    "seconds": round(check_seconds, 2),
+                    "runtime": check.ort.label if check.ort else "onnxruntime (build environment)",
+                }
+            ),
+        )
+        text_input = spec.preprocess.text_input if spec.preprocess is not None else None
+        files = report_files(work, inp.validation, inp.calibration, reference, report, texts, text_input, probe)
+        models = plan_models(spec, replace(plan, report_files=files), version)
         manifest = Manifest(
             name=spec.name,
             tritonforge_version=__version__,
@@ -382,8 +332,8 @@ def _build_locked(
             version=version,
             roles={m.name: m.role for m in models},
             dropped=sorted(set(old.models if old else []) - owned),
-            stages=result.stage_records(),
-            hardware=report["hardware"],
+            stages=result.stage_records(order.names),
+            hardware=report.hardware.model_dump(),
         )
         with rep.stage("write Triton repository"):
             with Publication(repo, order=[m.name for m in models], remove=set(old.models if old else []), lock=lock) as pub:
@@ -398,28 +348,6 @@ def _build_locked(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _report_files(
-    work: Path, inp: _Inputs, reference: Outputs, report: dict, texts: list[str] | None, probe: probe_sample.ProbeSample
-) -> dict[str, Path | bytes]:
-    """Files beside the report in the public model's directory."""
-    inp.validation.save_npz(work / VALIDATION_NPZ)
-    save_batches(work / REFERENCE_NPZ, reference.batches)
-    files: dict[str, Path | bytes] = {VALIDATION_NPZ: work / VALIDATION_NPZ, REFERENCE_NPZ: work / REFERENCE_NPZ}
-    if inp.calibration is not None:
-        inp.calibration.save_npz(work / CALIBRATION_NPZ)
-        files[CALIBRATION_NPZ] = work / CALIBRATION_NPZ
-    if texts is not None:
-        name = inp.spec.preprocess.text_input  # type: ignore[union-attr]
-        save_batches(work / PUBLIC_INPUTS_NPZ, [{name: np.array([[t]], dtype=object)} for t in texts])
-        files[PUBLIC_INPUTS_NPZ] = work / PUBLIC_INPUTS_NPZ
-    files[PROBE_REQUEST] = probe.request  # for the readiness probe (tritonforge/server/probe.py)
-    if probe.expected is not None:
-        files[PROBE_EXPECTED] = probe.expected
-    files[REPORT_JSON] = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
-    files[REPORT_MD] = to_markdown(report).encode()
-    return files
 
 
 def _onnx_runner(spec: BuildSpec, path: Path, ort: ServingOrt | None):

@@ -24,8 +24,10 @@ from tritonforge.builder.runtimes import RUNTIMES
 from tritonforge.builder.variants import VariantOutcome
 from tritonforge.hashing import sha256_bytes, sha256_file
 from tritonforge.repository import config as cfg
+from tritonforge.repository.files import FP32_FILE, NO_BYTECODE, RUNNER_FILE, SERVING_PACKAGE, TOKENIZER_FILE
 from tritonforge.repository.layout import ModelDir
 from tritonforge.repository.manifest import ModelRole, Role
+from tritonforge.serving.metric_names import METRICS_INTERVAL_MS
 from tritonforge.serving.settings import (
     PARAMETER,
     BlsRungSettings,
@@ -42,14 +44,6 @@ from tritonforge.serving.settings import (
     dumps,
 )
 from tritonforge.spec import PYTHON_CACHE_KINDS, BuildSpec, TensorSpec
-
-SERVING_PACKAGE = "tritonforge_serving"  # the name serving/ is copied under, beside model.py
-RUNNER_FILE, FP32_FILE, TOKENIZER_FILE = "runner.onnx", "runner_fp32.onnx", "tokenizer.json"
-NO_BYTECODE = "__pycache__"
-# How often the public model sends its counters to /metrics (off the request path); readers that need exact
-# counts right after a request wait METRICS_LAG_S.
-METRICS_INTERVAL_MS = 100
-METRICS_LAG_S = 3 * METRICS_INTERVAL_MS / 1000
 
 
 @dataclass(frozen=True)

@@ -73,13 +73,12 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="print build_report.json")] = False,
 ) -> None:
     """Print the build report of MODEL: every variant, its gate decision, accuracy and speed against FP32."""
-    import json
-
-    from tritonforge.builder.report import read_report, to_markdown
+    from tritonforge.builder.report import to_markdown
+    from tritonforge.repository.build_report import read_report
 
     data = read_report(repo, model)
     if as_json:
-        print(json.dumps(data, indent=2, sort_keys=True))
+        print(data.to_json(), end="")
     elif markdown:
         print(to_markdown(data))
     else:

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tritonforge.repository.build_report import BuildReport
+
 # Piped output (CI logs, tests) gets a wide fixed width so tables are not squeezed to 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 180)
@@ -67,13 +69,13 @@ def export_check_table(check: dict) -> Table:
     return table
 
 
-def variants_table(report: dict) -> Table:
+def variants_table(report: BuildReport) -> Table:
     """One row per variant: gate decision, accuracy against FP32, speed against FP32 (same run), where published."""
-    batches = [str(b) for b in report["timing"]["batch_sizes"]]
-    runner = (report.get("serving") or {}).get("in_process_runner")
+    batches = [str(b) for b in report.timing.batch_sizes]
+    runner = report.serving.in_process_runner if report.serving else None
     caption = f"in-process runner (what the local server and the last rungs serve): {runner}" if runner else None
     table = Table(
-        title=f"{report['model']}: variants (primary: {report['primary']})",
+        title=f"{report.model}: variants (primary: {report.primary})",
         title_justify="left",
         caption=caption,
         caption_justify="left",
@@ -88,36 +90,33 @@ def variants_table(report: dict) -> Table:
         table.add_column(f"vs FP32 b{b}")
     table.add_column("published as", no_wrap=True)
     colors = {"passed": "green", "rejected": "red", "skipped": "yellow", "error": "red"}
-    for v in report["variants"]:
-        outputs = list(((v.get("comparison") or {}).get("outputs") or {}).values())
-        cos = min((o["min_cosine"] for o in outputs), default=None)
-        top1 = min((o["top1_agreement"] for o in outputs if o.get("top1_agreement") is not None), default=None)
-        acc = ((v.get("comparison") or {}).get("accuracy") or {}).get("candidate")
+    for v in report.variants:
+        cos, top1, acc = v.min_cosine(), v.top1(), v.accuracy()
         row = [
-            v["id"] + (" (in-process)" if v["id"] == runner else ""),
-            f"[{colors[v['status']]}]{v['status']}[/]",
+            v.id + (" (in-process)" if v.id == runner else ""),
+            f"[{colors[v.status]}]{v.status}[/]",
             "-" if cos is None else f"{cos:.4f}",
             "-" if top1 is None else f"{top1:.4f}",
             "-" if acc is None else f"{acc:.4f}",
         ]
         for b in batches:
-            t = v.get("timing", {}).get(b)
-            s = v.get("speedup", {}).get(b)
+            t = v.timing.get(b)
+            s = v.speedup.get(b)
             row += ["-" if not t else f"{t['p50_ms']:.3f}", "-" if not s else f"{s:.2f}x"]
-        row.append(v.get("published_as") or "-")
+        row.append(v.published_as or "-")
         table.add_row(*row)
     return table
 
 
-def not_published_lines(report: dict) -> list[str]:
-    return [f"{v['id']}: {v['status']}: {v['reason']}" for v in report["variants"] if v["status"] != "passed"]
+def not_published_lines(report: BuildReport) -> list[str]:
+    return [f"{v.id}: {v.status}: {v.reason}" for v in report.variants if v.status != "passed"]
 
 
-def repository_check_lines(report: dict) -> list[str]:
+def repository_check_lines(report: BuildReport) -> list[str]:
     """How each staged model was checked before publication (tritonserver, config rules, or skipped)."""
-    check = report.get("repository_check")
+    check = report.repository_check
     if not check:
         return []
-    lines = [f"repository check ({check['seconds']:.1f}s; variants gated and timed in {check['runtime']}):"]
-    lines += [f"  {c['model']}: {c['how']}: {c['detail']}" for c in check["models"]]
+    lines = [f"repository check ({check.seconds:.1f}s; variants gated and timed in {check.runtime}):"]
+    lines += [f"  {c.model}: {c.how}: {c.detail}" for c in check.models]
     return lines

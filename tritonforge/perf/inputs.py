@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tritonforge.builder.report import PUBLIC_INPUTS_NPZ, VALIDATION_NPZ
 from tritonforge.errors import TritonforgeError
 from tritonforge.repository.batches import load_batches
+from tritonforge.repository.files import PUBLIC_INPUTS_NPZ, VALIDATION_NPZ
 from tritonforge.repository.reader import Repository
 
 Sample = dict[str, np.ndarray]  # one request's tensors without the batch dim

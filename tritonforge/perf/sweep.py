@@ -108,7 +108,7 @@ def cache_counts(metrics_url: str | None) -> tuple[float, float] | None:
         return None
     import urllib.request
 
-    from tritonforge.builder.serving_graph import METRICS_LAG_S
+    from tritonforge.serving.metric_names import METRICS_LAG_S
 
     time.sleep(METRICS_LAG_S)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from tritonforge.errors import RepositoryError
 from tritonforge.hashing import sha256_file
+from tritonforge.repository.files import MANIFEST_NAME
 
-MANIFEST_NAME = "tritonforge_manifest.json"
 _TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "numpy", "tritonclient", "tensorrt", "tokenizers")
 
 

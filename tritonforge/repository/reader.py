@@ -10,11 +10,13 @@ import json
 from functools import cached_property
 from pathlib import Path
 
-from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.grpc import model_config_pb2 as mc  # type: ignore[import-untyped]
 
 from tritonforge.errors import RepositoryError
+from tritonforge.repository.build_report import BuildReport, read_report
 from tritonforge.repository.config import read_config
-from tritonforge.repository.manifest import MANIFEST_NAME, Manifest, ModelRole, Role, read_manifest
+from tritonforge.repository.files import MANIFEST_NAME
+from tritonforge.repository.manifest import Manifest, ModelRole, Role, read_manifest
 from tritonforge.serving.settings import PARAMETER, PublicSettings, Settings, loads
 
 
@@ -122,15 +124,13 @@ class Repository:
     def tensors(self, model: str) -> list[dict]:
         """The inputs `model` takes, as its build declared them: name, dtype, dims and value range (or None)."""
         owner = self.owner(model)
-        spec = self.report(owner)["spec"]
+        spec = self.report(owner).spec
         public = self.settings(owner)
         if model == owner and isinstance(public, PublicSettings) and public.inputs:
             return [t.to_json() for t in public.inputs]
         return [{"name": t["name"], "dtype": t["dtype"], "dims": t["shape"], "range": t.get("range")} for t in spec["inputs"]]
 
-    def report(self, public: str) -> dict:
-        from tritonforge.builder.report import read_report
-
+    def report(self, public: str) -> BuildReport:
         return read_report(self.root, public)
 
     def beside_report(self, public: str, name: str) -> Path:

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+# How often the public model sends its counters to /metrics (off the request path); readers that need exact
+# counts right after a request wait METRICS_LAG_S.
+METRICS_INTERVAL_MS = 100
+METRICS_LAG_S = 3 * METRICS_INTERVAL_MS / 1000
+
 ROUTER_REQUESTS = "tritonforge_router_requests_total"
 ROUTER_FAILURES = "tritonforge_router_failures_total"
 ROUTER_FALLBACKS = "tritonforge_router_fallbacks_total"

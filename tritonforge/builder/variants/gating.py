@@ -1,0 +1,77 @@
+"""The gate: a variant's outputs against the FP32 reference on the validation data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tritonforge.builder.converters import CONVERTERS, VariantSpec
+from tritonforge.builder.data import Dataset
+from tritonforge.builder.gate import GateResult, evaluate
+from tritonforge.builder.runtimes import open_runtime
+from tritonforge.builder.timing import timing_input
+from tritonforge.builder.variants.context import BuildContext
+from tritonforge.builder.variants.outcome import VariantOutcome
+from tritonforge.builder.verify import Comparison, Outputs, compare, rebatch_outputs, run_over
+from tritonforge.hashing import sha256_file
+from tritonforge.spec import BuildSpec
+
+Run = Callable[..., dict]  # a runtime's run: one batch of inputs -> outputs
+
+
+def check_variant(
+    spec: BuildSpec, validation: Dataset, reference: Outputs, run: Run, batch_dependent: bool, candidate: Outputs | None = None
+) -> tuple[Comparison, GateResult, list[str]]:
+    """Compare a variant with the FP32 reference on the validation data and apply the gate. A batch-dependent
+    variant must pass one sample at a time too (served batches are not the validation batches); the worse of
+    the two comparisons is the one reported."""
+    tol = spec.validation.tolerance
+    candidate = candidate if candidate is not None else run_over(run, validation)
+    comparison = compare(spec, validation, reference, candidate, tol.atol, tol.rtol)
+    gate = evaluate(comparison, spec.gate, spec.output_kinds)
+    notes: list[str] = []
+    if batch_dependent and gate.passed:
+        single = validation.rebatch(1)
+        alone = compare(spec, single, rebatch_outputs(reference, 1), run_over(run, single), tol.atol, tol.rtol)
+        gate_alone = evaluate(alone, spec.gate, spec.output_kinds)
+        notes.append("batch-dependent outputs: gated batched and one sample at a time")
+        if not gate_alone.passed:
+            notes.append("passed batched, failed one sample at a time: " + "; ".join(gate_alone.failures))
+        if not gate_alone.passed or _worst_cosine(alone) < _worst_cosine(comparison):
+            comparison, gate = alone, gate_alone
+    return comparison, gate, notes
+
+
+def _worst_cosine(comparison: Comparison) -> float:
+    return min(m.min_cosine for m in comparison.outputs.values())
+
+
+def gate_file(ctx: BuildContext, v: VariantSpec, path: Path, outcome: VariantOutcome) -> None:
+    """Run the variant file at `path` in its runtime over the validation data and record the gate's decision in
+    `outcome` (a failure to run is an 'error' outcome, not a failed build)."""
+    converter = CONVERTERS[v.kind]
+    try:
+        runtime = open_runtime(
+            converter.runtime,
+            path,
+            ctx.inputs,
+            ctx.outputs,
+            timing_input(ctx.validation, ctx.spec.max_batch_size),
+            ctx.spec.serving.intra_op_threads,
+            ort=ctx.ort,
+        )
+        candidate = run_over(runtime.run, ctx.validation)
+    except Exception as e:  # a failed run rejects this variant, not the build
+        outcome.status, outcome.reason = "error", f"{type(e).__name__}: {str(e).strip()[:600]}"
+        return
+    outcome.file, outcome.file_sha256, outcome.size_bytes = str(path), sha256_file(path), path.stat().st_size
+    outcome.device, outcome.memory_mb = runtime.device, round(runtime.memory_mb, 1)
+    outcome.measured_in = runtime.runtime_label
+    comparison, gate, notes = check_variant(
+        ctx.spec, ctx.validation, ctx.reference, runtime.run, converter.batch_dependent, candidate
+    )
+    outcome.notes.extend(notes)
+    outcome.comparison = comparison.to_dict()
+    outcome.gate = gate.to_dict()
+    outcome.status = "passed" if gate.passed else "rejected"
+    outcome.reason = "" if gate.passed else "; ".join(gate.failures)
