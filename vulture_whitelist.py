@@ -32,8 +32,6 @@ tritonforge_version, spec_hash, hardware  # repository/manifest.py Manifest
 # retired manifest roles: read from manifests of builds of the ensemble layout (tests/unit/test_manifest_read.py)
 CACHE, TOKENIZER, PIPELINE, ROUTER
 
-# the source-kind registry beside VARIANT_KINDS: nothing registers into it yet (tritonforge/spec/registry.py)
-SOURCE_KINDS
 
 # Triton's Python backend instantiates TritonPythonModel and calls these (serving/triton_models/*.py)
 TritonPythonModel
@@ -58,5 +56,8 @@ pytest_collection_modifyitems, _unit_tests_start_no_process, pytestmark
 validation_batches, calibration_batches, build_encoder  # examples/minilm
 token_classifier, untraceable, lstm_regressor  # tests/models/var_length.py
 
-# Dead, in files other work in progress owns (the lead deletes these lines after merging it):
-_.set_absent  # tritonforge/serving/router.py Router.set_absent: removed by the serving settings work
+# pydantic model validators (called by pydantic when a source entry is validated)
+_._factory, _._path_or_factory  # tritonforge/builder/sources/{pytorch,sklearn_estimator}.py
+
+# build report fields written to build_report.json for readers outside this package (tritonforge report --json)
+_.subnormal_weights

@@ -193,7 +193,9 @@ def load_dataset(spec: BuildSpec, data: DataSpec, field_name: str) -> Dataset:
 def _cap(ds: Dataset, max_samples: int) -> Dataset:
     if len(ds) <= max_samples:
         return ds
-    out, out_labels, left = [], [] if ds.labels is not None else None, max_samples
+    out: list[Batch] = []
+    out_labels: list[np.ndarray] | None = [] if ds.labels is not None else None
+    left = max_samples
     for i, batch in enumerate(ds.batches):
         if left <= 0:
             break

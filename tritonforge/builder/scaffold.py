@@ -72,7 +72,7 @@ def _embedding_ranges(model) -> dict[str, tuple[tuple[float, float], str]]:
     """Graph inputs used as the indices of a Gather over an initializer: [0, rows - 1]."""
     inits = {i.name: list(i.dims) for i in model.graph.initializer}
     inputs = {i.name for i in model.graph.input}
-    out = {}
+    out: dict[str, tuple[tuple[float, float], str]] = {}
     for node in model.graph.node:
         if node.op_type == "Gather" and len(node.input) == 2 and node.input[0] in inits and node.input[1] in inputs:
             axis = next((a.i for a in node.attribute if a.name == "axis"), 0)

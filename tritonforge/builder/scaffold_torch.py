@@ -21,6 +21,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,8 @@ def _run(module, names: list[str], batches: list[Batch], where: str):
     for layer in module.modules():
         if isinstance(layer, (torch.nn.Embedding, torch.nn.EmbeddingBag)):
             hooks.append(layer.register_forward_pre_hook(hook))
-    results, rows = [], {}
+    results: list[Any] = []
+    rows: dict[Any, Any] = {}
     try:
         for i, batch in enumerate(batches):
             args = [torch.from_numpy(np.ascontiguousarray(batch[n])) for n in names]
@@ -200,7 +202,7 @@ def _shape(where: str, name: str, arrays: list) -> tuple[list[int], list[tuple[i
 def _dynamic_dims(shape: list[int], sizes: list[tuple[int, ...]], exported: list[int | str]) -> list[tuple[int, object]]:
     """Mark -1 (in place) the dims that differ between the batches or that the export keeps symbolic, and give
     each one's (axis, key): the exporter's symbol, else ('samples', axis, its sizes batch by batch)."""
-    out = []
+    out: list[tuple[int, object]] = []
     for axis, s in enumerate(sizes, start=1):
         symbol = exported[axis - 1] if exported and isinstance(exported[axis - 1], str) else None
         if shape[axis - 1] == -1 or symbol is not None:

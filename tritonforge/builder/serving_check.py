@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from tritonforge.repository.layout import ModelDir
 from tritonforge.repository.manifest import Role
 from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec, TensorSpec
+
+if TYPE_CHECKING:
+    from tritonforge.server.process import LocalTritonServer
 
 SKIPPED = "not checked: the build ran with --no-serving-check"
 
@@ -70,7 +74,7 @@ class ServingCheck:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.ort: ServingOrt | None = ServingOrt() if enabled else None
-        self._server = None
+        self._server: LocalTritonServer | None = None
         self._root: Path | None = None
         self._env: dict[str, str] = {}
         self._throwaway = "tritonforge-check-" + secrets.token_hex(16)

@@ -67,7 +67,7 @@ def measure(
     timed in this process; a Timer times its own runs (the serving environment's worker does, so the pipe to it
     is not in the figures)."""
     ids = list(timers)
-    timed = {rid: t if hasattr(t, "window") else LocalTimer(t) for rid, t in timers.items()}  # type: ignore[arg-type]
+    timed = {rid: t if isinstance(t, Timer) else LocalTimer(t) for rid, t in timers.items()}
     results: dict[str, dict[int, LatencyStats]] = {rid: {} for rid in ids}
     for batch_size, batch in inputs.items():
         key = f"batch{batch_size}"

@@ -10,7 +10,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 
-from tritonclient.grpc import model_config_pb2 as mc  # type: ignore[import-untyped]
+from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonforge.errors import RepositoryError
 from tritonforge.repository.build_report import BuildReport, read_report

@@ -7,13 +7,16 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from tritonforge.spec.base import VariantBase
 
 if TYPE_CHECKING:  # the spec is built from this registry: it cannot be imported here at run time
     from tritonforge.builder.data import Dataset
     from tritonforge.spec import BuildSpec
+
+
+Options = TypeVar("Options", bound=VariantBase)
 
 
 @dataclass
@@ -28,6 +31,12 @@ class ConversionJob:
     calibration: Dataset | None = None
     notes: list[str] = field(default_factory=list)
     validation: Dataset | None = None  # the held-out inputs: their shapes bound TensorRT's optimization profile
+
+    def options(self, kind: type[Options]) -> Options:
+        """The variant's entry as the converter's own options model (the spec validated it as that model)."""
+        if not isinstance(self.variant, kind):
+            raise TypeError(f"variant {self.variant.kind!r} is not a {kind.__name__}")
+        return self.variant
 
 
 class Converter(ABC):

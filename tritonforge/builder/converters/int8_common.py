@@ -8,11 +8,14 @@ import io
 import logging
 import shutil
 import warnings
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from tritonforge.serving.batching import Batch
 
 if TYPE_CHECKING:
     from tritonforge.builder.data import Dataset
@@ -80,7 +83,7 @@ def _reader_class():
     class DatasetReader(CalibrationDataReader):
         """Feeds calibration batches to ONNX Runtime's calibrators."""
 
-        def __init__(self, data: Dataset, input_names: list[str]) -> None:
+        def __init__(self, data: Iterable[Batch], input_names: list[str]) -> None:
             self._batches = [{n: np.ascontiguousarray(b[n]) for n in input_names} for b in data]
             self._it = iter(self._batches)
 
@@ -93,7 +96,7 @@ def _reader_class():
     return DatasetReader
 
 
-def DatasetReader(data: Dataset, input_names: list[str]):  # noqa: N802 (a factory standing in for the class)
+def DatasetReader(data: Iterable[Batch], input_names: list[str]):  # noqa: N802 (a factory standing in for the class)
     """A CalibrationDataReader over `data`'s batches."""
     return _reader_class()(data, input_names)
 

@@ -25,7 +25,7 @@ def to_fp16(src, dst, keep_io_types: bool = True, op_block_list: list[str] | Non
     from tritonforge.builder.onnx_graph import topological_sort
 
     model = onnx.load(str(src))
-    kwargs = {"keep_io_types": keep_io_types}
+    kwargs: dict[str, object] = {"keep_io_types": keep_io_types}
     if op_block_list:
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
 
@@ -58,8 +58,9 @@ class OnnxFp16(Converter):
         return not has_fp16_compute(out)
 
     def convert(self, job: ConversionJob) -> None:
-        to_fp16(job.fp32_onnx, job.out_path, job.variant.keep_io_types, job.variant.op_block_list, job.spec.export.ir_version)
-        if not job.variant.keep_io_types:
+        v = job.options(self.Options)
+        to_fp16(job.fp32_onnx, job.out_path, v.keep_io_types, v.op_block_list, job.spec.export.ir_version)
+        if not v.keep_io_types:
             job.notes.append("FP16 inputs/outputs: the router casts FP32 requests for this variant")
 
 

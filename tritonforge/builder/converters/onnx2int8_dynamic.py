@@ -46,7 +46,7 @@ class OnnxInt8Dynamic(Int8Converter):
     def convert(self, job: ConversionJob) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        v = job.variant
+        v = job.options(Int8Options)
         src = preprocessed(job.fp32_onnx, job.work_dir, job.notes)
         with quiet():
             quantize_dynamic(

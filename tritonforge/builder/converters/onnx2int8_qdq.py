@@ -8,6 +8,7 @@ on CPU too. Calibration data comes from the spec's `calibration` section, never 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -24,6 +25,7 @@ from tritonforge.builder.converters.int8_common import (
 )
 from tritonforge.builder.converters.onnx2int8_dynamic import Int8Converter, Int8Options
 from tritonforge.errors import DataError
+from tritonforge.serving.batching import Batch
 from tritonforge.spec.base import CALIBRATION_METHODS
 
 if TYPE_CHECKING:
@@ -63,13 +65,12 @@ def quantize_qdq(
             f"{method} calibration needs calibration batches of one shape; pad the calibration data "
             "to one length (MinMax accepts varying shapes)"
         )
-    if method != "minmax":
-        calibration = equal_batches(calibration)
+    feed: Iterable[Batch] = equal_batches(calibration) if method != "minmax" else calibration
     with quiet():
         quantize_static(
             str(src),
             str(dst),
-            DatasetReader(calibration, input_names),
+            DatasetReader(feed, input_names),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=QuantType.QInt8,
@@ -85,7 +86,7 @@ def quantize_job(job: ConversionJob, out: Path, per_channel: bool | None = None)
     """The job's FP32 graph as static Q/DQ INT8 in `out`, with the variant's calibration settings."""
     if job.calibration is None:
         raise DataError(f"{job.variant.kind} needs the spec's 'calibration' data")
-    v = job.variant
+    v = job.options(CalibratedOptions)
     src = preprocessed(job.fp32_onnx, job.work_dir, job.notes)
     quantize_qdq(
         src,

@@ -49,7 +49,7 @@ def tensorrt_unavailable() -> str | None:
     if reason:
         return reason
     try:
-        import tensorrt  # type: ignore[import-not-found]  # noqa: F401
+        import tensorrt  # noqa: F401
     except ImportError as e:
         return f"tensorrt is not installed ({e}); pip install 'tritonforge[gpu]'"
     return None
@@ -121,7 +121,7 @@ def profile_shapes(spec: BuildSpec, variant: PlanOptions, dims: dict[str, tuple[
 
 def build_plan(onnx_path: Path, plan_path: Path, shapes: dict, workspace: int) -> dict:
     """Parse ONNX, build a serialized engine with one optimization profile, write it. Returns build facts."""
-    import tensorrt as trt  # type: ignore[import-not-found]
+    import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

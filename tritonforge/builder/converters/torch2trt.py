@@ -35,14 +35,14 @@ class TorchTrtFp16(Converter):
         if reason:
             return reason
         try:
-            import torch_tensorrt  # type: ignore[import-not-found]  # noqa: F401
+            import torch_tensorrt  # noqa: F401
         except Exception as e:
             return f"torch-tensorrt is not usable ({type(e).__name__}: {e}); pip install 'tritonforge[gpu]'"
         return None
 
     def convert(self, job: ConversionJob) -> None:
         import torch
-        import torch_tensorrt  # type: ignore[import-not-found]
+        import torch_tensorrt
 
         from tritonforge.builder.sources import load_source
 

@@ -29,7 +29,7 @@ ML_OPSET = 3  # ai.onnx.ml: TreeEnsemble* v3; ONNX Runtime 1.19 does not run v5
 
 
 def _initial_types(spec: BuildSpec) -> list[tuple[str, object]]:
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType  # type: ignore[import-untyped]
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType
 
     types = {"float32": FloatTensorType, "float64": DoubleTensorType, "int64": Int64TensorType}
     t = spec.inputs[0]
@@ -42,7 +42,7 @@ def convert(est: object, spec: BuildSpec) -> onnx.ModelProto:
     """The raw skl2onnx graph of `est` (no ZipMap), before renaming and checks."""
     field = source_field(spec)
     try:
-        from skl2onnx import convert_sklearn  # type: ignore[import-untyped]
+        from skl2onnx import convert_sklearn
     except ImportError:
         raise ExportError(f"field '{field}': exporting a scikit-learn model needs skl2onnx: {EXTRA}") from None
     initial = _initial_types(spec)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tritonforge.builder.runtimes.base import Layout, Opened, Runtime, RuntimeRegistry
 from tritonforge.builder.runtimes.onnxruntime import OnnxRuntime
@@ -35,6 +35,7 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * 4096 / 2**20
 
 
+@runtime_checkable
 class Timer(Protocol):
     """Times a runtime on a batch kept for it: `window` runs it back to back and returns each run's seconds."""
 
@@ -46,7 +47,7 @@ class Timer(Protocol):
 class LocalTimer:
     """A Timer over a callable that runs in this process."""
 
-    def __init__(self, run: Callable[[Batch], Batch]) -> None:
+    def __init__(self, run: Callable[[Batch], object]) -> None:
         self.run = run
         self.batches: dict[str, Batch] = {}
 

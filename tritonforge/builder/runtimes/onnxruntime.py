@@ -22,7 +22,7 @@ MODEL_FILE = "model.onnx"
 
 def providers() -> list[str]:
     """CUDA when onnxruntime-gpu and a GPU are present (as Triton's onnxruntime backend would use), else CPU."""
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    import onnxruntime as ort
 
     from tritonforge.hardware import cuda_device_reason
 
@@ -32,7 +32,7 @@ def providers() -> list[str]:
 
 
 def version() -> str:
-    import onnxruntime  # type: ignore[import-untyped]
+    import onnxruntime
 
     return str(onnxruntime.__version__)
 
@@ -43,7 +43,7 @@ class OrtModel:
     def __init__(
         self, path: Path, output_names: list[str] | None = None, threads: int = 0, providers: list[str] | None = None
     ) -> None:
-        import onnxruntime as ort  # type: ignore[import-untyped]
+        import onnxruntime as ort
 
         self.path = Path(path)
         self.session: Any = ort.InferenceSession(

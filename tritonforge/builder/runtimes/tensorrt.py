@@ -22,7 +22,7 @@ class TrtRunner:
     """Runs a plan on GPU 0 with numpy in and out (device buffers through torch.cuda)."""
 
     def __init__(self, plan_path: Path) -> None:
-        import tensorrt as trt  # type: ignore[import-not-found]
+        import tensorrt as trt
         import torch
 
         self._torch = torch

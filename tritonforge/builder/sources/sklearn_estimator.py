@@ -66,7 +66,7 @@ def one_line(e: BaseException) -> str:
 
 def is_classifier(est: Any) -> bool:
     """Whether a (checked) estimator is a classifier; a Pipeline counts as its last step."""
-    from sklearn.base import is_classifier as _is_classifier  # type: ignore[import-untyped]
+    from sklearn.base import is_classifier as _is_classifier
 
     try:
         return bool(_is_classifier(est))
@@ -99,7 +99,7 @@ class SklearnSource(Source):
         opts = options_of(spec, SklearnOptions)
         field = source_field(spec)
         try:
-            import sklearn  # type: ignore[import-untyped]  # noqa: F401
+            import sklearn  # noqa: F401
         except ImportError:
             raise SourceModelError(f"field '{field}': kind 'sklearn' needs scikit-learn: {EXTRA}") from None
         if opts.path is not None:
@@ -120,7 +120,7 @@ def _from_file(path: Path) -> Any:
     if not path.is_file():
         raise SourceModelError(f"field 'source.path': file not found: {path}")
     try:
-        import joblib  # type: ignore[import-untyped]
+        import joblib
     except ImportError:  # a plain pickle file still loads
         import pickle
 
@@ -145,9 +145,9 @@ def _from_factory(spec: BuildSpec, opts: SklearnOptions) -> Any:
 
 def check_estimator(est: Any, field: str, origin: str) -> None:
     """A fitted scikit-learn classifier or regressor (a Pipeline ending in one counts), else SourceModelError."""
-    from sklearn.base import BaseEstimator, is_regressor  # type: ignore[import-untyped]
-    from sklearn.exceptions import NotFittedError  # type: ignore[import-untyped]
-    from sklearn.utils.validation import check_is_fitted  # type: ignore[import-untyped]
+    from sklearn.base import BaseEstimator, is_regressor
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
 
     what = type(est).__name__
     if not isinstance(est, BaseEstimator) or not hasattr(est, "predict"):
