@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import shutil
 import tempfile
 import time
@@ -13,20 +12,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-import onnx
-
 from tritonforge import __version__
 from tritonforge.builder import probe_sample
-from tritonforge.builder.converters import CONVERTERS
-from tritonforge.builder.data import Dataset, load_dataset
-from tritonforge.builder.onnx_graph import subnormal_initializers
+from tritonforge.builder.check_requests import check_requests, sample_texts
+from tritonforge.builder.export_stage import export_stage, onnx_runner
+from tritonforge.builder.inputs import BuildInputs, read_inputs
 from tritonforge.builder.report import assemble, report_files
-from tritonforge.builder.runtimes import open_runtime
-from tritonforge.builder.serving_check import Probe, ServingCheck
-from tritonforge.builder.serving_graph import Names, ServingPlan, plan_models, preprocess_settings, serving_sources
-from tritonforge.builder.serving_ort import ServingOrt
-from tritonforge.builder.sources import export_source, load_source, source_files, source_tools
+from tritonforge.builder.serving_check import ServingCheck
+from tritonforge.builder.serving_graph import Names, ServingPlan, plan_models
 from tritonforge.builder.stages import StageCache
 from tritonforge.builder.variants import (
     BuildContext,
@@ -34,18 +27,15 @@ from tritonforge.builder.variants import (
     Reporter,
     VariantBuilder,
     VariantOutcome,
-    conversion_code,
     publish_order,
 )
-from tritonforge.builder.verify import compare, run_over
-from tritonforge.errors import DataError, RepositoryError, VerificationError
-from tritonforge.hardware import gpu_info
-from tritonforge.hashing import combine, sha256_bytes, sha256_file
+from tritonforge.builder.verify import run_over
+from tritonforge.errors import RepositoryError
+from tritonforge.hashing import combine, sha256_bytes
 from tritonforge.repository.build_report import BuildReport, RepositoryCheckSection, ServingSection
-from tritonforge.repository.manifest import Manifest, read_manifest, tool_versions
+from tritonforge.repository.manifest import Manifest, read_manifest
 from tritonforge.repository.publish import Publication, RepositoryLock, check_root
-from tritonforge.repository.reader import Repository
-from tritonforge.spec import BuildSpec, load_spec
+from tritonforge.spec import BuildSpec
 
 __all__ = ["BuildOutcome", "Reporter", "SilentReporter", "build", "iter_specs"]
 
@@ -72,114 +62,6 @@ class BuildOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _Inputs:
-    spec: BuildSpec
-    validation: Dataset
-    calibration: Dataset | None
-    hashes: dict[str, str]
-    tools: dict[str, str]
-    fingerprint: str
-    tokenizer_file: Path | None
-
-
-def _read_inputs(spec_path: str | Path, ort: ServingOrt | None) -> _Inputs:
-    spec = load_spec(spec_path)
-    validation = load_dataset(spec, spec.validation.data, "validation.data")
-    validation = validation.rebatch(min(spec.validation.batch_size, spec.max_batch_size))
-    calibration = None
-    if spec.calibration is not None:
-        calibration = load_dataset(spec, spec.calibration.data, "calibration.data").rebatch(spec.max_batch_size)
-        shared = len(calibration.sample_hashes() & validation.sample_hashes())
-        if shared:
-            raise DataError(
-                f"calibration.data shares {shared} sample(s) with validation.data; calibrate on other "
-                "samples (the gate needs held-out data)"
-            )
-    hashes = {"spec": spec.content_hash(), "validation.data": validation.fingerprint()}
-    if calibration is not None:
-        hashes["calibration.data"] = calibration.fingerprint()
-    for name, path in source_files(spec).items():
-        hashes[name] = sha256_file(path)
-    tokenizer_file = None
-    if spec.preprocess is not None:
-        tokenizer_file = spec.resolve_ref(spec.preprocess.tokenizer_file, "preprocess.tokenizer_file")
-        hashes["preprocess.tokenizer_file"] = sha256_file(tokenizer_file)
-    for path in serving_sources():
-        hashes[f"code/{path.parent.name}/{path.name}"] = sha256_file(path)
-    hashes["code/variants"] = conversion_code()
-    tools = tool_versions() | source_tools(spec)
-    if ort is not None:  # the runtime every ONNX figure comes from
-        tools["serving:onnxruntime"] = ort.versions_now()["onnxruntime"]
-    parts = {"tritonforge": __version__, **hashes, **{f"tool:{k}": v for k, v in tools.items()}}
-    if any(CONVERTERS[v.kind].needs_gpu for v in spec.variants):
-        parts["gpu"] = json.dumps(gpu_info().identity(), sort_keys=True)  # plans are tied to GPU and TensorRT
-    return _Inputs(spec, validation, calibration, hashes, tools, combine(parts), tokenizer_file)
-
-
-def _export_key(inp: _Inputs) -> str:
-    spec = inp.spec
-    section = {k: spec.model_dump(mode="json")[k] for k in ("source", "inputs", "outputs", "max_batch_size", "export")}
-    return combine(
-        {
-            "spec": json.dumps(section, sort_keys=True),
-            "validation": inp.validation.fingerprint(),
-            "tolerance": json.dumps(spec.validation.tolerance.model_dump(), sort_keys=True),
-            "tools": json.dumps(inp.tools, sort_keys=True),
-            **{k: v for k, v in inp.hashes.items() if k.startswith("source")},
-        }
-    )
-
-
-def _export_stage(
-    inp: _Inputs, work: Path, stages: StageCache, repo: Path, rep: Reporter, ort: ServingOrt | None
-) -> tuple[Path, dict]:
-    """The verified FP32 ONNX file: reused from the repository when its inputs did not change."""
-    spec, validation = inp.spec, inp.validation
-    key = _export_key(inp)
-    published = Repository(repo).find_file(Names(spec.name).variant("onnx_fp32"))
-    prev = stages.lookup("export", key, lambda r: published is not None and sha256_file(published) == r.get("sha256"))
-    if prev is not None and published is not None:  # lookup checked the published file's hash
-        rep.info("export: inputs unchanged, FP32 ONNX reused")
-        return published, stages.store("export", key, sha256=prev["sha256"], result=prev["result"])
-    out = work / "model_fp32.onnx"
-    with rep.stage("load source model"):
-        source = load_source(spec)
-    with rep.stage("export to ONNX"):
-        exported = export_source(source, spec, validation, out)
-        exporter, notes = exported.exporter, exported.notes
-    with rep.stage("verify ONNX against the source model"):
-        reference = run_over(source.run, validation)
-        candidate = run_over(_onnx_runner(spec, out, ort), validation)
-        tol = spec.validation.tolerance
-        check = compare(spec, validation, reference, candidate, tol.atol, tol.rtol)
-    if not check.within_tolerance:
-        worst = max(check.outputs.values(), key=lambda m: m.violation)
-        raise VerificationError(
-            f"exported ONNX does not reproduce the source model on {len(validation)} validation samples: "
-            f"output '{worst.name}' max abs error {worst.max_abs:.3g}, max rel error {worst.max_rel:.3g} "
-            f"exceeds atol={tol.atol:g}, rtol={tol.rtol:g} (worst element at {worst.violation:.3g}x the tolerance)"
-        )
-    subnormals = subnormal_initializers(onnx.load(str(out), load_external_data=False))
-    if subnormals:
-        total, most = sum(subnormals.values()), max(subnormals, key=lambda n: subnormals[n])
-        notes = [
-            *notes,
-            f"the FP32 graph holds {total} subnormal weight(s) (|w| < 1.18e-38) in {len(subnormals)} "
-            f"tensor(s), most in '{most}' ({subnormals[most]}): a CPU that handles them in microcode runs "
-            "FP32 slowly, and any variant that drops them (FP16, INT8) looks faster for that reason; the "
-            "onnx_fp32_ftz variant (FP32 with them set to zero) shows how much",
-        ]
-    result = {
-        "exporter": exporter,
-        "notes": notes,
-        "check": check.to_dict(),
-        "samples": len(validation),
-        "subnormal_weights": subnormals,
-    }
-    return out, stages.store("export", key, sha256=sha256_file(out), result=result)
-
-
 def _serving_section(spec: BuildSpec, order: PublishOrder, plan: ServingPlan, probe: probe_sample.ProbeSample) -> ServingSection:
     return ServingSection(
         rungs=[o.published_as for o in order.published],
@@ -190,7 +72,7 @@ def _serving_section(spec: BuildSpec, order: PublishOrder, plan: ServingPlan, pr
     )
 
 
-def _serving_plan(inp: _Inputs, published: list[VariantOutcome], files: dict, notes: list[str]) -> ServingPlan:
+def _serving_plan(inp: BuildInputs, published: list[VariantOutcome], files: dict, notes: list[str]) -> ServingPlan:
     spec = inp.spec
     onnx = [o for o in published if o.runtime == "onnxruntime"]  # fastest first
     cpu = onnx[0]
@@ -235,7 +117,7 @@ def build(
     repo = check_root(Path(repo))
     with _disk_full_is_said(repo):
         with rep.stage("read spec, validation and calibration data"):
-            inp = _read_inputs(spec_path, check.ort)
+            inp = read_inputs(spec_path, check.ort)
         # From reading the repository's state to publishing, builds of one repository take turns.
         with RepositoryLock(repo, on_wait=rep.info) as lock:
             return _build_locked(inp, repo, force, rep, check, lock)
@@ -267,7 +149,7 @@ def _free_space(repo: Path) -> str:
 
 
 def _build_locked(
-    inp: _Inputs, repo: Path, force: bool, rep: Reporter, check: ServingCheck, lock: RepositoryLock
+    inp: BuildInputs, repo: Path, force: bool, rep: Reporter, check: ServingCheck, lock: RepositoryLock
 ) -> BuildOutcome:
     spec = inp.spec
     old = read_manifest(repo, spec.name)
@@ -278,10 +160,10 @@ def _build_locked(
 
     work = Path(tempfile.mkdtemp(prefix="tritonforge-build-"))
     try:
-        fp32, export = _export_stage(inp, work, stages, repo, rep, check.ort)
+        fp32, export = export_stage(inp, work, stages, repo, rep, check.ort)
         export = export["result"]
         with rep.stage("FP32 reference outputs on the validation data"):
-            reference = run_over(_onnx_runner(spec, fp32, check.ort), inp.validation)
+            reference = run_over(onnx_runner(spec, fp32, check.ort), inp.validation)
         ctx = BuildContext(spec, fp32, inp.validation, reference, inp.calibration, work, stages, repo, inp.tools, rep, check.ort)
         result = VariantBuilder(ctx).run()
         order = publish_order(result.outcomes, result.primary, result.search_winner, Names(spec.name).variant)
@@ -291,12 +173,12 @@ def _build_locked(
         models = plan_models(spec, plan, version)  # checked without the report files, published with them
         owned = {m.name for m in models}
         _refuse_foreign_overwrite(repo, owned, old)
-        texts = _sample_texts(spec)
+        texts = sample_texts(spec)
         with rep.stage(
             "load the staged models in tritonserver and ask the public model" if check.enabled else "check the staged configs"
         ):
             started = time.perf_counter()
-            checked = check.check(spec, models, version, Path(plan.cpu_variant.file), _probe(inp, texts))
+            checked = check.check(spec, models, version, Path(plan.cpu_variant.file), check_requests(inp, texts))
             check_seconds = time.perf_counter() - started
         with rep.stage("choose the readiness probe's sample"):
             probe = probe_sample.choose(
@@ -348,57 +230,6 @@ def _build_locked(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _onnx_runner(spec: BuildSpec, path: Path, ort: ServingOrt | None):
-    """Run an ONNX file where its figures must come from: the serving runtime, else this process's."""
-    return open_runtime(
-        "onnxruntime",
-        path,
-        [t.name for t in spec.inputs],
-        [t.name for t in spec.outputs],
-        threads=spec.serving.intra_op_threads,
-        ort=ort,
-    ).run
-
-
-PROBE_SAMPLES = 8  # held-out samples the public model answers in the build's check (one alone, then a batch)
-
-
-def _probe(inp: _Inputs, texts: list[str] | None) -> Probe:
-    """Held-out requests for the build's check: the first sample alone, then a batch of the next ones."""
-    spec = inp.spec
-    if spec.preprocess is not None:
-        from tritonforge.serving.tokenize import TextEncoder
-
-        chosen = texts or [probe_sample.FALLBACK_TEXT]
-        groups = [g for g in (chosen[:1], chosen[1 : 1 + PROBE_SAMPLES]) if g]
-        settings = preprocess_settings(spec)
-        assert settings is not None and inp.tokenizer_file is not None
-        encoder = TextEncoder(inp.tokenizer_file, settings, [t.name for t in spec.inputs])
-        name = spec.preprocess.text_input
-        return Probe([{name: np.array([[t] for t in g], dtype=object)} for g in groups], [encoder.encode([g])[0] for g in groups])
-    first = inp.validation.batches[0]
-    n = len(next(iter(first.values())))
-    cuts = [c for c in ((0, 1), (1, min(n, 1 + PROBE_SAMPLES))) if c[1] > c[0]]
-    batches = [{k: v[a:b] for k, v in first.items()} for a, b in cuts]
-    return Probe(batches, batches)
-
-
-def _sample_texts(spec: BuildSpec) -> list[str] | None:
-    """Held-out texts for a tokenizer-fronted model (from preprocess.sample_texts), at most 2,000."""
-    if spec.preprocess is None or not spec.preprocess.sample_texts:
-        return None
-    from tritonforge.spec.refs import import_callable
-
-    fn = import_callable(spec.preprocess.sample_texts, spec.base_dir, "preprocess.sample_texts")
-    try:
-        texts = [str(t) for t in fn()][:2000]
-    except Exception as e:
-        raise DataError(f"preprocess.sample_texts ({spec.preprocess.sample_texts}) raised {type(e).__name__}: {e}") from None
-    if not texts:
-        raise DataError(f"preprocess.sample_texts ({spec.preprocess.sample_texts}) returned no texts")
-    return texts
 
 
 def _refuse_foreign_overwrite(repo: Path, owned: set[str], old: Manifest | None) -> None:
