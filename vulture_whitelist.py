@@ -29,7 +29,7 @@ network_server_us, cache_hit_us, cache_miss_us  # perf/analyzer.py PerfPoint
 cache_hits, cache_misses, server_ms  # perf/triton_stats.py ModelStats
 tritonforge_version, spec_hash, hardware  # repository/manifest.py Manifest
 
-# retired manifest roles: read from manifests of builds of the ensemble layout (tests/unit/test_manifest_read.py)
+# retired manifest roles: read from manifests of builds of the ensemble layout (tests/unit/repository/test_manifest_read.py)
 CACHE, TOKENIZER, PIPELINE, ROUTER
 
 
@@ -46,7 +46,7 @@ _.default_model_filename  # model_config_pb2.ModelConfig (tests/helpers.py)
 # onnxruntime.quantization.CalibrationDataReader: the quantizer calls these
 _.get_next, _.rewind
 
-# http.server.BaseHTTPRequestHandler hooks (tests/unit/test_probe_rule.py)
+# http.server.BaseHTTPRequestHandler hooks (tests/unit/server/test_probe_rule.py)
 _.do_GET, _.do_POST, _.log_message
 
 # pytest: hooks, autouse fixtures and module marks

@@ -22,12 +22,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO_TESTS = [
-    "tests/integration/test_rebuild_while_serving.py",
-    "tests/integration/test_publish_killed.py",
+    "tests/integration/test_L0_rebuild_while_serving_fails_no_request.py",
+    "tests/integration/test_L0_publish_killed_rolls_back.py",
     "tests/integration/test_L0_faults.py",
     "tests/integration/test_L0_rolling_restart.py",
-    "tests/integration/test_cache_redis.py",
-    "tests/integration/test_serving_logic.py",
+    "tests/integration/test_L0_redis_cache_serves_only_authentic_values.py",
+    "tests/integration/test_L0_serving_logic_routes_caches_and_refuses.py",
     "tests/integration/test_L0_server_lifecycle.py",
     "tests/integration/test_L0_builds_take_turns_and_disk_full.py",
     "tests/integration/test_L0_integrity.py",

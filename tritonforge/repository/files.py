@@ -1,7 +1,7 @@
 """The names of the files a build keeps in a repository: one place for the writer and every reader.
 
 `tritonforge/server/probe.py` keeps its own copies (the serving image copies that file alone, without this
-package); tests/unit/test_build_report.py holds them equal.
+package); tests/unit/repository/test_build_report.py holds them equal.
 """
 
 from __future__ import annotations

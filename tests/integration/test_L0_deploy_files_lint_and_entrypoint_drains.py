@@ -1,5 +1,6 @@
 """The deployment files pass real linters (hadolint for the Dockerfiles, yamllint for compose and Kubernetes), and
-the serving image's entrypoint drains before it stops (run here with a stand-in tritonserver)."""
+the serving image's entrypoint drains before it stops (run here with a stand-in tritonserver); a built
+repository's ONNX files load in the serving image's ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -95,3 +96,18 @@ def test_the_serving_entrypoint_drains_then_stops_triton_and_exits_with_its_stat
     waited = float((out / "term").read_text()) - sent
     assert 1.4 <= waited < 4.0, waited
     assert code == 3, proc.stderr.read()  # tritonserver's status, not the shell's
+
+
+def test_published_onnx_files_load_in_the_containers_onnx_runtime(digits_repo):
+    """ONNX Runtime 1.19 (Triton 24.10) reads IR <= 10 and ai.onnx opsets <= 21."""
+    import onnx
+
+    paths = list(digits_repo.glob("*/*/*.onnx"))
+    assert paths
+    for path in paths:
+        model = onnx.load(str(path), load_external_data=False)
+        assert model.ir_version <= 10, path
+        opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+        assert opsets["ai.onnx"] <= 21, path
+        used = {n.domain or "ai.onnx" for n in model.graph.node} | {"ai.onnx"}
+        assert set(opsets) <= used, f"{path}: unused opset imports {set(opsets) - used}"

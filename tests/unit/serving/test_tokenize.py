@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import MINILM
 
 from tritonforge.serving.settings import PreprocessSettings
 from tritonforge.serving.tokenize import TextEncoder, cut_characters
 
-SENTENCES = Path(__file__).resolve().parents[2] / "examples" / "minilm" / "sentences.txt"
+SENTENCES = MINILM / "sentences.txt"
 
 
 @pytest.fixture(scope="module")
