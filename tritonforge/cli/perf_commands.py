@@ -388,6 +388,3 @@ def perf_analyzer(ctx: typer.Context) -> None:
 
     binary = find_binary()
     os.execve(str(binary), [str(binary), *ctx.args], analyzer_env())
-
-
-perf_analyzer.typer_settings = {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True}}

@@ -7,17 +7,24 @@ missing when it is run, instead of breaking every other command.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import typer
 
 from tritonforge.errors import TritonforgeError
 
+# A command that passes its arguments through to another program (perf_analyzer) takes unknown options.
+PASS_THROUGH = {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True}}
+
 
 @dataclass(frozen=True)
 class Command:
+    """One `tritonforge` command: its name, the function that runs it, and typer's settings for it."""
+
     name: str
     target: str  # "module:function"
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 COMMANDS = [
@@ -31,7 +38,7 @@ COMMANDS = [
     Command("perf", "tritonforge.cli.perf_commands:perf"),
     Command("perf-search", "tritonforge.cli.perf_commands:perf_search"),
     Command("perf-inputs", "tritonforge.cli.perf_commands:perf_inputs"),
-    Command("perf-analyzer", "tritonforge.cli.perf_commands:perf_analyzer"),
+    Command("perf-analyzer", "tritonforge.cli.perf_commands:perf_analyzer", PASS_THROUGH),
 ]
 
 
@@ -55,7 +62,6 @@ def register_all(app: typer.Typer) -> None:
         module, _, function = command.target.partition(":")
         try:
             fn = getattr(importlib.import_module(module), function)
-            settings = getattr(fn, "typer_settings", {})
         except (ImportError, AttributeError) as e:
-            fn, settings = _missing(command, e), {}
-        app.command(command.name, **settings)(fn)
+            fn = _missing(command, e)
+        app.command(command.name, **command.settings)(fn)
