@@ -93,6 +93,24 @@ class MeasureSettings:
     timeout_s: float = 300.0
 
 
+# PerfPoint's numbers that perf_analyzer measures (a failed point has every one at 0)
+MEASURED_FIELDS = (
+    "throughput",
+    "p50_us",
+    "p90_us",
+    "p95_us",
+    "p99_us",
+    "avg_us",
+    "client_send_us",
+    "client_recv_us",
+    "network_server_us",
+    "server_queue_us",
+    "server_compute_input_us",
+    "server_compute_infer_us",
+    "server_compute_output_us",
+)
+
+
 @dataclass
 class PerfPoint:
     """One measured point: load level, throughput, client latency percentiles and server time breakdown (us)."""
@@ -131,24 +149,7 @@ class PerfPoint:
 
     @classmethod
     def failed(cls, model: str, batch_size: int, concurrency: int | None, request_rate: float | None, error: str) -> PerfPoint:
-        zeros = {
-            k: 0.0
-            for k in (
-                "throughput",
-                "p50_us",
-                "p90_us",
-                "p95_us",
-                "p99_us",
-                "avg_us",
-                "client_send_us",
-                "client_recv_us",
-                "network_server_us",
-                "server_queue_us",
-                "server_compute_input_us",
-                "server_compute_infer_us",
-                "server_compute_output_us",
-            )
-        }
+        zeros = dict.fromkeys(MEASURED_FIELDS, 0.0)
         return cls(
             model=model,
             batch_size=batch_size,
@@ -203,24 +204,7 @@ def parse_csv(path: Path, model: str, batch_size: int) -> list[PerfPoint]:
                     batch_size=batch_size,
                     concurrency=int(row["Concurrency"]) if row.get("Concurrency") else None,
                     request_rate=float(row["Request Rate"]) if row.get("Request Rate") else None,
-                    **{
-                        k: values.get(k, 0.0)
-                        for k in (
-                            "throughput",
-                            "p50_us",
-                            "p90_us",
-                            "p95_us",
-                            "p99_us",
-                            "avg_us",
-                            "client_send_us",
-                            "client_recv_us",
-                            "network_server_us",
-                            "server_queue_us",
-                            "server_compute_input_us",
-                            "server_compute_infer_us",
-                            "server_compute_output_us",
-                        )
-                    },
+                    **{k: values.get(k, 0.0) for k in MEASURED_FIELDS},
                     cache_hit_us=values.get("cache_hit_us"),
                     cache_miss_us=values.get("cache_miss_us"),
                 )
