@@ -15,6 +15,7 @@ from tritonforge.errors import ExportError, SourceModelError
 from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec
 from tritonforge.spec.base import SourceBase
+from tritonforge.spec.refs import import_callable, module_file
 
 if TYPE_CHECKING:
     from tritonforge.builder.data import Dataset
@@ -52,9 +53,10 @@ class Source(ABC):
     def kind(self) -> str:
         return str(self.Options.model_fields["kind"].default)
 
-    @abstractmethod
     def files(self, spec: BuildSpec) -> dict[str, Path]:
-        """Files whose bytes define the source model (hashed into the build fingerprint), by spec field."""
+        """Files whose bytes define the source model (hashed into the build fingerprint), by spec field: the files
+        its options name; a kind whose model also comes from code adds that code's file."""
+        return {f"source.{name}": spec.resolve(path) for name, path in spec.source.file_fields().items()}
 
     @abstractmethod
     def load(self, spec: BuildSpec) -> LoadedSource:
@@ -71,14 +73,25 @@ class Source(ABC):
         checked and shape-inferred); `validation` gives example inputs where the exporter traces."""
 
 
-def export_torch(source: LoadedSource, spec: BuildSpec, validation: Dataset, out_path: Path) -> ExportResult:
-    """The PyTorch kinds' exporter (torch2onnx), traced on the first 2 validation samples."""
-    from tritonforge.builder.exporters import torch2onnx
+class TorchSource(Source):
+    """A kind whose model PyTorch runs (a module, TorchScript, an ExportedProgram): exported by torch2onnx."""
 
-    example = validation.rebatch(2).batches[0]
-    if len(next(iter(example.values()))) < 2:
-        raise ExportError("validation data must hold at least 2 samples (an export example batch)")
-    return torch2onnx.export(source, spec, example, out_path)
+    def export(self, source: LoadedSource, spec: BuildSpec, validation: Dataset, out_path: Path) -> ExportResult:
+        """torch2onnx, traced on the first 2 validation samples."""
+        from tritonforge.builder.exporters import torch2onnx
+
+        example = validation.rebatch(2).batches[0]
+        if len(next(iter(example.values()))) < 2:
+            raise ExportError("validation data must hold at least 2 samples (an export example batch)")
+        return torch2onnx.export(source, spec, example, out_path)
+
+
+def factory_file(spec: BuildSpec, factory: str) -> dict[str, Path]:
+    """{'source.factory': the file of the module a 'module:callable' factory lives in} (imported to find it), or
+    nothing when the module has no file."""
+    import_callable(factory, spec.base_dir, "source.factory")
+    path = module_file(factory)
+    return {"source.factory": path} if path is not None else {}
 
 
 def torch_runner(spec: BuildSpec, fn: Callable[..., Any]) -> Run:

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from tritonforge.builder.sources.base import LoadedSource, Source, export_torch, options_of, torch_runner
+from tritonforge.builder.sources.base import LoadedSource, TorchSource, options_of, torch_runner
 from tritonforge.errors import SourceModelError
 from tritonforge.spec import BuildSpec
 from tritonforge.spec.base import SourceBase
-
-if TYPE_CHECKING:
-    from tritonforge.builder.data import Dataset
-    from tritonforge.builder.exporters import ExportResult
 
 
 class ExportedProgramOptions(SourceBase):
@@ -22,11 +18,8 @@ class ExportedProgramOptions(SourceBase):
     path: Path = Field(description="a .pt2 file saved with torch.export.save")
 
 
-class ExportedProgramSource(Source):
+class ExportedProgramSource(TorchSource):
     Options = ExportedProgramOptions
-
-    def files(self, spec: BuildSpec) -> dict[str, Path]:
-        return {"source.path": spec.resolve(options_of(spec, ExportedProgramOptions).path)}
 
     def load(self, spec: BuildSpec) -> LoadedSource:
         import torch
@@ -37,6 +30,3 @@ class ExportedProgramSource(Source):
         except Exception as e:
             raise SourceModelError(f"field 'source.path': {path} is not a loadable ExportedProgram (.pt2): {e}") from None
         return LoadedSource("exported_program", program, torch_runner(spec, program.module()))
-
-    def export(self, source: LoadedSource, spec: BuildSpec, validation: Dataset, out_path: Path) -> ExportResult:
-        return export_torch(source, spec, validation, out_path)

@@ -27,9 +27,6 @@ class OnnxOptions(SourceBase):
 class OnnxSource(Source):
     Options = OnnxOptions
 
-    def files(self, spec: BuildSpec) -> dict[str, Path]:
-        return {"source.path": spec.resolve(options_of(spec, OnnxOptions).path)}
-
     def load(self, spec: BuildSpec) -> LoadedSource:
         path = spec.resolve(options_of(spec, OnnxOptions).path)
         try:

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from tritonforge.builder.sources.base import LoadedSource, Source, export_torch, options_of, torch_runner
+from tritonforge.builder.sources.base import LoadedSource, TorchSource, factory_file, options_of, torch_runner
 from tritonforge.errors import SourceModelError
 from tritonforge.spec import BuildSpec
 from tritonforge.spec.base import SourceBase
-from tritonforge.spec.refs import CALLABLE_REF, import_callable, module_file
-
-if TYPE_CHECKING:
-    from tritonforge.builder.data import Dataset
-    from tritonforge.builder.exporters import ExportResult
+from tritonforge.spec.refs import CALLABLE_REF, import_callable
 
 
 class PytorchOptions(SourceBase):
@@ -33,19 +29,11 @@ class PytorchOptions(SourceBase):
         return self
 
 
-class PytorchSource(Source):
+class PytorchSource(TorchSource):
     Options = PytorchOptions
 
     def files(self, spec: BuildSpec) -> dict[str, Path]:
-        opts = options_of(spec, PytorchOptions)
-        import_callable(opts.factory or "", spec.base_dir, "source.factory")
-        out = {}
-        src = module_file(opts.factory or "")
-        if src is not None:
-            out["source.factory"] = src
-        if opts.state_dict is not None:
-            out["source.state_dict"] = spec.resolve(opts.state_dict)
-        return out
+        return factory_file(spec, options_of(spec, PytorchOptions).factory or "") | super().files(spec)
 
     def load(self, spec: BuildSpec) -> LoadedSource:
         import torch
@@ -70,6 +58,3 @@ class PytorchSource(Source):
                 raise SourceModelError(f"field 'source.state_dict': {path} does not fit the module: {e}") from None
         module.eval()
         return LoadedSource("pytorch", module, torch_runner(spec, module))
-
-    def export(self, source: LoadedSource, spec: BuildSpec, validation: Dataset, out_path: Path) -> ExportResult:
-        return export_torch(source, spec, validation, out_path)

@@ -20,12 +20,12 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from tritonforge import dtypes
-from tritonforge.builder.sources.base import LoadedSource, Run, Source, options_of
+from tritonforge.builder.sources.base import LoadedSource, Run, Source, factory_file, options_of
 from tritonforge.errors import SourceModelError
 from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec, TensorSpec
 from tritonforge.spec.base import SourceBase
-from tritonforge.spec.refs import CALLABLE_REF, import_callable, module_file
+from tritonforge.spec.refs import CALLABLE_REF, import_callable
 
 if TYPE_CHECKING:
     from tritonforge.builder.data import Dataset
@@ -89,11 +89,7 @@ class SklearnSource(Source):
 
     def files(self, spec: BuildSpec) -> dict[str, Path]:
         opts = options_of(spec, SklearnOptions)
-        if opts.path is not None:
-            return {"source.path": spec.resolve(opts.path)}
-        import_callable(opts.factory or "", spec.base_dir, "source.factory")
-        src = module_file(opts.factory or "")
-        return {"source.factory": src} if src is not None else {}
+        return super().files(spec) if opts.path is not None else factory_file(spec, opts.factory or "")
 
     def load(self, spec: BuildSpec) -> LoadedSource:
         opts = options_of(spec, SklearnOptions)

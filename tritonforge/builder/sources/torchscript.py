@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from tritonforge.builder.sources.base import LoadedSource, Source, export_torch, options_of, torch_runner
+from tritonforge.builder.sources.base import LoadedSource, TorchSource, options_of, torch_runner
 from tritonforge.errors import SourceModelError
 from tritonforge.spec import BuildSpec
 from tritonforge.spec.base import SourceBase
-
-if TYPE_CHECKING:
-    from tritonforge.builder.data import Dataset
-    from tritonforge.builder.exporters import ExportResult
 
 
 class TorchScriptOptions(SourceBase):
@@ -22,11 +18,8 @@ class TorchScriptOptions(SourceBase):
     path: Path = Field(description="a TorchScript file (torch.jit.save; trusted code: loading runs it)")
 
 
-class TorchScriptSource(Source):
+class TorchScriptSource(TorchSource):
     Options = TorchScriptOptions
-
-    def files(self, spec: BuildSpec) -> dict[str, Path]:
-        return {"source.path": spec.resolve(options_of(spec, TorchScriptOptions).path)}
 
     def load(self, spec: BuildSpec) -> LoadedSource:
         import torch
@@ -38,6 +31,3 @@ class TorchScriptSource(Source):
             raise SourceModelError(f"field 'source.path': {path} is not a loadable TorchScript file: {e}") from None
         module.eval()
         return LoadedSource("torchscript", module, torch_runner(spec, module))
-
-    def export(self, source: LoadedSource, spec: BuildSpec, validation: Dataset, out_path: Path) -> ExportResult:
-        return export_torch(source, spec, validation, out_path)
