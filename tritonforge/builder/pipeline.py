@@ -72,7 +72,7 @@ def _serving_section(spec: BuildSpec, order: PublishOrder, plan: ServingPlan, pr
     )
 
 
-def _serving_plan(inp: BuildInputs, published: list[VariantOutcome], files: dict, notes: list[str]) -> ServingPlan:
+def _serving_plan(inp: BuildInputs, published: list[VariantOutcome], notes: list[str]) -> ServingPlan:
     spec = inp.spec
     onnx = [o for o in published if o.runtime == "onnxruntime"]  # fastest first
     cpu = onnx[0]
@@ -95,7 +95,7 @@ def _serving_plan(inp: BuildInputs, published: list[VariantOutcome], files: dict
             }
         )
     version = combine(parts)[:16]
-    return ServingPlan(published, cpu, fp32, version, inp.tokenizer_file, files)
+    return ServingPlan(published, cpu, fp32, version, inp.tokenizer_file)
 
 
 def build(
@@ -168,9 +168,9 @@ def _build_locked(
         result = VariantBuilder(ctx).run()
         order = publish_order(result.outcomes, result.primary, result.search_winner, Names(spec.name).variant)
         published = order.published
-        plan = _serving_plan(inp, published, {}, result.notes)
+        plan = _serving_plan(inp, published, result.notes)
         version = (old.version + 1) if old else 1
-        models = plan_models(spec, plan, version)  # checked without the report files, published with them
+        models = plan_models(spec, plan, version)
         owned = {m.name for m in models}
         _refuse_foreign_overwrite(repo, owned, old)
         texts = sample_texts(spec)
@@ -203,7 +203,8 @@ def _build_locked(
         )
         text_input = spec.preprocess.text_input if spec.preprocess is not None else None
         files = report_files(work, inp.validation, inp.calibration, reference, report, texts, text_input, probe)
-        models = plan_models(spec, replace(plan, report_files=files), version)
+        # The report describes the check, so it joins the public model's directory after it (beside config.pbtxt).
+        models = [replace(m, extra=files) if m.name == spec.name else m for m in models]
         manifest = Manifest(
             name=spec.name,
             tritonforge_version=__version__,

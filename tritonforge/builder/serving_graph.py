@@ -183,7 +183,6 @@ class ServingPlan:
     fp32: VariantOutcome
     cache_version: str
     tokenizer_file: Path | None
-    report_files: dict[str, Path | bytes]
 
 
 def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
@@ -235,7 +234,7 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
         config.response_cache.enable = True
     _settings(config, settings)
     role = ModelRole(Role.PUBLIC, plan.cpu_variant.id, "onnxruntime", RUNNER_FILE)
-    return ModelDir(spec.name, config, role, files, extra=plan.report_files)
+    return ModelDir(spec.name, config, role, files)
 
 
 def plan_models(spec: BuildSpec, plan: ServingPlan, version: int) -> list[ModelDir]:

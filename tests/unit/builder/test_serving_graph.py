@@ -48,7 +48,7 @@ def _models(tmp_path, **serving):
         )
     tokenizer = tmp_path / "tokenizer.json"
     tokenizer.write_text("{}")
-    plan = ServingPlan(outcomes, outcomes[0], outcomes[1], "v1", tokenizer, {})
+    plan = ServingPlan(outcomes, outcomes[0], outcomes[1], "v1", tokenizer)
     return spec, {m.name: m for m in plan_models(spec, plan, version=7)}
 
 

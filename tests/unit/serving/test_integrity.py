@@ -63,7 +63,7 @@ def _models(tmp_path):
             )
         )
     (tmp_path / "tokenizer.json").write_text("{}")
-    plan = ServingPlan(outcomes, outcomes[0], outcomes[1], "v1", tmp_path / "tokenizer.json", {})
+    plan = ServingPlan(outcomes, outcomes[0], outcomes[1], "v1", tmp_path / "tokenizer.json")
     return {m.name: m for m in plan_models(spec, plan, version=3)}
 
 
