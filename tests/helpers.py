@@ -26,6 +26,37 @@ DIGITS = ROOT / "examples" / "digits"
 MINILM = ROOT / "examples" / "minilm"
 
 
+def minilm_models(tmp_path: Path, version: int, **serving: object) -> tuple[object, dict[str, object]]:
+    """MiniLM's spec (with `serving` overrides) and the model directories a build lays out for it, from two
+    stand-in published variants (onnx_fp16 first, onnx_fp32) whose files hold their ids: no build runs."""
+    from tritonforge.builder.serving_graph import ServingPlan, plan_models
+    from tritonforge.builder.variants import VariantOutcome
+    from tritonforge.spec import parse_spec
+
+    data = yaml.safe_load((MINILM / "spec.yaml").read_text())
+    data["serving"].update(serving)
+    spec = parse_spec(data)
+    outcomes = []
+    for vid in ("onnx_fp16", "onnx_fp32"):
+        (tmp_path / f"{vid}.onnx").write_bytes(vid.encode())
+        outcomes.append(
+            VariantOutcome(
+                vid,
+                vid,
+                "onnxruntime",
+                vid[5:],
+                {},
+                status="passed",
+                published_as=f"minilm_{vid}",
+                file=str(tmp_path / f"{vid}.onnx"),
+            )
+        )
+    tokenizer = tmp_path / "tokenizer.json"
+    tokenizer.write_text("{}")
+    plan = ServingPlan(outcomes, outcomes[0], outcomes[1], "v1", tokenizer)
+    return spec, {m.name: m for m in plan_models(spec, plan, version=version)}
+
+
 def tree_hashes(root: Path) -> dict[str, str]:
     """sha256 of every file under root (empty if root is missing)."""
     from tritonforge.hashing import sha256_tree

@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
-from helpers import MINILM
+from helpers import minilm_models
 
-from tritonforge.builder.serving_graph import ServingPlan, plan_models
-from tritonforge.builder.variants import VariantOutcome
 from tritonforge.repository.manifest import Role
 from tritonforge.serving.settings import (
     PARAMETER,
@@ -24,32 +21,11 @@ from tritonforge.serving.settings import (
     from_model_config,
     loads,
 )
-from tritonforge.spec import CacheSpec, RouterSpec, parse_spec
+from tritonforge.spec import CacheSpec, RouterSpec
 
 
 def _models(tmp_path, **serving):
-    data = yaml.safe_load((MINILM / "spec.yaml").read_text())
-    data["serving"].update(serving)
-    spec = parse_spec(data)
-    outcomes = []
-    for vid in ("onnx_fp16", "onnx_fp32"):
-        (tmp_path / f"{vid}.onnx").write_bytes(b"onnx")
-        outcomes.append(
-            VariantOutcome(
-                vid,
-                vid,
-                "onnxruntime",
-                vid[5:],
-                {},
-                status="passed",
-                published_as=f"minilm_{vid}",
-                file=str(tmp_path / f"{vid}.onnx"),
-            )
-        )
-    tokenizer = tmp_path / "tokenizer.json"
-    tokenizer.write_text("{}")
-    plan = ServingPlan(outcomes, outcomes[0], outcomes[1], "v1", tokenizer)
-    return spec, {m.name: m for m in plan_models(spec, plan, version=7)}
+    return minilm_models(tmp_path, 7, **serving)
 
 
 def _settings(model) -> dict:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import hashlib
 
-import yaml
-from helpers import MINILM
+from helpers import minilm_models
 
-from tritonforge.builder.serving_graph import ServingPlan, file_hashes, plan_models
-from tritonforge.builder.variants import VariantOutcome
+from tritonforge.builder.serving_graph import file_hashes
 from tritonforge.serving.integrity import mismatches, refusal
 from tritonforge.serving.settings import PARAMETER, loads
-from tritonforge.spec import parse_spec
 
 
 def _sha(data: bytes) -> str:
@@ -46,25 +43,7 @@ def test_a_missing_file_is_a_mismatch(tmp_path):
 
 
 def _models(tmp_path):
-    spec = parse_spec(yaml.safe_load((MINILM / "spec.yaml").read_text()))
-    outcomes = []
-    for vid in ("onnx_fp16", "onnx_fp32"):
-        (tmp_path / f"{vid}.onnx").write_bytes(vid.encode())
-        outcomes.append(
-            VariantOutcome(
-                vid,
-                vid,
-                "onnxruntime",
-                vid[5:],
-                {},
-                status="passed",
-                published_as=f"minilm_{vid}",
-                file=str(tmp_path / f"{vid}.onnx"),
-            )
-        )
-    (tmp_path / "tokenizer.json").write_text("{}")
-    plan = ServingPlan(outcomes, outcomes[0], outcomes[1], "v1", tmp_path / "tokenizer.json")
-    return {m.name: m for m in plan_models(spec, plan, version=3)}
+    return minilm_models(tmp_path, 3)[1]
 
 
 def test_the_build_writes_the_hash_of_every_file_its_python_models_place(tmp_path):
