@@ -37,6 +37,24 @@ def test_the_search_reverts_the_sensitive_node_and_passes(tmp_path):
     assert ranked[0] == "node_linear"  # the first Gemm: its input is the concatenation with the constant 1e4
 
 
+def _search_spec(int8_search: dict):
+    """A spec for driving the search directly (its files are never read): one input, one output, `int8_search`."""
+    from tritonforge.spec import parse_spec
+
+    return parse_spec(
+        {
+            "name": "m",
+            "source": {"kind": "onnx", "path": "m.onnx"},
+            "max_batch_size": 4,
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
+            "validation": {"data": {"npz": "v.npz"}},
+            "calibration": {"data": {"npz": "c.npz"}},
+            "int8_search": int8_search,
+        }
+    )
+
+
 def test_the_search_stops_within_its_budget_and_reports_the_best_failing_point(tmp_path):
     report, search = _search(tmp_path, max_evaluations=1)
     assert search["evaluations"] == 1 and search["winner"] is None
@@ -48,7 +66,6 @@ def test_a_revert_that_does_not_help_is_undone(tmp_path):
     """Reverting a node other than the sensitive one changes nothing that matters: that step is undone and the
     search goes on to the next node."""
     from tritonforge.builder.int8_search import AccuracyControlSearch
-    from tritonforge.spec import parse_spec
 
     class Outcome:
         def __init__(self, v, margin):
@@ -63,18 +80,7 @@ def test_a_revert_that_does_not_help_is_undone(tmp_path):
         excluded = set(v.exclude_nodes)
         return Outcome(v, 0.1 if "bad" in excluded else -0.5)
 
-    spec = parse_spec(
-        {
-            "name": "m",
-            "source": {"kind": "onnx", "path": "m.onnx"},
-            "max_batch_size": 4,
-            "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
-            "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
-            "validation": {"data": {"npz": "v.npz"}},
-            "calibration": {"data": {"npz": "c.npz"}},
-            "int8_search": {"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5},
-        }
-    )
+    spec = _search_spec({"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5})
     outcomes, path = AccuracyControlSearch(spec, evaluate, lambda excluded: ["harmless", "bad", "other"]).run()
     kept = [(s.excluded, s.kept, s.passed) for s in path.steps]
     assert kept == [([], True, False), (["harmless"], False, False), (["bad"], True, True)]
@@ -83,7 +89,6 @@ def test_a_revert_that_does_not_help_is_undone(tmp_path):
 @pytest.mark.parametrize("budget", [1, 3])
 def test_evaluations_never_exceed_the_budget(tmp_path, budget):
     from tritonforge.builder.int8_search import AccuracyControlSearch
-    from tritonforge.spec import parse_spec
 
     class Failing:
         status, notes, gate = "rejected", [], {"checks": [{"margin": -1.0}]}
@@ -92,18 +97,7 @@ def test_evaluations_never_exceed_the_budget(tmp_path, budget):
         def __init__(self, v):
             self.id = v.variant_id
 
-    spec = parse_spec(
-        {
-            "name": "m",
-            "source": {"kind": "onnx", "path": "m.onnx"},
-            "max_batch_size": 4,
-            "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
-            "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
-            "validation": {"data": {"npz": "v.npz"}},
-            "calibration": {"data": {"npz": "c.npz"}},
-            "int8_search": {"enabled": True, "max_evaluations": budget},
-        }
-    )
+    spec = _search_spec({"enabled": True, "max_evaluations": budget})
     outcomes, path = AccuracyControlSearch(spec, Failing, lambda excluded: ["a", "b", "c", "d"]).run()
     assert len(outcomes) == budget == len(path.steps)
 
@@ -130,7 +124,6 @@ def test_only_nodes_the_start_really_quantizes_are_reverted(tmp_path):
     """Dynamic quantization leaves a MatMul of two activations (attention's) in float, while the Q/DQ graph the
     ranking runs quantizes it: reverting such a node changes nothing, so it is never tried."""
     from tritonforge.builder.int8_search import AccuracyControlSearch
-    from tritonforge.spec import parse_spec
 
     class Outcome:
         def __init__(self, v, margin):
@@ -138,18 +131,7 @@ def test_only_nodes_the_start_really_quantizes_are_reverted(tmp_path):
             self.gate = {"checks": [{"margin": margin}]}
             self.passed = margin >= 0
 
-    spec = parse_spec(
-        {
-            "name": "m",
-            "source": {"kind": "onnx", "path": "m.onnx"},
-            "max_batch_size": 4,
-            "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
-            "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
-            "validation": {"data": {"npz": "v.npz"}},
-            "calibration": {"data": {"npz": "c.npz"}},
-            "int8_search": {"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5},
-        }
-    )
+    spec = _search_spec({"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5})
     search = AccuracyControlSearch(
         spec,
         lambda v: Outcome(v, 0.1 if "bad" in v.exclude_nodes else -0.5),
