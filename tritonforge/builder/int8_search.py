@@ -19,10 +19,12 @@ from pathlib import Path
 import onnx
 
 from tritonforge.builder.converters import VariantSpec, variant_spec
+from tritonforge.builder.converters.base import SourceGraph
 from tritonforge.builder.converters.int8_common import DatasetReader, preprocessed, quiet
 from tritonforge.builder.converters.onnx2int8_qdq import quantize_qdq
 from tritonforge.builder.data import Dataset
 from tritonforge.spec import BuildSpec, Int8SearchSpec
+from tritonforge.spec.model import Int8StartSpec
 
 
 def rank_sensitive_nodes(
@@ -85,8 +87,8 @@ def sqnr_loss(node: onnx.NodeProto, errors: dict[str, dict]) -> float:
     return inputs - outputs
 
 
-def candidates(search: Int8SearchSpec, ranked: list[str]) -> list[VariantSpec]:
-    """The grid: method x per-channel x number of most-sensitive nodes kept in float."""
+def candidates(search: Int8SearchSpec, ranked: list[str], graph: SourceGraph = "exported") -> list[VariantSpec]:
+    """The grid: method x per-channel x number of most-sensitive nodes kept in float, quantizing `graph`."""
     out, seen = [], set()
     for method in search.methods:
         for per_channel in search.per_channel:
@@ -96,62 +98,46 @@ def candidates(search: Int8SearchSpec, ranked: list[str]) -> list[VariantSpec]:
                 if key in seen:
                     continue
                 seen.add(key)
-                tag = "dyn" if method == "dynamic" else method
-                vid = f"int8_{tag}_{'pc' if per_channel else 'pt'}_x{len(excluded)}"
-                if method == "dynamic":
-                    out.append(
-                        variant_spec(
-                            "onnx_int8_dynamic",
-                            id=vid,
-                            per_channel=per_channel,
-                            op_types=search.op_types,
-                            exclude_nodes=list(excluded),
-                        )
-                    )
-                else:
-                    out.append(
-                        variant_spec(
-                            "onnx_int8_qdq",
-                            id=vid,
-                            per_channel=per_channel,
-                            calibration_method=method,
-                            op_types=search.op_types,
-                            exclude_nodes=list(excluded),
-                        )
-                    )
+                vid = f"int8_{_tag(method, per_channel, graph)}_x{len(excluded)}"
+                out.append(point(method, per_channel, search.op_types, list(excluded), vid, graph))
     return out
 
 
 def search_variants(
-    spec: BuildSpec, fp32_onnx: Path, calibration: Dataset, work_dir: Path, notes: list[str]
+    spec: BuildSpec, source: Path, graph: SourceGraph, calibration: Dataset, work_dir: Path, notes: list[str]
 ) -> list[VariantSpec]:
-    """The search grid for this spec (sensitivity analysis only when some point excludes nodes)."""
+    """The search grid for this spec over the FP32 graph `source` (which is `graph`); sensitivity analysis only
+    when some point excludes nodes."""
     s = spec.int8_search
     ranked: list[str] = []
     if any(k > 0 for k in s.exclude_top):
-        ranked = rank_sensitive_nodes(fp32_onnx, calibration, [t.name for t in spec.inputs], s.op_types, work_dir, notes)
+        ranked = rank_sensitive_nodes(source, calibration, [t.name for t in spec.inputs], s.op_types, work_dir, notes)
         if ranked:
             notes.append(f"INT8 search: most sensitive nodes: {', '.join(ranked[: max(s.exclude_top)])}")
-    return candidates(s, ranked)
+    return candidates(s, ranked, graph)
 
 
 # ---- the accuracy-control search ------------------------------------------------------------------------
-def _tag(method: str, per_channel: bool) -> str:
-    return f"{'dyn' if method == 'dynamic' else method}_{'pc' if per_channel else 'pt'}"
+def _tag(method: str, per_channel: bool, graph: SourceGraph, weights: str = "int8") -> str:
+    u8 = "_u8" if weights == "uint8" else ""
+    fused = "_fused" if graph == "fused" else ""
+    return f"{'dyn' if method == 'dynamic' else method}_{'pc' if per_channel else 'pt'}{u8}{fused}"
 
 
-def point(method: str, per_channel: bool, op_types: list[str], excluded: list[str], vid: str) -> VariantSpec:
+def point(
+    method: str,
+    per_channel: bool,
+    op_types: list[str],
+    excluded: list[str],
+    vid: str,
+    graph: SourceGraph = "exported",
+    weights: str = "int8",
+) -> VariantSpec:
     """One INT8 configuration as a variant entry."""
+    common = {"id": vid, "per_channel": per_channel, "op_types": op_types, "exclude_nodes": list(excluded), "graph": graph}
     if method == "dynamic":
-        return variant_spec("onnx_int8_dynamic", id=vid, per_channel=per_channel, op_types=op_types, exclude_nodes=list(excluded))
-    return variant_spec(
-        "onnx_int8_qdq",
-        id=vid,
-        per_channel=per_channel,
-        calibration_method=method,
-        op_types=op_types,
-        exclude_nodes=list(excluded),
-    )
+        return variant_spec("onnx_int8_dynamic", weights=weights, **common)
+    return variant_spec("onnx_int8_qdq", calibration_method=method, **common)
 
 
 def worst_margin(outcome) -> float:
@@ -205,22 +191,26 @@ class AccuracyControlSearch:
         evaluate: Callable,
         rank: Callable[[list[str]], list[str]],
         quantized: Callable[[object], set[str] | None] = lambda outcome: None,
+        graph: SourceGraph = "exported",
     ) -> None:
         self.s = spec.int8_search
+        self.graph = graph
         self.evaluate, self.rank, self.quantized = evaluate, rank, quantized
         self.outcomes: list = []
         self.path = SearchPath()
 
-    def _try(self, method: str, per_channel: bool, excluded: list[str]) -> tuple[object, SearchStep]:
-        vid = f"int8_{_tag(method, per_channel)}_x{len(excluded)}"
+    def _try(self, start: Int8StartSpec, excluded: list[str]) -> tuple[object, SearchStep]:
+        tag = _tag(start.method, start.per_channel, self.graph, start.weights)
+        vid = f"int8_{tag}_x{len(excluded)}"
         if any(o.id == vid for o in self.outcomes):  # the same count of other nodes: tell the points apart
             vid = f"{vid}_s{len(self.outcomes)}"
-        outcome = self.evaluate(point(method, per_channel, self.s.op_types, excluded, vid))
+        variant = point(start.method, start.per_channel, self.s.op_types, excluded, vid, self.graph, start.weights)
+        outcome = self.evaluate(variant)
         self.outcomes.append(outcome)
         margin = worst_margin(outcome)
         step = SearchStep(
             vid,
-            _tag(method, per_channel),
+            tag,
             list(excluded),
             None if margin == float("-inf") else margin,
             outcome.passed,
@@ -231,17 +221,19 @@ class AccuracyControlSearch:
         return outcome, step
 
     def run(self) -> tuple[list, SearchPath]:
+        """Gate the starts (fastest first) until one passes; then, within the budget, revert nodes of the closest
+        failing start before it (faster, if it can be made to pass; the build's timing decides)."""
         budget = self.s.max_evaluations
         best = None
         for start in self.s.starts:
             if len(self.outcomes) >= budget:
                 break
-            outcome, step = self._try(start.method, start.per_channel, [])
+            outcome, step = self._try(start, [])
             if step.passed:
-                return self.outcomes, self.path  # the fastest configurations pass as they are
+                break  # the later starts are slower
             if best is None or _margin(step) > _margin(best[1]):
                 best = (start, step, outcome)
-        if best is None:
+        if best is None:  # the fastest start passes as it is (or nothing was tried)
             return self.outcomes, self.path
         start, current, start_outcome = best
         live = self.quantized(start_outcome)
@@ -257,7 +249,7 @@ class AccuracyControlSearch:
             group = [n for n in ranked if n not in excluded and n not in useless][: self.s.group_size]
             if not group:
                 break
-            outcome, step = self._try(start.method, start.per_channel, excluded + group)
+            outcome, step = self._try(start, excluded + group)
             if step.passed:
                 break
             if _margin(step) > _margin(current):  # better: keep it, and rank what is still quantized again

@@ -18,6 +18,7 @@ from tritonforge.builder.check_requests import check_requests, sample_texts
 from tritonforge.builder.export_stage import export_stage, onnx_runner
 from tritonforge.builder.inputs import BuildInputs, read_inputs
 from tritonforge.builder.report import assemble, report_files
+from tritonforge.builder.served_data import served_dataset
 from tritonforge.builder.serving_check import ServingCheck
 from tritonforge.builder.serving_graph import Names, ServingPlan, plan_models
 from tritonforge.builder.stages import StageCache
@@ -25,6 +26,7 @@ from tritonforge.builder.variants import (
     BuildContext,
     PublishOrder,
     Reporter,
+    ServedData,
     VariantBuilder,
     VariantOutcome,
     publish_order,
@@ -162,9 +164,15 @@ def _build_locked(
     try:
         fp32, export = export_stage(inp, work, stages, repo, rep, check.ort)
         export = export["result"]
+        texts = sample_texts(spec)
         with rep.stage("FP32 reference outputs on the validation data"):
-            reference = run_over(onnx_runner(spec, fp32, check.ort), inp.validation)
-        ctx = BuildContext(spec, fp32, inp.validation, reference, inp.calibration, work, stages, repo, inp.tools, rep, check.ort)
+            fp32_run = onnx_runner(spec, fp32, check.ort)
+            reference = run_over(fp32_run, inp.validation)
+            served_data = served_dataset(spec, texts, inp.tokenizer_file)
+            served = ServedData(served_data, run_over(fp32_run, served_data)) if served_data else None
+        ctx = BuildContext(
+            spec, fp32, inp.validation, reference, inp.calibration, work, stages, repo, inp.tools, rep, check.ort, served
+        )
         result = VariantBuilder(ctx).run()
         order = publish_order(result.outcomes, result.primary, result.search_winner, Names(spec.name).variant)
         published = order.published
@@ -173,7 +181,6 @@ def _build_locked(
         models = plan_models(spec, plan, version)
         owned = {m.name for m in models}
         _refuse_foreign_overwrite(repo, owned, old)
-        texts = sample_texts(spec)
         with rep.stage(
             "load the staged models in tritonserver and ask the public model" if check.enabled else "check the staged configs"
         ):

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from tritonforge.builder.converters import CONVERTERS, ConversionJob, variant_spec
+from tritonforge.builder.converters.base import conversion_source
 from tritonforge.builder.data import Dataset
 from tritonforge.builder.runtimes import open_runtime
 from tritonforge.builder.variants import check_variant
@@ -54,9 +55,9 @@ def recheck(repo: Path, model: str, variant_id: str) -> tuple[bool, str]:
             calibration = Dataset.load_npz(base / CALIBRATION_NPZ) if (base / CALIBRATION_NPZ).exists() else None
             fp32 = published.file(next(m for m in published.rungs(model) if published.role(m).variant == "onnx_fp32"))
             options = {k: v for k, v in entry.options.items() if k != "kind"}
-            job = ConversionJob(
-                spec, variant_spec(entry.kind, **options), fp32, path, Path(tmp), calibration, validation=validation
-            )
+            variant = variant_spec(entry.kind, **options)
+            source = conversion_source(converter, variant, fp32, Path(tmp), validation, [])
+            job = ConversionJob(spec, variant, source, path, Path(tmp), calibration, validation=validation)
         try:  # a recorded error is reproduced by failing again where the build failed: conversion or run
             if job is not None:
                 converter.convert(job)

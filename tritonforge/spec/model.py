@@ -173,6 +173,13 @@ class Int8StartSpec(_Strict):
     # a Literal over a tuple built at import: pydantic reads it, mypy cannot
     method: Literal[("dynamic",) + CALIBRATION_METHODS] = "dynamic"  # type: ignore[valid-type]
     per_channel: bool = True
+    weights: Literal["int8", "uint8"] = Field("int8", description="dynamic only: the weights' type (see onnx_int8_dynamic)")
+
+    @model_validator(mode="after")
+    def _weights_for_dynamic(self) -> Int8StartSpec:
+        if self.weights != "int8" and self.method != "dynamic":
+            raise ValueError(f"weights: {self.weights} is for method dynamic; {self.method} quantizes weights to int8")
+        return self
 
 
 class Int8SearchSpec(_Strict):
@@ -188,7 +195,13 @@ class Int8SearchSpec(_Strict):
     enabled: bool = False
     strategy: Literal["accuracy_control", "grid"] = "accuracy_control"
     starts: list[Int8StartSpec] = Field(
-        default_factory=lambda: [Int8StartSpec(method="dynamic"), Int8StartSpec(method="entropy")]
+        default_factory=lambda: [
+            Int8StartSpec(method="dynamic"),
+            Int8StartSpec(method="dynamic", weights="uint8"),
+            Int8StartSpec(method="entropy"),
+        ],
+        description="fastest first: after a start passes, the later (slower) ones are not tried, and the budget "
+        "left goes to reverting nodes of the closest failing start before it",
     )
     max_evaluations: int = Field(8, ge=1, description="accuracy_control: gate evaluations at most, starts included")
     group_size: int = Field(1, ge=1, description="accuracy_control: nodes reverted per step")
@@ -198,7 +211,12 @@ class Int8SearchSpec(_Strict):
     )
     per_channel: list[bool] = Field(default_factory=lambda: [False, True], description="grid only")
     exclude_top: list[int] = Field(default_factory=lambda: [0, 2, 4], description="grid only: most sensitive nodes kept in float")
-    op_types: list[str] = Field(default_factory=lambda: ["MatMul", "Gemm", "Conv"])
+    op_types: list[str] = Field(default_factory=lambda: ["MatMul", "Gemm", "Conv", "Attention"])
+    graph: Literal["auto", "fused", "exported"] = Field(
+        "auto",
+        description="the FP32 graph the search quantizes: auto = the fused graph where attention was fused "
+        "(QAttention), else the exported one",
+    )
 
 
 class TimingSpec(_Strict):

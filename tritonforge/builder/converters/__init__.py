@@ -13,6 +13,7 @@ from tritonforge.builder.converters.base import ConversionJob, Converter
 from tritonforge.builder.converters.onnx2fp16 import OnnxFp16
 from tritonforge.builder.converters.onnx2fp32 import OnnxFp32
 from tritonforge.builder.converters.onnx2fp32_ftz import OnnxFp32Ftz
+from tritonforge.builder.converters.onnx2fp32_fused import OnnxFp32Fused
 from tritonforge.builder.converters.onnx2int8_dynamic import OnnxInt8Dynamic
 from tritonforge.builder.converters.onnx2int8_qdq import OnnxInt8Qdq
 from tritonforge.builder.converters.onnx2trt import TrtFp16, TrtInt8
@@ -21,7 +22,17 @@ from tritonforge.spec.base import VariantBase
 from tritonforge.spec.model import VariantSpec
 from tritonforge.spec.registry import VARIANT_KINDS
 
-_ALL = [OnnxFp32(), OnnxFp32Ftz(), OnnxFp16(), OnnxInt8Dynamic(), OnnxInt8Qdq(), TrtFp16(), TrtInt8(), TorchTrtFp16()]
+_ALL = [
+    OnnxFp32(),
+    OnnxFp32Ftz(),
+    OnnxFp32Fused(),
+    OnnxFp16(),
+    OnnxInt8Dynamic(),
+    OnnxInt8Qdq(),
+    TrtFp16(),
+    TrtInt8(),
+    TorchTrtFp16(),
+]
 CONVERTERS: dict[str, Converter] = {c.kind: c for c in _ALL}  # kind -> converter
 
 for _converter in _ALL:

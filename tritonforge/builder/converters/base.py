@@ -7,8 +7,9 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
+from tritonforge.builder.converters.fusion import fused_graph
 from tritonforge.spec.base import VariantBase
 
 if TYPE_CHECKING:  # the spec is built from this registry: it cannot be imported here at run time
@@ -17,6 +18,12 @@ if TYPE_CHECKING:  # the spec is built from this registry: it cannot be imported
 
 
 Options = TypeVar("Options", bound=VariantBase)
+# The FP32 graph a conversion starts from: as exported, or after the graph-optimization stage (fusion.py)
+SourceGraph = Literal["exported", "fused"]
+
+
+class NotApplicable(Exception):  # noqa: N818 (a verdict, not a failure)
+    """The conversion does not apply to this model (e.g. no attention to fuse): the variant is skipped."""
 
 
 @dataclass
@@ -72,6 +79,10 @@ class Converter(ABC):
         """The converted file at `out` holds none of this converter's precision (nothing it could convert)."""
         return False
 
+    def source_graph(self, variant: VariantBase) -> SourceGraph:
+        """Which FP32 graph the conversion of `variant` starts from."""
+        return "exported"
+
     def unavailable(self) -> str | None:
         """Why this conversion cannot run on this machine (e.g. 'no CUDA device'), or None."""
         return None
@@ -79,6 +90,23 @@ class Converter(ABC):
     @abstractmethod
     def convert(self, job: ConversionJob) -> None:
         """Write the variant to job.out_path."""
+
+
+def conversion_source(
+    converter: Converter, variant: VariantBase, fp32_onnx: Path, work_dir: Path, validation: Dataset | None, notes: list[str]
+) -> Path:
+    """The FP32 graph the conversion of `variant` starts from: `fp32_onnx`, or its fused graph (made once in
+    `work_dir`; NotApplicable with the reason when there is none)."""
+    if converter.source_graph(variant) == "exported":
+        return fp32_onnx
+    if validation is None or not validation.batches:
+        raise NotApplicable("the fused graph is checked on held-out data, and there is none")
+    fused = fused_graph(fp32_onnx, work_dir, validation.batches[0])
+    if fused.path is None:
+        raise NotApplicable(fused.reason)
+    notes.append(f"from the fused graph ({fused.summary()}; onnxscript's ORT fusions)")
+    notes.extend(fused.notes)
+    return fused.path
 
 
 def run_alone(converter: Converter, argv: list[str] | None = None) -> int:
@@ -101,7 +129,13 @@ def run_alone(converter: Converter, argv: list[str] | None = None) -> int:
     calibration = load_dataset(spec, spec.calibration.data, "calibration.data") if spec.calibration else None
     validation = load_dataset(spec, spec.validation.data, "validation.data")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    job = ConversionJob(spec, variant, args.fp32_onnx, args.out, args.out.parent, calibration, validation=validation)
+    notes: list[str] = []
+    try:
+        source = conversion_source(converter, variant, args.fp32_onnx, args.out.parent, validation, notes)
+    except NotApplicable as e:
+        print(f"skipped: {e}")
+        return 3
+    job = ConversionJob(spec, variant, source, args.out, args.out.parent, calibration, notes, validation)
     converter.convert(job)
     for note in job.notes:
         print(f"note: {note}")

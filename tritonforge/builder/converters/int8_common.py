@@ -20,7 +20,7 @@ from tritonforge.serving.batching import Batch
 if TYPE_CHECKING:
     from tritonforge.builder.data import Dataset
 
-DEFAULT_OP_TYPES = ["MatMul", "Gemm", "Conv"]
+DEFAULT_OP_TYPES = ["MatMul", "Gemm", "Conv", "Attention"]  # Attention: com.microsoft's, in a fused graph
 
 
 @contextlib.contextmanager
@@ -44,7 +44,7 @@ def preprocessed(fp32_onnx: Path, work_dir: Path, notes: list[str]) -> Path:
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    out = work_dir / "int8_preprocessed.onnx"
+    out = work_dir / f"int8_preprocessed_{fp32_onnx.stem}.onnx"  # one per source graph (exported, fused)
     if out.exists():
         return out
     try:
@@ -102,7 +102,7 @@ def DatasetReader(data: Iterable[Batch], input_names: list[str]):  # noqa: N802 
 
 
 # Nodes ONNX Runtime's dynamic quantization writes in place of a quantized MatMul, Gemm or Conv
-INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv"}
+INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv", "QAttention"}
 
 
 def quantized_nodes(path: Path) -> set[str]:

@@ -11,8 +11,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from tritonforge.builder.converters.base import ConversionJob, Converter, run_alone
+from tritonforge.builder.converters.base import ConversionJob, Converter, SourceGraph, run_alone
 from tritonforge.builder.converters.changed import has_int8
+from tritonforge.builder.converters.fusion import float_attention
 from tritonforge.builder.converters.int8_common import DEFAULT_OP_TYPES, preprocessed, quantized_nodes, quiet
 from tritonforge.errors import ExportError
 from tritonforge.spec.base import VariantBase
@@ -22,8 +23,11 @@ class Int8Options(VariantBase):
     """What every INT8 converter takes: which ops are quantized, which nodes stay in float."""
 
     per_channel: bool = False
-    op_types: list[str] | None = Field(None, description="op types to quantize (default: MatMul, Gemm, Conv)")
+    op_types: list[str] | None = Field(None, description="op types to quantize (default: MatMul, Gemm, Conv, Attention)")
     exclude_nodes: list[str] = Field(default_factory=list, description="node names kept in float")
+    graph: SourceGraph = Field(
+        "exported", description="the FP32 graph quantized: as exported, or fused (attention fused, transformers)"
+    )
 
 
 class Int8Converter(Converter):
@@ -32,12 +36,21 @@ class Int8Converter(Converter):
     def changed_nothing(self, out: Path) -> bool:
         return not has_int8(out)
 
+    def source_graph(self, variant: VariantBase) -> SourceGraph:
+        assert isinstance(variant, Int8Options)
+        return variant.graph
+
 
 class OnnxInt8Dynamic(Int8Converter):
     class Options(Int8Options):
         """Weights INT8 offline, activations quantized at run time (no calibration data)."""
 
         kind: Literal["onnx_int8_dynamic"] = "onnx_int8_dynamic"
+        weights: Literal["int8", "uint8"] = Field(
+            "int8",
+            description="int8: the U8S8 kernels (fastest with VNNI/AMX; on CPUs without VNNI they can saturate); "
+            "uint8: the U8U8 kernels (no saturation, slower where VNNI speeds up U8S8)",
+        )
 
     runtime = "onnxruntime"
     precision = "int8"
@@ -46,16 +59,19 @@ class OnnxInt8Dynamic(Int8Converter):
     def convert(self, job: ConversionJob) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        v = job.options(Int8Options)
+        v = job.options(OnnxInt8Dynamic.Options)
         src = preprocessed(job.fp32_onnx, job.work_dir, job.notes)
+        import onnx
+
+        in_float = float_attention(onnx.load(str(src), load_external_data=False))
         with quiet():
             quantize_dynamic(
                 str(src),
                 str(job.out_path),
                 per_channel=v.per_channel,
-                weight_type=QuantType.QInt8,
+                weight_type=QuantType.QUInt8 if v.weights == "uint8" else QuantType.QInt8,
                 op_types_to_quantize=v.op_types or DEFAULT_OP_TYPES,
-                nodes_to_exclude=excluded_names(v.exclude_nodes) or None,
+                nodes_to_exclude=excluded_names(v.exclude_nodes) + in_float or None,
             )
         quantized = quantized_nodes(job.out_path)
         kept_quantized = [name for name in v.exclude_nodes if name in quantized]

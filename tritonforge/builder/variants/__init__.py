@@ -2,7 +2,7 @@
 choice of the primary; `VariantBuilder` runs them in order over one `BuildContext`."""
 
 from tritonforge.builder.variants.builder import VariantBuilder
-from tritonforge.builder.variants.context import BuildContext, Reporter, conversion_code, stage_key
+from tritonforge.builder.variants.context import BuildContext, Reporter, ServedData, conversion_code, stage_key
 from tritonforge.builder.variants.gating import check_variant
 from tritonforge.builder.variants.outcome import FP32, SEARCH_WINNER_ID, VariantOutcome, VariantsResult
 from tritonforge.builder.variants.primary import PRIMARY_MARGIN, PublishOrder, choose_primary, publish_order
@@ -15,6 +15,7 @@ __all__ = [
     "BuildContext",
     "PublishOrder",
     "Reporter",
+    "ServedData",
     "VariantBuilder",
     "VariantOutcome",
     "VariantsResult",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tritonforge.builder.converters import CONVERTERS, VariantSpec
+from tritonforge.builder.converters.base import NotApplicable
 from tritonforge.builder.variants.context import BuildContext
 from tritonforge.builder.variants.conversion import BuiltFiles, convert, reused, variant_key
 from tritonforge.builder.variants.gating import gate_file
@@ -50,6 +51,9 @@ class VariantBuilder:
         try:
             path = ctx.fp32 if v.kind == "onnx_fp32" else self.convert(v, outcome)
             same = self.built.same_as(v, path, search)
+        except NotApplicable as e:
+            outcome.status, outcome.reason = "skipped", str(e)
+            return outcome
         except Exception as e:  # a failed conversion rejects this variant, not the build
             outcome.status, outcome.reason = "error", f"{type(e).__name__}: {str(e).strip()[:600]}"
             return outcome

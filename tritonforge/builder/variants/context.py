@@ -11,6 +11,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from tritonforge.builder.converters.fusion import FusedGraph, fused_graph
 from tritonforge.builder.data import Dataset
 from tritonforge.builder.serving_ort import ServingOrt
 from tritonforge.builder.stages import StageCache
@@ -28,6 +29,14 @@ class Reporter(Protocol):
 
 
 @dataclass(frozen=True)
+class ServedData:
+    """Held-out samples as served (texts padded to the serving buckets), and FP32's outputs on them."""
+
+    data: Dataset
+    reference: Outputs
+
+
+@dataclass(frozen=True)
 class BuildContext:
     """One build's inputs to its variant stages."""
 
@@ -42,10 +51,16 @@ class BuildContext:
     tools: dict[str, str]
     reporter: Reporter
     ort: ServingOrt | None = None  # the serving runtime every ONNX figure comes from (None: this process's)
+    served: ServedData | None = None  # held-out texts as the tokenizer serves them (tokenizer-fronted models)
 
     @cached_property
     def fp32_sha(self) -> str:
         return sha256_file(self.fp32)
+
+    @cached_property
+    def fused(self) -> FusedGraph:
+        """The build's fused FP32 graph (made on first use, once), or why there is none."""
+        return fused_graph(self.fp32, self.work, self.validation.batches[0])
 
     @property
     def inputs(self) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tritonforge.builder.converters import CONVERTERS, ConversionJob, VariantSpec
+from tritonforge.builder.converters.base import conversion_source
 from tritonforge.builder.onnx_graph import finalize_variant
 from tritonforge.builder.variants.context import BuildContext
 from tritonforge.builder.variants.outcome import FP32, VariantOutcome
@@ -18,6 +19,7 @@ def variant_key(ctx: BuildContext, v: VariantSpec) -> str:
     return ctx.key(
         variant=v,
         validation=ctx.validation.fingerprint(),
+        served=ctx.served.data.fingerprint() if ctx.served else "",
         gate=spec.gate,
         **CONVERTERS[v.kind].key_parts(spec, ctx.calibration),
     )
@@ -38,10 +40,13 @@ def reused(ctx: BuildContext, key: str, vid: str) -> VariantOutcome | None:
 
 
 def convert(ctx: BuildContext, v: VariantSpec, outcome: VariantOutcome) -> Path:
-    """Convert the FP32 file into variant `v` in the work directory (the converter's notes go to `outcome`)."""
+    """Convert the FP32 file (or its fused graph) into variant `v` in the work directory (the converter's notes
+    go to `outcome`; NotApplicable when the variant does not apply to this model)."""
     converter = CONVERTERS[v.kind]
     out = ctx.work / f"{v.variant_id}{converter.suffix}"
-    job = ConversionJob(ctx.spec, v, ctx.fp32, out, ctx.work, ctx.calibration, validation=ctx.validation)
+    notes: list[str] = []
+    source = conversion_source(converter, v, ctx.fp32, ctx.work, ctx.validation, notes)
+    job = ConversionJob(ctx.spec, v, source, out, ctx.work, ctx.calibration, notes, ctx.validation)
     converter.convert(job)
     if converter.suffix == ".onnx":
         finalize_variant(out, ctx.spec.export.ir_version)

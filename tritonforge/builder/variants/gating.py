@@ -10,7 +10,7 @@ from tritonforge.builder.data import Dataset
 from tritonforge.builder.gate import GateResult, evaluate
 from tritonforge.builder.runtimes import open_runtime
 from tritonforge.builder.timing import timing_input
-from tritonforge.builder.variants.context import BuildContext
+from tritonforge.builder.variants.context import BuildContext, ServedData
 from tritonforge.builder.variants.outcome import VariantOutcome
 from tritonforge.builder.verify import Comparison, Outputs, compare, rebatch_outputs, run_over
 from tritonforge.hashing import sha256_file
@@ -20,11 +20,18 @@ Run = Callable[..., dict]  # a runtime's run: one batch of inputs -> outputs
 
 
 def check_variant(
-    spec: BuildSpec, validation: Dataset, reference: Outputs, run: Run, batch_dependent: bool, candidate: Outputs | None = None
+    spec: BuildSpec,
+    validation: Dataset,
+    reference: Outputs,
+    run: Run,
+    batch_dependent: bool,
+    candidate: Outputs | None = None,
+    served: ServedData | None = None,
 ) -> tuple[Comparison, GateResult, list[str]]:
     """Compare a variant with the FP32 reference on the validation data and apply the gate. A batch-dependent
     variant must pass one sample at a time too (served batches are not the validation batches); the worse of
-    the two comparisons is the one reported."""
+    the two comparisons is the one reported. With `served` (texts padded to the serving buckets), it must pass
+    on those too, batched and, if batch-dependent, one request at a time; the first failure is reported."""
     tol = spec.validation.tolerance
     candidate = candidate if candidate is not None else run_over(run, validation)
     comparison = compare(spec, validation, reference, candidate, tol.atol, tol.rtol)
@@ -39,6 +46,17 @@ def check_variant(
             notes.append("passed batched, failed one sample at a time: " + "; ".join(gate_alone.failures))
         if not gate_alone.passed or _worst_cosine(alone) < _worst_cosine(comparison):
             comparison, gate = alone, gate_alone
+    if served is not None and gate.passed:
+        forms = [("as served (padded to the serving buckets)", served.data, served.reference)]
+        if batch_dependent:
+            forms.append(("as served, one request at a time", served.data.rebatch(1), rebatch_outputs(served.reference, 1)))
+        for label, data, ref in forms:
+            seen = compare(spec, data, ref, run_over(run, data), tol.atol, tol.rtol)
+            gate_seen = evaluate(seen, spec.gate, spec.output_kinds)
+            notes.append(f"gated {label}: worst cosine {_worst_cosine(seen):.5f}")
+            if not gate_seen.passed:
+                notes.append(f"failed {label}: " + "; ".join(gate_seen.failures))
+                return seen, gate_seen, notes
     return comparison, gate, notes
 
 
@@ -68,7 +86,7 @@ def gate_file(ctx: BuildContext, v: VariantSpec, path: Path, outcome: VariantOut
     outcome.device, outcome.memory_mb = runtime.device, round(runtime.memory_mb, 1)
     outcome.measured_in = runtime.runtime_label
     comparison, gate, notes = check_variant(
-        ctx.spec, ctx.validation, ctx.reference, runtime.run, converter.batch_dependent, candidate
+        ctx.spec, ctx.validation, ctx.reference, runtime.run, converter.batch_dependent, candidate, ctx.served
     )
     outcome.notes.extend(notes)
     outcome.comparison = comparison.to_dict()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tritonforge.builder.converters import VariantSpec, variant_spec
+from tritonforge.builder.converters.base import SourceGraph
 from tritonforge.builder.converters.int8_common import quantized_nodes
 from tritonforge.builder.int8_search import AccuracyControlSearch, rank_sensitive_nodes, search_variants
 from tritonforge.builder.variants.context import BuildContext
@@ -51,6 +52,20 @@ def _key(ctx: BuildContext, *, validation: bool) -> str:
     return ctx.key(calibration=ctx.calibration.fingerprint() if ctx.calibration else "", search=s, **gate)
 
 
+def search_graph(host: SearchHost) -> tuple[SourceGraph, Path]:
+    """The FP32 graph the search quantizes (spec.int8_search.graph; auto: the fused one where there is one)."""
+    ctx = host.ctx
+    choice = ctx.spec.int8_search.graph
+    if choice == "exported":
+        return "exported", ctx.fp32
+    fused = ctx.fused
+    if fused.path is None:
+        if choice == "fused":
+            host.notes.append(f"int8_search.graph is fused, but {fused.reason}: the search quantizes the exported graph")
+        return "exported", ctx.fp32
+    return "fused", fused.path
+
+
 class Grid:
     """A grid of INT8 points over the most sensitive nodes kept in float; a rebuild reuses the grid."""
 
@@ -63,7 +78,8 @@ class Grid:
                 grid = [variant_spec(**d) for d in old["result"]]
             else:
                 assert ctx.calibration is not None
-                grid = search_variants(ctx.spec, ctx.fp32, ctx.calibration, ctx.work, host.notes)
+                graph, source = search_graph(host)
+                grid = search_variants(ctx.spec, source, graph, ctx.calibration, ctx.work, host.notes)
             ctx.stages.store("int8_search", key, result=[g.model_dump(mode="json") for g in grid])
         return grid
 
@@ -89,11 +105,12 @@ class AccuracyControl:
         else:
             calibration = ctx.calibration
             assert calibration is not None
+            graph, source = search_graph(host)
 
             def rank(excluded: list[str]) -> list[str]:
                 with ctx.reporter.stage(f"INT8 search: sensitivity with {len(excluded)} node(s) in float"):
                     return rank_sensitive_nodes(
-                        ctx.fp32, calibration, ctx.inputs, s.op_types, ctx.work, host.notes, excluded=excluded
+                        source, calibration, ctx.inputs, s.op_types, ctx.work, host.notes, excluded=excluded
                     )
 
             def quantized(outcome: object) -> set[str] | None:
@@ -103,7 +120,7 @@ class AccuracyControl:
                 path = Path(outcome.file) if outcome.file else host.convert(spec_for(outcome, []), outcome)
                 return quantized_nodes(path) if path.is_file() else None
 
-            search = AccuracyControlSearch(ctx.spec, lambda v: host.gated(v, True), rank, quantized)
+            search = AccuracyControlSearch(ctx.spec, lambda v: host.gated(v, True), rank, quantized, graph)
             outcomes, path = search.run()
             specs = [spec_for(o, []) for o in outcomes]
             search_path = path.to_dict()
