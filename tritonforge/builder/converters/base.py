@@ -59,6 +59,8 @@ class Converter(ABC):
     batch_dependent: ClassVar[bool] = False
     uses_calibration: ClassVar[bool] = False  # the output depends on the calibration data (scales, profiles)
     needs_gpu: ClassVar[bool] = False  # its artifacts are tied to the GPU (and runtime version) they were built on
+    # It claims FP32's answers (a rewrite, not a reduced precision): it must also be within the validation tolerance
+    exact: ClassVar[bool] = False
 
     @property
     def kind(self) -> str:

@@ -22,6 +22,7 @@ class OnnxFp32Fused(Converter):
 
     runtime = "onnxruntime"
     precision = "fp32"
+    exact = True
 
     def source_graph(self, variant: VariantBase) -> SourceGraph:
         return "fused"

@@ -93,3 +93,9 @@ def gate_file(ctx: BuildContext, v: VariantSpec, path: Path, outcome: VariantOut
     outcome.gate = gate.to_dict()
     outcome.status = "passed" if gate.passed else "rejected"
     outcome.reason = "" if gate.passed else "; ".join(gate.failures)
+    if gate.passed and converter.exact and not comparison.within_tolerance:
+        outcome.status = "rejected"
+        outcome.reason = (
+            f"claims FP32's answers but is outside the validation tolerance (atol {comparison.atol:g}, rtol "
+            f"{comparison.rtol:g}): " + ", ".join(f"{n} max abs {m.max_abs:.3g}" for n, m in comparison.outputs.items())
+        )
