@@ -1,19 +1,22 @@
-"""INT8 on the MiniLM encoder: the accuracy-control search against the grid it replaced, and against the recipe
-most users apply (optimum's avx512_vnni preset: dynamic, per channel, its operator list), all gated by the
-example's gate (min cosine 0.99 on held-out sentences), then timed side by side in one run: rounds interleaved
-(FP32, grid winner, search winner, preset; again ...), every round shown, the median per-round speed-up.
+"""INT8 on the MiniLM encoder, with and without the graph-optimization stage: FP32 as exported, FP32 with its
+attention fused, the INT8 search's winner on the exported graph (what a build published before the stage) and
+on the fused graph (QAttention), plus the recipe most users apply (optimum's avx512_vnni preset: dynamic, per
+channel, its operator list). Every variant is gated by the example's gate (min cosine 0.99 on held-out sentences,
+batched, one at a time and as served), then timed side by side in the serving environment's ONNX Runtime (the one
+the local server and the in-process rungs run): rounds interleaved, the order rotated each round, every round
+shown, the median per-round speed-up against FP32.
 
     python -m benchmarks.bench_int8 [--rounds 5] [--work DIR] [--out perf_results/bench_int8.json]
 
-The grid is the example's former search (methods dynamic, minmax x per-channel off/on x 0/2/4/8 most sensitive
-nodes in float: 16 points). Each strategy builds into its own scratch repository; only the variants' files are
-timed here, with the build's own timing code and the server's ONNX Runtime session settings.
+Each graph is built into its own scratch repository with the example's accuracy-control search (the same starts
+and budget), so the two INT8 winners differ only in the graph they quantize.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import shutil
 import tempfile
 import time
@@ -26,6 +29,7 @@ from rich.table import Table
 from tritonforge.builder.data import load_dataset
 from tritonforge.builder.pipeline import build
 from tritonforge.builder.runtimes import open_runtime
+from tritonforge.builder.serving_ort import ServingOrt
 from tritonforge.builder.timing import measure, timing_input
 from tritonforge.cli.render import console
 from tritonforge.repository.reader import Repository
@@ -41,18 +45,15 @@ PRESET = {
     "per_channel": True,
     "op_types": ["Conv", "MatMul", "Attention", "LSTM", "Gather", "Transpose", "EmbedLayerNormalization"],
 }
-GRID = {
-    "enabled": True,
-    "strategy": "grid",
-    "methods": ["dynamic", "minmax"],
-    "per_channel": [False, True],
-    "exclude_top": [0, 2, 4, 8],
+BUILDS = {  # name -> (the search's graph, the spec's variants)
+    "exported": ("exported", [PRESET]),
+    "fused": ("fused", [{"kind": "onnx_fp32_fused"}]),
 }
-SEARCH = {"enabled": True, "strategy": "accuracy_control"}
 
 
-def _spec(dest: Path, search: dict, variants: list[dict]) -> Path:
+def _spec(dest: Path, graph: str, variants: list[dict]) -> Path:
     data = yaml.safe_load((MINILM / "spec.yaml").read_text())
+    search = {**data["int8_search"], "graph": graph}
     data.update(variants=variants, int8_search=search, timing={"batch_sizes": BATCHES})
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("minilm_model.py", "minilm_data.py", "sentences.txt"):
@@ -61,60 +62,70 @@ def _spec(dest: Path, search: dict, variants: list[dict]) -> Path:
     return dest / "spec.yaml"
 
 
-def _strategy(work: Path, name: str, search: dict, variants: list[dict]) -> dict:
-    spec = _spec(work / name, search, variants)
+def _cosines(variant: dict) -> dict:
+    """The gate's worst cosine (the failing or worst form), and each as-served form's, from the variant's notes."""
+    outputs = (variant.get("comparison") or {}).get("outputs") or {}
+    served = [n for n in variant.get("notes", []) if n.startswith("gated as served")]
+    return {
+        "min_cosine": outputs.get("embedding", {}).get("min_cosine"),
+        "as_served": [float(n.rsplit(" ", 1)[1]) for n in served],
+    }
+
+
+def _build(work: Path, name: str) -> dict:
+    graph, variants = BUILDS[name]
+    spec = _spec(work / name, graph, variants)
     start = time.perf_counter()
     report = build(spec, work / name / "repo").report.to_dict()
     seconds = time.perf_counter() - start
+    repo = Repository(work / name / "repo")
     s = report["int8_search"]
     by_id = {v["id"]: v for v in report["variants"]}
-    winner = by_id.get(s["winner"]) if s["winner"] else None
-    row = {
-        "strategy": name,
+    rows = {}
+    for label, vid in (
+        ("fp32", "onnx_fp32"),
+        (f"int8 search, {name} graph", s["winner"]),
+        ("fp32 fused", "onnx_fp32_fused"),
+        ("optimum avx512_vnni preset", PRESET["id"]),
+    ):
+        v = by_id.get(vid) if vid else None
+        if v is None:
+            continue
+        rows[label] = {
+            "id": v["id"],
+            "status": v["status"],
+            "reason": v["reason"],
+            "nodes_in_float": len(v["options"].get("exclude_nodes", [])),
+            "file": str(repo.file(v["published_as"])) if v.get("published_as") else None,
+            **_cosines(v),
+        }
+    return {
         "build_s": round(seconds, 1),
         "evaluations": s["evaluations"],
         "tried": s["tried"],
         "winner": s["winner"],
-        "path": s["path"],
         "best_failing": s["best"],
-        "nodes_in_float": len(winner["options"]["exclude_nodes"]) if winner else None,
-        "min_cosine": _cosine(winner) if winner else None,
-        "file": str(Repository(work / name / "repo").file(winner["published_as"])) if winner else None,
-        "fp32": str(Repository(work / name / "repo").file("minilm_onnx_fp32")),
-        "batched_only": [st["id"] for st in (s["path"] or {}).get("steps", []) if st.get("batched_only")],
+        "path": s["path"],
+        "variants": rows,
     }
-    preset = by_id.get(PRESET["id"])
-    if preset:
-        row["preset"] = {
-            "status": preset["status"],
-            "reason": preset["reason"],
-            "min_cosine": _cosine(preset),
-            "file": str(Repository(work / name / "repo").file(preset["published_as"])) if preset.get("published_as") else None,
-        }
-    return row
 
 
-def _cosine(variant: dict) -> float | None:
-    outputs = (variant.get("comparison") or {}).get("outputs") or {}
-    return outputs.get("embedding", {}).get("min_cosine")
-
-
-def _side_by_side(files: dict[str, str], rounds: int) -> dict:
+def _side_by_side(files: dict[str, str], rounds: int, ort: ServingOrt) -> list[dict]:
     spec = load_spec(MINILM / "spec.yaml")
     validation = load_dataset(spec, spec.validation.data, "validation.data")
     inputs = {b: timing_input(validation, b) for b in BATCHES}
     names = [t.name for t in spec.inputs]
-    runners = {
-        k: open_runtime("onnxruntime", Path(f), names, ["embedding"], threads=spec.serving.intra_op_threads).run
+    timers = {
+        k: open_runtime("onnxruntime", Path(f), names, ["embedding"], threads=spec.serving.intra_op_threads, ort=ort).timer
         for k, f in files.items()
     }
     settings = TimingSpec(batch_sizes=BATCHES, max_windows=6)
     per_round = []
     for r in range(rounds):
-        order = list(runners)[r % len(runners) :] + list(runners)[: r % len(runners)]
-        stats = measure({k: runners[k] for k in order}, inputs, settings)
+        order = list(timers)[r % len(timers) :] + list(timers)[: r % len(timers)]
+        stats = measure({k: timers[k] for k in order}, inputs, settings)
         per_round.append({k: {str(b): s.p50_ms for b, s in v.items()} for k, v in stats.items()})
-    return {"rounds": per_round}
+    return per_round
 
 
 def main() -> int:
@@ -124,64 +135,66 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("perf_results/bench_int8.json"))
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_int8."))
+    ort = ServingOrt()
     try:
-        grid = _strategy(work, "grid", GRID, [PRESET])
-        search = _strategy(work, "accuracy_control", SEARCH, [])
-        files = {"fp32": grid["fp32"]}
-        if grid["file"]:
-            files["grid"] = grid["file"]
-        if search["file"]:
-            files["accuracy_control"] = search["file"]
-        if grid.get("preset", {}).get("file"):
-            files["optimum_avx512_vnni"] = grid["preset"]["file"]
-        timing = _side_by_side(files, args.rounds)
+        builds = {name: _build(work, name) for name in BUILDS}
+        variants = {**builds["exported"]["variants"], **builds["fused"]["variants"]}
+        files = {k: v["file"] for k, v in variants.items() if v["file"] and v["status"] == "passed"}
+        files["fp32"] = builds["exported"]["variants"]["fp32"]["file"]
+        files = {"fp32": files.pop("fp32"), **files}
+        rounds = _side_by_side(files, args.rounds, ort)
+        runtime = ort.label
     finally:
+        ort.close()
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    table = Table(title="INT8 search on MiniLM (gate: min cosine 0.99, held-out sentences)")
-    for col in ("strategy", "evaluations", "build s", "winner", "nodes in float", "min cosine"):
-        table.add_column(col)
-    for row in (grid, search):
-        table.add_row(
-            row["strategy"],
-            str(row["evaluations"]),
-            f"{row['build_s']:.0f}",
-            str(row["winner"]),
-            str(row["nodes_in_float"]),
-            f"{row['min_cosine']:.4f}" if row["min_cosine"] else "-",
+    gate = Table(title="MiniLM variants (gate: min cosine 0.99 on held-out sentences, batched, alone and as served)")
+    for col in ("variant", "id", "gate", "nodes in float", "min cosine", "as served", "reason"):
+        gate.add_column(col)
+    for k, v in variants.items():
+        served = ", ".join(f"{c:.5f}" for c in v["as_served"]) or "-"
+        cosine = f"{v['min_cosine']:.6f}" if v["min_cosine"] is not None else "-"
+        gate.add_row(k, v["id"], v["status"], str(v["nodes_in_float"]), cosine, served, v["reason"][:60])
+    console.print(gate)
+    for name, b in builds.items():
+        best = b["best_failing"] or {}
+        console.print(
+            f"INT8 search on the {name} graph: {b['evaluations']} evaluations, winner {b['winner']}, "
+            f"closest failing {best.get('id')} ({best.get('reason', '')[:80]}), build {b['build_s']:.0f} s"
         )
-    p = grid.get("preset") or {}
-    table.add_row(
-        "optimum avx512_vnni preset",
-        "1",
-        "-",
-        p.get("status", "-"),
-        "0",
-        f"{p['min_cosine']:.4f}" if p.get("min_cosine") else "-",
-    )
-    console.print(table)
 
-    rounds = timing["rounds"]
-    speed = Table(title="p50 ms per round, and median per-round speed-up against FP32 (side by side, interleaved)")
+    speed = Table(title=f"p50 ms per round and median per-round speed-up against FP32 ({runtime}, interleaved)")
     speed.add_column("variant")
     speed.add_column("batch")
     for i in range(len(rounds)):
         speed.add_column(f"r{i + 1}")
     speed.add_column("speed-up")
-    summary = {}
+    summary: dict[str, dict[str, float]] = {}
     for k in files:
         for b in map(str, BATCHES):
             ratios = [r["fp32"][b] / r[k][b] for r in rounds]
             summary.setdefault(k, {})[b] = round(float(np.median(ratios)), 3)
             speed.add_row(k, b, *(f"{r[k][b]:.2f}" for r in rounds), f"{summary[k][b]:.2f}x")
     console.print(speed)
-    if search["batched_only"] or grid["batched_only"]:
-        console.print(f"passed batched, failed one sample at a time: {search['batched_only'] + grid['batched_only']}")
+    console.print(f"CPU: {platform.processor() or platform.machine()}, {_cpu_model()}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"grid": grid, "accuracy_control": search, "timing": timing, "speedup": summary}, indent=2))
+    args.out.write_text(json.dumps({"builds": builds, "rounds": rounds, "speedup": summary, "runtime": runtime}, indent=2))
     console.print(f"wrote {args.out}")
     return 0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                flags = Path("/proc/cpuinfo").read_text()
+                vnni = "VNNI" if "vnni" in flags else "no VNNI"
+                amx = ", AMX" if "amx_int8" in flags else ""
+                return f"{line.split(':', 1)[1].strip()} ({vnni}{amx})"
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 if __name__ == "__main__":
