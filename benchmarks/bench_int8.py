@@ -159,10 +159,9 @@ def main() -> int:
     console.print(gate)
     for name, b in builds.items():
         best = b["best_failing"] or {}
-        console.print(
-            f"INT8 search on the {name} graph: {b['evaluations']} evaluations, winner {b['winner']}, "
-            f"closest failing {best.get('id')} ({best.get('reason', '')[:80]}), build {b['build_s']:.0f} s"
-        )
+        found = f"winner {b['winner']}" if b["winner"] else f"none passes (closest {best.get('id')}: {best.get('reason')})"
+        steps = ", ".join(f"{st['id']} {'pass' if st['passed'] else 'fail'}" for st in (b["path"] or {}).get("steps", []))
+        console.print(f"INT8 search on the {name} graph ({b['build_s']:.0f} s build): {found}; steps: {steps}")
 
     speed = Table(title=f"p50 ms per round and median per-round speed-up against FP32 ({runtime}, interleaved)")
     speed.add_column("variant")
