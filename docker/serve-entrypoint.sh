@@ -12,6 +12,27 @@ drain_file="${TRITONFORGE_DRAIN_FILE:-/tmp/tritonforge-draining}"
 drain_seconds="${TRITONFORGE_DRAIN_SECONDS:-0}"
 rm -f "$drain_file"
 
+# Triton's response cache, sized as the repository's builds ask (serving.triton_cache: the public model's config
+# parameter tritonforge_triton_cache_bytes), unless the arguments configure a cache themselves.
+cache_size() {
+    repo=""
+    for arg in "$@"; do
+        case "$arg" in
+            --cache-config*) return 0 ;;
+            --model-repository=*) repo="${arg#--model-repository=}" ;;
+        esac
+    done
+    [ -n "$repo" ] || return 0
+    awk '/key: "tritonforge_triton_cache_bytes"/ { want = 1; next }
+         want && /string_value:/ { gsub(/[^0-9]/, ""); if ($0 + 0 > max) max = $0 + 0; want = 0 }
+         END { if (max > 0) print max }' "$repo"/*/config.pbtxt 2>/dev/null
+}
+size="$(cache_size "$@")"
+if [ -n "$size" ]; then
+    echo "tritonforge: Triton's response cache: local, ${size} bytes (asked for by the repository's builds)" >&2
+    set -- "$@" "--cache-config=local,size=${size}"
+fi
+
 tritonserver "$@" &
 server=$!
 

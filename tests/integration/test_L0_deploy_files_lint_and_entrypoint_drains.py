@@ -111,3 +111,40 @@ def test_published_onnx_files_load_in_the_containers_onnx_runtime(digits_repo):
         assert opsets["ai.onnx"] <= 21, path
         used = {n.domain or "ai.onnx" for n in model.graph.node} | {"ai.onnx"}
         assert set(opsets) <= used, f"{path}: unused opset imports {set(opsets) - used}"
+
+
+def _entrypoint_args(tmp_path: Path, args: list[str]) -> list[str]:
+    """The arguments the serving entrypoint passes tritonserver (a stand-in that records them)."""
+    bin_dir, out = tmp_path / "bin", tmp_path / "out"
+    bin_dir.mkdir(exist_ok=True)
+    out.mkdir(exist_ok=True)
+    fake = bin_dir / "tritonserver"
+    fake.write_text('#!/bin/sh\necho "$@" > "$OUT/args"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OUT": str(out)}
+    subprocess.run([str(DOCKER / "serve-entrypoint.sh"), *args], env=env, check=True, timeout=10, capture_output=True)
+    return (out / "args").read_text().split()
+
+
+def test_the_serving_entrypoint_sizes_tritons_cache_as_the_builds_ask(tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from tritonforge.repository.files import TRITON_CACHE_BYTES
+
+    repo = tmp_path / "models"
+    for name, size in (("a", "8388608"), ("b", "16777216"), ("c", None)):
+        config = mc.ModelConfig(name=name, backend="python")
+        config.parameters["tritonforge"].string_value = "{}"
+        if size:
+            config.response_cache.enable = True
+            config.parameters[TRITON_CACHE_BYTES].string_value = size
+        (repo / name).mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(text_format.MessageToString(config))
+    base = [f"--model-repository={repo}", "--exit-timeout-secs=30"]
+    assert _entrypoint_args(tmp_path, base) == [*base, "--cache-config=local,size=16777216"]  # the largest asked
+    own = [*base, "--cache-config=local,size=1024"]
+    assert _entrypoint_args(tmp_path, own) == own  # the arguments' own cache wins
+    (repo / "b" / "config.pbtxt").unlink()
+    (repo / "a" / "config.pbtxt").unlink()
+    assert _entrypoint_args(tmp_path, base) == base  # nothing asks: no cache

@@ -22,6 +22,7 @@ from tritonforge.builder.served_data import served_dataset
 from tritonforge.builder.serving_check import ServingCheck
 from tritonforge.builder.serving_graph import Names, ServingPlan, plan_models
 from tritonforge.builder.stages import StageCache
+from tritonforge.builder.triton_cache import triton_cache_refusal, triton_cache_wanted
 from tritonforge.builder.variants import (
     BuildContext,
     PublishOrder,
@@ -65,10 +66,12 @@ class BuildOutcome:
 
 
 def _serving_section(spec: BuildSpec, order: PublishOrder, plan: ServingPlan, probe: probe_sample.ProbeSample) -> ServingSection:
+    refusal = triton_cache_refusal(spec) if triton_cache_wanted(spec) else None
     return ServingSection(
         rungs=[o.published_as for o in order.published],
         in_process_runner=plan.cpu_variant.id,
         cache=spec.serving.cache.kind,
+        triton_cache=("enabled" if refusal is None else f"not enabled: {refusal}") if triton_cache_wanted(spec) else None,
         cache_version=plan.cache_version,
         probe=probe.to_dict(),
     )
@@ -177,6 +180,8 @@ def _build_locked(
         order = publish_order(result.outcomes, result.primary, result.search_winner, Names(spec.name).variant)
         published = order.published
         plan = _serving_plan(inp, published, result.notes)
+        if triton_cache_wanted(spec) and (refusal := triton_cache_refusal(spec)):
+            result.notes.append(f"Triton's response cache is not enabled: {refusal}")
         version = (old.version + 1) if old else 1
         models = plan_models(spec, plan, version)
         owned = {m.name for m in models}

@@ -21,10 +21,11 @@ from pathlib import Path
 
 from tritonforge import dtypes, serving
 from tritonforge.builder.runtimes import RUNTIMES
+from tritonforge.builder.triton_cache import triton_cache_enabled
 from tritonforge.builder.variants import VariantOutcome
 from tritonforge.hashing import sha256_bytes, sha256_file
 from tritonforge.repository import config as cfg
-from tritonforge.repository.files import FP32_FILE, NO_BYTECODE, RUNNER_FILE, SERVING_PACKAGE, TOKENIZER_FILE
+from tritonforge.repository.files import FP32_FILE, NO_BYTECODE, RUNNER_FILE, SERVING_PACKAGE, TOKENIZER_FILE, TRITON_CACHE_BYTES
 from tritonforge.repository.layout import ModelDir
 from tritonforge.repository.manifest import ModelRole, Role
 from tritonforge.serving.metric_names import METRICS_INTERVAL_MS
@@ -154,13 +155,6 @@ def variant_model(spec: BuildSpec, outcome: VariantOutcome, order: int) -> Model
     return ModelDir(name, layout.config, role, dict(layout.files))
 
 
-def public_inputs(spec: BuildSpec) -> list[TensorSpec]:
-    """What clients send: texts when a tokenizer pre-processes, else the model's own inputs."""
-    if spec.preprocess is None:
-        return list(spec.inputs)
-    return [TensorSpec(name=spec.preprocess.text_input, dtype="string", shape=[1])]
-
-
 def tensor_signature(t: TensorSpec) -> TensorSignature:
     """A tensor as the serving logic reads it (settings.TensorSignature)."""
     return TensorSignature(name=t.name, dtype=t.dtype, dims=tuple(t.shape), dim_names=tuple(t.dim_names), range=t.range)
@@ -209,7 +203,7 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
     settings = PublicSettings(
         public=spec.name,
         cache_version=plan.cache_version,
-        inputs=tuple(tensor_signature(t) for t in public_inputs(spec)),
+        inputs=tuple(tensor_signature(t) for t in spec.public_inputs),
         model_inputs=tuple(tensor_signature(t) for t in spec.inputs),
         outputs=tuple(tensor_signature(t) for t in spec.outputs),
         max_request_bytes=s.max_request_bytes,
@@ -229,9 +223,10 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
     )
     # The public model warms its in-process rungs itself: Triton's warm-up requests would go through the cache
     # (a shared Redis answers them, and the compute is never warmed) and reach no BLS rung before the server is up.
-    config = cfg.python_model(spec.name, public_inputs(spec), spec.outputs, scheduling(spec, "cpu", warmup=False))
-    if s.cache.kind == "triton":
+    config = cfg.python_model(spec.name, spec.public_inputs, spec.outputs, scheduling(spec, "cpu", warmup=False))
+    if triton_cache_enabled(spec):
         config.response_cache.enable = True
+        config.parameters[TRITON_CACHE_BYTES].string_value = str(s.triton_cache.size_bytes)
     _settings(config, settings)
     role = ModelRole(Role.PUBLIC, plan.cpu_variant.id, "onnxruntime", RUNNER_FILE)
     return ModelDir(spec.name, config, role, files)

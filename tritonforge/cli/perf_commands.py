@@ -65,7 +65,7 @@ def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
 
 
 @contextlib.contextmanager
-def _server(url: str | None, repo: Path, models: list[str], cache_size: int = 0, metrics_url: str | None = None):
+def _server(url: str | None, repo: Path, models: list[str], cache_size: int | None = None, metrics_url: str | None = None):
     """(gRPC url, metrics url) of the server to measure: the one at `url`, or the local one started on `repo`."""
     if url:
         yield url, metrics_url
@@ -152,7 +152,10 @@ def perf(
     max_throughput_drop: Annotated[float, typer.Option(min=0.0, help="gate: allowed throughput drop (fraction)")] = 0.10,
     max_p95_rise: Annotated[float, typer.Option(min=0.0, help="gate: allowed p95 rise (fraction)")] = 0.20,
     save_baseline: Annotated[Path | None, typer.Option(help="also copy the result here as a future baseline")] = None,
-    cache_size: Annotated[int, typer.Option(min=0, help="local server: bytes for Triton's response cache")] = 0,
+    cache_size: Annotated[
+        int | None,
+        typer.Option(min=0, help="local server: bytes for Triton's response cache (default: what the builds ask for)"),
+    ] = None,
 ) -> None:
     """Sweep MODELS with the real perf_analyzer; write perf_report.md/.json and plots; optionally gate on a baseline."""
     from tritonforge.perf.analyzer import MEASUREMENT_MODES, MeasureSettings, check_binary

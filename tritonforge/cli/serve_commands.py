@@ -21,7 +21,10 @@ def serve(
     grpc_port: Annotated[int, typer.Option(min=1, max=65535)] = 8001,
     metrics_port: Annotated[int, typer.Option(min=1, max=65535)] = 8002,
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="load only these models")] = None,
-    cache_size: Annotated[int, typer.Option(min=0, help="bytes for Triton's local response cache (0: off)")] = 0,
+    cache_size: Annotated[
+        int | None,
+        typer.Option(min=0, help="bytes for Triton's local response cache (0: off; default: what the builds ask for)"),
+    ] = None,
     log_file: Annotated[Path | None, typer.Option(help="write the server log here")] = None,
     poll: Annotated[
         int,
@@ -65,6 +68,8 @@ def serve(
         console.print(model_states_table(server.model_states()))
         console.print(f"gRPC {server.grpc_url}   HTTP {server.http_url}   metrics {server.metrics_url}")
         console.print(f"log: {server.log_path}")
+        if server.cache_bytes:
+            console.print(f"Triton's response cache: local, {server.cache_bytes / 2**20:g} MiB (--cache-config)")
         console.print("serving; Ctrl-C or SIGTERM stops the server")
         while not stop.wait(0.5):
             if not server.is_alive():

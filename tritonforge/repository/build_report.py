@@ -133,6 +133,7 @@ class ServingSection(_Section):
     rungs: list[str] = Field(default_factory=list)  # published models, in the router's order
     in_process_runner: str | None = None  # the variant the public model runs in-process
     cache: str | None = None
+    triton_cache: str | None = None  # Triton's own response cache, if asked for: "enabled" or "not enabled: <why>"
     cache_version: str | None = None
     probe: dict[str, Any] | None = None  # the readiness probe's sample (builds before it: none)
 

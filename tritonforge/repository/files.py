@@ -26,3 +26,6 @@ TOKENIZER_FILE = "tokenizer.json"
 # A plain file of this name: the Python-backend stub imports model.py with bytecode writing on, and a file where
 # the directory would be makes Python skip the write.
 NO_BYTECODE = "__pycache__"
+# The public model's config parameter holding the response cache size its build asks the server for
+# (serving.triton_cache): read by `tritonforge serve`, the local server and the serving image's entrypoint.
+TRITON_CACHE_BYTES = "tritonforge_triton_cache_bytes"

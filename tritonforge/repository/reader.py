@@ -15,7 +15,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonforge.errors import RepositoryError
 from tritonforge.repository.build_report import BuildReport, read_report
 from tritonforge.repository.config import read_config
-from tritonforge.repository.files import MANIFEST_NAME
+from tritonforge.repository.files import MANIFEST_NAME, TRITON_CACHE_BYTES
 from tritonforge.repository.manifest import Manifest, ModelRole, Role, read_manifest
 from tritonforge.serving.settings import PARAMETER, PublicSettings, Settings, loads
 
@@ -132,6 +132,16 @@ class Repository:
 
     def report(self, public: str) -> BuildReport:
         return read_report(self.root, public)
+
+    def triton_cache_bytes(self, models: list[str] | None = None) -> int:
+        """The response cache size the server needs for the builds of `models` (every build when None) whose
+        public model enables Triton's response cache: the largest any of them asks for, 0 if none does."""
+        wanted = [0]
+        for public in self.builds():
+            if models is None or public in models:
+                parameter = self.config(public).parameters.get(TRITON_CACHE_BYTES)
+                wanted.append(int(parameter.string_value) if parameter is not None else 0)
+        return max(wanted)
 
     def beside_report(self, public: str, name: str) -> Path:
         """A file the build keeps beside its report (validation inputs, reference outputs, ...)."""

@@ -71,7 +71,7 @@ class LocalTritonServer:
         grpc_port: int | None = None,
         metrics_port: int | None = None,
         load_models: list[str] | None = None,
-        cache_size: int = 0,
+        cache_size: int | None = None,
         log_path: Path | None = None,
         log_verbose: int = 0,
         startup_timeout: float = 180.0,
@@ -180,9 +180,19 @@ class LocalTritonServer:
         else:
             models = self._expand(self.load_models) if self.load_models is not None else ["*"]
             args += [f"--load-model={m}" for m in models]
-        if self.cache_size:
-            args.append(f"--cache-config=local,size={self.cache_size}")
+        if self.cache_bytes:
+            args.append(f"--cache-config=local,size={self.cache_bytes}")
         return args + self.extra_args
+
+    @property
+    def cache_bytes(self) -> int:
+        """The response cache the server starts with: `cache_size` if given, else what the repository's builds
+        (those it loads) ask for with serving.triton_cache; 0: none."""
+        if self.cache_size is not None:
+            return self.cache_size
+        from tritonforge.repository.reader import Repository
+
+        return Repository(self.repo).triton_cache_bytes(self.load_models)
 
     def _expand(self, models: list[str]) -> list[str]:
         """Models to load: each named model plus every model its build owns (routers call their variants

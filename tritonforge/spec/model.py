@@ -259,8 +259,8 @@ class CacheSpec(_Strict):
     memory: in-process LRU per instance; redis: shared by every replica (URL from the environment variable
     `redis_url_env` at serve time, else `redis_url`), every value authenticated with the replicas' shared secret
     (environment variable `secret_env`, or a file named by `secret_env`_FILE; never in the spec or the config);
-    triton: Triton's own response cache on the public model (needs the server started with --cache-config; no
-    TTL, not shared, keys ignore shape and dtype); none: no cache. With a tokenizer the cache is looked up
+    triton: Triton's own response cache alone (sized and ruled as serving.triton_cache: only where its key,
+    blind to shapes, cannot confuse two requests; no TTL, not shared); none: no cache. With a tokenizer the cache is looked up
     before it by default, keyed on the texts.
     """
 
@@ -321,6 +321,19 @@ class RouterSpec(_Strict):
     reject_nonfinite: bool = True
 
 
+class TritonCacheSpec(_Strict):
+    """Triton's own response cache in front of the public model (and its own cache): a hit is answered in the
+    server's C++ code, before any Python. Enabled only where Triton's key (input names and bytes, not shapes)
+    cannot confuse two requests (every non-batch dim of every public input fixed); otherwise the build says why
+    not. Entries live until evicted (no TTL) and each replica has its own; every build is a new model version, so
+    a rebuild never answers from the last build's entries."""
+
+    enabled: bool = False
+    size_bytes: int = Field(
+        64 * 2**20, ge=1, description="the server's cache size: `tritonforge serve` starts the local server with it"
+    )
+
+
 class ServingSpec(_Strict):
     """How the models are served."""
 
@@ -334,6 +347,7 @@ class ServingSpec(_Strict):
     warmup: WarmupSpec = WarmupSpec()
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per instance (0: runtime default)")
     cache: CacheSpec = CacheSpec()
+    triton_cache: TritonCacheSpec = TritonCacheSpec()
     router: RouterSpec = RouterSpec()
 
 
@@ -448,6 +462,13 @@ class BuildSpec(_Strict):
             None,
         )
         return list(dict.fromkeys(([first] if first else []) + declared))
+
+    @property
+    def public_inputs(self) -> list[TensorSpec]:
+        """What clients send to the public model: texts when a tokenizer pre-processes, else the model's inputs."""
+        if self.preprocess is None:
+            return list(self.inputs)
+        return [TensorSpec(name=self.preprocess.text_input, dtype="string", shape=[1])]
 
     @property
     def output_kinds(self) -> dict[str, str]:
