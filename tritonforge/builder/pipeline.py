@@ -20,7 +20,7 @@ from tritonforge.builder.inputs import BuildInputs, read_inputs
 from tritonforge.builder.report import assemble, report_files
 from tritonforge.builder.served_data import served_dataset
 from tritonforge.builder.serving_check import ServingCheck
-from tritonforge.builder.serving_graph import Names, ServingPlan, plan_models
+from tritonforge.builder.serving_graph import Names, ServingPlan, ensemble_compute, plan_models
 from tritonforge.builder.stages import StageCache
 from tritonforge.builder.triton_cache import triton_cache_refusal, triton_cache_wanted
 from tritonforge.builder.variants import (
@@ -38,7 +38,7 @@ from tritonforge.hashing import combine, sha256_bytes
 from tritonforge.repository.build_report import BuildReport, RepositoryCheckSection, ServingSection
 from tritonforge.repository.manifest import Manifest, read_manifest
 from tritonforge.repository.publish import Publication, RepositoryLock, check_root
-from tritonforge.spec import BuildSpec
+from tritonforge.spec import PYTHON_CACHE_KINDS, BuildSpec
 
 __all__ = ["BuildOutcome", "Reporter", "SilentReporter", "build", "iter_specs"]
 
@@ -67,11 +67,14 @@ class BuildOutcome:
 
 def _serving_section(spec: BuildSpec, order: PublishOrder, plan: ServingPlan, probe: probe_sample.ProbeSample) -> ServingSection:
     refusal = triton_cache_refusal(spec) if triton_cache_wanted(spec) else None
+    ensemble = spec.serving.topology == "ensemble"
     return ServingSection(
         rungs=[o.published_as for o in order.published],
         in_process_runner=plan.cpu_variant.id,
         cache=spec.serving.cache.kind,
         triton_cache=("enabled" if refusal is None else f"not enabled: {refusal}") if triton_cache_wanted(spec) else None,
+        topology="ensemble" if ensemble else None,
+        compute_step=": ".join(ensemble_compute(spec, plan)[1:]) if ensemble else None,
         cache_version=plan.cache_version,
         probe=probe.to_dict(),
     )
@@ -182,6 +185,14 @@ def _build_locked(
         plan = _serving_plan(inp, published, result.notes)
         if triton_cache_wanted(spec) and (refusal := triton_cache_refusal(spec)):
             result.notes.append(f"Triton's response cache is not enabled: {refusal}")
+        if spec.serving.topology == "ensemble":
+            _model, why = ensemble_compute(spec, plan)[1:]
+            result.notes.append(f"ensemble: {spec.name}_front (checks, tokenizer) -> {_model}, {why}")
+            if spec.serving.cache.kind in PYTHON_CACHE_KINDS:
+                result.notes.append(
+                    f"ensemble: serving.cache ({spec.serving.cache.kind}) is not used: an ensemble has no "
+                    "tritonforge cache (serving.triton_cache is Triton's, where its key allows)"
+                )
         version = (old.version + 1) if old else 1
         models = plan_models(spec, plan, version)
         owned = {m.name for m in models}

@@ -118,10 +118,10 @@ class ServingCheck:
         if not self.enabled:
             return [ModelCheck(m.name, "skipped", SKIPPED) for m in models]
         results = []
+        python = _served_here(models)
         for m in models:
-            if m.config.backend != "python":
+            if m not in python:
                 results.append(self._rules(m))
-        python = [m for m in models if m.config.backend == "python"]
         server = self._started(_check_env(spec, self._throwaway))
         assert self._root is not None
         import tritonclient.grpc as grpcclient
@@ -137,6 +137,9 @@ class ServingCheck:
             session = self.ort.open(served_file, [t.name for t in spec.outputs], spec.serving.intra_op_threads)
             tol = spec.validation.tolerance
             for m in python:
+                if m.role.role == Role.FRONT:  # its answers are the compute step's inputs: checked through the ensemble
+                    results.append(ModelCheck(m.name, "tritonserver", f"loaded by tritonserver {_server_version(client)}"))
+                    continue
                 if m.role.role == Role.PUBLIC:
                     requests, inputs = probe.requests, probe.model_inputs
                 else:
@@ -166,6 +169,9 @@ class ServingCheck:
 
     @staticmethod
     def _rules(m: ModelDir) -> ModelCheck:
+        if m.config.platform == "ensemble":
+            steps = ", ".join(step.model_name for step in m.config.ensemble_scheduling.step)
+            return ModelCheck(m.name, "config rules", f"an ensemble of {steps}, not all of which the local server can load")
         problems = config_problems(m.config)
         model_file = m.files.get(m.role.file)
         if m.config.backend == "onnxruntime" and isinstance(model_file, Path):
@@ -187,6 +193,17 @@ class ServingCheck:
         except InferenceServerException as e:
             reason = next((s.reason for s in server.model_states() if s.name == name and s.reason), "")
             raise ServingCheckError(f"Triton refused model '{name}': {reason or e.message()}") from None
+
+
+def _served_here(models: list[ModelDir]) -> list[ModelDir]:
+    """The models the local server can load, in order: Python-backend models, and ensembles of those."""
+    python = {m.name for m in models if m.config.backend == "python"}
+    return [
+        m
+        for m in models
+        if m.name in python
+        or (m.config.platform == "ensemble" and all(step.model_name in python for step in m.config.ensemble_scheduling.step))
+    ]
 
 
 def _check_env(spec: BuildSpec, throwaway: str) -> dict[str, str]:

@@ -33,6 +33,7 @@ from tritonforge.serving.settings import (
     PARAMETER,
     BlsRungSettings,
     CacheSettings,
+    FrontSettings,
     InProcessRungSettings,
     PreprocessSettings,
     PublicSettings,
@@ -56,6 +57,10 @@ class Names:
     @property
     def runner(self) -> str:
         return f"{self.public}_ort"
+
+    @property
+    def front(self) -> str:
+        return f"{self.public}_front"
 
     def variant(self, variant_id: str) -> str:
         return f"{self.public}_{variant_id}"
@@ -125,6 +130,14 @@ def file_hashes(files: dict[str, Path | bytes]) -> dict[str, str]:
 
 def _settings(config: cfg.ModelConfig, settings: Settings) -> None:
     config.parameters[PARAMETER].string_value = dumps(settings)
+
+
+def _triton_cache(config: cfg.ModelConfig, spec: BuildSpec) -> None:
+    """Triton's response cache on the public model, where the spec asks and its key allows (triton_cache.py), and
+    the cache size the server needs for it."""
+    if triton_cache_enabled(spec):
+        config.response_cache.enable = True
+        config.parameters[TRITON_CACHE_BYTES].string_value = str(spec.serving.triton_cache.size_bytes)
 
 
 def runner_model(spec: BuildSpec, outcome: VariantOutcome) -> ModelDir:
@@ -224,15 +237,79 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
     # The public model warms its in-process rungs itself: Triton's warm-up requests would go through the cache
     # (a shared Redis answers them, and the compute is never warmed) and reach no BLS rung before the server is up.
     config = cfg.python_model(spec.name, spec.public_inputs, spec.outputs, scheduling(spec, "cpu", warmup=False))
-    if triton_cache_enabled(spec):
-        config.response_cache.enable = True
-        config.parameters[TRITON_CACHE_BYTES].string_value = str(s.triton_cache.size_bytes)
+    _triton_cache(config, spec)
     _settings(config, settings)
     role = ModelRole(Role.PUBLIC, plan.cpu_variant.id, "onnxruntime", RUNNER_FILE)
     return ModelDir(spec.name, config, role, files)
 
 
+FRONT_SUFFIX = "__front"  # the front step's outputs: the compute step's inputs, named apart from the ensemble's
+
+
+def front_model(spec: BuildSpec, plan: ServingPlan) -> ModelDir:
+    """serving.topology ensemble: the first step, the input checks and the tokenizer (front.py)."""
+    name = Names(spec.name).front
+    outputs = [t.model_copy(update={"name": f"{t.name}{FRONT_SUFFIX}"}) for t in spec.inputs]
+    config = cfg.python_model(name, spec.public_inputs, outputs, scheduling(spec, "cpu", warmup=False))
+    data: dict[str, Path | bytes] = {}
+    if spec.preprocess is not None:
+        assert plan.tokenizer_file is not None
+        data[TOKENIZER_FILE] = plan.tokenizer_file.read_bytes()
+    files = serving_files("front", **data)
+    s = spec.serving
+    settings = FrontSettings(
+        front=spec.name,
+        inputs=tuple(tensor_signature(t) for t in spec.public_inputs),
+        model_inputs=tuple(tensor_signature(t) for t in spec.inputs),
+        max_request_bytes=s.max_request_bytes,
+        reject_nonfinite=s.router.reject_nonfinite,
+        preprocess=preprocess_settings(spec),
+        files=file_hashes(files),
+    )
+    _settings(config, settings)
+    return ModelDir(name, config, ModelRole(Role.FRONT), files)
+
+
+def ensemble_compute(spec: BuildSpec, plan: ServingPlan) -> tuple[VariantOutcome, str, str]:
+    """(variant, model, why) of the ensemble's compute step: the runner model, or the primary variant's native
+    model where the spec asks for it and it takes the model's own tensors (an FP16-I/O variant would need a
+    conversion step: the runner serves then, and `why` says so)."""
+    runner = (plan.cpu_variant, Names(spec.name).runner, "the in-process runner model (serving.ensemble_compute: runner)")
+    if spec.serving.ensemble_compute == "runner":
+        return runner
+    primary = plan.published[0]
+    if variant_io(spec, primary) != (list(spec.inputs), list(spec.outputs)):
+        return (
+            runner[0],
+            runner[1],
+            f"the in-process runner model: the primary {primary.id} takes or gives float16, which needs a conversion step",
+        )
+    return primary, primary.published_as, f"the primary variant's native model ({primary.runtime})"
+
+
+def ensemble_public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
+    """serving.topology ensemble: the model clients call, front step then compute step."""
+    variant, compute, _why = ensemble_compute(spec, plan)
+    steps = [
+        cfg.EnsembleStep(
+            Names(spec.name).front,
+            version,
+            {t.name: t.name for t in spec.public_inputs},
+            {f"{t.name}{FRONT_SUFFIX}": f"{t.name}{FRONT_SUFFIX}" for t in spec.inputs},
+        ),
+        cfg.EnsembleStep(
+            compute, version, {t.name: f"{t.name}{FRONT_SUFFIX}" for t in spec.inputs}, {t.name: t.name for t in spec.outputs}
+        ),
+    ]
+    config = cfg.ensemble_model(spec.name, spec.public_inputs, spec.outputs, spec.max_batch_size, steps)
+    _triton_cache(config, spec)  # Triton caches an ensemble's top-level requests when every step can be cached
+    return ModelDir(spec.name, config, ModelRole(Role.PUBLIC, variant.id, variant.runtime, ""))
+
+
 def plan_models(spec: BuildSpec, plan: ServingPlan, version: int) -> list[ModelDir]:
     """Every model directory the build writes, compute models first and the public model last."""
     rungs = [variant_model(spec, o, i) for i, o in enumerate(plan.published)]
+    if spec.serving.topology == "ensemble":
+        front = front_model(spec, plan)
+        return [*rungs, runner_model(spec, plan.cpu_variant), front, ensemble_public_model(spec, plan, version)]
     return [*rungs, runner_model(spec, plan.cpu_variant), public_model(spec, plan, version)]

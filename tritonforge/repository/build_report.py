@@ -134,6 +134,8 @@ class ServingSection(_Section):
     in_process_runner: str | None = None  # the variant the public model runs in-process
     cache: str | None = None
     triton_cache: str | None = None  # Triton's own response cache, if asked for: "enabled" or "not enabled: <why>"
+    topology: str | None = None  # "ensemble" (one_hop builds, and builds before topologies: None)
+    compute_step: str | None = None  # an ensemble's compute step: "<model>: <why>"
     cache_version: str | None = None
     probe: dict[str, Any] | None = None  # the readiness probe's sample (builds before it: none)
 

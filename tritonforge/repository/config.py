@@ -162,6 +162,35 @@ def pytorch_model(
     return cfg
 
 
+@dataclass(frozen=True)
+class EnsembleStep:
+    """One step of an ensemble: a model at a version, its inputs and outputs mapped to the ensemble's tensors
+    (the model's tensor name -> the ensemble's)."""
+
+    model: str
+    version: int
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+
+
+def ensemble_model(
+    name: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], max_batch_size: int, steps: Sequence[EnsembleStep]
+) -> mc.ModelConfig:
+    """A Triton ensemble: requests flow through `steps`, each step's outputs feeding the next ones' inputs."""
+    cfg = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size)
+    _io(cfg, inputs, outputs)
+    for step in steps:
+        cfg.ensemble_scheduling.step.append(
+            mc.ModelEnsembling.Step(
+                model_name=step.model,
+                model_version=step.version,
+                input_map=dict(step.inputs),
+                output_map=dict(step.outputs),
+            )
+        )
+    return cfg
+
+
 def pin_version(cfg: mc.ModelConfig, version: int) -> None:
     """Serve exactly `version`: a config and a version directory of different builds then never load together (a
     load that meets a half-published model fails and the loaded version keeps serving)."""

@@ -37,6 +37,7 @@ class Role(str, Enum):
     PUBLIC = "public"  # what clients call: the serving logic (checks, pre-processing, cache, router)
     RUNG = "rung"  # one published variant in its native backend, called by the router
     RUNNER = "runner"  # the in-process ONNX Runtime runner as a model of its own (the compute path alone)
+    FRONT = "front"  # serving.topology ensemble: the ensemble's first step (checks, pre-processing)
     # Retired: the ensemble layout's models before the serving logic became one Python-backend model. No build
     # writes them; they stay so that a repository built then still reads (its next build drops those models).
     CACHE = "cache"

@@ -17,7 +17,7 @@ from tritonforge.repository.build_report import BuildReport, read_report
 from tritonforge.repository.config import read_config
 from tritonforge.repository.files import MANIFEST_NAME, TRITON_CACHE_BYTES
 from tritonforge.repository.manifest import Manifest, ModelRole, Role, read_manifest
-from tritonforge.serving.settings import PARAMETER, PublicSettings, Settings, loads
+from tritonforge.serving.settings import PARAMETER, FrontSettings, PublicSettings, Settings, loads
 
 
 class Repository:
@@ -126,7 +126,10 @@ class Repository:
         owner = self.owner(model)
         spec = self.report(owner).spec
         public = self.settings(owner)
-        if model == owner and isinstance(public, PublicSettings) and public.inputs:
+        fronts = self.models(owner, Role.FRONT)  # an ensemble: its front step takes what clients send
+        if model in (owner, *fronts) and fronts:
+            public = self.settings(fronts[0])
+        if model in (owner, *fronts) and isinstance(public, PublicSettings | FrontSettings) and public.inputs:
             return [t.to_json() for t in public.inputs]
         return [{"name": t["name"], "dtype": t["dtype"], "dims": t["shape"], "range": t.get("range")} for t in spec["inputs"]]
 

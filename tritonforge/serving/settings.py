@@ -312,8 +312,38 @@ class RunnerSettings:
         return cls(file=d["file"], variant=d["variant"], intra_op_threads=d["intra_op_threads"], files=_files(d["files"], model))
 
 
-Settings = PublicSettings | RunnerSettings
-S = TypeVar("S", PublicSettings, RunnerSettings)
+@dataclass(frozen=True)
+class FrontSettings:
+    """The ensemble's first step (serving.topology: ensemble): the input checks and the tokenizer of the public
+    model `front`, its outputs the compute step's inputs; `files` as the public model's."""
+
+    front: str
+    inputs: tuple[TensorSignature, ...]
+    model_inputs: tuple[TensorSignature, ...]
+    max_request_bytes: int
+    reject_nonfinite: bool
+    preprocess: PreprocessSettings | None
+    files: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(_json(self))
+
+    @classmethod
+    def from_json(cls, data: object, model: str, path: str = "") -> FrontSettings:
+        d = _object(data, cls, model, path)
+        return cls(
+            front=d["front"],
+            inputs=_tensors(d["inputs"], model, "inputs"),
+            model_inputs=_tensors(d["model_inputs"], model, "model_inputs"),
+            max_request_bytes=d["max_request_bytes"],
+            reject_nonfinite=d["reject_nonfinite"],
+            preprocess=None if d["preprocess"] is None else PreprocessSettings.from_json(d["preprocess"], model),
+            files=_files(d["files"], model),
+        )
+
+
+Settings = PublicSettings | RunnerSettings | FrontSettings
+S = TypeVar("S", PublicSettings, RunnerSettings, FrontSettings)
 
 
 def dumps(settings: Settings) -> str:
@@ -322,13 +352,16 @@ def dumps(settings: Settings) -> str:
 
 
 def loads(text: str, model: str) -> Settings:
-    """Either kind of settings from the parameter's text: the public model's carry `public`, the runner's do not."""
+    """Any kind of settings from the parameter's text: the public model's carry `public`, the ensemble front's
+    `front`, the runner's neither."""
     try:
         data = json.loads(text)
     except ValueError as e:
         raise SettingsError(f"{_where(model, '')}: not JSON: {e}") from None
     if isinstance(data, dict) and "public" in data:
         return PublicSettings.from_json(data, model)
+    if isinstance(data, dict) and "front" in data:
+        return FrontSettings.from_json(data, model)
     return RunnerSettings.from_json(data, model)
 
 

@@ -349,6 +349,17 @@ class ServingSpec(_Strict):
     cache: CacheSpec = CacheSpec()
     triton_cache: TritonCacheSpec = TritonCacheSpec()
     router: RouterSpec = RouterSpec()
+    topology: Literal["one_hop", "ensemble"] = Field(
+        "one_hop",
+        description="one_hop: the public model is one Python-backend model (checks, tokenizer, cache, router with "
+        "fallbacks); ensemble: a Triton ensemble of a Python front step (checks, tokenizer) and the compute "
+        "step, without tritonforge's cache and fallback chain",
+    )
+    ensemble_compute: Literal["runner", "native"] = Field(
+        "runner",
+        description="ensemble: the compute step is the in-process runner model (<name>_ort: any server, the local "
+        "one included) or the primary variant's native model (a container with its backend)",
+    )
 
 
 class TokenizerSpec(_Strict):
