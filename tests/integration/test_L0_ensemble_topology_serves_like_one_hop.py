@@ -123,3 +123,28 @@ def test_a_native_compute_step_is_the_primary_variants_model_checked_against_tri
     assert outcome.report.serving.compute_step == "digits_onnx_fp32: the primary variant's native model (onnxruntime)"
     checked = {c.model: c.how for c in outcome.report.repository_check.models}
     assert checked["digits"] == "config rules" and checked["digits_front"] == "tritonserver"
+
+
+def test_perf_sweeps_an_ensemble_and_reports_each_step(tmp_path):
+    import os
+    import subprocess
+
+    from helpers import ROOT
+
+    from tritonforge.perf.report import load_result
+
+    spec = digits_spec_copy(tmp_path / "spec", serving=ENSEMBLE | {"cache": {"kind": "none"}})
+    build(spec, tmp_path / "repo")
+    out = tmp_path / "perf"
+    fast = ["--measurement-interval", "500", "--max-trials", "8", "--stability", "30"]
+    args = ["perf", "digits", "--repo", str(tmp_path / "repo"), "--concurrency", "2", "--output-dir", str(out), *fast]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonforge", *args], cwd=ROOT, capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (point,) = load_result(out / "perf_report.json").points
+    assert point.ok and set(point.composing) == {"digits_front", "digits_ort"}
+    front, compute = point.composing["digits_front"], point.composing["digits_ort"]
+    assert front["requests"] == compute["requests"] > 0 and compute["avg_batch"] >= 1 and compute["server_ms"] > 0
+    report = (out / "perf_report.md").read_text()
+    assert "## Ensemble steps" in report and "| digits | compute | 1 | c2 | digits_ort |" in report

@@ -136,6 +136,8 @@ class PerfPoint:
     cache_miss_us: float | None = None
     cache_hit_rate: float | None = None  # tritonforge response cache, from /metrics before and after
     gpu: dict = field(default_factory=dict)
+    # an ensemble's steps during the point, from Triton's statistics: model -> requests, avg_batch, server_ms
+    composing: dict = field(default_factory=dict)
     label: str = ""  # how this point was asked for (e.g. inputs mode)
     note: str = ""  # e.g. measured again with longer windows because the first try was not stable
     error: str = ""  # perf_analyzer's message for a point it could not measure (then every number is 0)

@@ -109,6 +109,24 @@ def markdown(result: SweepResult, baseline: str | None = None) -> str:
         if gpu_cols:
             row += [f"{p.gpu.get('util_mean_pct', 0):.0f}", f"{p.gpu.get('memory_peak_mb', 0):.0f}"]
         lines.append("| " + " | ".join(row) + " |")
+    composed = [p for p in result.points if p.ok and p.composing]
+    if composed:
+        lines += [
+            "",
+            "## Ensemble steps",
+            "",
+            "Each step of an ensemble during the point (Triton's statistics, as Model Analyzer shows composing "
+            "models): requests it answered, the average batch its executions ran, its server time per request (ms).",
+            "",
+            "| model | series | batch | load | step | requests | avg batch | server ms |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for p in composed:
+            for step, f in p.composing.items():
+                lines.append(
+                    f"| {p.model} | {p.label} | {p.batch_size} | {_load(p)} | {step} | {f['requests']} | "
+                    f"{f['avg_batch']:.2f} | {f['server_ms']:.3f} |"
+                )
     if failed:
         lines += ["", "## Points that could not be measured", ""]
         lines += [

@@ -10,11 +10,12 @@ response cache a cache series too."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from tritonforge.hardware import cpu_info, gpu_info
 from tritonforge.perf.analyzer import MeasureSettings, PerfAnalyzerError, PerfPoint, measure
 from tritonforge.perf.gpu import GpuSampler
 from tritonforge.perf.inputs import model_ranges, model_samples, select, unique_inputs, write_input_json
+from tritonforge.perf.triton_stats import stats_of, step_figures
+from tritonforge.repository.reader import Repository
 from tritonforge.serving.metric_names import CACHE_HITS, CACHE_MISSES
 
 SERIES = {"compute": "unique", "cache": "repeated", "validation": "validation"}  # series -> inputs mode
@@ -125,22 +128,55 @@ def cache_counts(metrics_url: str | None) -> tuple[float, float] | None:
     return hits, misses
 
 
+def _ensemble_steps(repository: Repository, model: str) -> list[str]:
+    """The models an ensemble runs, in order ([] for any other model)."""
+    config = repository.config(model)
+    return [step.model_name for step in config.ensemble_scheduling.step] if config.platform == "ensemble" else []
+
+
+@contextlib.contextmanager
+def _step_statistics(url: str, steps: list[str]) -> Iterator[dict]:
+    """Collects each ensemble step's figures over the block into the yielded dict (Triton's statistics)."""
+    figures: dict = {}
+    if not steps:
+        yield figures
+        return
+    import tritonclient.grpc as grpcclient
+
+    admin = grpcclient.InferenceServerClient(url)
+    try:
+        before = stats_of(admin, steps)
+        yield figures
+        figures.update(step_figures(before, stats_of(admin, steps)))
+    finally:
+        admin.close()
+
+
 def _measure_point(
-    model: str, settings: MeasureSettings, batch: int, conc: int | None, rate: float | None, data, metrics_url: str | None
+    model: str,
+    settings: MeasureSettings,
+    batch: int,
+    conc: int | None,
+    rate: float | None,
+    data,
+    metrics_url: str | None,
+    steps: list[str] | None = None,
 ) -> PerfPoint:
-    """One point; a failure is measured once more with windows twice as long, then kept as a failed point."""
+    """One point; a failure is measured once more with windows twice as long, then kept as a failed point. For
+    an ensemble (`steps`), the point carries each step's figures."""
     from dataclasses import replace
 
     error = ""
     for attempt_settings in (settings, replace(settings, measurement_interval_ms=2 * settings.measurement_interval_ms)):
         before = cache_counts(metrics_url)
         try:
-            with GpuSampler() as gpu:
+            with GpuSampler() as gpu, _step_statistics(settings.url, steps or []) as composing:
                 point = measure(model, attempt_settings, batch, conc, rate, data)
         except PerfAnalyzerError as e:
             error = str(e)
             continue
         point.gpu = gpu.result()
+        point.composing = composing
         after = cache_counts(metrics_url)
         if before and after and (after[0] + after[1]) > (before[0] + before[1]):
             point.cache_hit_rate = (after[0] - before[0]) / ((after[0] + after[1]) - (before[0] + before[1]))
@@ -164,6 +200,7 @@ def run_sweep(
     todo = plan.points()
     interrupted = False
     samples = {m: model_samples(repo, m) for m in plan.models}
+    steps = {m: _ensemble_steps(Repository(repo), m) for m in plan.models}
     ranges = {m: model_ranges(repo, m) for m in plan.models}
     with tempfile.TemporaryDirectory(prefix="tf-sweep-") as tmp:
         try:
@@ -178,7 +215,7 @@ def run_sweep(
                     data = unique_inputs(samples[model], plan.input_count, path, ranges[model])
                 else:
                     data = write_input_json(select(samples[model], mode, plan.input_count), path)
-                point = _measure_point(model, settings, batch, conc, rate, data, metrics_url)
+                point = _measure_point(model, settings, batch, conc, rate, data, metrics_url, steps[model])
                 point.label = series
                 points.append(point)
                 if on_point:
