@@ -96,6 +96,16 @@ def minilm_demo(server: LocalTritonServer) -> None:
     console.print(f"router: requests answered per variant: {_router_counts(server, 'minilm')}")
 
 
+def _topology_line(report) -> str:
+    """Which topology the build serves and why (the README's "One hop or an ensemble" says when to choose which)."""
+    if report.serving.topology == "ensemble":
+        return f"served as an ensemble: front step -> {report.serving.compute_step}"
+    return (
+        "served in one hop (serving.topology: one_hop, the default): checks, tokenizer, cache and the fallback "
+        "chain in one Python-backend model; `serving.topology: ensemble` serves it as a Triton ensemble"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT / "model_repository")
@@ -119,6 +129,7 @@ def main() -> int:
                 console.print(f"  {line}", markup=False)
             if outcome.noop:
                 console.print(f"{outcome.spec.name}: unchanged since the last build, no work done")
+            console.print(f"{outcome.spec.name}: {_topology_line(report)}")
 
     console.rule("[bold]3. serve on the real local tritonserver and call it over gRPC")
     with LocalTritonServer(args.repo, load_models=[load_spec(s).name for s in specs]) as server:
