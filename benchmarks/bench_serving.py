@@ -41,6 +41,7 @@ from tritonforge.perf.sweep import cache_counts
 from tritonforge.repository.config import read_config
 from tritonforge.repository.reader import Repository
 from tritonforge.server.process import LocalTritonServer
+from tritonforge.serving.settings import PublicSettings
 from tritonforge.serving.tokenize import TextEncoder
 from tritonforge.testing.ports import free_ports
 
@@ -55,12 +56,13 @@ class Texts:
 
     def __init__(self, repo: Path) -> None:
         repository = Repository(repo)
-        settings = json.loads(repository.config(MODEL).parameters["tritonforge"].string_value)
+        settings = repository.settings(MODEL)
+        assert isinstance(settings, PublicSettings) and settings.preprocess is not None
         self.encoder = TextEncoder(
-            repository.file(MODEL, "tokenizer.json"), settings["preprocess"], [t["name"] for t in settings["model_inputs"]]
+            repository.file(MODEL, "tokenizer.json"), settings.preprocess, [t.name for t in settings.model_inputs]
         )
         self.samples = model_samples(repo, MODEL)
-        self.text_input = settings["preprocess"]["text_input"]
+        self.text_input = settings.preprocess.text_input
 
     def texts(self, n: int) -> list[str]:
         out: list[str] = []
@@ -156,13 +158,24 @@ def zero_onnx(path: Path, width: int = 384) -> Path:
 
 
 def floor_repository(repo: Path, dest: Path) -> Path:
-    """The build's public model and runner, unchanged but for their ONNX files: zero-compute ones."""
+    """The build's public model and runner, unchanged but for their ONNX files: zero-compute ones (with their
+    sha256 in the models' settings, which the models check at load)."""
+    from tritonforge.hashing import sha256_file
+    from tritonforge.repository.config import write_config
+    from tritonforge.serving.settings import PARAMETER
+
     repository = Repository(repo)
     for model in (MODEL, repository.runner(MODEL)):
+        assert model is not None
         shutil.copytree(repo / model, dest / model, ignore=shutil.ignore_patterns("__pycache__"))
-        version = repository.version_dir(model).name
-        for onnx_file in (dest / model / version).glob("*.onnx"):
+        version_dir = dest / model / repository.version_dir(model).name
+        config = read_config(dest / model / "config.pbtxt")
+        settings = json.loads(config.parameters[PARAMETER].string_value)
+        for onnx_file in version_dir.glob("*.onnx"):
             zero_onnx(onnx_file)
+            settings["files"][onnx_file.name] = sha256_file(onnx_file)
+        config.parameters[PARAMETER].string_value = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+        write_config(config, dest / model)
     return dest
 
 
