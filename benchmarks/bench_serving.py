@@ -167,7 +167,7 @@ def floor_repository(repo: Path, dest: Path) -> Path:
     repository = Repository(repo)
     for model in (MODEL, repository.runner(MODEL)):
         assert model is not None
-        shutil.copytree(repo / model, dest / model, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(repo / model, dest / model)  # the version directory's `__pycache__` is a file the build wrote
         version_dir = dest / model / repository.version_dir(model).name
         config = read_config(dest / model / "config.pbtxt")
         settings = json.loads(config.parameters[PARAMETER].string_value)
