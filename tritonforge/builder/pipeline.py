@@ -186,8 +186,8 @@ def _build_locked(
         if triton_cache_wanted(spec) and (refusal := triton_cache_refusal(spec)):
             result.notes.append(f"Triton's response cache is not enabled: {refusal}")
         if spec.serving.topology == "ensemble":
-            _model, why = ensemble_compute(spec, plan)[1:]
-            result.notes.append(f"ensemble: {spec.name}_front (checks, tokenizer) -> {_model}, {why}")
+            compute, why = ensemble_compute(spec, plan)[1:]
+            result.notes.append(f"ensemble: {Names(spec.name).front} (checks, tokenizer) -> {compute}, {why}")
             if spec.serving.cache.kind in PYTHON_CACHE_KINDS:
                 result.notes.append(
                     f"ensemble: serving.cache ({spec.serving.cache.kind}) is not used: an ensemble has no "

@@ -118,9 +118,9 @@ class ServingCheck:
         if not self.enabled:
             return [ModelCheck(m.name, "skipped", SKIPPED) for m in models]
         results = []
-        python = _served_here(models)
+        loadable = _served_here(models)
         for m in models:
-            if m not in python:
+            if m not in loadable:
                 results.append(self._rules(m))
         server = self._started(_check_env(spec, self._throwaway))
         assert self._root is not None
@@ -129,14 +129,14 @@ class ServingCheck:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         loaded: list[str] = []
         try:
-            for m in python:
+            for m in loadable:
                 m.write(self._root / m.name, version)
                 self._load(client, server, m.name)
                 loaded.append(m.name)
             assert self.ort is not None
             session = self.ort.open(served_file, [t.name for t in spec.outputs], spec.serving.intra_op_threads)
             tol = spec.validation.tolerance
-            for m in python:
+            for m in loadable:
                 if m.role.role == Role.FRONT:  # its answers are the compute step's inputs: checked through the ensemble
                     results.append(ModelCheck(m.name, "tritonserver", f"loaded by tritonserver {_server_version(client)}"))
                     continue
@@ -162,7 +162,7 @@ class ServingCheck:
             for name in loaded:
                 with contextlib.suppress(Exception):  # the scratch server goes away with the command anyway
                     client.unload_model(name)
-            for m in python:
+            for m in loadable:
                 shutil.rmtree(self._root / m.name, ignore_errors=True)
             client.close()
         return sorted(results, key=lambda r: [m.name for m in models].index(r.model))
