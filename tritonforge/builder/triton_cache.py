@@ -16,8 +16,7 @@ from tritonforge.spec import BuildSpec
 def triton_cache_refusal(spec: BuildSpec) -> str | None:
     """Why Triton's response cache must not answer for this spec's public model (None: it may)."""
     for t in spec.public_inputs:
-        variable = [i for i, d in enumerate(t.shape) if d < 0]
-        if variable:
+        if any(d < 0 for d in t.shape):
             return (
                 f"input '{t.name}' has a variable dim {t.shape}: Triton's cache key holds an input's bytes, not its "
                 "shape, so two requests of equal bytes in different shapes would share one answer"
