@@ -37,6 +37,7 @@ def test_dockerfiles_pass_hadolint(dockerfile):
 def test_compose_and_manifests_pass_yamllint():
     config = "{extends: relaxed, rules: {line-length: {max: 240}}}"
     files = [DOCKER / "compose.yaml", DOCKER / "prometheus.yml", *sorted((DOCKER / "k8s").glob("*.yaml"))]
+    files += sorted((DOCKER / "kserve").glob("*.yaml"))
     proc = subprocess.run([_tool("yamllint"), "-s", "-d", config, *map(str, files)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
