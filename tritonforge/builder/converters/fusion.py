@@ -88,9 +88,12 @@ def _fuse(fp32_onnx: Path, out: Path, probe: Batch) -> FusedGraph:
     if not ATTENTION_OPS & set(ops):
         found = ", ".join(f"{n} {op}" for op, n in sorted(ops.items())) or "none"
         return FusedGraph(None, reason=f"no attention matched onnxscript's ORT fusion rules (fused: {found})")
-    notes = _attention_bias_to_mask(proto, probe)
-    _drop_equal_qkv_sizes(proto)
-    onnx.save(proto, str(out))
+    try:
+        notes = _attention_bias_to_mask(proto, probe)
+        _drop_equal_qkv_sizes(proto)
+        onnx.save(proto, str(out))  # a graph over protobuf's 2 GB limit cannot be saved inline: no fused variant
+    except Exception as e:
+        return FusedGraph(None, reason=f"the fused graph could not be finished: {type(e).__name__}: {str(e)[:300]}")
     return FusedGraph(out, dict(ops), notes=notes)
 
 
