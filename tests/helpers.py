@@ -144,6 +144,33 @@ def metric(metrics_url: str, name: str, **labels: str) -> float:
     return total
 
 
+def search_spec(int8_search: dict):
+    """A spec for driving the INT8 search directly (its files are never read): one input, one output, `int8_search`."""
+    from tritonforge.spec import parse_spec
+
+    return parse_spec(
+        {
+            "name": "m",
+            "source": {"kind": "onnx", "path": "m.onnx"},
+            "max_batch_size": 4,
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
+            "validation": {"data": {"npz": "v.npz"}},
+            "calibration": {"data": {"npz": "c.npz"}},
+            "int8_search": int8_search,
+        }
+    )
+
+
+class GatedPoint:
+    """What the search reads of a gated point: passed when the gate's worst `margin` is >= 0."""
+
+    def __init__(self, v, margin: float) -> None:
+        self.id, self.status, self.notes = v.variant_id, "passed" if margin >= 0 else "rejected", []
+        self.gate = {"checks": [{"margin": margin}]}
+        self.passed = margin >= 0
+
+
 _FAILING_RUNG = """
 import triton_python_backend_utils as pb_utils
 

@@ -4,7 +4,7 @@ input outlier (tests/models/outlier_digits.py), whose first Gemm INT8 cannot qua
 from __future__ import annotations
 
 import pytest
-from helpers import outlier_digits_spec
+from helpers import GatedPoint, outlier_digits_spec, search_spec
 
 from tritonforge.builder.pipeline import build
 
@@ -37,24 +37,6 @@ def test_the_search_reverts_the_sensitive_node_and_passes(tmp_path):
     assert ranked[0] == "node_linear"  # the first Gemm: its input is the concatenation with the constant 1e4
 
 
-def _search_spec(int8_search: dict):
-    """A spec for driving the search directly (its files are never read): one input, one output, `int8_search`."""
-    from tritonforge.spec import parse_spec
-
-    return parse_spec(
-        {
-            "name": "m",
-            "source": {"kind": "onnx", "path": "m.onnx"},
-            "max_batch_size": 4,
-            "inputs": [{"name": "x", "dtype": "float32", "shape": [2]}],
-            "outputs": [{"name": "y", "dtype": "float32", "shape": [2]}],
-            "validation": {"data": {"npz": "v.npz"}},
-            "calibration": {"data": {"npz": "c.npz"}},
-            "int8_search": int8_search,
-        }
-    )
-
-
 def test_the_search_stops_within_its_budget_and_reports_the_best_failing_point(tmp_path):
     report, search = _search(tmp_path, max_evaluations=1)
     assert search["evaluations"] == 1 and search["winner"] is None
@@ -67,20 +49,11 @@ def test_a_revert_that_does_not_help_is_undone(tmp_path):
     search goes on to the next node."""
     from tritonforge.builder.int8_search import AccuracyControlSearch
 
-    class Outcome:
-        def __init__(self, v, margin):
-            self.id, self.status, self.notes = v.variant_id, "passed" if margin >= 0 else "rejected", []
-            self.gate = {"checks": [{"margin": margin}]}
-
-        @property
-        def passed(self):
-            return self.status == "passed"
-
     def evaluate(v):  # only reverting "bad" helps; reverting both passes
         excluded = set(v.exclude_nodes)
-        return Outcome(v, 0.1 if "bad" in excluded else -0.5)
+        return GatedPoint(v, 0.1 if "bad" in excluded else -0.5)
 
-    spec = _search_spec({"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5})
+    spec = search_spec({"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5})
     outcomes, path = AccuracyControlSearch(spec, evaluate, lambda excluded: ["harmless", "bad", "other"]).run()
     kept = [(s.excluded, s.kept, s.passed) for s in path.steps]
     assert kept == [([], True, False), (["harmless"], False, False), (["bad"], True, True)]
@@ -97,7 +70,7 @@ def test_evaluations_never_exceed_the_budget(tmp_path, budget):
         def __init__(self, v):
             self.id = v.variant_id
 
-    spec = _search_spec({"enabled": True, "max_evaluations": budget})
+    spec = search_spec({"enabled": True, "max_evaluations": budget})
     outcomes, path = AccuracyControlSearch(spec, Failing, lambda excluded: ["a", "b", "c", "d"]).run()
     assert len(outcomes) == budget == len(path.steps)
 
@@ -125,16 +98,10 @@ def test_only_nodes_the_start_really_quantizes_are_reverted(tmp_path):
     ranking runs quantizes it: reverting such a node changes nothing, so it is never tried."""
     from tritonforge.builder.int8_search import AccuracyControlSearch
 
-    class Outcome:
-        def __init__(self, v, margin):
-            self.id, self.status, self.notes = v.variant_id, "passed" if margin >= 0 else "rejected", []
-            self.gate = {"checks": [{"margin": margin}]}
-            self.passed = margin >= 0
-
-    spec = _search_spec({"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5})
+    spec = search_spec({"enabled": True, "starts": [{"method": "dynamic"}], "max_evaluations": 5})
     search = AccuracyControlSearch(
         spec,
-        lambda v: Outcome(v, 0.1 if "bad" in v.exclude_nodes else -0.5),
+        lambda v: GatedPoint(v, 0.1 if "bad" in v.exclude_nodes else -0.5),
         lambda excluded: ["attention", "bad", "other"],
         lambda outcome: {"bad", "other"},
     )
