@@ -1,7 +1,9 @@
-"""Tensors in and out of Triton's Python backend, and rungs reached through BLS."""
+"""Tensors in and out of Triton's Python backend, a model's verified settings, and rungs reached through BLS."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -10,12 +12,28 @@ import triton_python_backend_utils as pb_utils
 
 from .batching import Batch
 from .errors import RequestError, RungAbsent, RungFailure
+from .integrity import mismatches, refusal
+from .settings import S, from_model_config
 
 # An output's name and the numpy dtype its config gives it.
 OutputDtypes = list[tuple[str, Any]]
 
 # Messages of a BLS call to a model the server has not loaded (its code is not always UNAVAILABLE).
 NOT_THERE = ("not ready", "unknown model", "no available versions", "is not found", "not loaded")
+
+
+def verified_settings(args: Mapping[str, str], kind: type[S]) -> tuple[dict[str, Any], S, str]:
+    """The model's config (parsed), its settings of `kind` and its version directory, once every file its build
+    placed there is the build's: a file that differs raises TritonModelException naming it, so the model is
+    UNAVAILABLE with that reason, never READY with wrong answers."""
+    name = args["model_name"]
+    config = json.loads(args["model_config"])
+    settings = from_model_config(config, name, kind)
+    version_dir = os.path.join(args["model_repository"], args["model_version"])
+    reason = refusal(name, mismatches(version_dir, settings.files))
+    if reason:
+        raise pb_utils.TritonModelException(reason)
+    return config, settings, version_dir
 
 
 def request_inputs(request: Any, names: Iterable[str]) -> Batch:

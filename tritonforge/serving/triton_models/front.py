@@ -11,28 +11,21 @@ import sys
 
 sys.dont_write_bytecode = True  # nothing written into the repository (it may be read-only or shared)
 
-import json
 import os
 from typing import Any
 
 import triton_python_backend_utils as pb_utils
 from tritonforge_serving.checks import InputChecks
 from tritonforge_serving.errors import RequestError
-from tritonforge_serving.integrity import mismatches, refusal
-from tritonforge_serving.settings import FrontSettings, from_model_config
+from tritonforge_serving.settings import FrontSettings
 from tritonforge_serving.tokenize import TextEncoder
-from tritonforge_serving.triton_io import error_response, output_dtypes, request_inputs, tensors_response
+from tritonforge_serving.triton_io import error_response, output_dtypes, request_inputs, tensors_response, verified_settings
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
-        config = json.loads(args["model_config"])
         self.name = args["model_name"]
-        s = from_model_config(config, self.name, FrontSettings)
-        version_dir = os.path.join(args["model_repository"], args["model_version"])
-        reason = refusal(self.name, mismatches(version_dir, s.files))
-        if reason:
-            raise pb_utils.TritonModelException(reason)
+        config, s, version_dir = verified_settings(args, FrontSettings)
         self.outputs = output_dtypes(config)
         # the compute step's inputs, in the config's order of the model's inputs, named for the ensemble
         self.renames = dict(zip([t.name for t in s.model_inputs], [n for n, _ in self.outputs], strict=True))

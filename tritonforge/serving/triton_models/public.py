@@ -29,27 +29,28 @@ from tritonforge_serving.cache import ResponseCache, authentication_message
 from tritonforge_serving.checks import InputChecks
 from tritonforge_serving.codec import REASONS, Codec
 from tritonforge_serving.errors import RequestError
-from tritonforge_serving.integrity import mismatches, refusal
 from tritonforge_serving.metrics import MetricsPublisher
 from tritonforge_serving.router import NoRungAnswered, Router, Rung
 from tritonforge_serving.runner import InProcessRung
-from tritonforge_serving.settings import BlsRungSettings, PublicSettings, from_model_config
+from tritonforge_serving.settings import BlsRungSettings, PublicSettings
 from tritonforge_serving.store import MemoryStore, RedisStore, Store, secret_from_environment
 from tritonforge_serving.tally import Tally
 from tritonforge_serving.tokenize import TextEncoder
-from tritonforge_serving.triton_io import BlsRung, error_response, output_dtypes, request_inputs, tensors_response
+from tritonforge_serving.triton_io import (
+    BlsRung,
+    error_response,
+    output_dtypes,
+    request_inputs,
+    tensors_response,
+    verified_settings,
+)
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
-        config = json.loads(args["model_config"])
         self.name = args["model_name"]
-        s = from_model_config(config, self.name, PublicSettings)
-        version_dir = os.path.join(args["model_repository"], args["model_version"])
         # Its own files and its in-process rungs' against the build's sha256, before anything reads them.
-        reason = refusal(self.name, mismatches(version_dir, s.files))
-        if reason:
-            raise pb_utils.TritonModelException(reason)
+        config, s, version_dir = verified_settings(args, PublicSettings)
         self.labels = {"model": self.name}
         self.tally = Tally()
         self.outputs = output_dtypes(config)
