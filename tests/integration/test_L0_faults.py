@@ -300,13 +300,15 @@ def test_small_requests_and_probes_under_heavy_legal_requests_stay_within_the_st
         client.infer("minilm", heavy_request(10_000 + seed))
         alone.append(time.monotonic() - started)
     heavy_s = max(alone)
-    stop, failures, small, probes = threading.Event(), [], [], []
+    stop, failures, small, probes, heavy = threading.Event(), [], [], [], []
 
     def heavy_loop(base: int) -> None:
         own, k = grpcclient.InferenceServerClient(service_server.grpc_url), 0
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 own.infer("minilm", heavy_request(base + k))
+                heavy.append(time.monotonic() - started)
             except Exception as e:
                 failures.append(f"heavy: {e}")
             k += 1
@@ -342,14 +344,18 @@ def test_small_requests_and_probes_under_heavy_legal_requests_stay_within_the_st
     p50, p99 = (float(np.percentile(small, q)) for q in (50, 99))
     slowest_probe = max(p for p, _ in probes)
     assert failures == [] and all(not problems for _, problems in probes), (failures, probes)
-    assert p99 <= 2 * heavy_s * 1.5 + 0.5, (p99, heavy_s)  # two heavy batches ahead at most, with slack
-    assert slowest_probe <= 2 * heavy_s * 1.5 + 1.0, (slowest_probe, heavy_s)  # as a small request
+    # A heavy request under this load waits for the other client's heavy one at most, so its latency is what one
+    # queue of two heavy batches costs on this machine now (another test may share the cores: the time one heavy
+    # request took alone, at the start, is no measure then). A small request waits for no more than that queue.
+    queue_s = max(heavy)
+    assert p99 <= queue_s * 1.5 + 0.5, (p99, queue_s, heavy_s)
+    assert slowest_probe <= queue_s * 1.5 + 1.0, (slowest_probe, queue_s, heavy_s)  # as a small request
     reliability(
         "heavy legal requests beside small ones",
         "2 clients of 64 texts x 64 KiB (one in flight each), 1 client of single short texts, the readiness probe every 0.5 s",
         requests=len(small) + len(probes),
         failed=len(failures),
-        notes=f"one heavy request alone {heavy_s:.2f}s; small p50 {p50 * 1000:.0f} ms, "
-        f"p99 {p99 * 1000:.0f} ms (bound: 2 heavy requests); {len(probes)} probes all ready, slowest "
+        notes=f"one heavy request alone {heavy_s:.2f}s, under this load at most {queue_s:.2f}s; small p50 {p50 * 1000:.0f} ms, "
+        f"p99 {p99 * 1000:.0f} ms (bound: the slowest heavy request); {len(probes)} probes all ready, slowest "
         f"{slowest_probe:.2f}s",
     )
