@@ -177,7 +177,19 @@ def _build_locked(
             served_data = served_dataset(spec, texts, inp.tokenizer_file)
             served = ServedData(served_data, run_over(fp32_run, served_data)) if served_data else None
         ctx = BuildContext(
-            spec, fp32, inp.validation, reference, inp.calibration, work, stages, repo, inp.tools, rep, check.ort, served
+            spec,
+            fp32,
+            inp.validation,
+            reference,
+            inp.calibration,
+            work,
+            stages,
+            repo,
+            inp.tools,
+            rep,
+            check.ort,
+            served,
+            subnormal_weights=sum(export.get("subnormal_weights", {}).values()),
         )
         result = VariantBuilder(ctx).run()
         order = publish_order(result.outcomes, result.primary, result.search_winner, Names(spec.name).variant)

@@ -95,6 +95,7 @@ def assemble(
                 **spec.timing.model_dump(mode="json"),
                 "batch_sizes": spec.timing_batch_sizes,
                 "reused_from_previous_build": result.timing_reused,
+                "speedups_against": result.reference,
             }
         ),
         variants=[
@@ -157,7 +158,13 @@ def _header(report: BuildReport) -> list[str]:
         "Gate: " + "; ".join(_criteria(report)) + ".",
         "Timing: each variant in its own runtime" + (f" ({check.runtime} for ONNX)" if check else "") + f" on {cpu['model']} "
         f"({cpu['cores']} cores){', GPU ' + gpu['name'] if gpu.get('name') else ''}; "
-        "windows until stable, variants interleaved, speed-ups against FP32 measured in the same run.",
+        "windows until stable, variants interleaved, speed-ups against "
+        + (
+            "FP32"
+            if report.timing.speedups_against == "onnx_fp32"
+            else f"{report.timing.speedups_against} (FP32's answers, the fastest way to compute them)"
+        )
+        + " measured in the same run.",
         "",
     ]
 

@@ -39,7 +39,7 @@ class VariantEntry(_Section):
     comparison: dict[str, Any] | None = None  # Comparison.to_dict(): per output figures, accuracy
     gate: dict[str, Any] | None = None  # GateResult.to_dict()
     timing: dict[str, dict[str, Any]] = Field(default_factory=dict)  # batch size -> LatencyStats dict
-    speedup: dict[str, Number] = Field(default_factory=dict)  # batch size -> FP32 p50 / this p50
+    speedup: dict[str, Number] = Field(default_factory=dict)  # batch size -> p50 of timing.speedups_against / this p50
     memory_mb: Number | None = None
     measured_in: str = ""
     notes: list[str] = Field(default_factory=list)
@@ -98,6 +98,9 @@ class TimingSection(_Section):
     enabled: bool = True
     batch_sizes: list[int]
     reused_from_previous_build: bool = False
+    # the variant every speed-up is against: the fastest exact-FP32 configuration (older builds: FP32)
+    speedups_against: str = "onnx_fp32"
+    flushed_fp32: bool = False
     warmup_runs: int | None = None
     min_runs_per_window: int | None = None
     window_s: Number | None = None

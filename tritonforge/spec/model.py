@@ -230,6 +230,11 @@ class TimingSpec(_Strict):
     stable_windows: int = Field(3, ge=2)
     max_windows: int = Field(12, ge=2)
     enabled: bool = True
+    flushed_fp32: bool = Field(
+        True,
+        description="when the FP32 graph holds subnormal weights, also build, gate and time onnx_fp32_ftz (FP32 with "
+        "them set to zero), so that no speed-up is only the cost some CPUs pay for them",
+    )
 
 
 class DynamicBatchingSpec(_Strict):

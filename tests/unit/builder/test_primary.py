@@ -1,10 +1,11 @@
-"""The primary (served) variant follows the p50 speed-ups the report shows, with a margin over FP32; the published
-variants, their order and names are decided as a value."""
+"""The primary (served) variant follows the p50 speed-ups the report shows, against the fastest exact-FP32
+configuration and with a margin over it; the published variants, their order and names are decided as a value."""
 
 from __future__ import annotations
 
 from tritonforge.builder.variants import VariantOutcome
 from tritonforge.builder.variants.primary import PRIMARY_MARGIN, choose_primary, publish_order, search_winner
+from tritonforge.builder.variants.timing import speedups, subnormal_speedup_notes
 
 
 def _v(vid, speedup, status="passed", kind=None, search=False):
@@ -77,3 +78,60 @@ def test_the_publish_order_is_primary_first_then_by_speed_and_changes_no_outcome
     assert all(o.published_as == "" for o in outcomes)  # the order is a value: the outcomes are untouched
     fp32_first = publish_order(outcomes, "onnx_fp32", None, lambda vid: f"m_{vid}")
     assert [o.id for o in fp32_first.published] == ["onnx_fp32", "onnx_fp16"]  # no winner: no search point
+
+
+def _timed(vid, p50_ms, status="passed"):
+    o = VariantOutcome(id=vid, kind=vid, runtime="onnxruntime", precision="x", options={}, status=status)
+    o.timing = {b: {"p50_ms": ms} for b, ms in p50_ms.items()}
+    return o
+
+
+def _penalty_case(ftz_status="passed"):
+    """FP32 pays a subnormal penalty at batch 64 (10 ms) that its flushed copy does not (0.5 ms); FP16 drops the
+    subnormals too and is otherwise no faster than the flushed copy."""
+    return [
+        _timed("onnx_fp32", {"1": 1.0, "64": 10.0}),
+        _timed("onnx_fp32_ftz", {"1": 0.98, "64": 0.5}, status=ftz_status),
+        _timed("onnx_fp16", {"1": 0.97, "64": 0.49}),
+    ]
+
+
+def test_speedups_are_against_the_fastest_exact_fp32_configuration_that_passed():
+    outcomes = _penalty_case()
+    assert speedups(outcomes) == "onnx_fp32_ftz"
+    fp32, ftz, fp16 = outcomes
+    assert ftz.speedup == {"1": 1.0, "64": 1.0}
+    assert fp32.speedup == {"1": 0.98, "64": 0.05}
+    assert fp16.speedup == {"1": round(0.98 / 0.97, 3), "64": round(0.5 / 0.49, 3)}
+    rejected = _penalty_case(ftz_status="rejected")  # a rewrite the gate refused is no reference
+    assert speedups(rejected) == "onnx_fp32"
+    assert rejected[2].speedup == {"1": round(1.0 / 0.97, 3), "64": round(10.0 / 0.49, 3)}
+
+
+def test_no_variant_is_primary_for_a_penalty_fp32_need_not_pay():
+    outcomes = _penalty_case()
+    reference = speedups(outcomes)
+    primary, why = choose_primary(outcomes, None, True, reference)
+    assert primary == "onnx_fp32_ftz"  # FP32's answers; FP16's 20x at batch 64 was the subnormals' cost
+    assert why.startswith("primary: onnx_fp32_ftz (FP32's answers), 4.52x faster than onnx_fp32: ")
+    assert "onnx_fp16, is 1.01x/1.02x at batch 1/64 of onnx_fp32_ftz's p50" in why
+    # Against FP32 alone (the flushed copy rejected), FP16 is primary, as it was before the reference existed.
+    rejected = _penalty_case(ftz_status="rejected")
+    assert choose_primary(rejected, None, True, speedups(rejected))[0] == "onnx_fp16"
+
+
+def test_a_rewrite_within_the_margin_of_fp32_is_the_reference_but_fp32_is_served():
+    outcomes = [_timed("onnx_fp32", {"1": 1.0}), _timed("onnx_fp32_ftz", {"1": 0.98}), _timed("onnx_fp16", {"1": 0.97})]
+    assert speedups(outcomes) == "onnx_fp32_ftz"
+    assert choose_primary(outcomes, None, True, "onnx_fp32_ftz")[0] == "onnx_fp32"
+
+
+def test_the_subnormal_note_gives_fp32s_cost_per_batch_size():
+    outcomes = _penalty_case()
+    reference = speedups(outcomes)
+    assert subnormal_speedup_notes(outcomes, reference) == [
+        "batch 1: onnx_fp32_ftz (FP32, subnormal weights set to zero) runs 1.02x FP32's p50",
+        "batch 64: onnx_fp32_ftz (FP32, subnormal weights set to zero) runs 20.00x FP32's p50: the cost of the "
+        "subnormal weights on this CPU; speed-ups are against onnx_fp32_ftz, which does not pay it",
+    ]
+    assert subnormal_speedup_notes(outcomes[:1], "onnx_fp32") == []

@@ -26,6 +26,7 @@ class OnnxFp32Ftz(Converter):
 
     runtime = "onnxruntime"
     precision = "fp32"
+    exact = True
 
     def convert(self, job: ConversionJob) -> None:
         import onnx

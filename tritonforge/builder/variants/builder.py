@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tritonforge.builder.converters import CONVERTERS, VariantSpec
+from tritonforge.builder.converters import CONVERTERS, VariantSpec, variant_spec
 from tritonforge.builder.converters.base import NotApplicable
 from tritonforge.builder.variants.context import BuildContext
 from tritonforge.builder.variants.conversion import BuiltFiles, convert, reused, variant_key
@@ -13,6 +13,8 @@ from tritonforge.builder.variants.int8_strategies import INT8_STRATEGIES
 from tritonforge.builder.variants.outcome import FP32, VariantOutcome, VariantsResult, spec_for, status_line
 from tritonforge.builder.variants.primary import choose_primary, search_winner
 from tritonforge.builder.variants.timing import subnormal_speedup_notes, time_variants
+
+FLUSHED = "onnx_fp32_ftz"  # FP32 with its subnormal weights set to zero
 
 
 class VariantBuilder:
@@ -74,6 +76,13 @@ class VariantBuilder:
         s = ctx.spec.int8_search
         strategy = INT8_STRATEGIES[s.strategy] if s.enabled else None
         specs = [(FP32, False)] + [(v, False) for v in ctx.spec.variants]
+        if ctx.subnormal_weights and ctx.spec.timing.flushed_fp32 and FLUSHED not in {v.kind for v in ctx.spec.variants}:
+            specs.append((variant_spec(FLUSHED), False))
+            self.notes.append(
+                f"{FLUSHED} built beside FP32: its graph holds {ctx.subnormal_weights} subnormal weight(s), which "
+                "some CPUs run in microcode; speed-ups are against the faster of the two (timing.flushed_fp32: false "
+                "turns this off)"
+            )
         if strategy is not None:
             specs += [(v, True) for v in strategy.planned(self)]
         outcomes = [self.gated(v, search) for v, search in specs]
@@ -88,12 +97,12 @@ class VariantBuilder:
         def file_of(o: VariantOutcome) -> str:
             return str(ctx.fp32 if o.kind == "onnx_fp32" else self.convert(spec_for(o, all_specs), o))
 
-        timing_reused = time_variants(ctx, outcomes, file_of)
-        self.notes.extend(subnormal_speedup_notes(outcomes))
+        timing = time_variants(ctx, outcomes, file_of)
+        self.notes.extend(subnormal_speedup_notes(outcomes, timing.reference))
         winner = search_winner(outcomes)
-        primary, why = choose_primary(outcomes, winner, ctx.spec.timing.enabled)
+        primary, why = choose_primary(outcomes, winner, ctx.spec.timing.enabled, timing.reference)
         self.notes.append(why)
         for o in outcomes:  # results reused without their file (not published last time) need it now
             if o.passed and (not o.search or o.id == winner) and not o.file:
                 o.file = file_of(o)
-        return VariantsResult(outcomes, primary, winner, timing_reused, self.notes, ctx.stages, search_path)
+        return VariantsResult(outcomes, primary, winner, timing.reused, timing.reference, self.notes, ctx.stages, search_path)

@@ -52,6 +52,7 @@ class BuildContext:
     reporter: Reporter
     ort: ServingOrt | None = None  # the serving runtime every ONNX figure comes from (None: this process's)
     served: ServedData | None = None  # held-out texts as the tokenizer serves them (tokenizer-fronted models)
+    subnormal_weights: int = 0  # how many weights of the FP32 graph are subnormal
 
     @cached_property
     def fp32_sha(self) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tritonforge.builder.converters import VariantSpec, variant_spec
+from tritonforge.builder.converters import CONVERTERS, VariantSpec, variant_spec
 from tritonforge.builder.stages import StageCache
 
 SEARCH_WINNER_ID = "onnx_int8"  # the INT8 search's fastest passing point is published under this variant id
@@ -31,7 +31,7 @@ class VariantOutcome:
     comparison: dict | None = None
     gate: dict | None = None
     timing: dict[str, dict] = field(default_factory=dict)  # batch size -> LatencyStats dict
-    speedup: dict[str, float] = field(default_factory=dict)  # batch size -> FP32 p50 / this p50
+    speedup: dict[str, float] = field(default_factory=dict)  # batch size -> the reference's p50 / this p50
     memory_mb: float | None = None
     measured_in: str = ""  # the runtime and version its gate figures and timings came from
     notes: list[str] = field(default_factory=list)
@@ -44,12 +44,17 @@ class VariantOutcome:
     def passed(self) -> bool:
         return self.status == "passed"
 
+    @property
+    def exact_fp32(self) -> bool:
+        """FP32 itself, or a rewrite of it that claims its answers (subnormal weights flushed, a fused graph)."""
+        return self.kind == FP32.kind or CONVERTERS[self.kind].exact
+
     def throughput(self, batch_size: int) -> float:
         return float(self.timing.get(str(batch_size), {}).get("throughput", 0.0))
 
     def speed(self) -> float:
-        """The geometric mean of its p50 speed-ups against FP32 over the timing batch sizes: the figures the
-        report shows (0 when it was not timed)."""
+        """The geometric mean of its p50 speed-ups against the reference (the fastest exact-FP32 configuration)
+        over the timing batch sizes: the figures the report shows (0 when it was not timed)."""
         values = [v for v in self.speedup.values() if v and v > 0]
         return float(np.exp(np.mean(np.log(values)))) if values else 0.0
 
@@ -69,6 +74,7 @@ class VariantsResult:
     primary: str
     search_winner: str | None
     timing_reused: bool
+    reference: str  # the variant every speed-up is against: the fastest exact-FP32 configuration
     notes: list[str]
     stages: StageCache
     search_path: dict | None = None

@@ -1,25 +1,37 @@
-"""Time the variants side by side, their speed-ups against FP32, and what the subnormal weights explain."""
+"""Time the variants side by side, their speed-ups against the fastest exact-FP32 configuration, and what the
+subnormal weights cost FP32."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from tritonforge.builder.runtimes import open_runtime
 from tritonforge.builder.timing import measure, timing_input
 from tritonforge.builder.variants.context import BuildContext, stage_key
-from tritonforge.builder.variants.outcome import VariantOutcome
+from tritonforge.builder.variants.outcome import FP32, VariantOutcome
 from tritonforge.builder.variants.primary import PRIMARY_MARGIN
 from tritonforge.hardware import cpu_info
 
 
-def time_variants(ctx: BuildContext, outcomes: list[VariantOutcome], file_of: Callable[[VariantOutcome], str]) -> bool:
+@dataclass(frozen=True)
+class Timing:
+    """Whether the last build's timing was reused, and the variant every speed-up is against."""
+
+    reused: bool
+    reference: str
+
+
+def time_variants(ctx: BuildContext, outcomes: list[VariantOutcome], file_of: Callable[[VariantOutcome], str]) -> Timing:
     """Time side by side every variant that passed and every spec variant the gate rejected (so the report
     shows what its speed would have been); reuse the last timing if the same files were timed. `file_of` makes
-    the file of a reused result that is not in the repository. True when the last timing was reused."""
+    the file of a reused result that is not in the repository."""
     spec = ctx.spec
     if not spec.timing.enabled:
-        return False
+        return Timing(False, FP32.kind)
     timed = [o for o in outcomes if o.passed or (o.status == "rejected" and not o.search)]
     key = stage_key(
         files=sorted((o.id, o.file_sha256) for o in timed),
@@ -32,9 +44,8 @@ def time_variants(ctx: BuildContext, outcomes: list[VariantOutcome], file_of: Ca
     if old is not None:
         for o in timed:
             o.timing = old["result"].get(o.id, {})
-        speedups(timed)
         ctx.stages.store("timing", key, result=old["result"])
-        return True
+        return Timing(True, speedups(timed) or FP32.kind)
     runners = {}
     with ctx.reporter.stage(f"time {len(timed)} variants side by side at batch {spec.timing_batch_sizes}"):
         for o in timed:
@@ -47,38 +58,49 @@ def time_variants(ctx: BuildContext, outcomes: list[VariantOutcome], file_of: Ca
         stats = measure(runners, inputs, spec.timing)
     for o in timed:
         o.timing = {str(b): s.to_dict() for b, s in stats[o.id].items()}
-    speedups(timed)
     ctx.stages.store("timing", key, result={o.id: o.timing for o in timed})
-    return False
+    return Timing(False, speedups(timed) or FP32.kind)
 
 
-def speedups(timed: list[VariantOutcome]) -> None:
-    """Each timed variant's p50 speed-up against FP32's, per batch size."""
-    fp32 = next((o for o in timed if o.kind == "onnx_fp32"), None)
+def speedups(timed: list[VariantOutcome]) -> str | None:
+    """Each timed variant's p50 speed-up, per batch size, against the reference: the fastest exact-FP32
+    configuration that passed (the geometric mean of its p50s against FP32's), so that no variant's speed-up is a
+    cost FP32 need not pay. Returns the reference's id (None without FP32's timing)."""
+    fp32 = next((o for o in timed if o.kind == FP32.kind and o.timing), None)
     if fp32 is None:
-        return
+        return None
+
+    def against(base: VariantOutcome, o: VariantOutcome) -> dict[str, float]:
+        return {b: round(base.timing[b]["p50_ms"] / s["p50_ms"], 3) for b, s in o.timing.items() if b in base.timing}
+
+    def geomean(values: dict[str, float]) -> float:
+        ok = [v for v in values.values() if v > 0]
+        return float(np.exp(np.mean(np.log(ok)))) if ok else 0.0
+
+    exact = [o for o in timed if o.passed and o.timing and o.exact_fp32]
+    reference = max(exact, key=lambda o: (geomean(against(fp32, o)), o is fp32), default=fp32)
     for o in timed:
-        o.speedup = {b: round(fp32.timing[b]["p50_ms"] / s["p50_ms"], 3) for b, s in o.timing.items() if b in fp32.timing}
+        o.speedup = against(reference, o)
+    return reference.id
 
 
-def subnormal_speedup_notes(outcomes: list[VariantOutcome]) -> list[str]:
-    """What part of each variant's speed-up the flushed subnormal weights explain: onnx_fp32_ftz is FP32 without
-    them, so a variant's speed-up over it is what its precision bought."""
-    ftz = next((o for o in outcomes if o.kind == "onnx_fp32_ftz" and o.speedup), None)
-    if ftz is None:
+def subnormal_speedup_notes(outcomes: list[VariantOutcome], reference: str | None) -> list[str]:
+    """What the subnormal weights cost FP32 on this CPU: onnx_fp32_ftz is FP32 without them, timed beside it."""
+    fp32 = next((o for o in outcomes if o.kind == FP32.kind and o.timing), None)
+    ftz = next((o for o in outcomes if o.kind == "onnx_fp32_ftz" and o.timing), None)
+    if fp32 is None or ftz is None:
         return []
     notes = []
-    for b in sorted(ftz.speedup, key=int):
-        base = ftz.speedup[b]
-        others = [
-            f"{o.id} {o.speedup[b] / base:.2f}x"
-            for o in outcomes
-            if o.speedup.get(b) and o.kind not in ("onnx_fp32", "onnx_fp32_ftz")
-        ]
-        line = f"batch {b}: {ftz.id} (FP32, subnormal weights set to zero) runs {base:.2f}x FP32's p50"
-        if base >= PRIMARY_MARGIN:
-            line += ": that part of every variant's speed-up is the subnormals', not the precision"
-        if others:
-            line += f"; against {ftz.id}: {', '.join(others)}"
+    for b in sorted(ftz.timing, key=int):
+        if b not in fp32.timing:
+            continue
+        ratio = fp32.timing[b]["p50_ms"] / ftz.timing[b]["p50_ms"]
+        line = f"batch {b}: {ftz.id} (FP32, subnormal weights set to zero) runs {ratio:.2f}x FP32's p50"
+        if ratio >= PRIMARY_MARGIN:
+            line += (
+                ": the cost of the subnormal weights on this CPU"
+                + (f"; speed-ups are against {reference}, which does not pay it" if reference != FP32.kind else "")
+                + ("" if ftz.passed else f", but {ftz.id} did not pass the gate ({ftz.status})")
+            )
         notes.append(line)
     return notes
