@@ -11,7 +11,7 @@ FROM nvcr.io/nvidia/tensorrt:${TRITON_TAG}-py3
 RUN python3 -m pip install --no-cache-dir torch==2.5.1 --index-url https://download.pytorch.org/whl/cu124
 COPY pyproject.toml README.md /opt/tritonforge/
 COPY tritonforge /opt/tritonforge/tritonforge
-RUN python3 -m pip install --no-cache-dir "/opt/tritonforge[examples]" "nvidia-ml-py>=12" \
+RUN python3 -m pip install --no-cache-dir "/opt/tritonforge[examples,perf]" "nvidia-ml-py>=12" \
  && python3 -c "import tensorrt; print('TensorRT', tensorrt.__version__)"
 
 WORKDIR /work

@@ -12,11 +12,12 @@ from tritonforge.builder.converters import CONVERTERS
 from tritonforge.builder.data import Dataset, load_dataset
 from tritonforge.builder.serving_graph import serving_sources
 from tritonforge.builder.serving_ort import ServingOrt
-from tritonforge.builder.sources import source_files, source_tools
+from tritonforge.builder.sources import require_source, source_files, source_tools
 from tritonforge.builder.variants import (
     conversion_code,
 )
 from tritonforge.errors import DataError
+from tritonforge.extras import require
 from tritonforge.hardware import gpu_info
 from tritonforge.hashing import combine, sha256_file
 from tritonforge.repository.manifest import tool_versions
@@ -49,6 +50,9 @@ def read_inputs(spec_path: str | Path, ort: ServingOrt | None) -> BuildInputs:
                 f"calibration.data shares {shared} sample(s) with validation.data; calibrate on other "
                 "samples (the gate needs held-out data)"
             )
+    require_source(spec)  # before its files: a factory's module imports what the kind needs
+    if spec.preprocess is not None:
+        require("tokenizers", "text", "preprocess: tokenizer")
     hashes = {"spec": spec.content_hash(), "validation.data": validation.fingerprint()}
     if calibration is not None:
         hashes["calibration.data"] = calibration.fingerprint()

@@ -18,6 +18,7 @@ import numpy as np
 
 from tritonforge import dtypes
 from tritonforge.errors import SpecError
+from tritonforge.extras import require
 from tritonforge.serving.batching import Batch
 
 DEFAULT_MAX_BATCH = 64
@@ -111,6 +112,7 @@ def read_signature(model: str, base: Path, batches: list[Batch], output_names: l
     from tritonforge.spec import CALLABLE_REF
 
     if CALLABLE_REF.match(model) and not (base / model).exists():
+        require("torch", "torch", f"MODEL {model} (a PyTorch factory)")
         from tritonforge.builder.scaffold_torch import from_module
         from tritonforge.spec.refs import import_callable
 
@@ -127,6 +129,7 @@ def read_signature(model: str, base: Path, batches: list[Batch], output_names: l
         if output_names is not None:
             raise SpecError("--output-names: an ONNX file's outputs keep the names its graph gives them")
         return from_onnx(path)
+    require("torch", "torch", f"MODEL {path} (an ExportedProgram or TorchScript file)")
     from tritonforge.builder import scaffold_torch
 
     if path.suffix == ".pt2":

@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from tritonforge.extras import missing, require
 from tritonforge.perf.analyzer import PerfPoint
 from tritonforge.perf.sweep import SweepResult
 
@@ -146,8 +147,7 @@ def _series(result: SweepResult) -> dict[tuple[str, str, int], list[PerfPoint]]:
 
 def plots(result: SweepResult, out_dir: Path) -> list[Path]:
     """Latency against throughput, throughput against concurrency, server time breakdown."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "perf", "the plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -260,9 +260,10 @@ def write_report(result: SweepResult, out_dir: Path, baseline: str | None = None
             for (m, k), r in ratios(result, baseline).items()
         ]
     (out_dir / REPORT_JSON).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    (out_dir / REPORT_MD).write_text(markdown(result, baseline))
+    no_plots = missing("matplotlib", "perf", "the plots") if result.points else None
+    (out_dir / REPORT_MD).write_text(markdown(result, baseline) + (f"\nPlots not drawn: {no_plots}\n" if no_plots else ""))
     written = {"markdown": out_dir / REPORT_MD, "json": out_dir / REPORT_JSON}
-    if result.points:
+    if result.points and not no_plots:
         written.update({p.stem: p for p in plots(result, out_dir)})
     return written
 

@@ -6,10 +6,13 @@ import shutil
 import subprocess
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
-import redis
-
+from tritonforge.extras import require
 from tritonforge.server.ports import free_ports
+
+if TYPE_CHECKING:
+    import redis
 
 
 class RedisServer:
@@ -58,7 +61,7 @@ class RedisServer:
             try:
                 if client.ping():
                     return self
-            except redis.ConnectionError:
+            except require("redis", "testing", "RedisServer").ConnectionError:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
@@ -72,7 +75,8 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, password=self.password or None)
+        """A redis-py client of this server."""
+        return require("redis", "testing", "RedisServer").Redis.from_url(self.url, password=self.password or None)
 
     def __enter__(self) -> RedisServer:
         return self.start()

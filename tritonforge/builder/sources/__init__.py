@@ -36,6 +36,11 @@ def source_of(spec: BuildSpec) -> Source:
     return SOURCES[spec.source.kind]
 
 
+def require_source(spec: BuildSpec) -> None:
+    """Raise MissingExtraError naming the extra when the spec's source kind needs a package not installed."""
+    source_of(spec).require()
+
+
 def load_source(spec: BuildSpec) -> LoadedSource:
     """Load the spec's source model, ready to run as the reference."""
     return source_of(spec).load(spec)
@@ -63,6 +68,7 @@ __all__ = [
     "Source",
     "export_source",
     "load_source",
+    "require_source",
     "source_files",
     "source_of",
     "source_tools",

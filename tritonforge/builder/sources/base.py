@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 
 from tritonforge.errors import ExportError, SourceModelError
+from tritonforge.extras import require
 from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec
 from tritonforge.spec.base import SourceBase
@@ -48,10 +49,17 @@ class Source(ABC):
     `kind` a Literal of it, and their rules) + one line in tritonforge/builder/sources/__init__.py."""
 
     Options: ClassVar[type[SourceBase]]
+    # module -> the extra of tritonforge that installs it: what this kind imports beyond the base install
+    needs: ClassVar[dict[str, str]] = {}
 
     @property
     def kind(self) -> str:
         return str(self.Options.model_fields["kind"].default)
+
+    def require(self) -> None:
+        """Raise MissingExtraError naming the extra when a module this kind needs is not installed."""
+        for module, extra in self.needs.items():
+            require(module, extra, f"source kind {self.kind!r}")
 
     def files(self, spec: BuildSpec) -> dict[str, Path]:
         """Files whose bytes define the source model (hashed into the build fingerprint), by spec field: the files
@@ -75,6 +83,8 @@ class Source(ABC):
 
 class TorchSource(Source):
     """A kind whose model PyTorch runs (a module, TorchScript, an ExportedProgram): exported by torch2onnx."""
+
+    needs: ClassVar[dict[str, str]] = {"torch": "torch"}
 
     def export(self, source: LoadedSource, spec: BuildSpec, validation: Dataset, out_path: Path) -> ExportResult:
         """torch2onnx, traced on the first 2 validation samples."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -76,6 +76,7 @@ def is_classifier(est: Any) -> bool:
 
 class SklearnSource(Source):
     Options = SklearnOptions
+    needs: ClassVar[dict[str, str]] = {"sklearn": "sklearn", "skl2onnx": "sklearn"}
 
     def tools(self) -> dict[str, str]:
         """Versions of the packages that load and export the estimator (part of the build fingerprint)."""
