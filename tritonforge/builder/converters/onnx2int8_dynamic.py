@@ -70,13 +70,30 @@ class OnnxInt8Dynamic(Int8Converter):
                 str(job.out_path),
                 per_channel=v.per_channel,
                 weight_type=QuantType.QUInt8 if v.weights == "uint8" else QuantType.QInt8,
-                op_types_to_quantize=v.op_types or DEFAULT_OP_TYPES,
+                op_types_to_quantize=dynamic_op_types(v, job.notes),
                 nodes_to_exclude=excluded_names(v.exclude_nodes) + in_float or None,
             )
         quantized = quantized_nodes(job.out_path)
         kept_quantized = [name for name in v.exclude_nodes if name in quantized]
         if kept_quantized:
             raise ExportError(f"exclude_nodes: {', '.join(kept_quantized)} came out quantized")
+
+
+def dynamic_op_types(v: OnnxInt8Dynamic.Options, notes: list[str]) -> list[str]:
+    """The op types to quantize. The serving runtime's CPU ConvInteger (ONNX Runtime 1.19, as in Triton 24.10; what
+    a dynamically quantized Conv becomes) takes uint8 weights only: with int8 weights a Conv stays in float by
+    default, and asking for it is an error."""
+    if v.weights == "uint8":
+        return v.op_types or DEFAULT_OP_TYPES
+    if v.op_types and "Conv" in v.op_types:
+        raise ExportError(
+            "op_types: Conv with weights: int8 becomes a ConvInteger with int8 weights, which ONNX Runtime cannot "
+            "run; use weights: uint8 for Conv (or drop it from op_types)"
+        )
+    if v.op_types:
+        return v.op_types
+    notes.append("Conv left in float: ONNX Runtime's ConvInteger runs uint8 weights only (weights: uint8 quantizes it)")
+    return [op for op in DEFAULT_OP_TYPES if op != "Conv"]
 
 
 def excluded_names(nodes: list[str]) -> list[str]:
