@@ -72,7 +72,8 @@ def report(
     markdown: Annotated[bool, typer.Option("--markdown", help="print the full build_report.md")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print build_report.json")] = False,
 ) -> None:
-    """Print the build report of MODEL: every variant, its gate decision, accuracy against FP32 and speed against the fastest exact-FP32 configuration."""
+    """Print the build report of MODEL: every variant, its gate decision, accuracy against FP32 and speed against
+    the fastest exact-FP32 configuration."""
     from tritonforge.builder.report import to_markdown
     from tritonforge.repository.build_report import read_report
 
