@@ -51,11 +51,15 @@ def find_binary() -> Path:
     raise PerfAnalyzerError(f"perf_analyzer not found; {INSTALL_HINT}")
 
 
+def library_dir() -> Path:
+    """The directory perf_analyzer's libcudart.so.12 is in (the serving environment's), which the loader does not search."""
+    return _environment().cudart_dir
+
+
 def analyzer_env() -> dict[str, str]:
     """The environment perf_analyzer needs: libcudart.so.12 (from the serving environment) on LD_LIBRARY_PATH."""
     env = dict(os.environ)
-    lib = _environment().cudart_dir
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(lib), env.get("LD_LIBRARY_PATH", "")) if p)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(library_dir()), env.get("LD_LIBRARY_PATH", "")) if p)
     return env
 
 
