@@ -213,3 +213,53 @@ def python_stand_in(repo: Path, rung: str, failing: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
     write_config(config, repo / rung)
+
+
+def planned_repository(repo: Path, spec_data: dict, version: int = 1) -> Path:
+    """The models a build of `spec_data` writes (a stand-in ONNX FP32 rung, the runner, the public model: configs and
+    serving files as the build lays them out), its manifest and held-out samples in `repo`; no build runs, so unit
+    tests can read a repository the way every command does."""
+    import numpy as np
+
+    from tritonforge import dtypes
+    from tritonforge.builder.serving_graph import ServingPlan, plan_models
+    from tritonforge.builder.variants import VariantOutcome
+    from tritonforge.repository.batches import save_batches
+    from tritonforge.repository.files import VALIDATION_NPZ
+    from tritonforge.repository.manifest import Manifest
+    from tritonforge.spec import parse_spec
+
+    spec = parse_spec(spec_data)
+    onnx = repo.parent / f"{spec.name}_fp32.onnx"
+    onnx.parent.mkdir(parents=True, exist_ok=True)
+    onnx.write_bytes(b"onnx_fp32")
+    fp32 = VariantOutcome(
+        "onnx_fp32",
+        "onnx_fp32",
+        "onnxruntime",
+        "fp32",
+        {},
+        status="passed",
+        published_as=f"{spec.name}_onnx_fp32",
+        file=str(onnx),
+    )
+    models = plan_models(spec, ServingPlan([fp32], fp32, fp32, "v1", None), version=version)
+    for m in models:
+        m.write(repo / m.name, version)
+    Manifest(
+        name=spec.name,
+        tritonforge_version="test",
+        fingerprint="",
+        spec_hash="",
+        inputs={},
+        tools={},
+        version=version,
+        roles={m.name: m.role for m in models},
+    ).write(repo / spec.name)
+    rng = np.random.default_rng(0)
+    batch = {
+        t.name: rng.uniform(0, 1, (4, *(d if d > 0 else 8 for d in t.shape))).astype(dtypes.by_name(t.dtype).numpy)
+        for t in spec.inputs
+    }
+    save_batches(repo / spec.name / VALIDATION_NPZ, [batch])
+    return repo

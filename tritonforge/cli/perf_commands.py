@@ -382,6 +382,59 @@ def perf_inputs(
     )
 
 
+def model_analyzer_config(
+    models: Annotated[
+        list[str] | None, typer.Argument(help="models to profile (default: every build's public model)", show_default=False)
+    ] = None,
+    repo: Annotated[Path, typer.Option("--repo", "-r", help="the built repository the server serves")] = Path("model_repository"),
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", "-o", help="where the config and its files go (default: REPO.model_analyzer beside it)"),
+    ] = None,
+    url: Annotated[str, typer.Option(help="gRPC host:port of the running server (explicit model control)")] = "127.0.0.1:8001",
+    metrics_url: Annotated[str | None, typer.Option(help="its metrics URL (default: http://HOST:8002/metrics)")] = None,
+    http_url: Annotated[str | None, typer.Option(help="its HTTP host:port (only written when given)")] = None,
+    batch_size: Annotated[str, typer.Option(help="client batch sizes; each model keeps those within its max_batch_size")] = "1",
+    concurrency: Annotated[str, typer.Option(help="concurrency levels: '1,2,4' or '1:16' (doubling)")] = "1:16",
+    instances: Annotated[str, typer.Option(help="instance counts to try")] = "1,2",
+    delays: Annotated[str, typer.Option(help="dynamic batching max queue delays to try (us)")] = "0,1000",
+    stability: Annotated[float, typer.Option(help="perf_analyzer's windows must agree within this percentage")] = 15.0,
+    perf_analyzer_path: Annotated[
+        str | None,
+        typer.Option("--perf-analyzer", help="perf_analyzer for Model Analyzer to run (default: the bundled one, by a script)"),
+    ] = None,
+) -> None:
+    """Write a Model Analyzer (triton-model-analyzer) profile config for REPO in remote mode: instance counts and
+    queue delays swept, max_batch_size kept, client batch sizes within it, the response cache off, the build's
+    held-out samples as inputs. Then run `model-analyzer profile -f CONFIG` against the running server."""
+    from tritonforge.perf.model_analyzer_config import Endpoints, Sweep, write_config
+
+    sweep = Sweep(
+        batch_sizes=tuple(_ints(batch_size, "--batch-size")),
+        concurrency=tuple(_ints(concurrency, "--concurrency", maximum=1024)),
+        instances=tuple(_ints(instances, "--instances", maximum=64)),
+        delays_us=tuple(_ints(delays, "--delays", minimum=0)),
+        stability_pct=_positive(stability, "--stability"),
+    )
+    endpoints = Endpoints(grpc=url, metrics_url=metrics_url or "", http=http_url or "")
+    written = write_config(repo, output_dir, models or (), sweep, endpoints, perf_analyzer_path)
+    for note in written.notes:
+        console.print(f"[yellow]note[/]: {note}")
+    for m in written.config.models:
+        configs = (
+            f"instances {list(m.instances)}" + (f" x max_queue_delay_us {list(m.delays_us)}" if m.delays_us else "")
+            if m.sweeps_config
+            else "the built config only"
+        )
+        console.print(
+            f"{m.name}: {configs}, max_batch_size {m.max_batch_size or 'none'} kept; client batch {list(m.batch_sizes)}, "
+            f"concurrency {list(m.concurrency)}",
+            markup=False,
+        )
+    console.print(f"wrote {written.path}", markup=False)
+    console.print(f"model-analyzer profile -f {written.path}", markup=False, soft_wrap=True)
+
+
 def perf_analyzer(ctx: typer.Context) -> None:
     """Run the bundled perf_analyzer with the arguments after `--`, with the library path it needs:
     `tritonforge perf-analyzer -- -m digits -u 127.0.0.1:8001 -i grpc --concurrency-range 1:8`."""

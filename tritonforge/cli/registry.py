@@ -39,6 +39,7 @@ COMMANDS = [
     Command("perf-search", "tritonforge.cli.perf_commands:perf_search"),
     Command("perf-inputs", "tritonforge.cli.perf_commands:perf_inputs"),
     Command("perf-analyzer", "tritonforge.cli.perf_commands:perf_analyzer", PASS_THROUGH),
+    Command("model-analyzer-config", "tritonforge.cli.perf_commands:model_analyzer_config"),
 ]
 
 
