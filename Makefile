@@ -8,6 +8,11 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.tritonforge-installed
 SERVING_STAMP := $(VENV)/.tritonforge-serving-env
+# Model Analyzer (PyPI triton-model-analyzer) in an environment of its own: it pins its own numpy, protobuf and
+# tritonclient. `tritonforge model-analyzer-config` writes for this release; make test runs it against the local server.
+MODEL_ANALYZER_VERSION ?= 1.58.0
+MA_VENV := $(VENV)-model-analyzer
+MA_STAMP := $(MA_VENV)/.installed-$(MODEL_ANALYZER_VERSION)
 PYTEST_ARGS ?=
 # make test runs the suite in this many pytest-xdist workers, each test file whole in one worker (its servers and
 # module fixtures stay in one process; session fixtures are made once per worker). Most tests wait on real
@@ -17,7 +22,7 @@ CHECK_PATHS := tritonforge tests benchmarks examples
 # vulture reports unused functions, methods and fields from 60 on; what it cannot see used is in the whitelist
 VULTURE_CONFIDENCE ?= 60
 
-.PHONY: venv serving-env system-deps demo check test test-unit lint bench reliability clean
+.PHONY: venv serving-env model-analyzer system-deps demo check test test-unit lint bench reliability clean
 
 # The project's environment: tritonforge, torch, current numpy/protobuf/onnx, the client, the linters.
 $(STAMP): pyproject.toml | system-deps
@@ -34,6 +39,13 @@ $(SERVING_STAMP): tritonforge/serving/requirements.txt tritonforge/server/enviro
 
 venv: $(STAMP) $(SERVING_STAMP)
 serving-env: $(SERVING_STAMP)
+
+$(MA_STAMP): | system-deps
+	test -x $(MA_VENV)/bin/python || $(PYTHON) -m venv $(MA_VENV)
+	$(MA_VENV)/bin/python -m pip install -q --disable-pip-version-check 'triton-model-analyzer==$(MODEL_ANALYZER_VERSION)'
+	touch $@
+
+model-analyzer: $(MA_STAMP)
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -52,8 +64,9 @@ check: $(STAMP)
 
 lint: check
 
-test: check venv
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+# The Model Analyzer test is told where `make model-analyzer` put it, so here it runs (elsewhere it skips without one).
+test: check venv model-analyzer
+	TRITONFORGE_MODEL_ANALYZER=$(abspath $(MA_VENV))/bin/model-analyzer $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -67,4 +80,4 @@ reliability: venv
 	$(PY) -m benchmarks.reliability
 
 clean:
-	rm -rf $(VENV) model_repository/*/ examples/*/artifacts perf_results
+	rm -rf $(VENV) $(MA_VENV) model_repository/*/ model_repository.model_analyzer examples/*/artifacts perf_results
