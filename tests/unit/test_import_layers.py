@@ -32,10 +32,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "tritonforge"
 
-BASE = {"tritonforge", "errors", "dtypes", "hashing", "hardware"}
+BASE = {"tritonforge", "errors", "dtypes", "hashing", "hardware", "extras"}
 ALLOWED: dict[str, set[str]] = {
     "tritonforge": set(),
     "errors": set(),
+    "extras": {"errors"},
     "dtypes": {"errors"},
     "hashing": set(),
     "hardware": set(),
