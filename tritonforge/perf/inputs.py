@@ -233,6 +233,12 @@ class UniqueInputs:
         grown = self.count * 2**attempt
         return min(grown, self.max_count) if self.max_count else grown
 
+    def again(self) -> UniqueInputs:
+        """Inputs for the same point measured once more with windows twice as long: twice as many, none of
+        them sent before."""
+        path = self.path.with_name(f"{self.path.stem}.again{self.path.suffix}")
+        return UniqueInputs(self.samples, self.size(1), path, self.ranges, self.max_count, self.max_bytes)
+
     def __call__(self, attempt: int) -> Path:
         if attempt not in self.written:
             n = self.size(attempt)
@@ -323,7 +329,7 @@ def check_size(
     per = bytes_per_request(samples, encoding)
     if count * per > max_bytes:
         raise InputsTooLarge(
-            f"{count_option} {count}: {what}'s input file would take about {human_bytes(count * per)} "
+            f"{count_option} {count}: the input file for {what} would take about {human_bytes(count * per)} "
             f"({human_bytes(per)} per request, {encoding}), over {bound_option} {human_bytes(max_bytes)}; "
             f"give {count_option} {fitting_count(samples, max_bytes, encoding)} or less, or raise {bound_option}"
         )

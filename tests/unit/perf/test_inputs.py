@@ -209,7 +209,7 @@ def test_an_input_file_over_its_bound_is_refused_naming_the_options(tmp_path):
     with pytest.raises(InputsTooLarge) as refused:
         check_size(samples, 20000, 256 * 2**20, "model 'resnet' (compute)")
     message = str(refused.value)
-    assert message.startswith("--input-count 20000: model 'resnet' (compute)'s input file would take about 15.")
+    assert message.startswith("--input-count 20000: the input file for model 'resnet' (compute) would take about 15.")
     assert "GiB" in message and "over --max-input-bytes 256.0 MiB" in message and f"--input-count {fits} or less" in message
     # the writer itself stops at the bound and leaves no partial file
     with pytest.raises(InputsTooLarge, match="passed --max-input-bytes 2.0 MiB at request 3"):
