@@ -3,12 +3,14 @@ mode, regression gate, interruption, clear errors, and the configuration search.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import yaml
@@ -205,7 +207,9 @@ def test_input_data_comes_from_the_build(digits_repo, tmp_path):
     assert max(abs(u["image"] - samples[i % 540]["image"]).max() for i, u in enumerate(unique)) < 1e-5
     path = write_input_json(select(samples, "repeated", 2), tmp_path / "d.json")
     data = json.loads(path.read_text())["data"]
-    assert len(data) == 2 and data[0]["image"]["shape"] == [64] and len(data[0]["image"]["content"]) == 64
+    assert len(data) == 2 and data[0]["image"]["shape"] == [64]
+    sent = np.frombuffer(base64.b64decode(data[0]["image"]["content"]["b64"]), "<f4")  # what perf_analyzer decodes
+    assert sent.tolist() == samples[0]["image"].tolist()
 
 
 def test_perf_inputs_writes_what_raw_perf_analyzer_reads(digits_server, digits_repo, tmp_path):

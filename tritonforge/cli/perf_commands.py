@@ -58,6 +58,32 @@ def _positive(value: float, option: str) -> float:
     return value
 
 
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "kib": 2**10,
+    "m": 10**6,
+    "mb": 10**6,
+    "mib": 2**20,
+    "g": 10**9,
+    "gb": 10**9,
+    "gib": 2**30,
+}
+
+
+def _size(text: str, option: str) -> int:
+    """'256MiB', '1GB', '500000' -> bytes (above 0); a usage error naming `option` otherwise."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS or float(match.group(1)) * _UNITS[unit] < 1:
+        raise typer.BadParameter(f"{text!r}: expected a size in bytes, as '256MiB', '1GB' or '500000'", param_hint=f"'{option}'")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
 def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
     if value not in choices:
         raise typer.BadParameter(f"{value!r}: expected one of {', '.join(choices)}", param_hint=f"'{option}'")
@@ -66,16 +92,17 @@ def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
 
 @contextlib.contextmanager
 def _server(url: str | None, repo: Path, models: list[str], cache_size: int | None = None, metrics_url: str | None = None):
-    """(gRPC url, metrics url) of the server to measure: the one at `url`, or the local one started on `repo`."""
+    """(gRPC url, metrics url, pid or None) of the server to measure: the one at `url`, or the local one started
+    on `repo` (its pid: perf reads its CPU time)."""
     if url:
-        yield url, metrics_url
+        yield url, metrics_url, None
         return
     from tritonforge.server.process import LocalTritonServer
 
     with console.status(f"starting the local tritonserver on {repo}"):
         server = LocalTritonServer(repo, load_models=models, cache_size=cache_size).start()
     try:
-        yield server.grpc_url, server.metrics_url
+        yield server.grpc_url, server.metrics_url, server.process.pid if server.process else None
     finally:
         server.stop()
         server.cleanup()
@@ -95,13 +122,17 @@ def _points_table(points) -> Table:
         "queue ms",
         "infer ms",
         "cache hits",
+        "stable within",
+        "server CPU",
     ):
         table.add_column(col)
     for p in points:
         load = f"c{p.concurrency}" if p.concurrency is not None else f"r{p.request_rate:g}/s"
         if not p.ok:
-            table.add_row(p.model, p.label, str(p.batch_size), load, "[red]failed[/]", "-", "-", "-", "-", "-", "-")
+            status = "[red]failed[/]" if p.error else "[yellow]void[/]"
+            table.add_row(p.model, p.label, str(p.batch_size), load, status, *["-"] * 8)
             continue
+        cpu = p.cpu.get("cpu_pct")
         table.add_row(
             p.model,
             p.label,
@@ -114,6 +145,8 @@ def _points_table(points) -> Table:
             f"{p.server_queue_us / 1000:.2f}",
             f"{p.server_compute_infer_us / 1000:.2f}",
             "-" if p.cache_hit_rate is None else f"{p.cache_hit_rate:.0%}",
+            "-" if p.stability_pct is None else f"{p.stability_pct:g}%",
+            "-" if cpu is None else f"{cpu:.0f}%",
         )
     return table
 
@@ -141,11 +174,20 @@ def perf(
         ),
     ] = "auto",
     input_count: Annotated[
-        int,
+        int | None,
         typer.Option(
-            min=1, help="distinct samples per point (compute: more than one point sends; validation: at most the stored ones)"
+            min=1,
+            help="requests in each point's input file (default: compute: what the point may send, from its windows "
+            "and the throughput of the points before it; validation: every stored sample)",
         ),
-    ] = 20000,
+    ] = None,
+    max_input_bytes: Annotated[
+        str, typer.Option(help="bound on each input file (base64 numbers), as '256MiB' or '1GB'")
+    ] = "256MiB",
+    p99_budget_ms: Annotated[
+        float | None,
+        typer.Option(help="verdict: the best point is the highest throughput with p99 within this (default: the highest)"),
+    ] = None,
     baseline_model: Annotated[str | None, typer.Option(help="report ratios against this model")] = None,
     output_dir: Annotated[Path, typer.Option(help="where report, JSON and plots go")] = Path("perf_results"),
     baseline: Annotated[Path | None, typer.Option(help="regression gate: compare with this perf_report.json")] = None,
@@ -160,14 +202,16 @@ def perf(
     """Sweep MODELS with the real perf_analyzer; write perf_report.md/.json and plots; optionally gate on a baseline."""
     from tritonforge.perf.analyzer import MEASUREMENT_MODES, MeasureSettings, check_binary
     from tritonforge.perf.regression import compare
-    from tritonforge.perf.report import load_result, write_report
-    from tritonforge.perf.sweep import AUTO, SERIES, SweepPlan, plan_series, run_sweep
+    from tritonforge.perf.report import load_result, verdict_lines, write_report
+    from tritonforge.perf.sweep import AUTO, SERIES, SweepPlan, check_inputs, plan_series, run_sweep
 
     batches, loads = _ints(batch_size, "--batch-size"), _ints(concurrency, "--concurrency")
     rates = _rates(request_rate, "--request-rate") if request_rate else []
     chosen = _choice(inputs, (AUTO, *SERIES), "--inputs")
     _choice(measurement_mode, MEASUREMENT_MODES, "--measurement-mode")
     _positive(stability, "--stability")
+    if p99_budget_ms is not None:
+        _positive(p99_budget_ms, "--p99-budget-ms")
     plan = SweepPlan(
         models=models,
         batch_sizes=batches,
@@ -175,10 +219,12 @@ def perf(
         request_rates=rates,
         series=plan_series(repo, models, chosen),
         input_count=input_count,
+        max_input_bytes=_size(max_input_bytes, "--max-input-bytes"),
     )
+    check_inputs(plan, repo)
     check_binary()
     base = load_result(baseline) if baseline else None
-    with _server(url, repo, models, cache_size, metrics_url) as (grpc_url, metrics):
+    with _server(url, repo, models, cache_size, metrics_url) as (grpc_url, metrics, pid):
         settings = MeasureSettings(
             url=grpc_url,
             measurement_mode=measurement_mode,
@@ -194,17 +240,17 @@ def perf(
             def on_point(done, total, point, label):
                 progress.update(task, completed=done, description=f"perf_analyzer {label}")
 
-            result = run_sweep(plan, settings, repo, on_point, metrics)
-    written = write_report(result, output_dir, baseline_model)
+            result = run_sweep(plan, settings, repo, on_point, metrics, pid)
+    written = write_report(result, output_dir, baseline_model, p99_budget_ms)
     console.print(_points_table(result.points))
+    for line in verdict_lines(result, p99_budget_ms):
+        console.print(line, markup=False, soft_wrap=True)
     if result.interrupted:
         console.print(f"[yellow]interrupted[/]: kept {len(result.points)} finished point(s)")
     for p in result.points:
         if not p.ok:
-            console.print(
-                f"failed: {p.model} {p.label} b{p.batch_size} c{p.concurrency}: {p.error.splitlines()[-1] if p.error else ''}",
-                markup=False,
-            )
+            why = f"void: {p.void}" if p.void else f"failed: {p.error.splitlines()[-1] if p.error else ''}"
+            console.print(f"{p.model} {p.label} b{p.batch_size} c{p.concurrency}: {why}", markup=False)
     console.print("wrote " + ", ".join(str(p) for p in written.values()))
     if save_baseline:
         save_baseline.write_text(written["json"].read_text())
@@ -259,7 +305,7 @@ def perf_search(
     spec_obj = load_spec(spec)
     candidates = grid(spec_obj.max_batch_size, candidate_delays, candidate_instances)
     with (
-        _server(url, repo, [spec_obj.name], metrics_url=metrics_url) as (grpc_url, metrics),
+        _server(url, repo, [spec_obj.name], metrics_url=metrics_url) as (grpc_url, metrics, _),
         Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
         ) as progress,
@@ -362,18 +408,34 @@ def perf_inputs(
         ),
     ] = "validation",
     count: Annotated[int, typer.Option(min=1, help="requests in the file")] = 2000,
+    max_input_bytes: Annotated[str, typer.Option(help="bound on the file (base64 numbers), as '256MiB' or '1GB'")] = "256MiB",
 ) -> None:
     """Write perf_analyzer's --input-data file for MODEL from its build's held-out data (unique: varied within
     each input's range, every request different, so a cache never answers), and print the perf_analyzer command
     that uses it, with the --shape arguments a model with dynamic dimensions needs."""
-    from tritonforge.perf.inputs import model_ranges, model_samples, select, shape_arguments, write_input_json
+    from tritonforge.perf.inputs import (
+        check_size,
+        human_bytes,
+        model_ranges,
+        model_samples,
+        select,
+        shape_arguments,
+        write_input_json,
+    )
     from tritonforge.perf.sweep import SERIES
 
+    mode = SERIES[_choice(inputs, tuple(SERIES), "--inputs")]
+    bound = _size(max_input_bytes, "--max-input-bytes")
     samples = model_samples(repo, model)
-    chosen = select(samples, SERIES[_choice(inputs, tuple(SERIES), "--inputs")], count, ranges=model_ranges(repo, model))
-    write_input_json(chosen, output)
+    check_size(samples, count if mode == "unique" else len(select(samples, mode, count)), bound, f"model '{model}'", "--count")
+    chosen = select(samples, mode, count, ranges=model_ranges(repo, model))
+    write_input_json(chosen, output, max_bytes=bound)
     shapes = " ".join(f"--shape {a}" for a in shape_arguments(chosen[0]))
-    console.print(f"wrote {len(chosen)} requests ({inputs}) to {output}", markup=False)
+    console.print(
+        f"wrote {len(chosen)} requests ({inputs}) to {output} ({human_bytes(output.stat().st_size)})",
+        markup=False,
+        soft_wrap=True,
+    )
     console.print(
         f"tritonforge perf-analyzer -- -m {model} -u 127.0.0.1:8001 -i grpc --input-data {output} "
         f"{shapes} --concurrency-range 1:16:2".replace("  ", " "),

@@ -138,20 +138,37 @@ class PerfPoint:
     server_compute_output_us: float
     cache_hit_us: float | None = None
     cache_miss_us: float | None = None
-    cache_hit_rate: float | None = None  # tritonforge response cache, from /metrics before and after
+    # requests answered from a response cache during the point / requests: tritonforge's (from /metrics before
+    # and after) and Triton's own (its statistics); None where they could not be counted
+    cache_hit_rate: float | None = None
+    cache_hits: int | None = None
+    requests: int | None = None  # answered by the model during the point (Triton's statistics; all attempts)
+    inputs: int | None = None  # requests in the --input-data file of the attempt kept (perf_analyzer cycles)
+    # what the point was measured at: perf_analyzer's windows agreed within stability_pct (a point not stable
+    # at first is measured again with longer windows and twice the percentage)
+    stability_pct: float | None = None
+    window_ms: int | None = None
     gpu: dict = field(default_factory=dict)
+    cpu: dict = field(default_factory=dict)  # the local server's processes: cpu_pct, cpu_ms_per_inference, ...
     # an ensemble's steps during the point, from Triton's statistics: model -> requests, avg_batch, server_ms
     composing: dict = field(default_factory=dict)
     label: str = ""  # how this point was asked for (e.g. inputs mode)
     note: str = ""  # e.g. measured again with longer windows because the first try was not stable
     error: str = ""  # perf_analyzer's message for a point it could not measure (then every number is 0)
+    # why a measurement does not count (a compute point the cache answered): its numbers are set to 0
+    void: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @property
     def ok(self) -> bool:
-        return not self.error
+        """Measured, and counts: neither failed nor void."""
+        return not self.error and not self.void
+
+    def voided(self, reason: str) -> PerfPoint:
+        """This point, kept as void: its measured numbers set to 0 so no table, plot or gate can use them."""
+        return replace(self, void=reason, **dict.fromkeys(MEASURED_FIELDS, 0.0))
 
     @classmethod
     def failed(cls, model: str, batch_size: int, concurrency: int | None, request_rate: float | None, error: str) -> PerfPoint:
@@ -249,6 +266,7 @@ def measure(
                 current, measurement_interval_ms=current.measurement_interval_ms * 2, stability_pct=current.stability_pct * 2
             )
             continue
+        point.stability_pct, point.window_ms = current.stability_pct, current.measurement_interval_ms
         if attempt:
             point.note = (
                 f"not stable at first; measured with {current.measurement_interval_ms} ms windows within "

@@ -3,14 +3,18 @@
 Samples come from the files a build leaves beside its report: `public_inputs.npz` (what clients send to a
 tokenizer-fronted model: texts) or `validation_inputs.npz` (the model's own inputs). 'unique' makes every
 request's bytes different (so a cache never hits); 'repeated' cycles through a handful (so it almost always does).
+
+Files are perf_analyzer's --input-data JSON with every number tensor in base64 (its little-endian bytes: 1.33
+bytes a byte, where decimal text took about 5 for random float32), texts as strings, each bounded in bytes.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -195,20 +199,6 @@ def select(
 _next_start = 0  # see fresh_start
 
 
-def per_attempt(make: Callable[[int], list[Sample]], path: Path) -> Callable[[int], Path]:
-    """perf_analyzer input data as a function of the attempt (see `tritonforge.perf.analyzer.measure`): the samples
-    `make(attempt)` gives, written once per attempt beside `path`."""
-    path, written = Path(path), {}
-
-    def for_attempt(attempt: int) -> Path:
-        if attempt not in written:
-            name = path if not attempt else path.with_name(f"{path.stem}.retry{attempt}{path.suffix}")
-            written[attempt] = write_input_json(make(attempt), name)
-        return written[attempt]
-
-    return for_attempt
-
-
 def fresh_start(count: int) -> int:
     """The start of `count` unique samples no other caller in this process was given: two sweeps or searches in
     one process (the tests, against one server) must not send each other's inputs, which the cache would answer.
@@ -218,11 +208,58 @@ def fresh_start(count: int) -> int:
     return start
 
 
+class UniqueInputs:
+    """perf_analyzer input data as a function of the attempt (see `tritonforge.perf.analyzer.measure`): `count`
+    unique samples for the first attempt and twice as many for each further one (perf_analyzer measures a point
+    again with windows twice as long), at most `max_count`; each attempt's never sent before in this process
+    (`fresh_start`), written once beside `path` in base64, within `max_bytes`. `last_count` is the size of the
+    file last handed out (the attempt perf_analyzer kept)."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        count: int,
+        path: Path,
+        ranges: dict[str, tuple[float, float]] | None = None,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
+        self.samples, self.count, self.path, self.ranges = samples, count, Path(path), ranges
+        self.max_count, self.max_bytes = max_count, max_bytes
+        self.written: dict[int, Path] = {}
+        self.last_count = count
+
+    def size(self, attempt: int) -> int:
+        grown = self.count * 2**attempt
+        return min(grown, self.max_count) if self.max_count else grown
+
+    def again(self) -> UniqueInputs:
+        """Inputs for the same point measured once more with windows twice as long: twice as many, none of
+        them sent before."""
+        path = self.path.with_name(f"{self.path.stem}.again{self.path.suffix}")
+        return UniqueInputs(self.samples, self.size(1), path, self.ranges, self.max_count, self.max_bytes)
+
+    def __call__(self, attempt: int) -> Path:
+        if attempt not in self.written:
+            n = self.size(attempt)
+            name = self.path if not attempt else self.path.with_name(f"{self.path.stem}.retry{attempt}{self.path.suffix}")
+            chosen = select(self.samples, "unique", n, fresh_start(n), ranges=self.ranges)
+            self.written[attempt] = write_input_json(chosen, name, max_bytes=self.max_bytes)
+        self.last_count = self.size(attempt)
+        return self.written[attempt]
+
+
 def unique_inputs(
-    samples: list[Sample], count: int, path: Path, ranges: dict[str, tuple[float, float]] | None = None
-) -> Callable[[int], Path]:
-    """`count` unique samples per perf_analyzer attempt, each attempt's never sent before in this process."""
-    return per_attempt(lambda attempt: select(samples, "unique", count, fresh_start(count), ranges=ranges), path)
+    samples: list[Sample],
+    count: int,
+    path: Path,
+    ranges: dict[str, tuple[float, float]] | None = None,
+    max_count: int | None = None,
+    max_bytes: int | None = None,
+) -> UniqueInputs:
+    """`count` unique samples per perf_analyzer attempt (more for later attempts), each attempt's never sent
+    before in this process."""
+    return UniqueInputs(samples, count, path, ranges, max_count, max_bytes)
 
 
 def model_ranges(repo: Path, model: str) -> dict[str, tuple[float, float]]:
@@ -230,20 +267,104 @@ def model_ranges(repo: Path, model: str) -> dict[str, tuple[float, float]]:
     return {t["name"]: tuple(t["range"]) for t in Repository(repo).tensors(model) if t.get("range")}
 
 
-def _entry(arr: np.ndarray) -> dict:
+ENCODINGS = ("b64", "json")
+# The default bound on one --input-data file (--max-input-bytes): perf_analyzer holds the file and the decoded
+# tensors in memory, and writing it takes time the sweep spends before every point.
+DEFAULT_MAX_INPUT_BYTES = 256 * 2**20
+
+
+class InputsTooLarge(TritonforgeError):
+    """An --input-data file would exceed its byte bound (the message names the options to change)."""
+
+
+def _entry(arr: np.ndarray, encoding: str = "b64") -> dict:
+    """One tensor of one request. Numbers as base64 of their little-endian bytes (perf_analyzer decodes it with
+    libb64: about 1.33 bytes per byte, where decimal text takes 6 to 10 characters per float32); texts (BYTES) as
+    a list of strings, which is about as compact."""
     if arr.dtype == object:
-        content = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel()]
+        content: list | dict = [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel()]
+    elif encoding == "b64":
+        little = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+        content = {"b64": base64.b64encode(little.tobytes()).decode("ascii")}
     else:
         content = arr.ravel().tolist()
     # a per-sample scalar travels as [1] (its config has dims [1] and reshape [])
     return {"content": content, "shape": list(arr.shape) or [1]}
 
 
-def write_input_json(samples: list[Sample], path: Path) -> Path:
-    """perf_analyzer --input-data JSON: one entry per request, shapes given explicitly."""
-    data = {"data": [{name: _entry(arr) for name, arr in s.items()} for s in samples]}
-    Path(path).write_text(json.dumps(data))
-    return Path(path)
+def entry_text(sample: Sample, encoding: str = "b64") -> str:
+    """One request as it stands in the --input-data file."""
+    return json.dumps({name: _entry(arr, encoding) for name, arr in sample.items()})
+
+
+def bytes_per_request(samples: list[Sample], encoding: str = "b64") -> int:
+    """What one request takes in the --input-data file: the largest of the first samples (varied texts keep their
+    length; numbers keep their size), plus the separator."""
+    return max(len(entry_text(s, encoding)) for s in samples[:32]) + 2
+
+
+def fitting_count(samples: list[Sample], max_bytes: int, encoding: str = "b64") -> int:
+    """How many requests an --input-data file of at most `max_bytes` holds (at least 1)."""
+    return max(1, (max_bytes - 16) // bytes_per_request(samples, encoding))
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_size(
+    samples: list[Sample],
+    count: int,
+    max_bytes: int,
+    what: str,
+    count_option: str = "--input-count",
+    bound_option: str = "--max-input-bytes",
+    encoding: str = "b64",
+) -> None:
+    """Refuse, before anything is measured, an --input-data file of `count` requests over `max_bytes`."""
+    per = bytes_per_request(samples, encoding)
+    if count * per > max_bytes:
+        raise InputsTooLarge(
+            f"{count_option} {count}: the input file for {what} would take about {human_bytes(count * per)} "
+            f"({human_bytes(per)} per request, {encoding}), over {bound_option} {human_bytes(max_bytes)}; "
+            f"give {count_option} {fitting_count(samples, max_bytes, encoding)} or less, or raise {bound_option}"
+        )
+
+
+def write_input_json(
+    samples: Iterable[Sample],
+    path: Path,
+    encoding: str = "b64",
+    max_bytes: int | None = None,
+    bound_option: str = "--max-input-bytes",
+) -> Path:
+    """perf_analyzer --input-data JSON: one entry per request, shapes given explicitly, numbers in base64
+    (`encoding` "json": decimal lists). Written as the samples come; past `max_bytes` it stops, removes the file
+    and raises InputsTooLarge naming `bound_option`."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    path = Path(path)
+    written, count = 0, 0
+    try:
+        with open(path, "w") as f:
+            written += f.write('{"data": [')
+            for sample in samples:
+                written += f.write((", " if count else "") + entry_text(sample, encoding))
+                count += 1
+                if max_bytes is not None and written > max_bytes:
+                    raise InputsTooLarge(
+                        f"{path.name}: the input data passed {bound_option} {human_bytes(max_bytes)} at request "
+                        f"{count}; raise {bound_option} or ask for fewer requests"
+                    )
+            f.write("]}")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def shape_arguments(sample: Sample) -> list[str]:

@@ -18,7 +18,7 @@ class Change:
     series: str
     batch_size: int
     load: str
-    metric: str  # "throughput" | "p95"
+    metric: str  # "throughput" | "p95" | "failed" | "void" (a compute point the cache answered)
     baseline: float
     current: float
 
@@ -28,8 +28,8 @@ class Change:
 
     def describe(self) -> str:
         where = f"{self.model} {self.series} b{self.batch_size} {self.load}"
-        if self.metric == "failed":
-            return f"{where}: measured in the baseline, failed now"
+        if self.metric in ("failed", "void"):
+            return f"{where}: measured in the baseline, {self.metric} now"
         unit = "infer/s" if self.metric == "throughput" else "ms"
         scale = 1.0 if self.metric == "throughput" else 1e-3
         return f"{where}: {self.metric} {self.baseline * scale:.2f} -> {self.current * scale:.2f} {unit} ({self.relative:+.1%})"
@@ -64,7 +64,7 @@ def compare(
         compared += 1
         load = f"c{p.concurrency}" if p.concurrency is not None else f"r{p.request_rate:g}/s"
         if not p.ok:
-            regressions.append(Change(p.model, p.label, p.batch_size, load, "failed", b.throughput, 0.0))
+            regressions.append(Change(p.model, p.label, p.batch_size, load, "void" if p.void else "failed", b.throughput, 0.0))
             continue
         tput = Change(p.model, p.label, p.batch_size, load, "throughput", b.throughput, p.throughput)
         p95 = Change(p.model, p.label, p.batch_size, load, "p95", b.p95_us, p.p95_us)

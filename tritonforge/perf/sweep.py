@@ -6,7 +6,15 @@ message while the sweep goes on.
 Input series say what a point measures: `compute` sends inputs never sent before (a cache never answers, so
 this is the model's compute), `cache` a few repeated ones (the cache answers nearly all), `validation` the
 build's held-out samples as they are. By default every model gets a compute series, and a model with a
-response cache a cache series too."""
+response cache a cache series too.
+
+Input files are perf_analyzer JSON with numbers in base64 (about 1.33 bytes per byte). A compute point's file
+holds as many requests as the point may send (`planned_requests`: its windows at the throughput the earlier
+points of its series reach, or FIRST_POINT_REQUESTS for the first), within `max_input_bytes`; perf_analyzer
+cycles through the file, so a point that sends more repeats inputs and a cache answers the repeats. Every
+compute point's cache hits are counted (tritonforge's caches on /metrics, Triton's in its statistics): a point
+with any is void and measured again with fresh inputs, twice what it sent; a point that still has hits, or that
+would need a file over the bound, is kept as void with the reason, never with its numbers (`judge_compute`)."""
 
 from __future__ import annotations
 
@@ -21,11 +29,25 @@ from pathlib import Path
 
 from tritonforge.hardware import cpu_info, gpu_info
 from tritonforge.perf.analyzer import MeasureSettings, PerfAnalyzerError, PerfPoint, measure
+from tritonforge.perf.cpu import ProcessSampler
 from tritonforge.perf.gpu import GpuSampler
-from tritonforge.perf.inputs import model_ranges, model_samples, select, unique_inputs, write_input_json
-from tritonforge.perf.triton_stats import stats_of, step_figures
+from tritonforge.perf.inputs import (
+    DEFAULT_MAX_INPUT_BYTES,
+    REPEATED_SAMPLES,
+    Sample,
+    UniqueInputs,
+    check_size,
+    fitting_count,
+    model_ranges,
+    model_samples,
+    select,
+    unique_inputs,
+    write_input_json,
+)
+from tritonforge.perf.triton_stats import ModelStats, figures, stats_of
 from tritonforge.repository.reader import Repository
 from tritonforge.serving.metric_names import CACHE_HITS, CACHE_MISSES
+from tritonforge.serving.settings import PublicSettings
 
 SERIES = {"compute": "unique", "cache": "repeated", "validation": "validation"}  # series -> inputs mode
 AUTO = "auto"  # compute for every model, cache too for models with a response cache
@@ -40,7 +62,10 @@ class SweepPlan:
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     request_rates: list[float] = field(default_factory=list)  # when given, replaces concurrency
     series: dict[str, list[str]] = field(default_factory=dict)  # model -> its series, in order
-    input_count: int = 20000  # distinct samples per point (unique: more than one point sends)
+    # requests per input file; None: derived per point (compute: from the planned requests; validation: every
+    # stored sample; cache: REPEATED_SAMPLES)
+    input_count: int | None = None
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES  # the bound on each input file
 
     def points(self) -> list[tuple[str, str, int, int | None, float | None]]:
         loads: Sequence = (
@@ -134,56 +159,217 @@ def _ensemble_steps(repository: Repository, model: str) -> list[str]:
     return [step.model_name for step in config.ensemble_scheduling.step] if config.platform == "ensemble" else []
 
 
+def _tritonforge_cache(repository: Repository, models: list[str]) -> bool:
+    """Whether any of `models` answers from a tritonforge response cache (counted on /metrics only)."""
+    for model in models:
+        settings = repository.settings(model)
+        if isinstance(settings, PublicSettings) and settings.cache:
+            return True
+    return False
+
+
 @contextlib.contextmanager
-def _step_statistics(url: str, steps: list[str]) -> Iterator[dict]:
-    """Collects each ensemble step's figures over the block into the yielded dict (Triton's statistics)."""
-    figures: dict = {}
-    if not steps:
-        yield figures
-        return
+def _statistics(url: str, models: list[str]) -> Iterator[dict[str, ModelStats]]:
+    """Each model's Triton statistics over the block, as differences, into the yielded dict (left empty where
+    the server does not answer them)."""
+    figures: dict[str, ModelStats] = {}
     import tritonclient.grpc as grpcclient
 
     admin = grpcclient.InferenceServerClient(url)
     try:
-        before = stats_of(admin, steps)
+        try:
+            before = stats_of(admin, models)
+        except Exception:  # noqa: BLE001 - statistics are extra; the measurement goes on without them
+            before = None
         yield figures
-        figures.update(step_figures(before, stats_of(admin, steps)))
+        if before is not None:
+            with contextlib.suppress(Exception):
+                figures.update({m: after - before[m] for m, after in stats_of(admin, models).items()})
     finally:
         admin.close()
 
 
-def _measure_point(
-    model: str,
-    settings: MeasureSettings,
-    batch: int,
-    conc: int | None,
-    rate: float | None,
-    data,
-    metrics_url: str | None,
-    steps: list[str] | None = None,
-) -> PerfPoint:
-    """One point; a failure is measured once more with windows twice as long, then kept as a failed point. For
-    an ensemble (`steps`), the point carries each step's figures."""
+# perf_analyzer sends between and around its windows too: inputs for this many times the windows' requests.
+REQUEST_MARGIN = 1.2
+# Requests in the first compute point's file of a series (no throughput known yet), within the byte bound.
+FIRST_POINT_REQUESTS = 20000
+# Fewest requests in a compute file when the byte bound allows them (a cheap file; very slow models).
+MIN_POINT_REQUESTS = 1000
+
+
+def planned_requests(
+    settings: MeasureSettings, batch: int, concurrency: int | None, rate: float | None, earlier: list[PerfPoint]
+) -> int | None:
+    """How many batch-1 inputs one point may consume (perf_analyzer takes `batch` of them per request): all its
+    windows (max_trials of them) at the throughput expected there, times REQUEST_MARGIN. The throughput
+    expected: the request rate's; or the highest an earlier point of the series (same model, series and batch)
+    reached, scaled by the concurrency (throughput grows at most in proportion to the requests in flight); None
+    when there is none (the first point)."""
+    if settings.measurement_mode == "count_windows":
+        inputs = settings.max_trials * settings.measurement_request_count * batch + (concurrency or 1) * batch
+        return int(REQUEST_MARGIN * inputs)
+    window_s = settings.max_trials * settings.measurement_interval_ms / 1000
+    if rate is not None:
+        expected = rate * batch
+    else:
+        scaled = [
+            p.throughput * (concurrency or 1) / p.concurrency for p in earlier if p.ok and p.concurrency and p.throughput > 0
+        ]
+        if not scaled:
+            return None
+        expected = max(scaled)
+    return int(REQUEST_MARGIN * expected * window_s) + 1
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What to do with a compute point: keep it, measure it again with `count` fresh inputs, or void it."""
+
+    action: str  # keep | rerun | void
+    reason: str = ""
+    count: int = 0
+
+
+def judge_compute(hits: int | None, requests: int | None, inputs_sent: int, count: int, max_count: int, again: bool) -> Judgement:
+    """A compute point must show no cache hit: it measures the model. `hits` among `requests` (None: not
+    counted), `inputs_sent` batch-1 inputs taken from a file of `count`, a file of at most `max_count` allowed,
+    `again` when this was already the re-run. Hits: measure again with fresh inputs, twice what it sent (it
+    went round its file) or twice the file, unless that is the re-run or the bound cannot hold what it sent."""
+    if not hits:
+        return Judgement("keep")
+    share = f"{hits} of {requests} requests" if requests else f"{hits} requests"
+    wrapped = inputs_sent > count
+    cause = (
+        f"it sent {inputs_sent} inputs from a file of {count}, so perf_analyzer repeated them"
+        if wrapped
+        else "its inputs were unique: another client, or an input sent before"
+    )
+    reason = f"{share} answered by a cache ({cause})"
+    if again:
+        return Judgement("void", f"{reason}, again after a re-run with fresh inputs")
+    if wrapped and inputs_sent >= max_count:
+        return Judgement(
+            "void",
+            f"{reason}; --max-input-bytes holds {max_count} requests, fewer than it sends: raise it, or shorten the "
+            "windows (--measurement-interval, --max-trials)",
+        )
+    return Judgement("rerun", reason, min(max_count, max(2 * count, 2 * inputs_sent)))
+
+
+@dataclass
+class _Context:
+    """What measuring one point needs beside the point itself."""
+
+    settings: MeasureSettings
+    metrics_url: str | None
+    server_pid: int | None
+    steps: list[str]
+    tritonforge_cache: bool  # the model (or a step) answers from a tritonforge cache: hits only on /metrics
+
+
+def _measure_point(model: str, ctx: _Context, batch: int, conc: int | None, rate: float | None, data) -> PerfPoint:
+    """One point; a failure is measured once more with windows twice as long, then kept as a failed point. The
+    point carries its cache hits and requests, the server's CPU (local server) and GPU use, and for an ensemble
+    (`steps`) each step's figures."""
     from dataclasses import replace
 
-    error = ""
+    settings, error = ctx.settings, ""
     for attempt_settings in (settings, replace(settings, measurement_interval_ms=2 * settings.measurement_interval_ms)):
-        before = cache_counts(metrics_url)
+        if attempt_settings is not settings and isinstance(data, UniqueInputs):
+            data = data.again()  # the failed try sent some of its inputs: never send them again
+        before = cache_counts(ctx.metrics_url)
         try:
-            with GpuSampler() as gpu, _step_statistics(settings.url, steps or []) as composing:
+            with (
+                GpuSampler() as gpu,
+                ProcessSampler(ctx.server_pid) as cpu,
+                _statistics(settings.url, [model, *ctx.steps]) as stats,
+            ):
                 point = measure(model, attempt_settings, batch, conc, rate, data)
         except PerfAnalyzerError as e:
             error = str(e)
             continue
+        after = cache_counts(ctx.metrics_url)
         point.gpu = gpu.result()
-        point.composing = composing
-        after = cache_counts(metrics_url)
-        if before and after and (after[0] + after[1]) > (before[0] + before[1]):
-            point.cache_hit_rate = (after[0] - before[0]) / ((after[0] + after[1]) - (before[0] + before[1]))
+        if ctx.steps and stats:
+            point.composing = {m: figures(stats[m]) for m in ctx.steps}
+        if model in stats:
+            point.requests = stats[model].success
+        tf_hits = tf_total = None
+        if before and after:
+            tf_hits, tf_total = after[0] - before[0], (after[0] + after[1]) - (before[0] + before[1])
+        if not (ctx.tritonforge_cache and tf_hits is None) and (stats or ctx.tritonforge_cache):
+            point.cache_hits = int(round((tf_hits or 0) + sum(s.cache_hits for s in stats.values())))
+        if point.cache_hits is not None and point.requests:
+            point.cache_hit_rate = point.cache_hits / point.requests
+        elif tf_hits is not None and tf_total:
+            point.cache_hit_rate = tf_hits / tf_total
+        point.cpu = cpu.result(point.requests * batch if point.requests else None)
+        if isinstance(data, UniqueInputs):
+            point.inputs = data.last_count
         if attempt_settings is not settings:
             point.note = (point.note + "; " if point.note else "") + "failed once; measured with longer windows"
         return point
     return PerfPoint.failed(model, batch, conc, rate, error)
+
+
+def _compute_point(
+    model: str,
+    ctx: _Context,
+    batch: int,
+    conc: int | None,
+    rate: float | None,
+    samples: list[Sample],
+    ranges: dict,
+    path: Path,
+    count: int,
+    max_count: int,
+    max_bytes: int,
+) -> PerfPoint:
+    """A compute point: unique inputs; a point with cache hits is measured again with fresh ones, and kept as
+    void if it has hits again (see `judge_compute`)."""
+    voided = ""
+    for again in (False, True):
+        data = unique_inputs(
+            samples, count, path.with_name(f"{path.stem}.{int(again)}{path.suffix}"), ranges, max_count, max_bytes
+        )
+        point = _measure_point(model, ctx, batch, conc, rate, data)
+        if not point.ok:
+            return point
+        sent = (point.requests or 0) * batch
+        judgement = judge_compute(point.cache_hits, point.requests, sent, point.inputs or count, max_count, again)
+        if judgement.action == "void":
+            return point.voided(judgement.reason)
+        if judgement.action == "keep":
+            if voided:
+                point.note = (
+                    point.note + "; " if point.note else ""
+                ) + f"voided once ({voided}); measured again with {count} fresh inputs"
+            elif point.cache_hits is None:
+                point.note = (
+                    point.note + "; " if point.note else ""
+                ) + "cache hits not counted (no /metrics: give --metrics-url)"
+            return point
+        voided, count = judgement.reason, judgement.count
+    raise AssertionError("unreachable")
+
+
+def _input_count(plan: SweepPlan, mode: str, samples: list[Sample]) -> int:
+    """Requests in a validation or cache file: as asked, else every stored sample or the few repeated ones."""
+    if plan.input_count:
+        return plan.input_count
+    return len(samples) if mode == "validation" else REPEATED_SAMPLES
+
+
+def check_inputs(plan: SweepPlan, repo: Path) -> None:
+    """Refuse an --input-count whose files would pass --max-input-bytes for any model, before measuring."""
+    if not plan.input_count:
+        return
+    for model in plan.models:
+        samples = model_samples(repo, model)
+        for series in plan.series.get(model, ["compute"]):
+            mode = SERIES[series]
+            count = len(select(samples, mode, plan.input_count)) if mode != "unique" else plan.input_count
+            check_size(samples, count, plan.max_input_bytes, f"model '{model}' ({series})")
 
 
 def run_sweep(
@@ -192,30 +378,57 @@ def run_sweep(
     repo: Path,
     on_point: Callable[[int, int, PerfPoint | None, str], None] | None = None,
     metrics_url: str | None = None,
+    server_pid: int | None = None,
 ) -> SweepResult:
     """Measure every point of `plan`; `on_point(done, total, point, label)` reports progress; with
-    `metrics_url`, each point also gets the response cache's hit rate during it."""
+    `metrics_url`, each point also counts tritonforge's cache hits during it; with `server_pid` (the local
+    server), the server's CPU time and memory."""
     started = time.time()
     points: list[PerfPoint] = []
     todo = plan.points()
     interrupted = False
+    repository = Repository(repo)
     samples = {m: model_samples(repo, m) for m in plan.models}
-    steps = {m: _ensemble_steps(Repository(repo), m) for m in plan.models}
+    steps = {m: _ensemble_steps(repository, m) for m in plan.models}
     ranges = {m: model_ranges(repo, m) for m in plan.models}
+    max_counts = {m: fitting_count(samples[m], plan.max_input_bytes) for m in plan.models}
+    contexts = {
+        m: _Context(settings, metrics_url, server_pid, steps[m], _tritonforge_cache(repository, [m, *steps[m]]))
+        for m in plan.models
+    }
     with tempfile.TemporaryDirectory(prefix="tf-sweep-") as tmp:
         try:
             for i, (model, series, batch, conc, rate) in enumerate(todo):
                 label = f"{model} {series} b{batch} " + (f"c{conc}" if conc is not None else f"r{rate:g}/s")
                 if on_point:
                     on_point(i, len(todo), None, label)
-                # 'unique' inputs: a fresh slice per point and attempt, so no point sends what an earlier one sent.
                 path = Path(tmp) / f"point{i}.json"
                 mode = SERIES[series]
                 if mode == "unique":
-                    data = unique_inputs(samples[model], plan.input_count, path, ranges[model])
+                    # a fresh slice per point and attempt, so no point sends what an earlier one sent
+                    earlier = [p for p in points if (p.model, p.label, p.batch_size) == (model, series, batch)]
+                    planned = planned_requests(settings, batch, conc, rate, earlier)
+                    count = plan.input_count or max(MIN_POINT_REQUESTS, planned or FIRST_POINT_REQUESTS)
+                    count = min(count, max_counts[model])
+                    point = _compute_point(
+                        model,
+                        contexts[model],
+                        batch,
+                        conc,
+                        rate,
+                        samples[model],
+                        ranges[model],
+                        path,
+                        count,
+                        max_counts[model],
+                        plan.max_input_bytes,
+                    )
                 else:
-                    data = write_input_json(select(samples[model], mode, plan.input_count), path)
-                point = _measure_point(model, settings, batch, conc, rate, data, metrics_url, steps[model])
+                    chosen = select(samples[model], mode, _input_count(plan, mode, samples[model]))
+                    data = write_input_json(chosen, path, max_bytes=plan.max_input_bytes)
+                    point = _measure_point(model, contexts[model], batch, conc, rate, data)
+                    if point.ok:
+                        point.inputs = len(chosen)
                 point.label = series
                 points.append(point)
                 if on_point:

@@ -47,15 +47,11 @@ def stats_of(admin, models: list[str]) -> dict[str, ModelStats]:
     return {m: model_stats(admin, m) for m in models}
 
 
-def step_figures(before: dict[str, ModelStats], after: dict[str, ModelStats]) -> dict[str, dict[str, float]]:
-    """Per model, what happened between two readings: requests answered, the average batch its executions ran
-    (batch elements / executions) and its server time (queue + compute) per request in ms."""
-    out = {}
-    for model, end in after.items():
-        d = end - before[model]
-        out[model] = {
-            "requests": d.success,
-            "avg_batch": round(d.inference_count / d.execution_count, 2) if d.execution_count else 0.0,
-            "server_ms": round(d.server_ms / d.success, 3) if d.success else 0.0,
-        }
-    return out
+def figures(d: ModelStats) -> dict[str, float]:
+    """What a difference of two readings says: requests answered, the average batch its executions ran (batch
+    elements / executions) and its server time (queue + compute) per request in ms."""
+    return {
+        "requests": d.success,
+        "avg_batch": round(d.inference_count / d.execution_count, 2) if d.execution_count else 0.0,
+        "server_ms": round(d.server_ms / d.success, 3) if d.success else 0.0,
+    }

@@ -3,6 +3,8 @@ texts keep their length, so a cache-miss measurement computes what real traffic 
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 
 from tritonforge.perf.inputs import select, text_words
@@ -62,7 +64,9 @@ def test_a_second_attempt_gets_inputs_the_first_never_sent(tmp_path):
 
         return {e["text"]["content"][0] for e in json.loads(path.read_text())["data"]}
 
-    assert len(texts(first)) == len(texts(second)) == 2000 and not texts(first) & texts(second)
+    # the second attempt measures with windows twice as long: twice the inputs
+    assert len(texts(first)) == 2000 and len(texts(second)) == 4000 and not texts(first) & texts(second)
+    assert data.last_count == 4000
     # nor does another point, sweep or search in the same process (same salt), from its first attempt
     other = unique_inputs(_samples(), 2000, tmp_path / "other.json")(0)
     assert len(texts(other)) == 2000 and not texts(other) & (texts(first) | texts(second))
@@ -151,4 +155,63 @@ def test_a_per_sample_scalar_is_written_with_the_dims_its_config_declares(tmp_pa
 
     path = write_input_json([{"x": np.array([1.0, 2.0], np.float32), "flag": np.array(3, np.int64)}], tmp_path / "data.json")
     entry = json.loads(path.read_text())["data"][0]
-    assert entry["flag"] == {"content": [3], "shape": [1]} and entry["x"]["shape"] == [2]
+    assert entry["flag"]["shape"] == [1] and entry["x"]["shape"] == [2]
+    assert np.frombuffer(base64.b64decode(entry["flag"]["content"]["b64"]), "<i8").tolist() == [3]
+    path = write_input_json([{"flag": np.array(3, np.int64)}], tmp_path / "plain.json", encoding="json")
+    assert json.loads(path.read_text())["data"][0]["flag"] == {"content": [3], "shape": [1]}
+
+
+def test_numbers_travel_as_base64_of_their_little_endian_bytes_and_texts_as_strings(tmp_path):
+    """perf_analyzer's --input-data takes {"content": {"b64": ...}, "shape": [...]}: the tensor's raw bytes,
+    row-major, little-endian; the integration tests send such files to the real perf_analyzer."""
+    import json
+
+    from tritonforge.perf.inputs import write_input_json
+
+    sample = {
+        "image": np.linspace(0, 1, 12, dtype=np.float32).reshape(1, 3, 4),
+        "ids": np.array([101, 7, 102], dtype=">i8"),  # big-endian in memory: written little-endian
+        "mask": np.array([True, False]),
+        "half": np.array([0.5, -2.0], np.float16),
+        "text": np.array(["a short text"], dtype=object),
+    }
+    entry = json.loads(write_input_json([sample], tmp_path / "d.json").read_text())["data"][0]
+    decode = lambda name, dtype: np.frombuffer(base64.b64decode(entry[name]["content"]["b64"]), dtype)  # noqa: E731
+    assert np.array_equal(decode("image", "<f4"), sample["image"].ravel()) and entry["image"]["shape"] == [1, 3, 4]
+    assert decode("ids", "<i8").tolist() == [101, 7, 102]
+    assert decode("mask", "?").tolist() == [True, False] and decode("half", "<f2").tolist() == [0.5, -2.0]
+    assert entry["text"] == {"content": ["a short text"], "shape": [1]}
+
+
+def test_base64_files_are_a_fraction_of_decimal_json_at_the_same_count(tmp_path):
+    """The issue's case: 20,000 requests of a 1x28x28 float32 input took 324 MB as decimal JSON."""
+    from tritonforge.perf.inputs import bytes_per_request, select, write_input_json
+
+    rng = np.random.default_rng(0)
+    samples = [{"image": rng.random((1, 28, 28), dtype=np.float32)} for _ in range(4)]
+    chosen = select(samples, "unique", 200, salt=5, ranges={"image": (0.0, 1.0)})
+    b64 = write_input_json(chosen, tmp_path / "b64.json").stat().st_size
+    decimal = write_input_json(chosen, tmp_path / "decimal.json", encoding="json").stat().st_size
+    raw = 200 * 28 * 28 * 4
+    assert 1.3 * raw < b64 < 1.4 * raw and decimal > 3.5 * b64  # 3.75x here; 5.1 bytes of text per byte
+    assert 200 * bytes_per_request(samples) + 16 >= b64 > 199 * bytes_per_request(samples)
+
+
+def test_an_input_file_over_its_bound_is_refused_naming_the_options(tmp_path):
+    import pytest
+
+    from tritonforge.perf.inputs import InputsTooLarge, check_size, fitting_count, select, write_input_json
+
+    samples = [{"image": np.zeros((3, 224, 224), np.float32)}]  # 602 KB a request, 803 KB in base64
+    fits = fitting_count(samples, 256 * 2**20)
+    assert 300 < fits < 340
+    check_size(samples, fits, 256 * 2**20, "model 'resnet'")
+    with pytest.raises(InputsTooLarge) as refused:
+        check_size(samples, 20000, 256 * 2**20, "model 'resnet' (compute)")
+    message = str(refused.value)
+    assert message.startswith("--input-count 20000: the input file for model 'resnet' (compute) would take about 15.")
+    assert "GiB" in message and "over --max-input-bytes 256.0 MiB" in message and f"--input-count {fits} or less" in message
+    # the writer itself stops at the bound and leaves no partial file
+    with pytest.raises(InputsTooLarge, match="passed --max-input-bytes 2.0 MiB at request 3"):
+        write_input_json(select(samples, "unique", 5, salt=1), tmp_path / "big.json", max_bytes=2 * 2**20)
+    assert not (tmp_path / "big.json").exists()

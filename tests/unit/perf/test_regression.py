@@ -59,3 +59,10 @@ def test_a_point_that_fails_now_is_a_regression_and_a_failed_baseline_point_is_n
     assert [c.describe() for c in gate.regressions] == ["m compute b1 c1: measured in the baseline, failed now"]
     with pytest.raises(TritonforgeError, match="no point in common"):
         compare(_result(_point("compute", 4, 1.0)), base)
+
+
+def test_a_point_void_now_is_a_regression():
+    base = _result(_point("compute", 1, 100.0))
+    now = _result(_point("compute", 1, 300.0).voided("4000 of 4200 requests answered by a cache"))
+    gate = compare(now, base)
+    assert [c.describe() for c in gate.regressions] == ["m compute b1 c1: measured in the baseline, void now"]
