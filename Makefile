@@ -22,7 +22,7 @@ CHECK_PATHS := tritonforge tests benchmarks examples
 # vulture reports unused functions, methods and fields from 60 on; what it cannot see used is in the whitelist
 VULTURE_CONFIDENCE ?= 60
 
-.PHONY: venv serving-env model-analyzer system-deps demo check test test-unit lint bench reliability clean
+.PHONY: venv serving-env model-analyzer system-deps demo check test test-unit lint docs bench reliability clean
 
 # The project's environment: tritonforge, torch, current numpy/protobuf/onnx, the client, the linters.
 $(STAMP): pyproject.toml | system-deps
@@ -70,6 +70,10 @@ test: check venv model-analyzer
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# The CLI reference, generated from the CLI itself (tests/unit/cli/test_reference.py fails when it is stale).
+docs: $(STAMP)
+	$(PY) -m tritonforge.cli.reference > docs/cli.md
 
 # The long scenarios behind the tables in docs/ and the README (not part of make test).
 bench: venv

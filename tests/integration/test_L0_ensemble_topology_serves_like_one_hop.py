@@ -136,7 +136,7 @@ def test_perf_sweeps_an_ensemble_and_reports_each_step(tmp_path):
     spec = digits_spec_copy(tmp_path / "spec", serving=ENSEMBLE | {"cache": {"kind": "none"}})
     build(spec, tmp_path / "repo")
     out = tmp_path / "perf"
-    fast = ["--measurement-interval", "500", "--max-trials", "8", "--stability", "30"]
+    fast = ["--measurement-interval", "500", "--max-trials", "8", "--stability-percentage", "30"]
     args = ["perf", "digits", "--repo", str(tmp_path / "repo"), "--concurrency", "2", "--output-dir", str(out), *fast]
     proc = subprocess.run(
         [sys.executable, "-m", "tritonforge", *args], cwd=ROOT, capture_output=True, text=True, env=dict(os.environ)

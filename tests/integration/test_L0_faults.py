@@ -244,7 +244,7 @@ def test_readiness_ignores_rungs_absent_by_design_and_fails_when_the_serving_stu
                 str(ROOT / "tritonforge" / "server" / "probe.py"),
                 "--repo",
                 str(repo),
-                "--url",
+                "--http-url",
                 f"http://{server.http_url}",
             ],
             capture_output=True,

@@ -128,7 +128,7 @@ def test_a_corruption_no_model_can_check_fails_the_readiness_probe_naming_the_ou
         state = {s.name: s for s in server.model_states()}["digits"]
         refused, wrong = _ask_all(server, images, reference)
         problems = probe.check(repo, f"http://{server.http_url}", 10.0)
-        cli = probe.main(["--repo", str(repo), "--url", f"http://{server.http_url}", "--timeout", "10"])
+        cli = probe.main(["--repo", str(repo), "--http-url", f"http://{server.http_url}", "--timeout", "10"])
     detected = cli == 1 and any(p.startswith("digits: output 'logits' disagrees with the build's reference") for p in problems)
     reliability(
         "corrupted weights no model checks",

@@ -93,7 +93,7 @@ def test_model_analyzer_profiles_the_built_and_the_swept_config(model_analyzer, 
             "2",
             "--delays",
             "0",
-            "--stability",
+            "--stability-percentage",
             "50",  # a short profile on a shared CPU
         ],
         cwd=ROOT,

@@ -36,7 +36,7 @@ from tritonforge.repository.config import read_config
 from tritonforge.spec import load_spec
 
 pytestmark = pytest.mark.integration
-FAST = ["--measurement-interval", "500", "--max-trials", "8", "--stability", "30"]
+FAST = ["--measurement-interval", "500", "--max-trials", "8", "--stability-percentage", "30"]
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -216,7 +216,9 @@ def test_perf_inputs_writes_what_raw_perf_analyzer_reads(digits_server, digits_r
     """The raw tool path a user already knows: perf-inputs writes --input-data and prints the command;
     perf-analyzer runs the bundled binary with its library path, as printed."""
     data = tmp_path / "data.json"
-    proc = _cli("perf-inputs", "digits", "--repo", str(digits_repo), "-o", str(data), "--inputs", "compute", "--count", "300")
+    proc = _cli(
+        "perf-inputs", "digits", "--repo", str(digits_repo), "-o", str(data), "--inputs", "compute", "--input-count", "300"
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"wrote 300 requests (compute) to {data}" in proc.stdout
     assert len({json.dumps(d["image"]["content"]) for d in json.loads(data.read_text())["data"]}) == 300

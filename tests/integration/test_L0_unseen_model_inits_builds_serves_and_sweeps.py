@@ -15,7 +15,7 @@ from tritonforge.client import Client, InferenceFailed
 from tritonforge.perf.inputs import model_samples, select
 from tritonforge.server.process import LocalTritonServer
 
-FAST = ["--measurement-interval", "400", "--max-trials", "6", "--stability", "40"]
+FAST = ["--measurement-interval", "400", "--max-trials", "6", "--stability-percentage", "40"]
 
 
 def _cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tritonforge.cli.options import RepoOption
+from tritonforge.cli.options import DEFAULT_REPO, repo_option
 from tritonforge.cli.render import (
     RichReporter,
     console,
@@ -21,7 +21,7 @@ from tritonforge.cli.render import (
 
 def build(
     specs: Annotated[list[Path], typer.Argument(help="build spec YAML files (or directories of them)")],
-    repo: RepoOption = Path("model_repository"),
+    repo: Annotated[Path, repo_option("model repository to publish into (written; made if missing)")] = DEFAULT_REPO,
     force: Annotated[bool, typer.Option(help="rebuild even if nothing changed")] = False,
     serving_check: Annotated[
         bool,
@@ -68,7 +68,7 @@ def _build_one(run_build, spec_path: Path, repo: Path, force: bool, check) -> No
 
 def report(
     model: Annotated[str, typer.Argument(help="public model name (the spec's name)")],
-    repo: RepoOption = Path("model_repository"),
+    repo: Annotated[Path, repo_option("model repository to read the build report from")] = DEFAULT_REPO,
     markdown: Annotated[bool, typer.Option("--markdown", help="print the full build_report.md")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print build_report.json")] = False,
 ) -> None:

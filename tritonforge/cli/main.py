@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import errno
 import sys
+from typing import Annotated
 
 import typer
 
+from tritonforge import __version__
 from tritonforge.cli.registry import register_all
 from tritonforge.cli.render import err_console
 from tritonforge.errors import TritonforgeError
@@ -17,7 +19,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     help="Take a trained model to a fast, verified Triton Inference Server deployment.",
+    context_settings={"help_option_names": ["-h", "--help"]},  # every command inherits them
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"tritonforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print tritonforge's version and exit")
+    ] = False,
+) -> None:
+    pass
+
+
 register_all(app)
 
 

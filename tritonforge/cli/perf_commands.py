@@ -5,51 +5,46 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tritonforge.cli.options import (
+    AUTO,
+    DEFAULT_REPO,
+    SERIES,
+    SERIES_HELP,
+    CacheSizeOption,
+    MetricsUrlOption,
+    int_list,
+    metrics_endpoint,
+    number_list,
+    one_of,
+    perf_range,
+    repo_option,
+    url_option,
+)
 from tritonforge.cli.render import console
 from tritonforge.errors import TritonforgeError
 
+DEFAULT_INPUT_COUNT = 20000
+InputCountOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="requests the input data holds (perf_analyzer's --input-data; perf: per point): compute: all "
+        "different, more than one point sends; cache: repeats of a few; validation: at most the stored samples",
+    ),
+]
 
-def _ints(text: str, option: str, minimum: int = 1, maximum: int | None = None) -> list[int]:
-    """'1,2,4' or '1:16' (doubling from the first to the last) -> ints from `minimum` to `maximum`.
-    Anything else is a usage error naming `option` (a '0:16' range would otherwise double 0 for ever)."""
-    try:
-        if ":" in text:
-            lo, hi = (int(x) for x in text.split(":", 1))
-            if lo < max(minimum, 1) or hi < lo:
-                raise ValueError
-            values = []
-            while lo <= hi:
-                values.append(lo)
-                lo *= 2
-        else:
-            values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < minimum or (maximum is not None and max(values) > maximum):
-        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+
+def _metrics_need_url(metrics_url: str | None, url: str | None) -> None:
+    if metrics_url and not url:
         raise typer.BadParameter(
-            f"{text!r}: expected integers {bounds}, as '1,2,4' or a doubling range "
-            f"'LOW:HIGH' with {max(minimum, 1)} <= LOW <= HIGH",
-            param_hint=f"'{option}'",
+            "goes with --url (a running server's metrics); the local server's are read without it", param_hint="'--metrics-url'"
         )
-    return values
-
-
-def _rates(text: str, option: str) -> list[float]:
-    """'50,100' -> request rates per second, each above zero; a usage error naming `option` otherwise."""
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) <= 0:
-        raise typer.BadParameter(f"{text!r}: expected request rates above 0 per second, as '50,100'", param_hint=f"'{option}'")
-    return values
 
 
 def _positive(value: float, option: str) -> float:
@@ -84,10 +79,43 @@ def _size(text: str, option: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
-    if value not in choices:
-        raise typer.BadParameter(f"{value!r}: expected one of {', '.join(choices)}", param_hint=f"'{option}'")
-    return value
+MEASUREMENT_MODES = ("time_windows", "count_windows")  # tritonforge.perf.analyzer's (a unit test keeps them equal)
+DEFAULT_CONCURRENCY = "1,2,4,8,16"
+
+
+def _loads(ctx: typer.Context, concurrency: str, concurrency_range: str | None, request_rate: str | None, rate_range: str | None):
+    """(concurrency levels, request rates) from the one load option given; `--concurrency 1,2,4,8,16` if none."""
+    option, text = one_of(
+        {
+            "--concurrency": concurrency,
+            "--concurrency-range": concurrency_range,
+            "--request-rate": request_rate,
+            "--request-rate-range": rate_range,
+        },
+        ctx,
+        "--concurrency",
+    )
+    if option == "--concurrency" and ":" in text:
+        lo, _, hi = text.partition(":")
+        doubling = ""
+        with contextlib.suppress(ValueError):
+            levels, level = [], max(int(lo), 1)
+            while level <= int(hi) and len(levels) < 32:
+                levels.append(str(level))
+                level *= 2
+            doubling = f" (its old meaning, doubling from LOW to HIGH, is --concurrency {','.join(levels)})" if levels else ""
+        raise typer.BadParameter(
+            f"{text!r}: --concurrency takes a list, as '1,2,4,8,16'; a range is --concurrency-range "
+            f"START:END[:STEP], linear as perf_analyzer's{doubling}",
+            param_hint="'--concurrency'",
+        )
+    if option == "--concurrency":
+        return int_list(text, option), []
+    if option == "--concurrency-range":
+        return perf_range(text, option), []
+    if option == "--request-rate":
+        return [], number_list(text, option)
+    return [], perf_range(text, option, integer=False)
 
 
 @contextlib.contextmanager
@@ -152,27 +180,73 @@ def _points_table(points) -> Table:
 
 
 def perf(
+    ctx: typer.Context,
     models: Annotated[list[str], typer.Argument(help="models to measure (several: compared side by side)")],
-    url: Annotated[str | None, typer.Option(help="gRPC host:port of a running server (default: start the local one)")] = None,
-    metrics_url: Annotated[str | None, typer.Option(help="with --url: http://host:8002/metrics, for cache hit rates")] = None,
-    repo: Annotated[Path, typer.Option("--repo", "-r", help="model repository (input data; local server)")] = Path(
-        "model_repository"
-    ),
-    batch_size: Annotated[str, typer.Option(help="batch sizes, e.g. '1,8'")] = "1",
-    concurrency: Annotated[str, typer.Option(help="concurrency levels: '1,2,4' or '1:16' (doubling)")] = "1:16",
-    request_rate: Annotated[str | None, typer.Option(help="request rates per second instead of concurrency, '50,100'")] = None,
-    measurement_mode: Annotated[str, typer.Option(help="time_windows | count_windows")] = "time_windows",
-    measurement_interval: Annotated[int, typer.Option(min=1, help="window length in ms (time_windows)")] = 1000,
-    stability: Annotated[float, typer.Option(help="windows must agree within this percentage")] = 15.0,
-    max_trials: Annotated[int, typer.Option(min=1, help="windows per point at most")] = 6,
-    inputs: Annotated[
+    url: Annotated[
+        str | None, url_option("a running server's gRPC address, host:port (default: start the local server on --repo)")
+    ] = None,
+    metrics_url: MetricsUrlOption = None,
+    repo: Annotated[
+        Path,
+        repo_option("model repository to read: the models' input data (and, without --url, the one the local server serves)"),
+    ] = DEFAULT_REPO,
+    batch_size: Annotated[str, typer.Option(help="batch sizes, a list: '1,8' (perf_analyzer's -b, one per point)")] = "1",
+    concurrency: Annotated[
         str,
         typer.Option(
-            help="auto: a compute series (inputs never sent before, no cache hit) for "
-            "every model and a cache series (repeated inputs) for models with a "
-            "cache; or one series for all: compute | cache | validation"
+            help="concurrency levels, a list: '1,2,4,8,16'; or give --concurrency-range, --request-rate or "
+            "--request-rate-range instead"
         ),
-    ] = "auto",
+    ] = DEFAULT_CONCURRENCY,
+    concurrency_range: Annotated[
+        str | None,
+        typer.Option(
+            help="concurrency levels as perf_analyzer's --concurrency-range START[:END[:STEP]]: START to END in steps "
+            "of STEP (default 1): '1:16:2' is 1,3,...,15, '1:16' all sixteen"
+        ),
+    ] = None,
+    request_rate: Annotated[
+        str | None, typer.Option(help="request rates per second instead of concurrency, a list: '50,100'")
+    ] = None,
+    request_rate_range: Annotated[
+        str | None,
+        typer.Option(
+            help="request rates per second as perf_analyzer's --request-rate-range START[:END[:STEP]]: '50:200:50' "
+            "is 50,100,150,200"
+        ),
+    ] = None,
+    measurement_mode: Annotated[
+        Literal[MEASUREMENT_MODES], typer.Option(help="as perf_analyzer's --measurement-mode")
+    ] = "time_windows",
+    measurement_interval: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="window length in ms (time_windows), as perf_analyzer's --measurement-interval (whose default is "
+            "5000: 1000 here, so a sweep of many points ends in minutes)",
+        ),
+    ] = 1000,
+    stability_percentage: Annotated[
+        float,
+        typer.Option(
+            help="the last 3 windows must agree within this percentage, as perf_analyzer's --stability-percentage "
+            "(whose default is 10: 15 here, for its shorter windows; a point that never agrees is measured again "
+            "with windows twice as long within twice the percentage, twice at most)",
+        ),
+    ] = 15.0,
+    max_trials: Annotated[
+        int,
+        typer.Option(
+            min=1, help="windows per point at most, as perf_analyzer's --max-trials (whose default is 10: 6 here, with retries)"
+        ),
+    ] = 6,
+    inputs: Annotated[
+        Literal[(AUTO, *SERIES)],
+        typer.Option(
+            help=f"the input data: auto: a compute series for every model and a cache series too for models with a "
+            f"response cache; or one series for all. {SERIES_HELP}",
+        ),
+    ] = AUTO,
     input_count: Annotated[
         int | None,
         typer.Option(
@@ -189,35 +263,33 @@ def perf(
         typer.Option(help="verdict: the best point is the highest throughput with p99 within this (default: the highest)"),
     ] = None,
     baseline_model: Annotated[str | None, typer.Option(help="report ratios against this model")] = None,
-    output_dir: Annotated[Path, typer.Option(help="where report, JSON and plots go")] = Path("perf_results"),
+    output_dir: Annotated[
+        Path, typer.Option(help="directory to write perf_report.md, perf_report.json and the plots into")
+    ] = Path("perf_results"),
     baseline: Annotated[Path | None, typer.Option(help="regression gate: compare with this perf_report.json")] = None,
     max_throughput_drop: Annotated[float, typer.Option(min=0.0, help="gate: allowed throughput drop (fraction)")] = 0.10,
     max_p95_rise: Annotated[float, typer.Option(min=0.0, help="gate: allowed p95 rise (fraction)")] = 0.20,
-    save_baseline: Annotated[Path | None, typer.Option(help="also copy the result here as a future baseline")] = None,
-    cache_size: Annotated[
-        int | None,
-        typer.Option(min=0, help="local server: bytes for Triton's response cache (default: what the builds ask for)"),
-    ] = None,
+    save_baseline: Annotated[Path | None, typer.Option(help="file to copy perf_report.json to, as a future --baseline")] = None,
+    cache_size: CacheSizeOption = None,
 ) -> None:
     """Sweep MODELS with the real perf_analyzer; write perf_report.md/.json and plots; optionally gate on a baseline."""
-    from tritonforge.perf.analyzer import MEASUREMENT_MODES, MeasureSettings, check_binary
+    from tritonforge.perf.analyzer import MeasureSettings, check_binary
     from tritonforge.perf.regression import compare
     from tritonforge.perf.report import load_result, verdict_lines, write_report
-    from tritonforge.perf.sweep import AUTO, SERIES, SweepPlan, check_inputs, plan_series, run_sweep
+    from tritonforge.perf.sweep import SweepPlan, check_inputs, plan_series, run_sweep
 
-    batches, loads = _ints(batch_size, "--batch-size"), _ints(concurrency, "--concurrency")
-    rates = _rates(request_rate, "--request-rate") if request_rate else []
-    chosen = _choice(inputs, (AUTO, *SERIES), "--inputs")
-    _choice(measurement_mode, MEASUREMENT_MODES, "--measurement-mode")
-    _positive(stability, "--stability")
+    batches = int_list(batch_size, "--batch-size")
+    loads, rates = _loads(ctx, concurrency, concurrency_range, request_rate, request_rate_range)
+    _positive(stability_percentage, "--stability-percentage")
     if p99_budget_ms is not None:
         _positive(p99_budget_ms, "--p99-budget-ms")
+    _metrics_need_url(metrics_url, url)
     plan = SweepPlan(
         models=models,
         batch_sizes=batches,
         concurrency=loads,
         request_rates=rates,
-        series=plan_series(repo, models, chosen),
+        series=plan_series(repo, models, inputs),
         input_count=input_count,
         max_input_bytes=_size(max_input_bytes, "--max-input-bytes"),
     )
@@ -229,7 +301,7 @@ def perf(
             url=grpc_url,
             measurement_mode=measurement_mode,
             measurement_interval_ms=measurement_interval,
-            stability_pct=stability,
+            stability_pct=stability_percentage,
             max_trials=max_trials,
         )
         with Progress(
@@ -270,22 +342,35 @@ def perf(
 
 def perf_search(
     spec: Annotated[Path, typer.Argument(help="build spec of the model to tune")],
-    repo: Annotated[Path, typer.Option("--repo", "-r")] = Path("model_repository"),
-    url: Annotated[str | None, typer.Option(help="gRPC host:port of a running server in explicit model control mode")] = None,
-    metrics_url: Annotated[str | None, typer.Option(help="with --url: http://host:8002/metrics, to count cache hits")] = None,
+    repo: Annotated[
+        Path,
+        repo_option(
+            "model repository to read (the one the local server serves, without --url) and, with --write-back, "
+            "to rebuild the pick into"
+        ),
+    ] = DEFAULT_REPO,
+    url: Annotated[
+        str | None,
+        url_option(
+            "a running server's gRPC address, host:port, in explicit model control mode (default: start the local "
+            "server on --repo)"
+        ),
+    ] = None,
+    metrics_url: MetricsUrlOption = None,
     concurrency: Annotated[
         str,
         typer.Option(
-            help="perf_analyzer concurrency of every trial; auto: the highest of "
-            "1, 2, 4, ... 64 at which the spec's settings keep p95 within the "
-            "budget"
+            help="the one concurrency level of every trial; auto: the highest of 1, 2, 4, ... 64 at which the spec's "
+            "settings keep p95 within the budget"
         ),
     ] = "auto",
     latency_budget_ms: Annotated[float, typer.Option(help="p95 must stay within this")] = 50.0,
-    delays: Annotated[str, typer.Option(help="max queue delays to try (us)")] = "0,1000,4000",
-    instances: Annotated[str, typer.Option(help="instance counts of the compute models to try")] = "1,2",
+    delays: Annotated[str, typer.Option(help="max queue delays to try (us), a list")] = "0,1000,4000",
+    instances: Annotated[str, typer.Option(help="instance counts of the compute models to try, a list")] = "1,2",
     write_back: Annotated[bool, typer.Option(help="write the pick into the spec and rebuild")] = True,
-    output: Annotated[Path, typer.Option(help="JSON with every trial")] = Path("perf_results/config_search.json"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSON file to write, with every trial")] = Path(
+        "perf_results/config_search.json"
+    ),
 ) -> None:
     """Try dynamic batching settings and instance counts on a running model, pick the best under a latency budget."""
     from tritonforge.builder.pipeline import build
@@ -295,11 +380,12 @@ def perf_search(
     from tritonforge.perf.config_search import write_back as write_spec
     from tritonforge.spec import load_spec
 
-    load = None if concurrency == "auto" else _ints(concurrency, "--concurrency", maximum=1024)
+    load = None if concurrency == "auto" else int_list(concurrency, "--concurrency", maximum=1024)
     if load is not None and len(load) != 1:
         raise typer.BadParameter(f"{concurrency!r}: expected 'auto' or one integer", param_hint="'--concurrency'")
-    candidate_delays = tuple(_ints(delays, "--delays", minimum=0))
-    candidate_instances = tuple(_ints(instances, "--instances", maximum=64))
+    candidate_delays = tuple(int_list(delays, "--delays", minimum=0))
+    candidate_instances = tuple(int_list(instances, "--instances", maximum=64))
+    _metrics_need_url(metrics_url, url)
     _positive(latency_budget_ms, "--latency-budget-ms")
     check_binary()
     spec_obj = load_spec(spec)
@@ -396,23 +482,23 @@ def perf_search(
 
 def perf_inputs(
     model: Annotated[str, typer.Argument(help="the model to write input data for (public, runner or a rung)")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="perf_analyzer --input-data JSON to write")] = Path(
+    output: Annotated[Path, typer.Option("--output", "-o", help="perf_analyzer --input-data JSON file to write")] = Path(
         "perf_inputs.json"
     ),
-    repo: Annotated[Path, typer.Option("--repo", "-r")] = Path("model_repository"),
+    repo: Annotated[Path, repo_option("model repository to read the build's held-out data from")] = DEFAULT_REPO,
     inputs: Annotated[
-        str,
+        Literal[SERIES],
         typer.Option(
-            help="validation (the build's held-out samples) | compute (unique, within each "
-            "input's range: no cache hit) | cache (a few repeated)"
+            help=f"the input data: one series (one file holds one; perf's auto is compute, plus cache for a model "
+            f"with a response cache). {SERIES_HELP}",
         ),
-    ] = "validation",
-    count: Annotated[int, typer.Option(min=1, help="requests in the file")] = 2000,
+    ] = "compute",
+    input_count: InputCountOption = DEFAULT_INPUT_COUNT,
     max_input_bytes: Annotated[str, typer.Option(help="bound on the file (base64 numbers), as '256MiB' or '1GB'")] = "256MiB",
 ) -> None:
-    """Write perf_analyzer's --input-data file for MODEL from its build's held-out data (unique: varied within
-    each input's range, every request different, so a cache never answers), and print the perf_analyzer command
-    that uses it, with the --shape arguments a model with dynamic dimensions needs."""
+    """Write perf_analyzer's --input-data file for MODEL from its build's held-out data (by default unique: varied
+    within each input's range, every request different, so a cache never answers), and print the perf_analyzer
+    command that uses it, with the --shape arguments a model with dynamic dimensions needs."""
     from tritonforge.perf.inputs import (
         check_size,
         human_bytes,
@@ -422,13 +508,14 @@ def perf_inputs(
         shape_arguments,
         write_input_json,
     )
-    from tritonforge.perf.sweep import SERIES
+    from tritonforge.perf.sweep import SERIES as MODES
 
-    mode = SERIES[_choice(inputs, tuple(SERIES), "--inputs")]
     bound = _size(max_input_bytes, "--max-input-bytes")
     samples = model_samples(repo, model)
-    check_size(samples, count if mode == "unique" else len(select(samples, mode, count)), bound, f"model '{model}'", "--count")
-    chosen = select(samples, mode, count, ranges=model_ranges(repo, model))
+    mode = MODES[inputs]
+    count = input_count if mode == "unique" else len(select(samples, mode, input_count))
+    check_size(samples, count, bound, f"model '{model}'", "--input-count")
+    chosen = select(samples, mode, input_count, ranges=model_ranges(repo, model))
     write_input_json(chosen, output, max_bytes=bound)
     shapes = " ".join(f"--shape {a}" for a in shape_arguments(chosen[0]))
     console.print(
@@ -448,19 +535,30 @@ def model_analyzer_config(
     models: Annotated[
         list[str] | None, typer.Argument(help="models to profile (default: every build's public model)", show_default=False)
     ] = None,
-    repo: Annotated[Path, typer.Option("--repo", "-r", help="the built repository the server serves")] = Path("model_repository"),
+    repo: Annotated[Path, repo_option("the built repository the server serves (read)")] = DEFAULT_REPO,
     output_dir: Annotated[
-        Path | None,
-        typer.Option("--output-dir", "-o", help="where the config and its files go (default: REPO.model_analyzer beside it)"),
+        Path | None, typer.Option(help="directory the config and its files go into (default: REPO.model_analyzer beside it)")
     ] = None,
-    url: Annotated[str, typer.Option(help="gRPC host:port of the running server (explicit model control)")] = "127.0.0.1:8001",
-    metrics_url: Annotated[str | None, typer.Option(help="its metrics URL (default: http://HOST:8002/metrics)")] = None,
+    url: Annotated[str, url_option("gRPC host:port of the running server (explicit model control)")] = "127.0.0.1:8001",
+    metrics_url: Annotated[
+        str | None,
+        typer.Option(help="its metrics endpoint (default: http://HOST:8002/metrics)", callback=metrics_endpoint),
+    ] = None,
     http_url: Annotated[str | None, typer.Option(help="its HTTP host:port (only written when given)")] = None,
-    batch_size: Annotated[str, typer.Option(help="client batch sizes; each model keeps those within its max_batch_size")] = "1",
-    concurrency: Annotated[str, typer.Option(help="concurrency levels: '1,2,4' or '1:16' (doubling)")] = "1:16",
-    instances: Annotated[str, typer.Option(help="instance counts to try")] = "1,2",
-    delays: Annotated[str, typer.Option(help="dynamic batching max queue delays to try (us)")] = "0,1000",
-    stability: Annotated[float, typer.Option(help="perf_analyzer's windows must agree within this percentage")] = 15.0,
+    batch_size: Annotated[
+        str, typer.Option(help="client batch sizes, a list; each model keeps those within its max_batch_size")
+    ] = "1",
+    concurrency: Annotated[
+        str, typer.Option(help="concurrency levels, a list: '1,2,4,8,16'; or give --concurrency-range")
+    ] = DEFAULT_CONCURRENCY,
+    concurrency_range: Annotated[
+        str | None, typer.Option(help="concurrency levels as perf_analyzer's --concurrency-range START[:END[:STEP]]")
+    ] = None,
+    instances: Annotated[str, typer.Option(help="instance counts to try, a list")] = "1,2",
+    delays: Annotated[str, typer.Option(help="dynamic batching max queue delays to try (us), a list")] = "0,1000",
+    stability_percentage: Annotated[
+        float, typer.Option(help="perf_analyzer's windows must agree within this percentage (its default: 10)")
+    ] = 15.0,
     perf_analyzer_path: Annotated[
         str | None,
         typer.Option("--perf-analyzer", help="perf_analyzer for Model Analyzer to run (default: the bundled one, by a script)"),
@@ -471,12 +569,17 @@ def model_analyzer_config(
     held-out samples as inputs. Then run `model-analyzer profile -f CONFIG` against the running server."""
     from tritonforge.perf.model_analyzer_config import Endpoints, Sweep, write_config
 
+    levels = (
+        perf_range(concurrency_range, "--concurrency-range")
+        if concurrency_range is not None
+        else int_list(concurrency, "--concurrency", maximum=1024)
+    )
     sweep = Sweep(
-        batch_sizes=tuple(_ints(batch_size, "--batch-size")),
-        concurrency=tuple(_ints(concurrency, "--concurrency", maximum=1024)),
-        instances=tuple(_ints(instances, "--instances", maximum=64)),
-        delays_us=tuple(_ints(delays, "--delays", minimum=0)),
-        stability_pct=_positive(stability, "--stability"),
+        batch_sizes=tuple(int_list(batch_size, "--batch-size")),
+        concurrency=tuple(levels),
+        instances=tuple(int_list(instances, "--instances", maximum=64)),
+        delays_us=tuple(int_list(delays, "--delays", minimum=0)),
+        stability_pct=_positive(stability_percentage, "--stability-percentage"),
     )
     endpoints = Endpoints(grpc=url, metrics_url=metrics_url or "", http=http_url or "")
     written = write_config(repo, output_dir, models or (), sweep, endpoints, perf_analyzer_path)

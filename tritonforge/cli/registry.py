@@ -1,7 +1,8 @@
 """Which commands `tritonforge` has, and where each lives (as Polygraphy's tools/registry.py keeps its tools).
 
 A command whose module cannot be imported (an optional dependency missing) becomes an entry that says what is
-missing when it is run, instead of breaking every other command.
+missing when it is run, instead of breaking every other command. An option renamed to the CLI's one vocabulary
+(tritonforge/cli/options.py) keeps its old spelling as a hidden alias that prints a one-line notice.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
+from tritonforge.cli.options import deprecated
 from tritonforge.errors import TritonforgeError
 
 # A command that passes its arguments through to another program (perf_analyzer) takes unknown options.
@@ -25,6 +28,27 @@ class Command:
     name: str
     target: str  # "module:function"
     settings: dict[str, Any] = field(default_factory=dict)
+    renamed: dict[str, str] = field(default_factory=dict)  # old option -> its name now
+
+
+class RenamingCommand(TyperCommand):
+    """A command that still takes the old spellings of its renamed options (not shown by --help), each with a
+    one-line notice; `renamed` is set per command (see `register_all`)."""
+
+    renamed: dict[str, str] = {}
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        out = []
+        for i, arg in enumerate(args):
+            if arg == "--":  # what follows is another program's (perf-analyzer)
+                out += args[i:]
+                break
+            name, eq, value = arg.partition("=")
+            if name in self.renamed:
+                deprecated(name, self.renamed[name])
+                arg = self.renamed[name] + eq + value
+            out.append(arg)
+        return super().parse_args(ctx, out)
 
 
 COMMANDS = [
@@ -35,9 +59,9 @@ COMMANDS = [
     Command("reload", "tritonforge.cli.serve_commands:reload"),
     Command("probe", "tritonforge.cli.serve_commands:probe"),
     Command("serving-env", "tritonforge.cli.serve_commands:serving_env"),
-    Command("perf", "tritonforge.cli.perf_commands:perf"),
+    Command("perf", "tritonforge.cli.perf_commands:perf", renamed={"--stability": "--stability-percentage"}),
     Command("perf-search", "tritonforge.cli.perf_commands:perf_search"),
-    Command("perf-inputs", "tritonforge.cli.perf_commands:perf_inputs"),
+    Command("perf-inputs", "tritonforge.cli.perf_commands:perf_inputs", renamed={"--count": "--input-count"}),
     Command("perf-analyzer", "tritonforge.cli.perf_commands:perf_analyzer", PASS_THROUGH),
     Command("model-analyzer-config", "tritonforge.cli.perf_commands:model_analyzer_config"),
 ]
@@ -65,4 +89,5 @@ def register_all(app: typer.Typer) -> None:
             fn = getattr(importlib.import_module(module), function)
         except (ImportError, AttributeError) as e:
             fn = _missing(command, e)
-        app.command(command.name, **command.settings)(fn)
+        cls = type(f"{RenamingCommand.__name__}[{command.name}]", (RenamingCommand,), {"renamed": dict(command.renamed)})
+        app.command(command.name, cls=cls, **command.settings)(fn)

@@ -9,22 +9,22 @@ from typing import Annotated
 
 import typer
 
-from tritonforge.cli.options import RepoOption
+from tritonforge.cli.options import DEFAULT_REPO, CacheSizeOption, deprecated, http_endpoint, repo_option, url_option
 from tritonforge.cli.render import console, err_console, model_states_table
 from tritonforge.errors import TritonforgeError
 
 
 def serve(
-    repo: Annotated[Path, typer.Argument(help="model repository")] = Path("model_repository"),
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    http_port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    grpc_port: Annotated[int, typer.Option(min=1, max=65535)] = 8001,
-    metrics_port: Annotated[int, typer.Option(min=1, max=65535)] = 8002,
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="load only these models")] = None,
-    cache_size: Annotated[
-        int | None,
-        typer.Option(min=0, help="bytes for Triton's local response cache (0: off; default: what the builds ask for)"),
+    repo: Annotated[
+        Path | None, typer.Argument(help="model repository to serve (read), as --repo gives it", show_default=False)
     ] = None,
+    repo_flag: Annotated[Path | None, repo_option("model repository to serve (read; default: model_repository)")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(min=1, max=65535, help="Triton's HTTP port (probe's --http-url)")] = 8000,
+    grpc_port: Annotated[int, typer.Option(min=1, max=65535, help="Triton's gRPC port (the other commands' --url)")] = 8001,
+    metrics_port: Annotated[int, typer.Option(min=1, max=65535, help="Triton's metrics port (--metrics-url)")] = 8002,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="load only these models")] = None,
+    cache_size: CacheSizeOption = None,
     log_file: Annotated[Path | None, typer.Option(help="write the server log here")] = None,
     poll: Annotated[
         int,
@@ -38,6 +38,10 @@ def serve(
 ) -> None:
     """Run the local tritonserver (CPU, Python backend) on REPO until Ctrl-C or SIGTERM."""
     from tritonforge.server.process import LocalTritonServer
+
+    if repo is not None and repo_flag is not None and repo != repo_flag:
+        raise typer.BadParameter(f"REPO {repo} and --repo {repo_flag}: give one", param_hint="'--repo'")
+    repo = repo or repo_flag or DEFAULT_REPO
 
     control = {"model_control": "poll", "poll_seconds": poll} if poll else {}
     server = LocalTritonServer(
@@ -84,8 +88,10 @@ def serve(
 
 def reload(
     models: Annotated[list[str], typer.Argument(help="public models (spec names) whose build to load")],
-    url: Annotated[str, typer.Option(help="gRPC host:port of a server in explicit model control mode")] = "127.0.0.1:8001",
-    repo: RepoOption = Path("model_repository"),
+    url: Annotated[str, url_option("the running server's gRPC address, host:port; it runs in explicit model control mode")] = (
+        "127.0.0.1:8001"
+    ),
+    repo: Annotated[Path, repo_option("model repository the server serves, to read the builds from")] = DEFAULT_REPO,
 ) -> None:
     """After a rebuild: load the build's models into a running server, compute models first and the public
     model last, then unload the models the rebuild dropped. The server keeps serving the old version of each
@@ -105,8 +111,23 @@ def reload(
 
 
 def probe(
-    repo: Annotated[Path, typer.Option("--repo", "-r", help="the repository the server serves")] = Path("model_repository"),
-    url: Annotated[str, typer.Option(help="Triton's HTTP endpoint")] = "http://127.0.0.1:8000",
+    repo: Annotated[
+        Path, repo_option("model repository the server serves, to read each build's probe request and reference from")
+    ] = DEFAULT_REPO,
+    http_url: Annotated[
+        str,
+        typer.Option(
+            help="the running server's HTTP endpoint, http://host:port or host:port (the probe asks over HTTP, as a "
+            "load balancer does)",
+            callback=http_endpoint,
+        ),
+    ] = "http://127.0.0.1:8000",
+    url: Annotated[
+        str | None,
+        typer.Option(
+            hidden=True, help="the old name of --http-url, for an http:// URL (a gRPC host:port is refused with the reason)"
+        ),
+    ] = None,
     timeout: Annotated[float, typer.Option(min=0.1, help="seconds per call")] = 2.0,
 ) -> None:
     """Readiness as a load balancer needs it: every public model READY and answering one tiny inference as its
@@ -114,7 +135,16 @@ def probe(
     its probe (tritonforge/server/probe.py)."""
     from tritonforge.server.probe import check, public_models
 
-    problems = check(repo, url, timeout)
+    if url is not None:
+        if not url.startswith(("http://", "https://")):
+            raise typer.BadParameter(
+                f"{url!r}: --url is a gRPC host:port in tritonforge, and probe asks over HTTP: give Triton's HTTP "
+                "endpoint as --http-url host:port (its HTTP port, 8000 unless the server was started with another)",
+                param_hint="'--url'",
+            )
+        deprecated("probe --url", "--http-url", "--url is the gRPC address in every other command")
+        http_url = http_endpoint(url)
+    problems = check(repo, http_url, timeout)
     for p in problems:
         err_console.print(f"not ready: {p}", markup=False)
     if problems:

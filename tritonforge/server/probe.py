@@ -10,7 +10,7 @@ Triton's own /v2/health/ready answers 200 while a crashed serving-logic stub fai
 --strict-readiness=true it stays 503 for ever when a fallback rung is UNAVAILABLE by design (a plan built for
 another GPU). This probe asks the question a load balancer needs answered instead.
 
-    python3 probe.py --repo /models --url http://127.0.0.1:8000 [--timeout 2]
+    python3 probe.py --repo /models --http-url http://127.0.0.1:8000 [--timeout 2]
 
 Standard library only: it runs as it is inside the serving container (docker/Dockerfile.serve copies it there)
 and is the exec probe of docker/compose.yaml and docker/k8s/triton.yaml. Exit 0: ready; 1: not, with the reason.
@@ -142,7 +142,11 @@ def check(repo: Path, url: str, timeout: float = 2.0, drain_file: Path | None = 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=Path("/models"))
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="Triton's HTTP endpoint")
+    parser.add_argument(
+        "--http-url", default="http://127.0.0.1:8000", help="Triton's HTTP endpoint: http://host:port, or host:port"
+    )
+    # The old name (tritonforge's --url is a gRPC host:port everywhere else): an http:// URL still works, with a notice.
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per call")
     parser.add_argument(
         "--drain-file",
@@ -151,7 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"not ready while this file exists (the replica is draining; e.g. {DRAIN_FILE})",
     )
     args = parser.parse_args(argv)
-    problems = check(args.repo, args.url, args.timeout, args.drain_file)
+    url = args.http_url if "://" in args.http_url else f"http://{args.http_url}"
+    if args.url is not None:
+        if not args.url.startswith(("http://", "https://")):
+            parser.error(f"--url {args.url}: --url is a gRPC host:port in tritonforge; give Triton's HTTP endpoint as --http-url")
+        print("note: --url is deprecated; use --http-url", file=sys.stderr)
+        url = args.url
+    problems = check(args.repo, url, args.timeout, args.drain_file)
     for p in problems:
         print(f"not ready: {p}", file=sys.stderr)
     if not problems:

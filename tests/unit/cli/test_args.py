@@ -7,23 +7,38 @@ import pytest
 from typer.testing import CliRunner
 
 from tritonforge.cli.main import app
-from tritonforge.cli.perf_commands import _ints
+from tritonforge.cli.options import int_list, perf_range
 
 WIDE = {"COLUMNS": "250"}  # rich wraps the error box at the terminal's width
 
 BAD_PERF_ARGS = [
-    (["--concurrency", "0:16"], "--concurrency"),  # doubling from 0 used to loop for ever
-    (["--concurrency", "16:1"], "--concurrency"),
+    (["--concurrency", "1:16"], "--concurrency"),  # a list: the old doubling range is refused, naming both spellings
+    (["--concurrency", "0,4"], "--concurrency"),
     (["--concurrency", "four"], "--concurrency"),
     (["--concurrency", ","], "--concurrency"),
+    (["--concurrency-range", "0:16"], "--concurrency-range"),
+    (["--concurrency-range", "16:1"], "--concurrency-range"),
+    (["--concurrency-range", "1:16:0"], "--concurrency-range"),
+    (["--concurrency-range", "4:0"], "--concurrency-range"),  # perf_analyzer's "up to --latency-threshold"
+    (["--concurrency-range", "1:2:3:4"], "--concurrency-range"),
+    (["--concurrency-range", "1,2"], "--concurrency-range"),
+    (["--concurrency", "1,2", "--concurrency-range", "1:4"], "--concurrency-range"),  # one load option at most
+    (["--concurrency-range", "1:4", "--request-rate", "50"], "--request-rate"),
     (["--batch-size", "0"], "--batch-size"),
+    (["--batch-size", "1:8"], "--batch-size"),
     (["--request-rate", "fast"], "--request-rate"),
     (["--request-rate", "0,100"], "--request-rate"),
+    (["--request-rate-range", "50:10"], "--request-rate-range"),
     (["--inputs", "random"], "--inputs"),
     (["--measurement-mode", "windows"], "--measurement-mode"),
     (["--max-trials", "0"], "--max-trials"),
     (["--input-count", "0"], "--input-count"),
-    (["--stability", "0"], "--stability"),
+    (["--stability-percentage", "0"], "--stability-percentage"),
+    (["--url", "http://127.0.0.1:8001"], "--url"),
+    (["--url", "127.0.0.1"], "--url"),
+    (["-u", "127.0.0.1:http"], "--url"),
+    (["--metrics-url", "ftp://h:8002"], "--metrics-url"),
+    (["--metrics-url", "127.0.0.1:8002"], "--metrics-url"),  # without --url: the local server's are read
 ]
 
 
@@ -50,6 +65,7 @@ def test_perf_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
         (["--concurrency", "4,8"], "--concurrency"),
         (["--concurrency", "fast"], "--concurrency"),
         (["--latency-budget-ms", "0"], "--latency-budget-ms"),
+        (["--url", "grpc://127.0.0.1:8001"], "--url"),
     ],
 )
 def test_perf_search_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
@@ -61,11 +77,17 @@ def test_perf_search_refuses_a_bad_value_naming_the_option(args, option, tmp_pat
     assert spec.read_text() == "name: x\n"
 
 
-def test_ints_reads_lists_and_doubling_ranges():
-    assert _ints("1:16", "--c") == [1, 2, 4, 8, 16]
-    assert _ints("3:20", "--c") == [3, 6, 12]
-    assert _ints("1, 4,8", "--c") == [1, 4, 8]
-    assert _ints("0,1000", "--delays", minimum=0) == [0, 1000]
+def test_lists_and_perf_analyzer_ranges():
+    assert int_list("1, 4,8", "--c") == [1, 4, 8]
+    assert int_list("0,1000", "--delays", minimum=0) == [0, 1000]
+    # perf_analyzer's --concurrency-range: linear, STEP 1 by default, END defaults to START
+    assert perf_range("1:16", "--c") == list(range(1, 17))
+    assert perf_range("1:16:2", "--c") == [1, 3, 5, 7, 9, 11, 13, 15]
+    assert perf_range("4", "--c") == [4]
+    assert perf_range("4:4", "--c") == [4]
+    assert perf_range("50:200:50", "--r", integer=False) == [50.0, 100.0, 150.0, 200.0]
+    assert perf_range("0.5:1.5:0.5", "--r", integer=False) == [0.5, 1.0, 1.5]
+    assert perf_range("0.1:0.3:0.1", "--r", integer=False) == [0.1, 0.2, 0.3]  # no lost end to rounding
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ def compose() -> dict:
 
 
 SERVING_REQUIREMENTS = ROOT / "tritonforge" / "serving" / "requirements.txt"
-PROBE = ["python3", "/opt/tritonforge/probe.py", "--repo", REPO_PATH, "--url", "http://127.0.0.1:8000", "--timeout", "6"]
+PROBE = ["python3", "/opt/tritonforge/probe.py", "--repo", REPO_PATH, "--http-url", "http://127.0.0.1:8000", "--timeout", "6"]
 DRAIN_FILE = "/tmp/tritonforge-draining"  # a draining replica's readiness fails while Triton still answers
 READINESS = [*PROBE, "--drain-file", DRAIN_FILE]
 ENTRYPOINT = DOCKER / "serve-entrypoint.sh"

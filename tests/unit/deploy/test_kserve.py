@@ -70,7 +70,7 @@ def test_the_runtime_carries_what_the_deployment_carries():
     assert {e["name"]: e for e in container["env"]} == {e["name"]: e for e in own["env"]}  # Redis and secrets
     probe = container["readinessProbe"]["exec"]["command"]
     assert probe[:2] == ["python3", "/opt/tritonforge/probe.py"] and probe[probe.index("--repo") + 1] == "/mnt/models"
-    assert probe[probe.index("--url") + 1] == "http://127.0.0.1:8080" and "--http-port=8080" in container["args"]
+    assert probe[probe.index("--http-url") + 1] == "http://127.0.0.1:8080" and "--http-port=8080" in container["args"]
     assert container["image"] == own["image"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
     assert runtime["spec"]["volumes"] == pod["volumes"]

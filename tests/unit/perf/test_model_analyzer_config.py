@@ -178,7 +178,7 @@ def test_the_default_perf_analyzer_is_a_script_running_the_bundled_one_with_its_
 def test_the_command_writes_beside_the_repository_and_prints_how_to_run_it(repo, tmp_path):
     result = CliRunner().invoke(
         app,
-        ["model-analyzer-config", "--repo", str(repo), "--perf-analyzer", "pa", "--url", "h:9001", "--concurrency", "1:4"],
+        ["model-analyzer-config", "--repo", str(repo), "--perf-analyzer", "pa", "--url", "h:9001", "--concurrency", "1,2,4"],
         env={"COLUMNS": "250"},
     )
     assert result.exit_code == 0, result.output

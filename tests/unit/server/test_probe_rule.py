@@ -110,7 +110,14 @@ def test_the_probe_fails_on_a_wrong_answer_naming_the_model_and_output(tmp_path,
         "digits: output 'logits' disagrees with the build's reference for the probe sample: class 0 where the "
         "reference has class 1"
     ]
-    assert probe.main(["--repo", str(tmp_path), "--url", url]) == 1
+    assert probe.main(["--repo", str(tmp_path), "--http-url", url]) == 1
+    assert probe.main(["--repo", str(tmp_path), "--http-url", url.removeprefix("http://")]) == 1  # host:port
+    answer["logits"] = [1.0, 2.0, -1.0]
+    assert probe.main(["--repo", str(tmp_path), "--http-url", url.removeprefix("http://")]) == 0
+    assert probe.main(["--repo", str(tmp_path), "--url", url]) == 0  # the old name, for manifests that still use it
+    with pytest.raises(SystemExit) as refused:  # a gRPC-style host:port as --url: a usage error, not a URLError
+        probe.main(["--repo", str(tmp_path), "--url", url.removeprefix("http://")])
+    assert refused.value.code == 2
 
 
 # ---- the build's side ------------------------------------------------------------------------------
