@@ -55,6 +55,23 @@ class TensorSpec(_Strict):
                 raise ValueError(f"tensor '{self.name}': range {list(self.range)} must be [low, high] with low <= high")
         return self
 
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype(cls, v: Any) -> Any:
+        """Triton's spellings (TYPE_FP32, FP32, fp32, ...) read as the spec's names; an unknown one says which
+        name is closest."""
+        if not isinstance(v, str):
+            return v
+        name = dtypes.canonical(v)
+        if name is None:
+            near = dtypes.closest(v)
+            hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
+            raise ValueError(
+                f"dtype {v!r} is not a tensor type: {hint}the spec's names are {', '.join(dtypes.NAMES)} "
+                "(Triton's TYPE_FP32 / FP32 spellings are read as float32, and so on)"
+            )
+        return name
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:

@@ -80,3 +80,34 @@ def test_content_hash_is_stable_and_sensitive():
     changed = _base()
     changed["serving"]["instance_count"] = 2
     assert parse_spec(changed).content_hash() != a.content_hash()
+
+
+@pytest.mark.parametrize(
+    "written, read",
+    [
+        ("TYPE_FP32", "float32"),
+        ("FP32", "float32"),
+        ("fp32", "float32"),
+        ("TYPE_FP16", "float16"),
+        ("INT64", "int64"),
+        ("BYTES", "string"),
+        ("TYPE_STRING", "string"),
+        ("half", "float16"),
+        ("float32", "float32"),
+    ],
+)
+def test_triton_dtype_spellings_read_as_the_spec_names(written, read):
+    data = _base()
+    data["inputs"][0]["dtype"] = written
+    spec = parse_spec(data)
+    assert spec.inputs[0].dtype == read
+    assert spec.content_hash() == parse_spec(_base() | {"inputs": [data["inputs"][0] | {"dtype": read}]}).content_hash()
+
+
+@pytest.mark.parametrize("written, hint", [("float33", "did you mean 'float32'?"), ("int", "did you mean 'int32' or 'int64'?")])
+def test_an_unknown_dtype_says_which_name_is_closest(written, hint):
+    data = _base()
+    data["inputs"][0]["dtype"] = written
+    with pytest.raises(SpecError) as err:
+        parse_spec(data, source="my.yaml")
+    assert "field 'inputs[0].dtype'" in str(err.value) and hint in str(err.value)
