@@ -6,6 +6,7 @@ import pytest
 import yaml
 from helpers import DIGITS
 
+import tritonforge.builder  # noqa: F401 - registers the source and variant kinds a spec validates against
 from tritonforge.errors import SpecError
 from tritonforge.spec import load_spec, parse_spec
 
