@@ -168,6 +168,10 @@ def perf(
     chosen = _choice(inputs, (AUTO, *SERIES), "--inputs")
     _choice(measurement_mode, MEASUREMENT_MODES, "--measurement-mode")
     _positive(stability, "--stability")
+    from tritonforge.repository.reader import Repository
+
+    for model in models:  # the repository holds the input data, with --url too
+        Repository(repo).require(model)
     plan = SweepPlan(
         models=models,
         batch_sizes=batches,
