@@ -68,6 +68,9 @@ def _choice(value: str, choices: tuple[str, ...], option: str) -> str:
 def _server(url: str | None, repo: Path, models: list[str], cache_size: int | None = None, metrics_url: str | None = None):
     """(gRPC url, metrics url) of the server to measure: the one at `url`, or the local one started on `repo`."""
     if url:
+        from tritonforge.server.reach import require_server
+
+        require_server(url)
         yield url, metrics_url
         return
     from tritonforge.server.process import LocalTritonServer

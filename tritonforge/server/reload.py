@@ -28,8 +28,11 @@ def reload_build(url: str, repo: Path, public: str, timeout: float = 300.0) -> R
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
+    from tritonforge.server.reach import require_server
+
     repository = Repository(repo)
     order = repository.reload_order(public)
+    require_server(url)
     result = ReloadResult()
     client = grpcclient.InferenceServerClient(url)
     try:
