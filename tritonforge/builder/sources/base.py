@@ -66,6 +66,11 @@ class Source(ABC):
         its options name; a kind whose model also comes from code adds that code's file."""
         return {f"source.{name}": spec.resolve(path) for name, path in spec.source.file_fields().items()}
 
+    def check(self, spec: BuildSpec) -> None:
+        """Refuse, before anything is loaded or exported, a spec that disagrees with what the source's files
+        declare (a kind whose files declare nothing checks nothing)."""
+        return None
+
     @abstractmethod
     def load(self, spec: BuildSpec) -> LoadedSource:
         """The source model, ready to run as the reference."""
