@@ -55,6 +55,7 @@ def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     from tritonforge.server.process import StartCancelled
+    from tritonforge.server.summary import summarize
 
     try:
         with console.status(f"starting tritonserver on {repo}"):
@@ -65,7 +66,9 @@ def serve(
         console.print(f"stopped while starting (exit code {code})")
         return
     try:
-        console.print(model_states_table(server.model_states()))
+        states = server.model_states()
+        console.print(model_states_table(states))
+        console.print(summarize(repo, states).line(), markup=False, soft_wrap=True)
         console.print(f"gRPC {server.grpc_url}   HTTP {server.http_url}   metrics {server.metrics_url}")
         console.print(f"log: {server.log_path}")
         if server.cache_bytes:
@@ -100,6 +103,12 @@ def reload(
         )
         for model, reason in result.failed.items():
             console.print(f"  not loaded: {model}: {reason}", markup=False)
+        if result.native_only:
+            console.print(
+                f"  native-only, not loaded as expected: {', '.join(result.native_only)} (this server has no "
+                f"{' or '.join(sorted(set(result.native_only.values())))} backend)",
+                markup=False,
+            )
         if public in result.failed:
             raise TritonforgeError(f"the public model '{public}' did not load; the server keeps its previous version")
 
