@@ -64,6 +64,18 @@ class BuildOutcome:
     exporter: str | None = None
     notes: list[str] = field(default_factory=list)
 
+    def next_lines(self) -> list[str]:
+        """The build's last words: the model to call (the public one; the others are its compute steps) and the
+        command to run next."""
+        name, repo = self.spec.name, self.repo
+        first = self.spec.public_inputs[0].name
+        others = [m for m in self.manifest.models if m != name]
+        return [
+            f"call: '{name}', the public model (gRPC: tritonforge.client.Client('127.0.0.1:8001').infer('{name}', "
+            f"{{'{first}': ...}}))" + (f"; {', '.join(others)} are its compute steps, not for clients" if others else ""),
+            f"next: tritonforge serve {repo}   (a server already serving {repo}: tritonforge reload {name} --url HOST:8001)",
+        ]
+
 
 def _serving_section(spec: BuildSpec, order: PublishOrder, plan: ServingPlan, probe: probe_sample.ProbeSample) -> ServingSection:
     refusal = triton_cache_refusal(spec) if triton_cache_wanted(spec) else None

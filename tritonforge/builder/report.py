@@ -153,7 +153,8 @@ def _header(report: BuildReport) -> list[str]:
     return [
         f"# Build report: {report.model}",
         "",
-        f"Primary variant: **{primary.id}** (served as `{primary.published_as}`). Reference: ONNX FP32 on the "
+        f"Call `{report.model}`, the public model. Primary variant: **{primary.id}** (its compute model "
+        f"`{primary.published_as}`, which `{report.model}` calls; not for clients). Reference: ONNX FP32 on the "
         f"held-out validation data ({report.validation.samples} samples from `{report.validation.origin}`).",
         "Gate: " + "; ".join(_criteria(report)) + ".",
         "Timing: each variant in its own runtime" + (f" ({check.runtime} for ONNX)" if check else "") + f" on {cpu['model']} "

@@ -48,6 +48,8 @@ def _build_one(run_build, spec_path: Path, repo: Path, force: bool, check) -> No
     outcome = run_build(spec_path, repo, force=force, reporter=RichReporter(), check=check)
     if outcome.noop:
         console.print(f"[green]{outcome.spec.name}[/]: up to date in {outcome.repo} (no files touched)")
+        for line in outcome.next_lines():
+            console.print(line, markup=False, soft_wrap=True)
         return
     if outcome.export_check:
         console.print(export_check_table(outcome.export_check))
@@ -60,10 +62,8 @@ def _build_one(run_build, spec_path: Path, repo: Path, force: bool, check) -> No
     for note in outcome.notes:
         console.print(f"[yellow]note[/]: {escape(note)}")
     console.print(f"[green]{outcome.spec.name}[/]: wrote {', '.join(outcome.manifest.models)} to {outcome.repo}")
-    console.print(
-        f"call: model '{outcome.spec.name}' (gRPC, e.g. tritonforge.client.Client); next: tritonforge serve {outcome.repo}",
-        markup=False,
-    )
+    for line in outcome.next_lines():
+        console.print(line, markup=False, soft_wrap=True)
 
 
 def report(
