@@ -37,7 +37,7 @@ def serve(
     ] = 0,
 ) -> None:
     """Run the local tritonserver (CPU, Python backend) on REPO until Ctrl-C or SIGTERM."""
-    from tritonforge.server.process import LocalTritonServer
+    from tritonforge.server.process import LocalTritonServer, serve_log_path
 
     control = {"model_control": "poll", "poll_seconds": poll} if poll else {}
     server = LocalTritonServer(
@@ -48,7 +48,7 @@ def serve(
         metrics_port=metrics_port,
         load_models=model,
         cache_size=cache_size,
-        log_path=log_file,
+        log_path=log_file or serve_log_path(),  # kept when the server stops
         **control,
     )
     stop = threading.Event()
@@ -63,7 +63,7 @@ def serve(
     except StartCancelled:
         code = server.stop()
         server.cleanup()
-        console.print(f"stopped while starting (exit code {code})")
+        console.print(f"stopped while starting (exit code {code}); server log kept: {server.log_path}", markup=False)
         return
     try:
         states = server.model_states()
@@ -82,7 +82,7 @@ def serve(
     finally:
         code = server.stop()
         server.cleanup()
-    console.print(f"tritonserver stopped (exit code {code})")
+    console.print(f"tritonserver stopped (exit code {code}); server log kept: {server.log_path}", markup=False)
 
 
 def reload(
