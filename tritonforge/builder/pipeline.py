@@ -37,7 +37,7 @@ from tritonforge.errors import RepositoryError
 from tritonforge.hashing import combine, sha256_bytes
 from tritonforge.repository.build_report import BuildReport, RepositoryCheckSection, ServingSection
 from tritonforge.repository.manifest import Manifest, read_manifest
-from tritonforge.repository.publish import Publication, RepositoryLock, check_root
+from tritonforge.repository.publish import Publication, RepositoryLock, check_root, describe_work_area
 from tritonforge.spec import PYTHON_CACHE_KINDS, BuildSpec
 
 __all__ = ["BuildOutcome", "Reporter", "SilentReporter", "build", "iter_specs"]
@@ -140,7 +140,10 @@ def build(
             inp = read_inputs(spec_path, check.ort)
         # From reading the repository's state to publishing, builds of one repository take turns.
         with RepositoryLock(repo, on_wait=rep.info) as lock:
-            return _build_locked(inp, repo, force, rep, check, lock)
+            outcome = _build_locked(inp, repo, force, rep, check, lock)
+            if lock.announced and lock.area is not None:  # the first build of this repository: say what it made
+                outcome.notes.append(describe_work_area(lock.area, repo))
+            return outcome
 
 
 @contextlib.contextmanager
