@@ -21,6 +21,7 @@ from tritonforge.builder.report import assemble, report_files
 from tritonforge.builder.served_data import served_dataset
 from tritonforge.builder.serving_check import ServingCheck
 from tritonforge.builder.serving_graph import Names, ServingPlan, ensemble_compute, plan_models
+from tritonforge.builder.sources import source_of
 from tritonforge.builder.stages import StageCache
 from tritonforge.builder.triton_cache import triton_cache_refusal, triton_cache_wanted
 from tritonforge.builder.variants import (
@@ -63,6 +64,9 @@ class BuildOutcome:
     export_check: dict | None = None
     exporter: str | None = None
     notes: list[str] = field(default_factory=list)
+    # False for an ONNX source: the file is the FP32 reference, and export_check compares it with itself (the
+    # build's ONNX Runtime against the serving one), not an export with its source
+    exported: bool = True
 
     def next_lines(self) -> list[str]:
         """The build's last words: the model to call (the public one; the others are its compute steps) and the
@@ -277,7 +281,15 @@ def _build_locked(
             for mount in pub.kept_mounts:
                 result.notes.append(f"{mount} is a mount point inside a replaced model directory; left in place")
         return BuildOutcome(
-            spec, repo, False, manifest, report, export["check"], export["exporter"], list(export["notes"]) + result.notes
+            spec,
+            repo,
+            False,
+            manifest,
+            report,
+            export["check"],
+            export["exporter"],
+            list(export["notes"]) + result.notes,
+            exported=source_of(spec).exports,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -51,7 +51,9 @@ def _build_one(run_build, spec_path: Path, repo: Path, force: bool, check) -> No
         for line in outcome.next_lines():
             console.print(line, markup=False, soft_wrap=True)
         return
-    if outcome.export_check:
+    if not outcome.exported:
+        console.print("ONNX source: the file is the FP32 reference (checked; nothing was exported to compare with it)")
+    elif outcome.export_check:
         console.print(export_check_table(outcome.export_check))
     if outcome.report:
         console.print(variants_table(outcome.report))

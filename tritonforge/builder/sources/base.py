@@ -51,6 +51,8 @@ class Source(ABC):
     Options: ClassVar[type[SourceBase]]
     # module -> the extra of tritonforge that installs it: what this kind imports beyond the base install
     needs: ClassVar[dict[str, str]] = {}
+    # False: the source is an ONNX file already, and its "export" is that file (checked): no export to verify
+    exports: ClassVar[bool] = True
 
     @property
     def kind(self) -> str:

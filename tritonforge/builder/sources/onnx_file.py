@@ -26,6 +26,7 @@ class OnnxOptions(SourceBase):
 
 class OnnxSource(Source):
     Options = OnnxOptions
+    exports = False
 
     def check(self, spec: BuildSpec) -> None:
         """The spec's inputs and outputs exist in the file under their names, with its element types."""
