@@ -16,6 +16,7 @@ from tritonforge import __version__
 from tritonforge.builder import probe_sample
 from tritonforge.builder.check_requests import check_requests, sample_texts
 from tritonforge.builder.export_stage import export_stage, onnx_runner
+from tritonforge.builder.gate import small_validation_note
 from tritonforge.builder.inputs import BuildInputs, read_inputs
 from tritonforge.builder.report import assemble, report_files
 from tritonforge.builder.served_data import served_dataset
@@ -211,6 +212,8 @@ def _build_locked(
             subnormal_weights=sum(export.get("subnormal_weights", {}).values()),
         )
         result = VariantBuilder(ctx).run()
+        if small := small_validation_note(len(inp.validation)):
+            result.notes.insert(0, small)
         order = publish_order(result.outcomes, result.primary, result.search_winner, Names(spec.name).variant)
         published = order.published
         plan = _serving_plan(inp, published, result.notes)
