@@ -71,7 +71,7 @@ def test_reload_names_native_only_models_as_expected(repo, monkeypatch):
         def __init__(self, url):
             pass
 
-        def load_model(self, model, client_timeout=None):
+        def load_model(self, model, **kwargs):
             if model == "tinycnn_onnx_fp32":
                 raise InferenceServerException(NO_ORT)
 
