@@ -12,7 +12,7 @@ serve, reload, serving_env  # tritonforge/cli/serve_commands.py
 
 # pydantic validators: called by pydantic through their decorators
 _._id  # tritonforge/spec/base.py
-_._range, _._name, _._fields_for_kind, _._one_source, _._model_name, _._consistent, _._weights_for_dynamic  # tritonforge/spec/model.py
+_._range, _._name, _._dtype, _._fields_for_kind, _._one_source, _._model_name, _._consistent, _._weights_for_dynamic  # tritonforge/spec/model.py
 
 # spec fields: read by the gate, the report and the served model from the spec's model_dump() (settings JSON)
 min_top1_agreement, max_mean_rel  # gate thresholds

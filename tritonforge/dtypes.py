@@ -36,6 +36,37 @@ BY_NAME = {d.name: d for d in _TABLE}
 BY_ONNX = {d.onnx: d for d in _TABLE}
 NAMES = tuple(BY_NAME)
 
+# Other spellings of the spec's names, any case: Triton's config enum (TYPE_FP32), its wire name (FP32) and the
+# short name (fp32), and the C names PyTorch and ONNX users write (half, double, long). Never 'float' or 'int':
+# numpy reads those as 64-bit, PyTorch as 32-bit.
+ALIASES: dict[str, str] = {
+    **{spelling.lower(): d.name for d in _TABLE for spelling in (d.name, d.triton, d.wire, d.triton.removeprefix("TYPE_"))},
+    "half": "float16",
+    "double": "float64",
+    "long": "int64",
+    "str": "string",
+}
+
+
+def canonical(name: str) -> str | None:
+    """The spec name of a dtype however it is spelled ('TYPE_FP32', 'FP32', 'fp32' -> 'float32'), else None."""
+    return ALIASES.get(name.strip().lower())
+
+
+_AMBIGUOUS = {"int": ["int32", "int64"], "float": ["float32", "float64"], "uint": ["uint8"]}
+
+
+def closest(name: str) -> list[str]:
+    """The spec dtype names an unknown spelling probably means ('float33' -> ['float32'], 'int' -> ['int32',
+    'int64']), or none."""
+    import difflib
+
+    key = name.strip().lower()
+    if key in _AMBIGUOUS:
+        return list(_AMBIGUOUS[key])
+    match = difflib.get_close_matches(key, list(ALIASES), n=1, cutoff=0.6)
+    return [ALIASES[match[0]]] if match else []
+
 
 def by_name(name: str) -> DType:
     """The DType for a spec dtype name such as 'float32'."""

@@ -16,7 +16,7 @@ import yaml
 from helpers import DIGITS, ROOT, digits_spec_copy, tree_hashes
 
 from tritonforge.builder.pipeline import build
-from tritonforge.errors import ExportError, VerificationError
+from tritonforge.errors import SpecError, VerificationError
 from tritonforge.repository.config import read_config
 from tritonforge.repository.manifest import read_manifest
 from tritonforge.repository.reader import Repository
@@ -229,8 +229,8 @@ def test_onnx_source_with_wrong_signature_is_rejected(tmp_path, digits_spec):
         dynamo=False,
     )
     spec = digits_spec_copy(tmp_path / "spec", source={"kind": "onnx", "path": str(path)})
-    with pytest.raises(ExportError, match="ONNX graph has no input 'image'"):
-        build(spec, tmp_path / "repo")
+    with pytest.raises(SpecError, match=r"field 'inputs\[0\].name': .*digits.onnx has no input 'image' \(its inputs: pixels\)"):
+        build(spec, tmp_path / "repo")  # refused when the build reads its inputs, before export
 
 
 def test_corrupt_onnx_source_is_rejected(tmp_path, digits_spec):

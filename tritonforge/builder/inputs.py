@@ -12,7 +12,7 @@ from tritonforge.builder.converters import CONVERTERS
 from tritonforge.builder.data import Dataset, load_dataset
 from tritonforge.builder.serving_graph import serving_sources
 from tritonforge.builder.serving_ort import ServingOrt
-from tritonforge.builder.sources import require_source, source_files, source_tools
+from tritonforge.builder.sources import check_source, require_source, source_files, source_tools
 from tritonforge.builder.variants import (
     conversion_code,
 )
@@ -39,6 +39,7 @@ class BuildInputs:
 
 def read_inputs(spec_path: str | Path, ort: ServingOrt | None) -> BuildInputs:
     spec = load_spec(spec_path)
+    check_source(spec)  # a spec that disagrees with the source's own signature: before its data is read
     validation = load_dataset(spec, spec.validation.data, "validation.data")
     validation = validation.rebatch(min(spec.validation.batch_size, spec.max_batch_size))
     calibration = None

@@ -147,12 +147,16 @@ def finalize_variant(path: Path, ir_version: int) -> None:
     onnx.save(model, str(path))
 
 
-def _check_tensor(v: onnx.ValueInfoProto, t: TensorSpec, where: str) -> None:
+def _check_tensor(v: onnx.ValueInfoProto, t: TensorSpec, where: str, field: str = "") -> None:
     tt = v.type.tensor_type
     want = dtypes.by_name(t.dtype).onnx
     if tt.elem_type != want:
         got = onnx.TensorProto.DataType.Name(tt.elem_type)
-        raise ExportError(f"{where} '{t.name}': ONNX type {got}, the spec says {t.dtype}")
+        theirs = dtypes.BY_ONNX.get(tt.elem_type)
+        raise ExportError(
+            f"{where} '{t.name}': ONNX type {got}, the spec says {t.dtype}"
+            + (f" (field '{field}.dtype'" + (f"; the model computes {theirs.name})" if theirs else ")") if field else "")
+        )
     if tt.HasField("shape"):
         dims = tt.shape.dim
         if len(dims) != len(t.shape) + 1:
@@ -171,14 +175,14 @@ def check_against_spec(model: onnx.ModelProto, spec: BuildSpec) -> None:
     inits = {i.name for i in model.graph.initializer}
     feeds = {i.name: i for i in model.graph.input if i.name not in inits}
     outs = {o.name: o for o in model.graph.output}
-    for t in spec.inputs:
+    for i, t in enumerate(spec.inputs):
         if t.name not in feeds:
             raise ExportError(f"ONNX graph has no input '{t.name}' (inputs: {sorted(feeds)})")
-        _check_tensor(feeds[t.name], t, "input")
-    for t in spec.outputs:
+        _check_tensor(feeds[t.name], t, "input", f"inputs[{i}]")
+    for i, t in enumerate(spec.outputs):
         if t.name not in outs:
             raise ExportError(f"ONNX graph has no output '{t.name}' (outputs: {sorted(outs)})")
-        _check_tensor(outs[t.name], t, "output")
+        _check_tensor(outs[t.name], t, "output", f"outputs[{i}]")
 
 
 def load_checked(path: Path) -> onnx.ModelProto:

@@ -16,11 +16,13 @@ from tritonforge import __version__
 from tritonforge.builder import probe_sample
 from tritonforge.builder.check_requests import check_requests, sample_texts
 from tritonforge.builder.export_stage import export_stage, onnx_runner
+from tritonforge.builder.gate import small_validation_note
 from tritonforge.builder.inputs import BuildInputs, read_inputs
 from tritonforge.builder.report import assemble, report_files
 from tritonforge.builder.served_data import served_dataset
 from tritonforge.builder.serving_check import ServingCheck
 from tritonforge.builder.serving_graph import Names, ServingPlan, ensemble_compute, plan_models
+from tritonforge.builder.sources import source_of
 from tritonforge.builder.stages import StageCache
 from tritonforge.builder.triton_cache import triton_cache_refusal, triton_cache_wanted
 from tritonforge.builder.variants import (
@@ -37,7 +39,7 @@ from tritonforge.errors import RepositoryError
 from tritonforge.hashing import combine, sha256_bytes
 from tritonforge.repository.build_report import BuildReport, RepositoryCheckSection, ServingSection
 from tritonforge.repository.manifest import Manifest, read_manifest
-from tritonforge.repository.publish import Publication, RepositoryLock, check_root
+from tritonforge.repository.publish import Publication, RepositoryLock, check_root, describe_work_area
 from tritonforge.spec import PYTHON_CACHE_KINDS, BuildSpec
 
 __all__ = ["BuildOutcome", "Reporter", "SilentReporter", "build", "iter_specs"]
@@ -63,6 +65,21 @@ class BuildOutcome:
     export_check: dict | None = None
     exporter: str | None = None
     notes: list[str] = field(default_factory=list)
+    # False for an ONNX source: the file is the FP32 reference, and export_check compares it with itself (the
+    # build's ONNX Runtime against the serving one), not an export with its source
+    exported: bool = True
+
+    def next_lines(self) -> list[str]:
+        """The build's last words: the model to call (the public one; the others are its compute steps) and the
+        command to run next."""
+        name, repo = self.spec.name, self.repo
+        first = self.spec.public_inputs[0].name
+        others = [m for m in self.manifest.models if m != name]
+        return [
+            f"call: '{name}', the public model (gRPC: tritonforge.client.Client('127.0.0.1:8001').infer('{name}', "
+            f"{{'{first}': ...}}))" + (f"; {', '.join(others)} are its compute steps, not for clients" if others else ""),
+            f"next: tritonforge serve {repo}   (a server already serving {repo}: tritonforge reload {name} --url HOST:8001)",
+        ]
 
 
 def _serving_section(spec: BuildSpec, order: PublishOrder, plan: ServingPlan, probe: probe_sample.ProbeSample) -> ServingSection:
@@ -128,7 +145,10 @@ def build(
             inp = read_inputs(spec_path, check.ort)
         # From reading the repository's state to publishing, builds of one repository take turns.
         with RepositoryLock(repo, on_wait=rep.info) as lock:
-            return _build_locked(inp, repo, force, rep, check, lock)
+            outcome = _build_locked(inp, repo, force, rep, check, lock)
+            if lock.announced and lock.area is not None:  # the first build of this repository: say what it made
+                outcome.notes.append(describe_work_area(lock.area, repo))
+            return outcome
 
 
 @contextlib.contextmanager
@@ -192,6 +212,8 @@ def _build_locked(
             subnormal_weights=sum(export.get("subnormal_weights", {}).values()),
         )
         result = VariantBuilder(ctx).run()
+        if small := small_validation_note(len(inp.validation)):
+            result.notes.insert(0, small)
         order = publish_order(result.outcomes, result.primary, result.search_winner, Names(spec.name).variant)
         published = order.published
         plan = _serving_plan(inp, published, result.notes)
@@ -262,7 +284,15 @@ def _build_locked(
             for mount in pub.kept_mounts:
                 result.notes.append(f"{mount} is a mount point inside a replaced model directory; left in place")
         return BuildOutcome(
-            spec, repo, False, manifest, report, export["check"], export["exporter"], list(export["notes"]) + result.notes
+            spec,
+            repo,
+            False,
+            manifest,
+            report,
+            export["check"],
+            export["exporter"],
+            list(export["notes"]) + result.notes,
+            exported=source_of(spec).exports,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -153,7 +153,8 @@ def _header(report: BuildReport) -> list[str]:
     return [
         f"# Build report: {report.model}",
         "",
-        f"Primary variant: **{primary.id}** (served as `{primary.published_as}`). Reference: ONNX FP32 on the "
+        f"Call `{report.model}`, the public model. Primary variant: **{primary.id}** (its compute model "
+        f"`{primary.published_as}`, which `{report.model}` calls; not for clients). Reference: ONNX FP32 on the "
         f"held-out validation data ({report.validation.samples} samples from `{report.validation.origin}`).",
         "Gate: " + "; ".join(_criteria(report)) + ".",
         "Timing: each variant in its own runtime" + (f" ({check.runtime} for ONNX)" if check else "") + f" on {cpu['model']} "
@@ -286,12 +287,23 @@ def _notes(report: BuildReport) -> list[str]:
     return ["## Notes", "", *[f"- {n}" for n in report.notes], ""] if report.notes else []
 
 
+def _kept_files(report: BuildReport) -> dict[str, str]:
+    """The data files report_files keeps beside the report, by what they hold: calibration inputs only for a
+    build whose spec has calibration data."""
+    kept = {"validation inputs": VALIDATION_NPZ, "FP32 reference outputs": REFERENCE_NPZ}
+    if report.spec.get("calibration"):
+        kept["calibration inputs"] = CALIBRATION_NPZ
+    return kept
+
+
 def _reproduce(report: BuildReport) -> list[str]:
+    kept = _kept_files(report)
+    what = ", ".join(list(kept)[:-1]) + " and " + list(kept)[-1]
     lines = [
         "## Reproduce a gate decision",
         "",
-        f"Validation inputs, FP32 reference outputs and calibration inputs are stored beside this report "
-        f"(`{VALIDATION_NPZ}`, `{REFERENCE_NPZ}`, `{CALIBRATION_NPZ}`). Each command re-runs one check and "
+        f"{what[0].upper() + what[1:]} are stored beside this report "
+        f"({', '.join(f'`{name}`' for name in kept.values())}). Each command re-runs one check and "
         "exits 0 when it reaches the recorded decision:",
         "",
         "```",

@@ -229,7 +229,9 @@ def spec_text(sig: Signature, name: str, spec_dir: Path, validation: str, sample
         "serving:",
         "  dynamic_batching: {max_queue_delay_us: 0}",
         "  instance_count: 1",
-        "  cache: {kind: memory, ttl_s: 300}   # kind: redis to share answers between replicas",
+        "  cache: {kind: none}               # off, as Triton's own cache is by default: a hit saves only what the model",
+        "                                    # costs (measure with `tritonforge perf`); memory: per instance, ttl_s;",
+        "                                    # redis: shared by replicas; triton: Triton's own (fixed input shapes only)",
     ]
     lines += [f"# note: {n}" for n in sig.notes]
     return "\n".join(lines) + "\n"

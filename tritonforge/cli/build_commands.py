@@ -48,8 +48,12 @@ def _build_one(run_build, spec_path: Path, repo: Path, force: bool, check) -> No
     outcome = run_build(spec_path, repo, force=force, reporter=RichReporter(), check=check)
     if outcome.noop:
         console.print(f"[green]{outcome.spec.name}[/]: up to date in {outcome.repo} (no files touched)")
+        for line in outcome.next_lines():
+            console.print(line, markup=False, soft_wrap=True)
         return
-    if outcome.export_check:
+    if not outcome.exported:
+        console.print("ONNX source: the file is the FP32 reference (checked; nothing was exported to compare with it)")
+    elif outcome.export_check:
         console.print(export_check_table(outcome.export_check))
     if outcome.report:
         console.print(variants_table(outcome.report))
@@ -60,10 +64,8 @@ def _build_one(run_build, spec_path: Path, repo: Path, force: bool, check) -> No
     for note in outcome.notes:
         console.print(f"[yellow]note[/]: {escape(note)}")
     console.print(f"[green]{outcome.spec.name}[/]: wrote {', '.join(outcome.manifest.models)} to {outcome.repo}")
-    console.print(
-        f"call: model '{outcome.spec.name}' (gRPC, e.g. tritonforge.client.Client); next: tritonforge serve {outcome.repo}",
-        markup=False,
-    )
+    for line in outcome.next_lines():
+        console.print(line, markup=False, soft_wrap=True)
 
 
 def report(

@@ -123,6 +123,9 @@ def _server(url: str | None, repo: Path, models: list[str], cache_size: int | No
     """(gRPC url, metrics url, pid or None) of the server to measure: the one at `url`, or the local one started
     on `repo` (its pid: perf reads its CPU time)."""
     if url:
+        from tritonforge.server.reach import require_server
+
+        require_server(url)
         yield url, metrics_url, None
         return
     from tritonforge.server.process import LocalTritonServer
@@ -284,6 +287,10 @@ def perf(
     if p99_budget_ms is not None:
         _positive(p99_budget_ms, "--p99-budget-ms")
     _metrics_need_url(metrics_url, url)
+    from tritonforge.repository.reader import Repository
+
+    for model in models:  # the repository holds the input data, with --url too
+        Repository(repo).require(model)
     plan = SweepPlan(
         models=models,
         batch_sizes=batches,
@@ -367,12 +374,19 @@ def perf_search(
     latency_budget_ms: Annotated[float, typer.Option(help="p95 must stay within this")] = 50.0,
     delays: Annotated[str, typer.Option(help="max queue delays to try (us), a list")] = "0,1000,4000",
     instances: Annotated[str, typer.Option(help="instance counts of the compute models to try, a list")] = "1,2",
-    write_back: Annotated[bool, typer.Option(help="write the pick into the spec and rebuild")] = True,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply/--no-apply",
+            help="write the confirmed pick into the spec (comments kept) and rebuild; default: only propose it",
+        ),
+    ] = False,
     output: Annotated[Path, typer.Option("--output", "-o", help="JSON file to write, with every trial")] = Path(
         "perf_results/config_search.json"
     ),
 ) -> None:
-    """Try dynamic batching settings and instance counts on a running model, pick the best under a latency budget."""
+    """Try dynamic batching settings and instance counts on a running model, pick the best under a latency budget
+    and propose it; --apply writes it into the spec and rebuilds."""
     from tritonforge.builder.pipeline import build
     from tritonforge.cli.render import RichReporter
     from tritonforge.perf.analyzer import check_binary
@@ -474,10 +488,29 @@ def perf_search(
             f"against Triton's default (no dynamic batching, {unbatched[0]:.1f} infer/s at c{result.concurrency}): "
             f"{result.best.point.throughput / unbatched[0]:.2f}x"
         )
-    if write_back and result.best is not default and result.confirmed:
-        write_spec(spec, result.best.candidate)
-        console.print(f"wrote the pick into {spec}; rebuilding the repository configs")
-        build(spec, repo, reporter=RichReporter())
+    if result.best is not default and result.confirmed:
+        if apply:
+            write_spec(spec, result.best.candidate)
+            console.print(f"wrote the pick into {spec}; rebuilding the repository configs")
+            build(spec, repo, reporter=RichReporter())
+        else:
+            console.print(
+                f"proposed, {spec} left as it is: {_spec_fields(result.best.candidate)}; --apply writes it there "
+                "and rebuilds (or set those fields by hand)",
+                markup=False,
+                soft_wrap=True,
+            )
+
+
+def _spec_fields(candidate) -> str:
+    """The spec fields `tritonforge perf-search --apply` would write for `candidate`, as YAML paths and values."""
+    fields = {"serving.dynamic_batching.enabled": str(candidate.batching).lower()}
+    if candidate.batching:
+        fields["serving.dynamic_batching.max_queue_delay_us"] = str(candidate.max_queue_delay_us)
+        fields["serving.dynamic_batching.preferred_batch_sizes"] = str(list(candidate.preferred_batch_sizes))
+    fields["serving.instance_count"] = str(candidate.instance_count)
+    fields["serving.intra_op_threads"] = str(candidate.threads)
+    return ", ".join(f"{k}: {v}" for k, v in fields.items())
 
 
 def perf_inputs(

@@ -60,10 +60,18 @@ COMMANDS = [
     Command("probe", "tritonforge.cli.serve_commands:probe"),
     Command("serving-env", "tritonforge.cli.serve_commands:serving_env"),
     Command("perf", "tritonforge.cli.perf_commands:perf", renamed={"--stability": "--stability-percentage"}),
-    Command("perf-search", "tritonforge.cli.perf_commands:perf_search"),
+    Command(
+        "perf-search",
+        "tritonforge.cli.perf_commands:perf_search",
+        renamed={"--write-back": "--apply", "--no-write-back": "--no-apply"},
+    ),
     Command("perf-inputs", "tritonforge.cli.perf_commands:perf_inputs", renamed={"--count": "--input-count"}),
     Command("perf-analyzer", "tritonforge.cli.perf_commands:perf_analyzer", PASS_THROUGH),
-    Command("model-analyzer-config", "tritonforge.cli.perf_commands:model_analyzer_config"),
+    Command(
+        "model-analyzer-config",
+        "tritonforge.cli.perf_commands:model_analyzer_config",
+        renamed={"--stability": "--stability-percentage"},
+    ),
 ]
 
 

@@ -37,7 +37,7 @@ def serve(
     ] = 0,
 ) -> None:
     """Run the local tritonserver (CPU, Python backend) on REPO until Ctrl-C or SIGTERM."""
-    from tritonforge.server.process import LocalTritonServer
+    from tritonforge.server.process import LocalTritonServer, serve_log_path
 
     if repo is not None and repo_flag is not None and repo != repo_flag:
         raise typer.BadParameter(f"REPO {repo} and --repo {repo_flag}: give one", param_hint="'--repo'")
@@ -52,13 +52,14 @@ def serve(
         metrics_port=metrics_port,
         load_models=model,
         cache_size=cache_size,
-        log_path=log_file,
+        log_path=log_file or serve_log_path(),  # kept when the server stops
         **control,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     from tritonforge.server.process import StartCancelled
+    from tritonforge.server.summary import summarize
 
     try:
         with console.status(f"starting tritonserver on {repo}"):
@@ -66,10 +67,12 @@ def serve(
     except StartCancelled:
         code = server.stop()
         server.cleanup()
-        console.print(f"stopped while starting (exit code {code})")
+        console.print(f"stopped while starting (exit code {code}); server log kept: {server.log_path}", markup=False)
         return
     try:
-        console.print(model_states_table(server.model_states()))
+        states = server.model_states()
+        console.print(model_states_table(states))
+        console.print(summarize(repo, states).line(), markup=False, soft_wrap=True)
         console.print(f"gRPC {server.grpc_url}   HTTP {server.http_url}   metrics {server.metrics_url}")
         console.print(f"log: {server.log_path}")
         if server.cache_bytes:
@@ -83,7 +86,7 @@ def serve(
     finally:
         code = server.stop()
         server.cleanup()
-    console.print(f"tritonserver stopped (exit code {code})")
+    console.print(f"tritonserver stopped (exit code {code}); server log kept: {server.log_path}", markup=False)
 
 
 def reload(
@@ -106,6 +109,12 @@ def reload(
         )
         for model, reason in result.failed.items():
             console.print(f"  not loaded: {model}: {reason}", markup=False)
+        if result.native_only:
+            console.print(
+                f"  native-only, not loaded as expected: {', '.join(result.native_only)} (this server has no "
+                f"{' or '.join(sorted(set(result.native_only.values())))} backend)",
+                markup=False,
+            )
         if public in result.failed:
             raise TritonforgeError(f"the public model '{public}' did not load; the server keeps its previous version")
 

@@ -7,6 +7,7 @@ from tritonforge.client.errors import (
     EndpointsUnavailable,
     InferenceFailed,
     InputError,
+    InvalidEndpoint,
     ModelNotFound,
 )
 from tritonforge.client.model_info import ModelInfo, TensorInfo
@@ -20,6 +21,7 @@ __all__ = [
     "EndpointsUnavailable",
     "InferenceFailed",
     "InputError",
+    "InvalidEndpoint",
     "ModelInfo",
     "ModelNotFound",
     "TensorInfo",

@@ -3,12 +3,20 @@ share of the deadline, and gRPC errors are classified."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from tritonforge.client.errors import ClientError, DeadlineExceeded, EndpointsUnavailable, InferenceFailed, ModelNotFound
+from tritonforge.client.errors import (
+    ClientError,
+    DeadlineExceeded,
+    EndpointsUnavailable,
+    InferenceFailed,
+    InvalidEndpoint,
+    ModelNotFound,
+)
 
 # Worth another endpoint: the server is gone, restarting, or not serving the model right now.
 RETRYABLE = {"StatusCode.UNAVAILABLE", "StatusCode.CANCELLED", "StatusCode.UNKNOWN"}
@@ -21,6 +29,26 @@ MISSING_MESSAGES = ("unknown model", "has no available versions")
 # A call's deadline when none is given (`timeout=None`): a server that accepts the connection and never answers
 # must not hold a caller for ever. Pass a larger `timeout` for calls known to take longer.
 DEFAULT_TIMEOUT = 30.0
+
+
+GRPC_PORT = 8001  # Triton's default gRPC port (HTTP: 8000)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/]*)")
+
+
+def grpc_endpoint(url: str) -> str:
+    """`url` if it is a gRPC host:port; a URL with a scheme (http://host:8000) raises InvalidEndpoint at once,
+    naming the gRPC endpoint to give instead (it would otherwise be retried until the deadline, then fail with
+    gRPC's 'Misformatted domain name')."""
+    found = _SCHEME.match(url)
+    if found:
+        scheme, netloc = found.groups()
+        host = netloc.rsplit("@", 1)[-1].rsplit(":", 1)[0] or "localhost"
+        raise InvalidEndpoint(
+            f"{url!r} is a {scheme}:// URL: the tritonforge client speaks gRPC and takes host:port, e.g. "
+            f"'{host}:{GRPC_PORT}' (Triton's gRPC port is {GRPC_PORT} by default; its HTTP port, usually 8000, "
+            "is not for this client)"
+        )
+    return url
 
 
 def resolve_timeout(timeout: float | None) -> float:
@@ -43,7 +71,7 @@ class EndpointPool:
     def __init__(self, urls: Sequence[str], cooldown: float = 1.0, max_cooldown: float = 30.0) -> None:
         if not urls:
             raise ValueError("at least one endpoint is needed")
-        self.urls = list(urls)
+        self.urls = [grpc_endpoint(u) for u in urls]
         self.cooldown, self.max_cooldown = cooldown, max_cooldown
         self._next = 0
         self._down_until: dict[str, float] = {}

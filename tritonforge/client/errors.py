@@ -11,6 +11,10 @@ class InputError(ClientError, ValueError):
     """An input does not fit the model's metadata (name, dtype, shape, batch size, values). Raised before sending."""
 
 
+class InvalidEndpoint(ClientError, ValueError):
+    """An endpoint that is not a gRPC host:port (an http:// URL): refused when the client is made."""
+
+
 class ModelNotFound(ClientError):
     """The server does not know the model (or version); with several endpoints, none of them serves it."""
 

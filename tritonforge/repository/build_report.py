@@ -211,7 +211,14 @@ def read_report(repo: str | Path, model: str) -> BuildReport:
     """The build report of `model` in `repo`."""
     path = Path(repo) / model / REPORT_JSON
     if not path.is_file():
-        raise RepositoryError(f"no build report for model '{model}' in {repo} ({path} not found); build it first")
+        from tritonforge.repository.reader import Repository  # the reader reads reports: imported here
+
+        detail = f"{path} not found; build it first"
+        try:
+            Repository(repo).require(model, public=True)  # an unknown model: the builds there are, the closest
+        except RepositoryError as e:
+            detail = str(e)
+        raise RepositoryError(f"no build report for model '{model}' in {repo}: {detail}")
     try:
         return BuildReport.from_json(path.read_text())
     except ValueError as e:  # not JSON, or not a report (pydantic's ValidationError is a ValueError)

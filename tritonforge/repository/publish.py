@@ -8,7 +8,13 @@ renameat2(RENAME_EXCHANGE), so a reader sees the old directory or the new one, n
 deleted without following symlinks or crossing into another filesystem.
 
 The work area is `.<repo>.tritonforge/` beside the repository when that is on the same filesystem and writable,
-else `<repo>/.tritonforge/` (Triton lists that one as a model it cannot load; it holds no config).
+else `<repo>/.tritonforge/` (Triton lists that one as a model it cannot load; it holds no config). It stays
+beside the repository, not in a cache directory, on purpose: a staged directory is swapped in by a rename, which
+only works within one filesystem, and a cache directory (~/.cache, /tmp) is often on another; inside the
+repository it would be one more model in every server's list. It holds the builds' lock, the journal of a
+publication in progress (what lets the next build roll back one a `kill -9` interrupted) and, during a build,
+the staged model directories; a README.txt in it says so, and the build that creates it says so once. Delete
+it only when no build of the repository runs.
 """
 
 from __future__ import annotations
@@ -33,6 +39,27 @@ _RENAME_EXCHANGE = 2
 _libc = ctypes.CDLL(None, use_errno=True)  # the C library this process runs on (no ldconfig lookup)
 JOURNAL = "journal.json"
 INSIDE_WORK_AREA = ".tritonforge"
+WORK_AREA_README = "README.txt"
+
+
+def describe_work_area(area: Path, repo: Path) -> str:
+    """What the work area is, in one line (the build says it once; README.txt in the area says it for good)."""
+    return (
+        f"work area: {area} holds the lock, the publication journal and the staging of builds of {repo}; it is "
+        "beside the repository because a model directory is swapped in by a rename within one filesystem; delete "
+        "it only when no build runs"
+    )
+
+
+def _announce(area: Path, repo: Path) -> bool:
+    """Write the work area's README.txt if it has none; True if this call wrote it (the build then says so)."""
+    readme = area / WORK_AREA_README
+    if readme.exists():
+        return False
+    with contextlib.suppress(OSError):  # a work area that takes no README still works
+        readme.write_text(describe_work_area(area, repo).replace("; ", ";\n") + "\n")
+        return True
+    return False
 
 
 def exchange(a: Path, b: Path) -> bool:
@@ -135,6 +162,8 @@ class RepositoryLock:
     ) -> None:
         self.repo, self.wait_s, self.on_wait, self.poll_s = check_root(repo), wait_s, on_wait, poll_s
         self._file: IO[str] | None = None
+        self.area: Path | None = None
+        self.announced = False  # this build wrote the work area's README.txt (its first build): say so once
 
     def _area(self) -> Path:
         if not self.repo.exists():
@@ -177,6 +206,8 @@ class RepositoryLock:
                     told = True
                 time.sleep(self.poll_s)
         self._file = lock
+        self.area = area
+        self.announced = _announce(area, self.repo)
         return self
 
     def __exit__(self, *exc: object) -> None:

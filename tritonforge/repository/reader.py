@@ -41,20 +41,63 @@ class Repository:
         return sorted(self._manifests)
 
     def manifest(self, public: str) -> Manifest:
-        try:
-            return self._manifests[public]
-        except KeyError:
+        if public not in self._manifests:
+            self.require(public, public=True)
+        return self._manifests[public]
+
+    def model_names(self) -> list[str]:
+        """Every model the repository holds: each directory with a config.pbtxt (hidden ones aside)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.root.glob("*/config.pbtxt") if not p.parent.name.startswith("."))
+
+    def require(self, model: str, *, public: bool = False) -> str:
+        """`model` if the repository holds it (with `public`: if it is a build's public model), else one
+        RepositoryError that names the repository and says what it holds, with the closest name: the check every
+        command that takes a model name runs first (perf, perf-inputs, report, reload)."""
+        import difflib
+
+        if not self.root.is_dir():
             raise RepositoryError(
-                f"no tritonforge build named '{public}' in {self.root} "
-                f"(builds: {', '.join(self.builds()) or 'none'}); build it first"
-            ) from None
+                f"no model repository at {self.root}: name the directory `tritonforge build` wrote (--repo; a "
+                "relative path is read from the current directory)"
+            )
+        held = self.model_names()
+        builds = self.builds()
+        if not held:
+            raise RepositoryError(f"{self.root} holds no model; build one first: tritonforge build SPEC --repo {self.root}")
+        if model in (builds if public else held):
+            return model
+        if public and model in held:
+            owner = next((b for b in builds if model in self._manifests[b].roles), None)
+            if owner is not None:
+                raise RepositoryError(
+                    f"'{model}' in {self.root} is a model of the build '{owner}', not a build's public model: "
+                    f"use '{owner}' (builds: {', '.join(builds)})"
+                )
+            raise RepositoryError(
+                f"'{model}' in {self.root} was not written by tritonforge build "
+                f"(builds: {', '.join(builds) or 'none'}); build it first"
+            )
+        close = difflib.get_close_matches(model, builds if public else held, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        public_models = ", ".join(builds) or "none"
+        others = [m for m in held if m not in builds]
+        listed = f"public models (what clients call): {public_models}" + (
+            "" if public or not others else f"; other models: {', '.join(others)}"
+        )
+        kind = "tritonforge build" if public else "model"
+        raise RepositoryError(f"no {kind} named '{model}' in {self.root}; {hint}{listed}")
 
     def owner(self, model: str) -> str:
         """The public model whose build wrote `model`."""
         for name, manifest in self._manifests.items():
             if model in manifest.roles:
                 return name
-        raise RepositoryError(f"no tritonforge build in {self.root} owns model '{model}'; build it first")
+        self.require(model)
+        raise RepositoryError(
+            f"model '{model}' in {self.root} was not written by tritonforge build (builds: {', '.join(self.builds()) or 'none'})"
+        )
 
     def role(self, model: str) -> ModelRole:
         return self.manifest(self.owner(model)).roles[model]
@@ -74,7 +117,10 @@ class Repository:
 
     # ---- files --------------------------------------------------------------------------------------
     def config(self, model: str) -> mc.ModelConfig:
-        return read_config(self.root / model / "config.pbtxt")
+        path = self.root / model / "config.pbtxt"
+        if not path.is_file():
+            self.require(model)
+        return read_config(path)
 
     def version_dir(self, model: str) -> Path:
         """The version directory the model's config serves (a build pins exactly one)."""

@@ -115,6 +115,8 @@ def check(repo: Path, url: str, timeout: float = 2.0, drain_file: Path | None = 
     problems = []
     models = public_models(repo)
     if not models:
+        if not Path(repo).is_dir():
+            return [f"no model repository at {Path(repo).absolute()}: give --repo the directory the build wrote"]
         return [f"no tritonforge build in {repo}"]
     for model in models:
         base = f"{url.rstrip('/')}/v2/models/{model}"

@@ -29,6 +29,23 @@ from tritonforge.errors import ServerError
 from tritonforge.server.environment import ServingEnvironment
 from tritonforge.server.ports import free_ports
 
+LOGS_KEPT = 20  # server logs `tritonforge serve` keeps in the cache directory (the oldest go first)
+
+
+def serve_log_path() -> Path:
+    """Where `tritonforge serve` writes the server's log when not told: $TRITONFORGE_CACHE/logs/ (by default
+    ~/.cache/tritonforge/logs/), one file per start named by its time and process id, kept after the server stops
+    (for reading what happened); the newest LOGS_KEPT are kept, older ones removed."""
+    from tritonforge.server.environment import cache_root
+
+    logs = cache_root() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    kept = sorted(logs.glob("tritonserver-*.log"), key=lambda p: p.stat().st_mtime)
+    for old in kept[: max(0, len(kept) - (LOGS_KEPT - 1))]:
+        old.unlink(missing_ok=True)
+    return logs / f"tritonserver-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)  # resolved here: the child runs _die_with_parent between fork and exec
 

@@ -20,6 +20,8 @@ class ReloadResult:
     loaded: list[str] = field(default_factory=list)
     unloaded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # model -> the server's reason (it keeps serving the old)
+    # model -> the native backend the server has no library for: expected on the local server (Python backend only)
+    native_only: dict[str, str] = field(default_factory=dict)
 
 
 def reload_build(url: str, repo: Path, public: str, timeout: float = 300.0) -> ReloadResult:
@@ -28,8 +30,12 @@ def reload_build(url: str, repo: Path, public: str, timeout: float = 300.0) -> R
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
+    from tritonforge.server.reach import require_server
+    from tritonforge.server.summary import is_native_only, native_backend
+
     repository = Repository(repo)
     order = repository.reload_order(public)
+    require_server(url)
     result = ReloadResult()
     client = grpcclient.InferenceServerClient(url)
     try:
@@ -39,7 +45,10 @@ def reload_build(url: str, repo: Path, public: str, timeout: float = 300.0) -> R
                 result.loaded.append(model)
             except InferenceServerException as e:
                 # A rung whose backend this server lacks (or a plan for another GPU) fails to load by design.
-                result.failed[model] = e.message()
+                if is_native_only(repository, model, e.message() or ""):
+                    result.native_only[model] = native_backend(repository, model) or ""
+                else:
+                    result.failed[model] = e.message()
         for model in repository.manifest(public).dropped:
             try:
                 if client.is_model_ready(model):

@@ -6,7 +6,8 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, overload
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, overload
 
 import yaml
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -54,6 +55,23 @@ class TensorSpec(_Strict):
             if not self.range[0] <= self.range[1]:
                 raise ValueError(f"tensor '{self.name}': range {list(self.range)} must be [low, high] with low <= high")
         return self
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype(cls, v: Any) -> Any:
+        """Triton's spellings (TYPE_FP32, FP32, fp32, ...) read as the spec's names; an unknown one says which
+        name is closest."""
+        if not isinstance(v, str):
+            return v
+        name = dtypes.canonical(v)
+        if name is None:
+            near = dtypes.closest(v)
+            hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
+            raise ValueError(
+                f"dtype {v!r} is not a tensor type: {hint}the spec's names are {', '.join(dtypes.NAMES)} "
+                "(Triton's TYPE_FP32 / FP32 spellings are read as float32, and so on)"
+            )
+        return name
 
     @field_validator("name")
     @classmethod
@@ -565,15 +583,62 @@ def _error_loc(err: Any) -> tuple[Any, ...]:
     return loc
 
 
+def _unwrap(annotation: Any) -> Any:
+    """`X` from Annotated[X, ...] and X | None."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+            annotation = args[0]
+            continue
+        return annotation
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The fields the section at `loc` takes (loc as pydantic gives it, kind tags included), or none if unknown."""
+    current: Any = BuildSpec
+    for part in loc:
+        registry = next((r for r in _KIND_REGISTRIES if _is_kind_tag(part) and part in r), None)
+        if registry is not None:
+            current = registry[part]
+            continue
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, _Strict):
+            if part not in current.model_fields:
+                return []
+            current = current.model_fields[part].annotation
+        elif get_origin(current) in (list, dict):
+            current = get_args(current)[-1]
+        else:
+            return []
+    current = _unwrap(current)
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, _Strict) else []
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """' did you mean 'max_queue_delay_us'?' for a misspelled field, else ''."""
+    import difflib
+
+    if not loc or not isinstance(loc[-1], str):
+        return ""
+    close = difflib.get_close_matches(loc[-1], _fields_at(loc[:-1]), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def _error_message(err: Any) -> str:
-    """Pydantic's message; a field a kind does not take also says which fields that kind takes."""
+    """Pydantic's message; a field a section does not take says which field is closest, and one a kind does not
+    take also says which fields that kind takes."""
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
+        hint = _did_you_mean(tuple(err["loc"]))
         for part in err["loc"]:
             registry = next((r for r in _KIND_REGISTRIES if isinstance(part, str) and part in r), None)
             if registry is not None:
                 fields = [f for f in registry[part].model_fields if f != "kind"]
-                return f"{msg}: {registry.section} kind {part!r} takes {', '.join(fields) or 'no other field'}"
+                return f"{msg}: {registry.section} kind {part!r} takes {', '.join(fields) or 'no other field'}{hint}"
+        return msg + hint
     return msg
 
 

@@ -35,6 +35,7 @@ def test_init_reads_names_dtypes_dynamic_dims_and_the_embedding_range(two_inputs
     assert [(t["name"], t["shape"]) for t in data["outputs"]] == [("scores", [4]), ("value", [1])]
     assert data["validation"]["data"] == {"npz": "validation.npz"} and "# supply it" in text
     assert data["max_batch_size"] >= 1
+    assert data["serving"]["cache"] == {"kind": "none"}  # off unless asked for, as Triton's own is
     with pytest.raises(SpecError, match="file not found"):  # the one thing left to the user
         load_spec(spec_path)
 

@@ -98,3 +98,26 @@ def test_serve_refuses_a_bad_value_naming_the_option(args, option, tmp_path):
     result = CliRunner().invoke(app, ["serve", str(tmp_path), *args], env=WIDE)
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}'" in result.output
+
+
+def test_perf_search_proposes_and_writes_back_only_with_apply():
+    import typer
+
+    command = typer.main.get_command(app).commands["perf-search"]  # type: ignore[attr-defined]
+    param = next(p for p in command.params if "--apply" in p.opts)
+    assert param.default is False and "--no-apply" in param.secondary_opts
+    from tritonforge.cli.registry import COMMANDS
+
+    renamed = next(c for c in COMMANDS if c.name == "perf-search").renamed
+    assert renamed == {"--write-back": "--apply", "--no-write-back": "--no-apply"}  # the old names still work, with a notice
+
+
+def test_perf_search_s_proposal_names_the_spec_fields():
+    from tritonforge.cli.perf_commands import _spec_fields
+    from tritonforge.perf.config_search import Candidate
+
+    text = _spec_fields(Candidate(1000, (4, 8), 2, 1))
+    assert text == (
+        "serving.dynamic_batching.enabled: true, serving.dynamic_batching.max_queue_delay_us: 1000, "
+        "serving.dynamic_batching.preferred_batch_sizes: [4, 8], serving.instance_count: 2, serving.intra_op_threads: 1"
+    )

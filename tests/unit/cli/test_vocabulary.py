@@ -54,6 +54,7 @@ class _Planned(Exception):
 def planned(monkeypatch):
     """perf's plan, caught before any server or perf_analyzer is needed."""
     from tritonforge.perf import sweep
+    from tritonforge.repository.reader import Repository
 
     seen: dict = {}
 
@@ -62,6 +63,7 @@ def planned(monkeypatch):
         raise _Planned
 
     monkeypatch.setattr(sweep, "SweepPlan", plan)
+    monkeypatch.setattr(Repository, "require", lambda self, model: None)  # no repository: the plan is what is tested
     monkeypatch.setattr(sweep, "plan_series", lambda repo, models, chosen: {m: [chosen] for m in models})
     return seen
 

@@ -18,7 +18,15 @@ from tritonforge.client.endpoints import (
     pool_and_policy,
     translate,
 )
-from tritonforge.client.errors import DeadlineExceeded, EndpointsUnavailable, InferenceFailed, InputError, ModelNotFound
+from tritonforge.client.errors import (
+    ClientError,
+    DeadlineExceeded,
+    EndpointsUnavailable,
+    InferenceFailed,
+    InputError,
+    InvalidEndpoint,
+    ModelNotFound,
+)
 from tritonforge.client.model_info import ModelInfo
 
 META = {
@@ -381,3 +389,16 @@ def test_the_deadline_is_never_unbounded():
     for bad in (0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="timeout must be a positive number"):
             FakeClient("a", timeout=bad)
+
+
+@pytest.mark.parametrize("cls", [Client, AsyncClient])
+@pytest.mark.parametrize(
+    "url, instead",
+    [("http://localhost:8000", "'localhost:8001'"), ("https://triton.example.com/v2", "'triton.example.com:8001'")],
+)
+def test_an_http_url_is_refused_when_the_client_is_made(cls, url, instead):
+    with pytest.raises(InvalidEndpoint) as err:
+        cls(url)
+    assert "gRPC" in str(err.value) and instead in str(err.value) and isinstance(err.value, ClientError | ValueError)
+    with pytest.raises(InvalidEndpoint):
+        cls(["localhost:8001", url])  # one bad endpoint of several

@@ -312,3 +312,10 @@ def test_the_deploy_guide_says_how_to_deploy_each():
     for needle in ("docker/Dockerfile.serve", "docker/Dockerfile.builder", "docker/compose.yaml", "docker/k8s"):
         assert needle in readme, needle
     assert re.search(r"persistence", readme, re.I)
+
+
+def test_the_probe_says_when_the_repository_is_not_there(tmp_path):
+    from tritonforge.server import probe
+
+    problems = probe.check(tmp_path / "elsewhere", "http://127.0.0.1:9")
+    assert problems == [f"no model repository at {tmp_path / 'elsewhere'}: give --repo the directory the build wrote"]

@@ -121,3 +121,13 @@ def test_the_repository_layer_imports_no_builder_perf_server_or_cli():
                 assert not name.startswith(
                     ("tritonforge.builder", "tritonforge.perf", "tritonforge.server", "tritonforge.cli")
                 ), f"{path.name} imports {name}"
+
+
+def test_the_markdown_lists_only_the_files_the_build_kept():
+    """calibration_inputs.npz is kept only for a spec with calibration data; the report names it only then."""
+    data = _raw()
+    assert data["spec"]["calibration"] and f"`{files.CALIBRATION_NPZ}`" in to_markdown(BuildReport.from_dict(data))
+    data["spec"]["calibration"] = None
+    text = to_markdown(BuildReport.from_dict(data))
+    assert files.CALIBRATION_NPZ not in text and "calibration inputs" not in text
+    assert f"Validation inputs and FP32 reference outputs are stored beside this report (`{files.VALIDATION_NPZ}`, " in text

@@ -266,3 +266,17 @@ def test_builds_of_one_repository_take_turns_and_a_waiting_one_says_so(tmp_path)
     assert order == ["first", "second"] and len(said) == 1 and "waiting for another build" in said[0]
     with RepositoryLock(repo), pytest.raises(RepositoryError, match="for over 0s"), RepositoryLock(repo, wait_s=0.0):
         pass
+
+
+def test_the_work_area_says_what_it_is_once(tmp_path):
+    """The work area stays beside the repository (a rename swaps model directories in, within one filesystem);
+    the first build says so, and a README.txt in it says so for good."""
+    from tritonforge.repository.publish import WORK_AREA_README, RepositoryLock
+
+    repo = tmp_path / "repo"
+    with RepositoryLock(repo) as first:
+        assert first.announced and first.area == tmp_path / ".repo.tritonforge"
+    readme = (tmp_path / ".repo.tritonforge" / WORK_AREA_README).read_text()
+    assert f"builds of {repo}" in readme and "rename within one filesystem" in readme and "no build runs" in readme
+    with RepositoryLock(repo) as second:
+        assert not second.announced

@@ -6,6 +6,7 @@ import pytest
 import yaml
 from helpers import DIGITS
 
+import tritonforge.builder  # noqa: F401 - registers the source and variant kinds a spec validates against
 from tritonforge.errors import SpecError
 from tritonforge.spec import load_spec, parse_spec
 
@@ -80,3 +81,70 @@ def test_content_hash_is_stable_and_sensitive():
     changed = _base()
     changed["serving"]["instance_count"] = 2
     assert parse_spec(changed).content_hash() != a.content_hash()
+
+
+@pytest.mark.parametrize(
+    "written, read",
+    [
+        ("TYPE_FP32", "float32"),
+        ("FP32", "float32"),
+        ("fp32", "float32"),
+        ("TYPE_FP16", "float16"),
+        ("INT64", "int64"),
+        ("BYTES", "string"),
+        ("TYPE_STRING", "string"),
+        ("half", "float16"),
+        ("float32", "float32"),
+    ],
+)
+def test_triton_dtype_spellings_read_as_the_spec_names(written, read):
+    data = _base()
+    data["inputs"][0]["dtype"] = written
+    spec = parse_spec(data)
+    assert spec.inputs[0].dtype == read
+    assert spec.content_hash() == parse_spec(_base() | {"inputs": [data["inputs"][0] | {"dtype": read}]}).content_hash()
+
+
+@pytest.mark.parametrize("written, hint", [("float33", "did you mean 'float32'?"), ("int", "did you mean 'int32' or 'int64'?")])
+def test_an_unknown_dtype_says_which_name_is_closest(written, hint):
+    data = _base()
+    data["inputs"][0]["dtype"] = written
+    with pytest.raises(SpecError) as err:
+        parse_spec(data, source="my.yaml")
+    assert "field 'inputs[0].dtype'" in str(err.value) and hint in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "mutate, field, hint",
+    [
+        (
+            lambda d: d["serving"]["dynamic_batching"].update(max_queue_delay=100),
+            "serving.dynamic_batching.max_queue_delay",
+            "max_queue_delay_us",
+        ),
+        (lambda d: d.update(maxbatch_size=8), "maxbatch_size", "max_batch_size"),
+        (lambda d: d["inputs"][0].update(dtyp="float32"), "inputs[0].dtyp", "dtype"),
+        (lambda d: d["source"].update(statedict="w.pt"), "source.statedict", "state_dict"),
+        (
+            lambda d: d["variants"].__setitem__(0, {"kind": "onnx_int8_dynamic", "per_chanel": True}),
+            "variants[0].per_chanel",
+            "per_channel",
+        ),
+        (lambda d: d["gate"].update(outputs={"logits": {"min_cosin": 0.9}}), "gate.outputs.logits.min_cosin", "min_cosine"),
+    ],
+)
+def test_a_misspelled_field_says_which_field_is_closest(mutate, field, hint):
+    data = _base()
+    mutate(data)
+    with pytest.raises(SpecError) as err:
+        parse_spec(data, source="my.yaml")
+    line = next(line for line in str(err.value).splitlines() if f"field '{field}'" in line)
+    assert f"did you mean '{hint}'?" in line
+
+
+def test_a_field_like_no_other_gets_no_guess():
+    data = _base()
+    data["surprise"] = 1
+    with pytest.raises(SpecError) as err:
+        parse_spec(data, source="my.yaml")
+    assert "did you mean" not in str(err.value)

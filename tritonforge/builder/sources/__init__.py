@@ -41,6 +41,12 @@ def require_source(spec: BuildSpec) -> None:
     source_of(spec).require()
 
 
+def check_source(spec: BuildSpec) -> None:
+    """Raise SpecError naming the file, the tensor and the field when the spec disagrees with the source's own
+    declared signature (an ONNX file's input and output types), before anything is loaded or exported."""
+    source_of(spec).check(spec)
+
+
 def load_source(spec: BuildSpec) -> LoadedSource:
     """Load the spec's source model, ready to run as the reference."""
     return source_of(spec).load(spec)
@@ -66,6 +72,7 @@ __all__ = [
     "SOURCES",
     "LoadedSource",
     "Source",
+    "check_source",
     "export_source",
     "load_source",
     "require_source",

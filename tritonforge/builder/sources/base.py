@@ -51,6 +51,8 @@ class Source(ABC):
     Options: ClassVar[type[SourceBase]]
     # module -> the extra of tritonforge that installs it: what this kind imports beyond the base install
     needs: ClassVar[dict[str, str]] = {}
+    # False: the source is an ONNX file already, and its "export" is that file (checked): no export to verify
+    exports: ClassVar[bool] = True
 
     @property
     def kind(self) -> str:
@@ -65,6 +67,11 @@ class Source(ABC):
         """Files whose bytes define the source model (hashed into the build fingerprint), by spec field: the files
         its options name; a kind whose model also comes from code adds that code's file."""
         return {f"source.{name}": spec.resolve(path) for name, path in spec.source.file_fields().items()}
+
+    def check(self, spec: BuildSpec) -> None:
+        """Refuse, before anything is loaded or exported, a spec that disagrees with what the source's files
+        declare (a kind whose files declare nothing checks nothing)."""
+        return None
 
     @abstractmethod
     def load(self, spec: BuildSpec) -> LoadedSource:

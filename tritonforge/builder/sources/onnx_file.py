@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tritonforge.builder.runtimes.onnxruntime import OrtModel
 from tritonforge.builder.sources.base import LoadedSource, Source, options_of
-from tritonforge.errors import SourceModelError
+from tritonforge.errors import SourceModelError, SpecError
 from tritonforge.spec import BuildSpec
 from tritonforge.spec.base import SourceBase
 
@@ -26,6 +26,43 @@ class OnnxOptions(SourceBase):
 
 class OnnxSource(Source):
     Options = OnnxOptions
+    exports = False
+
+    def check(self, spec: BuildSpec) -> None:
+        """The spec's inputs and outputs exist in the file under their names, with its element types."""
+        import onnx
+
+        from tritonforge import dtypes
+
+        path = spec.resolve(options_of(spec, OnnxOptions).path)
+        try:
+            graph = onnx.load(str(path), load_external_data=False).graph
+        except Exception as e:
+            raise SourceModelError(f"field 'source.path': {path} is not a readable ONNX file: {e}") from None
+        initializers = {i.name for i in graph.initializer}
+        declared = {
+            "inputs": {v.name: v.type.tensor_type.elem_type for v in graph.input if v.name not in initializers},
+            "outputs": {v.name: v.type.tensor_type.elem_type for v in graph.output},
+        }
+        where = f"{spec.spec_path}: " if spec.spec_path else ""
+        for section, tensors in (("inputs", spec.inputs), ("outputs", spec.outputs)):
+            found = declared[section]
+            for i, t in enumerate(tensors):
+                if t.name not in found:
+                    raise SpecError(
+                        f"{where}field '{section}[{i}].name': {path} has no {section[:-1]} '{t.name}' "
+                        f"(its {section}: {', '.join(found) or 'none'})"
+                    )
+                elem = found[t.name]
+                if elem == onnx.TensorProto.UNDEFINED or elem == dtypes.by_name(t.dtype).onnx:
+                    continue
+                theirs = dtypes.BY_ONNX.get(elem)
+                onnx_name = onnx.TensorProto.DataType.Name(elem)
+                fix = f"set dtype: {theirs.name}" if theirs else "tritonforge serves no tensor of that type"
+                raise SpecError(
+                    f"{where}field '{section}[{i}].dtype': the spec says {t.dtype}, but {path} declares "
+                    f"{section[:-1]} '{t.name}' as {onnx_name}: {fix}"
+                )
 
     def load(self, spec: BuildSpec) -> LoadedSource:
         path = spec.resolve(options_of(spec, OnnxOptions).path)
