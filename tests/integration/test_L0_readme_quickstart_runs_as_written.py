@@ -53,7 +53,7 @@ def test_the_readme_quickstart_runs_as_written(tmp_path):
     log = tmp_path / "serve.log"
     detail = out[-4000:] + ("\n--- serve.log ---\n" + log.read_text()[-2000:] if log.exists() else "")
     assert proc.returncode == 0, detail
-    assert "call: model 'tinycnn'" in out, detail
+    assert "call: 'tinycnn', the public model" in out, detail
     assert "tritonclient agrees: True" in out, detail
     assert (tmp_path / "repo" / "tinycnn" / "config.pbtxt").is_file()
     assert (tmp_path / "perf" / "perf_report.md").is_file()
