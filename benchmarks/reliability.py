@@ -57,7 +57,7 @@ def markdown(rows: list[dict], outcomes: dict[str, str], scale: float, seconds: 
         "Faults, rebuilds and bad input against the real local tritonserver (CPU, Python backend), a real",
         "redis-server and the project's gRPC client. Each row is recorded by the integration test that asserts it",
         f"(`make test` runs them at scale 1); this table comes from `{command}` (load scenarios x{scale:g}),",
-        f"{seconds / 60:.0f} min on this machine. Wrong answers: an answer that is not its own input's (checked",
+        f"{seconds / 60:.0f} min on a 2-core VM. Wrong answers: an answer that is not its own input's (checked",
         "against a direct computation of each input), a mix of two builds, or a fault that went unnoticed.",
         "",
         "| scenario | what was tried | requests | failed | wrong | outcome | notes |",

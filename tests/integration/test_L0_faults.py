@@ -266,7 +266,7 @@ def test_readiness_ignores_rungs_absent_by_design_and_fails_when_the_serving_stu
         detected = bool(problems) and "digits: probe inference failed (HTTP 500)" in problems[0]
         reliability(
             "readiness",
-            "a rung UNAVAILABLE by design (no GPU here), then the public model's stub SIGKILLed (Triton still says READY)",
+            "a rung UNAVAILABLE by design (no GPU), then the public model's stub SIGKILLed (Triton still says READY)",
             2,
             0,
             int(not detected),

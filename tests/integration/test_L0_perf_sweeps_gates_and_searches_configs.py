@@ -60,6 +60,8 @@ def sweep(digits_repo, digits_server, tmp_path_factory):
         digits_server.metrics_url,
         "--concurrency",
         "1,4",
+        "--inputs",
+        "auto",
         "--baseline-model",
         "digits_ort",
         "--output-dir",
@@ -73,7 +75,7 @@ def sweep(digits_repo, digits_server, tmp_path_factory):
 def test_sweep_writes_report_json_and_readable_plots(sweep):
     out, proc = sweep
     result = load_result(out / "perf_report.json")
-    # by default a model with a response cache is measured twice, labelled: compute (unique inputs) and cache
+    # with --inputs auto a model with a response cache is measured twice, labelled: compute (unique inputs) and cache
     assert [(p.model, p.label, p.concurrency) for p in result.points] == [
         ("digits", "compute", 1),
         ("digits", "compute", 4),

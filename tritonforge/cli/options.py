@@ -41,10 +41,14 @@ VOCABULARY = [
     (
         "`--inputs`",
         "the input data a load sends: `compute` (unique, never sent before: no cache hit), `cache` (a few repeated), "
-        "`validation` (the build's held-out samples); perf also `auto` (compute, plus cache for a model with a cache), "
-        "its default; perf-inputs writes one series, `compute` by default",
+        "`validation` (the build's held-out samples); perf also `auto` (compute, plus cache for a model with a cache); "
+        "`compute` by default",
     ),
-    ("`--input-count`", "how many requests that input data holds (perf: per point); 20000 by default"),
+    (
+        "`--input-count`",
+        "how many requests that input data holds: perf derives it per point by default (what the point may send, "
+        "within `--max-input-bytes`), perf-inputs writes 20000",
+    ),
     ("`--cache-size`", "bytes for the local server's Triton response cache (0: off; default: what the builds ask for)"),
     (
         "`--concurrency-range`, `--request-rate-range`",

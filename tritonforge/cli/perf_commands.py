@@ -246,10 +246,11 @@ def perf(
     inputs: Annotated[
         Literal[(AUTO, *SERIES)],
         typer.Option(
-            help=f"the input data: auto: a compute series for every model and a cache series too for models with a "
-            f"response cache; or one series for all. {SERIES_HELP}",
+            help=f"the input data: one series for all models (default compute: what the model computes, no cache "
+            f"hit); auto: compute, and a cache series too for models with a response cache (twice the points). "
+            f"{SERIES_HELP}",
         ),
-    ] = AUTO,
+    ] = "compute",
     input_count: Annotated[
         int | None,
         typer.Option(
