@@ -65,4 +65,5 @@ def test_a_model_without_attention_skips_the_fused_variant_with_the_reason(tmp_p
     fused = next(v for v in report["variants"] if v["id"] == "onnx_fp32_fused")
     assert fused["status"] == "skipped"
     assert fused["reason"] == "no attention in the graph (no Softmax): nothing to fuse"
-    assert [v["published_as"] for v in report["variants"] if v["published_as"]] == ["digits_onnx_fp32"]
+    published = [v["published_as"] for v in report["variants"] if v["published_as"]]
+    assert "digits_onnx_fp32" in published and not any("fused" in p for p in published)

@@ -232,7 +232,8 @@ def test_broken_variant_conversion_is_reported_not_fatal(tmp_path, digits_spec):
     )
     report = build(spec, tmp_path / "repo").report.to_dict()
     assert _variant(report, "half")["status"] == "passed"
-    assert {v["id"] for v in report["variants"]} == {"onnx_fp32", "onnx_int8_dynamic", "half"}
+    # digits' FP32 graph holds subnormal weights, so its flushed copy is built beside FP32 too
+    assert {v["id"] for v in report["variants"]} == {"onnx_fp32", "onnx_fp32_ftz", "onnx_int8_dynamic", "half"}
     assert Repository(tmp_path / "repo").file("digits_half").is_file()
 
 

@@ -81,19 +81,13 @@ class OnnxInt8Dynamic(Int8Converter):
 
 def dynamic_op_types(v: OnnxInt8Dynamic.Options, notes: list[str]) -> list[str]:
     """The op types to quantize. The serving runtime's CPU ConvInteger (ONNX Runtime 1.19, as in Triton 24.10; what
-    a dynamically quantized Conv becomes) takes uint8 weights only: with int8 weights a Conv stays in float by
-    default, and asking for it is an error."""
-    if v.weights == "uint8":
-        return v.op_types or DEFAULT_OP_TYPES
-    if v.op_types and "Conv" in v.op_types:
-        raise ExportError(
-            "op_types: Conv with weights: int8 becomes a ConvInteger with int8 weights, which ONNX Runtime cannot "
-            "run; use weights: uint8 for Conv (or drop it from op_types)"
-        )
-    if v.op_types:
-        return v.op_types
+    a dynamically quantized Conv becomes) takes uint8 weights only: with int8 weights a Conv stays in float, said
+    in a note (the INT8 search's points and a spec's op_types alike)."""
+    wanted = v.op_types or DEFAULT_OP_TYPES
+    if v.weights == "uint8" or "Conv" not in wanted:
+        return wanted
     notes.append("Conv left in float: ONNX Runtime's ConvInteger runs uint8 weights only (weights: uint8 quantizes it)")
-    return [op for op in DEFAULT_OP_TYPES if op != "Conv"]
+    return [op for op in wanted if op != "Conv"]
 
 
 def excluded_names(nodes: list[str]) -> list[str]:
