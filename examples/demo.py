@@ -25,6 +25,7 @@ from tritonforge.builder.sources import load_source
 from tritonforge.cli.render import RichReporter, console, model_states_table, repository_check_lines, variants_table
 from tritonforge.client import Client
 from tritonforge.server.process import LocalTritonServer
+from tritonforge.server.summary import summarize
 from tritonforge.serving.metric_names import METRICS_LAG_S
 from tritonforge.spec import load_spec
 
@@ -133,7 +134,9 @@ def main() -> int:
 
     console.rule("[bold]3. serve on the real local tritonserver and call it over gRPC")
     with LocalTritonServer(args.repo, load_models=[load_spec(s).name for s in specs]) as server:
-        console.print(model_states_table(server.model_states()))
+        states = server.model_states()
+        console.print(model_states_table(states))
+        console.print(summarize(args.repo, states).line(), markup=False, soft_wrap=True)
         n, torch_acc, served_acc, agree = digits_demo(server)
         if not args.skip_minilm:
             console.rule("[bold]MiniLM text-embedding service")
