@@ -44,7 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     "serving": set(),
     "client": BASE,
     "repository": BASE | {"spec", "serving"},
-    "server": BASE | {"spec", "serving", "repository"},
+    "server": BASE | {"spec", "serving", "repository", "client"},
     "builder": BASE | {"spec", "serving", "repository", "server"},
     "perf": BASE | {"spec", "serving", "repository", "server"},
     "testing": BASE | {"spec", "serving", "repository", "server", "builder", "perf", "client"},

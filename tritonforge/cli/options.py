@@ -83,13 +83,13 @@ def grpc_address(value: str | None) -> str | None:
     """--url: gRPC host:port, no scheme (as perf_analyzer's -u and tritonclient.grpc take it)."""
     if value is None:
         return None
-    host, sep, port = value.rpartition(":")
-    if "://" in value or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise typer.BadParameter(
-            f"{value!r}: expected a gRPC address, host:port without a scheme as perf_analyzer's -u takes it: "
-            "e.g. 127.0.0.1:8001 (Triton's gRPC port, 8001 unless the server was started with another)"
-        )
-    return value
+    from tritonforge.client.endpoints import grpc_endpoint  # here, not at import: --help stays quick
+    from tritonforge.client.errors import InvalidEndpoint
+
+    try:
+        return grpc_endpoint(value, port=True)
+    except InvalidEndpoint as e:
+        raise typer.BadParameter(f"{e} (as perf_analyzer's -u takes it)") from None
 
 
 def http_endpoint(value: str) -> str:

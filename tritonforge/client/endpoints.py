@@ -35,10 +35,11 @@ GRPC_PORT = 8001  # Triton's default gRPC port (HTTP: 8000)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/]*)")
 
 
-def grpc_endpoint(url: str) -> str:
-    """`url` if it is a gRPC host:port; a URL with a scheme (http://host:8000) raises InvalidEndpoint at once,
-    naming the gRPC endpoint to give instead (it would otherwise be retried until the deadline, then fail with
-    gRPC's 'Misformatted domain name')."""
+def grpc_endpoint(url: str, *, port: bool = False) -> str:
+    """`url` if it is a gRPC host:port (the one rule: the client, the CLI's --url and the server checks use it); a
+    URL with a scheme (http://host:8000), or with `port` one without a port, raises InvalidEndpoint at once, naming
+    what to give instead (it would otherwise be retried until the deadline, then fail with gRPC's 'Misformatted
+    domain name')."""
     found = _SCHEME.match(url)
     if found:
         scheme, netloc = found.groups()
@@ -47,6 +48,12 @@ def grpc_endpoint(url: str) -> str:
             f"{url!r} is a {scheme}:// URL: the tritonforge client speaks gRPC and takes host:port, e.g. "
             f"'{host}:{GRPC_PORT}' (Triton's gRPC port is {GRPC_PORT} by default; its HTTP port, usually 8000, "
             "is not for this client)"
+        )
+    host, sep, number = url.rpartition(":")
+    if port and (not sep or not host or not number.isdigit() or not 0 < int(number) < 65536):
+        raise InvalidEndpoint(
+            f"{url!r} is not a gRPC address: give host:port without a scheme, e.g. '{host or url or '127.0.0.1'}:"
+            f"{GRPC_PORT}' (Triton's gRPC port is {GRPC_PORT} by default)"
         )
     return url
 

@@ -3,28 +3,9 @@
 
 from __future__ import annotations
 
-import re
-
+from tritonforge.client.endpoints import GRPC_PORT, grpc_endpoint
+from tritonforge.client.errors import InvalidEndpoint
 from tritonforge.errors import ServerError
-
-GRPC_PORT = 8001  # Triton's default gRPC port (HTTP: 8000, metrics: 8002)
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def grpc_address(url: str, option: str = "--url") -> str:
-    """`url` if it is a gRPC host:port; an http:// (or any scheme://) URL is refused, naming `option`."""
-    if _SCHEME.match(url):
-        rest = _SCHEME.sub("", url).split("/")[0]
-        host = rest.rsplit(":", 1)[0] if ":" in rest else rest
-        raise ServerError(
-            f"{option} {url}: give Triton's gRPC endpoint as host:port without a scheme, e.g. {host or '127.0.0.1'}:"
-            f"{GRPC_PORT} (gRPC is port {GRPC_PORT} by default; {url.split('://')[0]}:// is for the HTTP port)"
-        )
-    if not url.rpartition(":")[2].isdigit():
-        raise ServerError(
-            f"{option} {url}: give host:port, e.g. {url or '127.0.0.1'}:{GRPC_PORT} (Triton's gRPC port by default)"
-        )
-    return url
 
 
 def require_server(url: str, timeout: float = 5.0, option: str = "--url") -> None:
@@ -32,7 +13,10 @@ def require_server(url: str, timeout: float = 5.0, option: str = "--url") -> Non
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    grpc_address(url, option)
+    try:
+        grpc_endpoint(url, port=True)
+    except InvalidEndpoint as e:
+        raise ServerError(f"{option} {e}") from None
     try:
         client = grpcclient.InferenceServerClient(url)
     except Exception as e:  # a malformed address

@@ -12,7 +12,7 @@ import pytest
 from tritonforge.cli.main import main
 from tritonforge.errors import ServerError
 from tritonforge.repository.manifest import MANIFEST_NAME
-from tritonforge.server.reach import grpc_address, require_server
+from tritonforge.server.reach import require_server
 from tritonforge.server.reload import reload_build
 
 
@@ -53,14 +53,15 @@ def test_nothing_answering_is_one_error_naming_the_address(repo):
 @pytest.mark.parametrize(
     "url, says",
     [
-        ("http://localhost:8000", "e.g. localhost:8001"),
-        ("https://triton.example:443/v2", "e.g. triton.example:8001"),
+        ("http://localhost:8000", "e.g. 'localhost:8001'"),
+        ("https://triton.example:443/v2", "e.g. 'triton.example:8001'"),
         ("localhost", "give host:port"),
+        ("h:0", "give host:port"),
     ],
 )
 def test_an_address_that_is_not_grpc_host_port_is_refused_before_any_connection(url, says):
     with pytest.raises(ServerError, match="--url") as err:
-        grpc_address(url)
+        require_server(url, timeout=0.01)
     assert says in str(err.value)
 
 
