@@ -26,7 +26,7 @@ from rich.table import Table
 from tritonforge.builder.pipeline import build
 from tritonforge.cli.render import console
 from tritonforge.perf.analyzer import MeasureSettings, PerfPoint, check_binary, measure
-from tritonforge.perf.inputs import model_ranges, model_samples, select, unique_inputs, write_input_json
+from tritonforge.perf.inputs import UniqueInputs, model_ranges, model_samples, select, write_input_json
 from tritonforge.perf.sweep import cache_counts
 from tritonforge.perf.triton_stats import model_stats
 from tritonforge.server.process import LocalTritonServer
@@ -111,7 +111,7 @@ def _point(admin, metrics_url: str, repo: Path, settings: MeasureSettings, work:
     voided = 0
     for _attempt in range(3):
         if inputs == "unique":
-            data = unique_inputs(samples, UNIQUE[base], work / f"{model}_{c}.json", ranges)
+            data = UniqueInputs(samples, UNIQUE[base], work / f"{model}_{c}.json", ranges)
         else:
             data = write_input_json(select(samples, "repeated", 1), work / f"{model}_{c}_repeated.json")
         point, hits = _cache_answers(admin, metrics_url, model, lambda d=data: measure(model, settings, 1, c, None, d))

@@ -184,9 +184,9 @@ def test_a_point_that_fails_twice_is_kept_as_failed_and_the_sweep_goes_on(digits
 def test_an_unstable_point_is_measured_again_with_inputs_never_sent(digits_server, digits_repo, tmp_path):
     """A stability target no real run meets: perf_analyzer refuses every attempt, and each further attempt
     asks for its own unique inputs (resent ones would all be cache hits)."""
-    from tritonforge.perf.inputs import unique_inputs
+    from tritonforge.perf.inputs import UniqueInputs
 
-    fresh = unique_inputs(model_samples(digits_repo, "digits"), 2000, tmp_path / "point.json")
+    fresh = UniqueInputs(model_samples(digits_repo, "digits"), 2000, tmp_path / "point.json")
     asked = []
 
     def data(attempt):

@@ -26,7 +26,7 @@ from pathlib import Path
 from google.protobuf import json_format
 
 from tritonforge.perf.analyzer import InputData, MeasureSettings, PerfPoint, measure
-from tritonforge.perf.inputs import model_ranges, model_samples, unique_inputs
+from tritonforge.perf.inputs import UniqueInputs, model_ranges, model_samples
 from tritonforge.perf.triton_stats import stats_of
 from tritonforge.repository.config import read_config
 from tritonforge.repository.reader import Repository
@@ -277,7 +277,7 @@ def search(
             for attempt in range(2):
                 # Unique inputs of its own per trial: no trial may hit what an earlier one cached.
                 size = pool_size
-                data = unique_inputs(samples, size, Path(tmp) / f"trial{k}.{attempt}.json", ranges)
+                data = UniqueInputs(samples, size, Path(tmp) / f"trial{k}.{attempt}.json", ranges)
                 trial = _trial(
                     candidate,
                     is_default,

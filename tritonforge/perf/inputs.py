@@ -249,19 +249,6 @@ class UniqueInputs:
         return self.written[attempt]
 
 
-def unique_inputs(
-    samples: list[Sample],
-    count: int,
-    path: Path,
-    ranges: dict[str, tuple[float, float]] | None = None,
-    max_count: int | None = None,
-    max_bytes: int | None = None,
-) -> UniqueInputs:
-    """`count` unique samples per perf_analyzer attempt (more for later attempts), each attempt's never sent
-    before in this process."""
-    return UniqueInputs(samples, count, path, ranges, max_count, max_bytes)
-
-
 def model_ranges(repo: Path, model: str) -> dict[str, tuple[float, float]]:
     """The value ranges `model`'s build declared for its inputs."""
     return {t["name"]: tuple(t["range"]) for t in Repository(repo).tensors(model) if t.get("range")}

@@ -73,6 +73,17 @@ def _groups(result: SweepResult) -> dict[tuple[str, str], list[PerfPoint]]:
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][1] != "compute", list(groups).index(kv[0]))))
 
 
+def _summary(p: PerfPoint) -> dict:
+    """Where a point was measured and what it reached."""
+    return {
+        "batch_size": p.batch_size,
+        "concurrency": p.concurrency,
+        "request_rate": p.request_rate,
+        "throughput": p.throughput,
+        "p99_ms": p.p99_us / 1000,
+    }
+
+
 def verdicts(result: SweepResult, budget_ms: float | None = None) -> list[dict]:
     """Per model and series: the best point under the objective (see `ranked`) and its gain over the series'
     first point, which is the spec's settings at the sweep's first batch size and load."""
@@ -81,22 +92,9 @@ def verdicts(result: SweepResult, budget_ms: float | None = None) -> list[dict]:
         first, best = points[0], next(iter(ranked(points, budget_ms)), None)
         entry: dict = {"model": model, "series": series, "p99_budget_ms": budget_ms, "best": None, "first": None}
         if best is not None:
-            entry["best"] = {
-                "batch_size": best.batch_size,
-                "concurrency": best.concurrency,
-                "request_rate": best.request_rate,
-                "throughput": best.throughput,
-                "p99_ms": best.p99_us / 1000,
-                "stability_pct": best.stability_pct,
-            }
+            entry["best"] = _summary(best) | {"stability_pct": best.stability_pct}
         if first.ok:
-            entry["first"] = {
-                "batch_size": first.batch_size,
-                "concurrency": first.concurrency,
-                "request_rate": first.request_rate,
-                "throughput": first.throughput,
-                "p99_ms": first.p99_us / 1000,
-            }
+            entry["first"] = _summary(first)
             if best is not None and first.throughput:
                 entry["gain_pct"] = 100 * (best.throughput / first.throughput - 1)
         entry["text"] = _verdict_text(points, first, best, budget_ms, result.settings.get("stability_pct"))

@@ -41,7 +41,6 @@ from tritonforge.perf.inputs import (
     model_ranges,
     model_samples,
     select,
-    unique_inputs,
     write_input_json,
 )
 from tritonforge.perf.triton_stats import ModelStats, figures, stats_of
@@ -329,7 +328,7 @@ def _compute_point(
     void if it has hits again (see `judge_compute`)."""
     voided = ""
     for again in (False, True):
-        data = unique_inputs(
+        data = UniqueInputs(
             samples, count, path.with_name(f"{path.stem}.{int(again)}{path.suffix}"), ranges, max_count, max_bytes
         )
         point = _measure_point(model, ctx, batch, conc, rate, data)

@@ -53,9 +53,9 @@ def test_unique_numbers_are_nudged_not_changed():
 def test_a_second_attempt_gets_inputs_the_first_never_sent(tmp_path):
     """perf_analyzer measures an unstable point again; resending the first attempt's inputs would make every
     request a cache hit (one config-search trial read 4,169 infer/s that way)."""
-    from tritonforge.perf.inputs import unique_inputs
+    from tritonforge.perf.inputs import UniqueInputs
 
-    data = unique_inputs(_samples(), 2000, tmp_path / "point.json")
+    data = UniqueInputs(_samples(), 2000, tmp_path / "point.json")
     first, again, second = data(0), data(0), data(1)
     assert first == again and second != first
 
@@ -68,7 +68,7 @@ def test_a_second_attempt_gets_inputs_the_first_never_sent(tmp_path):
     assert len(texts(first)) == 2000 and len(texts(second)) == 4000 and not texts(first) & texts(second)
     assert data.last_count == 4000
     # nor does another point, sweep or search in the same process (same salt), from its first attempt
-    other = unique_inputs(_samples(), 2000, tmp_path / "other.json")(0)
+    other = UniqueInputs(_samples(), 2000, tmp_path / "other.json")(0)
     assert len(texts(other)) == 2000 and not texts(other) & (texts(first) | texts(second))
 
 
