@@ -123,6 +123,17 @@ def _serving_plan(inp: BuildInputs, published: list[VariantOutcome], notes: list
     return ServingPlan(published, cpu, fp32, version, inp.tokenizer_file)
 
 
+def default_cache_note(spec: BuildSpec) -> str | None:
+    """Said when the response cache is on only because the spec did not name one (Triton's is off by default)."""
+    if "cache" in spec.serving.model_fields_set or spec.serving.cache.kind == "none":
+        return None
+    cache = spec.serving.cache
+    return (
+        f"response cache on by default ({cache.kind}, TTL {cache.ttl_s:g} s): the spec has no serving.cache; a hit "
+        "answers an identical request without computing it. serving.cache: {kind: none} turns it off"
+    )
+
+
 def build(
     spec_path: str | Path,
     repo: str | Path,
@@ -217,6 +228,8 @@ def _build_locked(
         order = publish_order(result.outcomes, result.primary, result.search_winner, Names(spec.name).variant)
         published = order.published
         plan = _serving_plan(inp, published, result.notes)
+        if note := default_cache_note(spec):
+            result.notes.append(note)
         if triton_cache_wanted(spec) and (refusal := triton_cache_refusal(spec)):
             result.notes.append(f"Triton's response cache is not enabled: {refusal}")
         if spec.serving.topology == "ensemble":

@@ -40,3 +40,16 @@ def test_a_stage_key_is_the_hash_the_hand_built_json_gave():
     )
     assert stage_key(files=files, settings=timing, batches=str([1, 32]), cpu=cpu, threads=str(None)) == old
     assert stage_key(a="x", b={"k": [1]}) == combine({"a": "x", "b": json.dumps({"k": [1]}, sort_keys=True)})
+
+
+def test_a_response_cache_on_only_by_default_is_said(digits_spec):
+    from tritonforge.builder.pipeline import default_cache_note
+    from tritonforge.spec import load_spec
+
+    spec = load_spec(digits_spec)
+    if "cache" in spec.serving.model_fields_set:  # the example names its cache: said nowhere
+        assert default_cache_note(spec) is None
+    unnamed = spec.model_copy(update={"serving": type(spec.serving)()})
+    assert "response cache on by default (memory, TTL 300 s)" in (default_cache_note(unnamed) or "")
+    off = spec.model_copy(update={"serving": type(spec.serving)(cache={"kind": "none"})})
+    assert default_cache_note(off) is None
