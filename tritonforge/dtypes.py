@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from onnx import TensorProto
 
+from tritonforge.errors import closest as closest_name
+
 
 @dataclass(frozen=True)
 class DType:
@@ -59,13 +61,11 @@ _AMBIGUOUS = {"int": ["int32", "int64"], "float": ["float32", "float64"], "uint"
 def closest(name: str) -> list[str]:
     """The spec dtype names an unknown spelling probably means ('float33' -> ['float32'], 'int' -> ['int32',
     'int64']), or none."""
-    import difflib
-
     key = name.strip().lower()
     if key in _AMBIGUOUS:
         return list(_AMBIGUOUS[key])
-    match = difflib.get_close_matches(key, list(ALIASES), n=1, cutoff=0.6)
-    return [ALIASES[match[0]]] if match else []
+    match = closest_name(key, list(ALIASES))
+    return [ALIASES[match]] if match else []
 
 
 def by_name(name: str) -> DType:

@@ -35,3 +35,12 @@ class RepositoryError(TritonforgeError):
 
 class ServerError(TritonforgeError):
     """The local Triton server could not be started or did not become ready."""
+
+
+def closest(name: str, choices: list[str]) -> str | None:
+    """The one of `choices` a misspelled `name` most probably means (difflib, cutoff 0.6), or None: the "did you
+    mean" of every user error that names a field, a type or a model."""
+    import difflib
+
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return match[0] if match else None

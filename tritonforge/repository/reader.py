@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonforge.errors import RepositoryError
+from tritonforge.errors import RepositoryError, closest
 from tritonforge.repository.build_report import BuildReport, read_report
 from tritonforge.repository.config import read_config
 from tritonforge.repository.files import MANIFEST_NAME, TRITON_CACHE_BYTES
@@ -55,8 +55,6 @@ class Repository:
         """`model` if the repository holds it (with `public`: if it is a build's public model), else one
         RepositoryError that names the repository and says what it holds, with the closest name: the check every
         command that takes a model name runs first (perf, perf-inputs, report, reload)."""
-        import difflib
-
         if not self.root.is_dir():
             raise RepositoryError(
                 f"no model repository at {self.root}: name the directory `tritonforge build` wrote (--repo; a "
@@ -79,8 +77,8 @@ class Repository:
                 f"'{model}' in {self.root} was not written by tritonforge build "
                 f"(builds: {', '.join(builds) or 'none'}); build it first"
             )
-        close = difflib.get_close_matches(model, builds if public else held, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'? " if close else ""
+        close = closest(model, builds if public else held)
+        hint = f"did you mean '{close}'? " if close else ""
         public_models = ", ".join(builds) or "none"
         others = [m for m in held if m not in builds]
         listed = f"public models (what clients call): {public_models}" + (

@@ -13,7 +13,7 @@ import yaml
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from tritonforge import dtypes
-from tritonforge.errors import SpecError
+from tritonforge.errors import SpecError, closest
 from tritonforge.spec.base import CALIBRATION_METHODS, SourceBase, VariantBase
 from tritonforge.spec.base import Strict as _Strict
 from tritonforge.spec.refs import CALLABLE_REF, import_callable
@@ -619,12 +619,10 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
 
 def _did_you_mean(loc: tuple[Any, ...]) -> str:
     """' did you mean 'max_queue_delay_us'?' for a misspelled field, else ''."""
-    import difflib
-
     if not loc or not isinstance(loc[-1], str):
         return ""
-    close = difflib.get_close_matches(loc[-1], _fields_at(loc[:-1]), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    close = closest(loc[-1], _fields_at(loc[:-1]))
+    return f"; did you mean '{close}'?" if close else ""
 
 
 def _error_message(err: Any) -> str:
