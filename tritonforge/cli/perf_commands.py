@@ -535,6 +535,7 @@ def perf_inputs(
     command that uses it, with the --shape arguments a model with dynamic dimensions needs."""
     from tritonforge.perf.inputs import (
         check_size,
+        file_requests,
         human_bytes,
         model_ranges,
         model_samples,
@@ -547,8 +548,7 @@ def perf_inputs(
     bound = _size(max_input_bytes, "--max-input-bytes")
     samples = model_samples(repo, model)
     mode = MODES[inputs]
-    count = input_count if mode == "unique" else len(select(samples, mode, input_count))
-    check_size(samples, count, bound, f"model '{model}'", "--input-count")
+    check_size(samples, file_requests(samples, mode, input_count), bound, f"model '{model}'", "--input-count")
     chosen = select(samples, mode, input_count, ranges=model_ranges(repo, model))
     write_input_json(chosen, output, max_bytes=bound)
     shapes = " ".join(f"--shape {a}" for a in shape_arguments(chosen[0]))

@@ -161,6 +161,10 @@ class PerfPoint:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def add_note(self, text: str) -> None:
+        """Append `text` to the point's note ('; ' between notes)."""
+        self.note = f"{self.note}; {text}" if self.note else text
+
     @property
     def ok(self) -> bool:
         """Measured, and counts: neither failed nor void."""

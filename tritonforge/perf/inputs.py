@@ -290,6 +290,12 @@ def bytes_per_request(samples: list[Sample], encoding: str = "b64") -> int:
     return max(len(entry_text(s, encoding)) for s in samples[:32]) + 2
 
 
+def file_requests(samples: list[Sample], mode: str, count: int) -> int:
+    """How many requests an --input-data file of `mode` asked for `count` holds: unique files hold `count`,
+    the others what `select` gives (at most the stored samples, or the few repeated ones)."""
+    return count if mode == "unique" else len(select(samples, mode, count))
+
+
 def fitting_count(samples: list[Sample], max_bytes: int, encoding: str = "b64") -> int:
     """How many requests an --input-data file of at most `max_bytes` holds (at least 1)."""
     return max(1, (max_bytes - 16) // bytes_per_request(samples, encoding))

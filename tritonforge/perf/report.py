@@ -73,6 +73,11 @@ def _groups(result: SweepResult) -> dict[tuple[str, str], list[PerfPoint]]:
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][1] != "compute", list(groups).index(kv[0]))))
 
 
+def _gain_pct(p: PerfPoint, first: PerfPoint) -> float | None:
+    """How much more throughput `p` reached than its series' first point, in percent (None: no first figure)."""
+    return 100 * (p.throughput / first.throughput - 1) if first.ok and first.throughput else None
+
+
 def _summary(p: PerfPoint) -> dict:
     """Where a point was measured and what it reached."""
     return {
@@ -95,8 +100,8 @@ def verdicts(result: SweepResult, budget_ms: float | None = None) -> list[dict]:
             entry["best"] = _summary(best) | {"stability_pct": best.stability_pct}
         if first.ok:
             entry["first"] = _summary(first)
-            if best is not None and first.throughput:
-                entry["gain_pct"] = 100 * (best.throughput / first.throughput - 1)
+            if best is not None and (gain := _gain_pct(best, first)) is not None:
+                entry["gain_pct"] = gain
         entry["text"] = _verdict_text(points, first, best, budget_ms, result.settings.get("stability_pct"))
         entry["line"] = f"{model} ({series}): {entry['text']}"
         out.append(entry)
@@ -124,8 +129,7 @@ def _verdict_text(
         line += "; the first point (the spec's settings at the sweep's first load) is the best"
     elif not first.ok:
         line += f"; the first point ({_settings(first)}) was {'void' if first.void else 'not measured'}: no gain given"
-    elif first.throughput:
-        gain = 100 * (best.throughput / first.throughput - 1)
+    elif (gain := _gain_pct(best, first)) is not None:
         line += (
             f", {gain:+.0f}% over the first point ({_settings(first)}: {first.throughput:.1f} infer/s, "
             f"p99 {first.p99_us / 1000:.2f} ms)"
@@ -319,7 +323,8 @@ def _top_table(result: SweepResult, budget_ms: float | None) -> list[str]:
     for (model, series), points in _groups(result).items():
         first = points[0]
         for rank, p in enumerate(ranked(points, budget_ms)[:TOP_N], 1):
-            gain = f"{100 * (p.throughput / first.throughput - 1):+.0f}%" if first.ok and first.throughput else "-"
+            pct = _gain_pct(p, first)
+            gain = "-" if pct is None else f"{pct:+.0f}%"
             rows.append(
                 f"| {model} | {series} | {rank} | {p.batch_size} | {_load(p)} | {p.throughput:.1f} | "
                 f"{p.p50_us / 1000:.2f} | {p.p99_us / 1000:.2f} | {gain} | " + _stability(p, result.settings) + " |"

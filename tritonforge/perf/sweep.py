@@ -37,6 +37,7 @@ from tritonforge.perf.inputs import (
     Sample,
     UniqueInputs,
     check_size,
+    file_requests,
     fitting_count,
     model_ranges,
     model_samples,
@@ -306,7 +307,7 @@ def _measure_point(model: str, ctx: _Context, batch: int, conc: int | None, rate
         if isinstance(data, UniqueInputs):
             point.inputs = data.last_count
         if attempt_settings is not settings:
-            point.note = (point.note + "; " if point.note else "") + "failed once; measured with longer windows"
+            point.add_note("failed once; measured with longer windows")
         return point
     return PerfPoint.failed(model, batch, conc, rate, error)
 
@@ -340,13 +341,9 @@ def _compute_point(
             return point.voided(judgement.reason)
         if judgement.action == "keep":
             if voided:
-                point.note = (
-                    point.note + "; " if point.note else ""
-                ) + f"voided once ({voided}); measured again with {count} fresh inputs"
+                point.add_note(f"voided once ({voided}); measured again with {count} fresh inputs")
             elif point.cache_hits is None:
-                point.note = (
-                    point.note + "; " if point.note else ""
-                ) + "cache hits not counted (no /metrics: give --metrics-url)"
+                point.add_note("cache hits not counted (no /metrics: give --metrics-url)")
             return point
         voided, count = judgement.reason, judgement.count
     raise AssertionError("unreachable")
@@ -367,7 +364,7 @@ def check_inputs(plan: SweepPlan, repo: Path) -> None:
         samples = model_samples(repo, model)
         for series in plan.series.get(model, ["compute"]):
             mode = SERIES[series]
-            count = len(select(samples, mode, plan.input_count)) if mode != "unique" else plan.input_count
+            count = file_requests(samples, mode, plan.input_count)
             check_size(samples, count, plan.max_input_bytes, f"model '{model}' ({series})")
 
 

@@ -3,30 +3,14 @@ point that the cache answered (measured again with fresh inputs, then void: neve
 
 from __future__ import annotations
 
-from tritonforge.perf.analyzer import MeasureSettings, PerfPoint
+from tritonforge.perf.analyzer import MEASURED_FIELDS, MeasureSettings, PerfPoint
 from tritonforge.perf.sweep import judge_compute, planned_requests
 
 SETTINGS = MeasureSettings(url="x", measurement_interval_ms=1000, max_trials=6)
 
 
 def _point(conc: int, throughput: float) -> PerfPoint:
-    zeros = dict.fromkeys(
-        [
-            "p50_us",
-            "p90_us",
-            "p95_us",
-            "p99_us",
-            "avg_us",
-            "client_send_us",
-            "client_recv_us",
-            "network_server_us",
-            "server_queue_us",
-            "server_compute_input_us",
-            "server_compute_infer_us",
-            "server_compute_output_us",
-        ],
-        1.0,
-    )
+    zeros = dict.fromkeys((f for f in MEASURED_FIELDS if f != "throughput"), 1.0)
     return PerfPoint(model="m", batch_size=1, concurrency=conc, request_rate=None, throughput=throughput, **zeros)
 
 
