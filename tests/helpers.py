@@ -144,6 +144,46 @@ def metric(metrics_url: str, name: str, **labels: str) -> float:
     return total
 
 
+def mlp_spec(root: Path, name: str, w1=None, **sections: dict) -> Path:
+    """A 16-32-4 MLP as an ONNX file (MatMul, Relu, MatMul; weights w1 and w2, `w1` given or random), 64 held-out
+    samples and a spec that builds it with an FP16 variant and short timing; `sections` extend its sections."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=(16, 32)).astype(np.float32) if w1 is None else w1
+    w2 = rng.normal(size=(32, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2"),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), root / "mlp.onnx")
+    np.savez(root / "val.npz", x=np.random.default_rng(1).normal(size=(64, 16)).astype(np.float32))
+    spec: dict = {
+        "name": name,
+        "source": {"kind": "onnx", "path": "mlp.onnx"},
+        "max_batch_size": 8,
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [16]}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [4]}],
+        "validation": {"data": {"npz": "val.npz"}},
+        "variants": [{"kind": "onnx_fp16"}],
+        "timing": {"batch_sizes": [1, 8], "max_windows": 3, "window_s": 0.05},
+    }
+    for section, values in sections.items():
+        spec[section] = spec.get(section, {}) | values
+    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return root / "spec.yaml"
+
+
 def search_spec(int8_search: dict):
     """A spec for driving the INT8 search directly (its files are never read): one input, one output, `int8_search`."""
     from tritonforge.spec import parse_spec

@@ -15,11 +15,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import yaml
-from helpers import ROOT
-from onnx import TensorProto, helper, numpy_helper
+from helpers import ROOT, mlp_spec
 
 from tritonforge.builder.runtimes.onnxruntime import OrtModel
 from tritonforge.repository.reader import Repository
@@ -74,34 +72,7 @@ def base_venv(tmp_path_factory, package) -> Path:
 @pytest.fixture(scope="module")
 def onnx_spec(tmp_path_factory) -> Path:
     """A small MLP as an ONNX file, its held-out data and a spec that builds it."""
-    root = tmp_path_factory.mktemp("lean_spec")
-    rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n) for n, s in (("w1", (16, 32)), ("w2", (32, 4)))]
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "w1"], ["h"]),
-            helper.make_node("Relu", ["h"], ["r"]),
-            helper.make_node("MatMul", ["r", "w2"], ["y"]),
-        ],
-        "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
-        weights,
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), root / "mlp.onnx")
-    np.savez(root / "val.npz", x=rng.normal(size=(64, 16)).astype(np.float32))
-    spec = {
-        "name": "lean",
-        "source": {"kind": "onnx", "path": "mlp.onnx"},
-        "max_batch_size": 8,
-        "inputs": [{"name": "x", "dtype": "float32", "shape": [16]}],
-        "outputs": [{"name": "y", "dtype": "float32", "shape": [4]}],
-        "validation": {"data": {"npz": "val.npz"}},
-        "variants": [{"kind": "onnx_fp16"}],
-        "timing": {"batch_sizes": [1, 8], "max_windows": 3, "window_s": 0.05},
-    }
-    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
-    return root / "spec.yaml"
+    return mlp_spec(tmp_path_factory.mktemp("lean_spec"), "lean")
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import yaml
-from onnx import TensorProto, helper, numpy_helper
+from helpers import mlp_spec
 
 from tritonforge.builder.onnx_graph import subnormal_initializers
 from tritonforge.builder.pipeline import build
@@ -17,43 +16,10 @@ from tritonforge.repository.reader import Repository
 SUBNORMAL = np.float32(1e-40)
 
 
-def _model(path):
-    rng = np.random.default_rng(0)
-    w1 = rng.normal(size=(16, 32)).astype(np.float32)
-    w1.flat[::4] = SUBNORMAL  # 128 of 512
-    w2 = rng.normal(size=(32, 4)).astype(np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
-            helper.make_node("Relu", ["h"], ["r"]),
-            helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2"),
-        ],
-        "subnormal",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-
-
 def _spec(tmp_path, **extra):
-    _model(tmp_path / "m.onnx")
-    np.savez(tmp_path / "val.npz", x=np.random.default_rng(1).normal(size=(64, 16)).astype(np.float32))
-    spec = {
-        "name": "sub",
-        "source": {"kind": "onnx", "path": "m.onnx"},
-        "max_batch_size": 8,
-        "inputs": [{"name": "x", "dtype": "float32", "shape": [16]}],
-        "outputs": [{"name": "y", "dtype": "float32", "shape": [4]}],
-        "validation": {"data": {"npz": "val.npz"}},
-        "variants": [{"kind": "onnx_fp16"}],
-        "gate": {"min_cosine": 0.999},
-        "timing": {"batch_sizes": [1, 8], "max_windows": 3, "window_s": 0.05},
-    }
-    for section, values in extra.items():
-        spec[section] = spec.get(section, {}) | values
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    return tmp_path / "spec.yaml"
+    w1 = np.random.default_rng(0).normal(size=(16, 32)).astype(np.float32)
+    w1.flat[::4] = SUBNORMAL  # 128 of 512
+    return mlp_spec(tmp_path, "sub", w1, gate={"min_cosine": 0.999}, **extra)
 
 
 def _p50(variant, batch):
