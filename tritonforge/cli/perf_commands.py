@@ -290,8 +290,9 @@ def perf(
     _metrics_need_url(metrics_url, url)
     from tritonforge.repository.reader import Repository
 
+    repository = Repository(repo)
     for model in models:  # the repository holds the input data, with --url too
-        Repository(repo).require(model)
+        repository.require(model)
     plan = SweepPlan(
         models=models,
         batch_sizes=batches,
