@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,6 +13,12 @@ from tritonforge.builder.stages import StageCache
 
 SEARCH_WINNER_ID = "onnx_int8"  # the INT8 search's fastest passing point is published under this variant id
 FP32 = variant_spec("onnx_fp32")
+
+
+def geometric_mean(ratios: Iterable[float]) -> float:
+    """The geometric mean of the positive `ratios` (speed-ups over batch sizes); 0 when there is none."""
+    values = [v for v in ratios if v and v > 0]
+    return float(np.exp(np.mean(np.log(values)))) if values else 0.0
 
 
 @dataclass
@@ -55,8 +62,7 @@ class VariantOutcome:
     def speed(self) -> float:
         """The geometric mean of its p50 speed-ups against the reference (the fastest exact-FP32 configuration)
         over the timing batch sizes: the figures the report shows (0 when it was not timed)."""
-        values = [v for v in self.speedup.values() if v and v > 0]
-        return float(np.exp(np.mean(np.log(values)))) if values else 0.0
+        return geometric_mean(self.speedup.values())
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -7,12 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from tritonforge.builder.runtimes import open_runtime
 from tritonforge.builder.timing import measure, timing_input
 from tritonforge.builder.variants.context import BuildContext, stage_key
-from tritonforge.builder.variants.outcome import FP32, VariantOutcome
+from tritonforge.builder.variants.outcome import FP32, VariantOutcome, geometric_mean
 from tritonforge.builder.variants.primary import PRIMARY_MARGIN
 from tritonforge.hardware import cpu_info
 
@@ -73,12 +71,8 @@ def speedups(timed: list[VariantOutcome]) -> str | None:
     def against(base: VariantOutcome, o: VariantOutcome) -> dict[str, float]:
         return {b: round(base.timing[b]["p50_ms"] / s["p50_ms"], 3) for b, s in o.timing.items() if b in base.timing}
 
-    def geomean(values: dict[str, float]) -> float:
-        ok = [v for v in values.values() if v > 0]
-        return float(np.exp(np.mean(np.log(ok)))) if ok else 0.0
-
     exact = [o for o in timed if o.passed and o.timing and o.exact_fp32]
-    reference = max(exact, key=lambda o: (geomean(against(fp32, o)), o is fp32), default=fp32)
+    reference = max(exact, key=lambda o: (geometric_mean(against(fp32, o).values()), o is fp32), default=fp32)
     for o in timed:
         o.speedup = against(reference, o)
     return reference.id
