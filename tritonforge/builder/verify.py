@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tritonforge.builder.compare import Comparator, OutputMetrics
 from tritonforge.builder.data import Dataset
+from tritonforge.serving.agreement import Comparator, OutputMetrics
 from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec
 

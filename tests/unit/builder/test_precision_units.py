@@ -7,13 +7,13 @@ import pytest
 from helpers import DIGITS
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonforge.builder.compare import OutputMetrics
 from tritonforge.builder.converters import CONVERTERS
 from tritonforge.builder.data import Dataset
 from tritonforge.builder.gate import evaluate
 from tritonforge.builder.int8_search import candidates
 from tritonforge.builder.timing import measure, timing_input
 from tritonforge.builder.verify import Comparison
+from tritonforge.serving.agreement import OutputMetrics
 from tritonforge.spec import GateSpec, Int8SearchSpec, TimingSpec, load_spec
 
 

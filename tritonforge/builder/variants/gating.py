@@ -7,13 +7,14 @@ from pathlib import Path
 
 from tritonforge.builder.converters import CONVERTERS, VariantSpec
 from tritonforge.builder.data import Dataset
-from tritonforge.builder.gate import GateResult, evaluate
+from tritonforge.builder.gate import evaluate
 from tritonforge.builder.runtimes import open_runtime
 from tritonforge.builder.timing import timing_input
 from tritonforge.builder.variants.context import BuildContext, ServedData
 from tritonforge.builder.variants.outcome import VariantOutcome
 from tritonforge.builder.verify import Comparison, Outputs, compare, rebatch_outputs, run_over
 from tritonforge.hashing import sha256_file
+from tritonforge.serving.gate import GateResult
 from tritonforge.spec import BuildSpec
 
 Run = Callable[..., dict]  # a runtime's run: one batch of inputs -> outputs

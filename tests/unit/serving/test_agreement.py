@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tritonforge.builder.compare import Comparator
+from tritonforge.serving.agreement import Comparator
 
 
 def test_identical_outputs():
