@@ -29,12 +29,12 @@ class MetricsPublisher:
         interval_s: float,
         name: str,
         labels: Mapping[str, str],
-        gauges: Callable[[], Mapping[tuple[str, str], float]] = lambda: {},
+        gauges: Iterable[Callable[[], Mapping[tuple[str, Labels], float]]] = (),
         periodic: Iterable[Callable[[], None]] = (),
         period_s: float = 30.0,
     ) -> None:
         self.tally, self.interval_s, self.labels = tally, interval_s, dict(labels)
-        self.gauges, self.periodic, self.period_s = gauges, list(periodic), period_s
+        self.gauges, self.periodic, self.period_s = list(gauges), list(periodic), period_s
         # The stub attaches MetricFamily to pb_utils when the model initializes, not when it is imported.
         kinds = {
             "counter": pb_utils.MetricFamily.COUNTER,
@@ -82,11 +82,12 @@ class MetricsPublisher:
             metric = self._metric(name, base)
             for value in values:
                 metric.observe(value)
-        for (name, variant), value in self.gauges().items():
-            labels = tuple(sorted({**self.labels, "variant": variant}.items()))
-            if self._shown.get((name, labels)) != value:
-                self._metric(name, labels).set(value)
-                self._shown[(name, labels)] = value
+        for source in self.gauges:
+            for (name, own), value in source().items():
+                labels = tuple(sorted({**self.labels, **dict(own)}.items()))
+                if self._shown.get((name, labels)) != value:
+                    self._metric(name, labels).set(value)
+                    self._shown[(name, labels)] = value
         with self._lock:
             logs, self._logs = self._logs, []
         for level, message in logs:

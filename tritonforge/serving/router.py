@@ -16,21 +16,26 @@ An error a request caused never counts against a rung, and reaches only that req
   answered other requests since its last counted failure (an in-process rung's warm-up at load counts);
   otherwise nothing shows those rungs work: NoRungAnswered (INTERNAL), one failure counted against each.
 
+A rung the shadow found drifting from FP32 (shadow.py) is demoted: skipped like an open breaker, but until
+restored (a reload or a rebuild loads a new router; a probation, where the spec sets one). The last rung is never
+demoted: something must answer.
+
 Counts (in `tally`): tritonforge_router_{requests,failures,fallbacks}_total; gauges() gives
-tritonforge_router_breaker_open and tritonforge_router_rung_absent per rung.
+tritonforge_router_breaker_open, tritonforge_router_rung_absent and tritonforge_router_rung_demoted per rung.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import metric_names as m
 from .batching import Batch, concat, group_by_shape, split
 from .breaker import CircuitBreaker
 from .errors import RequestError, RungAbsent, RungFailure
-from .tally import Tally
+from .tally import Labels, Tally
 
 # on_state(rung, state, reason): a rung found not loaded, loaded again, or its breaker opened.
 OnRungState = Callable[[str, str, str], None]
@@ -58,6 +63,15 @@ Result = Batch | RequestError | NoRungAnswered
 Outcome = Batch | RequestError | RungAbsent | RungFailure
 
 
+@dataclass
+class Routed:
+    """What the requests of one execute get (`results`, by request index) and which rung answered each answered
+    one (`rungs`)."""
+
+    results: dict[int, Result] = field(default_factory=dict)
+    rungs: dict[int, str] = field(default_factory=dict)
+
+
 def _could_not_compute(errors: Iterable[str]) -> RequestError:
     return RequestError("the model could not compute this request: " + " | ".join(errors))
 
@@ -80,6 +94,8 @@ class Router:
         self.rungs = list(rungs)
         self.breakers = {r.name: CircuitBreaker(breaker_failures, breaker_seconds, clock) for r in self.rungs}
         self.absent = {r.name: False for r in self.rungs}
+        self.demoted: dict[str, float] = {}  # rung -> when it was demoted (monotonic clock)
+        self.clock = clock
         # whether each rung has answered a request since its last counted failure (its warm-up counts)
         self.answered = {r.name: bool(getattr(r, "warmed", False)) for r in self.rungs}
         self.tally, self.labels = tally, dict(labels)
@@ -87,19 +103,28 @@ class Router:
 
     def _candidates(self) -> list[Rung]:
         present = [r for r in self.rungs if not self.absent[r.name]] or self.rungs
-        return [r for r in present if self.breakers[r.name].allow()] or present
+        trusted = [r for r in present if r.name not in self.demoted] or present
+        return [r for r in trusted if self.breakers[r.name].allow()] or trusted
+
+    def _first(self) -> str:
+        """The rung that answers when all is well: the first loaded one not demoted."""
+        return next((r.name for r in self.rungs if not self.absent[r.name] and r.name not in self.demoted), self.rungs[0].name)
 
     # ---- the requests of one execute ---------------------------------------------------------------
     def route_requests(self, arrays_per_request: Sequence[Batch], indices: Iterable[int]) -> dict[int, Result]:
         """{request index: outputs or the exception that request gets} for the requests at `indices`; requests
         of one shape go as one batch."""
-        results: dict[int, Result] = {}
-        for group in group_by_shape(arrays_per_request, indices):
-            results.update(self._route_group(arrays_per_request, group))
-        return results
+        return self.route(arrays_per_request, indices).results
 
-    def _route_group(self, arrays: Sequence[Batch], group: Sequence[int]) -> dict[int, Result]:
-        results: dict[int, Result] = {}
+    def route(self, arrays_per_request: Sequence[Batch], indices: Iterable[int]) -> Routed:
+        """As route_requests, and which rung answered each request."""
+        routed = Routed()
+        for group in group_by_shape(arrays_per_request, indices):
+            self._route_group(arrays_per_request, group, routed)
+        return routed
+
+    def _route_group(self, arrays: Sequence[Batch], group: Sequence[int], routed: Routed) -> None:
+        results = routed.results
         todo = list(group)
         errors: dict[int, list[str]] = {i: [] for i in group}  # "rung: what it said", per request
         failed_by: dict[int, list[Rung]] = {i: [] for i in group}  # the rungs that failed each request, counted or not
@@ -120,6 +145,7 @@ class Router:
             if answers:
                 self._answered(rung, len(answers))
                 results.update(answers)
+                routed.rungs.update(dict.fromkeys(answers, rung.name))
                 late = {r.name: (r, e) for i in answers for r, e in uncounted[i]}  # a later rung answered these
                 for r, e in late.values():
                     self._failure(r, e)
@@ -145,7 +171,6 @@ class Router:
                 at_fault.update({r.name: (r, e) for r, e in uncounted[i]})
         for r, e in at_fault.values():
             self._failure(r, e)
-        return results
 
     def _on_rung(self, rung: Rung, arrays: Sequence[Batch], todo: list[int]) -> dict[int, Outcome]:
         """{request: its outputs, or the RequestError, RungAbsent or RungFailure it met} on `rung`: `todo` as one
@@ -176,7 +201,7 @@ class Router:
         self.answered[rung.name] = True
         self._set_absent(rung, False)
         self.tally.add(m.ROUTER_REQUESTS, requests, variant=rung.name, **self.labels)
-        if rung.name != next(r.name for r in self.rungs if not self.absent[r.name]):
+        if rung.name != self._first():
             self.tally.add(m.ROUTER_FALLBACKS, requests, **self.labels)
 
     def _failure(self, rung: Rung, reason: str) -> None:
@@ -191,6 +216,21 @@ class Router:
             self.absent[rung.name] = absent
             self.on_state(rung.name, "not loaded" if absent else "loaded", reason)
 
+    # ---- rungs that drift from FP32 ----------------------------------------------------------------
+    def demote(self, rung: str, reason: str) -> bool:
+        """Skip `rung` from now on (the shadow found it breaking the gate); False if it is the last rung (never
+        demoted) or already demoted."""
+        if rung in self.demoted or rung == self.rungs[-1].name or rung not in self.breakers:
+            return False
+        self.demoted[rung] = self.clock()
+        self.on_state(rung, "demoted", reason)
+        return True
+
+    def restore(self, rung: str, reason: str) -> None:
+        """Serve a demoted rung again (its probation is over)."""
+        if self.demoted.pop(rung, None) is not None:
+            self.on_state(rung, "restored", reason)
+
     # ---- off the request path ----------------------------------------------------------------------
     def probe_absent(self) -> None:
         """Ask every absent rung whether it is loaded now."""
@@ -203,10 +243,13 @@ class Router:
                 if ready:
                     self._set_absent(rung, False)
 
-    def gauges(self) -> dict[tuple[str, str], int]:
-        """{(metric, rung): value} as they stand now: a breaker reads 0 once its open period has passed."""
-        out = {}
+    def gauges(self) -> dict[tuple[str, Labels], float]:
+        """{(metric, labels): value} as they stand now, labelled by `variant`: a breaker reads 0 once its open period
+        has passed."""
+        out: dict[tuple[str, Labels], float] = {}
         for rung in self.rungs:
-            out[(m.ROUTER_BREAKER_OPEN, rung.name)] = 1 if self.breakers[rung.name].skipping else 0
-            out[(m.ROUTER_RUNG_ABSENT, rung.name)] = 1 if self.absent[rung.name] else 0
+            variant = (("variant", rung.name),)
+            out[(m.ROUTER_BREAKER_OPEN, variant)] = 1 if self.breakers[rung.name].skipping else 0
+            out[(m.ROUTER_RUNG_ABSENT, variant)] = 1 if self.absent[rung.name] else 0
+            out[(m.ROUTER_RUNG_DEMOTED, variant)] = 1 if rung.name in self.demoted else 0
         return out

@@ -73,8 +73,8 @@ def test_absent_rung_is_skipped_without_a_failure_and_logged_once():
     assert router.tally.total(m.ROUTER_FAILURES) == 0
     assert router.breakers["a"].opened == 0
     assert states == [("a", "not loaded", "Model 'a' is not ready")]
-    assert router.gauges()[(m.ROUTER_RUNG_ABSENT, "a")] == 1
-    assert router.gauges()[(m.ROUTER_BREAKER_OPEN, "a")] == 0
+    assert router.gauges()[(m.ROUTER_RUNG_ABSENT, (("variant", "a"),))] == 1
+    assert router.gauges()[(m.ROUTER_BREAKER_OPEN, (("variant", "a"),))] == 0
     a.mode = "ok"
     router.probe_absent()  # off the request path: loaded now
     assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 1.0 and a.calls == 2
@@ -89,11 +89,11 @@ def test_failing_rung_opens_its_breaker_and_the_gauge_reads_zero_once_it_has_pas
     for _ in range(4):
         assert router.route_requests(_requests(1), [0])[0]["y"][0, 0] == 3.0
     assert a.calls == 2 and router.breakers["a"].opened == 1  # skipped while open
-    assert router.gauges()[(m.ROUTER_BREAKER_OPEN, "a")] == 1
+    assert router.gauges()[(m.ROUTER_BREAKER_OPEN, (("variant", "a"),))] == 1
     assert router.tally.total(m.ROUTER_FAILURES, variant="a") == 2
     assert router.tally.total(m.ROUTER_FALLBACKS) == 4
     clock.t = 10.5
-    assert router.gauges()[(m.ROUTER_BREAKER_OPEN, "a")] == 0  # open period over: not skipped
+    assert router.gauges()[(m.ROUTER_BREAKER_OPEN, (("variant", "a"),))] == 0  # open period over: not skipped
     a.mode = "ok"
     router.route_requests(_requests(1), [0])  # the probe succeeds and closes it
     assert a.calls == 3 and router.breakers["a"].open_until == 0.0
@@ -217,3 +217,23 @@ def test_a_lone_request_failed_alone_counts_only_once_a_later_rung_answers_it():
     assert router.route_requests(_requests(13), [0])[0]["y"][0, 0] == 39.0  # b answered what a failed
     assert router.tally.total(m.ROUTER_FAILURES, variant="a") == 1
     assert router.breakers["a"].consecutive == 1 and router.answered["a"] is False
+
+
+def test_a_demoted_rung_is_skipped_until_restored_and_shown_in_the_gauges():
+    a, b = Rung("a", 2.0), Rung("b", 3.0)
+    router, states = _router(a, b)
+    assert router.demote("a", "drifted") and not router.demote("a", "again")  # once
+    routed = router.route(_requests(1, 2), [0, 1])
+    assert routed.rungs == {0: "b", 1: "b"} and a.calls == 0
+    assert routed.results[0]["y"][0, 0] == 3.0
+    assert router.tally.total(m.ROUTER_FALLBACKS) == 0  # b is the first rung that should answer now
+    assert router.gauges()[(m.ROUTER_RUNG_DEMOTED, (("variant", "a"),))] == 1
+    router.restore("a", "probation over")
+    assert router.route(_requests(1), [0]).rungs == {0: "a"}
+    assert [s[:2] for s in states] == [("a", "demoted"), ("a", "restored")]
+
+
+def test_the_last_rung_is_never_demoted():
+    router, states = _router(Rung("a"), Rung("b"))
+    assert not router.demote("b", "drifted") and states == []
+    assert router.route(_requests(1), [0]).rungs == {0: "a"}
