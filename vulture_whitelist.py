@@ -13,6 +13,7 @@ serve, reload, serving_env  # tritonforge/cli/serve_commands.py
 # pydantic validators: called by pydantic through their decorators
 _._id  # tritonforge/spec/base.py
 _._range, _._name, _._dtype, _._fields_for_kind, _._one_source, _._model_name, _._consistent, _._weights_for_dynamic  # tritonforge/spec/model.py
+_._window_holds_min_samples, _._shadow_needs_the_router  # tritonforge/spec/model.py (serving.shadow)
 
 # spec fields: read by the gate, the report and the served model from the spec's model_dump() (settings JSON)
 min_top1_agreement, max_mean_rel  # gate thresholds
@@ -20,7 +21,7 @@ placement, redis_url, key_prefix, compression_level, memory_max_bytes, rung_time
 description
 
 # dataclass fields written to JSON by asdict() (build report, perf results, manifest, hardware)
-mean_cosine  # builder/compare.py OutputMetrics
+mean_cosine  # serving/agreement.py OutputMetrics
 batched_only  # builder/int8_search.py
 size_bytes, measured_in  # builder/variants.py VariantOutcome
 _.size_bytes, _.measured_in

@@ -34,13 +34,16 @@ from tritonforge.serving.settings import (
     BlsRungSettings,
     CacheSettings,
     FrontSettings,
+    GateSettings,
     InProcessRungSettings,
+    OutputThresholds,
     PreprocessSettings,
     PublicSettings,
     RouterSettings,
     RungSettings,
     RunnerSettings,
     Settings,
+    ShadowSettings,
     TensorSignature,
     WarmupSettings,
     dumps,
@@ -181,6 +184,39 @@ def preprocess_settings(spec: BuildSpec) -> PreprocessSettings | None:
     return PreprocessSettings(**{**p, "buckets": tuple(p["buckets"]), "file": TOKENIZER_FILE})
 
 
+def gate_settings(spec: BuildSpec) -> GateSettings:
+    """The spec's gate as the served model's shadow reads it (the same thresholds and output kinds)."""
+    g, tol = spec.gate, spec.validation.tolerance
+    own = ("min_cosine", "min_top1_agreement", "max_accuracy_drop", "max_mean_rel", "max_abs")
+    return GateSettings(
+        min_cosine=g.min_cosine,
+        min_top1_agreement=g.min_top1_agreement,
+        max_accuracy_drop=g.max_accuracy_drop,
+        max_mean_rel=g.max_mean_rel,
+        max_abs=g.max_abs,
+        outputs={n: OutputThresholds(**{k: getattr(o, k) for k in own}) for n, o in g.outputs.items()},
+        kinds=spec.output_kinds,
+        atol=tol.atol,
+        rtol=tol.rtol,
+    )
+
+
+def shadow_settings(spec: BuildSpec, reference_file: str) -> ShadowSettings | None:
+    """serving.shadow as the public model reads it, None when it is off."""
+    sh = spec.serving.shadow
+    if sh.fraction <= 0:
+        return None
+    return ShadowSettings(
+        fraction=sh.fraction,
+        window=sh.window,
+        min_samples=sh.min_samples,
+        max_pending=sh.max_pending,
+        probation_s=sh.probation_s,
+        reference_file=reference_file,
+        gate=gate_settings(spec),
+    )
+
+
 @dataclass
 class ServingPlan:
     """The chosen variants and derived facts the models are built from."""
@@ -205,8 +241,10 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
     ]
     files: dict[str, Path | bytes] = {RUNNER_FILE: Path(plan.cpu_variant.file)}
     rungs.append(InProcessRungSettings(name=f"in_process:{plan.cpu_variant.published_as}", file=RUNNER_FILE))
-    if plan.cpu_variant.id != plan.fp32.id and s.router.fp32_last_rung:
-        files[FP32_FILE] = Path(plan.fp32.file)
+    fp32_file = RUNNER_FILE if plan.cpu_variant.id == plan.fp32.id else FP32_FILE
+    if fp32_file == FP32_FILE and (s.router.fp32_last_rung or s.shadow.fraction > 0):
+        files[FP32_FILE] = Path(plan.fp32.file)  # the last rung, or only the shadow's reference
+    if fp32_file == FP32_FILE and s.router.fp32_last_rung:
         rungs.append(InProcessRungSettings(name=f"in_process:{plan.fp32.published_as}", file=FP32_FILE))
     if spec.preprocess is not None:
         assert plan.tokenizer_file is not None
@@ -232,6 +270,7 @@ def public_model(spec: BuildSpec, plan: ServingPlan, version: int) -> ModelDir:
         rungs=tuple(rungs),
         metrics_interval_ms=METRICS_INTERVAL_MS,
         warmup=WarmupSettings(batch_sizes=tuple(s.warmup.batch_sizes), dynamic_dim=s.warmup.dynamic_dim),
+        shadow=shadow_settings(spec, fp32_file),
         files=file_hashes(files),
     )
     # The public model warms its in-process rungs itself: Triton's warm-up requests would go through the cache

@@ -39,6 +39,7 @@ class InProcessRung:
         self, name: str, path: str, input_names: Sequence[str], output_names: Sequence[str], intra_op_threads: int
     ) -> None:
         self.name = name
+        self.session_path = path
         self.session = session(path, intra_op_threads)
         self.input_names, self.output_names = list(input_names), list(output_names)
         from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument

@@ -236,6 +236,76 @@ class WarmupSettings:
         return cls(batch_sizes=tuple(_list(d["batch_sizes"], model, f"{path}.batch_sizes")), dynamic_dim=d["dynamic_dim"])
 
 
+@dataclass(frozen=True)
+class OutputThresholds:
+    """One output's own gate thresholds (None: the gate's)."""
+
+    min_cosine: float | None
+    min_top1_agreement: float | None
+    max_accuracy_drop: float | None
+    max_mean_rel: float | None
+    max_abs: float | None
+
+    @classmethod
+    def from_json(cls, data: object, model: str, path: str) -> OutputThresholds:
+        return cls(**_object(data, cls, model, path))
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The spec's gate as the served model reads it: thresholds, each output's own (`outputs`) and what each output
+    is (`kinds`), with the validation tolerance (`atol`, `rtol`) the comparison's figures use. Read by gate.judge
+    as the build reads the spec's GateSpec."""
+
+    min_cosine: float
+    min_top1_agreement: float
+    max_accuracy_drop: float
+    max_mean_rel: float
+    max_abs: float | None
+    outputs: dict[str, OutputThresholds]
+    kinds: dict[str, str]
+    atol: float
+    rtol: float
+
+    def threshold(self, output: str, name: str) -> Any:
+        """`output`'s own threshold `name`, else the gate's (only max_abs may be None)."""
+        own = self.outputs.get(output)
+        value = getattr(own, name) if own is not None else None
+        return getattr(self, name) if value is None else value
+
+    @property
+    def class_outputs(self) -> list[str]:
+        return [n for n, k in self.kinds.items() if k == "class_scores"]
+
+    @classmethod
+    def from_json(cls, data: object, model: str, path: str = "shadow.gate") -> GateSettings:
+        d = _object(data, cls, model, path)
+        for key in ("outputs", "kinds"):
+            if not isinstance(d[key], dict):
+                raise SettingsError(f"{_where(model, f'{path}.{key}')}: expected a JSON object")
+        outputs = {n: OutputThresholds.from_json(o, model, f"{path}.outputs.{n}") for n, o in d["outputs"].items()}
+        return cls(**{**d, "outputs": outputs, "kinds": dict(d["kinds"])})
+
+
+@dataclass(frozen=True)
+class ShadowSettings:
+    """The spec's serving.shadow, with the FP32 reference's file in the version directory (`reference_file`) and
+    the gate it judges by."""
+
+    fraction: float
+    window: int
+    min_samples: int
+    max_pending: int
+    probation_s: float | None
+    reference_file: str
+    gate: GateSettings
+
+    @classmethod
+    def from_json(cls, data: object, model: str, path: str = "shadow") -> ShadowSettings:
+        d = _object(data, cls, model, path)
+        return cls(**{**d, "gate": GateSettings.from_json(d["gate"], model, f"{path}.gate")})
+
+
 def _tensors(data: object, model: str, path: str) -> tuple[TensorSignature, ...]:
     return tuple(TensorSignature.from_json(t, model, f"{path}[{i}]") for i, t in enumerate(_list(data, model, path)))
 
@@ -266,6 +336,7 @@ class PublicSettings:
     rungs: tuple[RungSettings, ...]
     metrics_interval_ms: int
     warmup: WarmupSettings
+    shadow: ShadowSettings | None
     files: dict[str, str]
 
     def to_json(self) -> dict[str, Any]:
@@ -290,6 +361,7 @@ class PublicSettings:
             rungs=tuple(rung_from_json(r, model, f"rungs[{i}]") for i, r in enumerate(rungs)),
             metrics_interval_ms=d["metrics_interval_ms"],
             warmup=WarmupSettings.from_json(d["warmup"], model),
+            shadow=None if d["shadow"] is None else ShadowSettings.from_json(d["shadow"], model),
             files=_files(d["files"], model),
         )
 

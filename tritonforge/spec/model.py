@@ -357,6 +357,34 @@ class TritonCacheSpec(_Strict):
     )
 
 
+class ShadowSpec(_Strict):
+    """Live traffic shadowed to FP32: the public model answers every request from its first rung as always and,
+    for a sampled share of them, also runs the FP32 reference off the request path and compares the two with the
+    gate's own per-output checks and thresholds. A variant whose last `window` compared samples break the gate
+    is demoted: the router serves the next rung (FP32 at worst) until a reload or a rebuild (or `probation_s`)."""
+
+    fraction: float = Field(
+        0.0, ge=0, le=1, description="share of computed requests also run on FP32 and compared (0: off; cache hits never)"
+    )
+    window: int = Field(1000, ge=1, description="the gate judges each variant on its last `window` compared samples")
+    min_samples: int = Field(100, ge=1, description="samples a variant's window must hold before the gate judges it")
+    max_pending: int = Field(
+        64, ge=1, description="sampled requests waiting for the reference; more are dropped and counted, never waited for"
+    )
+    probation_s: float | None = Field(
+        None,
+        gt=0,
+        description="a demoted variant serves again after this many seconds, its window emptied; "
+        "none: only a reload or a rebuild brings it back",
+    )
+
+    @model_validator(mode="after")
+    def _window_holds_min_samples(self) -> ShadowSpec:
+        if self.min_samples > self.window:
+            raise ValueError(f"min_samples ({self.min_samples}) is more than the window holds ({self.window})")
+        return self
+
+
 class ServingSpec(_Strict):
     """How the models are served."""
 
@@ -383,6 +411,17 @@ class ServingSpec(_Strict):
         description="ensemble: the compute step is the in-process runner model (<name>_ort: any server, the local "
         "one included) or the primary variant's native model (a container with its backend)",
     )
+    shadow: ShadowSpec = Field(
+        default_factory=ShadowSpec, description="one_hop: sampled live requests compared with FP32, a drifting variant demoted"
+    )
+
+    @model_validator(mode="after")
+    def _shadow_needs_the_router(self) -> ServingSpec:
+        if self.shadow.fraction > 0 and self.topology != "one_hop":
+            raise ValueError(
+                "shadow: the ensemble topology has no router to demote a variant in; use topology: one_hop, or fraction: 0"
+            )
+        return self
 
 
 class TokenizerSpec(_Strict):

@@ -3,7 +3,8 @@
 For each batch of requests: input checks (size, shapes, NaN/Inf, value ranges), the response cache lookup (keyed on
 the request as sent, or on the pre-processed tensors), pre-processing (tokenizer) for the misses, the router
 over the rungs (native variant models through BLS at this build's version, then the ONNX variants in-process),
-the answers, and the cache write off the request path. Every request's error is its own: INVALID_ARG for its
+the answers, and off the request path the cache write and, for a sampled share, the shadow's comparison with FP32
+(shadow.py: a variant that drifts is demoted in the router). Every request's error is its own: INVALID_ARG for its
 bad input, INTERNAL only when no rung could answer it.
 
 Settings come from one JSON parameter, `tritonforge`, that the build dumps from the spec (settings.py reads it,
@@ -30,9 +31,10 @@ from tritonforge_serving.checks import InputChecks
 from tritonforge_serving.codec import REASONS, Codec
 from tritonforge_serving.errors import RequestError
 from tritonforge_serving.metrics import MetricsPublisher
-from tritonforge_serving.router import NoRungAnswered, Router, Rung
+from tritonforge_serving.router import NoRungAnswered, Routed, Router, Rung
 from tritonforge_serving.runner import InProcessRung
-from tritonforge_serving.settings import BlsRungSettings, PublicSettings
+from tritonforge_serving.settings import BlsRungSettings, PublicSettings, ShadowSettings
+from tritonforge_serving.shadow import Shadow
 from tritonforge_serving.store import MemoryStore, RedisStore, Store, secret_from_environment
 from tritonforge_serving.tally import Tally
 from tritonforge_serving.tokenize import TextEncoder
@@ -77,21 +79,44 @@ class TritonPythonModel:
         self.router = Router(
             rungs, s.router.breaker_failures, s.router.breaker_seconds, self.tally, self.labels, on_state=self._rung_state
         )
+        self.shadow: Shadow | None = None
+        if s.shadow is not None:
+            self.shadow = self._shadow(s.shadow, in_process, version_dir, model_input_names, s)
         self.publisher = MetricsPublisher(
             self.tally,
             s.metrics_interval_ms / 1000,
             self.name,
             self.labels,
-            gauges=self.router.gauges,
-            periodic=[self.router.probe_absent],
+            gauges=[self.router.gauges] + ([self.shadow.gauges] if self.shadow else []),
+            periodic=[self.router.probe_absent] + ([self.shadow.tick] if self.shadow else []),
             period_s=max(1.0, s.router.breaker_seconds),
         )
         self.cache, self.cache_on_texts = self._cache(s)
+        self._prepare_metrics(rungs)
+        self.publisher.start()
+        if self.shadow is not None:
+            self.shadow.start()
+        shadowed = f"; shadow {s.shadow.fraction:g} of answers against FP32" if s.shadow is not None else ""
+        pb_utils.Logger.log_info(
+            f"{self.name}: rungs {[r.name for r in rungs]}"
+            + (f"; cache {self.cache.store.kind}" if self.cache else "; no cache")
+            + shadowed
+        )
+
+    def _prepare_metrics(self, rungs: list[Rung]) -> None:
+        """Every metric whose labels are known at load, so /metrics lists them (at 0) from the start."""
         for rung in rungs:
             for name in m.ROUTER_PER_RUNG:
                 self.publisher.prepare(name, variant=rung.name)
         for name in m.ROUTER_PER_MODEL:
             self.publisher.prepare(name)
+        if self.shadow is not None:
+            for rung in rungs:
+                if rung.name != self.shadow.reference_rung:
+                    for name in (m.SHADOW_SAMPLES, m.SHADOW_BROKEN):
+                        self.publisher.prepare(name, variant=rung.name)
+            for name in m.SHADOW_PER_MODEL:
+                self.publisher.prepare(name)
         if self.cache is not None:
             store = {"store": self.cache.store.kind}
             for name in m.CACHE_COUNTERS:
@@ -99,14 +124,38 @@ class TritonPythonModel:
             for reason in REASONS:
                 self.publisher.prepare(m.CACHE_REJECTED, reason=reason, **store)
             self.publisher.prepare(m.CACHE_HIT_LATENCY_US)
-        self.publisher.start()
-        pb_utils.Logger.log_info(
-            f"{self.name}: rungs {[r.name for r in rungs]}" + (f"; cache {self.cache.store.kind}" if self.cache else "; no cache")
-        )
 
     def _rung_state(self, rung: str, state: str, reason: str) -> None:
         self.publisher.log(
-            "warn" if state != "loaded" else "info", f"{self.name}: rung {rung} {state}" + (f": {reason[:300]}" if reason else "")
+            "info" if state in ("loaded", "restored") else "warn",
+            f"{self.name}: rung {rung} {state}" + (f": {reason[:600]}" if reason else ""),
+        )
+
+    def _shadow(
+        self,
+        settings: ShadowSettings,
+        in_process: list[InProcessRung],
+        version_dir: str,
+        input_names: list[str],
+        s: PublicSettings,
+    ) -> Shadow:
+        """The shadow against the FP32 reference: the in-process rung that runs its file, else a session of its own."""
+        path = os.path.join(version_dir, settings.reference_file)
+        reference = next((r for r in in_process if r.session_path == path), None)
+        reference_rung = reference.name if reference is not None else None
+        if reference is None:
+            reference = InProcessRung("shadow_reference", path, input_names, self.output_names, s.intra_op_threads)
+            reference.warm(s.model_inputs, s.warmup.batch_sizes, s.warmup.dynamic_dim)
+        return Shadow(
+            reference.call,
+            reference_rung,
+            settings,
+            self.output_names,
+            self.tally,
+            self.labels,
+            demote=self.router.demote,
+            restore=self.router.restore,
+            log=lambda level, message: self.publisher.log(level, f"{self.name}: {message}"),
         )
 
     def _store_state(self, operation: str, bypassed: bool, reason: str) -> None:
@@ -190,9 +239,15 @@ class TritonPythonModel:
                 todo = self._lookup([i for i in todo if i not in probes], arrays, model_inputs, keys, responses, start) + probed
         if not todo:
             return responses
-        results = self.router.route_requests(model_inputs, todo)
+        self._answer(self.router.route(model_inputs, todo), model_inputs, keys, probes, responses)
+        return responses
+
+    def _answer(
+        self, routed: Routed, model_inputs: list[Batch], keys: dict[int, str], probes: list[int], responses: list[Any]
+    ) -> None:
+        """Each routed request's response; the computed answers to the cache's writer and the shadow."""
         computed: list[tuple[str, Batch]] = []
-        for i, result in results.items():
+        for i, result in routed.results.items():
             if isinstance(result, RequestError):
                 responses[i] = self._refused(result)
             elif isinstance(result, NoRungAnswered):
@@ -201,9 +256,10 @@ class TritonPythonModel:
                 responses[i] = tensors_response(result, self.outputs)
                 if i in keys:
                     computed.append((keys[i], result))
+                if self.shadow is not None and i not in probes:
+                    self.shadow.offer(routed.rungs[i], model_inputs[i], result)
         if computed and self.cache is not None:
             self.cache.put(computed)
-        return responses
 
     @staticmethod
     def _is_probe(request: Any) -> bool:
@@ -238,6 +294,8 @@ class TritonPythonModel:
         return misses
 
     def finalize(self) -> None:
+        if self.shadow is not None:
+            self.shadow.close()
         if self.cache is not None:
             self.cache.close()
         self.publisher.close()

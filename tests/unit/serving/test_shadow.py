@@ -1,0 +1,219 @@
+"""The shadow: sampled answers compared with FP32 by the gate's own code, a drifting rung demoted in the router.
+
+No process and no thread: each test calls `compare` on what `offer` queued (the worker thread's step)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tritonforge.serving import metric_names as m
+from tritonforge.serving.agreement import AgreementWindow, Comparator
+from tritonforge.serving.router import Router
+from tritonforge.serving.settings import GateSettings, ShadowSettings
+from tritonforge.serving.shadow import Shadow
+from tritonforge.serving.tally import Tally
+
+W = np.random.default_rng(0).normal(size=(4, 6))
+
+
+def reference(batch):
+    """The FP32 model: x @ W."""
+    return {"y": batch["x"] @ W}
+
+
+def drifting(batch):
+    """A variant that answers as FP32 until a feature exceeds 10 (out of distribution), then collapses."""
+    out = reference(batch)["y"]
+    bad = (np.abs(batch["x"]) > 10).any(1)
+    out[bad] = out[bad][:, ::-1]  # the argmax moves
+    return {"y": out}
+
+
+class Rung:
+    def __init__(self, name, run):
+        self.name, self.run, self.calls = name, run, 0
+
+    def call(self, batch):
+        self.calls += 1
+        return self.run(batch)
+
+    def ready(self):
+        return True
+
+
+class Clock:
+    t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def gate(**overrides):
+    values = dict(
+        min_cosine=0.99,
+        min_top1_agreement=0.99,
+        max_accuracy_drop=0.01,
+        max_mean_rel=0.05,
+        max_abs=None,
+        outputs={},
+        kinds={"y": "class_scores"},
+        atol=1e-4,
+        rtol=1e-3,
+    )
+    return GateSettings(**(values | overrides))
+
+
+def settings(**overrides):
+    values = dict(fraction=1.0, window=20, min_samples=10, max_pending=4, probation_s=None, reference_file="fp32.onnx")
+    return ShadowSettings(**(values | overrides), gate=gate())
+
+
+def setup(draw=lambda: 0.0, ref=reference, clock=None, **overrides):
+    variant, fp32 = Rung("int8", drifting), Rung("fp32", reference)
+    states, logs = [], []
+    router = Router([variant, fp32], 3, 30.0, Tally(), {"model": "m"}, on_state=lambda *a: states.append(a))
+    shadow = Shadow(
+        ref,
+        "fp32",
+        settings(**overrides),
+        ["y"],
+        router.tally,
+        {"model": "m"},
+        demote=router.demote,
+        restore=router.restore,
+        log=lambda level, message: logs.append((level, message)),
+        draw=draw,
+        clock=clock or Clock(),
+    )
+    return router, shadow, states, logs
+
+
+def serve(router, shadow, rows):
+    """Route one request per row, offer each answer to the shadow, compare what was queued; the answers."""
+    requests = [{"x": np.array([r], dtype=np.float64)} for r in rows]
+    routed = router.route(requests, range(len(requests)))
+    for i, result in routed.results.items():
+        shadow.offer(routed.rungs[i], requests[i], result)
+        while not shadow._queue.empty():  # the worker keeps up
+            shadow.compare(shadow._queue.get_nowait())
+    return routed
+
+
+def rows(n, scale=1.0, seed=1):
+    return np.random.default_rng(seed).normal(size=(n, 4)) * scale
+
+
+def test_in_distribution_traffic_keeps_the_variant_serving():
+    router, shadow, states, _ = setup()
+    for k in range(5):
+        serve(router, shadow, rows(10, seed=k))
+    assert router.tally.total(m.SHADOW_SAMPLES, variant="int8") == 50
+    assert router.tally.total(m.SHADOW_BROKEN) == 0 and states == []
+    assert shadow.results["int8"].passed
+    assert serve(router, shadow, rows(1)).rungs == {0: "int8"}
+
+
+def test_out_of_distribution_traffic_demotes_the_variant_once_and_fp32_answers():
+    router, shadow, states, _ = setup()
+    serve(router, shadow, rows(10))
+    ood = serve(router, shadow, rows(10, scale=100))
+    assert set(ood.rungs.values()) == {"int8"}  # answered before the comparison judged it
+    assert router.tally.total(m.SHADOW_BROKEN, variant="int8") > 0
+    assert [s[:2] for s in states] == [("int8", "demoted")]
+    assert "top-1 agreement" in states[0][2] and "needs >= 0.99" in states[0][2]
+    after = serve(router, shadow, rows(5, scale=100))
+    assert set(after.rungs.values()) == {"fp32"}
+    for i, result in after.results.items():
+        np.testing.assert_allclose(result["y"], reference({"x": rows(5, scale=100)[i : i + 1]})["y"], rtol=1e-12)
+    serve(router, shadow, rows(10, scale=100))
+    assert len(states) == 1  # the reference rung is never compared, the demotion logged once
+    checks = {labels: v for (name, labels), v in shadow.gauges().items() if name == m.SHADOW_WINDOW}
+    assert checks[(("check", "top-1 agreement"), ("variant", "int8"))] < 0.99
+
+
+def test_no_judgement_before_the_window_holds_min_samples():
+    router, shadow, states, _ = setup(min_samples=10)
+    serve(router, shadow, rows(9, scale=100))
+    assert states == [] and "int8" not in shadow.results
+    serve(router, shadow, rows(1, scale=100))
+    assert [s[:2] for s in states] == [("int8", "demoted")]
+
+
+def test_nothing_is_sampled_at_fraction_zero_and_the_share_follows_the_draw():
+    draws = iter([0.5, 0.05, 0.2, 0.01])
+    router, shadow, _, _ = setup(draw=lambda: next(draws), fraction=0.1)
+    serve(router, shadow, rows(4))
+    assert router.tally.total(m.SHADOW_SAMPLES) == 2  # the draws under 0.1
+    router, shadow, _, _ = setup(fraction=0.0)
+    serve(router, shadow, rows(4))
+    assert router.tally.total(m.SHADOW_SAMPLES) == 0
+
+
+def test_a_full_queue_drops_and_counts_never_waits():
+    router, shadow, _, _ = setup(max_pending=2)
+    requests = [{"x": rows(1, seed=k)} for k in range(5)]
+    routed = router.route(requests, range(5))
+    for i, result in routed.results.items():
+        shadow.offer(routed.rungs[i], requests[i], result)
+    assert shadow._queue.qsize() == 2 and router.tally.total(m.SHADOW_DROPPED) == 3
+
+
+def test_a_sample_is_a_copy_the_answer_is_never_touched():
+    router, shadow, _, _ = setup()
+    request = {"x": rows(1)}
+    routed = router.route([request], [0])
+    answer = routed.results[0]
+    before = answer["y"].copy()
+    shadow.offer("int8", request, answer)
+    request["x"][:] = 1e6  # the server reuses the request's memory once it is answered
+    shadow.compare(shadow._queue.get_nowait())
+    np.testing.assert_array_equal(answer["y"], before)
+    assert router.tally.total(m.SHADOW_BROKEN) == 0
+
+
+def test_a_failing_reference_is_counted_and_logged_once_never_raised():
+    def broken(batch):
+        raise RuntimeError("onnxruntime: out of memory")
+
+    router, shadow, states, logs = setup(ref=broken)
+    serve(router, shadow, rows(3))
+    assert router.tally.total(m.SHADOW_ERRORS) == 3 and states == []
+    assert len([message for _, message in logs if "reference failed" in message]) == 1
+
+
+def test_probation_restores_a_demoted_variant_with_an_empty_window():
+    clock = Clock()
+    router, shadow, states, _ = setup(probation_s=60.0, clock=clock)
+    serve(router, shadow, rows(10, scale=100))
+    assert [s[:2] for s in states] == [("int8", "demoted")]
+    clock.t = 30.0
+    shadow.tick()
+    assert serve(router, shadow, rows(1)).rungs == {0: "fp32"}
+    clock.t = 61.0
+    shadow.tick()
+    assert [s[:2] for s in states][-1] == ("int8", "restored") and "int8" not in shadow.windows
+    assert serve(router, shadow, rows(1)).rungs == {0: "int8"}
+
+
+def test_without_probation_only_a_new_model_restores():
+    clock = Clock()
+    router, shadow, states, _ = setup(clock=clock)
+    serve(router, shadow, rows(10, scale=100))
+    clock.t = 1e9
+    shadow.tick()
+    assert [s[:2] for s in states] == [("int8", "demoted")]
+
+
+def test_the_window_judges_its_last_samples_with_the_comparators_own_figures():
+    data = rows(30)
+    data = data * np.r_[[1.0] * 25 + [100.0] * 5][:, None]  # the last 5 out of distribution
+    ref, cand = reference({"x": data}), drifting({"x": data})
+    window = AgreementWindow(["y"], 1e-4, 1e-3, ["y"], size=12)
+    for k in range(0, 30, 7):  # batches that straddle the window's edge
+        window.add({"y": ref["y"][k : k + 7]}, {"y": cand["y"][k : k + 7]})
+    whole = Comparator(["y"], 1e-4, 1e-3, ["y"])
+    whole.add({"y": ref["y"][-12:]}, {"y": cand["y"][-12:]})
+    assert window.samples == 12
+    assert window.metrics()["y"] == whole.results()["y"]
+    assert window.metrics()["y"].top1_agreement == pytest.approx(7 / 12)
