@@ -37,7 +37,7 @@ from rich.table import Table
 from tritonforge.cli.render import console
 from tritonforge.perf.analyzer import MeasureSettings, PerfPoint, check_binary, measure
 from tritonforge.perf.inputs import fresh_start, model_samples, select, write_input_json
-from tritonforge.perf.sweep import cache_counts
+from tritonforge.perf.sweep import server_counters
 from tritonforge.repository.config import read_config
 from tritonforge.repository.reader import Repository
 from tritonforge.server.process import LocalTritonServer
@@ -224,10 +224,10 @@ class Bench:
 
         series = self.series.setdefault(key, Series(label))
         for attempt in range(3):
-            before = cache_counts(metrics_url)
+            before = server_counters(metrics_url)
             point = measure(model, replace(self.settings, url=url), 1, concurrency, None, data)
-            after = cache_counts(metrics_url)
-            hits = (after[0] - before[0]) if before and after else 0.0
+            after = server_counters(metrics_url)
+            hits = (after.hits - before.hits) if before and after else 0.0
             if remake is None or hits == 0 or attempt == 2:
                 break
             console.print(f"  {label}: voided ({hits:.0f} cache hits in a miss series); again with more inputs", markup=False)

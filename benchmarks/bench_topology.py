@@ -27,7 +27,7 @@ from tritonforge.builder.pipeline import build
 from tritonforge.cli.render import console
 from tritonforge.perf.analyzer import MeasureSettings, PerfPoint, check_binary, measure
 from tritonforge.perf.inputs import UniqueInputs, model_ranges, model_samples, select, write_input_json
-from tritonforge.perf.sweep import cache_counts
+from tritonforge.perf.sweep import server_counters
 from tritonforge.perf.triton_stats import model_stats
 from tritonforge.server.process import LocalTritonServer
 
@@ -62,10 +62,10 @@ def _spec(work: Path, base: str, suffix: str) -> Path:
 
 def _cache_answers(admin, metrics_url: str, model: str, measured) -> tuple[PerfPoint, float]:
     """The point `measured()` gives, and how many of its requests a cache answered (Triton's or tritonforge's)."""
-    before, py_before = model_stats(admin, model), cache_counts(metrics_url)
+    before, py_before = model_stats(admin, model), server_counters(metrics_url)
     point = measured()
-    after, py_after = model_stats(admin, model), cache_counts(metrics_url)
-    hits = (after - before).cache_hits + ((py_after[0] - py_before[0]) if py_before and py_after else 0.0)
+    after, py_after = model_stats(admin, model), server_counters(metrics_url)
+    hits = (after - before).cache_hits + ((py_after.hits - py_before.hits) if py_before and py_after else 0.0)
     return point, hits
 
 

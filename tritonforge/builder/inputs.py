@@ -10,7 +10,7 @@ from pathlib import Path
 from tritonforge import __version__
 from tritonforge.builder.converters import CONVERTERS
 from tritonforge.builder.data import Dataset, load_dataset
-from tritonforge.builder.serving_graph import serving_sources
+from tritonforge.builder.serving_graph import serving_sources, shadow_settings
 from tritonforge.builder.serving_ort import ServingOrt
 from tritonforge.builder.sources import check_source, require_source, source_files, source_tools
 from tritonforge.builder.variants import (
@@ -40,6 +40,7 @@ class BuildInputs:
 def read_inputs(spec_path: str | Path, ort: ServingOrt | None) -> BuildInputs:
     spec = load_spec(spec_path)
     check_source(spec)  # a spec that disagrees with the source's own signature: before its data is read
+    shadow_settings(spec, "")  # a shadow window too small for the gate: before any work
     validation = load_dataset(spec, spec.validation.data, "validation.data")
     validation = validation.rebatch(min(spec.validation.batch_size, spec.max_batch_size))
     calibration = None

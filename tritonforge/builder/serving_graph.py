@@ -23,6 +23,7 @@ from tritonforge import dtypes, serving
 from tritonforge.builder.runtimes import RUNTIMES
 from tritonforge.builder.triton_cache import triton_cache_enabled
 from tritonforge.builder.variants import VariantOutcome
+from tritonforge.errors import SpecError
 from tritonforge.hashing import sha256_bytes, sha256_file
 from tritonforge.repository import config as cfg
 from tritonforge.repository.files import FP32_FILE, NO_BYTECODE, RUNNER_FILE, SERVING_PACKAGE, TOKENIZER_FILE, TRITON_CACHE_BYTES
@@ -206,7 +207,7 @@ def shadow_settings(spec: BuildSpec, reference_file: str) -> ShadowSettings | No
     sh = spec.serving.shadow
     if sh.fraction <= 0:
         return None
-    return ShadowSettings(
+    settings = ShadowSettings(
         fraction=sh.fraction,
         window=sh.window,
         min_samples=sh.min_samples,
@@ -215,6 +216,13 @@ def shadow_settings(spec: BuildSpec, reference_file: str) -> ShadowSettings | No
         reference_file=reference_file,
         gate=gate_settings(spec),
     )
+    if settings.judged_after > sh.window:
+        raise SpecError(
+            f"serving.shadow.window: {sh.window} samples are too few to judge the gate's top-1 agreement: one "
+            f"disagreement alone would break it; a window of at least {settings.judged_after} (and min_samples as "
+            "many) can tell a drift from one sample"
+        )
+    return settings
 
 
 @dataclass

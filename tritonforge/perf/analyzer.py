@@ -152,6 +152,8 @@ class PerfPoint:
     cpu: dict = field(default_factory=dict)  # the local server's processes: cpu_pct, cpu_ms_per_inference, ...
     # an ensemble's steps during the point, from Triton's statistics: model -> requests, avg_batch, server_ms
     composing: dict = field(default_factory=dict)
+    # a shadowed model's samples during the point (serving.shadow, from /metrics): compared, dropped, errors
+    shadow: dict = field(default_factory=dict)
     label: str = ""  # how this point was asked for (e.g. inputs mode)
     note: str = ""  # e.g. measured again with longer windows because the first try was not stable
     error: str = ""  # perf_analyzer's message for a point it could not measure (then every number is 0)

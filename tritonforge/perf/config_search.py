@@ -351,15 +351,15 @@ def _trial(
     data: InputData,
     metrics_url: str | None,
 ) -> Trial:
-    from tritonforge.perf.sweep import cache_counts
+    from tritonforge.perf.sweep import server_counters
 
     try:
         apply(candidate, repo, models, admin)
-        before, hits_before = stats_of(admin, [public])[public], cache_counts(metrics_url)
+        before, hits_before = stats_of(admin, [public])[public], server_counters(metrics_url)
         point = measure(public, settings, 1, concurrency, None, data)
         requests = (stats_of(admin, [public])[public] - before).inference_count
-        hits_after = cache_counts(metrics_url)
-        hits = hits_after[0] - hits_before[0] if hits_before and hits_after else 0
+        hits_after = server_counters(metrics_url)
+        hits = hits_after.hits - hits_before.hits if hits_before and hits_after else 0
         return Trial(
             candidate,
             point,

@@ -166,6 +166,21 @@ def stability_summary(result: SweepResult) -> str:
     return "; ".join(parts)
 
 
+SHADOW_NOTE = (
+    "Shadowed: answers of the point the model also compared with its FP32 reference off the request path "
+    "(serving.shadow), and in brackets samples it dropped because it was behind; their cost is in these "
+    "latencies and CPU figures (measure a build with shadow.fraction 0 beside it to see it)."
+)
+
+
+def _shadowed(p: PerfPoint) -> str:
+    """A point's shadow samples: compared (dropped[, failed])."""
+    if not p.shadow:
+        return "-"
+    failed = f", {p.shadow['errors']} failed" if p.shadow.get("errors") else ""
+    return f"{p.shadow['compared']} ({p.shadow['dropped']}{failed})"
+
+
 def _cpu_summary(result: SweepResult) -> str:
     cpus = [p.cpu for p in result.points if p.ok and p.cpu]
     if any("cpu_pct" in c for c in cpus):
@@ -207,6 +222,7 @@ def markdown(result: SweepResult, baseline: str | None = None, budget_ms: float 
             for x in (
                 "Latencies in ms. Server times are averages per request: queue, compute input/infer/output.",
                 _cpu_summary(result),
+                SHADOW_NOTE if any(p.shadow for p in result.points) else "",
             )
             if x
         ),
@@ -239,9 +255,10 @@ def markdown(result: SweepResult, baseline: str | None = None, budget_ms: float 
     gpu_cols = any("util_mean_pct" in p.gpu for p in result.points)
     if gpu_cols:
         header += ["GPU util %", "GPU mem MB"]
+    shadow_col = any(p.shadow for p in result.points)
+    if shadow_col:
+        header.append("shadowed (dropped)")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    failed = [p for p in result.points if p.error]
-    void = [p for p in result.points if p.void and not p.error]
     for p in result.points:
         if not p.ok:
             status = "FAILED" if p.error else "VOID"
@@ -276,7 +293,19 @@ def markdown(result: SweepResult, baseline: str | None = None, budget_ms: float 
             ]
         if gpu_cols:
             row += [f"{p.gpu.get('util_mean_pct', 0):.0f}", f"{p.gpu.get('memory_peak_mb', 0):.0f}"]
+        if shadow_col:
+            row.append(_shadowed(p))
         lines.append("| " + " | ".join(row) + " |")
+    lines += _sections(result)
+    lines += ["", "Plots: " + ", ".join(f"[{name}]({name})" for name in PLOTS), ""]
+    return "\n".join(lines)
+
+
+def _sections(result: SweepResult) -> list[str]:
+    """The report's sections after its table: ensemble steps, notes, void and failed points."""
+    lines: list[str] = []
+    failed = [p for p in result.points if p.error]
+    void = [p for p in result.points if p.void and not p.error]
     composed = [p for p in result.points if p.ok and p.composing]
     if composed:
         lines += [
@@ -313,8 +342,7 @@ def markdown(result: SweepResult, baseline: str | None = None, budget_ms: float 
         lines += [
             f"- {p.model} {p.label} b{p.batch_size} {_load(p)}: {p.error.splitlines()[-1] if p.error else ''}" for p in failed
         ]
-    lines += ["", "Plots: " + ", ".join(f"[{name}]({name})" for name in PLOTS), ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _top_table(result: SweepResult, budget_ms: float | None) -> list[str]:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from tritonforge.hardware import cpu_info, gpu_info
 from tritonforge.perf.analyzer import MeasureSettings, PerfAnalyzerError, PerfPoint, measure
@@ -46,7 +47,7 @@ from tritonforge.perf.inputs import (
 )
 from tritonforge.perf.triton_stats import ModelStats, figures, stats_of
 from tritonforge.repository.reader import Repository
-from tritonforge.serving.metric_names import CACHE_HITS, CACHE_MISSES
+from tritonforge.serving.metric_names import CACHE_HITS, CACHE_MISSES, SHADOW_DROPPED, SHADOW_ERRORS, SHADOW_SAMPLES
 from tritonforge.serving.settings import PublicSettings
 
 SERIES = {"compute": "unique", "cache": "repeated", "validation": "validation"}  # series -> inputs mode
@@ -129,9 +130,33 @@ def machine_info() -> dict:
     return {"cpu": cpu_info(), "gpu": gpu_info().to_dict(), "python": platform.python_version()}
 
 
-def cache_counts(metrics_url: str | None) -> tuple[float, float] | None:
-    """(hits, misses) of every tritonforge response cache on the server, or None if /metrics is unreachable.
-    Waits first for the caches' deferred counters to reach /metrics."""
+class ServerCounters(NamedTuple):
+    """tritonforge's counters on the server's /metrics, summed over every model: its response caches' hits and
+    misses, and the shadow's samples compared with FP32, dropped and failed (serving.shadow)."""
+
+    hits: float
+    misses: float
+    shadow_compared: float
+    shadow_dropped: float
+    shadow_errors: float
+
+    def since(self, before: ServerCounters) -> ServerCounters:
+        """What was counted between `before` and this snapshot."""
+        return ServerCounters(*(a - b for a, b in zip(self, before, strict=True)))
+
+
+_COUNTED = {
+    CACHE_HITS: "hits",
+    CACHE_MISSES: "misses",
+    SHADOW_SAMPLES: "shadow_compared",
+    SHADOW_DROPPED: "shadow_dropped",
+    SHADOW_ERRORS: "shadow_errors",
+}
+
+
+def server_counters(metrics_url: str | None) -> ServerCounters | None:
+    """tritonforge's counters on the server now, or None if /metrics is unreachable. Waits first for the
+    models' deferred counters to reach /metrics."""
     if not metrics_url:
         return None
     import urllib.request
@@ -144,13 +169,17 @@ def cache_counts(metrics_url: str | None) -> tuple[float, float] | None:
         text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
     except OSError:
         return None
-    hits = misses = 0.0
+    return counters_in(text)
+
+
+def counters_in(text: str) -> ServerCounters:
+    """tritonforge's counters in a Prometheus text exposition, each summed over its labels."""
+    totals = dict.fromkeys(_COUNTED.values(), 0.0)
     for line in text.splitlines():
-        if line.startswith(CACHE_HITS):
-            hits += float(line.rsplit(" ", 1)[1])
-        elif line.startswith(CACHE_MISSES):
-            misses += float(line.rsplit(" ", 1)[1])
-    return hits, misses
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in _COUNTED:
+            totals[_COUNTED[name]] += float(line.rsplit(" ", 1)[1])
+    return ServerCounters(**totals)
 
 
 def _ensemble_steps(repository: Repository, model: str) -> list[str]:
@@ -166,6 +195,12 @@ def _tritonforge_cache(repository: Repository, models: list[str]) -> bool:
         if isinstance(settings, PublicSettings) and settings.cache:
             return True
     return False
+
+
+def _shadowed(repository: Repository, model: str) -> bool:
+    """Whether `model` compares a share of its answers with FP32 (serving.shadow; counted on /metrics only)."""
+    settings = repository.settings(model)
+    return isinstance(settings, PublicSettings) and settings.shadow is not None
 
 
 @contextlib.contextmanager
@@ -265,6 +300,7 @@ class _Context:
     server_pid: int | None
     steps: list[str]
     tritonforge_cache: bool  # the model (or a step) answers from a tritonforge cache: hits only on /metrics
+    shadowed: bool = False  # the model compares sampled answers with FP32 (serving.shadow): counted on /metrics
 
 
 def _measure_point(model: str, ctx: _Context, batch: int, conc: int | None, rate: float | None, data) -> PerfPoint:
@@ -277,7 +313,7 @@ def _measure_point(model: str, ctx: _Context, batch: int, conc: int | None, rate
     for attempt_settings in (settings, replace(settings, measurement_interval_ms=2 * settings.measurement_interval_ms)):
         if attempt_settings is not settings and isinstance(data, UniqueInputs):
             data = data.again()  # the failed try sent some of its inputs: never send them again
-        before = cache_counts(ctx.metrics_url)
+        before = server_counters(ctx.metrics_url)
         try:
             with (
                 GpuSampler() as gpu,
@@ -288,7 +324,7 @@ def _measure_point(model: str, ctx: _Context, batch: int, conc: int | None, rate
         except PerfAnalyzerError as e:
             error = str(e)
             continue
-        after = cache_counts(ctx.metrics_url)
+        after = server_counters(ctx.metrics_url)
         point.gpu = gpu.result()
         if ctx.steps and stats:
             point.composing = {m: figures(stats[m]) for m in ctx.steps}
@@ -296,7 +332,14 @@ def _measure_point(model: str, ctx: _Context, batch: int, conc: int | None, rate
             point.requests = stats[model].success
         tf_hits = tf_total = None
         if before and after:
-            tf_hits, tf_total = after[0] - before[0], (after[0] + after[1]) - (before[0] + before[1])
+            counted = after.since(before)
+            tf_hits, tf_total = counted.hits, counted.hits + counted.misses
+            if ctx.shadowed:
+                point.shadow = {
+                    "compared": int(counted.shadow_compared),
+                    "dropped": int(counted.shadow_dropped),
+                    "errors": int(counted.shadow_errors),
+                }
         if not (ctx.tritonforge_cache and tf_hits is None) and (stats or ctx.tritonforge_cache):
             point.cache_hits = int(round((tf_hits or 0) + sum(s.cache_hits for s in stats.values())))
         if point.cache_hits is not None and point.requests:
@@ -377,7 +420,7 @@ def run_sweep(
     server_pid: int | None = None,
 ) -> SweepResult:
     """Measure every point of `plan`; `on_point(done, total, point, label)` reports progress; with
-    `metrics_url`, each point also counts tritonforge's cache hits during it; with `server_pid` (the local
+    `metrics_url`, each point also counts tritonforge's cache hits and the shadow's samples during it; with `server_pid` (the local
     server), the server's CPU time and memory."""
     started = time.time()
     points: list[PerfPoint] = []
@@ -389,7 +432,14 @@ def run_sweep(
     ranges = {m: model_ranges(repo, m) for m in plan.models}
     max_counts = {m: fitting_count(samples[m], plan.max_input_bytes) for m in plan.models}
     contexts = {
-        m: _Context(settings, metrics_url, server_pid, steps[m], _tritonforge_cache(repository, [m, *steps[m]]))
+        m: _Context(
+            settings,
+            metrics_url,
+            server_pid,
+            steps[m],
+            _tritonforge_cache(repository, [m, *steps[m]]),
+            _shadowed(repository, m),
+        )
         for m in plan.models
     }
     with tempfile.TemporaryDirectory(prefix="tf-sweep-") as tmp:

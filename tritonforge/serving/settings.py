@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -299,6 +300,17 @@ class ShadowSettings:
     probation_s: float | None
     reference_file: str
     gate: GateSettings
+
+    @property
+    def judged_after(self) -> int:
+        """Samples a window holds before it is judged: `min_samples`, and at least enough that one disagreement
+        alone cannot break a top-1 agreement threshold below 1 (201 for 0.995: one in 200 reads 0.995)."""
+        needed = self.min_samples
+        for output in self.gate.class_outputs:
+            t = self.gate.threshold(output, "min_top1_agreement")
+            if t < 1:
+                needed = max(needed, math.floor(1 / (1 - t) + 1e-9) + 1)
+        return needed
 
     @classmethod
     def from_json(cls, data: object, model: str, path: str = "shadow") -> ShadowSettings:

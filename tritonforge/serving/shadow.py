@@ -4,8 +4,10 @@ The public model answers every request from the rung that answered it, as always
 answered requests (`fraction`) it also hands the request's model inputs and its answer to this shadow, which never
 makes the request wait: a bounded queue (a full one drops the sample and counts it) and one worker thread that runs
 the FP32 reference and compares the two with the build gate's own code (agreement.py's figures, gate.py's checks
-and thresholds). Each variant keeps its last `window` compared samples; once it holds `min_samples`, a window that
-fails the gate demotes that variant in the router (the next rung serves, FP32 at worst), logged once. A demoted
+and thresholds), at the lowest CPU priority on one ONNX Runtime thread of its own, so the reference computes on
+what the answers leave idle (under full load the queue fills and samples are dropped, counted, rather than slow
+the answers). Each variant keeps its last `window` compared samples; once it holds `judged_after` (`min_samples`,
+more where a top-1 threshold needs them), a window that fails the gate demotes that variant in the router (the next rung serves, FP32 at worst), logged once. A demoted
 variant serves again only when a reload or a rebuild loads a new model (or after `probation_s`, with its window
 emptied). Nothing here changes an answer, and a reference that fails is counted (tritonforge_shadow_errors_total),
 never raised.
@@ -14,6 +16,7 @@ never raised.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import random
 import threading
@@ -107,6 +110,9 @@ class Shadow:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            # the lowest CPU priority for this thread alone (Linux): the reference runs on what answers leave idle
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         while True:
             sample = self._queue.get()
             if sample is None:
@@ -141,7 +147,7 @@ class Shadow:
         self.tally.add(m.SHADOW_SAMPLES, n, **variant, **self.labels)
         broken = sum(not judge(sample_metrics(rows, gate.class_outputs, i), None, gate, gate.kinds).passed for i in range(n))
         self.tally.add(m.SHADOW_BROKEN, broken, **variant, **self.labels)
-        if window.samples >= s.min_samples:
+        if window.samples >= s.judged_after:
             self._judge(sample.rung, judge(window.metrics(), None, gate, gate.kinds), window.samples)
 
     def _judge(self, rung: str, result: GateResult, samples: int) -> None:

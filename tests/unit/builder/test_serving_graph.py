@@ -172,3 +172,18 @@ def test_runner_settings_are_strict_too():
         loads('{"file": "model.onnx", "variant": "v", "intra_op_threads": 0}', "m_ort")
     with pytest.raises(SettingsError, match="m_ort: serving settings: not JSON"):
         loads("{", "m_ort")
+
+
+def test_a_shadow_window_one_disagreement_would_break_is_refused_before_any_work(tmp_path):
+    from helpers import digits_spec_copy
+
+    from tritonforge.builder.serving_graph import shadow_settings
+    from tritonforge.errors import SpecError
+    from tritonforge.spec import load_spec
+
+    # digits' gate: top-1 agreement >= 0.995 on class scores, so a window needs 201 samples
+    small = load_spec(digits_spec_copy(tmp_path / "a", serving={"shadow": {"fraction": 0.1, "window": 150, "min_samples": 100}}))
+    with pytest.raises(SpecError, match=r"serving.shadow.window: 150 .* at least 201"):
+        shadow_settings(small, "runner_fp32.onnx")
+    fits = load_spec(digits_spec_copy(tmp_path / "b", serving={"shadow": {"fraction": 0.1, "window": 201, "min_samples": 100}}))
+    assert shadow_settings(fits, "runner_fp32.onnx").judged_after == 201

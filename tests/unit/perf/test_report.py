@@ -164,3 +164,11 @@ def test_plots_are_drawn_with_a_linear_concurrency_axis_and_large_labels(tmp_pat
     assert [t.get_text() for t in bars] == [f"digits compute b1 c{c}" for c in (1, 2, 4, 8)]  # the first on top
     assert [t.get_position()[1] for t in bars] == [3, 2, 1, 0]
     assert all(t.get_fontsize() >= report.LABEL_SIZE for t in bars)
+
+
+def test_a_shadowed_models_points_show_what_they_compared_and_dropped():
+    shadowed = _point(16, 900.0, 9.0, shadow={"compared": 412, "dropped": 3, "errors": 0})
+    md = markdown(_result(shadowed, _point(1, 500.0, 2.0)))
+    assert "| shadowed (dropped) |" in md and "| 412 (3) |" in md
+    assert "compared with its FP32 reference off the request path" in md
+    assert "shadowed" not in markdown(_result(_point(1, 500.0, 2.0)))

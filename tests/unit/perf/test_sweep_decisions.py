@@ -4,7 +4,7 @@ point that the cache answered (measured again with fresh inputs, then void: neve
 from __future__ import annotations
 
 from tritonforge.perf.analyzer import MEASURED_FIELDS, MeasureSettings, PerfPoint
-from tritonforge.perf.sweep import judge_compute, planned_requests
+from tritonforge.perf.sweep import ServerCounters, counters_in, judge_compute, planned_requests
 
 SETTINGS = MeasureSettings(url="x", measurement_interval_ms=1000, max_trials=6)
 
@@ -65,3 +65,22 @@ def test_a_point_that_needs_more_inputs_than_the_bound_holds_is_void_naming_the_
 def test_a_void_point_keeps_no_number():
     point = _point(4, 5104.0).voided("86% answered by a cache")
     assert not point.ok and point.void and point.throughput == 0 and point.p99_us == 0 and not point.error
+
+
+def test_the_servers_counters_sum_every_label_and_ignore_other_metrics():
+    text = "\n".join(
+        [
+            "# HELP tritonforge_cache_hits_total Requests answered from the cache",
+            "# TYPE tritonforge_cache_hits_total counter",
+            'tritonforge_cache_hits_total{model="a",store="memory"} 3',
+            'tritonforge_cache_hits_total{model="b",store="redis"} 4',
+            'tritonforge_cache_hits_total_other{model="b"} 100',
+            'tritonforge_cache_misses_total{model="a",store="memory"} 5',
+            'tritonforge_shadow_samples_total{model="a",variant="in_process:a_onnx_int8"} 12',
+            'tritonforge_shadow_dropped_total{model="a"} 2',
+            'nv_inference_count{model="a",version="1"} 999',
+        ]
+    )
+    counted = counters_in(text)
+    assert counted == ServerCounters(hits=7, misses=5, shadow_compared=12, shadow_dropped=2, shadow_errors=0)
+    assert counted.since(ServerCounters(1, 1, 2, 0, 0)) == ServerCounters(6, 4, 10, 2, 0)

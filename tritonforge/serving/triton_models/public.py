@@ -139,13 +139,13 @@ class TritonPythonModel:
         input_names: list[str],
         s: PublicSettings,
     ) -> Shadow:
-        """The shadow against the FP32 reference: the in-process rung that runs its file, else a session of its own."""
+        """The shadow against the FP32 reference: a session of its own on one thread (never the serving rungs'
+        sessions and thread pools); the in-process rung that runs the same file is the reference rung, whose answers
+        are not compared."""
         path = os.path.join(version_dir, settings.reference_file)
-        reference = next((r for r in in_process if r.session_path == path), None)
-        reference_rung = reference.name if reference is not None else None
-        if reference is None:
-            reference = InProcessRung("shadow_reference", path, input_names, self.output_names, s.intra_op_threads)
-            reference.warm(s.model_inputs, s.warmup.batch_sizes, s.warmup.dynamic_dim)
+        reference_rung = next((r.name for r in in_process if r.session_path == path), None)
+        reference = InProcessRung("shadow_reference", path, input_names, self.output_names, intra_op_threads=1)
+        reference.warm(s.model_inputs, [1], s.warmup.dynamic_dim)
         return Shadow(
             reference.call,
             reference_rung,
