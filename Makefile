@@ -79,6 +79,7 @@ docs: $(STAMP)
 bench: venv
 	$(PY) -m benchmarks.bench_serving
 	$(PY) -m benchmarks.bench_int8
+	$(PY) -m benchmarks.bench_shadow
 
 reliability: venv
 	$(PY) -m benchmarks.reliability
