@@ -175,15 +175,16 @@ def test_runner_settings_are_strict_too():
 
 
 def test_a_shadow_window_one_disagreement_would_break_is_refused_before_any_work(tmp_path):
-    from helpers import digits_spec_copy
+    from helpers import mlp_spec
 
     from tritonforge.builder.serving_graph import shadow_settings
     from tritonforge.errors import SpecError
     from tritonforge.spec import load_spec
 
-    # digits' gate: top-1 agreement >= 0.995 on class scores, so a window needs 201 samples
-    small = load_spec(digits_spec_copy(tmp_path / "a", serving={"shadow": {"fraction": 0.1, "window": 150, "min_samples": 100}}))
+    def spec(root, window):
+        gate = {"min_top1_agreement": 0.995, "class_score_outputs": ["y"]}  # a window needs 201 samples
+        return load_spec(mlp_spec(root, "m", gate=gate, serving={"shadow": {"fraction": 0.1, "window": window}}))
+
     with pytest.raises(SpecError, match=r"serving.shadow.window: 150 .* at least 201"):
-        shadow_settings(small, "runner_fp32.onnx")
-    fits = load_spec(digits_spec_copy(tmp_path / "b", serving={"shadow": {"fraction": 0.1, "window": 201, "min_samples": 100}}))
-    assert shadow_settings(fits, "runner_fp32.onnx").judged_after == 201
+        shadow_settings(spec(tmp_path / "a", 150), "runner_fp32.onnx")
+    assert shadow_settings(spec(tmp_path / "b", 201), "runner_fp32.onnx").judged_after == 201
