@@ -9,7 +9,6 @@ numpy only: this module is copied into the served model with the rest of the ser
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
@@ -181,41 +180,63 @@ class Comparator:
         return {k: v / self._labelled for k, v in self._correct.items()}
 
 
+class _Ring:
+    """One output's per-sample figures of the last `size` samples, in fixed arrays written in a circle."""
+
+    FIELDS = ("max_abs", "max_rel", "violation", "abs_sum", "ref_sum", "cosine", "nonfinite")
+
+    def __init__(self, size: int, class_scores: bool) -> None:
+        self._arrays = {f: np.zeros(size) for f in self.FIELDS}
+        self._top1 = np.zeros(size) if class_scores else None
+        self._size = size
+
+    def write(self, rows: SampleRows, at: int) -> None:
+        """Rows (at most `size`) written from position `at` on, wrapping round."""
+        index = (at + np.arange(len(rows))) % self._size
+        for f in self.FIELDS:
+            self._arrays[f][index] = getattr(rows, f)
+        if self._top1 is not None and rows.top1_same is not None:
+            self._top1[index] = rows.top1_same
+
+    def rows(self, count: int) -> SampleRows:
+        """The `count` samples written (their order does not matter to summarize)."""
+        a = {f: v[:count] for f, v in self._arrays.items()}
+        top1 = None if self._top1 is None else self._top1[:count]
+        return SampleRows(
+            a["max_abs"], a["max_rel"], a["violation"], a["abs_sum"], a["ref_sum"], a["cosine"], top1, a["nonfinite"]
+        )
+
+
 class AgreementWindow:
-    """The last `size` samples compared, per output: what the shadow judges a served variant on."""
+    """The last `size` samples compared, per output: what the shadow judges a served variant on. Each sample's
+    figures live in fixed arrays, so adding one and judging the window cost the same at any window size."""
 
     def __init__(self, output_names: Sequence[str], atol: float, rtol: float, class_outputs: Sequence[str], size: int) -> None:
         self._names = list(output_names)
         self._atol, self._rtol = atol, rtol
         self._class_outputs = set(class_outputs)
         self.size = size
-        self._chunks: deque[dict[str, SampleRows]] = deque()
+        self._rings = {n: _Ring(size, n in self._class_outputs) for n in self._names}
+        self._next = 0  # where the next sample is written
         self.samples = 0
 
     def add(self, reference: Batch, candidate: Batch) -> dict[str, SampleRows]:
         """Add one batch (the oldest samples leave past `size`); returns the batch's own rows."""
         rows = batch_rows(reference, candidate, self._names, self._atol, self._rtol, self._class_outputs)
-        self._chunks.append(rows)
-        self.samples += len(next(iter(rows.values())))
-        while self.samples > self.size:
-            oldest = self._chunks[0]
-            n = len(next(iter(oldest.values())))
-            extra = self.samples - self.size
-            if n <= extra:
-                self._chunks.popleft()
-                self.samples -= n
-            else:
-                self._chunks[0] = {k: r.part(extra) for k, r in oldest.items()}
-                self.samples -= extra
+        n = len(next(iter(rows.values())))
+        kept = min(n, self.size)
+        for name, r in rows.items():
+            self._rings[name].write(r.part(n - kept), self._next)
+        self._next = (self._next + kept) % self.size
+        self.samples = min(self.samples + kept, self.size)
         return rows
 
     def clear(self) -> None:
-        self._chunks.clear()
-        self.samples = 0
+        self._next = self.samples = 0
 
     def metrics(self) -> dict[str, OutputMetrics]:
         """Metrics per output over the samples in the window."""
-        return {n: summarize(n, [c[n] for c in self._chunks], n in self._class_outputs) for n in self._names}
+        return {n: summarize(n, [self._rings[n].rows(self.samples)], n in self._class_outputs) for n in self._names}
 
 
 def sample_metrics(rows: Mapping[str, SampleRows], class_outputs: Sequence[str], sample: int) -> dict[str, OutputMetrics]:
