@@ -224,9 +224,9 @@ class Bench:
 
         series = self.series.setdefault(key, Series(label))
         for attempt in range(3):
-            before = server_counters(metrics_url)
+            before = server_counters(metrics_url, [model])
             point = measure(model, replace(self.settings, url=url), 1, concurrency, None, data)
-            after = server_counters(metrics_url)
+            after = server_counters(metrics_url, [model])
             hits = (after.hits - before.hits) if before and after else 0.0
             if remake is None or hits == 0 or attempt == 2:
                 break

@@ -355,10 +355,10 @@ def _trial(
 
     try:
         apply(candidate, repo, models, admin)
-        before, hits_before = stats_of(admin, [public])[public], server_counters(metrics_url)
+        before, hits_before = stats_of(admin, [public])[public], server_counters(metrics_url, [public, *models])
         point = measure(public, settings, 1, concurrency, None, data)
         requests = (stats_of(admin, [public])[public] - before).inference_count
-        hits_after = server_counters(metrics_url)
+        hits_after = server_counters(metrics_url, [public, *models])
         hits = hits_after.hits - hits_before.hits if hits_before and hits_after else 0
         return Trial(
             candidate,

@@ -131,8 +131,8 @@ def machine_info() -> dict:
 
 
 class ServerCounters(NamedTuple):
-    """tritonforge's counters on the server's /metrics, summed over every model: its response caches' hits and
-    misses, and the shadow's samples compared with FP32, dropped and failed (serving.shadow)."""
+    """tritonforge's counters on the server's /metrics, summed over the models measured: their response caches'
+    hits and misses, and the shadow's samples compared with FP32, dropped and failed (serving.shadow)."""
 
     hits: float
     misses: float
@@ -154,9 +154,9 @@ _COUNTED = {
 }
 
 
-def server_counters(metrics_url: str | None) -> ServerCounters | None:
-    """tritonforge's counters on the server now, or None if /metrics is unreachable. Waits first for the
-    models' deferred counters to reach /metrics."""
+def server_counters(metrics_url: str | None, models: Sequence[str]) -> ServerCounters | None:
+    """tritonforge's counters of `models` on the server now, or None if /metrics is unreachable. Waits first for
+    the models' deferred counters to reach /metrics."""
     if not metrics_url:
         return None
     import urllib.request
@@ -169,20 +169,24 @@ def server_counters(metrics_url: str | None) -> ServerCounters | None:
         text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
     except OSError:
         return None
-    return counters_in(text)
+    return counters_in(text, models)
 
 
-def counters_in(text: str) -> ServerCounters:
-    """tritonforge's counters in a Prometheus text exposition, each summed over its labels."""
+def counters_in(text: str, models: Sequence[str]) -> ServerCounters:
+    """tritonforge's counters of `models` (their `model` label) in a Prometheus text exposition, each summed over
+    its other labels: another model served beside them never counts."""
     totals = dict.fromkeys(_COUNTED.values(), 0.0)
+    wanted = {f'model="{m}"' for m in models}
     for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in _COUNTED:
+        name, _, rest = line.partition("{")
+        name = name.split(" ", 1)[0]
+        labels = rest.rsplit("}", 1)[0].split(",")
+        if name in _COUNTED and wanted.intersection(labels):
             totals[_COUNTED[name]] += float(line.rsplit(" ", 1)[1])
     return ServerCounters(**totals)
 
 
-def _ensemble_steps(repository: Repository, model: str) -> list[str]:
+def ensemble_steps(repository: Repository, model: str) -> list[str]:
     """The models an ensemble runs, in order ([] for any other model)."""
     config = repository.config(model)
     return [step.model_name for step in config.ensemble_scheduling.step] if config.platform == "ensemble" else []
@@ -313,7 +317,7 @@ def _measure_point(model: str, ctx: _Context, batch: int, conc: int | None, rate
     for attempt_settings in (settings, replace(settings, measurement_interval_ms=2 * settings.measurement_interval_ms)):
         if attempt_settings is not settings and isinstance(data, UniqueInputs):
             data = data.again()  # the failed try sent some of its inputs: never send them again
-        before = server_counters(ctx.metrics_url)
+        before = server_counters(ctx.metrics_url, [model, *ctx.steps])
         try:
             with (
                 GpuSampler() as gpu,
@@ -324,7 +328,7 @@ def _measure_point(model: str, ctx: _Context, batch: int, conc: int | None, rate
         except PerfAnalyzerError as e:
             error = str(e)
             continue
-        after = server_counters(ctx.metrics_url)
+        after = server_counters(ctx.metrics_url, [model, *ctx.steps])
         point.gpu = gpu.result()
         if ctx.steps and stats:
             point.composing = {m: figures(stats[m]) for m in ctx.steps}
@@ -428,7 +432,7 @@ def run_sweep(
     interrupted = False
     repository = Repository(repo)
     samples = {m: model_samples(repo, m) for m in plan.models}
-    steps = {m: _ensemble_steps(repository, m) for m in plan.models}
+    steps = {m: ensemble_steps(repository, m) for m in plan.models}
     ranges = {m: model_ranges(repo, m) for m in plan.models}
     max_counts = {m: fitting_count(samples[m], plan.max_input_bytes) for m in plan.models}
     contexts = {

@@ -67,7 +67,7 @@ def test_a_void_point_keeps_no_number():
     assert not point.ok and point.void and point.throughput == 0 and point.p99_us == 0 and not point.error
 
 
-def test_the_servers_counters_sum_every_label_and_ignore_other_metrics():
+def test_the_servers_counters_sum_the_measured_models_labels_and_ignore_other_models_and_metrics():
     text = "\n".join(
         [
             "# HELP tritonforge_cache_hits_total Requests answered from the cache",
@@ -79,8 +79,11 @@ def test_the_servers_counters_sum_every_label_and_ignore_other_metrics():
             'tritonforge_shadow_samples_total{model="a",variant="in_process:a_onnx_int8"} 12',
             'tritonforge_shadow_dropped_total{model="a"} 2',
             'nv_inference_count{model="a",version="1"} 999',
+            'tritonforge_cache_hits_total{model="other",store="memory"} 50',
+            'tritonforge_shadow_samples_total{model="ab"} 40',
+            "tritonforge_cache_hits_total 60",
         ]
     )
-    counted = counters_in(text)
+    counted = counters_in(text, ["a", "b"])
     assert counted == ServerCounters(hits=7, misses=5, shadow_compared=12, shadow_dropped=2, shadow_errors=0)
     assert counted.since(ServerCounters(1, 1, 2, 0, 0)) == ServerCounters(6, 4, 10, 2, 0)
