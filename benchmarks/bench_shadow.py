@@ -17,18 +17,14 @@ what is shadowed, and this measures cost, not accuracy.
 
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
-import yaml
 from rich.table import Table
 
-from tritonforge.builder.pipeline import build
+from benchmarks import example_builds
+from benchmarks.example_builds import example_spec
 from tritonforge.cli.render import console
 from tritonforge.perf.analyzer import MeasureSettings, check_binary, measure
 from tritonforge.perf.inputs import model_samples, select, write_input_json
@@ -36,35 +32,30 @@ from tritonforge.perf.sweep import server_counters
 from tritonforge.server.process import LocalTritonServer
 from tritonforge.serving.metric_names import ROUTER_RUNG_DEMOTED
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BASES = ("digits", "minilm")
 FRACTIONS = {"s0": 0.0, "s1": 0.01, "s10": 0.1}  # build suffix -> serving.shadow.fraction
 CONCURRENCY = (1, 16)
 GATES = {"minilm": {"min_cosine": 0.98}}
 
 
-def _spec(work: Path, base: str, suffix: str) -> Path:
-    dest = work / f"{base}_{suffix}"
-    shutil.copytree(EXAMPLES / base, dest, ignore=shutil.ignore_patterns("__pycache__"))
-    data = yaml.safe_load((dest / "spec.yaml").read_text())
-    serving = data.get("serving", {})
-    serving.update(
-        cache={"kind": "none"},
-        router={"cpu_variant": "onnx_int8_dynamic"},
-        shadow={"fraction": FRACTIONS[suffix], "window": 1000, "min_samples": 100},
-    )
-    data.update(
-        name=f"{base}_{suffix}",
-        variants=[{"kind": "onnx_int8_dynamic", "per_channel": True}],
-        serving=serving,
-        timing={"enabled": False},
-        int8_search={"enabled": False},
-    )
-    if base in GATES:
-        data["gate"] = GATES[base]
-    data.pop("calibration", None)
-    (dest / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    return dest / "spec.yaml"
+def _specs(work: Path) -> list[Path]:
+    """Each example three times, only serving.shadow.fraction differing: the dynamic INT8 variant serves in-process."""
+    return [
+        example_spec(
+            work,
+            base,
+            suffix,
+            {
+                "cache": {"kind": "none"},
+                "router": {"cpu_variant": "onnx_int8_dynamic"},
+                "shadow": {"fraction": fraction, "window": 1000, "min_samples": 100},
+            },
+            variants=[{"kind": "onnx_int8_dynamic", "per_channel": True}],
+            **({"gate": GATES[base]} if base in GATES else {}),
+        )
+        for base in BASES
+        for suffix, fraction in FRACTIONS.items()
+    ]
 
 
 def _demoted(metrics_url: str) -> list[str]:
@@ -90,9 +81,9 @@ def run(repo: Path, rounds: int, work: Path) -> dict:
             console.print(f"round {r + 1}/{rounds}")
             for base, suffix, c in points[r % len(points) :] + points[: r % len(points)]:
                 model = f"{base}_{suffix}"
-                before = server_counters(server.metrics_url)
+                before = server_counters(server.metrics_url, [model])
                 point = measure(model, settings, 1, c, None, data[model])
-                after = server_counters(server.metrics_url)
+                after = server_counters(server.metrics_url, [model])
                 counted = after.since(before) if before and after else None
                 row = {
                     "throughput": point.throughput,
@@ -154,27 +145,7 @@ def render(out: dict) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one)")
-    parser.add_argument("--out", type=Path, default=Path("perf_results/bench_shadow.json"))
-    args = parser.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench_shadow."))
-    repo = work / "repo"
-    try:
-        for base in BASES:
-            for suffix in FRACTIONS:
-                console.print(f"build {base}_{suffix}")
-                build(_spec(work / "specs", base, suffix), repo)
-        out = run(repo, args.rounds, work)
-    finally:
-        if args.work is None:
-            shutil.rmtree(work, ignore_errors=True)
-    out["summary"] = render(out)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
-    console.print(f"wrote {args.out}")
-    return 0
+    return example_builds.main(__doc__ or "", "bench_shadow", _specs, run, render)
 
 
 if __name__ == "__main__":

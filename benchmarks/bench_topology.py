@@ -13,25 +13,21 @@ statistics or tritonforge's /metrics) is voided and measured again with fresh in
 
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 from rich.table import Table
 
-from tritonforge.builder.pipeline import build
+from benchmarks import example_builds
+from benchmarks.example_builds import example_spec
 from tritonforge.cli.render import console
 from tritonforge.perf.analyzer import MeasureSettings, PerfPoint, check_binary, measure
 from tritonforge.perf.inputs import UniqueInputs, model_ranges, model_samples, select, write_input_json
-from tritonforge.perf.sweep import server_counters
+from tritonforge.perf.sweep import ensemble_steps, server_counters
 from tritonforge.perf.triton_stats import model_stats
+from tritonforge.repository.reader import Repository
 from tritonforge.server.process import LocalTritonServer
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BASES = ("digits", "minilm")
 BUILDS = {  # suffix -> serving overrides
     "hop": {"cache": {"kind": "none"}},
@@ -42,34 +38,23 @@ BUILDS = {  # suffix -> serving overrides
 UNIQUE = {"digits": 40_000, "minilm": 8_000}  # inputs per miss point: above what a point sends at the rates seen here
 
 
-def _spec(work: Path, base: str, suffix: str) -> Path:
-    dest = work / f"{base}_{suffix}"
-    shutil.copytree(EXAMPLES / base, dest, ignore=shutil.ignore_patterns("__pycache__"))
-    data = yaml.safe_load((dest / "spec.yaml").read_text())
-    serving = data.get("serving", {})
-    serving.update(BUILDS[suffix])
-    data.update(
-        name=f"{base}_{suffix}",
-        variants=[],
-        serving=serving,
-        timing={"enabled": False},
-        int8_search={"enabled": False},
-    )
-    data.pop("calibration", None)
-    (dest / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    return dest / "spec.yaml"
+def _specs(work: Path) -> list[Path]:
+    """Each example four ways (BUILDS), FP32 only."""
+    return [example_spec(work, base, suffix, serving, variants=[]) for base in BASES for suffix, serving in BUILDS.items()]
 
 
-def _cache_answers(admin, metrics_url: str, model: str, measured) -> tuple[PerfPoint, float]:
-    """The point `measured()` gives, and how many of its requests a cache answered (Triton's or tritonforge's)."""
-    before, py_before = model_stats(admin, model), server_counters(metrics_url)
+def _cache_answers(admin, metrics_url: str, repo: Path, model: str, measured) -> tuple[PerfPoint, float]:
+    """The point `measured()` gives, and how many of its requests a cache answered (Triton's or tritonforge's, in
+    the model or any step of it)."""
+    counted = [model, *ensemble_steps(Repository(repo), model)]
+    before, py_before = model_stats(admin, model), server_counters(metrics_url, counted)
     point = measured()
-    after, py_after = model_stats(admin, model), server_counters(metrics_url)
+    after, py_after = model_stats(admin, model), server_counters(metrics_url, counted)
     hits = (after - before).cache_hits + ((py_after.hits - py_before.hits) if py_before and py_after else 0.0)
     return point, hits
 
 
-def run(repo: Path, rounds: int) -> dict:
+def run(repo: Path, rounds: int, scratch: Path) -> dict:
     import tritonclient.grpc as grpcclient
 
     check_binary()
@@ -77,7 +62,8 @@ def run(repo: Path, rounds: int) -> dict:
     with LocalTritonServer(repo) as server:
         admin = grpcclient.InferenceServerClient(server.grpc_url)
         settings = MeasureSettings(url=server.grpc_url, measurement_interval_ms=1500, max_trials=6, stability_pct=15)
-        work = Path(tempfile.mkdtemp(prefix="bench_topology."))
+        work = scratch / "inputs"
+        work.mkdir(parents=True, exist_ok=True)
         points: list[tuple[str, str, int, str]] = []  # (row key, model, concurrency, inputs)
         for base in BASES:
             for c in (1, 16):
@@ -101,7 +87,6 @@ def run(repo: Path, rounds: int) -> dict:
                     )
         finally:
             admin.close()
-            shutil.rmtree(work, ignore_errors=True)
     return {"rounds": rounds, "rows": rows}
 
 
@@ -114,7 +99,7 @@ def _point(admin, metrics_url: str, repo: Path, settings: MeasureSettings, work:
             data = UniqueInputs(samples, UNIQUE[base], work / f"{model}_{c}.json", ranges)
         else:
             data = write_input_json(select(samples, "repeated", 1), work / f"{model}_{c}_repeated.json")
-        point, hits = _cache_answers(admin, metrics_url, model, lambda d=data: measure(model, settings, 1, c, None, d))
+        point, hits = _cache_answers(admin, metrics_url, repo, model, lambda d=data: measure(model, settings, 1, c, None, d))
         if inputs == "repeated" or hits == 0:
             break
         voided += 1  # a miss series some cache answered: measured again with fresh inputs
@@ -164,27 +149,7 @@ def render(out: dict) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one)")
-    parser.add_argument("--out", type=Path, default=Path("perf_results/bench_topology.json"))
-    args = parser.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench_topology_builds."))
-    repo = work / "repo"
-    try:
-        for base in BASES:
-            for suffix in BUILDS:
-                console.print(f"build {base}_{suffix}")
-                build(_spec(work / "specs", base, suffix), repo)
-        out = run(repo, args.rounds)
-    finally:
-        if args.work is None:
-            shutil.rmtree(work, ignore_errors=True)
-    out["summary"] = render(out)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
-    console.print(f"wrote {args.out}")
-    return 0
+    return example_builds.main(__doc__ or "", "bench_topology", _specs, run, render)
 
 
 if __name__ == "__main__":
