@@ -2,8 +2,9 @@
 
 The public model answers every request from the rung that answered it, as always. For a sampled share of the
 answered requests (`fraction`) it also hands the request's model inputs and its answer to this shadow, which never
-makes the request wait: a bounded queue (a full one drops the sample and counts it) and one worker thread that runs
-the FP32 reference and compares the two with the build gate's own code (agreement.py's figures, gate.py's checks
+makes the request wait: a bounded queue (a full one drops the sample and counts it) and one worker thread that
+collects what came in 50 ms, runs the FP32 reference on it (one batch per variant and tensor layout) and compares
+the two with the build gate's own code (agreement.py's figures, gate.py's checks
 and thresholds), at the lowest CPU priority on one ONNX Runtime thread of its own, so the reference computes on
 what the answers leave idle (under full load the queue fills and samples are dropped, counted, rather than slow
 the answers). Each variant keeps its last `window` compared samples; once it holds `judged_after` (`min_samples`,
@@ -33,6 +34,8 @@ from .gate import GateResult, judge
 from .settings import ShadowSettings
 from .tally import Labels, Tally
 
+COLLECT_S = 0.05  # after a sample arrives, the worker waits this long for more to compare with it
+
 # demote(rung, reason) -> whether it was demoted now; restore(rung, reason); log(level, message)
 Demote = Callable[[str, str], bool]
 Restore = Callable[[str, str], None]
@@ -51,6 +54,18 @@ class ShadowSample:
 def _own(batch: Batch) -> Batch:
     """The arrays copied: a request's tensors may live in memory the server reuses once it is answered."""
     return {k: np.array(v, copy=True) for k, v in batch.items()}
+
+
+def _layout(batch: Batch) -> tuple:
+    """What must match for two batches to run as one: each tensor's name, dtype and every dimension but the first."""
+    return tuple(sorted((k, v.dtype.str, v.shape[1:]) for k, v in batch.items()))
+
+
+def _joined(batches: Sequence[Batch]) -> Batch:
+    """Batches of one layout as one (the first dimension joined)."""
+    if len(batches) == 1:
+        return batches[0]
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 
 class Shadow:
@@ -114,41 +129,60 @@ class Shadow:
             # the lowest CPU priority for this thread alone (Linux): the reference runs on what answers leave idle
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         while True:
-            sample = self._queue.get()
-            if sample is None:
+            first = self._queue.get()
+            if first is None:
                 return
+            time.sleep(COLLECT_S)  # let more samples come: compared together, each costs less of the GIL
+            samples, stop = [first], False
+            while not stop:
+                try:
+                    sample = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                stop = sample is None
+                if sample is not None:
+                    samples.append(sample)
             try:
-                self.compare(sample)
+                self.compare(*samples)
             except Exception as e:  # the shadow must never take the model down
                 self._log("warn", f"shadow: comparison failed: {type(e).__name__}: {str(e)[:300]}")
+            if stop:
+                return
 
-    def compare(self, sample: ShadowSample) -> None:
-        """Run the reference on one sample, add it to its variant's window and judge the window."""
-        try:
-            reference = self.reference(sample.inputs)
-        except Exception as e:
-            self.tally.add(m.SHADOW_ERRORS, **self.labels)
-            if not self._reference_failing:
-                self._reference_failing = True
-                self._log("warn", f"shadow: the FP32 reference failed (counted, answers unchanged): {str(e)[:300]}")
-            return
-        if self._reference_failing:
-            self._reference_failing = False
-            self._log("info", "shadow: the FP32 reference answers again")
+    def compare(self, *samples: ShadowSample) -> None:
+        """Run the reference on the samples, add them to their variants' windows and judge each window once:
+        samples of one variant whose tensors differ only in their first dimension run as one batch."""
+        groups: dict[tuple, list[ShadowSample]] = {}
+        for sample in samples:
+            groups.setdefault((sample.rung, _layout(sample.inputs), _layout(sample.outputs)), []).append(sample)
+        for group in groups.values():
+            inputs = _joined([g.inputs for g in group])
+            try:
+                reference = self.reference(inputs)
+            except Exception as e:
+                self.tally.add(m.SHADOW_ERRORS, len(group), **self.labels)
+                if not self._reference_failing:
+                    self._reference_failing = True
+                    self._log("warn", f"shadow: the FP32 reference failed (counted, answers unchanged): {str(e)[:300]}")
+                continue
+            if self._reference_failing:
+                self._reference_failing = False
+                self._log("info", "shadow: the FP32 reference answers again")
+            self._add(group[0].rung, reference, _joined([g.outputs for g in group]))
+
+    def _add(self, rung: str, reference: Batch, outputs: Batch) -> None:
         s, gate = self.settings, self.settings.gate
-        window = self.windows.get(sample.rung)
+        window = self.windows.get(rung)
         if window is None:
-            window = self.windows[sample.rung] = AgreementWindow(
-                self.output_names, gate.atol, gate.rtol, gate.class_outputs, s.window
-            )
-        rows = window.add(reference, sample.outputs)
+            window = self.windows[rung] = AgreementWindow(self.output_names, gate.atol, gate.rtol, gate.class_outputs, s.window)
+        rows = window.add(reference, outputs)
         n = len(next(iter(rows.values())))
-        variant = {"variant": sample.rung}
+        variant = {"variant": rung}
         self.tally.add(m.SHADOW_SAMPLES, n, **variant, **self.labels)
         broken = sum(not judge(sample_metrics(rows, gate.class_outputs, i), None, gate, gate.kinds).passed for i in range(n))
         self.tally.add(m.SHADOW_BROKEN, broken, **variant, **self.labels)
         if window.samples >= s.judged_after:
-            self._judge(sample.rung, judge(window.metrics(), None, gate, gate.kinds), window.samples)
+            self._judge(rung, judge(window.metrics(), None, gate, gate.kinds), window.samples)
 
     def _judge(self, rung: str, result: GateResult, samples: int) -> None:
         self.results[rung] = result

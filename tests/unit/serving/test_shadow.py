@@ -13,7 +13,7 @@ from tritonforge.serving import metric_names as m
 from tritonforge.serving.agreement import AgreementWindow, Comparator
 from tritonforge.serving.router import Router
 from tritonforge.serving.settings import GateSettings, ShadowSettings
-from tritonforge.serving.shadow import Shadow
+from tritonforge.serving.shadow import Shadow, ShadowSample
 from tritonforge.serving.tally import Tally
 
 W = np.random.default_rng(0).normal(size=(4, 6))
@@ -245,3 +245,28 @@ def test_a_window_is_judged_only_once_one_disagreement_alone_cannot_break_top1()
     assert exact.judged_after == 100  # any disagreement breaks an exact threshold, however many samples
     embeddings = dataclasses.replace(strict, gate=gate(min_top1_agreement=0.995, kinds={"y": "embedding"}))
     assert embeddings.judged_after == 100
+
+
+def test_samples_compared_together_run_one_reference_per_layout_and_count_as_one_by_one():
+    calls = []
+
+    def counted(batch):
+        calls.append(len(batch["x"]))
+        return reference(batch)
+
+    data = rows(12, scale=np.r_[[1.0] * 9 + [100.0] * 3][:, None])
+    samples = [ShadowSample("int8", {"x": data[k : k + 1]}, drifting({"x": data[k : k + 1]})) for k in range(12)]
+    wide = {"x": np.ones((2, 5))}  # another layout: never joined with the others
+    samples.append(ShadowSample("int8", wide, {"y": np.zeros((2, 6))}))
+    _, together, _, _ = setup(ref=counted)
+    together.compare(*samples[:12])
+    _, alone, _, _ = setup()
+    for sample in samples[:12]:
+        alone.compare(sample)
+    assert calls == [12]
+    assert together.windows["int8"].metrics() == alone.windows["int8"].metrics()
+    assert together.tally.total(m.SHADOW_BROKEN) == alone.tally.total(m.SHADOW_BROKEN) == 3
+    calls.clear()
+    _, mixed, _, _ = setup(ref=lambda b: counted(b) if b["x"].shape[1] == 4 else {"y": np.zeros((2, 6))})
+    mixed.compare(*samples)
+    assert calls == [12] and mixed.tally.total(m.SHADOW_SAMPLES) == 14
