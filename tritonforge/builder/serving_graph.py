@@ -213,6 +213,7 @@ def shadow_settings(spec: BuildSpec, reference_file: str) -> ShadowSettings | No
         min_samples=sh.min_samples,
         max_pending=sh.max_pending,
         probation_s=sh.probation_s,
+        confidence=sh.confidence,
         reference_file=reference_file,
         gate=gate_settings(spec),
     )

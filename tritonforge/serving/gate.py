@@ -8,8 +8,10 @@ Copied into the served model with the rest of the serving package.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Literal, Protocol, overload
 
 from .agreement import OutputMetrics
@@ -67,13 +69,30 @@ def _at_most(name: str, value: float, threshold: float) -> GateCheck:
     return GateCheck(name, "<=", value, threshold, value <= threshold, threshold - value)
 
 
+def agreement_upper_bound(agreement: float, samples: int, confidence: float) -> float:
+    """The Wilson score upper bound, one-sided at `confidence`, of a rate observed as `agreement` over `samples`:
+    the highest true agreement these samples leave plausible."""
+    if samples <= 0:
+        return 1.0
+    z = NormalDist().inv_cdf(confidence)
+    n, p = samples, agreement
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n))
+    return min(1.0, (centre + spread) / (1 + z * z / n))
+
+
 def judge(
-    outputs: Mapping[str, OutputMetrics], accuracy: Mapping[str, float] | None, gate: Thresholds, kinds: Mapping[str, str]
+    outputs: Mapping[str, OutputMetrics],
+    accuracy: Mapping[str, float] | None,
+    gate: Thresholds,
+    kinds: Mapping[str, str],
+    top1_confidence: float | None = None,
 ) -> GateResult:
     """Apply to each output the checks that fit what it is (`kinds`: embedding, class_scores, regression) with
     its own thresholds or the gate's: worst-sample cosine for embeddings, top-1 agreement for class scores (and
     the accuracy drop when labels were given), mean relative error for regressions; max abs on every output when
-    set; no non-finite value anywhere."""
+    set; no non-finite value anywhere. With `top1_confidence` (the shadow's live windows) top-1 agreement is
+    judged by its upper bound at that confidence: it fails only when the samples show it below the threshold."""
     metrics = list(outputs.values())
     checks = [_at_most("non-finite values", float(sum(m.nonfinite for m in metrics)), 0.0)]
     for m in metrics:
@@ -82,7 +101,11 @@ def judge(
         if kind == "embedding":
             checks.append(_at_least(f"{label}min cosine", m.min_cosine, gate.threshold(m.name, "min_cosine")))
         elif kind == "class_scores" and m.top1_agreement is not None:
-            checks.append(_at_least(f"{label}top-1 agreement", m.top1_agreement, gate.threshold(m.name, "min_top1_agreement")))
+            top1, name = m.top1_agreement, "top-1 agreement"
+            if top1_confidence is not None:
+                top1 = agreement_upper_bound(top1, m.samples, top1_confidence)
+                name = "top-1 agreement upper bound"
+            checks.append(_at_least(f"{label}{name}", top1, gate.threshold(m.name, "min_top1_agreement")))
         elif kind == "regression":
             checks.append(_at_most(f"{label}mean rel error", m.mean_rel, gate.threshold(m.name, "max_mean_rel")))
         limit = gate.threshold(m.name, "max_abs")

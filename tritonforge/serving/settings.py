@@ -298,6 +298,7 @@ class ShadowSettings:
     min_samples: int
     max_pending: int
     probation_s: float | None
+    confidence: float  # top-1 agreement is judged by its upper bound at this confidence (gate.judge)
     reference_file: str
     gate: GateSettings
 

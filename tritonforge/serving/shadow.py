@@ -182,7 +182,7 @@ class Shadow:
         broken = sum(not judge(sample_metrics(rows, gate.class_outputs, i), None, gate, gate.kinds).passed for i in range(n))
         self.tally.add(m.SHADOW_BROKEN, broken, **variant, **self.labels)
         if window.samples >= s.judged_after:
-            self._judge(rung, judge(window.metrics(), None, gate, gate.kinds), window.samples)
+            self._judge(rung, judge(window.metrics(), None, gate, gate.kinds, s.confidence), window.samples)
 
     def _judge(self, rung: str, result: GateResult, samples: int) -> None:
         self.results[rung] = result

@@ -377,6 +377,13 @@ class ShadowSpec(_Strict):
         description="a demoted variant serves again after this many seconds, its window emptied; "
         "none: only a reload or a rebuild brings it back",
     )
+    confidence: float = Field(
+        0.99,
+        ge=0.5,
+        lt=1,
+        description="top-1 agreement breaks the gate only when it is below the threshold with this confidence (the "
+        "Wilson upper bound of the window's agreement): a variant that passed the gate is not demoted for sampling noise",
+    )
 
     @model_validator(mode="after")
     def _window_holds_min_samples(self) -> ShadowSpec:

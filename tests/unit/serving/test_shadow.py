@@ -11,6 +11,7 @@ import pytest
 
 from tritonforge.serving import metric_names as m
 from tritonforge.serving.agreement import AgreementWindow, Comparator
+from tritonforge.serving.gate import agreement_upper_bound
 from tritonforge.serving.router import Router
 from tritonforge.serving.settings import GateSettings, ShadowSettings
 from tritonforge.serving.shadow import Shadow, ShadowSample
@@ -67,7 +68,8 @@ def gate(**overrides):
 
 
 def settings(**overrides):
-    values = dict(fraction=1.0, window=20, min_samples=10, max_pending=4, probation_s=None, reference_file="fp32.onnx")
+    values = dict(fraction=1.0, window=20, min_samples=10, max_pending=4, probation_s=None, confidence=0.99)
+    values["reference_file"] = "fp32.onnx"
     return ShadowSettings(**(values | overrides), gate=gate())
 
 
@@ -131,7 +133,7 @@ def test_out_of_distribution_traffic_demotes_the_variant_once_and_fp32_answers()
     serve(router, shadow, rows(10, scale=100))
     assert len(states) == 1  # the reference rung is never compared, the demotion logged once
     checks = {labels: v for (name, labels), v in shadow.gauges().items() if name == m.SHADOW_WINDOW}
-    assert checks[(("check", "top-1 agreement"), ("variant", "int8"))] < 0.8
+    assert checks[(("check", "top-1 agreement upper bound"), ("variant", "int8"))] < 0.8
 
 
 def test_no_judgement_before_the_window_holds_min_samples():
@@ -270,3 +272,24 @@ def test_samples_compared_together_run_one_reference_per_layout_and_count_as_one
     _, mixed, _, _ = setup(ref=lambda b: counted(b) if b["x"].shape[1] == 4 else {"y": np.zeros((2, 6))})
     mixed.compare(*samples)
     assert calls == [12] and mixed.tally.total(m.SHADOW_SAMPLES) == 14
+
+
+def test_the_upper_bound_of_an_agreement_narrows_with_samples_and_never_passes_one():
+    assert agreement_upper_bound(0.994, 1000, 0.99) > 0.995  # 6 in 1000: within the noise of 0.995
+    assert agreement_upper_bound(0.98, 1000, 0.99) < 0.995
+    assert agreement_upper_bound(0.99, 100, 0.99) > agreement_upper_bound(0.99, 10_000, 0.99) > 0.99
+    assert agreement_upper_bound(1.0, 5, 0.99) == 1.0 and agreement_upper_bound(0.0, 0, 0.99) == 1.0
+
+
+@pytest.mark.parametrize(("disagreements", "demoted"), [(6, False), (30, True)])
+def test_a_window_breaks_top1_only_beyond_sampling_noise(disagreements, demoted):
+    strict = dict(window=1000, min_samples=100, max_pending=2000)
+    router, shadow, states, _ = setup(**strict)
+    shadow.settings = dataclasses.replace(shadow.settings, gate=gate(min_top1_agreement=0.995))
+    data = rows(1000)
+    data[np.linspace(0, 999, disagreements).astype(int)] *= 1000  # out of distribution, spread evenly
+    serve(router, shadow, data)
+    result = shadow.results["int8"]
+    assert shadow.windows["int8"].metrics()["y"].top1_agreement == pytest.approx(1 - disagreements / 1000)
+    assert ([s[:2] for s in states] == [("int8", "demoted")]) is demoted
+    assert result.passed is not demoted
