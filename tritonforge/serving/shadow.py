@@ -128,6 +128,7 @@ class Shadow:
         with contextlib.suppress(OSError, AttributeError):
             # the lowest CPU priority for this thread alone (Linux): the reference runs on what answers leave idle
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread; below nice 19
         while True:
             first = self._queue.get()
             if first is None:
