@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import typer
 
@@ -16,7 +16,9 @@ DEFAULT_REPO = Path("model_repository")
 
 # perf's input series (tritonforge.perf.sweep.SERIES and AUTO; a unit test keeps them equal, so that `--help` needs
 # no import of perf/)
-SERIES = ("compute", "cache", "validation")
+Series = Literal["compute", "cache", "validation"]
+SeriesOrAuto = Literal["auto", "compute", "cache", "validation"]
+SERIES: tuple[str, ...] = get_args(Series)
 AUTO = "auto"
 SERIES_HELP = (
     "compute: unique inputs within each input's range, never sent before (a cache never answers); "
@@ -181,7 +183,7 @@ def perf_range(text: str, option: str, integer: bool = True) -> list[Any]:
             param_hint=f"'{option}'",
         ) from None
     if integer:
-        return list(range(start, end + 1, step))
+        return list(range(int(start), int(end) + 1, int(step)))  # kind is int here
     return [round(start + i * step, 9) for i in range(int((end - start) / step + 1e-9) + 1)]
 
 

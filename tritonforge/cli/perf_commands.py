@@ -5,19 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tritonforge.cli.options import (
-    AUTO,
     DEFAULT_REPO,
-    SERIES,
     SERIES_HELP,
     CacheSizeOption,
     MetricsUrlOption,
+    Series,
+    SeriesOrAuto,
     int_list,
     metrics_endpoint,
     number_list,
@@ -79,7 +79,8 @@ def _size(text: str, option: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-MEASUREMENT_MODES = ("time_windows", "count_windows")  # tritonforge.perf.analyzer's (a unit test keeps them equal)
+MeasurementMode = Literal["time_windows", "count_windows"]
+MEASUREMENT_MODES = get_args(MeasurementMode)  # tritonforge.perf.analyzer's (a unit test keeps them equal)
 DEFAULT_CONCURRENCY = "1,2,4,8,16"
 
 
@@ -99,7 +100,8 @@ def _loads(ctx: typer.Context, concurrency: str, concurrency_range: str | None, 
         lo, _, hi = text.partition(":")
         doubling = ""
         with contextlib.suppress(ValueError):
-            levels, level = [], max(int(lo), 1)
+            levels: list[str] = []
+            level = max(int(lo), 1)
             while level <= int(hi) and len(levels) < 32:
                 levels.append(str(level))
                 level *= 2
@@ -218,9 +220,7 @@ def perf(
             "is 50,100,150,200"
         ),
     ] = None,
-    measurement_mode: Annotated[
-        Literal[MEASUREMENT_MODES], typer.Option(help="as perf_analyzer's --measurement-mode")
-    ] = "time_windows",
+    measurement_mode: Annotated[MeasurementMode, typer.Option(help="as perf_analyzer's --measurement-mode")] = "time_windows",
     measurement_interval: Annotated[
         int,
         typer.Option(
@@ -244,7 +244,7 @@ def perf(
         ),
     ] = 6,
     inputs: Annotated[
-        Literal[(AUTO, *SERIES)],
+        SeriesOrAuto,
         typer.Option(
             help=f"the input data: one series for all models (default compute: what the model computes, no cache "
             f"hit); auto: compute, and a cache series too for models with a response cache (twice the points). "
@@ -465,7 +465,7 @@ def perf_search(
     if result.best is None:
         raise TritonforgeError(f"no setting kept p95 within {latency_budget_ms:g} ms at concurrency {result.concurrency}")
     default, best = result.default, result.best
-    if default.point is not None and best is not default:
+    if default.point is not None and best.point is not None and best is not default:
         ratios = [
             ("-" if r is None else f"{r:.3f}")
             + (" (default over budget)" if base.point is not None and base.point.p95_us / 1000 > latency_budget_ms else "")
@@ -522,7 +522,7 @@ def perf_inputs(
     ),
     repo: Annotated[Path, repo_option("model repository to read the build's held-out data from")] = DEFAULT_REPO,
     inputs: Annotated[
-        Literal[SERIES],
+        Series,
         typer.Option(
             help=f"the input data: one series (one file holds one; perf's auto is compute, plus cache for a model "
             f"with a response cache). {SERIES_HELP}",

@@ -43,7 +43,6 @@ def serve(
         raise typer.BadParameter(f"REPO {repo} and --repo {repo_flag}: give one", param_hint="'--repo'")
     repo = repo or repo_flag or DEFAULT_REPO
 
-    control = {"model_control": "poll", "poll_seconds": poll} if poll else {}
     server = LocalTritonServer(
         repo,
         host=host,
@@ -53,7 +52,8 @@ def serve(
         load_models=model,
         cache_size=cache_size,
         log_path=log_file or serve_log_path(),  # kept when the server stops
-        **control,
+        model_control="poll" if poll else "explicit",
+        poll_seconds=poll or 1,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

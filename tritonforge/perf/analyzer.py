@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from tritonforge.errors import TritonforgeError
 
@@ -174,11 +175,12 @@ class PerfPoint:
 
     def voided(self, reason: str) -> PerfPoint:
         """This point, kept as void: its measured numbers set to 0 so no table, plot or gate can use them."""
-        return replace(self, void=reason, **dict.fromkeys(MEASURED_FIELDS, 0.0))
+        zeros: dict[str, Any] = dict.fromkeys(MEASURED_FIELDS, 0.0)
+        return replace(self, void=reason, **zeros)
 
     @classmethod
     def failed(cls, model: str, batch_size: int, concurrency: int | None, request_rate: float | None, error: str) -> PerfPoint:
-        zeros = dict.fromkeys(MEASURED_FIELDS, 0.0)
+        zeros: dict[str, Any] = dict.fromkeys(MEASURED_FIELDS, 0.0)
         return cls(
             model=model,
             batch_size=batch_size,
@@ -214,6 +216,7 @@ def parse_csv(path: Path, model: str, batch_size: int) -> list[PerfPoint]:
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             values = {attr: float(row[col]) for col, attr in _COLUMNS.items() if row.get(col) not in (None, "")}
+            measured: dict[str, Any] = {k: values.get(k, 0.0) for k in MEASURED_FIELDS}
             if "avg_us" not in values:  # no average column: its seven disjoint components add up to it
                 values["avg_us"] = sum(
                     values.get(k, 0.0)
@@ -233,7 +236,7 @@ def parse_csv(path: Path, model: str, batch_size: int) -> list[PerfPoint]:
                     batch_size=batch_size,
                     concurrency=int(row["Concurrency"]) if row.get("Concurrency") else None,
                     request_rate=float(row["Request Rate"]) if row.get("Request Rate") else None,
-                    **{k: values.get(k, 0.0) for k in MEASURED_FIELDS},
+                    **measured,
                     cache_hit_us=values.get("cache_hit_us"),
                     cache_miss_us=values.get("cache_miss_us"),
                 )

@@ -30,7 +30,7 @@ from tritonforge.perf.inputs import UniqueInputs, model_ranges, model_samples
 from tritonforge.perf.triton_stats import stats_of
 from tritonforge.repository.config import read_config
 from tritonforge.repository.reader import Repository
-from tritonforge.serving.settings import PARAMETER, dumps, loads
+from tritonforge.serving.settings import PARAMETER, PublicSettings, RunnerSettings, dumps, loads
 from tritonforge.spec import BuildSpec, load_spec
 
 
@@ -191,7 +191,7 @@ def grid(
     import os
 
     cores = cores or os.cpu_count() or 1
-    preferred = [()]
+    preferred: list[tuple[int, ...]] = [()]
     if with_preferred:
         preferred.append(tuple(b for b in (4, 8, 16, 32, 64) if b <= max_batch))
     threads = {i: 0 if i == 1 else max(1, cores // i) for i in instances}
@@ -217,7 +217,8 @@ def apply(candidate: Candidate, repo: Path, models: list[str], admin) -> None:
             group.count = candidate.instance_count
         if PARAMETER in cfg.parameters:
             settings = loads(cfg.parameters[PARAMETER].string_value, name)
-            cfg.parameters[PARAMETER].string_value = dumps(replace(settings, intra_op_threads=candidate.threads))
+            if isinstance(settings, PublicSettings | RunnerSettings):  # an ensemble's front runs no model
+                cfg.parameters[PARAMETER].string_value = dumps(replace(settings, intra_op_threads=candidate.threads))
         _load(admin, name, json_format.MessageToJson(cfg))
 
 
@@ -316,9 +317,9 @@ def search(
             if higher:
                 ranked = sorted(
                     (t for t in result.trials if not t.probe and t.candidate != default and t.fits(budget_ms)),
-                    key=lambda t: t.point.throughput,
+                    key=lambda t: t.point.throughput if t.point else 0.0,
                     reverse=True,
-                )  # type: ignore[union-attr]
+                )
                 for trial in ranked[:HIGHER_LOAD_TOP]:
                     run(trial.candidate, load=higher)
             best = _best([t for t in result.trials if not t.probe], budget_ms)
@@ -382,7 +383,7 @@ def _trial(
 
 def _best(trials: list[Trial], budget_ms: float) -> Trial | None:
     fitting = [t for t in trials if t.fits(budget_ms)]
-    return max(fitting, key=lambda t: t.point.throughput) if fitting else None  # type: ignore[union-attr]
+    return max(fitting, key=lambda t: t.point.throughput if t.point else 0.0) if fitting else None
 
 
 def write_back(spec_path: Path, candidate: Candidate) -> None:

@@ -14,7 +14,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +78,7 @@ def _token_pool(samples: list[Sample], name: str, bounds: tuple[float, float] | 
 
 def text_words(samples: list[Sample]) -> list[str]:
     """The distinct short lower-case words of the samples' texts (most are one token to a word-piece tokenizer)."""
-    words = set()
+    words: set[str] = set()
     for sample in samples:
         for arr in sample.values():
             if arr.dtype == object:
@@ -88,7 +88,7 @@ def text_words(samples: list[Sample]) -> list[str]:
     return sorted(words)
 
 
-def _vary_text(text: str, k: int, words: list[str]) -> str:
+def _vary_text(text: str, k: int, words: Sequence[str]) -> str:
     """`text` with its last three words replaced by words chosen by k (its base-len(words) digits), so texts keep
     their length in words and, nearly, in tokens; a text of fewer than three words, or no word list, gets " k"."""
     parts = text.split(" ")
@@ -104,7 +104,7 @@ def _vary_text(text: str, k: int, words: list[str]) -> str:
 def _vary(
     sample: Sample,
     k: int,
-    words: list[str] = (),
+    words: Sequence[str] = (),
     ranges: dict | None = None,
     pools: dict[str, np.ndarray] | None = None,
     slots: int = 2,

@@ -156,7 +156,7 @@ def stability_summary(result: SweepResult) -> str:
         return f"every point stable within {asked:g}% (its windows agreed within it)"
     parts = [f"windows asked to agree within {asked:g}%"]
     if looser:
-        levels = ", ".join(f"{x:g}%" for x in sorted({p.stability_pct for p in looser}))  # type: ignore[misc]
+        levels = ", ".join(f"{x:g}%" for x in sorted({p.stability_pct for p in looser if p.stability_pct is not None}))
         parts.append(
             f"{len(looser)} of {len(measured)} points did not get there and were measured with longer windows "
             f"within {levels} (column 'stable within')"
@@ -188,7 +188,7 @@ def _cpu_summary(result: SweepResult) -> str:
             "Server CPU: the local tritonserver and its Python-backend stubs (/proc), over each perf_analyzer run: "
             "% of one core (200% = two cores busy), CPU ms per inference answered, peak resident memory."
         )
-    reasons = {c.get("absent") for c in cpus if c.get("absent")}
+    reasons = {str(c["absent"]) for c in cpus if c.get("absent")}
     return f"Server CPU: not measured ({'; '.join(sorted(reasons))})." if reasons else ""
 
 
@@ -425,12 +425,12 @@ def plots(result: SweepResult, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(9, 5.5))
     levels: set[int] = set()
     for i, ((model, label, batch), pts) in enumerate(sorted(series.items())):
-        pts = [p for p in pts if p.concurrency is not None]
-        if pts:
-            levels.update(p.concurrency for p in pts)  # type: ignore[misc]
+        at = [(p.concurrency, p) for p in pts if p.concurrency is not None]
+        if at:
+            levels.update(c for c, _ in at)
             ax.plot(
-                [p.concurrency for p in pts],
-                [p.throughput for p in pts],
+                [c for c, _ in at],
+                [p.throughput for _, p in at],
                 "o-",
                 color=f"C{i % 10}",
                 label=f"{model} {label} b{batch}",
