@@ -54,9 +54,18 @@ def _successes(server: LocalTritonServer, model: str = "digits") -> int:
 
 
 def _wrong(record, inputs, repo: Path) -> int:
+    """Answers that are not their own input's: another input's answer, or none the runner gives it. The runner may
+    be a dynamic INT8 variant (whichever the build's timing picked), whose answer depends on the batch the server
+    formed, so each is compared with its input's computed alone within 5% of its largest logit, and must be
+    nearer to it than to any other input's."""
     reference = OrtModel(Repository(repo).runner_file("digits"), ["logits"])
-    expected = [reference.run(x)["logits"] for x in inputs]
-    return sum(not np.allclose(a.outputs["logits"], expected[a.index], atol=1e-5) for a in record.answers)
+    expected = np.stack([reference.run(x)["logits"][0] for x in inputs])
+    wrong = 0
+    for a in record.answers:
+        got, own = a.outputs["logits"][0], expected[a.index]
+        nearest = int(np.abs(expected - got).max(1).argmin())
+        wrong += int(np.abs(got - own).max() > 0.05 * np.abs(own).max() or not np.allclose(expected[nearest], own))
+    return wrong
 
 
 @pytest.fixture
