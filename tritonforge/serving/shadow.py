@@ -29,7 +29,7 @@ import numpy as np
 
 from . import metric_names as m
 from .agreement import AgreementWindow, sample_metrics
-from .batching import Batch
+from .batching import Batch, concat, group_by_shape
 from .gate import GateResult, judge
 from .settings import ShadowSettings
 from .tally import Labels, Tally
@@ -54,18 +54,6 @@ class ShadowSample:
 def _own(batch: Batch) -> Batch:
     """The arrays copied: a request's tensors may live in memory the server reuses once it is answered."""
     return {k: np.array(v, copy=True) for k, v in batch.items()}
-
-
-def _layout(batch: Batch) -> tuple:
-    """What must match for two batches to run as one: each tensor's name, dtype and every dimension but the first."""
-    return tuple(sorted((k, v.dtype.str, v.shape[1:]) for k, v in batch.items()))
-
-
-def _joined(batches: Sequence[Batch]) -> Batch:
-    """Batches of one layout as one (the first dimension joined)."""
-    if len(batches) == 1:
-        return batches[0]
-    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 
 class Shadow:
@@ -153,11 +141,12 @@ class Shadow:
     def compare(self, *samples: ShadowSample) -> None:
         """Run the reference on the samples, add them to their variants' windows and judge each window once:
         samples of one variant whose tensors differ only in their first dimension run as one batch."""
-        groups: dict[tuple, list[ShadowSample]] = {}
+        by_rung: dict[str, list[ShadowSample]] = {}
         for sample in samples:
-            groups.setdefault((sample.rung, _layout(sample.inputs), _layout(sample.outputs)), []).append(sample)
-        for group in groups.values():
-            inputs = _joined([g.inputs for g in group])
+            by_rung.setdefault(sample.rung, []).append(sample)
+        groups = [[same[i] for i in idx] for same in by_rung.values() for idx in group_by_shape([x.inputs for x in same])]
+        for group in groups:
+            inputs, _ = concat([g.inputs for g in group], range(len(group)))
             try:
                 reference = self.reference(inputs)
             except Exception as e:
@@ -169,7 +158,7 @@ class Shadow:
             if self._reference_failing:
                 self._reference_failing = False
                 self._log("info", "shadow: the FP32 reference answers again")
-            self._add(group[0].rung, reference, _joined([g.outputs for g in group]))
+            self._add(group[0].rung, reference, concat([g.outputs for g in group], range(len(group)))[0])
 
     def _add(self, rung: str, reference: Batch, outputs: Batch) -> None:
         s, gate = self.settings, self.settings.gate
