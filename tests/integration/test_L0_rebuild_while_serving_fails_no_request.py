@@ -19,6 +19,7 @@ from helpers import DIGITS, ROOT, digits_spec_copy, scaled
 from tritonforge.builder.pipeline import build
 from tritonforge.builder.runtimes.onnxruntime import OrtModel
 from tritonforge.client import Client
+from tritonforge.repository.publish import Publication
 from tritonforge.repository.reader import Repository
 from tritonforge.server.process import LocalTritonServer
 from tritonforge.server.reload import reload_build
@@ -147,6 +148,51 @@ def test_rebuild_under_a_polling_server_fails_no_request(tmp_path, two_builds, r
     assert builds[-50:] == ["new"] * 50, (
         f"the polling server picked the new build up ({switched_after:.0f} s after the build):\n" + "\n".join(loads[-30:])
     )
+
+
+def _entries(repo: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file and directory below `repo`: inode, mtime and ctime (what Triton's poll compares)."""
+    out = {}
+    for p in repo.rglob("*"):
+        s = p.lstat()
+        out[str(p.relative_to(repo))] = (s.st_ino, s.st_mtime_ns, s.st_ctime_ns)
+    return out
+
+
+def test_a_rebuild_changes_no_timestamp_a_polling_server_reads(tmp_path, two_builds, monkeypatch, reliability):
+    """Triton's poll takes max(mtime, ctime) of every entry of a model directory as its modification time, and a
+    hard link made or removed changes a file's ctime. Before its publication a build leaves the live files alone
+    (it reuses the last build's files by copying them), and after it nothing changes the files it published (its
+    work files are not links to them): a polling server reloads a model only when its directory is exchanged, not
+    while a publication replaces it (CI once saw `digits` version 1 reloaded half way and left failed)."""
+    a, b, _inputs, _new = two_builds
+    repo = tmp_path / "repo"
+    build(a, repo)
+    built = _entries(repo)
+    seen: dict[str, dict] = {}
+    real = Publication.commit
+
+    def commit(self: Publication) -> None:
+        seen["live"] = _entries(self.repo)
+        real(self)
+        seen["published"] = _entries(self.repo)
+
+    monkeypatch.setattr(Publication, "commit", commit)
+    build(b, repo)
+    after = _entries(repo)
+    old_touched = sorted(k for k, v in built.items() if seen["live"].get(k) != v)
+    new_touched = sorted(k for k, v in seen["published"].items() if after.get(k) != v)
+    reliability(
+        "timestamps a polling server reads",
+        "a build reusing the last build's files; every live entry's inode, mtime and ctime compared",
+        0,
+        0,
+        len(old_touched) + len(new_touched),
+        f"{len(built)} live entries before the publication, {len(after)} after: none changed",
+    )
+    assert seen["published"] != built, "the test's second build published something"
+    assert old_touched == [], f"the build changed live entries before publishing: {old_touched}"
+    assert new_touched == [], f"entries changed after the publication: {new_touched}"
 
 
 # The build pauses after its first model directory is exchanged; the test reloads every model meanwhile.

@@ -38,6 +38,7 @@ from tritonforge.builder.verify import run_over
 from tritonforge.errors import RepositoryError
 from tritonforge.hashing import combine, sha256_bytes
 from tritonforge.repository.build_report import BuildReport, RepositoryCheckSection, ServingSection
+from tritonforge.repository.layout import StagedFiles
 from tritonforge.repository.manifest import Manifest, read_manifest
 from tritonforge.repository.publish import Publication, RepositoryLock, check_root, describe_work_area
 from tritonforge.spec import PYTHON_CACHE_KINDS, BuildSpec
@@ -290,7 +291,8 @@ def _build_locked(
         )
         with rep.stage("write Triton repository"):
             with Publication(repo, order=[m.name for m in models], remove=set(old.models if old else []), lock=lock) as pub:
-                dirs = {m.name: m.write(pub.stage(m.name), manifest.version) for m in models}
+                staged = StagedFiles()
+                dirs = {m.name: m.write(pub.stage(m.name), manifest.version, staged) for m in models}
                 manifest.hash_artifacts(dirs)
                 manifest.write(dirs[spec.name])
                 pub.commit()

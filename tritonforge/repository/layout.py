@@ -13,13 +13,31 @@ from tritonforge.repository.config import pin_version, write_config
 from tritonforge.repository.manifest import ModelRole
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link `src` to `dst` (same bytes, no copy), copying where links are impossible."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
+class StagedFiles:
+    """Places a build's files into its staged model directories: each source file is copied once and every later
+    use of the same source hard-links that copy.
+
+    A published file never shares an inode with a file outside the staging (the last build's live files, which a
+    build reuses, or the build's work directory): linking or unlinking such a file changes its ctime, Triton's
+    poll reads that as a change to the live model and reloads it while the publication replaces it (a model
+    loaded from a directory listing that no longer exists fails, and a polling server keeps the old build)."""
+
+    def __init__(self) -> None:
+        self._first: dict[Path, Path] = {}
+
+    def place(self, src: Path, dst: Path) -> None:
+        """Put the bytes of `src` at `dst`."""
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        key = src.resolve()
+        first = self._first.get(key)
+        if first is not None:
+            try:
+                os.link(first, dst)
+                return
+            except OSError:
+                pass  # a filesystem without hard links: a copy
         shutil.copy2(src, dst)
+        self._first.setdefault(key, dst)
 
 
 @dataclass
@@ -33,8 +51,10 @@ class ModelDir:
     files: dict[str, Path | bytes] = field(default_factory=dict)
     extra: dict[str, Path | bytes] = field(default_factory=dict)  # files beside config.pbtxt
 
-    def write(self, model_dir: Path, version: int) -> Path:
-        """Write config.pbtxt (serving exactly `version`) and the version directory into `model_dir`."""
+    def write(self, model_dir: Path, version: int, staged: StagedFiles | None = None) -> Path:
+        """Write config.pbtxt (serving exactly `version`) and the version directory into `model_dir`; `staged`
+        shares one copy of a source file between the model directories of one build."""
+        staged = staged or StagedFiles()
         (model_dir / str(version)).mkdir(parents=True, exist_ok=True)
         config = mc.ModelConfig()
         config.CopyFrom(self.config)
@@ -46,5 +66,5 @@ class ModelDir:
             if isinstance(content, bytes):
                 dst.write_bytes(content)
             else:
-                link_or_copy(Path(content), dst)
+                staged.place(Path(content), dst)
         return model_dir

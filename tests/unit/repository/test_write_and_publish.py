@@ -12,6 +12,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonforge.errors import RepositoryError
 from tritonforge.repository import config as cfg
+from tritonforge.repository.layout import StagedFiles
 from tritonforge.repository.publish import Publication, remove_tree, work_area
 from tritonforge.spec import DynamicBatchingSpec, TensorSpec, WarmupSpec
 
@@ -68,6 +69,26 @@ def _stage(pub: Publication, name: str, text: str) -> None:
 
 def _leftovers(repo: Path) -> list[Path]:
     return list(work_area(repo).glob("txn-*"))
+
+
+def test_staged_files_copy_a_source_once_and_never_touch_it(tmp_path):
+    """A live file a build reuses keeps its inode, link count and ctime (Triton's poll reads ctime); the copies of one
+    source inside the staging share one inode."""
+    live = tmp_path / "live" / "model.onnx"
+    live.parent.mkdir()
+    live.write_bytes(b"weights")
+    before = os.lstat(live)
+    staged = StagedFiles()
+    a, b = tmp_path / "stage" / "m" / "1" / "model.onnx", tmp_path / "stage" / "m_ort" / "1" / "model.onnx"
+    staged.place(live, a)
+    staged.place(live, b)
+    after = os.lstat(live)
+    assert (after.st_ino, after.st_nlink, after.st_ctime_ns) == (before.st_ino, before.st_nlink, before.st_ctime_ns)
+    assert a.read_bytes() == b.read_bytes() == b"weights"
+    assert os.lstat(a).st_ino == os.lstat(b).st_ino != before.st_ino
+    other = tmp_path / "stage" / "n" / "1" / "model.onnx"
+    StagedFiles().place(live, other)  # another build's staging: its own copy
+    assert os.lstat(other).st_ino not in (before.st_ino, os.lstat(a).st_ino)
 
 
 def test_publication_replaces_only_its_models_and_never_the_root(tmp_path):
