@@ -134,7 +134,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
-        "--work", type=Path, default=None, help="scratch directory, kept (default: a temporary one); reused, nothing is rebuilt"
+        "--work",
+        type=Path,
+        default=None,
+        help="scratch directory, kept (default: a temporary one); a reused one re-times without rebuilding",
     )
     parser.add_argument("--out", type=Path, default=Path("perf_results/bench_int8.json"))
     args = parser.parse_args()
