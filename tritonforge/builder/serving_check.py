@@ -32,7 +32,7 @@ from tritonforge import dtypes
 from tritonforge.builder.serving_ort import ServingOrt
 from tritonforge.errors import TritonforgeError
 from tritonforge.repository.config_rules import config_problems, onnx_config_problems
-from tritonforge.repository.layout import ModelDir
+from tritonforge.repository.layout import ModelDir, StagedFiles
 from tritonforge.repository.manifest import Role
 from tritonforge.serving.batching import Batch
 from tritonforge.spec import BuildSpec, TensorSpec
@@ -129,8 +129,9 @@ class ServingCheck:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         loaded: list[str] = []
         try:
+            staged = StagedFiles()  # a file the models share is copied once
             for m in loadable:
-                m.write(self._root / m.name, version)
+                m.write(self._root / m.name, version, staged)
                 self._load(client, server, m.name)
                 loaded.append(m.name)
             assert self.ort is not None

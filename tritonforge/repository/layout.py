@@ -54,7 +54,8 @@ class ModelDir:
     def write(self, model_dir: Path, version: int, staged: StagedFiles | None = None) -> Path:
         """Write config.pbtxt (serving exactly `version`) and the version directory into `model_dir`; `staged`
         shares one copy of a source file between the model directories of one build."""
-        staged = staged or StagedFiles()
+        if staged is None:
+            staged = StagedFiles()
         (model_dir / str(version)).mkdir(parents=True, exist_ok=True)
         config = mc.ModelConfig()
         config.CopyFrom(self.config)
